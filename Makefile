@@ -1,0 +1,31 @@
+# Lumina: set-up, demo and tests. Every target creates .venv and installs the pinned set on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.lumina-installed
+
+.PHONY: setup demo test test-fast lint clean
+
+$(STAMP): pyproject.toml constraints.txt $(wildcard plugins/*/pyproject.toml)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all]" $(addprefix -e ,$(wildcard plugins/*/))
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/lumina train recipes/image/shapes_tiny.yaml
+	$(VENV)/bin/lumina eval recipes/image/shapes_tiny.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lumina_core lumina_modalities plugins tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

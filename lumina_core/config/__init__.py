@@ -1,0 +1,1 @@
+"""Recipe configuration: the schema (``schema.py``), loading with overrides and validation."""

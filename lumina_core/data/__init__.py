@@ -1,0 +1,19 @@
+"""Data plumbing shared by every modality: item collation, corrupt-sample accounting, shard packing.
+
+Every dataset yields items ``{"sample": Tensor, "condition": str | int | None, "meta": dict}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def collate_items(items: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Collate dataset items into lists (samples may differ in size; the plugin tokenizes them later)."""
+    items = [it for it in items if it is not None]
+    return {
+        "samples": [it["sample"] for it in items],
+        "conditions": [it.get("condition") for it in items],
+        "meta": [it.get("meta", {}) for it in items],
+    }

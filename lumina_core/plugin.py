@@ -1,0 +1,159 @@
+"""The modality plugin contract.
+
+A modality plugin is everything the core needs to know about one kind of data, and nothing more:
+
+* ``adapter_spec()``  - token width in and out, RoPE axes and how the head dimension is split across them;
+* ``tokenize(samples)`` / ``detokenize(batch)`` - samples (one tensor each) to a :class:`TokenBatch` and back;
+* ``layout(shapes)`` - an empty TokenBatch (zero tokens, real positions and mask) for samples of the given
+  shapes, which is where generation starts (noise is drawn in token space);
+* ``conditions`` - which conditions it accepts: ``"text"``, ``"class"``, ``"camera"``, ``"none"``;
+* datasets - registered in :data:`lumina_core.registry.DATASETS` with ``modality = <plugin name>``;
+  every dataset yields items ``{"sample": Tensor, "condition": str | int | None, "meta": dict}``;
+* ``write_preview(...)`` - files a person can look at or listen to (PNG, WAV, PLY, GIF);
+* ``evaluate(...)`` - metrics with ground truth (adherence checkers, FID-style scores);
+* ``default_recipe`` - the recipe that shows the plugin off.
+
+The core never imports a modality; plugins are found through the registry (entry point group
+``lumina.plugins``). Built-in modalities use exactly the same API as external ones.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from lumina_core import CORE_API_VERSION
+from lumina_core.tokens import TokenBatch
+
+CONDITION_KINDS = frozenset({"text", "class", "camera", "none"})
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """What the per-modality adapter around the shared trunk needs.
+
+    Attributes:
+        in_dim: token width produced by ``tokenize`` (e.g. C * p * p for image patches).
+        out_dim: width the final layer predicts. Equal to ``in_dim`` for a velocity, or a multiple of it
+            (the released image model predicts 2C channels per pixel, "learn sigma"); the first ``in_dim``
+            output channels are always the prediction in the *same order as the input tokens*.
+        num_axes: number of position axes A (0: no RoPE, e.g. unordered point clouds).
+        axis_split: relative share of each attention head's rotary dimension per axis, e.g. (1, 1) for the
+            released 2D layout or (2, 3, 3) for d/4 : 3d/8 : 3d/8 on (t, h, w). Length ``num_axes``.
+        rope_layout: "interleaved" (released 2D: the axes' rotation pairs alternate pair by pair) or
+            "blocked" (each axis owns a contiguous slice of the head dimension).
+        rope_theta: RoPE base.
+        train_extent: per-axis extent of positions seen in training (e.g. (32, 32) patches), used to
+            compute RoPE scale factors when generating beyond it; None if not applicable.
+    """
+
+    in_dim: int
+    out_dim: int
+    num_axes: int
+    axis_split: tuple[int, ...] = ()
+    rope_layout: str = "interleaved"
+    rope_theta: float = 10000.0
+    train_extent: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.in_dim <= 0:
+            problems.append(f"in_dim must be positive, got {self.in_dim}")
+        if self.out_dim < self.in_dim:
+            problems.append(f"out_dim ({self.out_dim}) must be at least in_dim ({self.in_dim})")
+        if self.num_axes < 0:
+            problems.append(f"num_axes must be >= 0, got {self.num_axes}")
+        if self.num_axes and len(self.axis_split) != self.num_axes:
+            problems.append(
+                f"axis_split must give one share per axis ({self.num_axes}); got {self.axis_split!r}"
+            )
+        if self.rope_layout not in ("interleaved", "blocked"):
+            problems.append(f"rope_layout must be 'interleaved' or 'blocked', got {self.rope_layout!r}")
+        if problems:
+            raise ValueError("invalid AdapterSpec: " + "; ".join(problems))
+
+
+class ModalityPlugin(abc.ABC):
+    """Base class of every modality plugin. Subclass, fill in the abstract methods, register:
+
+    >>> from lumina_core.registry import MODALITIES
+    >>> @MODALITIES.register("tones")
+    ... class TonePlugin(ModalityPlugin): ...
+
+    Constructor keyword arguments come from the recipe (``tasks[i].modality.params``).
+    """
+
+    #: registered name (set by subclasses)
+    name: ClassVar[str] = ""
+    #: core API version the plugin was written for; the registry refuses an incompatible major version
+    api_version: ClassVar[str] = CORE_API_VERSION
+    #: condition kinds this modality accepts (subset of CONDITION_KINDS)
+    conditions: ClassVar[frozenset[str]] = frozenset({"none"})
+    #: file formats write_preview produces, for documentation and the conformance suite
+    preview_formats: ClassVar[tuple[str, ...]] = ()
+    #: path of the default recipe, relative to the repository / plugin root
+    default_recipe: ClassVar[str | None] = None
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+
+    # -- tokens ----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def adapter_spec(self) -> AdapterSpec:
+        """Token widths and RoPE layout of this modality (see :class:`AdapterSpec`)."""
+
+    @abc.abstractmethod
+    def tokenize(self, samples: Sequence[Tensor]) -> TokenBatch:
+        """Samples (each one tensor, possibly of different sizes) to a right-padded TokenBatch."""
+
+    @abc.abstractmethod
+    def detokenize(self, batch: TokenBatch) -> list[Tensor]:
+        """Inverse of :meth:`tokenize`: one tensor per sample, in the sample's own size."""
+
+    @abc.abstractmethod
+    def sample_shape(self, sample: Tensor) -> tuple[int, ...]:
+        """The shape descriptor :meth:`layout` needs to reproduce this sample's token layout."""
+
+    @abc.abstractmethod
+    def default_shape(self) -> tuple[int, ...]:
+        """The shape descriptor of what the plugin generates by default (e.g. (3, 32, 32))."""
+
+    def layout(self, shapes: Sequence[tuple[int, ...]], device: torch.device | str | None = None) -> TokenBatch:
+        """An empty TokenBatch for samples of the given shapes: zero tokens, real positions and mask.
+
+        Generation draws noise of this layout in token space. The default tokenizes zero samples, which is
+        right for any plugin whose ``sample_shape`` is the tensor shape; override when it is not.
+        """
+        zeros = [torch.zeros(tuple(s), device=device) for s in shapes]
+        batch = self.tokenize(zeros)
+        return batch.with_tokens(torch.zeros_like(batch.tokens))
+
+    # -- device placement for frozen helper networks (autoencoders, vocoders) -------------------------
+    def to(self, device: torch.device | str) -> ModalityPlugin:
+        """Move frozen helper networks (e.g. an autoencoder) to ``device``. Default: nothing to move."""
+        return self
+
+    # -- people-facing output -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def write_preview(
+        self, samples: Sequence[Tensor], conditions: Sequence[Any], out_dir: str | Path, stem: str
+    ) -> list[Path]:
+        """Write files a person can look at or listen to; return their paths."""
+
+    def evaluate(self, samples: Sequence[Tensor], items: Sequence[dict], dataset: Any = None) -> dict[str, float]:
+        """Metrics of generated ``samples`` against the dataset ``items`` whose conditions produced them.
+
+        The default delegates to ``dataset.score(samples, items)`` when the dataset has a ground-truth
+        checker, else returns no metrics.
+        """
+        score = getattr(dataset, "score", None)
+        return dict(score(samples, items)) if callable(score) else {}
+
+    def preview_to_tensorboard(self, writer: Any, samples: Sequence[Tensor], step: int, tag: str) -> None:
+        """Log previews to a TensorBoard ``SummaryWriter``. Default: nothing."""
