@@ -1,0 +1,272 @@
+"""Skip and count unreadable samples instead of crashing a run (or silently training on garbage).
+
+A decode that fails (a truncated PNG, a corrupt WAV, a mesh with NaN coordinates that the modality rejects
+with :class:`CorruptSampleError`) is logged in one line naming the item, counted, and dropped: map-style
+datasets wrapped in :class:`SkipCorrupt` return None (``collate_items`` drops it), streams wrapped in
+:class:`SkipCorruptIterable` do not yield it. ``summary()`` reads ``"skipped N of M unreadable samples"``.
+
+Counting across ``DataLoader`` workers: the counts live in shared memory (``multiprocessing.Value``), so the
+main process sees every worker's skips; the names of skipped items are kept per process (complete with
+``num_workers=0``; with workers each skip is still logged, with its name, by the worker that met it).
+
+If every sample of a pass fails (and there were at least a few), the cause is almost surely a bug, not
+corrupt data: an iterable pass then raises RuntimeError with the first error attached instead of yielding
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from torch.utils.data import Dataset, IterableDataset
+
+logger = logging.getLogger("lumina.data")
+
+
+class CorruptSampleError(ValueError):
+    """A sample that cannot be read or fails validation (raise it from a dataset's decode).
+
+    Args:
+        message: what is wrong, for people.
+        name: the item (file name, shard key) it concerns; shown in the skip log.
+    """
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message if name is None else f"{name}: {message}")
+        self.name = name
+
+
+class SkipStats:
+    """Shared counters of seen and skipped samples, plus this process's list of skipped names."""
+
+    def __init__(self, keep_names: int = 1000) -> None:
+        self._seen = multiprocessing.Value("q", 0)
+        self._skipped = multiprocessing.Value("q", 0)
+        self.keep_names = keep_names
+        self.names: list[str] = []
+        self.reasons: list[str] = []
+
+    @property
+    def seen(self) -> int:
+        return int(self._seen.value)
+
+    @property
+    def skipped(self) -> int:
+        return int(self._skipped.value)
+
+    def ok(self) -> None:
+        with self._seen.get_lock():
+            self._seen.value += 1
+
+    def skip(self, name: str, error: BaseException) -> None:
+        with self._seen.get_lock():
+            self._seen.value += 1
+        with self._skipped.get_lock():
+            self._skipped.value += 1
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        if len(self.names) < self.keep_names:
+            self.names.append(name)
+            self.reasons.append(reason)
+        logger.warning("skipping unreadable sample %s (%s)", name, reason)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if multiprocessing.context.get_spawning_popen() is None:
+            # an ordinary copy (deepcopy, pickle to disk): detach the counters, keeping their values
+            state["_seen"] = int(self._seen.value)
+            state["_skipped"] = int(self._skipped.value)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key in ("_seen", "_skipped"):
+            if isinstance(state[key], int):
+                state[key] = multiprocessing.Value("q", state[key])
+        self.__dict__.update(state)
+
+    def reset(self) -> None:
+        with self._seen.get_lock():
+            self._seen.value = 0
+        with self._skipped.get_lock():
+            self._skipped.value = 0
+        self.names.clear()
+        self.reasons.clear()
+
+    def summary(self) -> str:
+        text = f"skipped {self.skipped} of {self.seen} unreadable samples"
+        if self.names:
+            shown = ", ".join(self.names[:5]) + (", ..." if len(self.names) > 5 else "")
+            text += f" ({shown})"
+        return text
+
+
+def _item_name(dataset: Any, index: int, error: BaseException) -> str:
+    name = getattr(error, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    namer = getattr(dataset, "item_name", None)
+    if callable(namer):
+        try:
+            return str(namer(index))
+        except Exception:  # a broken namer must not hide the real error
+            pass
+    return f"index {index}"
+
+
+class SkipCorrupt(Dataset):
+    """Wrap a map-style dataset: an item whose ``__getitem__`` raises one of ``errors`` becomes None.
+
+    Args:
+        dataset: the wrapped dataset; if it has ``item_name(index) -> str`` that name is logged.
+        errors: exception types that mean "unreadable sample" (default: any ``Exception``, since image,
+            audio and mesh decoders raise many types; KeyboardInterrupt and the like always propagate).
+
+    Attributes ``skipped``, ``seen``, ``skipped_names``; ``summary()``; ``reset()`` (e.g. each epoch).
+    """
+
+    def __init__(self, dataset: Dataset, errors: tuple[type[BaseException], ...] = (Exception,)) -> None:
+        self.dataset = dataset
+        self.errors = errors
+        self.stats = SkipStats()
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            item = self.dataset[index]
+        except self.errors as err:
+            self.stats.skip(_item_name(self.dataset, index, err), err)
+            return None
+        self.stats.ok()
+        return item
+
+    def __getattr__(self, name: str) -> Any:
+        # forward dataset-specific API (score, item_name, ...) to the wrapped dataset
+        if name in ("dataset", "errors", "stats"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    @property
+    def skipped(self) -> int:
+        return self.stats.skipped
+
+    @property
+    def seen(self) -> int:
+        return self.stats.seen
+
+    @property
+    def skipped_names(self) -> list[str]:
+        return list(self.stats.names)
+
+    def summary(self) -> str:
+        return self.stats.summary()
+
+    def reset(self) -> None:
+        self.stats.reset()
+
+
+class SkipCorruptIterable(IterableDataset):
+    """Decode a stream of raw samples, skipping (and counting) those whose ``decode`` raises.
+
+    Args:
+        source: an iterable of raw samples (re-iterated each epoch).
+        decode: raw sample -> item; raising one of ``errors``, or returning None, marks it unreadable.
+        name: raw sample -> name for the log (default: its ``"__key__"`` and ``"__url__"`` if a dict).
+        errors: exception types that mean "unreadable sample".
+        log_summary: log ``summary()`` when a pass over the stream ends.
+        min_bad_to_fail: a pass in which every sample failed, and at least this many, raises RuntimeError.
+    """
+
+    def __init__(
+        self,
+        source: Iterable[Any],
+        decode: Callable[[Any], Any],
+        name: Callable[[Any], str] | None = None,
+        errors: tuple[type[BaseException], ...] = (Exception,),
+        log_summary: bool = True,
+        min_bad_to_fail: int = 8,
+    ) -> None:
+        self.source = source
+        self.decode = decode
+        self.name = name or sample_name
+        self.errors = errors
+        self.log_summary = log_summary
+        self.min_bad_to_fail = min_bad_to_fail
+        self.stats = SkipStats()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.decode_stream(iter(self.source))
+
+    def decode_stream(self, raws: Iterator[Any]) -> Iterator[Any]:
+        """Decode ``raws`` one by one, skipping and counting failures; one pass = one call."""
+        ok = bad = 0
+        first_error: BaseException | None = None
+        for raw in raws:
+            try:
+                item = self.decode(raw)
+                if item is None:
+                    raise CorruptSampleError("decode returned None")
+            except self.errors as err:
+                bad += 1
+                first_error = first_error or err
+                self.stats.skip(_safe_name(self.name, raw), err)
+                continue
+            ok += 1
+            self.stats.ok()
+            yield item
+        if self.log_summary and bad:
+            logger.warning(self.summary())
+        if bad >= self.min_bad_to_fail and not ok:
+            raise RuntimeError(
+                f"every sample of this pass failed to decode ({bad} of {bad}); this looks like a bug in the "
+                f"decode function or the wrong data, not corrupt files. First error: {first_error!r}"
+            ) from first_error
+
+    @property
+    def skipped(self) -> int:
+        return self.stats.skipped
+
+    @property
+    def seen(self) -> int:
+        return self.stats.seen
+
+    @property
+    def skipped_names(self) -> list[str]:
+        return list(self.stats.names)
+
+    def summary(self) -> str:
+        return self.stats.summary()
+
+    def reset(self) -> None:
+        self.stats.reset()
+
+
+def skip_summary(dataset: Any) -> str | None:
+    """``dataset.summary()`` when ``dataset`` (or the dataset it wraps) skipped samples, else None.
+
+    For trainers: call at the end of each epoch and log the line when it is not None.
+    """
+    while dataset is not None:
+        stats = dataset.__dict__.get("stats") if hasattr(dataset, "__dict__") else None
+        if isinstance(stats, SkipStats):
+            return dataset.summary() if stats.skipped else None
+        dataset = dataset.__dict__.get("dataset") if hasattr(dataset, "__dict__") else None
+    return None
+
+
+def sample_name(raw: Any) -> str:
+    """A readable name for a raw sample: ``"<url>:<key>"`` for webdataset samples, else ``repr`` (short)."""
+    if isinstance(raw, dict) and "__key__" in raw:
+        url = raw.get("__url__")
+        return f"{url}:{raw['__key__']}" if url else str(raw["__key__"])
+    return repr(raw)[:80]
+
+
+def _safe_name(namer: Callable[[Any], str], raw: Any) -> str:
+    try:
+        return str(namer(raw))
+    except Exception:
+        return repr(raw)[:80]
