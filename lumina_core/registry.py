@@ -1,50 +1,394 @@
-"""Named registries of components (modalities, conditioners, objectives, solvers, ...).
+"""Named registries of components (modalities, conditioners, objectives, solvers, ...) and plugin discovery.
 
-FIRST DRAFT - the registry owner extends this (entry points, origins, close-match errors) while keeping
-this public API stable:
+Public API (stable)::
 
     MODALITIES.register("image")(ImagePlugin)      # or as a decorator: @MODALITIES.register("image")
     MODALITIES.get("image")        -> the registered object (class or function)
     MODALITIES.build({"name": "image", "params": {...}}) -> get(name)(**params)
-    MODALITIES.names()             -> sorted list of names
-    MODALITIES.origin("image")     -> where the name was registered (module / distribution)
+    MODALITIES.names()             -> sorted list of registered names
+    MODALITIES.origin("image")     -> where the name was registered: "module (distribution version)"
+    MODALITIES.origin_info("image") -> Origin(module, distribution, version, entry_point)
+
+Where names come from:
+
+* the core registers its own components when the module that defines them is imported; each registry knows
+  which core modules provide it (``providers``) and imports them on the first lookup that needs them;
+* plugins, built-in or third-party, are found through the entry-point group ``lumina.plugins``: the entry
+  point's *name* is the plugin (modality) name and its *value* a module that registers things when imported.
+  The installed metadata is scanned once per process (:func:`plugin_entries`), without importing anything,
+  so plugin names can be listed cheaply; a plugin module is imported on first use (``get`` of a name that is
+  not registered yet loads the entry point of that name, else every entry point not loaded yet).
+
+Errors are written for people: an unknown name lists close matches, where names come from and the command
+that lists them (``lumina plugins list``); a name registered twice names both origins; a plugin that fails to
+import names its distribution, version and the cause (the other plugins keep working); a plugin written for
+another major version of the core API (``ModalityPlugin.api_version`` vs ``lumina_core.CORE_API_VERSION``)
+is refused.
+
+This module imports only the standard library.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import importlib
+import importlib.metadata
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+from lumina_core import CORE_API_VERSION
 
 T = TypeVar("T")
 
+#: the entry-point group third-party packages register in (name = plugin name, value = module to import)
+ENTRY_POINT_GROUP = "lumina.plugins"
+#: the command that lists every name, quoted in error messages
+LIST_COMMAND = "lumina plugins list"
 
+
+# ------------------------------------------------------------------------------------------------------
+# errors
+# ------------------------------------------------------------------------------------------------------
+class RegistryError(Exception):
+    """Base class of registry errors (they carry a message meant for people)."""
+
+
+class UnknownNameError(RegistryError, KeyError):
+    """A name that no registration and no plugin provides. Also a ``KeyError`` (lookups)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateNameError(RegistryError, ValueError):
+    """The same name registered by two different objects without ``override=True``."""
+
+
+class IncompatiblePluginError(RegistryError, ValueError):
+    """A component written for another major version of the core API."""
+
+
+class PluginImportError(RegistryError, ImportError):
+    """A plugin's entry point module failed to import (names distribution, version and cause)."""
+
+
+# ------------------------------------------------------------------------------------------------------
+# origins and entry points
+# ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Origin:
+    """Where a registered name comes from."""
+
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    entry_point: str | None = None  # "name = value" when registered while loading an entry point
+
+    def __str__(self) -> str:
+        if self.distribution:
+            return f"{self.module} (distribution {self.distribution} {self.version or '?'})"
+        return f"{self.module} (not from an installed distribution)"
+
+
+@dataclass
+class PluginEntry:
+    """One entry point of the ``lumina.plugins`` group and its load state."""
+
+    name: str
+    value: str  # module imported to load the plugin
+    distribution: str | None
+    version: str | None
+    status: str = "not loaded"  # "not loaded" | "loading" | "loaded" | "broken"
+    error: PluginImportError | None = None
+    registered: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) registered on import
+
+    @property
+    def where(self) -> str:
+        dist = (
+            f"distribution {self.distribution} {self.version or '?'}"
+            if self.distribution
+            else "no distribution"
+        )
+        return f"{dist}, entry point {self.name} = {self.value}"
+
+
+_lock = threading.RLock()
+_entries: dict[str, PluginEntry] | None = None
+_loading: list[PluginEntry] = []  # stack of entry points being imported (registrations are attributed to it)
+_dist_of_package: dict[str, list[str]] | None = None
+ALL_REGISTRIES: dict[str, Registry] = {}
+
+
+def _scan_entry_points() -> dict[str, PluginEntry]:
+    found: dict[str, PluginEntry] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        version = dist.version if dist is not None else None
+        if ep.name in found:  # the same plugin name from two distributions: the second one is broken
+            other = found[ep.name]
+            entry = PluginEntry(ep.name, ep.value, dist_name, version, status="broken")
+            entry.error = PluginImportError(
+                f"plugin {ep.name!r} is declared twice: by {other.where} and by {entry.where}; "
+                "uninstall one of the two distributions"
+            )
+            found[f"{ep.name} ({dist_name})"] = entry
+            continue
+        found[ep.name] = PluginEntry(ep.name, ep.value, dist_name, version)
+    if not any(e.distribution == "lumina" for e in found.values()):
+        for name, value in _source_tree_entry_points().items():
+            found.setdefault(name, PluginEntry(name, value, "lumina", _core_version() + " (source tree)"))
+    return found
+
+
+def _core_version() -> str:
+    from lumina_core import __version__
+
+    return __version__
+
+
+def _source_tree_entry_points() -> dict[str, str]:
+    """Entry points the repository's own ``pyproject.toml`` declares, when the core runs from a source tree
+    that is not pip-installed (``PYTHONPATH=.``): the built-in modalities are then found the same way."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        return {}
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if data.get("project", {}).get("name") != "lumina":
+        return {}
+    return dict(data["project"].get("entry-points", {}).get(ENTRY_POINT_GROUP, {}))
+
+
+def plugin_entries(refresh: bool = False) -> dict[str, PluginEntry]:
+    """The ``lumina.plugins`` entry points, scanned once per process (``refresh=True`` rescans).
+
+    Nothing is imported: this is how plugin names are listed without loading the plugins.
+    """
+    global _entries
+    with _lock:
+        if _entries is None or refresh:
+            _entries = _scan_entry_points()
+        return _entries
+
+
+def plugin_names() -> list[str]:
+    """Names of every plugin declared by an entry point (loaded or not), without importing any."""
+    return sorted(e.name for e in plugin_entries().values() if e.value and "(" not in e.name)
+
+
+def reset_plugins() -> None:
+    """Forget the entry-point scan (tests that fake entry points call this; registrations stay)."""
+    global _entries, _dist_of_package
+    with _lock:
+        _entries = None
+        _dist_of_package = None
+
+
+def load_plugin(name: str) -> PluginEntry:
+    """Import the entry point ``name`` (once). Raises :class:`PluginImportError` if its import failed."""
+    entries = plugin_entries()
+    if name not in entries:
+        raise UnknownNameError(
+            f"no plugin {name!r} is installed; plugins: {', '.join(plugin_names()) or '(none)'}. "
+            f"Run `{LIST_COMMAND}` to see them."
+        )
+    entry = entries[name]
+    with _lock:
+        if entry.status == "not loaded":
+            entry.status = "loading"
+            _loading.append(entry)
+            try:
+                importlib.import_module(entry.value)
+            except Exception as exc:  # noqa: BLE001 - any import failure makes the plugin "broken"
+                entry.status = "broken"
+                cause = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                entry.error = PluginImportError(
+                    f"plugin {entry.name!r} failed to import ({entry.where}): {cause}"
+                )
+                entry.error.__cause__ = exc
+                for kind, key in entry.registered:  # a half-imported plugin registers nothing usable
+                    reg = ALL_REGISTRIES.get(kind)
+                    if reg is not None and reg._origins.get(key, Origin("")).entry_point:
+                        reg.unregister(key)
+                entry.registered.clear()
+            else:
+                entry.status = "loaded"
+            finally:
+                _loading.pop()
+    if entry.status == "broken":
+        assert entry.error is not None
+        raise entry.error
+    return entry
+
+
+def load_all_plugins() -> list[PluginEntry]:
+    """Import every entry point not loaded yet; a broken one is marked and skipped. Returns the broken ones."""
+    broken = []
+    for name, entry in list(plugin_entries().items()):
+        if entry.status == "not loaded":
+            try:
+                load_plugin(name)
+            except PluginImportError:
+                pass
+        if entry.status == "broken":
+            broken.append(entry)
+    return broken
+
+
+def _distribution_of_module(module: str) -> tuple[str | None, str | None]:
+    global _dist_of_package
+    with _lock:
+        if _dist_of_package is None:
+            try:
+                _dist_of_package = dict(importlib.metadata.packages_distributions())
+            except Exception:  # noqa: BLE001 - broken metadata must not break lookups
+                _dist_of_package = {}
+    top = module.split(".")[0]
+    dists = _dist_of_package.get(top) or []
+    if dists:
+        try:
+            return dists[0], importlib.metadata.version(dists[0])
+        except importlib.metadata.PackageNotFoundError:
+            return dists[0], None
+    if top in ("lumina_core", "lumina_modalities"):  # this repository, run from its source tree
+        return "lumina", _core_version() + " (source tree)"
+    return None, None
+
+
+def _major(version: str) -> str:
+    return str(version).strip().split(".")[0]
+
+
+# ------------------------------------------------------------------------------------------------------
+# the registry
+# ------------------------------------------------------------------------------------------------------
 class Registry(Generic[T]):
-    """A mapping from names to components of one kind."""
+    """A mapping from names to components of one kind.
 
-    def __init__(self, kind: str) -> None:
+    Args:
+        kind: what the registry holds, in words ("modality", "time grid", ...), used in messages.
+        providers: core modules that register components of this kind when imported; they are imported on
+            the first lookup of a name that is not registered yet.
+    """
+
+    def __init__(self, kind: str, providers: Sequence[str] = ()) -> None:
         self.kind = kind
+        self.providers = tuple(providers)
         self._items: dict[str, T] = {}
-        self._origins: dict[str, str] = {}
+        self._origins: dict[str, Origin] = {}
+        self._providers_loaded = False
+        ALL_REGISTRIES.setdefault(kind, self)  # the first registry of a kind is the one listed
 
+    # -- registration ----------------------------------------------------------------------------------
     def register(self, name: str | None = None, *, override: bool = False) -> Callable[[T], T]:
+        """Decorator registering ``obj`` under ``name`` (default: ``obj.name``, then ``obj.__name__``)."""
+
         def deco(obj: T) -> T:
             key = name or getattr(obj, "name", None) or obj.__name__  # type: ignore[attr-defined]
-            origin = getattr(obj, "__module__", "?")
-            if key in self._items and not override and self._items[key] is not obj:
-                raise ValueError(
-                    f"{self.kind} {key!r} is registered twice: by {self._origins[key]} and by {origin}; "
-                    "pass override=True to replace it on purpose"
+            origin = self._origin_for(obj)
+            api = getattr(obj, "api_version", None)
+            if isinstance(api, str) and _major(api) != _major(CORE_API_VERSION):
+                raise IncompatiblePluginError(
+                    f"{self.kind} {key!r} from {origin} was written for core API {api}, but this lumina core "
+                    f"provides API {CORE_API_VERSION} (the major versions differ); install a version of the "
+                    "plugin built for this core, or a core matching the plugin"
                 )
-            self._items[key] = obj
-            self._origins[key] = origin
+            with _lock:
+                if key in self._items and not override and self._items[key] is not obj:
+                    raise DuplicateNameError(
+                        f"{self.kind} {key!r} is registered twice: by {self._origins[key]} and by {origin}; "
+                        "pass override=True to replace it on purpose"
+                    )
+                self._items[key] = obj
+                self._origins[key] = origin
+                if _loading:
+                    _loading[-1].registered.append((self.kind, key))
             return obj
 
         return deco
 
+    @staticmethod
+    def _origin_for(obj: Any) -> Origin:
+        module = getattr(obj, "__module__", None) or "?"
+        qual = getattr(obj, "__qualname__", None)
+        where = f"{module}.{qual}" if qual else module
+        if _loading:
+            entry = _loading[-1]
+            return Origin(where, entry.distribution, entry.version, f"{entry.name} = {entry.value}")
+        return Origin(where)
+
+    # -- lookup ----------------------------------------------------------------------------------------
+    def _load_providers(self) -> None:
+        if self._providers_loaded:
+            return
+        self._providers_loaded = True
+        for module in self.providers:
+            if module not in sys.modules:
+                try:
+                    importlib.import_module(module)
+                except ModuleNotFoundError as exc:
+                    # a provider that does not exist (yet) is not an error; a broken one is
+                    if exc.name is None or not module.startswith(exc.name):
+                        raise
+
+    def _find(self, name: str) -> T | None:
+        if name in self._items:
+            return self._items[name]
+        self._load_providers()
+        if name in self._items:
+            return self._items[name]
+        entries = plugin_entries()
+        if name in entries and entries[name].status == "not loaded":
+            load_plugin(name)  # raises PluginImportError naming the distribution if it fails
+            if name in self._items:
+                return self._items[name]
+        if name in entries and entries[name].status == "broken":
+            raise entries[name].error  # type: ignore[misc]
+        load_all_plugins()
+        return self._items.get(name)
+
     def get(self, name: str) -> T:
-        if name not in self._items:
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or '(none)'}")
-        return self._items[name]
+        """The object registered as ``name``, importing core providers / plugins on first use."""
+        obj = self._find(name)
+        if obj is None:
+            raise UnknownNameError(self._unknown_message(name))
+        return obj
+
+    def _unknown_message(self, name: str) -> str:
+        known = self.names()
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        lines = [f"unknown {self.kind} {name!r}."]
+        if close:
+            lines.append(f"Did you mean: {', '.join(repr(c) for c in close)}?")
+        lines.append(f"Known {self.kind} names: {', '.join(known) or '(none)'}.")
+        entries = plugin_entries()
+        lines.append(
+            f"Names come from the core ({', '.join(self.providers) or 'no core module'}) and from plugins "
+            f"installed under the entry-point group {ENTRY_POINT_GROUP!r} "
+            f"({', '.join(sorted(e.name for e in entries.values())) or 'none installed'})."
+        )
+        broken = [e for e in entries.values() if e.status == "broken"]
+        for e in broken:
+            lines.append(f"Note: {e.error}")
+        lines.append(f"Run `{LIST_COMMAND}` to list every name.")
+        return " ".join(lines)
+
+    def suggest(self, name: str, n: int = 3) -> list[str]:
+        """Registered names close to ``name`` (difflib)."""
+        return difflib.get_close_matches(str(name), self.names(), n=n, cutoff=0.5)
 
     def build(self, node: Any, **extra: Any) -> Any:
         """Build from ``{"name": ..., "params": {...}}`` (or a bare name): ``get(name)(**params, **extra)``."""
@@ -55,20 +399,67 @@ class Registry(Generic[T]):
         return self.get(name)(**params, **extra)
 
     def names(self) -> list[str]:
+        """Sorted names registered so far (core providers are imported first; plugins are not)."""
+        self._load_providers()
         return sorted(self._items)
 
     def origin(self, name: str) -> str:
-        self.get(name)
-        return self._origins[name]
+        """Where ``name`` was registered, as ``"module.Object (distribution NAME VERSION)"``."""
+        return str(self.origin_info(name))
 
-    def __contains__(self, name: str) -> bool:
+    def origin_info(self, name: str) -> Origin:
+        self.get(name)
+        origin = self._origins[name]
+        if origin.distribution is None:
+            dist, version = _distribution_of_module(origin.module)
+            if dist is not None:
+                origin = Origin(origin.module, dist, version, origin.entry_point)
+                self._origins[name] = origin
+        return origin
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests use this to undo registrations)."""
+        with _lock:
+            self._items.pop(name, None)
+            self._origins.pop(name, None)
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        for name in self.names():
+            yield name, self._items[name]
+
+    def __contains__(self, name: object) -> bool:
         return name in self._items
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self._items)} names)"
+
+
+@contextmanager
+def temporary_registrations() -> Iterator[None]:
+    """Undo every registration made inside the block (for tests).
+
+    The core providers are imported first, so their registrations (made once per process) survive.
+    """
+    for r in list(ALL_REGISTRIES.values()):
+        r._load_providers()
+    saved = {k: (dict(r._items), dict(r._origins)) for k, r in ALL_REGISTRIES.items()}
+    try:
+        yield
+    finally:
+        for k, r in ALL_REGISTRIES.items():
+            if k in saved:
+                r._items, r._origins = saved[k]
 
 
 MODALITIES: Registry = Registry("modality")
-CONDITIONERS: Registry = Registry("conditioner")  # text encoders, class embedders, ...
-OBJECTIVES: Registry = Registry("objective")
-SOLVERS: Registry = Registry("solver")
-TIME_GRIDS: Registry = Registry("time grid")
-TIME_SAMPLERS: Registry = Registry("time sampler")
+CONDITIONERS: Registry = Registry(
+    "conditioner", providers=("lumina_core.conditioning",)
+)  # text encoders, ...
+OBJECTIVES: Registry = Registry("objective", providers=("lumina_core.flow",))
+SOLVERS: Registry = Registry("solver", providers=("lumina_core.sampling",))
+TIME_GRIDS: Registry = Registry("time grid", providers=("lumina_core.sampling",))
+TIME_SAMPLERS: Registry = Registry("time sampler", providers=("lumina_core.flow",))
 DATASETS: Registry = Registry("dataset")
+#: frozen representation transforms with encode()/decode(): image autoencoders, mel frontend + vocoder, ...
+#: Lets one modality use another package's codec by name, without importing it.
+CODECS: Registry = Registry("codec")

@@ -1,0 +1,1 @@
+"""The ``lumina`` command line (entry point ``lumina_core.cli.main:main``)."""

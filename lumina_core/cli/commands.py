@@ -1,0 +1,200 @@
+"""Handlers of the ``lumina`` commands. Each imports what it needs when it runs (never at start-up).
+
+The heavy lifting lives elsewhere: training, sampling and evaluation in ``lumina_core.training.api``,
+conversion in ``lumina_core.interop``, shard packing in ``lumina_core.data.shards``, the plugin scaffold in
+``lumina_core.scaffold``. These handlers load and validate the recipe, say what they are about to do and
+where files go, call the library, and print the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from lumina_core.config import load_recipe
+
+    return load_recipe(args.recipe, args.overrides)
+
+
+def _describe_tasks(cfg: Any) -> str:
+    parts = []
+    for task in cfg.tasks:
+        parts.append(f"{task.name} ({task.modality.name} on {task.data.name}, weight {task.weight})")
+    return ", ".join(parts)
+
+
+# -- train / sample / eval ---------------------------------------------------------------------------------
+def train(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    _say(f"lumina train: {args.recipe}: {len(cfg.tasks)} task(s): {_describe_tasks(cfg)}")
+    _say(
+        f"  {cfg.train.max_steps} steps; run folder {cfg.run.output_dir}"
+        + (f"; resuming from {args.resume}" if args.resume else "")
+    )
+    from lumina_core.training.api import train as run_training
+
+    run_dir = run_training(cfg, resume=args.resume)
+    _say(f"done: run folder {run_dir} (checkpoints, previews and logs; `tensorboard --logdir {run_dir}`)")
+    return 0
+
+
+def sample(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    conditions: list | None = None
+    if args.prompt:
+        conditions = list(args.prompt)
+    elif args.classes:
+        conditions = list(args.classes)
+    if args.num < 1:
+        raise ValueError(f"--num must be at least 1, got {args.num}")
+    out_dir = args.out or str(Path("samples") / str(cfg.run.name))
+    what = f"{len(conditions)} condition(s) x {args.num}" if conditions else f"{args.num} sample(s)"
+    task = f" (task {args.task})" if args.task else ""
+    _say(f"lumina sample: {what}{task} from checkpoint {args.ckpt}; writing to {out_dir}")
+    from lumina_core.training.api import sample as run_sampling
+
+    extra = {"task": args.task} if args.task else {}
+    paths = run_sampling(cfg, args.ckpt, conditions, args.num, out_dir, **extra)
+    for p in paths:
+        _say(f"  wrote {p}")
+    _say(f"done: {len(paths)} file(s) in {out_dir}")
+    return 0
+
+
+def eval(args: argparse.Namespace) -> int:  # noqa: A001 - the command is called eval
+    cfg = _load(args)
+    _say(f"lumina eval: {args.recipe}, checkpoint {args.ckpt or 'last of the run'}")
+    from lumina_core.training.api import evaluate
+
+    metrics = evaluate(cfg, args.ckpt)
+    width = max((len(k) for k in metrics), default=0)
+    for key, value in sorted(metrics.items()):
+        _say(f"  {key:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {key:<{width}}  {value}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+        _say(f"wrote {args.json}")
+    return 0
+
+
+# -- plugins -------------------------------------------------------------------------------------------------
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def plugins_list(args: argparse.Namespace) -> int:
+    from lumina_core import registry
+
+    header = ("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS")
+    entries = registry.plugin_entries()
+    rows: list[tuple[str, ...]] = []
+    if args.no_load:
+        for e in sorted(entries.values(), key=lambda e: e.name):
+            rows.append((e.name, "plugin", e.distribution or "-", e.version or "-", e.status))
+    else:
+        broken = registry.load_all_plugins()
+        for reg in list(registry.ALL_REGISTRIES.values()):
+            for name in reg.names():
+                o = reg.origin_info(name)
+                rows.append((name, reg.kind, o.distribution or "-", o.version or "-", "loaded"))
+        for e in broken:
+            rows.append((e.name, "plugin", e.distribution or "-", e.version or "-", "broken"))
+        for e in entries.values():  # loaded, but nothing came of it: worth seeing
+            if e.status == "loaded" and not e.registered and e.name not in registry.MODALITIES:
+                rows.append((e.name, "plugin", e.distribution or "-", e.version or "-", "loaded-empty"))
+        rows.sort(key=lambda r: (r[1], r[0]))
+    if args.kind:
+        rows = [r for r in rows if r[1] == args.kind]
+    _say(_table(rows, header) if rows else "(nothing registered)")
+    if any(r[4] == "loaded-empty" for r in rows):
+        _say("\nloaded-empty: the plugin's module imported fine but registered nothing")
+    if args.no_load:
+        _say(
+            f"\n{len(entries)} plugin(s) declared under the entry-point group {registry.ENTRY_POINT_GROUP!r} (not imported)."
+        )
+    else:
+        for e in entries.values():
+            if e.status == "broken":
+                _say(f"\nbroken: {e.error}")
+    return 0
+
+
+def plugins_new(args: argparse.Namespace) -> int:
+    from lumina_core.scaffold import create_plugin
+
+    root = create_plugin(args.name, args.dir, force=args.force)
+    _say(f"created plugin package {root}")
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            _say(f"  {p.relative_to(root)}")
+    _say(
+        "next:\n"
+        f"  pip install -e {root}            # registers the entry point\n"
+        f"  pytest {root / 'tests'}           # runs the conformance suite\n"
+        f"  lumina config validate {root / 'recipes' / args.name / 'tiny.yaml'}"
+    )
+    return 0
+
+
+# -- config --------------------------------------------------------------------------------------------------
+def config_validate(args: argparse.Namespace) -> int:
+    cfg = _load(args)  # raises RecipeError listing every problem
+    _say(f"ok: {args.recipe} is valid: {len(cfg.tasks)} task(s): {_describe_tasks(cfg)}")
+    return 0
+
+
+def config_show(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    cfg = _load(args)
+    sys.stdout.write(
+        f"# {args.recipe}" + (f" with {' '.join(args.overrides)}" if args.overrides else "") + "\n"
+    )
+    sys.stdout.write(OmegaConf.to_yaml(cfg, resolve=not args.no_resolve))
+    return 0
+
+
+# -- convert / data ------------------------------------------------------------------------------------------
+def convert(args: argparse.Namespace) -> int:
+    src = Path(args.src)
+    if not src.exists():
+        raise FileNotFoundError(f"no checkpoint at {src}")
+    _say(f"lumina convert: {args.src_format} checkpoint {src} -> {args.dst}")
+    from lumina_core.interop import convert as run_convert
+
+    out = run_convert(str(src), str(args.dst), src_format=args.src_format, preset=args.preset)
+    _say(f"done: {out}")
+    return 0
+
+
+def data_pack(args: argparse.Namespace) -> int:
+    src = Path(args.src)
+    if not src.is_dir():
+        raise NotADirectoryError(f"{src} is not a folder (expected FILE + FILE.txt pairs)")
+    if args.shard_size is not None and args.shard_size < 1:
+        raise ValueError(f"--shard-size must be at least 1, got {args.shard_size}")
+    _say(f"lumina data pack: {src} -> shards in {args.dst}")
+    from lumina_core.data.shards import pack_folder
+
+    kwargs = {} if args.shard_size is None else {"shard_size": args.shard_size}
+    result = pack_folder(str(src), str(args.dst), **kwargs)
+    if isinstance(result, list | tuple):
+        for p in result:
+            _say(f"  wrote {p}")
+    elif result is not None:
+        _say(f"  {result}")
+    _say(f"done: shards in {args.dst}")
+    return 0

@@ -1,0 +1,222 @@
+"""The ``lumina`` command: argument parsing only.
+
+Start-up must stay fast (``lumina --help`` well under a second), so this module imports nothing but
+argparse; each command's handler (``lumina_core.cli.commands``) imports the heavy modules it needs when it
+runs. Errors from bad recipes, unknown names or bad input print a clean message and exit with status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+
+EXIT_USER_ERROR = 2
+_OVERRIDE = re.compile(r"^[~+]?[A-Za-z_][\w\-]*(\.[\w\-]+)*(=|$)")
+
+DESCRIPTION = """\
+Lumina-Next as a modality-agnostic framework: train, sample and evaluate recipes, manage plugins.
+
+Recipes are YAML files under recipes/<modality>/; append key=value overrides after the recipe, e.g.
+  lumina train recipes/image/shapes_tiny.yaml train.max_steps=100 tasks.0.data.batch_size=8
+"""
+
+
+def _overrides_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="recipe overrides, dotted keys with list indices (tasks.0.data.batch_size=8); ~key deletes",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (no command imports anything heavy)."""
+    parser = argparse.ArgumentParser(
+        prog="lumina", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks instead of short error messages"
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train", help="train a recipe", description="Train a recipe; the run folder is printed."
+    )
+    p.add_argument("recipe", metavar="RECIPE", help="recipe YAML file")
+    _overrides_arg(p)
+    p.add_argument(
+        "--resume", metavar="last|DIR", help="resume from the run's last checkpoint or a checkpoint folder"
+    )
+    p.set_defaults(handler="train")
+
+    p = sub.add_parser(
+        "sample",
+        help="generate samples from a checkpoint",
+        description="Generate samples from a trained checkpoint with a recipe's sampling settings; writes files.",
+    )
+    p.add_argument("recipe", metavar="RECIPE", help="recipe YAML file the checkpoint was trained with")
+    _overrides_arg(p)
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        metavar="DIR",
+        help="a checkpoint folder, a run folder (its last checkpoint), or 'last' (this recipe's run)",
+    )
+    cond = p.add_mutually_exclusive_group()
+    cond.add_argument(
+        "--prompt", nargs="+", action="extend", metavar="TEXT", help="captions (quote each one)"
+    )
+    cond.add_argument(
+        "--class", dest="classes", nargs="+", action="extend", type=int, metavar="N", help="class ids"
+    )
+    p.add_argument("--num", type=int, default=4, metavar="N", help="samples per condition (default 4)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: samples/<run name>)")
+    p.add_argument("--task", metavar="NAME", help="which task of a multi-task recipe (default: the first)")
+    p.set_defaults(handler="sample")
+
+    p = sub.add_parser(
+        "eval", help="evaluate a checkpoint", description="Generate for held-out items and score them."
+    )
+    p.add_argument("recipe", metavar="RECIPE")
+    _overrides_arg(p)
+    p.add_argument(
+        "--ckpt",
+        metavar="DIR",
+        help="a checkpoint or run folder (default: the last checkpoint of this recipe's run)",
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
+    p.set_defaults(handler="eval")
+
+    p = sub.add_parser("plugins", help="list installed plugins, scaffold a new one")
+    psub = p.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
+    q = psub.add_parser(
+        "list",
+        help="every registered name: name, kind, distribution, version, status",
+        description="List registered components and the plugins of the entry-point group 'lumina.plugins'.",
+    )
+    q.add_argument("--no-load", action="store_true", help="list entry points only, without importing plugins")
+    q.add_argument("--kind", help="only this kind (modality, dataset, conditioner, objective, solver, ...)")
+    q.set_defaults(handler="plugins_list")
+    q = psub.add_parser(
+        "new",
+        help="scaffold an installable plugin package",
+        description="Create an installable plugin package (pyproject entry point, plugin, procedural dataset, "
+        "recipe, conformance test) that passes the conformance suite as generated.",
+    )
+    q.add_argument("name", metavar="NAME", help="plugin (modality) name, e.g. 'tones' (lowercase identifier)")
+    q.add_argument("--dir", default=".", metavar="DIR", help="parent folder (default: current folder)")
+    q.add_argument("--force", action="store_true", help="write into an existing, non-empty folder")
+    q.set_defaults(handler="plugins_new")
+    p.set_defaults(handler="help", help_parser=p)
+
+    p = sub.add_parser("config", help="validate a recipe or show it resolved")
+    csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    q = csub.add_parser("validate", help="report every problem of a recipe at once")
+    q.add_argument("recipe", metavar="RECIPE")
+    _overrides_arg(q)
+    q.set_defaults(handler="config_validate")
+    q = csub.add_parser("show", help="print the recipe merged with defaults and overrides, as YAML")
+    q.add_argument("recipe", metavar="RECIPE")
+    _overrides_arg(q)
+    q.add_argument("--no-resolve", action="store_true", help="keep ${...} interpolations")
+    q.set_defaults(handler="config_show")
+    p.set_defaults(handler="help", help_parser=p)
+
+    p = sub.add_parser(
+        "convert",
+        help="convert a diffusers or released checkpoint to the project's format",
+        description="Convert a diffusers LuminaNextDiT2DModel folder or a released consolidated checkpoint to "
+        "the project's format (safetensors + config JSON).",
+    )
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.add_argument("--from", dest="src_format", required=True, choices=("diffusers", "released"))
+    p.add_argument("--preset", metavar="P", help="trunk preset (default: inferred from the checkpoint)")
+    p.set_defaults(handler="convert")
+
+    p = sub.add_parser("data", help="data tools")
+    dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    q = dsub.add_parser(
+        "pack",
+        help="pack a folder of FILE + FILE.txt pairs into webdataset shards",
+        description="Pack a folder of samples with caption files (FILE + FILE.txt) into webdataset shards.",
+    )
+    q.add_argument("src", metavar="SRC")
+    q.add_argument("dst", metavar="DST")
+    q.add_argument("--shard-size", type=int, metavar="N", help="samples per shard")
+    q.set_defaults(handler="data_pack")
+    p.set_defaults(handler="help", help_parser=p)
+    return parser
+
+
+def _split_overrides(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+    """Overrides may come anywhere on the line; captions never look like ``dotted.key=value``."""
+    overrides = list(getattr(args, "overrides", None) or [])
+    unknown = []
+    for item in extra:
+        (overrides if _OVERRIDE.match(item) and "=" in item else unknown).append(item)
+    prompts = getattr(args, "prompt", None)
+    if prompts:
+        args.prompt = [t for t in prompts if not (_OVERRIDE.match(t) and "=" in t and " " not in t)]
+        overrides += [t for t in prompts if t not in args.prompt]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if hasattr(args, "overrides"):
+        args.overrides = overrides
+    elif overrides:
+        parser.error(f"this command takes no overrides: {' '.join(overrides)}")
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Errors whose message is the whole story: bad recipes, unknown names, bad input, missing files."""
+    registry = sys.modules.get("lumina_core.registry")
+    if registry is not None and isinstance(exc, registry.RegistryError):
+        return True
+    return isinstance(
+        exc, ValueError | LookupError | FileNotFoundError | NotADirectoryError | FileExistsError
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lumina`` command; returns the exit status (0 ok, 2 user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    args.debug = debug
+    if args.version:
+        from lumina_core import CORE_API_VERSION, __version__
+
+        print(f"lumina {__version__} (plugin API {CORE_API_VERSION})")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 0
+    _split_overrides(args, extra, parser)
+    if args.handler == "help":
+        args.help_parser.print_help()
+        return 0
+    from lumina_core.cli import commands
+
+    try:
+        return int(getattr(commands, args.handler)(args) or 0)
+    except KeyboardInterrupt:
+        print("lumina: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - user errors get a message, everything else its traceback
+        if debug or not _is_user_error(exc):
+            raise
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"lumina {args.command}: error: {message}", file=sys.stderr)
+        print("(run with --debug to see the traceback)", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

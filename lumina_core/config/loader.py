@@ -1,0 +1,159 @@
+"""Load a recipe: OmegaConf YAML merged over the structured schema, ``key=value`` overrides, validation.
+
+    cfg = load_recipe("recipes/image/shapes_tiny.yaml", overrides=["train.max_steps=10", "tasks.0.data.batch_size=4"])
+
+Overrides use dotted keys with list indices as plain numbers (``tasks.0.data.batch_size``); values are
+parsed as YAML (``1e-4`` is a float, ``[1, 2]`` a list, ``null`` None). ``~key`` deletes a key. Every problem
+(bad override, unknown key, wrong type, missing ``???`` value, unknown registered name, unknown constructor
+parameter) is collected and reported in one :class:`RecipeError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lumina_core.config.schema import RecipeConfig
+
+_KEY = re.compile(r"^[A-Za-z_][\w\-]*(\.[\w\-]+)*$")
+#: the header every shipped recipe starts with: ``# Run: lumina train recipes/<modality>/<name>.yaml``
+_HEADER = re.compile(r"^#\s*Run:\s*(lumina\s+\S+.*)$", re.IGNORECASE)
+
+
+class RecipeError(ValueError):
+    """A recipe with problems; ``problems`` lists all of them (``"path: message"``)."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        n = len(self.problems)
+        lines = [f"{source}: {n} problem{'s' if n != 1 else ''}:"] + [f"  - {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+def _parse_value(text: str) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.from_dotlist([f"v={text}"]))["v"]  # type: ignore[index]
+
+
+def apply_overrides(cfg: Any, overrides: Sequence[str] | None) -> list[str]:
+    """Apply ``key=value`` / ``~key`` overrides to an OmegaConf node in place; return the problems."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    problems: list[str] = []
+    for raw in overrides or ():
+        text = raw.strip()
+        if text.startswith("~"):
+            key = text[1:]
+            parent_key, _, leaf = key.rpartition(".")
+            parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+            if isinstance(parent, DictConfig) and leaf in parent:
+                del parent[leaf]
+            elif isinstance(parent, ListConfig) and leaf.isdigit() and int(leaf) < len(parent):
+                del parent[int(leaf)]
+            else:
+                problems.append(f"override {raw!r}: there is no key {key!r} to delete")
+            continue
+        if text.startswith("+"):
+            text = text[1:]
+        key, sep, value = text.partition("=")
+        key = key.strip()
+        if not sep or not _KEY.match(key):
+            problems.append(
+                f"override {raw!r}: expected key=value with a dotted key, e.g. train.max_steps=10"
+            )
+            continue
+        try:
+            parsed = _parse_value(value)
+        except OmegaConfBaseException as exc:
+            problems.append(f"override {raw!r}: cannot parse the value: {str(exc).splitlines()[0]}")
+            continue
+        bad_index = _check_list_indices(cfg, key)
+        if bad_index:
+            problems.append(f"override {raw!r}: {bad_index}")
+            continue
+        try:
+            OmegaConf.update(cfg, key, parsed, merge=True, force_add=True)
+        except (OmegaConfBaseException, IndexError, KeyError, ValueError) as exc:
+            problems.append(f"override {raw!r}: {str(exc).splitlines()[0]}")
+    return problems
+
+
+def _check_list_indices(cfg: Any, key: str) -> str | None:
+    """A list index in ``key`` must address an existing item (lists do not grow by override)."""
+    from omegaconf import DictConfig, ListConfig
+
+    node = cfg
+    walked = []
+    for part in key.split("."):
+        if isinstance(node, ListConfig):
+            if not part.isdigit():
+                return (
+                    f"{'.'.join(walked)} is a list: index it with a number, e.g. {'.'.join(walked + ['0'])}"
+                )
+            if int(part) >= len(node):
+                return f"{'.'.join(walked)} has {len(node)} item(s); there is no index {part}"
+            node = node[int(part)]
+        elif isinstance(node, DictConfig):
+            if part not in node:
+                return None  # a new key below here: nothing more to check
+            node = node._get_node(part)  # keep interpolations unresolved
+        else:
+            return None
+        walked.append(part)
+    return None
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] | None = None, validate: bool = True) -> Any:
+    """Load a recipe file, apply overrides, validate, and return it merged over the schema.
+
+    Returns:
+        an OmegaConf ``DictConfig`` typed by :class:`~lumina_core.config.schema.RecipeConfig`.
+
+    Raises:
+        RecipeError: listing every problem at once (including a missing or unparsable file).
+    """
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    source = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise RecipeError(source, [f"recipe file not found (looked for {p.resolve()})"])
+    try:
+        raw = OmegaConf.load(p)
+    except Exception as exc:  # noqa: BLE001 - YAML syntax errors come in several types
+        raise RecipeError(source, [f"not valid YAML: {exc}"]) from exc
+    if not isinstance(raw, DictConfig):
+        raise RecipeError(source, ["a recipe is a mapping with run, model, tasks and train"])
+    problems = apply_overrides(raw, overrides)
+    if validate:
+        from lumina_core.config.validate import validate_recipe
+
+        problems += validate_recipe(raw)
+    if problems:
+        raise RecipeError(source, problems)
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(RecipeConfig), raw)
+    except OmegaConfBaseException as exc:  # only reachable with validate=False
+        raise RecipeError(source, [str(exc).splitlines()[0]]) from exc
+    return cfg
+
+
+def recipe_header_command(path: str | Path) -> str | None:
+    """The command in a recipe's leading comment (``# Run: lumina train recipes/x/y.yaml``), or None."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            stripped = line.strip()
+            if not stripped:
+                continue
+            if not stripped.startswith("#"):
+                return None
+            m = _HEADER.match(stripped)
+            if m:
+                return m.group(1).strip()
+    return None

@@ -1,0 +1,499 @@
+"""Recipe validation: every problem at once, as ``"path: message"`` strings.
+
+Two passes over the recipe (a plain tree of dicts and lists, with the schema's defaults filled in):
+
+1. *structure*, against the dataclasses of :mod:`lumina_core.config.schema`: unknown keys (with the closest
+   known key as a suggestion), wrong types, missing required values (``???``), interpolations that do not
+   resolve, and a few value ranges (at least one task, unique task names, probabilities in [0, 1], ...);
+2. *registered names*: every component (modality, dataset, objective, conditioner, solver, time grid, time
+   sampler) must name something the registry knows, and its ``params`` must be accepted by the registered
+   constructor (``inspect.signature``): an unknown parameter gets the closest accepted one as a suggestion.
+
+Paths are dotted and use list indices the way overrides do: ``tasks.0.data.batch_size``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from lumina_core.config.schema import Component, RecipeConfig
+
+MISSING = "???"
+#: component parameters whose value, when written as ``{name: ..., params: ...}``, is itself a registered
+#: component of the given registry (checked recursively)
+NESTED_COMPONENTS = {
+    "time_sampler": "TIME_SAMPLERS",
+    "solver": "SOLVERS",
+    "grid": "TIME_GRIDS",
+    "codec": "CODECS",
+}
+#: the kinds of ``RopeScaling`` (trunk), for ``tasks.N.sampling.rope_scaling.name``
+ROPE_KINDS = ("none", "pi", "ntk", "freq_aware", "time_aware", "time_aware_stepwise")
+
+
+# ------------------------------------------------------------------------------------------------------
+# entry point
+# ------------------------------------------------------------------------------------------------------
+def validate_recipe(cfg: Any, check_registry: bool = True) -> list[str]:
+    """Every problem of a recipe (OmegaConf node, dict, or :class:`RecipeConfig`); empty when valid.
+
+    Args:
+        cfg: the recipe, raw (as written) or already merged with the schema.
+        check_registry: also check registered names and component parameters (imports the plugins that
+            the recipe names, on first use).
+    """
+    tree = _to_plain(cfg)
+    problems: list[str] = []
+    if not isinstance(tree, dict):
+        return [f"<recipe>: expected a mapping with run, model, tasks, train; got {type(tree).__name__}"]
+    merged = _with_defaults(RecipeConfig, tree)
+    resolved = _resolve(merged, problems)  # type-check values as a run will see them
+    _check_structure(resolved, RecipeConfig, "", problems)
+    _check_values(resolved, problems)
+    if check_registry:
+        _check_registered(resolved, problems)
+    return problems
+
+
+def _to_plain(cfg: Any) -> Any:
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return dataclasses.asdict(cfg)
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ModuleNotFoundError:  # pragma: no cover - omegaconf is a core dependency
+        return cfg
+    if isinstance(cfg, DictConfig | ListConfig):
+        return OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
+    return cfg
+
+
+def _resolve(tree: dict, problems: list[str]) -> dict:
+    """Resolve ``${...}`` interpolations; an interpolation that fails is a problem (the tree is kept)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        node = OmegaConf.create(tree)
+        return OmegaConf.to_container(node, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+    except (OmegaConfBaseException, ValueError, TypeError) as exc:
+        msg = str(exc).splitlines()[0]
+        key = getattr(exc, "full_key", None) or "<recipe>"
+        problems.append(f"{key}: interpolation does not resolve: {msg}")
+        return tree
+
+
+# ------------------------------------------------------------------------------------------------------
+# pass 1: structure against the schema
+# ------------------------------------------------------------------------------------------------------
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _hints(tp: type) -> dict[str, Any]:
+    return get_type_hints(tp)
+
+
+def _is_union(tp: Any) -> bool:
+    return get_origin(tp) in (Union, types.UnionType)
+
+
+def _with_defaults(tp: Any, value: Any) -> Any:
+    """Overlay ``value`` (plain data as written) on the schema defaults of ``tp``, recursively."""
+    if _is_union(tp):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        if len(inner) == 1 and value is not None:
+            return _with_defaults(inner[0], value)
+        return value
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        hints = _hints(tp)
+        out = dataclasses.asdict(tp())
+        for key, v in value.items():
+            out[key] = _with_defaults(hints[key], v) if key in hints else v
+        return out
+    if get_origin(tp) is list and isinstance(value, list) and get_args(tp):
+        return [_with_defaults(get_args(tp)[0], v) for v in value]
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    if _is_union(tp):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping ({tp.__name__})"
+    origin = get_origin(tp)
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    if origin is tuple:
+        return f"a list of {len(get_args(tp))} numbers"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _is_interpolation(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def _check_scalar(value: Any, tp: Any) -> bool:
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    return True
+
+
+def _check_structure(value: Any, tp: Any, path: str, problems: list[str]) -> None:
+    if tp is Any:
+        return
+    if value == MISSING:
+        problems.append(f"{path}: missing required value (???)")
+        return
+    if _is_interpolation(value):
+        return  # checked once resolved
+    if _is_union(tp):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            _check_structure(value, inner[0], path, problems)
+            return
+        if not any(_fits(value, a) for a in inner):
+            problems.append(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
+        return
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            problems.append(f"{path or '<recipe>'}: expected {_type_name(tp)}, got {_describe(value)}")
+            return
+        hints = _hints(tp)
+        for key in value:
+            if key not in hints:
+                close = difflib.get_close_matches(str(key), list(hints), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(hints)}"
+                problems.append(f"{_join(path, key)}: unknown key{hint}")
+        for key, sub in hints.items():
+            if key in value:
+                _check_structure(value[key], sub, _join(path, key), problems)
+        return
+    origin = get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list, got {_describe(value)}")
+            return
+        (item,) = get_args(tp) or (Any,)
+        for i, v in enumerate(value):
+            _check_structure(v, item, _join(path, i), problems)
+        return
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            problems.append(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
+            return
+        for i, (v, a) in enumerate(zip(value, args, strict=True)):
+            _check_structure(v, a, _join(path, i), problems)
+        return
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {_describe(value)}")
+        return
+    if value is None:
+        problems.append(f"{path}: expected {_type_name(tp)}, got null")
+        return
+    if not _check_scalar(value, tp):
+        problems.append(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    scratch: list[str] = []
+    _check_structure(value, tp, "x", scratch)
+    return not scratch
+
+
+# ------------------------------------------------------------------------------------------------------
+# value ranges and cross-field rules
+# ------------------------------------------------------------------------------------------------------
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _check_values(tree: dict, problems: list[str]) -> None:
+    def rule(path: str, value: Any, ok: typing.Callable[[float], bool], want: str) -> None:
+        v = _num(value)
+        if v is not None and not ok(v):
+            problems.append(f"{path}: must be {want}, got {value!r}")
+
+    tasks = tree.get("tasks")
+    if isinstance(tasks, list):
+        if not tasks:
+            problems.append("tasks: a recipe needs at least one task (a single-task recipe is a list of one)")
+        seen: dict[str, int] = {}
+        for i, task in enumerate(tasks):
+            if not isinstance(task, dict):
+                continue
+            name = task.get("name")
+            if isinstance(name, str) and name != MISSING:
+                if name in seen:
+                    problems.append(
+                        f"tasks.{i}.name: task name {name!r} is already used by tasks.{seen[name]}"
+                    )
+                seen.setdefault(name, i)
+            rule(f"tasks.{i}.weight", task.get("weight"), lambda v: v >= 0, "at least 0")
+            data = task.get("data") if isinstance(task.get("data"), dict) else {}
+            rule(f"tasks.{i}.data.batch_size", data.get("batch_size"), lambda v: v >= 1, "at least 1")
+            rule(f"tasks.{i}.data.num_workers", data.get("num_workers"), lambda v: v >= 0, "at least 0")
+            cond = task.get("conditioning") if isinstance(task.get("conditioning"), dict) else {}
+            rule(
+                f"tasks.{i}.conditioning.drop_prob", cond.get("drop_prob"), lambda v: 0 <= v <= 1, "in [0, 1]"
+            )
+            samp = task.get("sampling") if isinstance(task.get("sampling"), dict) else {}
+            rule(f"tasks.{i}.sampling.steps", samp.get("steps"), lambda v: v >= 1, "at least 1")
+            ev = task.get("eval") if isinstance(task.get("eval"), dict) else {}
+            rule(f"tasks.{i}.eval.num_samples", ev.get("num_samples"), lambda v: v >= 0, "at least 0")
+            rule(f"tasks.{i}.eval.batch_size", ev.get("batch_size"), lambda v: v >= 1, "at least 1")
+    train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
+    rule("train.max_steps", train.get("max_steps"), lambda v: v >= 0, "at least 0")
+    rule("train.lr", train.get("lr"), lambda v: v > 0, "positive")
+    rule("train.weight_decay", train.get("weight_decay"), lambda v: v >= 0, "at least 0")
+    rule("train.warmup_steps", train.get("warmup_steps"), lambda v: v >= 0, "at least 0")
+    rule("train.grad_clip", train.get("grad_clip"), lambda v: v >= 0, "at least 0 (0 disables clipping)")
+    rule("train.ema_decay", train.get("ema_decay"), lambda v: 0 <= v <= 1, "in [0, 1]")
+    rule("train.log_every", train.get("log_every"), lambda v: v >= 1, "at least 1")
+    rule("train.ckpt_every", train.get("ckpt_every"), lambda v: v >= 0, "at least 0")
+    sched = train.get("lr_schedule")
+    if isinstance(sched, str) and sched not in ("constant", "cosine"):
+        problems.append(f"train.lr_schedule: expected 'constant' or 'cosine', got {sched!r}")
+    model = tree.get("model") if isinstance(tree.get("model"), dict) else {}
+    for key in ("dim", "n_layers", "n_heads", "n_kv_heads", "context_dim"):
+        rule(f"model.{key}", model.get(key), lambda v: v >= 1, "at least 1")
+
+
+# ------------------------------------------------------------------------------------------------------
+# pass 2: registered names and constructor parameters
+# ------------------------------------------------------------------------------------------------------
+def _registries() -> Any:
+    from lumina_core import registry
+
+    return registry
+
+
+def _lookup(registry: Any, name: Any, path: str, problems: list[str]) -> Any:
+    """The registered object, or None after recording why not."""
+    from lumina_core.registry import LIST_COMMAND, RegistryError, UnknownNameError
+
+    if not isinstance(name, str) or name == MISSING:
+        return None  # already reported by the structure pass
+    try:
+        return registry.get(name)
+    except UnknownNameError:
+        close = registry.suggest(name)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        known = ", ".join(registry.names()) or "(none)"
+        problems.append(
+            f"{path}: unknown {registry.kind} {name!r}{hint} (known: {known}; run `{LIST_COMMAND}`)"
+        )
+    except RegistryError as exc:  # a broken or incompatible plugin
+        problems.append(f"{path}: {exc}")
+    return None
+
+
+def accepted_params(obj: Any) -> tuple[dict[str, inspect.Parameter], bool] | None:
+    """Keyword parameters of a registered constructor / function and whether it takes ``**kwargs``.
+
+    None when the signature cannot be read (builtins); then nothing is checked.
+    """
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    params = {}
+    var_kw = False
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            params[p.name] = p
+    return params, var_kw
+
+
+def _annotation_types(obj: Any) -> dict[str, Any]:
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        return get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable annotations are simply not type-checked
+        return {}
+
+
+def check_params(obj: Any, params: Any, path: str, problems: list[str], what: str = "") -> None:
+    """Check ``params`` (a mapping) against the signature of ``obj``; record unknown names and clear type
+    mismatches (only for parameters annotated ``int``, ``float``, ``bool`` or ``str``)."""
+    if not isinstance(params, Mapping):
+        return
+    accepted = accepted_params(obj)
+    if accepted is None:
+        return
+    names, var_kw = accepted
+    hints = _annotation_types(obj)
+    for key, value in params.items():
+        if key not in names:
+            if var_kw:
+                continue
+            close = difflib.get_close_matches(str(key), list(names), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(names) or "(none)"
+            problems.append(
+                f"{_join(path, key)}: {what} does not take a parameter {key!r}{hint} (it takes: {known})"
+            )
+            continue
+        tp = hints.get(key)
+        if tp in (int, float, bool, str) and not _is_interpolation(value) and not _check_scalar(value, tp):
+            problems.append(f"{_join(path, key)}: expected {tp.__name__}, got {_describe(value)}")
+
+
+def _check_component(node: Any, registry: Any, path: str, problems: list[str]) -> Any:
+    if not isinstance(node, dict):
+        return None
+    obj = _lookup(registry, node.get("name"), _join(path, "name"), problems)
+    if obj is None:
+        return None
+    params = node.get("params") or {}
+    check_params(obj, params, _join(path, "params"), problems, f"{registry.kind} {node.get('name')!r}")
+    _check_nested(params, _join(path, "params"), problems)
+    return obj
+
+
+def _check_nested(params: Any, path: str, problems: list[str]) -> None:
+    if not isinstance(params, Mapping):
+        return
+    reg = _registries()
+    for key, value in params.items():
+        if key in NESTED_COMPONENTS and isinstance(value, dict) and "name" in value:
+            _check_component(value, getattr(reg, NESTED_COMPONENTS[key]), _join(path, key), problems)
+
+
+def _check_registered(tree: dict, problems: list[str]) -> None:
+    before = len(problems)
+    _check_registered_names(tree, problems)
+    if any(": unknown " in p for p in problems[before:]):  # a broken plugin may be why a name is unknown
+        from lumina_core.registry import plugin_entries
+
+        for entry in plugin_entries().values():
+            if entry.status == "broken":
+                problems.append(f"plugins.{entry.name}: {entry.error}")
+
+
+def _check_registered_names(tree: dict, problems: list[str]) -> None:
+    reg = _registries()
+    _check_model(tree.get("model"), problems)
+    tasks = tree.get("tasks")
+    if not isinstance(tasks, list):
+        return
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            continue
+        base = f"tasks.{i}"
+        modality_node = task.get("modality")
+        plugin = _check_component(modality_node, reg.MODALITIES, f"{base}.modality", problems)
+        modality_name = modality_node.get("name") if isinstance(modality_node, dict) else None
+        data = task.get("data")
+        if isinstance(data, dict):
+            dataset = _lookup(reg.DATASETS, data.get("name"), f"{base}.data.name", problems)
+            if dataset is not None:
+                what = f"dataset {data.get('name')!r}"
+                check_params(dataset, data.get("params") or {}, f"{base}.data.params", problems, what)
+                check_params(dataset, data.get("val_params") or {}, f"{base}.data.val_params", problems, what)
+                owner = getattr(dataset, "modality", None)
+                if plugin is not None and isinstance(owner, str) and owner != modality_name:
+                    problems.append(
+                        f"{base}.data.name: dataset {data.get('name')!r} yields {owner!r} samples, "
+                        f"but the task's modality is {modality_name!r}"
+                    )
+        _check_component(task.get("objective"), reg.OBJECTIVES, f"{base}.objective", problems)
+        cond = task.get("conditioning")
+        encoder = None
+        if isinstance(cond, dict):
+            encoder = _check_component(
+                cond.get("encoder"), reg.CONDITIONERS, f"{base}.conditioning.encoder", problems
+            )
+        _check_condition_kind(plugin, encoder, modality_name, cond, f"{base}.conditioning.encoder", problems)
+        samp = task.get("sampling")
+        if isinstance(samp, dict):
+            _lookup(reg.SOLVERS, samp.get("solver"), f"{base}.sampling.solver", problems)
+            _check_component(samp.get("grid"), reg.TIME_GRIDS, f"{base}.sampling.grid", problems)
+            _check_rope_scaling(samp.get("rope_scaling"), f"{base}.sampling.rope_scaling", problems)
+
+
+def _check_condition_kind(
+    plugin: Any, encoder: Any, modality: Any, cond: Any, path: str, problems: list[str]
+) -> None:
+    """A conditioner whose class declares ``kind`` must give a condition the modality accepts."""
+    accepts = getattr(plugin, "conditions", None)
+    kind = getattr(encoder, "kind", None)
+    if not isinstance(kind, str) or not isinstance(accepts, frozenset | set | tuple | list):
+        return
+    if kind not in accepts:
+        name = cond.get("encoder", {}).get("name") if isinstance(cond, dict) else None
+        problems.append(
+            f"{path}: conditioner {name!r} gives {kind!r} conditions, but modality {modality!r} accepts "
+            f"{', '.join(sorted(accepts))}"
+        )
+
+
+def _check_model(model: Any, problems: list[str]) -> None:
+    if not isinstance(model, dict):
+        return
+    preset = model.get("preset")
+    if not isinstance(preset, str):
+        return
+    try:
+        from lumina_core.model import PRESETS
+    except ImportError:  # the trunk is not importable here: nothing to check against
+        return
+    if preset not in PRESETS:
+        close = difflib.get_close_matches(preset, list(PRESETS), n=2, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        problems.append(f"model.preset: unknown preset {preset!r}{hint} (known: {', '.join(PRESETS)})")
+
+
+def _check_rope_scaling(node: Any, path: str, problems: list[str]) -> None:
+    if not isinstance(node, dict):
+        return
+    kind = node.get("name")
+    if isinstance(kind, str) and kind != MISSING and kind not in ROPE_KINDS:
+        close = difflib.get_close_matches(kind, ROPE_KINDS, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(
+            f"{_join(path, 'name')}: unknown RoPE scaling {kind!r}{hint} (known: {', '.join(ROPE_KINDS)})"
+        )
+    try:
+        from lumina_core.model import RopeScaling
+    except ImportError:
+        return
+    params = dict(node.get("params") or {})
+    if "kind" in params:
+        problems.append(
+            f"{_join(path, 'params.kind')}: give the kind as rope_scaling.name, not as a parameter"
+        )
+        params.pop("kind")
+    check_params(RopeScaling, params, _join(path, "params"), problems, "RopeScaling")
+
+
+__all__ = ["validate_recipe", "check_params", "accepted_params", "Component"]

@@ -1,0 +1,258 @@
+"""Self-test of the plugin conformance suite (lumina_core.testing.PluginConformance).
+
+A small, correct in-test plugin (1-D multi-channel signals cut into patches) passes the whole suite, with
+class and with text conditions; deliberately broken variants fail the check that guards what they break.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from lumina_core.plugin import AdapterSpec, ModalityPlugin
+from lumina_core.registry import DATASETS, MODALITIES
+from lumina_core.testing import PluginConformance
+from lumina_core.tokens import TokenBatch
+
+
+class WavePlugin(ModalityPlugin):
+    """A (C, N) signal -> N/p tokens of width C p (patch-major), one position axis (the patch index)."""
+
+    name = "_conf_wave"
+    conditions = frozenset({"class", "text", "none"})
+    preview_formats = ("csv",)
+
+    def __init__(self, channels: int = 2, patch: int = 4, length: int = 32) -> None:
+        super().__init__(channels=channels, patch=patch, length=length)
+        self.c, self.p, self.n = channels, patch, length
+
+    def adapter_spec(self) -> AdapterSpec:
+        d = self.c * self.p
+        return AdapterSpec(
+            d, d, num_axes=1, axis_split=(1,), rope_layout="blocked", train_extent=(self.n // self.p,)
+        )
+
+    def tokenize(self, samples: Sequence[Tensor]) -> TokenBatch:
+        toks, pos, shapes = [], [], []
+        for s in samples:
+            if s.dim() != 2 or s.shape[0] != self.c or s.shape[1] % self.p:
+                raise ValueError(f"expected ({self.c}, N) with N divisible by {self.p}; got {tuple(s.shape)}")
+            n = s.shape[1] // self.p
+            toks.append(s.reshape(self.c, n, self.p).permute(1, 0, 2).reshape(n, self.c * self.p))
+            pos.append(torch.arange(n, dtype=torch.float32)[:, None])
+            shapes.append(tuple(s.shape))
+        return TokenBatch.from_sequences(toks, pos, shapes)
+
+    def detokenize(self, batch: TokenBatch) -> list[Tensor]:
+        out = []
+        for (tok, _), _shape in zip(batch.unpad(), batch.shapes, strict=True):
+            n = tok.shape[0]
+            out.append(tok.reshape(n, self.c, self.p).permute(1, 0, 2).reshape(self.c, n * self.p))
+        return out
+
+    def sample_shape(self, sample: Tensor) -> tuple[int, ...]:
+        return tuple(sample.shape)
+
+    def default_shape(self) -> tuple[int, ...]:
+        return (self.c, self.n)
+
+    def write_preview(self, samples, conditions, out_dir, stem) -> list[Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{stem}.csv"
+        lines = [
+            f"{c}," + ",".join(f"{v:.4f}" for v in s.flatten().tolist())
+            for s, c in zip(samples, conditions, strict=True)
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        return [path]
+
+
+MODALITIES.register("_conf_wave", override=True)(WavePlugin)
+
+
+@DATASETS.register("_conf_waves", override=True)
+class WaveDataset:
+    """Sine waves: class k has frequency k + 1 cycles per sample; caption says so."""
+
+    modality = "_conf_wave"
+
+    def __init__(self, size: int = 8, channels: int = 2, length: int = 32, seed: int = 0) -> None:
+        self.size, self.c, self.n, self.seed = size, channels, length, seed
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int) -> dict:
+        k = i % 3
+        phase = torch.linspace(0, 2 * math.pi * (k + 1), self.n)
+        return {"sample": torch.sin(phase).repeat(self.c, 1), "condition": k, "meta": {"cycles": k + 1}}
+
+
+def _wave_samples() -> list[Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.linspace(0, 2 * math.pi, 32)
+    return [
+        torch.stack([torch.sin(x), torch.cos(x)]),
+        torch.stack([torch.sin(2 * x[:16]), torch.cos(2 * x[:16])]),
+        torch.randn(2, 24, generator=gen).tanh(),
+    ]
+
+
+class TestWaveClass(PluginConformance):
+    plugin_name = "_conf_wave"
+    conditions = [0, 1, 2]
+
+    def make_samples(self):
+        return _wave_samples()
+
+
+class TestWaveText(PluginConformance):
+    plugin_name = "_conf_wave"
+    conditions = ["a slow sine", "a fast sine wave twice", "noise"]
+
+    def make_samples(self):
+        return _wave_samples()
+
+
+class TestWaveUnconditional(PluginConformance):
+    plugin_name = "_conf_wave"
+    conditions = None
+
+    def make_samples(self):
+        return _wave_samples()
+
+
+# -- broken plugins: each must fail the check that guards the property it breaks -----------------------------
+class DropsRow(WavePlugin):
+    name = "_conf_drops_row"
+
+    def detokenize(self, batch):
+        return [x[:, : -self.p] for x in super().detokenize(batch)]  # loses the last patch
+
+
+class BatchDependent(WavePlugin):
+    name = "_conf_batch_dep"
+
+    def tokenize(self, samples):
+        scale = max(float(s.abs().max()) for s in samples)  # normalises by the batch: not per sample
+        return super().tokenize([s / scale for s in samples])
+
+    def detokenize(self, batch):
+        return super().detokenize(batch)
+
+
+class WrongSpec(WavePlugin):
+    name = "_conf_wrong_spec"
+
+    def adapter_spec(self):
+        d = self.c * self.p
+        return AdapterSpec(d + 1, d + 1, num_axes=1, axis_split=(1,))
+
+
+class NoPreview(WavePlugin):
+    name = "_conf_no_preview"
+
+    def write_preview(self, samples, conditions, out_dir, stem):
+        path = Path(out_dir) / f"{stem}.csv"
+        path.write_text("")  # empty file
+        return [path]
+
+
+class BadLayout(WavePlugin):
+    name = "_conf_bad_layout"
+
+    def layout(self, shapes, device=None):
+        batch = super().layout(shapes, device)
+        return batch.with_tokens(batch.tokens).__class__(
+            batch.tokens, batch.positions + 1.0, batch.mask, batch.shapes, batch.meta
+        )
+
+
+@DATASETS.register("_conf_bad_items", override=True)
+class BadItems(WaveDataset):
+    modality = "_conf_bad_data"
+
+    def __getitem__(self, i):
+        item = super().__getitem__(i)
+        return {"sample": item["sample"], "label": item["condition"]}  # not the documented item form
+
+
+class BadData(WavePlugin):
+    name = "_conf_bad_data"
+
+
+for cls in (DropsRow, BatchDependent, WrongSpec, NoPreview, BadLayout, BadData):
+    MODALITIES.register(cls.name, override=True)(cls)
+
+
+def _suite(name: str) -> PluginConformance:
+    class Suite(PluginConformance):
+        plugin_name = name
+        conditions = [0, 1, 2]
+
+        def make_samples(self):
+            return _wave_samples()
+
+    return Suite()
+
+
+@pytest.mark.parametrize(
+    "plugin, check",
+    [
+        ("_conf_drops_row", "test_round_trip"),
+        ("_conf_batch_dep", "test_batch_composition"),
+        ("_conf_wrong_spec", "test_adapter_spec_consistency"),
+        ("_conf_bad_layout", "test_layout_matches_tokenize"),
+        ("_conf_bad_data", "test_datasets_yield_items"),
+    ],
+)
+def test_broken_plugin_fails(plugin, check):
+    with pytest.raises(AssertionError):
+        getattr(_suite(plugin), check)()
+
+
+def test_empty_preview_fails(tmp_path):
+    with pytest.raises(AssertionError, match="missing or empty"):
+        _suite("_conf_no_preview").test_generate_and_preview(tmp_path)
+
+
+def test_same_size_samples_fail_padding_check():
+    suite = _suite("_conf_wave")
+    suite.make_samples = lambda: [torch.zeros(2, 32), torch.ones(2, 32)]
+    with pytest.raises(AssertionError, match="different sizes"):
+        suite.test_padding_invariance()
+
+
+def test_padding_leak_is_caught():
+    """A model whose real tokens see the padded rows fails the padding invariance check."""
+    suite = _suite("_conf_wave")
+    real_make_model = suite.make_model
+
+    def leaky_model(plugin, conditioner, randomize=False, seed=0):
+        model = real_make_model(plugin, conditioner, randomize, seed)
+        velocity = model.velocity
+
+        def leaky(batch, t, cond=None, task=None, rope_scaling=None):
+            v = velocity(batch, t, cond, task=task, rope_scaling=rope_scaling)
+            return v + batch.tokens.mean(dim=1, keepdim=True)  # averages over padding too
+
+        model.velocity = leaky
+        return model
+
+    suite.make_model = leaky_model
+    with pytest.raises(AssertionError, match="padded"):
+        suite.test_padding_invariance()
+
+
+def test_untrainable_model_fails_training_check():
+    suite = _suite("_conf_wave")
+    suite.train_lr = 0.0
+    suite.train_steps = 2
+    with pytest.raises(AssertionError, match="did not lower"):
+        suite.test_training_lowers_loss()

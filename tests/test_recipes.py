@@ -1,0 +1,61 @@
+"""Every shipped recipe loads, validates against the schema and the registry, and starts with the command
+that runs it (``# Run: lumina train recipes/<modality>/<name>.yaml``)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from lumina_core.config import load_recipe, recipe_header_command
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shipped_recipes() -> list[tuple[Path, Path]]:
+    """(recipe, its project root): the repository's recipes/ and each plugin distribution's under plugins/."""
+    found = [(p, ROOT) for p in sorted((ROOT / "recipes").rglob("*.yaml"))]
+    for plugin_root in sorted((ROOT / "plugins").glob("*/")):
+        found += [(p, plugin_root) for p in sorted((plugin_root / "recipes").rglob("*.yaml"))]
+    return found
+
+
+RECIPES = shipped_recipes()
+
+
+def _id(item: tuple[Path, Path]) -> str:
+    return str(item[0].relative_to(ROOT))
+
+
+def test_recipes_are_shipped():
+    assert RECIPES, "no recipe under recipes/ - at least the modality recipes should be shipped"
+    for path, base in RECIPES:
+        if base == ROOT:
+            assert path.parent.parent.name == "recipes", (
+                f"{path}: recipes live in recipes/<modality>/<name>.yaml"
+            )
+
+
+@pytest.mark.parametrize("item", RECIPES, ids=_id)
+def test_recipe_header_gives_the_command(item):
+    path, base = item
+    command = recipe_header_command(path)
+    assert command, (
+        f"{path}: the first lines must be a comment '# Run: lumina train {path.relative_to(base)}'"
+    )
+    words = shlex.split(command)
+    assert words[0] == "lumina" and words[1] in ("train", "sample", "eval"), (
+        f"{path}: header runs {command!r}"
+    )
+    # a plugin's recipe may be named from the repository root or from the plugin's own root
+    allowed = {str(path.relative_to(ROOT)), str(path.relative_to(base))}
+    assert words[2] in allowed, f"{path}: header names {words[2]!r}, expected one of {sorted(allowed)}"
+
+
+@pytest.mark.parametrize("item", RECIPES, ids=_id)
+def test_recipe_loads_and_validates(item):
+    path, _base = item
+    cfg = load_recipe(path)  # raises RecipeError listing every problem
+    assert len(cfg.tasks) >= 1
+    assert len({t.name for t in cfg.tasks}) == len(cfg.tasks)
