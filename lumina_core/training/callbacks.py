@@ -1,0 +1,106 @@
+"""Training callbacks: atomic checkpoints and sample previews."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from lumina_core.training import checkpoint as ckpt_io
+
+
+class CheckpointEvery(L.Callback):
+    """Save every ``every`` optimiser steps and at the end of training (see :mod:`.checkpoint`)."""
+
+    def __init__(self, root: str | Path, every: int, keep: int | None = 3) -> None:
+        self.root, self.every, self.keep = Path(root), int(every), keep
+        self._saved_step = -1
+
+    def save(self, module: Any) -> Path:
+        from omegaconf import OmegaConf
+
+        path = ckpt_io.save_checkpoint(
+            self.root,
+            module.step,
+            {k: v.detach() for k, v in module.trainable_state().items()},
+            module.ema.state_dict(),
+            module.training_state(),
+            meta={
+                "tasks": module.task_names,
+                "data_position": module.data_position,
+                "nonfinite_skipped": module.nonfinite_skipped,
+                "model": OmegaConf.to_container(module.cfg.model, resolve=True),
+            },
+            keep=self.keep,
+        )
+        module.last_checkpoint = path
+        self._saved_step = module.step
+        return path
+
+    def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
+        self._saved_step = module.step  # a resumed run does not rewrite the checkpoint it came from
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.every > 0 and module.step % self.every == 0 and module.step != self._saved_step:
+            self.save(module)
+
+    def on_train_end(self, trainer, module) -> None:
+        if module.step != self._saved_step:
+            self.save(module)
+
+
+class PreviewSamples(L.Callback):
+    """Every ``every`` steps (0: only at the end) and at the end of training, generate samples for the first
+    ``num`` held-out conditions of each task with the EMA weights; write them with ``plugin.write_preview``
+    into ``<run_dir>/previews/`` and log them with ``plugin.preview_to_tensorboard``."""
+
+    def __init__(
+        self, out_dir: str | Path, every: int, val_items: dict[str, list[dict]], num: int = 4
+    ) -> None:
+        self.out_dir, self.every, self.num = Path(out_dir), int(every), int(num)
+        self.val_items = val_items
+        self._done_step = -1
+
+    def preview(self, module: Any) -> list[Path]:
+        from lumina_core.sampling import generate
+        from lumina_core.training.build import sampling_kwargs
+
+        paths: list[Path] = []
+        writer = module.tb_writer()
+        with module.ema_weights():
+            for task in module.tasks:
+                items = self.val_items.get(task.name, [])[: self.num]
+                if not items:
+                    continue
+                plugin = module.plugins[task.name]
+                conditions = [it.get("condition") for it in items]
+                shapes = [tuple(plugin.sample_shape(it["sample"])) for it in items]
+                samples = generate(
+                    module.model,
+                    plugin,
+                    module.conditioners[task.name],
+                    task.name,
+                    conditions,
+                    shapes=shapes,
+                    device=module.device,
+                    **sampling_kwargs(task),
+                )
+                samples = [s.detach().float().cpu() for s in samples]
+                stem = f"{task.name}_step{module.step:07d}"
+                paths += list(plugin.write_preview(samples, conditions, self.out_dir, stem))
+                if writer is not None:
+                    plugin.preview_to_tensorboard(writer, samples, module.step, f"preview/{task.name}")
+        self._done_step = module.step
+        return paths
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.every > 0 and module.step % self.every == 0 and module.step != self._done_step:
+            with torch.no_grad():
+                self.preview(module)
+
+    def on_train_end(self, trainer, module) -> None:
+        if module.step != self._done_step:
+            with torch.no_grad():
+                self.preview(module)

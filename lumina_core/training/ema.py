@@ -1,0 +1,68 @@
+"""Exponential moving average of the trainable weights.
+
+After every optimiser step ``ema <- d_k ema + (1 - d_k) w`` with the warmed-up decay
+``d_k = min(decay, (1 + k) / (10 + k))`` (k = optimiser steps so far), so that a short run's EMA is not
+stuck at the initial weights; for long runs ``d_k = decay`` (released: 0.9999). Buffers are copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
+
+class EMA:
+    """EMA of a flat ``{name: tensor}`` state (parameters and buffers of the trainable modules)."""
+
+    def __init__(self, named: Mapping[str, Tensor], decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1); got {decay}")
+        self.decay = float(decay)
+        self.shadow: dict[str, Tensor] = {k: v.detach().clone() for k, v in named.items()}
+
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
+    @torch.no_grad()
+    def update(self, named: Mapping[str, Tensor], step: int) -> None:
+        d = self.decay_at(step)
+        for k, v in named.items():
+            s = self.shadow[k]
+            if v.is_floating_point():
+                s.lerp_(v.detach().to(s.dtype), 1.0 - d)
+            else:
+                s.copy_(v.detach())
+
+    def to(self, device: torch.device | str) -> EMA:
+        self.shadow = {k: v.to(device) for k, v in self.shadow.items()}
+        return self
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        missing, unexpected = set(self.shadow) - set(state), set(state) - set(self.shadow)
+        if missing or unexpected:
+            raise ValueError(
+                f"EMA state does not match the model: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}"
+            )
+        for k, v in state.items():
+            self.shadow[k].copy_(v.to(self.shadow[k].device, self.shadow[k].dtype))
+
+    @contextmanager
+    def swapped_into(self, named: Mapping[str, Tensor]) -> Iterator[None]:
+        """Temporarily copy the EMA weights into the live tensors; restore them exactly afterwards."""
+        backup = {k: v.detach().clone() for k, v in named.items()}
+        with torch.no_grad():
+            for k, v in named.items():
+                v.copy_(self.shadow[k])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, v in named.items():
+                    v.copy_(backup[k])

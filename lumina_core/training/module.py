@@ -1,0 +1,263 @@
+"""The Lightning module: one trunk + per-task adapters, per-task objectives and conditioners, EMA.
+
+One training step (manual optimisation, so that skipped steps, exact resume and logging stay in our hands):
+
+    for each task (every step draws one batch from every task, in recipe order):
+        tokens = plugin.tokenize(samples)
+        raw    = drop_conditions(conditions, task.conditioning.drop_prob, conditioner.null_value, gen)
+        loss_k = objective.loss(model, task, tokens, conditioner.encode(raw), gen)
+    loss = sum_k weight_k loss_k ; backward ; clip grad norm ; AdamW step ; LR schedule step ; EMA update
+
+All randomness of a step (condition dropout, noise, times) comes from one CPU ``torch.Generator`` seeded by
+``run.seed`` and stored in every checkpoint, so a resumed run repeats the uninterrupted one bit for bit.
+LR: linear warm-up over ``train.warmup_steps``, then constant or cosine to 0 at ``train.max_steps``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lumina_core.training.build import RunParts, load_trainable, trainable_modules
+from lumina_core.training.ema import EMA
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training step's loss (or gradient norm) is NaN or infinite."""
+
+
+def lr_factor(step: int, warmup: int, max_steps: int, schedule: str) -> float:
+    """Multiplier of the base LR at optimiser step ``step`` (0-based)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        span = max(1, max_steps - warmup)
+        progress = min(1.0, (step - warmup) / span)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"train.lr_schedule must be 'constant' or 'cosine'; got {schedule!r}")
+
+
+class LuminaLightningModule(L.LightningModule):
+    def __init__(self, cfg: Any, parts: RunParts, run_dir: str | Path) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.model = parts.model
+        self.conditioners = nn.ModuleDict(parts.conditioners)
+        self.plugins = parts.plugins
+        self.objectives = parts.objectives
+        self.tasks = parts.tasks
+        self.task_names = [t.name for t in parts.tasks]
+        self.ema = EMA(self.trainable_state(), cfg.train.ema_decay)
+        self.generator = torch.Generator().manual_seed(int(cfg.run.seed))
+        # bookkeeping restored on resume
+        self.step = 0  # optimiser steps taken
+        self.data_position = {n: 0 for n in self.task_names}  # batches consumed per task
+        self.nonfinite_skipped = 0
+        self.last_checkpoint: Path | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self._t_last, self._step_last = time.time(), 0
+        self._fwd_model = torch.compile(self.model) if cfg.train.compile else self.model
+
+    # -- what is checkpointed ---------------------------------------------------------------------------
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return trainable_modules(self.model, dict(self.conditioners))
+
+    def trainable_state(self) -> dict[str, Tensor]:
+        """Flat ``{prefix.name: tensor}`` of the live parameters and persistent buffers that are saved."""
+        out: dict[str, Tensor] = {}
+        for prefix, mod in self.trainable_modules().items():
+            for k, v in mod.state_dict(keep_vars=True).items():
+                out[f"{prefix}.{k}"] = v
+        return out
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.trainable_modules().values() for p in m.parameters() if p.requires_grad]
+
+    def load_trainable_state(self, weights: dict[str, Tensor]) -> None:
+        load_trainable(self.trainable_modules(), weights)
+
+    @contextmanager
+    def ema_weights(self):
+        """Run the body with the EMA weights in place (restored exactly afterwards)."""
+        with self.ema.swapped_into(self.trainable_state()):
+            yield
+
+    # -- state for checkpoints ----------------------------------------------------------------------------
+    def training_state(self) -> dict[str, Any]:
+        opt = self.optimizers().optimizer
+        sched = self.lr_schedulers()
+        rng = {
+            "train_generator": self.generator.get_state(),
+            "torch": torch.get_rng_state(),
+            "python": _python_state(random.getstate()),
+            "numpy": _numpy_state(np.random.get_state()),
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "step": self.step,
+            "data_position": dict(self.data_position),
+            "nonfinite_skipped": self.nonfinite_skipped,
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": rng,
+        }
+
+    def restore(
+        self, weights: dict[str, Tensor], ema: dict[str, Tensor] | None, state: dict[str, Any]
+    ) -> None:
+        """Load weights now; optimiser, schedule and RNG states once the trainer has built the optimiser."""
+        self.load_trainable_state(weights)
+        self.ema.load_state_dict(ema if ema is not None else weights)
+        self.step = int(state["step"])
+        self.data_position = {n: int(state["data_position"].get(n, 0)) for n in self.task_names}
+        self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
+        self._pending_state = state
+
+    def on_train_start(self) -> None:
+        self.ema.to(self.device)
+        for p in self.plugins.values():
+            p.to(self.device)
+        st = self._pending_state
+        if st is not None:
+            self.optimizers().optimizer.load_state_dict(st["optimizer"])
+            self.lr_schedulers().load_state_dict(st["scheduler"])
+            rng = st["rng"]
+            self.generator.set_state(rng["train_generator"])
+            torch.set_rng_state(rng["torch"])
+            random.setstate(_python_state_back(rng["python"]))
+            np.random.set_state(_numpy_state_back(rng["numpy"]))
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            self._pending_state = None
+        self._t_last, self._step_last = time.time(), self.step
+
+    # -- optimisation ------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        tc = self.cfg.train
+        opt = torch.optim.AdamW(
+            self.trainable_parameters(),
+            lr=float(tc.lr),
+            betas=tuple(float(b) for b in tc.betas),
+            weight_decay=float(tc.weight_decay),
+        )
+        warm, total, kind = int(tc.warmup_steps), int(tc.max_steps), str(tc.lr_schedule)
+        lr_factor(0, warm, total, kind)  # validates the schedule name up front
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warm, total, kind))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def task_loss(self, task: Any, batch: dict[str, Any]) -> Tensor:
+        from lumina_core.conditioning import drop_conditions
+
+        name = task.name
+        plugin, enc = self.plugins[name], self.conditioners[name]
+        tokens = plugin.tokenize(batch["samples"]).to(self.device)
+        raw = drop_conditions(
+            batch["conditions"], float(task.conditioning.drop_prob), enc.null_value, self.generator
+        )
+        cond = enc.encode(raw, device=self.device)
+        loss, _ = self.objectives[name].loss(self._fwd_model, name, tokens, cond, generator=self.generator)
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        losses = {}
+        total = None
+        for task in self.tasks:
+            loss = self.task_loss(task, batch[task.name])
+            self.data_position[task.name] += 1
+            losses[task.name] = loss.detach()
+            total = float(task.weight) * loss if total is None else total + float(task.weight) * loss
+        if not bool(torch.isfinite(total)):
+            return self._nonfinite(f"loss {total.item()}", losses)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        clip = float(self.cfg.train.grad_clip)
+        params = self.trainable_parameters()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        if not bool(torch.isfinite(grad_norm)):
+            opt.zero_grad(set_to_none=True)
+            return self._nonfinite(f"gradient norm {grad_norm.item()}", losses)
+        lr = sched.get_last_lr()[0]  # the rate this step used
+        opt.step()
+        sched.step()
+        self.ema.update(self.trainable_state(), self.step)
+        self.step += 1
+        self._log_step(total.detach(), losses, grad_norm.detach(), lr)
+
+    def _nonfinite(self, what: str, losses: dict[str, Tensor]) -> None:
+        per_task = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        if self.cfg.train.skip_nonfinite:
+            self.nonfinite_skipped += 1
+            self.print(
+                f"step {self.step + 1}: non-finite {what} ({per_task}); skipped "
+                f"({self.nonfinite_skipped} so far)"
+            )
+            return None
+        last = str(self.last_checkpoint) if self.last_checkpoint else "none (no checkpoint written yet)"
+        raise NonFiniteLossError(
+            f"non-finite {what} at step {self.step + 1} (task losses: {per_task}); last good checkpoint: "
+            f"{last}. Resume from it with a lower train.lr, or set train.skip_nonfinite=true to skip such steps."
+        )
+
+    # -- logging -------------------------------------------------------------------------------------------
+    def _log_step(self, total: Tensor, losses: dict[str, Tensor], grad_norm: Tensor, lr: float) -> None:
+        tc = self.cfg.train
+        every = max(1, int(tc.log_every))
+        if self.step % every and self.step != int(tc.max_steps):
+            return
+        scalars = {"train/loss": total.item(), "train/grad_norm": grad_norm.item(), "train/lr": lr}
+        scalars.update({f"train/loss_{k}": v.item() for k, v in losses.items()})
+        if self.nonfinite_skipped:
+            scalars["train/nonfinite_skipped"] = self.nonfinite_skipped
+        writer = self.tb_writer()
+        if writer is not None:
+            for k, v in scalars.items():
+                writer.add_scalar(k, v, self.step)
+        now = time.time()
+        rate = (self.step - self._step_last) / max(now - self._t_last, 1e-9)
+        self._t_last, self._step_last = now, self.step
+        per_task = " ".join(f"{k}={v.item():.4f}" for k, v in losses.items())
+        self.print(
+            f"step {self.step}/{tc.max_steps}  loss {total.item():.4f} ({per_task})  "
+            f"grad {grad_norm.item():.3g}  lr {lr:.3g}  {rate:.2f} it/s"
+        )
+
+    def tb_writer(self):
+        logger = self.logger
+        return getattr(logger, "experiment", None) if logger is not None else None
+
+
+# -- RNG states as tensors and primitives (loadable with weights_only=True) ---------------------------------
+def _python_state(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _python_state_back(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def _numpy_state(state: tuple) -> list:
+    name, keys, pos, has_gauss, cached = state
+    return [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)]
+
+
+def _numpy_state_back(state: list) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
