@@ -39,7 +39,6 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from lumina_core import CORE_API_VERSION
@@ -50,6 +49,8 @@ T = TypeVar("T")
 ENTRY_POINT_GROUP = "lumina.plugins"
 #: the command that lists every name, quoted in error messages
 LIST_COMMAND = "lumina plugins list"
+#: the distribution of this core; its own entry points declare the built-in modalities
+CORE_DISTRIBUTION = "lumina"
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -141,35 +142,19 @@ def _scan_entry_points() -> dict[str, PluginEntry]:
             found[f"{ep.name} ({dist_name})"] = entry
             continue
         found[ep.name] = PluginEntry(ep.name, ep.value, dist_name, version)
-    if not any(e.distribution == "lumina" for e in found.values()):
-        for name, value in _source_tree_entry_points().items():
-            found.setdefault(name, PluginEntry(name, value, "lumina", _core_version() + " (source tree)"))
     return found
 
 
-def _core_version() -> str:
-    from lumina_core import __version__
+def core_installed() -> bool:
+    """Whether the ``lumina`` distribution is installed (its metadata declares the built-in modalities).
 
-    return __version__
-
-
-def _source_tree_entry_points() -> dict[str, str]:
-    """Entry points the repository's own ``pyproject.toml`` declares, when the core runs from a source tree
-    that is not pip-installed (``PYTHONPATH=.``): the built-in modalities are then found the same way."""
-    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-    if not pyproject.is_file():
-        return {}
+    Run from a source tree that was never pip-installed, the built-in modalities have no entry points; the
+    registry does not work around that, it says so in its errors (``pip install -e .``)."""
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        return {}
-    try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if data.get("project", {}).get("name") != "lumina":
-        return {}
-    return dict(data["project"].get("entry-points", {}).get(ENTRY_POINT_GROUP, {}))
+        importlib.metadata.distribution(CORE_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def plugin_entries(refresh: bool = False) -> dict[str, PluginEntry]:
@@ -263,8 +248,6 @@ def _distribution_of_module(module: str) -> tuple[str | None, str | None]:
             return dists[0], importlib.metadata.version(dists[0])
         except importlib.metadata.PackageNotFoundError:
             return dists[0], None
-    if top in ("lumina_core", "lumina_modalities"):  # this repository, run from its source tree
-        return "lumina", _core_version() + " (source tree)"
     return None, None
 
 
@@ -383,6 +366,11 @@ class Registry(Generic[T]):
         broken = [e for e in entries.values() if e.status == "broken"]
         for e in broken:
             lines.append(f"Note: {e.error}")
+        if not core_installed():
+            lines.append(
+                f"Note: the {CORE_DISTRIBUTION!r} distribution is not installed in this environment, so the "
+                "built-in modalities have no entry points: run `pip install -e .` in the repository."
+            )
         lines.append(f"Run `{LIST_COMMAND}` to list every name.")
         return " ".join(lines)
 

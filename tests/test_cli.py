@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -55,27 +56,13 @@ def recipe(tmp_path):
     return path
 
 
-def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "lumina_core.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
-
-
 # -- start-up ------------------------------------------------------------------------------------------------
 def test_help_imports_nothing_heavy():
     code = textwrap.dedent("""
         import sys
         import lumina_core.config, lumina_core.registry  # noqa: E401 - cheap to import as well
         from lumina_core.cli.main import main
-        for argv in (["--help"], ["train", "--help"], ["sample", "--help"], ["plugins", "new", "--help"]):
+        for argv in (["--help"], ["train", "--help"], ["sample", "--help"], ["plugins", "list", "--no-load"]):
             try:
                 main(argv)
             except SystemExit:
@@ -100,9 +87,8 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
-    text = capsys.readouterr().out
-    for command in ("train", "sample", "eval", "plugins", "config", "convert", "data"):
-        assert command in text
+    listed = set(re.findall(r"^    (\w+)  ", capsys.readouterr().out, flags=re.MULTILINE))  # "    NAME  help"
+    assert listed == {"train", "sample", "eval", "plugins", "config", "convert", "data"}
 
 
 # -- config ----------------------------------------------------------------------------------------------------
@@ -135,10 +121,34 @@ def test_config_show_prints_resolved_yaml_with_overrides(recipe, capsys):
     assert cfg.train.lr == 1e-4  # schema default filled in
 
 
+def test_override_that_is_not_yaml_is_a_clean_error(recipe, capsys):
+    rc = main(["config", "show", str(recipe), "tasks.0.data.batch_size=[", "train.max_step=1"])
+    assert rc == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "override 'tasks.0.data.batch_size=[': the value is not valid YAML" in err
+    assert "2 problems" in err and "Traceback" not in err
+
+
 def test_unrecognized_arguments_are_argparse_errors(recipe):
     with pytest.raises(SystemExit) as exc:
         main(["config", "validate", str(recipe), "--bogus"])
     assert exc.value.code == 2
+
+
+def test_a_bug_keeps_its_traceback(recipe, fake_api, monkeypatch):
+    api = sys.modules["lumina_core.training.api"]  # the fake installed by fake_api
+    monkeypatch.setattr(api, "train", lambda cfg, resume=None: {}["oops"])  # a KeyError from a bug
+    with pytest.raises(KeyError):
+        main(["train", str(recipe)])
+
+
+def test_unknown_registered_name_is_a_clean_error(recipe, fake_api, monkeypatch, capsys):
+    from lumina_core.registry import SOLVERS
+
+    api = sys.modules["lumina_core.training.api"]
+    monkeypatch.setattr(api, "train", lambda cfg, resume=None: SOLVERS.get("eulr"))
+    assert main(["train", str(recipe)]) == EXIT_USER_ERROR
+    assert "unknown solver 'eulr'" in capsys.readouterr().err
 
 
 def test_missing_recipe_is_a_clean_error(tmp_path, capsys):
@@ -210,6 +220,13 @@ def test_sample_prompts_classes_and_overrides_anywhere(recipe, fake_api, tmp_pat
     assert fake_api["task"] == "seq"
 
 
+def test_sample_refuses_an_unknown_task_before_loading(recipe, fake_api, capsys):
+    assert main(["sample", str(recipe), "--ckpt", "ck", "--task", "sq"]) == EXIT_USER_ERROR
+    assert "sample" not in fake_api
+    err = capsys.readouterr().err
+    assert "--task 'sq' is not a task of" in err and "did you mean 'seq'?" in err and "its tasks: seq" in err
+
+
 def test_eval_prints_and_writes_metrics(recipe, fake_api, tmp_path, capsys):
     dest = tmp_path / "m.json"
     assert main(["eval", str(recipe), "--ckpt", "ck", "--json", str(dest)]) == 0
@@ -245,6 +262,11 @@ def test_data_pack_writes_shards(tmp_path, capsys):
     shards = sorted((tmp_path / "shards").glob("*.tar"))
     assert len(shards) == 2
     assert "packed 3 samples" in capsys.readouterr().out
+    (src / "s3.png").write_bytes(b"no caption")
+    assert main(["data", "pack", str(src), str(tmp_path / "s2")]) == EXIT_USER_ERROR
+    assert "--missing-caption empty|skip" in capsys.readouterr().err
+    assert main(["data", "pack", str(src), str(tmp_path / "s2"), "--missing-caption", "empty"]) == 0
+    assert "packed 4 samples" in capsys.readouterr().out
     assert main(["data", "pack", str(tmp_path / "nothing"), str(tmp_path / "x")]) == EXIT_USER_ERROR
 
 
@@ -257,7 +279,31 @@ def _fake_dist(root: Path, dist: str, version: str, name: str, module: str, sour
     (root / f"{module}.py").write_text(textwrap.dedent(source))
 
 
-def test_plugins_list_shows_entry_points_and_broken_plugins(tmp_path):
+@pytest.fixture
+def fake_plugins_only(tmp_path, monkeypatch):
+    """Entry points of the test's own fake distributions (``cli-*``, under tmp_path) only; undone after."""
+    import importlib.metadata
+
+    from lumina_core import registry
+
+    real = importlib.metadata.entry_points
+
+    def fake_only(*args, **kwargs):
+        eps = real(*args, **kwargs)
+        return [ep for ep in eps if ep.dist is not None and ep.dist.metadata["Name"].startswith("cli-")]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_only)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.reset_plugins()
+    with registry.temporary_registrations():
+        yield tmp_path
+    registry.reset_plugins()
+    for module in ("cli_good_mod", "cli_bad_mod"):
+        sys.modules.pop(module, None)
+
+
+def test_plugins_list_shows_entry_points_and_broken_plugins(fake_plugins_only, capsys):
+    tmp_path = fake_plugins_only
     _fake_dist(
         tmp_path,
         "cli-good",
@@ -272,19 +318,36 @@ def test_plugins_list_shows_entry_points_and_broken_plugins(tmp_path):
     """,
     )
     _fake_dist(tmp_path, "cli-bad", "0.0.9", "clibad", "cli_bad_mod", "import lumina_no_such_module_abc\n")
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    # without importing plugins: entry points only, no torch
-    out = run_cli("plugins", "list", "--no-load", env_extra=env)
-    assert out.returncode == 0, out.stderr
-    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("cligood"))
+    # without importing plugins: entry points only
+    assert main(["plugins", "list", "--no-load"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("cligood"))
     assert line.split() == ["cligood", "plugin", "cli-good", "1.4.2", "not", "loaded"]
+    assert "cli_good_mod" not in sys.modules
     # loading: the good one is a modality from its distribution, the bad one is broken with its cause
-    out = run_cli("plugins", "list", env_extra=env)
-    assert out.returncode == 0, out.stderr
-    rows = {ln.split()[0]: ln.split() for ln in out.stdout.splitlines() if ln and not ln.startswith(" ")}
+    assert main(["plugins", "list"]) == 0
+    out = capsys.readouterr().out
+    rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln and not ln.startswith(" ")}
     assert rows["cligood"][1:] == ["modality", "cli-good", "1.4.2", "loaded"]
     assert rows["clibad"][1:] == ["plugin", "cli-bad", "0.0.9", "broken"]
-    assert "lumina_no_such_module_abc" in out.stdout and "flow_matching" in out.stdout
+    assert "lumina_no_such_module_abc" in out and "flow_matching" in out
+
+
+def test_plugins_list_refuses_an_unknown_kind(capsys):
+    assert main(["plugins", "list", "--no-load", "--kind", "modalty"]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "unknown kind 'modalty'; did you mean 'modality'?" in err and "time grid" in err
+    assert main(["plugins", "list", "--no-load", "--kind", "plugin"]) == 0
+    out = capsys.readouterr().out
+    assert "image" in out and "not installed" not in out
+
+
+def test_plugins_list_says_when_the_core_is_not_installed(monkeypatch, capsys):
+    from lumina_core import registry
+
+    monkeypatch.setattr(registry, "core_installed", lambda: False)
+    assert main(["plugins", "list", "--no-load"]) == 0
+    assert "'lumina' distribution is not installed" in capsys.readouterr().out
 
 
 def test_plugins_new_refuses_bad_names_and_existing_folders(tmp_path, capsys):

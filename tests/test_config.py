@@ -193,6 +193,14 @@ def test_dataset_of_another_modality_is_flagged(tmp_path):
         )
 
 
+def test_a_bare_name_for_a_component_shows_the_expected_form(tmp_path):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, GOOD), ["tasks.0.modality=_cfg_seq"])
+    assert err.value.problems == [
+        "tasks.0.modality: expected a registered component {name: ..., params: {...}}, got '_cfg_seq' (str)"
+    ]
+
+
 def test_missing_file_and_not_a_mapping(tmp_path):
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "nope.yaml")
@@ -213,3 +221,11 @@ def test_validate_recipe_on_plain_dict():
 def test_header_command(tmp_path):
     assert recipe_header_command(write(tmp_path, GOOD)) == "lumina train recipes/test/good.yaml"
     assert recipe_header_command(write(tmp_path, "run: {name: x}\n", "n.yaml")) is None
+
+
+def test_unknown_name_without_installed_core_says_how_to_install(tmp_path, monkeypatch):
+    from lumina_core import registry
+
+    monkeypatch.setattr(registry, "core_installed", lambda: False)
+    with pytest.raises(RecipeError, match=r"'lumina' distribution is not installed.*pip install -e \."):
+        load_recipe(write(tmp_path, GOOD), ["tasks.0.modality.name=_cfg_nothing"])

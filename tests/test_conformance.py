@@ -203,17 +203,18 @@ def _suite(name: str) -> PluginConformance:
 
 
 @pytest.mark.parametrize(
-    "plugin, check",
+    "plugin, check, message",
     [
-        ("_conf_drops_row", "test_round_trip"),
-        ("_conf_batch_dep", "test_batch_composition"),
-        ("_conf_wrong_spec", "test_adapter_spec_consistency"),
-        ("_conf_bad_layout", "test_layout_matches_tokenize"),
-        ("_conf_bad_data", "test_datasets_yield_items"),
+        ("_conf_drops_row", "test_round_trip", "came back as"),
+        ("_conf_batch_dep", "test_batch_composition", "tokens depend on the batch"),
+        ("_conf_wrong_spec", "test_adapter_spec_consistency", r"!= adapter_spec\(\).in_dim"),
+        ("_conf_bad_layout", "test_layout_matches_tokenize", "other positions than tokenize"),
+        ("_conf_bad_data", "test_datasets_yield_items", "missing keys"),
     ],
 )
-def test_broken_plugin_fails(plugin, check):
-    with pytest.raises(AssertionError):
+def test_broken_plugin_fails(plugin, check, message):
+    getattr(_suite("_conf_wave"), check)()  # the correct plugin passes the same check
+    with pytest.raises(AssertionError, match=message):
         getattr(_suite(plugin), check)()
 
 
@@ -256,3 +257,15 @@ def test_untrainable_model_fails_training_check():
     suite.train_steps = 2
     with pytest.raises(AssertionError, match="did not lower"):
         suite.test_training_lowers_loss()
+
+
+def test_hash_text_conditioner_is_deterministic_per_word():
+    from lumina_core.testing import HashTextConditioner
+
+    out = HashTextConditioner(dim=8).encode(["a red circle", "", None, "red"])
+    assert out.context.shape == (4, 3, 8) and out.mask.sum(1).tolist() == [3, 1, 1, 1]
+    assert torch.equal(out.context[0, 1], out.context[3, 0])  # the same word, the same vector
+    assert not torch.equal(out.context[0, 0], out.context[0, 1])
+    assert not out.context[1].any() and torch.equal(out.context[1], out.context[2])  # "" and None: null
+    again = HashTextConditioner(dim=8).encode(["a red circle"])  # a new instance: the same features
+    assert torch.equal(again.context[0], out.context[0])

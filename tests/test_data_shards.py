@@ -122,6 +122,8 @@ def test_truncated_shard_is_reported(folder, tmp_path):
     assert 4 <= len(items) < N_GOOD
     assert ds.failed_shards == [str(last)]
     assert "could not be read to the end" in ds.summary()
+    ds.reset()
+    assert ds.failed_shards == [] and "could not be read" not in ds.summary()
 
 
 def test_missing_caption_and_dotted_names(tmp_path):

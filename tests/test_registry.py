@@ -38,7 +38,6 @@ def fresh_registry_state(monkeypatch):
         ]
 
     monkeypatch.setattr(importlib.metadata, "entry_points", fake_only)
-    monkeypatch.setattr(registry, "_source_tree_entry_points", lambda: {})
     registry.reset_plugins()
     with registry.temporary_registrations():
         yield
@@ -159,7 +158,24 @@ def test_incompatible_api_version_is_refused(fresh_registry_state):
 def test_core_providers_are_imported_on_first_lookup(fresh_registry_state):
     assert "flow_matching" in registry.OBJECTIVES.names()
     assert registry.SOLVERS.get("euler") is not None
-    assert registry.TIME_SAMPLERS.origin_info("uniform").distribution == "lumina"
+    assert registry.TIME_SAMPLERS.origin_info("uniform").distribution == "lumina"  # needs `pip install -e .`
+
+
+def test_builtin_modalities_come_from_the_installed_entry_points():
+    """No second discovery path: the core's own modalities are entry points of the installed distribution."""
+    assert registry.core_installed(), "run `pip install -e .`: the tests expect the package installed"
+    entries = registry.plugin_entries()
+    assert entries["image"].distribution == "lumina" and entries["image"].value == "lumina_modalities.image"
+
+
+def test_unknown_name_says_when_the_core_is_not_installed(fresh_registry_state, monkeypatch):
+    reg = Registry("widget")
+    with pytest.raises(UnknownNameError) as err:
+        reg.get("image")
+    assert "not installed" not in str(err.value)
+    monkeypatch.setattr(registry, "core_installed", lambda: False)
+    with pytest.raises(UnknownNameError, match=r"not installed .* `pip install -e \.`"):
+        reg.get("image")
 
 
 # -- entry points -----------------------------------------------------------------------------------------

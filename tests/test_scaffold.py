@@ -59,6 +59,25 @@ def test_layout_and_pyproject(tmp_path):
         compile(path.read_text(), str(path), "exec")  # valid Python after substitution
 
 
+def test_generated_code_passes_ruff_with_the_project_settings(tmp_path):
+    pytest.importorskip("ruff")
+    root = create_plugin("sea_waves", tmp_path)
+    generated = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["ruff"]
+    ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]
+    isort = generated["lint"].pop("isort")
+    assert generated == ours, "the scaffold's lint settings drifted from the project's pyproject.toml"
+    assert isort == {"known-first-party": ["lumina_sea_waves"], "known-third-party": ["lumina_core"]}
+    for command in (["check"], ["format", "--check", "--diff"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "--no-cache", "."],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=60,
+        )
+        assert out.returncode == 0, f"ruff {' '.join(command)}:\n{out.stdout}{out.stderr}"
+
+
 @pytest.mark.parametrize("bad", ["Waves", "2waves", "wa-ves", "class", ""])
 def test_bad_names_are_refused(tmp_path, bad):
     with pytest.raises(ValueError, match="lowercase identifier"):

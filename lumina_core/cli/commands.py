@@ -25,6 +25,13 @@ def _load(args: argparse.Namespace) -> Any:
     return load_recipe(args.recipe, args.overrides)
 
 
+def _did_you_mean(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
 def _describe_tasks(cfg: Any) -> str:
     parts = []
     for task in cfg.tasks:
@@ -56,6 +63,12 @@ def sample(args: argparse.Namespace) -> int:
         conditions = list(args.classes)
     if args.num < 1:
         raise ValueError(f"--num must be at least 1, got {args.num}")
+    tasks = [str(t.name) for t in cfg.tasks]
+    if args.task and args.task not in tasks:
+        raise ValueError(
+            f"--task {args.task!r} is not a task of {args.recipe}{_did_you_mean(args.task, tasks)}; "
+            f"its tasks: {', '.join(tasks)}"
+        )
     out_dir = args.out or str(Path("samples") / str(cfg.run.name))
     what = f"{len(conditions)} condition(s) x {args.num}" if conditions else f"{args.num} sample(s)"
     task = f" (task {args.task})" if args.task else ""
@@ -99,6 +112,11 @@ def plugins_list(args: argparse.Namespace) -> int:
     from lumina_core import registry
 
     header = ("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS")
+    kinds = ["plugin", *registry.ALL_REGISTRIES]
+    if args.kind and args.kind not in kinds:
+        raise ValueError(
+            f"unknown kind {args.kind!r}{_did_you_mean(args.kind, kinds)}; kinds: {', '.join(kinds)}"
+        )
     entries = registry.plugin_entries()
     rows: list[tuple[str, ...]] = []
     if args.no_load:
@@ -121,6 +139,11 @@ def plugins_list(args: argparse.Namespace) -> int:
     _say(_table(rows, header) if rows else "(nothing registered)")
     if any(r[4] == "loaded-empty" for r in rows):
         _say("\nloaded-empty: the plugin's module imported fine but registered nothing")
+    if not registry.core_installed():
+        _say(
+            f"\nnote: the {registry.CORE_DISTRIBUTION!r} distribution is not installed, so the built-in "
+            "modalities have no entry points: run `pip install -e .` in the repository"
+        )
     if args.no_load:
         _say(
             f"\n{len(entries)} plugin(s) declared under the entry-point group {registry.ENTRY_POINT_GROUP!r} (not imported)."
@@ -190,11 +213,7 @@ def data_pack(args: argparse.Namespace) -> int:
     from lumina_core.data.shards import pack_folder
 
     kwargs = {} if args.shard_size is None else {"shard_size": args.shard_size}
-    result = pack_folder(str(src), str(args.dst), **kwargs)
-    if isinstance(result, list | tuple):
-        for p in result:
-            _say(f"  wrote {p}")
-    elif result is not None:
-        _say(f"  {result}")
+    report = pack_folder(str(src), str(args.dst), missing_caption=args.missing_caption, **kwargs)
+    _say(f"  {report}")
     _say(f"done: shards in {args.dst}")
     return 0

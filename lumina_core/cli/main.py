@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("src", metavar="SRC")
     q.add_argument("dst", metavar="DST")
     q.add_argument("--shard-size", type=int, metavar="N", help="samples per shard")
+    q.add_argument(
+        "--missing-caption",
+        choices=("error", "empty", "skip"),
+        default="error",
+        help="a file without FILE.txt: stop with an error (default), pack the empty caption, or skip it",
+    )
     q.set_defaults(handler="data_pack")
     p.set_defaults(handler="help", help_parser=p)
     return parser
@@ -173,13 +179,13 @@ def _split_overrides(args: argparse.Namespace, extra: list[str], parser: argpars
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    """Errors whose message is the whole story: bad recipes, unknown names, bad input, missing files."""
+    """Errors whose message is the whole story: bad recipes, unknown names, bad input, missing files.
+
+    A bare KeyError or IndexError is a bug, not a user error: it keeps its traceback."""
     registry = sys.modules.get("lumina_core.registry")
     if registry is not None and isinstance(exc, registry.RegistryError):
         return True
-    return isinstance(
-        exc, ValueError | LookupError | FileNotFoundError | NotADirectoryError | FileExistsError
-    )
+    return isinstance(exc, ValueError | FileNotFoundError | NotADirectoryError | FileExistsError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

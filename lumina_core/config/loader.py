@@ -34,9 +34,16 @@ class RecipeError(ValueError):
 
 
 def _parse_value(text: str) -> Any:
+    """The override's value as YAML; raises ValueError for text that is not valid YAML."""
+    import yaml
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    return OmegaConf.to_container(OmegaConf.from_dotlist([f"v={text}"]))["v"]  # type: ignore[index]
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist([f"v={text}"]))["v"]  # type: ignore[index]
+    except (yaml.YAMLError, OmegaConfBaseException) as exc:
+        parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]  # yaml's, without positions
+        raise ValueError(": ".join(p for p in parts if p) or str(exc).splitlines()[0]) from exc
 
 
 def apply_overrides(cfg: Any, overrides: Sequence[str] | None) -> list[str]:
@@ -69,8 +76,8 @@ def apply_overrides(cfg: Any, overrides: Sequence[str] | None) -> list[str]:
             continue
         try:
             parsed = _parse_value(value)
-        except OmegaConfBaseException as exc:
-            problems.append(f"override {raw!r}: cannot parse the value: {str(exc).splitlines()[0]}")
+        except ValueError as exc:
+            problems.append(f"override {raw!r}: the value is not valid YAML ({exc})")
             continue
         bad_index = _check_list_indices(cfg, key)
         if bad_index:

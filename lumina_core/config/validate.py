@@ -126,6 +126,8 @@ def _type_name(tp: Any) -> str:
         return "null"
     if _is_union(tp):
         return " or ".join(_type_name(a) for a in get_args(tp))
+    if tp is Component:
+        return "a registered component {name: ..., params: {...}}"
     if dataclasses.is_dataclass(tp):
         return f"a mapping ({tp.__name__})"
     origin = get_origin(tp)
@@ -392,12 +394,17 @@ def _check_nested(params: Any, path: str, problems: list[str]) -> None:
 def _check_registered(tree: dict, problems: list[str]) -> None:
     before = len(problems)
     _check_registered_names(tree, problems)
-    if any(": unknown " in p for p in problems[before:]):  # a broken plugin may be why a name is unknown
-        from lumina_core.registry import plugin_entries
+    if any(": unknown " in p for p in problems[before:]):  # why a name may be unknown
+        from lumina_core.registry import CORE_DISTRIBUTION, core_installed, plugin_entries
 
         for entry in plugin_entries().values():
             if entry.status == "broken":
                 problems.append(f"plugins.{entry.name}: {entry.error}")
+        if not core_installed():
+            problems.append(
+                f"plugins: the {CORE_DISTRIBUTION!r} distribution is not installed, so the built-in modalities "
+                "have no entry points; run `pip install -e .` in the repository"
+            )
 
 
 def _check_registered_names(tree: dict, problems: list[str]) -> None:

@@ -130,7 +130,8 @@ def list_pairs(
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise ValueError(
             f"{len(missing)} file(s) in {root} have no .{caption_ext} caption: {shown}{more}. Add the captions, "
-            "or pass missing_caption='empty' (train them with the empty caption) or 'skip' (leave them out)"
+            "or pass missing_caption='empty' (train them with the empty caption) or 'skip' (leave them out); "
+            "`lumina data pack` takes --missing-caption empty|skip"
         )
     if missing:
         logger.warning("%d file(s) in %s have no caption (%s)", len(missing), root, missing_caption)

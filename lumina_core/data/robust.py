@@ -115,7 +115,32 @@ def _item_name(dataset: Any, index: int, error: BaseException) -> str:
     return f"index {index}"
 
 
-class SkipCorrupt(Dataset):
+class CountsSkips:
+    """What a skipping dataset reports, read from its :class:`SkipStats` (``self.stats``)."""
+
+    stats: SkipStats
+
+    @property
+    def skipped(self) -> int:
+        return self.stats.skipped
+
+    @property
+    def seen(self) -> int:
+        return self.stats.seen
+
+    @property
+    def skipped_names(self) -> list[str]:
+        return list(self.stats.names)
+
+    def summary(self) -> str:
+        return self.stats.summary()
+
+    def reset(self) -> None:
+        """Zero the counts (e.g. at each epoch)."""
+        self.stats.reset()
+
+
+class SkipCorrupt(CountsSkips, Dataset):
     """Wrap a map-style dataset: an item whose ``__getitem__`` raises one of ``errors`` becomes None.
 
     Args:
@@ -149,26 +174,8 @@ class SkipCorrupt(Dataset):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
-    @property
-    def skipped(self) -> int:
-        return self.stats.skipped
 
-    @property
-    def seen(self) -> int:
-        return self.stats.seen
-
-    @property
-    def skipped_names(self) -> list[str]:
-        return list(self.stats.names)
-
-    def summary(self) -> str:
-        return self.stats.summary()
-
-    def reset(self) -> None:
-        self.stats.reset()
-
-
-class SkipCorruptIterable(IterableDataset):
+class SkipCorruptIterable(CountsSkips, IterableDataset):
     """Decode a stream of raw samples, skipping (and counting) those whose ``decode`` raises.
 
     Args:
@@ -224,24 +231,6 @@ class SkipCorruptIterable(IterableDataset):
                 f"every sample of this pass failed to decode ({bad} of {bad}); this looks like a bug in the "
                 f"decode function or the wrong data, not corrupt files. First error: {first_error!r}"
             ) from first_error
-
-    @property
-    def skipped(self) -> int:
-        return self.stats.skipped
-
-    @property
-    def seen(self) -> int:
-        return self.stats.seen
-
-    @property
-    def skipped_names(self) -> list[str]:
-        return list(self.stats.names)
-
-    def summary(self) -> str:
-        return self.stats.summary()
-
-    def reset(self) -> None:
-        self.stats.reset()
 
 
 def skip_summary(dataset: Any) -> str | None:

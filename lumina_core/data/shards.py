@@ -260,6 +260,10 @@ class ShardDataset(SkipCorruptIterable):
             text += f"; {len(self.failed_shards)} shard(s) could not be read to the end"
         return text
 
+    def reset(self) -> None:
+        super().reset()
+        self.failed_shards.clear()
+
 
 def _buffer_shuffle(items: Iterator[Any], size: int, rng: random.Random) -> Iterator[Any]:
     buf: list[Any] = []

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from lumina_core.conditioning.base import Conditioner
+from lumina_core.conditioning.base import Conditioner, pad_features
 from lumina_core.tokens import Condition
 
 
@@ -40,10 +40,4 @@ class HashTextConditioner(Conditioner):
                 raise ValueError(f"HashTextConditioner expects captions (str); got {type(v).__name__}")
             words = v.lower().split()[: self.max_words]
             feats.append(torch.stack([self._word(w) for w in words]) if words else torch.zeros(1, self.dim))
-        length = max(f.shape[0] for f in feats)
-        ctx = torch.zeros(len(feats), length, self.dim)  # type: ignore[arg-type]
-        mask = torch.zeros(len(feats), length, dtype=torch.bool)
-        for i, f in enumerate(feats):
-            ctx[i, : f.shape[0]] = f
-            mask[i, : f.shape[0]] = True
-        return Condition(ctx.to(device), mask.to(device))
+        return pad_features(feats, device=device)  # (B, max words, dim), right-padded with a mask

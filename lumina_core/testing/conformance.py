@@ -140,7 +140,7 @@ class PluginConformance:
             return None
         return list(itertools.islice(itertools.cycle(self.conditions), n))
 
-    def _encode(self, conditioner: Any, values: list[Any] | None, n: int) -> Any:
+    def _encode(self, conditioner: Any, values: list[Any] | None) -> Any:
         from lumina_core.tokens import Condition
 
         if values is None or getattr(conditioner, "kind", "none") == "none":
@@ -266,7 +266,7 @@ class PluginConformance:
 
         def pick(idx: list[int]) -> tuple[Any, Any]:
             values = None if conds is None else [conds[i] for i in idx]
-            return plugin.tokenize([samples[i] for i in idx]), self._encode(conditioner, values, len(idx))
+            return plugin.tokenize([samples[i] for i in idx]), self._encode(conditioner, values)
 
         t_short, t_long = torch.tensor([0.3]), torch.tensor([0.8])
         with torch.no_grad():
@@ -312,7 +312,7 @@ class PluginConformance:
                 total = 0.0
                 for k in range(4):
                     gen = torch.Generator().manual_seed(1000 + k)
-                    cond = self._encode(conditioner, conds, len(samples))
+                    cond = self._encode(conditioner, conds)
                     total += float(objective.loss(model, self.task, batch, cond, generator=gen)[0])
                 return total / 4
 
@@ -320,9 +320,7 @@ class PluginConformance:
         assert before == before and before < float("inf"), f"initial loss is not finite: {before}"
         for step in range(self.train_steps):
             gen = torch.Generator().manual_seed(step)
-            loss, _ = objective.loss(
-                model, self.task, batch, self._encode(conditioner, conds, len(samples)), generator=gen
-            )
+            loss, _ = objective.loss(model, self.task, batch, self._encode(conditioner, conds), generator=gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
