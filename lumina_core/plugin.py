@@ -155,5 +155,7 @@ class ModalityPlugin(abc.ABC):
         score = getattr(dataset, "score", None)
         return dict(score(samples, items)) if callable(score) else {}
 
-    def preview_to_tensorboard(self, writer: Any, samples: Sequence[Tensor], step: int, tag: str) -> None:
+    def preview_to_tensorboard(  # noqa: B027 - optional hook, deliberately a no-op by default
+        self, writer: Any, samples: Sequence[Tensor], step: int, tag: str
+    ) -> None:
         """Log previews to a TensorBoard ``SummaryWriter``. Default: nothing."""

@@ -133,7 +133,7 @@ class TokenBatch:
         axes = {p.shape[-1] for p in positions}
         if len(dims) != 1 or len(axes) != 1:
             raise ValueError(f"all samples must share the token width and axis count; got D={dims}, A={axes}")
-        for i, (t, p) in enumerate(zip(tokens, positions)):
+        for i, (t, p) in enumerate(zip(tokens, positions, strict=True)):
             if t.dim() != 2 or p.dim() != 2 or t.shape[0] != p.shape[0]:
                 raise ValueError(
                     f"sample {i}: expected tokens (L, D) and positions (L, A) with equal L; "
@@ -149,7 +149,7 @@ class TokenBatch:
         out_t = ref.new_zeros(b, length, d)
         out_p = torch.zeros(b, length, a, dtype=torch.float32, device=ref.device)
         mask = torch.zeros(b, length, dtype=torch.bool, device=ref.device)
-        for i, (t, p) in enumerate(zip(tokens, positions)):
+        for i, (t, p) in enumerate(zip(tokens, positions, strict=True)):
             n = t.shape[0]
             out_t[i, :n] = t
             out_p[i, :n] = p.to(torch.float32)

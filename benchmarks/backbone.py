@@ -1,0 +1,203 @@
+"""Backbone speed: our Next-DiT trunk vs diffusers' LuminaNextDiT2DModel, same weights, same inputs.
+
+    PYTHONPATH=. python benchmarks/backbone.py                    # default: dim 384, 6 layers, 6/2 heads, fp32
+    PYTHONPATH=. python benchmarks/backbone.py --bf16 --compile   # add bf16-autocast and torch.compile rows
+
+Both models hold identical weights (ours is loaded from the diffusers module with ``from_diffusers``); the
+script checks their outputs agree before timing. Measurements alternate between the two models (and the
+order flips every repeat) so that machine noise hits both; the median of the repeats is reported.
+Tokens/s counts image tokens (patches) processed: batch * (H / p) * (W / p) per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm")
+ATTENTION_OPS = ("scaled_dot_product", "flash_attention", "efficient_attention", "cudnn_attention")
+
+
+def build(args):
+    from diffusers import LuminaNextDiT2DModel
+
+    from lumina_core.interop import from_diffusers
+
+    torch.manual_seed(0)
+    ref = LuminaNextDiT2DModel(
+        sample_size=args.size, patch_size=args.patch, in_channels=args.channels, hidden_size=args.dim,
+        num_layers=args.layers, num_attention_heads=args.heads, num_kv_heads=args.kv_heads,
+        cross_attention_dim=args.context_dim,
+    )
+    with torch.no_grad():  # random values everywhere (diffusers zero-initialises gates), tied query copies
+        for p in ref.parameters():
+            p.copy_(torch.randn_like(p) * 0.02)
+        for layer in ref.layers:
+            layer.attn2.to_q.weight.copy_(layer.attn1.to_q.weight)
+            layer.attn2.norm_q.load_state_dict(layer.attn1.norm_q.state_dict())
+    ours = from_diffusers(ref)
+    return ours.to(args.device), ref.to(args.device)
+
+
+def make_inputs(args):
+    from diffusers.models.embeddings import get_2d_rotary_pos_embed_lumina
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, args.channels, args.size, args.size, generator=g)
+    t = torch.rand(args.batch, generator=g)
+    y = torch.randn(args.batch, args.context_len, args.context_dim, generator=g)
+    ymask = torch.ones(args.batch, args.context_len, dtype=torch.long)
+    for i in range(args.batch):  # captions of different lengths
+        ymask[i, max(1, args.context_len - 3 * i) :] = 0
+    emb = get_2d_rotary_pos_embed_lumina(args.dim // args.heads, 384, 384)  # precomputed, as in the pipeline
+    dev = args.device
+    return x.to(dev), t.to(dev), y.to(dev), ymask.to(dev), emb.to(dev)
+
+
+def runners(ours, ref, inputs):
+    x, t, y, ymask, emb = inputs
+
+    def ours_fwd(model=ours):
+        return model(x, t, y, ymask)
+
+    def ref_fwd(model=ref):
+        return model(x, t, y, ymask, emb, cross_attention_kwargs={}, return_dict=False)[0]
+
+    return ours_fwd, ref_fwd
+
+
+def step(fn, train: bool, ctx) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one forward or forward+backward."""
+    sync()
+    start, cpu = time.perf_counter(), time.process_time()
+    if train:
+        with ctx():
+            out = fn()
+        out.float().square().mean().backward()
+    else:
+        with torch.no_grad(), ctx():
+            fn()
+    sync()
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def compare(name, fns, models, train, ctx, args, tokens):
+    """Interleaved timing; prints median wall-clock tokens/s and the ratio of median process CPU times.
+
+    On a machine shared with other jobs, the CPU-time ratio (process time, all threads of this process)
+    is the steadier comparison; on a quiet machine both agree.
+    """
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    order = list(fns)
+    for k in order:  # warm-up
+        for _ in range(args.warmup):
+            step(fns[k], train, ctx)
+    for r in range(args.repeats):
+        for k in order if r % 2 == 0 else order[::-1]:
+            for m in models.values():
+                m.zero_grad(set_to_none=True)
+            w, c = step(fns[k], train, ctx)
+            wall[k].append(w)
+            cpu[k].append(c)
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
+    rate = {k: tokens / v for k, v in med.items()}
+    ratio = rate["ours"] / rate["diffusers"]
+    print(
+        f"{name:<24} ours {rate['ours']:>8.0f} tok/s ({med['ours'] * 1e3:7.1f} ms)  "
+        f"diffusers {rate['diffusers']:>8.0f} tok/s ({med['diffusers'] * 1e3:7.1f} ms)  "
+        f"speed-up {ratio:.2f}x wall, {cmed['diffusers'] / cmed['ours']:.2f}x cpu-time"
+    )
+    return ratio
+
+
+def outside_share(fn, ctx) -> float:
+    """Share of self CPU (or CUDA) time of one training step spent outside matmuls and attention kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=acts) as prof:
+        step(fn, True, ctx)
+    use_cuda = torch.cuda.is_available()
+    total = core = 0.0
+    for ev in prof.key_averages():
+        dt = ev.self_device_time_total if use_cuda else ev.self_cpu_time_total
+        total += dt
+        if ev.key in MATMUL_OPS or any(a in ev.key for a in ATTENTION_OPS):
+            core += dt
+    return 1.0 - core / total if total else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--heads", type=int, default=6)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=32, help="latent height = width")
+    ap.add_argument("--channels", type=int, default=4)
+    ap.add_argument("--patch", type=int, default=2)
+    ap.add_argument("--context-dim", type=int, default=384)
+    ap.add_argument("--context-len", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--bf16", action="store_true", help="add bf16 autocast rows")
+    ap.add_argument("--compile", action="store_true", help="add torch.compile rows")
+    ap.add_argument("--no-profile", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    ours, ref = build(args)
+    inputs = make_inputs(args)
+    ours_fwd, ref_fwd = runners(ours, ref, inputs)
+    with torch.no_grad():
+        err = (ours_fwd() - ref_fwd()).abs().max().item()
+    tokens = args.batch * (args.size // args.patch) ** 2
+    print(
+        f"device {args.device} ({torch.get_num_threads()} threads), torch {torch.__version__}; dim {args.dim}, "
+        f"{args.layers} layers, {args.heads}/{args.kv_heads} heads, batch {args.batch} x {args.size}x{args.size}x"
+        f"{args.channels} patch {args.patch} ({tokens} tokens), captions {args.context_len}x{args.context_dim}; "
+        f"max |ours - diffusers| = {err:.2e}"
+    )
+    fp32 = contextlib.nullcontext
+    models = {"ours": ours, "diffusers": ref}
+    fns = {"ours": ours_fwd, "diffusers": ref_fwd}
+    compare("fp32 forward", fns, models, False, fp32, args, tokens)
+    compare("fp32 forward+backward", fns, models, True, fp32, args, tokens)
+    if args.bf16:
+        dev_type = "cuda" if args.device.startswith("cuda") else "cpu"
+
+        def bf16():
+            return torch.autocast(dev_type, dtype=torch.bfloat16)
+
+        compare("bf16 autocast forward", fns, models, False, bf16, args, tokens)
+        compare("bf16 autocast fwd+bwd", fns, models, True, bf16, args, tokens)
+    if args.compile:
+        cfns = {"ours": torch.compile(ours_fwd), "diffusers": torch.compile(ref_fwd)}
+        compare("compiled fp32 forward", cfns, models, False, fp32, args, tokens)
+        compare("compiled fp32 fwd+bwd", cfns, models, True, fp32, args, tokens)
+    if not args.no_profile:
+        share_ours = outside_share(ours_fwd, fp32)
+        share_ref = outside_share(ref_fwd, fp32)
+        print(
+            f"share of a fp32 training step outside matmuls + attention: ours {share_ours:.1%}, "
+            f"diffusers {share_ref:.1%}"
+        )
+
+
+if __name__ == "__main__":
+    main()

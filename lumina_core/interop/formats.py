@@ -1,0 +1,334 @@
+"""Load and export the public formats of the Lumina-Next image model, and convert them to ours.
+
+Our on-disk format (what :func:`convert` writes and :func:`load_converted` reads) is a folder with
+``model.safetensors`` (a :class:`LuminaModel` state dict) and ``config.json`` (trunk config, the image
+task's AdapterSpec, patch size and channels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lumina_core.interop import keys
+from lumina_core.interop.image import LuminaImageModel
+from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.lumina_model import LuminaModel
+from lumina_core.model.rope import NDRope
+from lumina_core.plugin import AdapterSpec
+
+StateDict = dict[str, torch.Tensor]
+TASK = "image"
+
+
+# -- reading files -------------------------------------------------------------------------------------------
+def read_state_dict(path: str | Path) -> StateDict:
+    """A state dict from ``.safetensors`` or ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=True)``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint file at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            state = state["model"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError(f"{path} does not hold a flat tensor state dict")
+        return state
+    raise ValueError(f"unsupported checkpoint file {path.name!r}: expected .safetensors or .pth/.pt/.bin")
+
+
+def _released_file(path: Path) -> Path:
+    if path.is_file():
+        return path
+    found = sorted(p for p in path.glob("consolidated*") if p.suffix in (".pth", ".safetensors"))
+    if len(found) != 1:
+        raise ValueError(
+            f"expected exactly one consolidated*.pth / consolidated*.safetensors in {path}; found "
+            f"{[p.name for p in found]} (model-parallel shards must be merged first)"
+        )
+    return found[0]
+
+
+def _diffusers_folder(path: Path) -> tuple[StateDict, dict[str, Any]]:
+    """State dict and config of a diffusers transformer folder (single file or sharded safetensors)."""
+    if path.is_file():
+        return read_state_dict(path), {}
+    if (path / "transformer" / "config.json").is_file():
+        path = path / "transformer"
+    config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+    single = path / "diffusion_pytorch_model.safetensors"
+    index = path / "diffusion_pytorch_model.safetensors.index.json"
+    if single.is_file():
+        return read_state_dict(single), config
+    if index.is_file():
+        state: StateDict = {}
+        for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+            state.update(read_state_dict(path / shard))
+        return state, config
+    raise ValueError(f"no diffusion_pytorch_model.safetensors (or sharded index) in {path}")
+
+
+# -- config inference ---------------------------------------------------------------------------------------
+def infer_config(released: StateDict, n_heads: int | None = None, **overrides: Any) -> NextDiTConfig:
+    """Trunk config implied by a released-layout state dict (``n_heads`` is read from the cross-attention
+    gate; a model without captions must give it)."""
+    try:
+        dim = released["x_embedder.weight"].shape[0]
+        gate = released.get("layers.0.attention.gate")
+        if n_heads is None:
+            if gate is None:
+                raise ValueError("cannot infer n_heads from a state dict without attention gates; pass n_heads")
+            n_heads = gate.shape[0]
+        head_dim = dim // n_heads
+        n_kv = released["layers.0.attention.wk.weight"].shape[0] // head_dim
+        wk_y = released.get("layers.0.attention.wk_y.weight")
+        values = dict(
+            dim=dim,
+            n_layers=keys.num_layers(released),
+            n_heads=n_heads,
+            n_kv_heads=n_kv,
+            context_dim=None if wk_y is None else wk_y.shape[1],
+            qk_norm="layers.0.attention.q_norm.weight" in released,
+        )
+    except KeyError as err:
+        raise ValueError(f"released state dict lacks {err.args[0]!r}; cannot infer the model config") from err
+    values.update(overrides)
+    cfg = NextDiTConfig(**values)
+    hidden = released["layers.0.feed_forward.w1.weight"].shape[0]
+    if hidden != cfg.ffn_hidden:
+        raise ValueError(
+            f"FFN hidden width in the checkpoint is {hidden}; the config gives {cfg.ffn_hidden} "
+            f"(multiple_of={cfg.multiple_of}, ffn_dim_multiplier={cfg.ffn_dim_multiplier}): pass matching values"
+        )
+    return cfg
+
+
+def _resolve_config(config: NextDiTConfig | str | dict | None, released: StateDict) -> NextDiTConfig:
+    if config is None:
+        return infer_config(released)
+    if isinstance(config, str):
+        return NextDiTConfig.from_preset(config)
+    if isinstance(config, dict):
+        return NextDiTConfig.from_dict(config)
+    return config
+
+
+def build_from_released(
+    released: StateDict,
+    config: NextDiTConfig | str | dict | None,
+    patch_size: int,
+    train_extent: tuple[float, float] | None,
+) -> LuminaImageModel:
+    cfg = _resolve_config(config, released)
+    released = {k: v for k, v in released.items() if not keys.IGNORED_RELEASED_KEYS.match(k)}
+    try:
+        in_dim = released["x_embedder.weight"].shape[1]
+        out_dim = released["final_layer.linear.weight"].shape[0]
+    except KeyError as err:
+        raise ValueError(f"released state dict lacks {err.args[0]!r}") from err
+    p2 = patch_size * patch_size
+    if in_dim % p2:
+        raise ValueError(f"x_embedder takes {in_dim} values per token, not a multiple of patch_size^2 = {p2}")
+    spec = AdapterSpec(
+        in_dim=in_dim, out_dim=out_dim, num_axes=2, axis_split=(1, 1), rope_layout="interleaved",
+        train_extent=train_extent,
+    )
+    ours = keys.released_to_ours(released, TASK, patch_size, cfg.context_dim is not None, cfg.head_dim)
+    with torch.device("meta"):
+        model = LuminaModel(cfg, {TASK: spec})
+    _load_strict(model, ours)
+    return LuminaImageModel(model.eval(), patch_size, in_dim // p2, TASK)
+
+
+def _load_strict(model: nn.Module, state: StateDict) -> None:
+    expected = model.state_dict()
+    keys._check_keys(set(state), set(expected), "converted")
+    bad = [f"{k}: expected {tuple(v.shape)}, got {tuple(state[k].shape)}" for k, v in expected.items()
+           if tuple(state[k].shape) != tuple(v.shape)]
+    if bad:
+        more = f"; ... and {len(bad) - 8} more" if len(bad) > 8 else ""
+        raise ValueError("state dict shapes do not match the config: " + "; ".join(bad[:8]) + more)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
+    for module in model.modules():  # non-persistent RoPE tables were built on meta: rebuild them
+        if isinstance(module, NDRope):
+            module.rebuild_tables("cpu")
+
+
+# -- public API ------------------------------------------------------------------------------------------------
+def from_released(
+    path_or_state_dict: str | Path | StateDict,
+    config: NextDiTConfig | str | dict | None = None,
+    patch_size: int = 2,
+    sample_size: int | None = 128,
+) -> LuminaImageModel:
+    """Load a released Lumina-Next checkpoint (``consolidated*.pth`` / ``.safetensors``, or its state dict).
+
+    ``config``: a NextDiTConfig, a preset name (``"2B"``) or None to infer it from the tensors. ``sample_size``
+    is the training latent size (released 1024 px models: 128), giving the RoPE training extent
+    ``sample_size / patch_size`` per axis; None leaves it unset.
+    """
+    if isinstance(path_or_state_dict, (str, Path)):
+        state = read_state_dict(_released_file(Path(path_or_state_dict)))
+    else:
+        state = dict(path_or_state_dict)
+    extent = None if sample_size is None else (sample_size / patch_size,) * 2
+    return build_from_released(state, config, patch_size, extent)
+
+
+def from_diffusers(model_or_state_dict: Any, config: NextDiTConfig | str | dict | None = None) -> LuminaImageModel:
+    """Load diffusers' ``LuminaNextDiT2DModel`` (the module, its state dict, or a saved folder/file).
+
+    The module's (or folder's) config gives patch size, channels, heads and the training sample size; a
+    bare state dict is read with patch size 2 and the config inferred from the tensors.
+    """
+    dconf: dict[str, Any] = {}
+    if isinstance(model_or_state_dict, nn.Module):
+        state = model_or_state_dict.state_dict()
+        dconf = dict(getattr(model_or_state_dict, "config", {}) or {})
+    elif isinstance(model_or_state_dict, (str, Path)):
+        state, dconf = _diffusers_folder(Path(model_or_state_dict))
+    elif isinstance(model_or_state_dict, dict):
+        state = dict(model_or_state_dict)
+    else:
+        raise ValueError(
+            f"from_diffusers expects a LuminaNextDiT2DModel, its state dict or a saved folder; got {type(model_or_state_dict)}"
+        )
+    released = keys.diffusers_to_released(state)
+    if config is None and dconf:
+        config = _config_from_diffusers(dconf, released)
+    patch = int(dconf.get("patch_size") or 2)
+    sample = dconf.get("sample_size")
+    extent = None if sample is None else (sample / patch,) * 2
+    return build_from_released(released, config, patch, extent)
+
+
+def _config_from_diffusers(dconf: dict[str, Any], released: StateDict) -> NextDiTConfig:
+    return infer_config(
+        released,
+        n_heads=dconf.get("num_attention_heads"),
+        multiple_of=dconf.get("multiple_of") or 256,
+        ffn_dim_multiplier=dconf.get("ffn_dim_multiplier"),
+        norm_eps=dconf.get("norm_eps") or 1e-5,
+    )
+
+
+def _unwrap(model: LuminaImageModel | LuminaModel, task: str, patch_size: int | None) -> tuple[LuminaModel, str, int]:
+    if isinstance(model, LuminaImageModel):
+        return model.model, model.task, model.patch_size
+    if patch_size is None:
+        raise ValueError("exporting a LuminaModel needs patch_size (the image task's patch size)")
+    if task not in model.adapters:
+        raise ValueError(f"unknown task {task!r}; tasks: {model.tasks}")
+    return model, task, patch_size
+
+
+def _fused_splits(model: LuminaModel) -> dict[str, tuple[int, ...]]:
+    cfg = model.config
+    q, kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+    return {
+        "attention.wqkv.weight": (q, kv, kv),
+        "attention.wkv_y.weight": (kv, kv),
+        "feed_forward.w13.weight": (cfg.ffn_hidden, cfg.ffn_hidden),
+    }
+
+
+def to_released_state_dict(
+    model: LuminaImageModel | LuminaModel, task: str = TASK, patch_size: int | None = None
+) -> StateDict:
+    """The released-layout state dict of the trunk and one image task (other tasks are left out)."""
+    m, task, p = _unwrap(model, task, patch_size)
+    state = {k: v.detach() for k, v in m.state_dict().items()
+             if k.startswith("trunk.") or k.startswith(f"adapters.{task}.")}
+    return keys.ours_to_released(state, task, p, _fused_splits(m), m.config.head_dim)
+
+
+def to_diffusers_state_dict(
+    model: LuminaImageModel | LuminaModel, task: str = TASK, patch_size: int | None = None
+) -> StateDict:
+    """The state dict diffusers' ``LuminaNextDiT2DModel`` loads (query projection duplicated)."""
+    if isinstance(model, LuminaImageModel):
+        cfg = model.model.config
+    else:
+        cfg = model.config
+    if cfg.context_dim is None:
+        raise ValueError("diffusers' LuminaNextDiT2DModel always has a caption branch; this model has none")
+    return keys.released_to_diffusers(to_released_state_dict(model, task, patch_size))
+
+
+def diffusers_config(model: LuminaImageModel) -> dict[str, Any]:
+    """Constructor arguments of the equivalent diffusers ``LuminaNextDiT2DModel``."""
+    cfg = model.model.config
+    spec = model.model.adapters[model.task].spec
+    extent = spec.train_extent
+    if spec.out_dim not in (spec.in_dim, 2 * spec.in_dim):
+        raise ValueError(f"diffusers predicts C or 2C channels; this model predicts {model.out_channels}")
+    return dict(
+        sample_size=int(extent[0] * model.patch_size) if extent else 128,
+        patch_size=model.patch_size,
+        in_channels=model.in_channels,
+        hidden_size=cfg.dim,
+        num_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_kv_heads=cfg.n_kv_heads,
+        multiple_of=cfg.multiple_of,
+        ffn_dim_multiplier=cfg.ffn_dim_multiplier,
+        norm_eps=cfg.norm_eps,
+        learn_sigma=spec.out_dim == 2 * spec.in_dim,
+        qk_norm=cfg.qk_norm,
+        cross_attention_dim=cfg.context_dim,
+    )
+
+
+def convert(src: str | Path, dst: str | Path, src_format: str, preset: str | None = None) -> Path:
+    """Convert a diffusers or released checkpoint to our format; returns the output folder ``dst``.
+
+    ``preset`` names the trunk config (e.g. ``"2B"``); None infers it from the checkpoint.
+    """
+    from safetensors.torch import save_file
+
+    if src_format == "diffusers":
+        image = from_diffusers(str(src), preset)
+    elif src_format == "released":
+        image = from_released(str(src), preset)
+    else:
+        raise ValueError(f"src_format must be 'diffusers' or 'released'; got {src_format!r}")
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in image.model.state_dict().items()}
+    save_file(state, str(dst / "model.safetensors"))
+    meta = {
+        "format": "lumina",
+        "model": image.model.config.to_dict(),
+        "tasks": {image.task: dataclasses.asdict(image.model.adapters[image.task].spec)},
+        "image": {"task": image.task, "patch_size": image.patch_size, "in_channels": image.in_channels},
+        "source": {"path": str(src), "format": src_format},
+    }
+    (dst / "config.json").write_text(json.dumps(meta, indent=2))
+    return dst
+
+
+def load_converted(path: str | Path) -> LuminaImageModel:
+    """Read back what :func:`convert` wrote."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = json.loads((path / "config.json").read_text())
+    cfg = NextDiTConfig.from_dict(meta["model"])
+    tasks = {}
+    for name, fields in meta["tasks"].items():
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        tasks[name] = AdapterSpec(**fields)
+    with torch.device("meta"):
+        model = LuminaModel(cfg, tasks)
+    _load_strict(model, load_file(str(path / "model.safetensors")))
+    img = meta["image"]
+    return LuminaImageModel(model.eval(), img["patch_size"], img["in_channels"], img["task"])

@@ -1,0 +1,25 @@
+"""The Next-DiT trunk, N-D RoPE and the per-task adapters.
+
+    from lumina_core.model import NextDiTConfig, PRESETS, LuminaModel, RopeScaling
+    model = LuminaModel(NextDiTConfig.from_preset("tiny", context_dim=384), {"image": spec})
+    v = model.velocity(batch, t, cond, task="image")
+"""
+
+from lumina_core.model.adapter import FinalLayer, ModalityAdapter
+from lumina_core.model.config import PRESETS, NextDiTConfig, count_parameters, preset_parameter_counts
+from lumina_core.model.lumina_model import LuminaModel
+from lumina_core.model.nextdit import NextDiT
+from lumina_core.model.rope import NDRope, RopeScaling
+
+__all__ = [
+    "PRESETS",
+    "FinalLayer",
+    "LuminaModel",
+    "ModalityAdapter",
+    "NDRope",
+    "NextDiT",
+    "NextDiTConfig",
+    "RopeScaling",
+    "count_parameters",
+    "preset_parameter_counts",
+]

@@ -1,0 +1,54 @@
+"""The per-task adapter around the shared trunk: everything that depends on the modality.
+
+    x      = W_x tokens + b                                  (in_dim -> dim)
+    x[i]   = pad_token  wherever mask[i] is False            (padding never depends on what the plugin put there)
+    out    = Linear(LayerNorm(h) * (1 + Linear(SiLU(c))))    (final layer; LayerNorm without affine, eps 1e-6)
+
+plus the task's RoPE tables (axis split, layout, base, training extent) from its :class:`AdapterSpec`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lumina_core.model.nextdit import all_true
+from lumina_core.model.rope import NDRope
+from lumina_core.plugin import AdapterSpec
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, dim: int, cond_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.norm_final = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, dim))
+        self.linear = nn.Linear(dim, out_dim)
+
+    def forward(self, h: Tensor, c: Tensor) -> Tensor:
+        scale = self.adaLN_modulation(c)[:, None]  # (B, 1, dim)
+        return self.linear(self.norm_final(h) * (1 + scale))
+
+
+class ModalityAdapter(nn.Module):
+    def __init__(self, spec: AdapterSpec, dim: int, cond_dim: int, head_dim: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.x_embedder = nn.Linear(spec.in_dim, dim)
+        self.pad_token = nn.Parameter(torch.zeros(dim))
+        self.final_layer = FinalLayer(dim, cond_dim, spec.out_dim)
+        self.rope = NDRope(
+            head_dim,
+            spec.axis_split if spec.num_axes else (),
+            spec.rope_layout,
+            spec.rope_theta,
+            spec.train_extent if spec.num_axes else None,
+        )
+
+    def embed(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """(B, L, dim) embedded tokens; padded rows replaced by the learnable pad token."""
+        if tokens.shape[-1] != self.spec.in_dim:
+            raise ValueError(f"tokens must have width in_dim={self.spec.in_dim} for this task; got {tokens.shape[-1]}")
+        x = self.x_embedder(tokens.to(self.x_embedder.weight.dtype))
+        if all_true(mask):
+            return x
+        return torch.where(mask[..., None], x, self.pad_token.to(x.dtype))

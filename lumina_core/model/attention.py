@@ -1,0 +1,73 @@
+"""Next-DiT attention: self-attention with N-D RoPE and GQA, plus a gated parallel cross-attention.
+
+    q = LN_q(W_q x), k = LN_k(W_k x), v = W_v x          (QK-norm over the whole projected width)
+    q, k <- RoPE(q), RoPE(k)                              (fp32 rotation, per-axis frequencies)
+    o_self  = softmax(q k^T * a / sqrt(d) + mask) v       (a: proportional-attention factor, default 1)
+    o_cross = softmax(q k_y^T / sqrt(d) + mask_y) v_y     (k_y = LN_ky(W_ky y), v_y = W_vy y, no RoPE)
+    out     = W_o(o_self + tanh(gate_h) * o_cross)        (one gate per head)
+
+One fused projection computes q, k and v (``wqkv``); one computes the caption keys and values (``wkv_y``).
+Grouped-query attention runs through ``scaled_dot_product_attention(enable_gqa=True)``: query head ``h``
+reads key/value head ``h // (n_heads / n_kv_heads)``, and K/V are never repeated in memory.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lumina_core.model.rope import apply_rope
+
+
+class Attention(nn.Module):
+    def __init__(
+        self, dim: int, n_heads: int, n_kv_heads: int, context_dim: int | None, qk_norm: bool = True
+    ) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        self.head_dim = dim // n_heads
+        q_width, kv_width = n_heads * self.head_dim, n_kv_heads * self.head_dim
+        self.splits = (q_width, kv_width, kv_width)
+        self.wqkv = nn.Linear(dim, q_width + 2 * kv_width, bias=False)
+        self.q_norm = nn.LayerNorm(q_width) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(kv_width) if qk_norm else nn.Identity()
+        self.has_context = context_dim is not None
+        if self.has_context:
+            self.wkv_y = nn.Linear(context_dim, 2 * kv_width, bias=False)
+            self.ky_norm = nn.LayerNorm(kv_width) if qk_norm else nn.Identity()
+            self.gate = nn.Parameter(torch.zeros(n_heads))
+        self.wo = nn.Linear(q_width, dim, bias=False)
+
+    def forward(
+        self,
+        x: Tensor,
+        key_mask: Tensor | None,
+        cos: Tensor | None,
+        sin: Tensor | None,
+        prop: Tensor | None,
+        y: Tensor | None = None,
+        y_mask: Tensor | None = None,
+    ) -> Tensor:
+        """x (B, L, dim); key_mask (B, 1, 1, L) bool or None; cos/sin (B, L, head_dim/2) or None;
+        prop (B,) or None; y (B, Lc, context_dim) already RMS-normalised, y_mask (B, 1, 1, Lc) or None."""
+        b, n, _ = x.shape
+        hd = self.head_dim
+        q, k, v = self.wqkv(x).split(self.splits, dim=-1)
+        q = self.q_norm(q).view(b, n, self.n_heads, hd)
+        k = self.k_norm(k).view(b, n, self.n_kv_heads, hd)
+        v = v.view(b, n, self.n_kv_heads, hd)
+        if cos is not None:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, L, hd)
+        gqa = self.n_kv_heads != self.n_heads
+        q_self = q if prop is None else q * prop.to(q.dtype)[:, None, None, None]
+        out = F.scaled_dot_product_attention(q_self, k, v, attn_mask=key_mask, enable_gqa=gqa)
+        if self.has_context and y is not None:
+            ky, vy = self.wkv_y(y).split(self.splits[1:], dim=-1)
+            lc = y.shape[1]
+            ky = self.ky_norm(ky).view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
+            vy = vy.view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
+            out_y = F.scaled_dot_product_attention(q, ky, vy, attn_mask=y_mask, enable_gqa=gqa)
+            out = torch.addcmul(out, torch.tanh(self.gate).to(out.dtype)[None, :, None, None], out_y)
+        return self.wo(out.transpose(1, 2).reshape(b, n, -1))

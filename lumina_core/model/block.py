@@ -1,0 +1,70 @@
+"""One Next-DiT block: sandwich RMSNorms, scale-only modulation, tanh gates, SwiGLU.
+
+    [s_a, g_a, s_f, g_f] = Linear(SiLU(c)).chunk(4)                       (zero-initialised)
+    h   = x + tanh(g_a) * RMSNorm_a2(Attention(RMSNorm_a1(x) * (1 + s_a), RMSNorm_y(y)))
+    out = h + tanh(g_f) * RMSNorm_f2(FFN(RMSNorm_f1(h) * (1 + s_f)))
+    FFN(x) = w2(silu(w1 x) * w3 x)                                        (w1 | w3 fused in one matmul)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lumina_core.model.attention import Attention
+from lumina_core.model.config import NextDiTConfig
+
+
+class RMSNorm(nn.RMSNorm):
+    """``x / sqrt(mean(x^2) + eps) * w``; under autocast the weight follows the activation dtype so the
+    fused kernel is used (it accumulates in fp32 internally)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
+        return F.rms_norm(x, self.normalized_shape, w, self.eps)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.w13 = nn.Linear(dim, 2 * hidden, bias=False)  # rows: [w1; w3]
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = self.w13(x).chunk(2, dim=-1)
+        return self.w2(F.silu(a) * b)
+
+
+class NextDiTBlock(nn.Module):
+    def __init__(self, cfg: NextDiTConfig) -> None:
+        super().__init__()
+        dim, eps = cfg.dim, cfg.norm_eps
+        self.attention = Attention(dim, cfg.n_heads, cfg.n_kv_heads, cfg.context_dim, cfg.qk_norm)
+        self.feed_forward = SwiGLU(dim, cfg.ffn_hidden)
+        self.attention_norm1 = RMSNorm(dim, eps=eps)
+        self.attention_norm2 = RMSNorm(dim, eps=eps)
+        self.ffn_norm1 = RMSNorm(dim, eps=eps)
+        self.ffn_norm2 = RMSNorm(dim, eps=eps)
+        if cfg.context_dim is not None:
+            self.attention_y_norm = RMSNorm(cfg.context_dim, eps=eps)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(cfg.cond_dim, 4 * dim))
+
+    def forward(
+        self,
+        x: Tensor,
+        c: Tensor,
+        key_mask: Tensor | None,
+        cos: Tensor | None,
+        sin: Tensor | None,
+        prop: Tensor | None,
+        y: Tensor | None,
+        y_mask: Tensor | None,
+    ) -> Tensor:
+        scale_a, gate_a, scale_f, gate_f = self.adaLN_modulation(c)[:, None].chunk(4, dim=-1)  # (B, 1, dim)
+        y_n = self.attention_y_norm(y) if y is not None else None
+        a = self.attention(self.attention_norm1(x) * (1 + scale_a), key_mask, cos, sin, prop, y_n, y_mask)
+        h = torch.addcmul(x, gate_a.tanh(), self.attention_norm2(a))  # x + tanh(g_a) * norm(a), one pass
+        f = self.feed_forward(self.ffn_norm1(h) * (1 + scale_f))
+        return torch.addcmul(h, gate_f.tanh(), self.ffn_norm2(f))

@@ -1,0 +1,131 @@
+"""LuminaModel: one shared Next-DiT trunk, one modality adapter per task.
+
+    out = adapter.final(trunk(adapter.embed(tokens), t, condition, adapter.rope(positions)))   # (B, L, out_dim)
+
+The first ``in_dim`` output channels are the velocity, in the same order as the input tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lumina_core.model.adapter import ModalityAdapter
+from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.nextdit import NextDiT
+from lumina_core.model.rope import RopeScaling
+from lumina_core.plugin import AdapterSpec
+from lumina_core.tokens import Condition, TokenBatch
+
+
+class LuminaModel(nn.Module):
+    def __init__(self, config: NextDiTConfig, tasks: dict[str, AdapterSpec] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.trunk = NextDiT(config)
+        self.adapters = nn.ModuleDict()
+        self.trunk.apply(_init_module)
+        for name, spec in (tasks or {}).items():
+            self.add_task(name, spec)
+
+    # -- tasks -------------------------------------------------------------------------------------------
+    def add_task(self, name: str, spec: AdapterSpec) -> ModalityAdapter:
+        """Add a task with a freshly initialised adapter (on the trunk's device and dtype)."""
+        if name in self.adapters:
+            raise ValueError(f"task {name!r} already exists; tasks: {sorted(self.adapters)}")
+        cfg = self.config
+        adapter = ModalityAdapter(spec, cfg.dim, cfg.cond_dim, cfg.head_dim)
+        adapter.apply(_init_module)
+        ref = next(self.trunk.parameters())
+        self.adapters[name] = adapter.to(device=ref.device, dtype=ref.dtype)
+        return self.adapters[name]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.adapters)
+
+    def _adapter(self, task: str | None) -> ModalityAdapter:
+        if task is None:
+            if len(self.adapters) != 1:
+                raise ValueError(f"task must be named when the model has {len(self.adapters)} tasks: {self.tasks}")
+            task = self.tasks[0]
+        if task not in self.adapters:
+            raise ValueError(f"unknown task {task!r}; tasks: {self.tasks}")
+        return self.adapters[task]
+
+    # -- forward -------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        batch: TokenBatch,
+        t: Tensor | float,
+        cond: Condition | None = None,
+        task: str | None = None,
+        rope_scaling: RopeScaling | dict | str | None = None,
+    ) -> Tensor:
+        """(B, L, out_dim) prediction for a token batch at flow time ``t`` ((B,), scalar, in [0, 1])."""
+        adapter = self._adapter(task)
+        spec = adapter.spec
+        if batch.num_axes != spec.num_axes:
+            raise ValueError(
+                f"positions must have {spec.num_axes} axes for this task; got {batch.num_axes} "
+                f"(positions shape {tuple(batch.positions.shape)})"
+            )
+        b = batch.batch_size
+        t = torch.as_tensor(t, dtype=torch.float32, device=batch.tokens.device)
+        if t.dim() == 0:
+            t = t.expand(b)
+        if tuple(t.shape) != (b,):
+            raise ValueError(f"t must be a scalar or have shape ({b},); got {tuple(t.shape)}")
+        y = y_mask = None
+        if cond is not None and cond.context is not None:
+            if cond.context.shape[0] != b:
+                raise ValueError(f"condition batch size {cond.context.shape[0]} != token batch size {b}")
+            y, y_mask = cond.context, cond.mask
+        x = adapter.embed(batch.tokens, batch.mask)
+        cos, sin, prop = adapter.rope(batch.positions, batch.mask, t, RopeScaling.build(rope_scaling))
+        h, c = self.trunk(x, batch.mask, t, y, y_mask, cos, sin, prop)
+        return adapter.final_layer(h, c)
+
+    def velocity(
+        self,
+        batch: TokenBatch,
+        t: Tensor | float,
+        cond: Condition | None = None,
+        task: str | None = None,
+        rope_scaling: RopeScaling | dict | str | None = None,
+    ) -> Tensor:
+        """(B, L, in_dim): the first ``in_dim`` output channels."""
+        out = self(batch, t, cond, task=task, rope_scaling=rope_scaling)
+        return out[..., : self._adapter(task).spec.in_dim]
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        self.trunk.grad_checkpointing = enabled
+
+
+# -- initialisation, all in one place -------------------------------------------------------------------
+def _init_module(module: nn.Module) -> None:
+    """Xavier-uniform linears with zero biases; zero modulation, gates, caption projection and final layer
+    (every block starts as the identity and the model predicts zero); N(0, 0.02) time MLP and pad token."""
+    from lumina_core.model.adapter import FinalLayer, ModalityAdapter
+    from lumina_core.model.attention import Attention
+    from lumina_core.model.block import NextDiTBlock
+    from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
+
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, TimestepEmbedder):
+        for lin in (module.mlp[0], module.mlp[2]):
+            nn.init.normal_(lin.weight, std=0.02)
+    elif isinstance(module, CaptionEmbedder):
+        nn.init.zeros_(module.net[1].weight)
+    elif isinstance(module, Attention) and module.has_context:
+        nn.init.zeros_(module.gate)
+    elif isinstance(module, NextDiTBlock):
+        nn.init.zeros_(module.adaLN_modulation[1].weight)
+    elif isinstance(module, FinalLayer):
+        for lin in (module.adaLN_modulation[1], module.linear):
+            nn.init.zeros_(lin.weight)
+    elif isinstance(module, ModalityAdapter):
+        nn.init.normal_(module.pad_token, std=0.02)

@@ -1,0 +1,76 @@
+"""The shared Next-DiT trunk: conditioning embedders and the stack of blocks.
+
+The trunk works on embedded tokens (B, L, dim) and never knows the modality: the per-task input
+projection, pad token, final layer and RoPE layout live in :class:`~lumina_core.model.adapter.ModalityAdapter`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from lumina_core.model.block import NextDiTBlock
+from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
+
+
+class NextDiT(nn.Module):
+    def __init__(self, cfg: NextDiTConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.t_embedder = TimestepEmbedder(cfg.cond_dim, cfg.t_freq_dim)
+        self.cap_embedder = CaptionEmbedder(cfg.context_dim, cfg.cond_dim) if cfg.context_dim else None
+        self.layers = nn.ModuleList(NextDiTBlock(cfg) for _ in range(cfg.n_layers))
+        self.grad_checkpointing = cfg.grad_checkpointing
+
+    def condition(self, t: Tensor, y: Tensor | None, y_mask: Tensor | None) -> Tensor:
+        """(B, cond_dim) conditioning vector ``c = t_emb + cap_emb`` (no caption: ``t_emb``)."""
+        c = self.t_embedder(t)
+        if y is not None and self.cap_embedder is not None:
+            c = c + self.cap_embedder(y, y_mask)
+        return c
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        t: Tensor,
+        y: Tensor | None = None,
+        y_mask: Tensor | None = None,
+        cos: Tensor | None = None,
+        sin: Tensor | None = None,
+        prop: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Run the blocks. x (B, L, dim) embedded tokens, mask (B, L) bool (False: padding, never a key),
+        t (B,), y (B, Lc, context_dim) / y_mask (B, Lc) or None. Returns (hidden (B, L, dim), c (B, cond_dim))."""
+        if self.cap_embedder is None:
+            y = y_mask = None
+        if y is not None:
+            if y.shape[-1] != self.config.context_dim:
+                raise ValueError(
+                    f"condition context must have width context_dim={self.config.context_dim}; got {y.shape[-1]}"
+                )
+            if y_mask is None:
+                y_mask = torch.ones(y.shape[:2], dtype=torch.bool, device=y.device)
+            y = y.to(x.dtype)
+        c = self.condition(t, y, y_mask)
+        key_mask = None if all_true(mask) else mask[:, None, None, :]
+        y_attn_mask = None
+        if y is not None and not all_true(y_mask):
+            # a sample without any valid caption token attends to all of them (no NaN from an empty softmax)
+            y_attn_mask = (y_mask | ~y_mask.any(-1, keepdim=True))[:, None, None, :]
+        for layer in self.layers:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(layer, x, c, key_mask, cos, sin, prop, y, y_attn_mask, use_reentrant=False)
+            else:
+                x = layer(x, c, key_mask, cos, sin, prop, y, y_attn_mask)
+        return x, c
+
+
+def all_true(mask: Tensor) -> bool:
+    """True when no entry is masked, so attention can skip the mask. Under ``torch.compile`` this answers
+    False without looking (a data-dependent branch would break the graph; the mask is then always applied)."""
+    if torch.compiler.is_compiling():
+        return False
+    return bool(mask.all())

@@ -1,0 +1,343 @@
+"""Rotary position embedding (RoPE) on N position axes, and its scaled variants for extrapolation.
+
+A head of dimension ``d`` holds ``P = d / 2`` rotation pairs. Each pair ``j`` belongs to one position axis
+``a(j)`` and has its own angular frequency ``w_j``; a token at position ``p`` rotates the pair by the angle
+``p[a(j)] * w_j``. In memory, pair ``j`` is ``(x[j], x[j + P])`` (the two halves of the head), so the
+rotation runs on contiguous halves:
+
+    x'[j]     = x[j] cos(p w_j) - x[j+P] sin(p w_j)
+    x'[j + P] = x[j] sin(p w_j) + x[j+P] cos(p w_j)
+
+The released model stores pair ``j`` as ``(x[2j], x[2j+1])``; as query-key products only need both sides
+to agree, the importers permute the query/key projection rows (and their QK-norm parameters) once at load
+time (see ``lumina_core.interop.keys``), which keeps the run-time rotation cheap and real-valued.
+
+so the dot product of a rotated query and key depends only on the position difference. Axis ``a`` owns
+``n_a`` pairs (its share of ``AdapterSpec.axis_split``) with frequencies ``w_k = theta^(-2k / d_a)``,
+``d_a = 2 n_a``, ``k = 0 .. n_a - 1``. Layouts:
+
+* ``"interleaved"`` - the axes take pairs in turn (pair 0 -> axis 0, pair 1 -> axis 1, ...), the released
+  2D layout (h and w alternate pair by pair, ``w_k = theta^(-4k / d)``); an axis that runs out of pairs
+  drops out of the rotation;
+* ``"blocked"`` - each axis owns a contiguous run of pairs.
+
+Scaling (``s`` per axis, >= 1 beyond the training extent), see :class:`RopeScaling`:
+
+* PI:  ``w' = w / s``;
+* NTK: ``theta' = theta * s`` (released) or ``theta * s^(d_a / (d_a - 2))`` (``ntk_mode="dd2"``);
+* frequency-aware (ours, NTK-by-parts): ``r = L / lambda`` with ``lambda = 2 pi / w`` and ``L`` the training
+  extent; ``g = clip((r - low) / (high - low), 0, 1)``; ``w' = g w + (1 - g) w / s`` (high frequencies kept,
+  low ones interpolated);
+* time-aware (released smooth variant): ``d_t = t d + 1``, ``theta_t = theta s^(d / d_t)``,
+  ``w' = max(w / s, theta_t^(-2k / d_a))`` with ``d`` the head dimension (for 2D, ``2k / d_a = 4k / d``);
+  PI-like at ``t = 0`` and NTK-like at ``t = 1``;
+* time-aware stepwise (released sampler): PI while ``t < threshold`` (0.3), NTK after;
+* proportional attention: self-attention logits scaled by ``sqrt(log_{N_train} N)`` on top of
+  ``1 / sqrt(d)``, ``N`` the sample's number of tokens.
+
+Angles are computed and applied in fp32 with real cos/sin (no complex numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+ROPE_KINDS = ("none", "pi", "ntk", "freq_aware", "time_aware", "time_aware_stepwise")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """How to scale RoPE when positions run beyond the training extent.
+
+    Attributes:
+        kind: "none" | "pi" | "ntk" | "freq_aware" | "time_aware" | "time_aware_stepwise".
+        scale: None (derived per axis from ``AdapterSpec.train_extent`` vs the batch's extent), one float
+            for every axis, or a tuple with one factor per axis.
+        proportional_attention: scale self-attention logits by ``sqrt(log_{N_train} N)``.
+        scale_mode: how a derived scale is computed: "axis" (``extent_a / train_a`` per axis) or "area"
+            (``sqrt(prod extent / prod train)`` for every axis, as the released pipeline does).
+        ntk_mode: "linear" (``theta * s``, released) or "dd2" (``theta * s^(d_a / (d_a - 2))``).
+        threshold: stepwise time-aware switch point (PI for ``t < threshold``, NTK after).
+        freq_low, freq_high: frequency-aware blend bounds on ``r = train_extent / wavelength``.
+        train_tokens: ``N_train`` of proportional attention; None: product of ``train_extent``.
+    """
+
+    kind: str = "none"
+    scale: float | tuple[float, ...] | None = None
+    proportional_attention: bool = False
+    scale_mode: str = "axis"
+    ntk_mode: str = "linear"
+    threshold: float = 0.3
+    freq_low: float = 0.25
+    freq_high: float = 1.0
+    train_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.kind not in ROPE_KINDS:
+            problems.append(f"kind must be one of {ROPE_KINDS}, got {self.kind!r}")
+        if self.scale_mode not in ("axis", "area"):
+            problems.append(f"scale_mode must be 'axis' or 'area', got {self.scale_mode!r}")
+        if self.ntk_mode not in ("linear", "dd2"):
+            problems.append(f"ntk_mode must be 'linear' or 'dd2', got {self.ntk_mode!r}")
+        if not 0 <= self.freq_low < self.freq_high:
+            problems.append(f"need 0 <= freq_low < freq_high, got {self.freq_low}, {self.freq_high}")
+        scales = (self.scale,) if isinstance(self.scale, (int, float)) else (self.scale or ())
+        if any(float(s) <= 0 for s in scales):
+            problems.append(f"scale factors must be positive, got {self.scale!r}")
+        if problems:
+            raise ValueError("invalid RopeScaling: " + "; ".join(problems))
+
+    @classmethod
+    def build(cls, value: RopeScaling | dict | str | None) -> RopeScaling | None:
+        """Accept a RopeScaling, a recipe component ``{"name": kind, "params": {...}}``, a dict or a kind."""
+        if value is None or isinstance(value, RopeScaling):
+            return value
+        if isinstance(value, str):
+            return cls(kind=value)
+        value = dict(value)
+        if "name" in value:
+            params = dict(value.get("params") or {})
+            if isinstance(params.get("scale"), list):
+                params["scale"] = tuple(params["scale"])
+            return cls(kind=value["name"], **params)
+        if isinstance(value.get("scale"), list):
+            value["scale"] = tuple(value["scale"])
+        return cls(**value)
+
+
+# -- pair layout -----------------------------------------------------------------------------------------
+def axis_pairs(head_dim: int, axis_split: Sequence[int]) -> tuple[int, ...]:
+    """Number of rotation pairs per axis: ``head_dim / 2`` pairs shared in the ratios of ``axis_split``.
+
+    Raises ValueError when the split cannot divide the head dimension exactly.
+    """
+    if not axis_split:
+        return ()
+    if any(int(s) <= 0 for s in axis_split):
+        raise ValueError(f"axis_split shares must be positive; got {tuple(axis_split)}")
+    total = sum(int(s) for s in axis_split)
+    n_pairs = head_dim // 2
+    if head_dim % 2 or n_pairs % total:
+        raise ValueError(
+            f"head dim {head_dim} cannot be split {tuple(axis_split)} across RoPE axes: need an even head dim "
+            f"whose {n_pairs} rotation pairs divide into {total} equal parts"
+        )
+    return tuple(n_pairs * int(s) // total for s in axis_split)
+
+
+def pair_layout(pairs: Sequence[int], layout: str) -> tuple[list[int], list[int]]:
+    """For each rotation pair of the head: its axis and its frequency index k within that axis."""
+    axis, index = [], []
+    if layout == "blocked":
+        for a, n in enumerate(pairs):
+            axis += [a] * n
+            index += list(range(n))
+    elif layout == "interleaved":
+        taken = [0] * len(pairs)
+        while any(t < n for t, n in zip(taken, pairs, strict=True)):
+            for a, n in enumerate(pairs):
+                if taken[a] < n:
+                    axis.append(a)
+                    index.append(taken[a])
+                    taken[a] += 1
+    else:
+        raise ValueError(f"rope layout must be 'interleaved' or 'blocked', got {layout!r}")
+    return axis, index
+
+
+# -- frequencies -----------------------------------------------------------------------------------------
+def base_frequencies(k: Tensor, d_axis: Tensor, theta: float | Tensor) -> Tensor:
+    """``w_k = theta^(-2k / d_a)`` in fp32 (``theta`` may be a tensor broadcastable against ``k``)."""
+    theta = torch.as_tensor(theta, dtype=torch.float64)
+    return torch.pow(theta, -2.0 * k.double() / d_axis.double()).float()
+
+
+def scaled_frequencies(
+    k: Tensor,
+    d_axis: Tensor,
+    scale: Tensor,
+    theta: float,
+    scaling: RopeScaling,
+    head_dim: int,
+    t: Tensor | None = None,
+    train_extent: Tensor | None = None,
+) -> Tensor:
+    """(B, P) frequencies of every rotation pair under ``scaling``.
+
+    Args:
+        k, d_axis: (P,) frequency index and rotary width ``d_a`` of the pair's axis.
+        scale: (B, P) scale factor of the pair's axis, per sample.
+        t: (B,) flow time, needed by the time-aware kinds.
+        train_extent: (P,) training extent of the pair's axis (frequency-aware scaling).
+    """
+    kind = scaling.kind
+    w = base_frequencies(k, d_axis, theta)[None]  # (1, P)
+    if kind == "none":
+        return w.expand_as(scale)
+    if kind == "pi":
+        return w / scale
+    if kind == "ntk":
+        return _ntk(k, d_axis, scale, theta, scaling.ntk_mode)
+    if kind == "freq_aware":
+        if train_extent is None:
+            raise ValueError("freq_aware RoPE scaling needs AdapterSpec.train_extent (the training length per axis)")
+        ratio = train_extent[None] * w / (2 * math.pi)  # training length / wavelength
+        g = ((ratio - scaling.freq_low) / (scaling.freq_high - scaling.freq_low)).clamp(0.0, 1.0)
+        return g * w + (1 - g) * w / scale
+    if t is None:
+        raise ValueError(f"RoPE scaling {kind!r} needs the flow time t")
+    t = t.float().reshape(-1, 1).to(scale.device)  # (B, 1)
+    if kind == "time_aware_stepwise":
+        return torch.where(t < scaling.threshold, w / scale, _ntk(k, d_axis, scale, theta, scaling.ntk_mode))
+    # time_aware (smooth): theta_t = theta * s^(d / (t d + 1)), w' = max(w / s, theta_t^(-2k / d_a))
+    d_t = t * head_dim + 1.0  # (B, 1)
+    log_theta_t = math.log(theta) + (head_dim / d_t) * torch.log(scale)  # (B, P)
+    w_t = torch.exp(-2.0 * k.float()[None] / d_axis.float()[None] * log_theta_t)
+    return torch.maximum(w / scale, w_t)
+
+
+def _ntk(k: Tensor, d_axis: Tensor, scale: Tensor, theta: float, mode: str) -> Tensor:
+    """NTK-aware frequencies for (B, P) scales: ``theta' = theta * s`` or ``theta * s^(d_a / (d_a - 2))``."""
+    s = scale.double()
+    if mode == "linear":
+        new_theta = theta * s
+    else:
+        new_theta = theta * torch.pow(s, d_axis.double()[None] / (d_axis.double()[None] - 2).clamp(min=1))
+    return base_frequencies(k[None], d_axis[None], new_theta)
+
+
+# -- the rotation ----------------------------------------------------------------------------------------
+def rope_angles(positions: Tensor, pair_axis: Tensor, freqs: Tensor) -> Tensor:
+    """(B, L, P) rotation angles ``p[a(j)] * w_j`` from positions (B, L, A) and freqs (B, P)."""
+    pos = positions.float().index_select(-1, pair_axis.to(positions.device))  # (B, L, P)
+    return pos * freqs.to(positions.device)[:, None]
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the pairs ``(x[j], x[j + P])`` of ``x`` (B, L, H, 2P) by angles with cos/sin (B, L, P).
+
+    Computed in fp32 (real cos/sin, no complex numbers), returned in ``x``'s dtype.
+    """
+    p = x.shape[-1] // 2
+    xf = x.float()
+    x1, x2 = xf[..., :p], xf[..., p:]
+    c, s = cos[:, :, None], sin[:, :, None]  # (B, L, 1, P)
+    return torch.cat((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).to(x.dtype)
+
+
+class NDRope(torch.nn.Module):
+    """RoPE tables for one modality: axis split, layout and base from its :class:`AdapterSpec`.
+
+    ``forward`` returns ``(cos, sin)`` of shape (B, L, head_dim / 2) in fp32 and the per-sample
+    proportional-attention factor (B,) or None. ``num_axes == 0`` means no RoPE (returns None tables).
+    """
+
+    def __init__(
+        self,
+        head_dim: int,
+        axis_split: Sequence[int],
+        layout: str = "interleaved",
+        theta: float = 10000.0,
+        train_extent: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.theta = float(theta)
+        self.num_axes = len(axis_split)
+        self.pairs = axis_pairs(head_dim, axis_split)
+        self.train_extent = None if train_extent is None else tuple(float(e) for e in train_extent)
+        if self.train_extent is not None and len(self.train_extent) != self.num_axes:
+            raise ValueError(
+                f"train_extent must give one extent per RoPE axis ({self.num_axes}); got {self.train_extent}"
+            )
+        self.layout = layout
+        pair_layout(self.pairs, layout)  # validates the layout name
+        for name in ("pair_axis", "pair_k", "pair_d"):  # pair -> axis, frequency index k, axis width d_a
+            self.register_buffer(name, None, persistent=False)
+        self.rebuild_tables(None)
+
+    def rebuild_tables(self, device: torch.device | str | None = "cpu") -> None:
+        """Recompute the (non-persistent) pair tables, e.g. after building the model on the meta device."""
+        axis, k = pair_layout(self.pairs, self.layout)
+        self.pair_axis = torch.tensor(axis, dtype=torch.long, device=device)
+        self.pair_k = torch.tensor(k, dtype=torch.long, device=device)
+        self.pair_d = torch.tensor([2 * self.pairs[a] for a in axis], dtype=torch.long, device=device)
+
+    def axis_scale(self, positions: Tensor, mask: Tensor, scaling: RopeScaling) -> Tensor:
+        """(B, A) scale factor per sample and axis (explicit, or derived from the training extent)."""
+        b, a = positions.shape[0], self.num_axes
+        if scaling.scale is not None:
+            s = (scaling.scale,) * a if isinstance(scaling.scale, (int, float)) else tuple(scaling.scale)
+            if len(s) != a:
+                raise ValueError(f"RopeScaling.scale must give one factor per axis ({a}); got {scaling.scale!r}")
+            return torch.tensor(s, dtype=torch.float32, device=positions.device).expand(b, a)
+        if scaling.kind == "none":
+            return positions.new_ones(b, a, dtype=torch.float32)
+        if self.train_extent is None:
+            raise ValueError(
+                f"RopeScaling(kind={scaling.kind!r}, scale=None) derives the scale from AdapterSpec.train_extent, "
+                "which this task does not set; give RopeScaling.scale explicitly"
+            )
+        train = torch.tensor(self.train_extent, dtype=torch.float32, device=positions.device)
+        extent = sample_extent(positions, mask)  # (B, A)
+        if scaling.scale_mode == "area":
+            s = torch.sqrt(extent.prod(-1, keepdim=True) / train.prod()).expand(b, a)
+        else:
+            s = extent / train
+        return s.clamp(min=1.0)
+
+    def forward(
+        self,
+        positions: Tensor,
+        mask: Tensor,
+        t: Tensor | None = None,
+        scaling: RopeScaling | None = None,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        if positions.shape[-1] != self.num_axes:
+            raise ValueError(
+                f"positions must have {self.num_axes} axes for this task's RoPE; got {positions.shape[-1]}"
+            )
+        scaling = scaling or RopeScaling()
+        prop = self.proportional_factor(mask, scaling)
+        if self.num_axes == 0:
+            return None, None, prop
+        scale = self.axis_scale(positions, mask, scaling).index_select(-1, self.pair_axis)  # (B, P)
+        extent = None
+        if self.train_extent is not None:
+            extent = torch.tensor(self.train_extent, device=positions.device).index_select(0, self.pair_axis)
+        freqs = scaled_frequencies(
+            self.pair_k, self.pair_d, scale, self.theta, scaling, self.head_dim, t=t, train_extent=extent
+        )
+        angles = rope_angles(positions, self.pair_axis, freqs)  # (B, L, P)
+        return torch.cos(angles), torch.sin(angles), prop
+
+    def proportional_factor(self, mask: Tensor, scaling: RopeScaling) -> Tensor | None:
+        """(B,) ``sqrt(log N / log N_train)`` per sample, or None when proportional attention is off."""
+        if not scaling.proportional_attention:
+            return None
+        n_train = scaling.train_tokens
+        if n_train is None:
+            if self.train_extent is None:
+                raise ValueError(
+                    "proportional attention needs RopeScaling.train_tokens or AdapterSpec.train_extent"
+                )
+            n_train = math.prod(self.train_extent)
+        if n_train <= 1:
+            raise ValueError(f"proportional attention needs more than one training token; got {n_train}")
+        n = mask.sum(-1).float()
+        return torch.sqrt(torch.log(n) / math.log(n_train))
+
+
+def sample_extent(positions: Tensor, mask: Tensor) -> Tensor:
+    """(B, A) extent ``max - min + 1`` of each sample's real positions on each axis."""
+    m = mask[..., None]
+    big = torch.finfo(torch.float32).max
+    hi = torch.where(m, positions.float(), -big).amax(1)
+    lo = torch.where(m, positions.float(), big).amin(1)
+    return hi - lo + 1

@@ -1,0 +1,181 @@
+"""Interop: parity with diffusers' LuminaNextDiT2DModel, released-format round trips, conversion, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lumina_core.interop import (
+    convert,
+    diffusers_config,
+    from_diffusers,
+    from_released,
+    load_converted,
+    readout_permutation,
+    to_diffusers_state_dict,
+    to_released_state_dict,
+)
+from lumina_core.model import NextDiTConfig, RopeScaling
+
+diffusers = pytest.importorskip("diffusers")
+from diffusers import LuminaNextDiT2DModel  # noqa: E402
+from diffusers.models.embeddings import get_2d_rotary_pos_embed_lumina  # noqa: E402
+
+SAMPLE = 8  # training latent size: 4 x 4 patches of 2
+
+
+def random_diffusers(seed: int = 0, **kw) -> LuminaNextDiT2DModel:
+    """A tiny diffusers model with random values in every parameter (its init zeroes gates and outputs);
+    the duplicated query projection of attn2 is tied to attn1's, as in every real checkpoint."""
+    torch.manual_seed(seed)
+    args = dict(sample_size=SAMPLE, patch_size=2, in_channels=4, hidden_size=64, num_layers=2,
+                num_attention_heads=4, num_kv_heads=2, cross_attention_dim=24)
+    args.update(kw)
+    model = LuminaNextDiT2DModel(**args).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+        for layer in model.layers:
+            layer.attn2.to_q.weight.copy_(layer.attn1.to_q.weight)
+            if layer.attn1.norm_q is not None:
+                layer.attn2.norm_q.weight.copy_(layer.attn1.norm_q.weight)
+                layer.attn2.norm_q.bias.copy_(layer.attn1.norm_q.bias)
+    return model
+
+
+def inputs(h=12, w=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 4, h, w, generator=g)
+    y = torch.randn(2, 5, 24, generator=g)
+    ymask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    return x, y, ymask
+
+
+def diffusers_forward(model, x, t, y, ymask, t_switch=1.0, proportional=True):
+    """What diffusers' Lumina pipeline feeds its transformer at flow time t (same t for the batch)."""
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    image_size = model.config.sample_size * 8
+    scale = math.sqrt((x.shape[2] * 8) * (x.shape[3] * 8) / image_size**2)
+    linear, ntk = (scale, 1.0) if float(t[0]) < t_switch else (1.0, scale)
+    emb = get_2d_rotary_pos_embed_lumina(head_dim, 384, 384, linear_factor=linear, ntk_factor=ntk)
+    kwargs = {"base_sequence_length": (image_size // 16) ** 2} if proportional else {}
+    return model(x, t, y, ymask, emb, cross_attention_kwargs=kwargs, return_dict=False)[0]
+
+
+@pytest.mark.parametrize("t_value", [0.15, 0.7])
+def test_parity_with_diffusers_scaled_rope_above_training_size(t_value):
+    ref_model = random_diffusers()
+    ours = from_diffusers(ref_model)
+    x, y, ymask = inputs(12, 8)  # 6 x 4 patches > 4 x 4 training grid, non-square
+    t = torch.full((2,), t_value)
+    scaling = RopeScaling("time_aware_stepwise", threshold=0.5, scale_mode="area", proportional_attention=True)
+    with torch.no_grad():
+        ref = diffusers_forward(ref_model, x, t, y, ymask, t_switch=0.5)
+        out = ours(x, t, y, ymask, rope_scaling=scaling)
+    assert out.shape == (2, 8, 12, 8)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-5)
+
+
+def test_parity_with_diffusers_at_training_size_without_scaling():
+    ref_model = random_diffusers(seed=3, num_kv_heads=4)  # also plain multi-head attention
+    ours = from_diffusers(ref_model)
+    x, y, ymask = inputs(8, 8)
+    t = torch.tensor([0.4, 0.4])
+    with torch.no_grad():
+        ref = diffusers_forward(ref_model, x, t, y, ymask, proportional=False)
+        out = ours(x, t, y, ymask)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-5)
+
+
+def test_export_round_trips():
+    ref_model = random_diffusers()
+    ours = from_diffusers(ref_model)
+    exported = to_diffusers_state_dict(ours)
+    original = ref_model.state_dict()
+    assert set(exported) == set(original)
+    for k, v in original.items():
+        torch.testing.assert_close(exported[k], v, atol=0, rtol=0)
+    back = from_released(to_released_state_dict(ours), sample_size=SAMPLE)
+    x, y, ymask = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, 0.3, y, ymask), ours(x, 0.3, y, ymask), atol=0, rtol=0)
+    rebuilt = LuminaNextDiT2DModel(**diffusers_config(ours))
+    rebuilt.load_state_dict(exported, strict=True)
+
+
+def test_final_layer_rows_follow_input_token_order():
+    """Our output channel j of a token means the same (C, ph, pw) slot as input channel j."""
+    perm = readout_permutation(patch_size=2, out_channels=3)
+    # ours (c, i, j) reads the released row (i * 2 + j) * 3 + c
+    for c in range(3):
+        for i in range(2):
+            for j in range(2):
+                assert perm[c * 4 + i * 2 + j] == (i * 2 + j) * 3 + c
+
+
+def test_convert_released_and_diffusers_files(tmp_path):
+    ref_model = random_diffusers()
+    ours = from_diffusers(ref_model)
+    released = to_released_state_dict(ours)
+    torch.save(released, tmp_path / "consolidated.00-of-01.pth")
+    ref_model.save_pretrained(tmp_path / "dif")
+    x, y, ymask = inputs()
+    with torch.no_grad():
+        expected = ours(x, 0.6, y, ymask)
+        for src, fmt in ((tmp_path, "released"), (tmp_path / "dif", "diffusers")):
+            out_dir = convert(str(src), str(tmp_path / f"out_{fmt}"), src_format=fmt)
+            assert (out_dir / "model.safetensors").is_file() and (out_dir / "config.json").is_file()
+            loaded = load_converted(out_dir)
+            torch.testing.assert_close(loaded(x, 0.6, y, ymask), expected, atol=1e-6, rtol=0)
+
+
+def test_bad_state_dicts_list_keys():
+    ours = from_diffusers(random_diffusers())
+    released = to_released_state_dict(ours)
+    broken = dict(released)
+    del broken["layers.1.attention.wq.weight"]
+    broken["layers.0.attention.extra"] = torch.zeros(1)
+    with pytest.raises(ValueError, match=r"missing keys \['layers.1.attention.wq.weight'\].*unexpected keys"):
+        from_released(broken, sample_size=SAMPLE)
+    untied = to_diffusers_state_dict(ours)
+    untied["layers.0.attn2.to_q.weight"] = untied["layers.0.attn2.to_q.weight"] + 1
+    with pytest.raises(ValueError, match="same tensor"):
+        from_diffusers(untied)
+    with pytest.raises(ValueError, match="unexpected keys .*cap_embedder"):
+        from_released(released, config="tiny", sample_size=SAMPLE)  # tiny has no caption branch
+    with pytest.raises(ValueError, match=r"t_embedder.mlp.0.weight: expected \(128, 256\), got \(64, 256\)"):
+        from_released(released, config=NextDiTConfig.from_preset("tiny", context_dim=24), sample_size=SAMPLE)
+    with pytest.raises(ValueError, match="x must be"):
+        ours(torch.randn(1, 3, 8, 8), 0.5)
+
+
+def test_from_released_safetensors_file_and_folder(tmp_path):
+    from safetensors.torch import save_file
+
+    ours = from_diffusers(random_diffusers())
+    released = {k: v.contiguous() for k, v in to_released_state_dict(ours).items()}
+    save_file(released, str(tmp_path / "consolidated.00-of-01.safetensors"))
+    x, y, ymask = inputs()
+    with torch.no_grad():
+        expected = ours(x, 0.5, y, ymask)
+        for src in (tmp_path / "consolidated.00-of-01.safetensors", tmp_path):
+            loaded = from_released(src, sample_size=SAMPLE)
+            torch.testing.assert_close(loaded(x, 0.5, y, ymask), expected, atol=0, rtol=0)
+    torch.save(released, tmp_path / "consolidated.01-of-02.pth")
+    with pytest.raises(ValueError, match="exactly one consolidated"):
+        from_released(tmp_path)
+
+
+def test_parity_without_qk_norm():
+    ref_model = random_diffusers(seed=5, qk_norm=False)
+    ours = from_diffusers(ref_model)
+    assert not ours.model.config.qk_norm
+    x, y, ymask = inputs(8, 8)  # the training size: the pipeline's RoPE scale is 1
+    t = torch.tensor([0.9, 0.9])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            ours(x, t, y, ymask), diffusers_forward(ref_model, x, t, y, ymask, proportional=False), atol=1e-4, rtol=1e-5
+        )
+    assert set(to_diffusers_state_dict(ours)) == set(ref_model.state_dict())
