@@ -1,0 +1,205 @@
+"""A user's own audio + caption pairs: a folder (``dog.wav`` + ``dog.txt``) or webdataset shards packed from
+such a folder by ``lumina data pack``.
+
+Every clip goes through :func:`.io.load_audio`: resampled to ``sample_rate`` if needed (one log line),
+averaged to mono, and cropped to ``max_seconds`` (``on_long="crop"``, default) or refused
+(``on_long="error"``). An unreadable clip is skipped and counted (:class:`lumina_core.data.robust.SkipStats`):
+the item is replaced by the next readable one, a warning names the file, and ``skipped`` /
+``summary()`` report how many were skipped ("skipped 2 of 10 unreadable samples (...)").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lumina_core.data.folder import list_pairs
+from lumina_core.data.robust import SkipStats
+from lumina_core.registry import DATASETS
+
+from .io import AUDIO_EXTENSIONS, load_audio
+
+
+class _SkipAndCount:
+    """Mixin: ``_read(i)`` may raise; ``__getitem__`` counts the failure (once per item) and moves on to the
+    next readable item."""
+
+    stats: SkipStats
+
+    def _read(self, index: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def item_name(self, index: int) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def skipped(self) -> int:
+        return self.stats.skipped
+
+    def summary(self) -> str:
+        return self.stats.summary()
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self)  # type: ignore[arg-type]
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} clips")
+        bad = self.__dict__.setdefault("_bad", set())
+        for k in range(n):
+            i = (int(index) + k) % n
+            if i in bad:  # known unreadable: counted once, when first met
+                continue
+            try:
+                item = self._read(i)
+            except (ValueError, OSError, RuntimeError) as err:  # AudioReadError is a ValueError
+                bad.add(i)
+                self.stats.skip(self.item_name(i), err)
+                continue
+            self.stats.ok()
+            return item
+        raise ValueError(f"no readable clip among the {n} items of {self!r}: {self.summary()}")
+
+
+def _check(sample_rate: int, max_seconds: float | None, on_long: str, condition: str) -> None:
+    problems = []
+    if sample_rate <= 0:
+        problems.append(f"sample_rate must be positive; got {sample_rate}")
+    if max_seconds is not None and max_seconds <= 0:
+        problems.append(f"max_seconds must be positive or None; got {max_seconds}")
+    if on_long not in ("crop", "error"):
+        problems.append(f"on_long must be 'crop' or 'error'; got {on_long!r}")
+    if condition not in ("text", "none"):
+        problems.append(f"condition must be 'text' or 'none'; got {condition!r}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+@DATASETS.register("audio_folder")
+class AudioFolderDataset(_SkipAndCount, torch.utils.data.Dataset):
+    """Audio files under ``root`` (recursively; WAV, FLAC, OGG, AIFF), each with a same-named ``.txt`` caption.
+
+    Args:
+        root: the folder.
+        sample_rate: clips are resampled to this rate (the plugin codec's rate).
+        max_seconds: longest clip; longer ones are cropped or refused (``on_long``). None: no limit.
+        on_long: ``"crop"`` (keep the first ``max_seconds``) or ``"error"``.
+        condition: ``"text"`` (the caption) or ``"none"``.
+        missing_caption: ``"error"``, ``"empty"`` or ``"skip"`` (see :func:`lumina_core.data.folder.list_pairs`).
+        split: accepted for the trainer's ``split=`` keyword; every split reads the whole folder (point
+            ``val_params.root`` at another folder for a held-out set).
+    """
+
+    modality = "audio"
+
+    def __init__(self, root: str, sample_rate: int = 22050, max_seconds: float | None = 10.0,
+                 on_long: str = "crop", condition: str = "text", missing_caption: str = "empty",
+                 split: str = "train") -> None:
+        _check(sample_rate, max_seconds, on_long, condition)
+        exts = [e.lstrip(".") for e in AUDIO_EXTENSIONS]
+        self.root = Path(root).expanduser()
+        self.pairs = list_pairs(self.root, extensions=exts, missing_caption=missing_caption)
+        self.sample_rate, self.max_seconds, self.on_long = int(sample_rate), max_seconds, on_long
+        self.condition = condition
+        self.stats = SkipStats()
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __repr__(self) -> str:
+        return f"AudioFolderDataset({str(self.root)!r}, {len(self)} clips)"
+
+    def item_name(self, index: int) -> str:
+        return str(self.pairs[index].path)
+
+    def _read(self, index: int) -> dict[str, Any]:
+        pair = self.pairs[index]
+        wav = load_audio(pair.path, self.sample_rate, self.max_seconds, self.on_long)
+        caption = pair.caption()
+        return {"sample": wav, "condition": caption if self.condition == "text" else None,
+                "meta": {"path": str(pair.path), "caption": caption}}
+
+
+@DATASETS.register("audio_shards")
+class AudioShardsDataset(_SkipAndCount, torch.utils.data.Dataset):
+    """Audio + caption pairs from webdataset ``.tar`` shards (as written by ``lumina data pack``).
+
+    Each webdataset sample holds one audio member (``.wav``, ``.flac``, ...) and a ``.txt`` caption sharing its
+    key. The shards are indexed once (member names), so items can be read in any order.
+
+    Args:
+        path: a shard file, a folder of ``*.tar`` shards, or a glob pattern.
+        sample_rate, max_seconds, on_long, condition, split: as for ``audio_folder``.
+    """
+
+    modality = "audio"
+
+    def __init__(self, path: str, sample_rate: int = 22050, max_seconds: float | None = 10.0,
+                 on_long: str = "crop", condition: str = "text", split: str = "train") -> None:
+        _check(sample_rate, max_seconds, on_long, condition)
+        self.shards = _shard_files(path)
+        self.entries = _index_shards(self.shards)
+        if not self.entries:
+            raise ValueError(f"audio_shards: no audio samples in {[str(s) for s in self.shards]}")
+        self.sample_rate, self.max_seconds, self.on_long = int(sample_rate), max_seconds, on_long
+        self.condition = condition
+        self.stats = SkipStats()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __repr__(self) -> str:
+        return f"AudioShardsDataset({len(self.shards)} shards, {len(self)} clips)"
+
+    def item_name(self, index: int) -> str:
+        e = self.entries[index]
+        return f"{e['shard']}:{e['audio']}"
+
+    def _read(self, index: int) -> dict[str, Any]:
+        import tarfile
+
+        e = self.entries[index]
+        with tarfile.open(e["shard"]) as tar:
+            data = tar.extractfile(e["audio"]).read()
+            caption = tar.extractfile(e["txt"]).read().decode("utf-8").strip() if e["txt"] else ""
+        wav = load_audio(data, self.sample_rate, self.max_seconds, self.on_long, name=self.item_name(index))
+        return {"sample": wav, "condition": caption if self.condition == "text" else None,
+                "meta": {"key": e["key"], "shard": e["shard"], "caption": caption}}
+
+
+def _shard_files(path: str) -> list[Path]:
+    import glob
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        files = sorted(p.glob("*.tar"))
+    elif p.is_file():
+        files = [p]
+    else:
+        files = sorted(Path(f) for f in glob.glob(str(p)))
+    if not files:
+        raise ValueError(f"audio_shards: no .tar shards at {path!r}")
+    return files
+
+
+def _index_shards(shards: Sequence[Path]) -> list[dict[str, Any]]:
+    """One entry per webdataset sample with an audio member: key, shard, audio and caption member names."""
+    import tarfile
+
+    entries = []
+    for shard in shards:
+        groups: dict[str, dict[str, str]] = {}
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if not m.isfile():
+                    continue
+                base = m.name.rsplit("/", 1)[-1]  # webdataset: key = path up to the base name's first dot
+                key, _, ext = base.partition(".")
+                groups.setdefault(m.name[: len(m.name) - len(base)] + key, {})["." + ext.lower()] = m.name
+        for key in sorted(groups):
+            members = groups[key]
+            audio = next((members[e] for e in AUDIO_EXTENSIONS if e in members), None)
+            if audio is not None:
+                entries.append({"key": key, "shard": str(shard), "audio": audio, "txt": members.get(".txt")})
+    return entries
