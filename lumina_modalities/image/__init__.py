@@ -1,0 +1,30 @@
+"""The image modality: text-, class- or un-conditioned images as patch tokens (pixel or latent space).
+
+Importing this package registers:
+
+* ``MODALITIES["image"]``: :class:`ImagePlugin` (pixel space, or latent space through a codec);
+* ``CODECS["autoencoder_kl"]``: a frozen diffusers ``AutoencoderKL`` loaded from a local path;
+* ``DATASETS``: ``"shapes"`` (procedural, with an analytic adherence checker), ``"digits"`` (real
+  handwritten digits, with a classifier checker), ``"image_folder"`` and ``"image_shards"`` (a user's
+  image + caption pairs).
+"""
+
+from .autoencoder import AutoencoderKLCodec
+from .buckets import AspectRatioBucketSampler
+from .digits import DigitsDataset
+from .folder import ImageFolderDataset, ImageShardsDataset
+from .plugin import ImagePlugin
+from .shapes import ShapesDataset, describe, parse_caption, score_shapes
+
+__all__ = [
+    "AspectRatioBucketSampler",
+    "AutoencoderKLCodec",
+    "DigitsDataset",
+    "ImageFolderDataset",
+    "ImagePlugin",
+    "ImageShardsDataset",
+    "ShapesDataset",
+    "describe",
+    "parse_caption",
+    "score_shapes",
+]

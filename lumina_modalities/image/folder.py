@@ -1,0 +1,301 @@
+"""A user's own image + caption pairs: a folder (``cat.png`` + ``cat.txt``) or webdataset shards packed from
+such a folder by ``lumina data pack``.
+
+Images are converted to RGB (or L), resized so they cover the target size (bicubic, antialiased) and
+centre-cropped, then mapped to [-1, 1]. With ``buckets=True`` each folder image goes to the equal-area
+bucket of nearest aspect ratio instead of a square (see :mod:`.buckets`); :meth:`ImageFolderDataset.sizes`
+gives the per-item sizes an :class:`~.buckets.AspectRatioBucketSampler` groups by.
+
+Unreadable images are skipped and counted (:class:`lumina_core.data.robust.SkipStats`, shared across
+DataLoader workers): the item is replaced by the next readable one so batches keep their size, the skip is
+logged once with the file's name, and ``skipped`` / ``skipped_names`` / ``summary()`` report it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lumina_core.data.robust import CorruptSampleError, SkipStats
+from lumina_core.registry import DATASETS
+
+from .buckets import bucket_sizes, nearest_bucket
+
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
+#: what a broken file raises inside PIL / numpy
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)
+SPLITS = ("train", "val", "test")
+
+
+def decode_image(data: bytes | str | Path, size: tuple[int, int], channels: int = 3) -> Tensor:
+    """Decode an image (file path or encoded bytes) to (channels, H, W) in [-1, 1]: resize to cover, crop."""
+    from PIL import Image
+
+    src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else str(data)
+    with Image.open(src) as img:
+        img.load()
+        img = img.convert("RGB" if channels == 3 else "L")
+    th, tw = size
+    scale = max(th / img.height, tw / img.width)
+    nh, nw = max(th, round(img.height * scale)), max(tw, round(img.width * scale))
+    img = img.resize((nw, nh), Image.BICUBIC)
+    top, left = (nh - th) // 2, (nw - tw) // 2
+    img = img.crop((left, top, left + tw, top + th))
+    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def _split_indices(n: int, split: str, val_fraction: float) -> list[int]:
+    """Every k-th item (k = round(1 / val_fraction)) is held out for "val"/"test"; 0 keeps all in every split."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
+    if val_fraction == 0:
+        return list(range(n))
+    k = max(2, round(1 / val_fraction))
+    held = [i for i in range(n) if i % k == k - 1]
+    return held if split != "train" else [i for i in range(n) if i % k != k - 1]
+
+
+class _SkipAndCount(torch.utils.data.Dataset):
+    """``_read(i)`` may raise a decode error; ``__getitem__`` skips (and counts) to the next readable item."""
+
+    stats: SkipStats
+
+    def _read(self, index: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def item_name(self, index: int) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self)
+        for k in range(n):
+            i = (int(index) + k) % n
+            try:
+                item = self._read(i)
+            except DECODE_ERRORS as err:
+                self.stats.skip(self.item_name(i), err)
+                continue
+            self.stats.ok()
+            return item
+        raise CorruptSampleError(f"none of the {n} items of {self!r} could be read")
+
+    @property
+    def skipped(self) -> int:
+        return self.stats.skipped
+
+    @property
+    def skipped_names(self) -> list[str]:
+        return list(self.stats.names)
+
+    def summary(self) -> str:
+        return self.stats.summary()
+
+
+@DATASETS.register("image_folder")
+class ImageFolderDataset(_SkipAndCount):
+    """Image files under ``root`` (recursively), each with a caption in the same-named ``.txt`` file.
+
+    Args:
+        root: the folder (layout: :func:`lumina_core.data.folder.list_pairs`).
+        size: square output side in pixels, or the bucket area side when ``buckets`` is True.
+        channels: 3 (RGB) or 1 (grey).
+        condition: "text" (the caption) or "none".
+        split: "train", "val" or "test"; see ``val_fraction``.
+        val_fraction: hold out every ``1/val_fraction``-th file for val/test (0: every split sees all).
+        buckets: resize each image to the equal-area bucket of nearest aspect ratio instead of a square.
+        multiple: bucket sides are multiples of this (patch size x autoencoder factor).
+        max_ratio: the most elongated bucket.
+        missing_caption: "error", "empty" (caption "") or "skip" for images without a caption file.
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        root: str,
+        size: int = 32,
+        channels: int = 3,
+        condition: str = "text",
+        split: str = "train",
+        val_fraction: float = 0.0,
+        buckets: bool = False,
+        multiple: int = 16,
+        max_ratio: float = 4.0,
+        missing_caption: str = "error",
+    ) -> None:
+        from lumina_core.data.folder import list_pairs
+
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3; got {channels}")
+        if condition not in ("text", "none"):
+            raise ValueError(f"condition must be 'text' or 'none'; got {condition!r}")
+        pairs = list_pairs(root, IMAGE_EXTENSIONS, missing_caption=missing_caption)
+        self.pairs = [pairs[i] for i in _split_indices(len(pairs), split, val_fraction)]
+        if not self.pairs:
+            raise ValueError(
+                f"image_folder: the {split!r} split of {root} is empty (val_fraction={val_fraction})"
+            )
+        self.root, self.split = Path(root), split
+        self.size, self.channels, self.condition = int(size), channels, condition
+        self.buckets = bucket_sizes(self.size, multiple, max_ratio) if buckets else None
+        self.stats = SkipStats()
+        self._sizes: list[tuple[int, int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __repr__(self) -> str:
+        return f"ImageFolderDataset({str(self.root)!r}, split={self.split!r}, {len(self)} images)"
+
+    def item_name(self, index: int) -> str:
+        return str(self.pairs[index].path)
+
+    def target_size(self, index: int) -> tuple[int, int]:
+        """The (H, W) item ``index`` is resized to (reads only the image header when bucketing)."""
+        if self.buckets is None:
+            return self.size, self.size
+        from PIL import Image
+
+        try:
+            with Image.open(self.pairs[index].path) as img:
+                w, h = img.size
+        except DECODE_ERRORS:
+            return self.size, self.size  # unreadable: its slot is filled by a readable neighbour anyway
+        return nearest_bucket(h, w, self.buckets)
+
+    def sizes(self) -> list[tuple[int, int]]:
+        """Per-item (H, W), for :class:`~.buckets.AspectRatioBucketSampler`."""
+        if self._sizes is None:
+            self._sizes = [self.target_size(i) for i in range(len(self))]
+        return self._sizes
+
+    def _read(self, index: int) -> dict[str, Any]:
+        pair = self.pairs[index]
+        image = decode_image(pair.path, self.target_size(index), self.channels)
+        caption = pair.caption()
+        cond = caption if self.condition == "text" else None
+        return {"sample": image, "condition": cond, "meta": {"path": str(pair.path), "caption": caption}}
+
+
+def decode_image_sample(
+    sample: dict[str, Any], size: int = 32, channels: int = 3, condition: str = "text"
+) -> dict[str, Any]:
+    """A raw webdataset sample (bytes by extension, as packed by ``lumina data pack``) -> dataset item.
+
+    This is the decode function for :class:`lumina_core.data.shards.ShardDataset` (streaming reads).
+    """
+    from lumina_core.data.shards import sample_caption, sample_data
+
+    _, data = sample_data(sample, IMAGE_EXTENSIONS)
+    try:
+        image = decode_image(data, (size, size), channels)
+    except DECODE_ERRORS as err:
+        raise CorruptSampleError(f"cannot decode image: {err}", name=str(sample.get("__key__"))) from err
+    caption = sample_caption(sample)
+    return {
+        "sample": image,
+        "condition": caption if condition == "text" else None,
+        "meta": {"key": sample.get("__key__"), "caption": caption},
+    }
+
+
+@DATASETS.register("image_shards")
+class ImageShardsDataset(_SkipAndCount):
+    """Image + caption pairs from local webdataset ``.tar`` shards (as written by ``lumina data pack``).
+
+    Map-style, so the trainer's seeded, resumable sampler can index it: the shards are indexed once (the
+    tar member names of each sample's image and caption) and items are read by index. For streaming
+    very large shard sets, :meth:`stream` returns a :class:`lumina_core.data.shards.ShardDataset` with the
+    same decoding.
+
+    Args:
+        path: shard paths (a file, a folder of ``*.tar``, a glob or a brace pattern).
+        size, channels, condition, split, val_fraction: as for ``image_folder``.
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        path: str,
+        size: int = 32,
+        channels: int = 3,
+        condition: str = "text",
+        split: str = "train",
+        val_fraction: float = 0.0,
+    ) -> None:
+        from lumina_core.data.shards import resolve_shards
+
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3; got {channels}")
+        if condition not in ("text", "none"):
+            raise ValueError(f"condition must be 'text' or 'none'; got {condition!r}")
+        self.urls = resolve_shards(path)
+        entries = _index_shards(self.urls)
+        if not entries:
+            raise ValueError(f"image_shards: no image samples in {self.urls}")
+        self.entries = [entries[i] for i in _split_indices(len(entries), split, val_fraction)]
+        self.size, self.channels, self.condition, self.split = int(size), channels, condition, split
+        self.stats = SkipStats()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __repr__(self) -> str:
+        return f"ImageShardsDataset({len(self.urls)} shards, split={self.split!r}, {len(self)} images)"
+
+    def item_name(self, index: int) -> str:
+        e = self.entries[index]
+        return f"{e['shard']}:{e['key']}"
+
+    def _read(self, index: int) -> dict[str, Any]:
+        import tarfile
+
+        e = self.entries[index]
+        with tarfile.open(e["shard"]) as tar:
+            sample = {ext: tar.extractfile(name).read() for ext, name in e["members"].items()}
+        sample["__key__"], sample["__url__"] = e["key"], e["shard"]
+        return decode_image_sample(sample, self.size, self.channels, self.condition)
+
+    def stream(self, **kwargs: Any):
+        """The same shards as a streaming ``ShardDataset`` (kwargs: shuffle_shards, shuffle_buffer, seed)."""
+        import functools
+
+        from lumina_core.data.shards import ShardDataset
+
+        decode = functools.partial(
+            decode_image_sample, size=self.size, channels=self.channels, condition=self.condition
+        )
+        return ShardDataset(self.urls, decode, **kwargs)
+
+
+def _index_shards(shards: Sequence[str]) -> list[dict[str, Any]]:
+    """One entry per webdataset sample holding an image: key, shard, member name per extension."""
+    import tarfile
+
+    entries = []
+    for shard in shards:
+        groups: dict[str, dict[str, str]] = {}
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if not m.isfile():
+                    continue
+                # webdataset convention: the key ends at the first dot of the base name
+                head, _, base = m.name.rpartition("/")
+                key, _, ext = base.partition(".")
+                groups.setdefault(f"{head}/{key}" if head else key, {})[ext.lower()] = m.name
+        for key, members in groups.items():
+            if any(e in IMAGE_EXTENSIONS for e in members):
+                entries.append({"key": key, "shard": str(shard), "members": members})
+    return entries

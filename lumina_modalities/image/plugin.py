@@ -1,0 +1,209 @@
+"""The image modality: pixel- or latent-space patch tokens on a 2-D RoPE grid.
+
+Pixel space: an image in [-1, 1] of shape (C, H, W) is cut into p x p patches (see :mod:`.patches`).
+Latent space: the image first goes through a frozen codec from :data:`CODECS` (default a diffusers
+``AutoencoderKL`` from a local path, :mod:`.autoencoder`), ``z = (E(x) - shift) * scale``, and the latent is
+patchified. Samples, shapes and previews are always in pixels; only tokens live in latent space.
+
+Positions are the (row, column) patch coordinates; the adapter splits each head's rotary dimension
+equally between them with the released interleaved layout, and ``train_extent`` is the patch grid of the
+training size, from which RoPE scale factors are derived when generating larger images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lumina_core.plugin import AdapterSpec, ModalityPlugin
+from lumina_core.registry import CODECS, MODALITIES
+from lumina_core.tokens import TokenBatch
+
+from .patches import check_divisible, grid_positions, patchify, unpatchify
+from .preview import preview_to_tensorboard, write_image_preview
+
+
+def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    size = tuple(int(s) for s in size)
+    if len(size) != 2:
+        raise ValueError(f"image_size must be an int or (H, W); got {size!r}")
+    return size  # type: ignore[return-value]
+
+
+@MODALITIES.register("image")
+class ImagePlugin(ModalityPlugin):
+    """Images as patch tokens.
+
+    Args:
+        patch_size: patch side p, in pixels (pixel space) or latent cells (latent space).
+        channels: image channels C (3 for RGB, 1 for greyscale).
+        image_size: default (training) image size in pixels, an int or (H, W).
+        autoencoder: a ``{"name": ..., "params": {...}}`` codec from CODECS (e.g. ``autoencoder_kl`` with a
+            local ``path``) to work in its latent space; None works in pixel space.
+        learn_sigma: predict twice the token width (the released model's "learn sigma" head); only the first
+            half is the velocity.
+        fid: add an FID-style score (in-project feature network, :mod:`.fid`) to :meth:`evaluate`.
+    """
+
+    name = "image"
+    conditions = frozenset({"text", "class", "none"})
+    preview_formats = ("png",)
+    default_recipe = "recipes/image/shapes_tiny.yaml"
+
+    def __init__(
+        self,
+        patch_size: int = 2,
+        channels: int = 3,
+        image_size: int | Sequence[int] = 32,
+        autoencoder: dict[str, Any] | None = None,
+        learn_sigma: bool = False,
+        fid: bool = True,
+    ) -> None:
+        super().__init__(
+            patch_size=patch_size,
+            channels=channels,
+            image_size=image_size,
+            autoencoder=autoencoder,
+            learn_sigma=learn_sigma,
+            fid=fid,
+        )
+        if patch_size < 1:
+            raise ValueError(f"patch_size must be >= 1; got {patch_size}")
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1; got {channels}")
+        self.patch_size = int(patch_size)
+        self.channels = int(channels)
+        self.image_size = _size_pair(image_size)
+        self.learn_sigma = bool(learn_sigma)
+        self.use_fid = bool(fid)
+        self.codec = CODECS.build(dict(autoencoder)) if autoencoder else None
+        if self.codec is not None:
+            if self.codec.image_channels != self.channels:
+                raise ValueError(
+                    f"the autoencoder takes {self.codec.image_channels}-channel images but channels={channels}"
+                )
+            self.token_channels, self.factor = self.codec.latent_channels, self.codec.factor
+        else:
+            self.token_channels, self.factor = self.channels, 1
+        check_divisible((self.channels, *self.image_size), self.patch_size * self.factor, "image_size")
+        self._fid_net = None
+
+    # -- geometry ----------------------------------------------------------------------------------------
+    @property
+    def multiple(self) -> int:
+        """Image sides must be multiples of this many pixels."""
+        return self.patch_size * self.factor
+
+    def grid(self, shape: Sequence[int]) -> tuple[int, int]:
+        """Patch grid (rows, columns) of a (C, H, W) pixel shape."""
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 3 or shape[0] != self.channels:
+            raise ValueError(f"expected a ({self.channels}, H, W) image shape; got {shape}")
+        h, w = check_divisible(shape, self.multiple)
+        return h // self.multiple, w // self.multiple
+
+    def adapter_spec(self) -> AdapterSpec:
+        in_dim = self.token_channels * self.patch_size**2
+        gh, gw = self.grid((self.channels, *self.image_size))
+        return AdapterSpec(
+            in_dim=in_dim,
+            out_dim=2 * in_dim if self.learn_sigma else in_dim,
+            num_axes=2,
+            axis_split=(1, 1),
+            rope_layout="interleaved",
+            train_extent=(float(gh), float(gw)),
+        )
+
+    def sample_shape(self, sample: Tensor) -> tuple[int, ...]:
+        return tuple(int(s) for s in sample.shape)
+
+    def default_shape(self) -> tuple[int, ...]:
+        return (self.channels, *self.image_size)
+
+    # -- tokens ------------------------------------------------------------------------------------------
+    def _to_token_space(self, x: Tensor) -> Tensor:
+        if self.codec is None:
+            return x
+        return self.codec.encode(x[None])[0]
+
+    def _from_token_space(self, z: Tensor) -> Tensor:
+        if self.codec is None:
+            return z
+        return self.codec.decode(z[None])[0]
+
+    def tokenize(self, samples: Sequence[Tensor]) -> TokenBatch:
+        """(C, H, W) images in [-1, 1], any sizes that are multiples of :attr:`multiple`, to patch tokens."""
+        if len(samples) == 0:
+            raise ValueError("tokenize needs at least one image")
+        tokens, positions, shapes = [], [], []
+        for k, x in enumerate(samples):
+            if not isinstance(x, Tensor) or x.dim() != 3:
+                raise ValueError(
+                    f"image {k}: expected a (C, H, W) tensor; got {getattr(x, 'shape', type(x))}"
+                )
+            gh, gw = self.grid(x.shape)
+            tokens.append(patchify(self._to_token_space(x), self.patch_size))
+            positions.append(grid_positions(gh, gw, device=x.device))
+            shapes.append((gh, gw))
+        return TokenBatch.from_sequences(tokens, positions, shapes)
+
+    def detokenize(self, batch: TokenBatch) -> list[Tensor]:
+        """Patch tokens back to (C, H, W) images (the first ``in_dim`` channels of wider predictions)."""
+        width = self.token_channels * self.patch_size**2
+        if batch.dim < width:
+            raise ValueError(f"detokenize expects tokens of width >= {width}; got {batch.dim}")
+        out = []
+        for i, (gh, gw) in enumerate(batch.shapes):
+            z = unpatchify(batch.tokens[i, : gh * gw, :width], (gh, gw), self.token_channels, self.patch_size)
+            out.append(self._from_token_space(z))
+        return out
+
+    def layout(
+        self, shapes: Sequence[tuple[int, ...]], device: torch.device | str | None = None
+    ) -> TokenBatch:
+        """Zero tokens on the patch grids of the given (C, H, W) pixel shapes (no autoencoder call)."""
+        if len(shapes) == 0:
+            raise ValueError("layout needs at least one shape")
+        width = self.token_channels * self.patch_size**2
+        tokens, positions, grids = [], [], []
+        for s in shapes:
+            gh, gw = self.grid(s)
+            tokens.append(torch.zeros(gh * gw, width, device=device))
+            positions.append(grid_positions(gh, gw, device=device))
+            grids.append((gh, gw))
+        return TokenBatch.from_sequences(tokens, positions, grids)
+
+    def to(self, device: torch.device | str) -> ImagePlugin:
+        if self.codec is not None:
+            self.codec.to(device)
+        if self._fid_net is not None:
+            self._fid_net.to(device)
+        return self
+
+    # -- people-facing output ----------------------------------------------------------------------------
+    def write_preview(
+        self, samples: Sequence[Tensor], conditions: Sequence[Any], out_dir: str | Path, stem: str
+    ) -> list[Path]:
+        return write_image_preview(samples, conditions, out_dir, stem)
+
+    def preview_to_tensorboard(self, writer: Any, samples: Sequence[Tensor], step: int, tag: str) -> None:
+        preview_to_tensorboard(writer, samples, step, tag)
+
+    # -- metrics -----------------------------------------------------------------------------------------
+    def evaluate(
+        self, samples: Sequence[Tensor], items: Sequence[dict], dataset: Any = None
+    ) -> dict[str, float]:
+        """The dataset's ground-truth checker (if any) plus ``fid`` against the items' real images."""
+        metrics = super().evaluate(samples, items, dataset)
+        reals = [it["sample"] for it in items if isinstance(it.get("sample"), Tensor)]
+        if self.use_fid and self.channels in (1, 3) and len(samples) >= 2 and len(reals) >= 2:
+            from .fid import fid_score
+
+            metrics["fid"] = fid_score(samples, reals)
+        return metrics
