@@ -191,3 +191,34 @@ def test_float64_integration_for_references():
     noise = token_noise(plugin.layout(shapes), 3).double()
     expected = plugin.detokenize(plugin.layout(shapes).with_tokens(0.5 + 0.3 * noise))[0]
     torch.testing.assert_close(out[0], expected, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "solver,steps,nfe",
+    [("ab2", 40, 40), ({"name": "heun", "params": {"final_euler": True}}, 20, 39)],
+)
+def test_new_solvers_reach_the_oracle_answer_through_generate(solver, steps, nfe):
+    plugin, model = SeqPlugin(channels=2, patch=2), OracleModel(mu=0.5, std=0.3)
+    shapes = [(2, 16)]
+    out, used = generate(model, plugin, None, "seq", None, shapes=shapes, steps=steps, solver=solver,
+                         grid={"name": "shift", "params": {"s": 0.5}}, seed=3, return_nfe=True)  # fmt: skip
+    noise = token_noise(plugin.layout(shapes), 3)
+    expected = plugin.detokenize(plugin.layout(shapes).with_tokens(0.5 + 0.3 * noise))[0]
+    assert used == nfe
+    torch.testing.assert_close(out[0], expected, atol=2e-3, rtol=0)
+
+
+def test_generate_accepts_a_fitted_explicit_grid():
+    from lumina_core.sampling import explicit_node, fit_time_grid
+
+    plugin, model = SeqPlugin(channels=2, patch=2), OracleModel(mu=0.5, std=0.3)
+    layout = plugin.layout([(2, 16)] * 4)
+    v = lambda x, t: model.velocity(layout.with_tokens(x), t, None)  # noqa: E731
+    x_cal = token_noise(layout, 11).double()
+    # the oracle flow's end point is known in closed form: x1 = mu + std x0
+    fitted = fit_time_grid(v, x_cal, 3, "midpoint", reference_fn=lambda x0: 0.5 + 0.3 * x0, iters=5)
+    out, nfe = generate(model, plugin, None, "seq", None, shapes=[(2, 16)], steps=None, solver="midpoint",
+                        grid=explicit_node(fitted), seed=3, return_nfe=True)  # fmt: skip
+    assert nfe == 6 and torch.isfinite(out[0]).all()
+    with pytest.raises(ValueError, match="3 steps but 4"):
+        generate(model, plugin, None, "seq", None, shapes=[(2, 16)], steps=4, grid=explicit_node(fitted))

@@ -1,26 +1,41 @@
 """Sampling: time grids, ODE solvers, classifier-free guidance, per-step hooks and ``generate``.
 
-Importing this package registers the solvers ``euler``, ``midpoint``, ``heun``, ``rk4``, ``dopri5`` in
-``SOLVERS`` and the grids ``uniform``, ``shift``, ``sigmoid``, ``explicit`` in ``TIME_GRIDS``.
+Importing this package registers the solvers ``euler``, ``midpoint``, ``heun``, ``heun_edm``, ``rk4``,
+``ab2``, ``dopri5`` in ``SOLVERS`` and the grids ``uniform``, ``shift``, ``sigmoid``, ``explicit`` in
+``TIME_GRIDS``. :func:`fit_time_grid` fits a model-specific grid (store it as an ``explicit`` grid).
 """
 
 from lumina_core.sampling.generate import generate, guided_velocity, token_noise
+from lumina_core.sampling.grid_fit import explicit_node, fit_time_grid
 from lumina_core.sampling.grids import check_grid, time_grid
 from lumina_core.sampling.guidance import cfg_combine, channel_mask
 from lumina_core.sampling.integrate import build_solver, integrate
-from lumina_core.sampling.solvers import RK4, Dopri5, Euler, FixedStepSolver, Heun, Midpoint
+from lumina_core.sampling.solvers import (
+    RK4,
+    AdamsBashforth2,
+    Dopri5,
+    Euler,
+    FixedStepSolver,
+    Heun,
+    HeunEDM,
+    Midpoint,
+)
 
 __all__ = [
     "RK4",
+    "AdamsBashforth2",
     "Dopri5",
     "Euler",
     "FixedStepSolver",
     "Heun",
+    "HeunEDM",
     "Midpoint",
     "build_solver",
     "cfg_combine",
     "channel_mask",
     "check_grid",
+    "explicit_node",
+    "fit_time_grid",
     "generate",
     "guided_velocity",
     "integrate",

@@ -48,7 +48,9 @@ class ShiftGrid:
 
     def __call__(self, steps: int, device=None) -> Tensor:
         u = _u(steps, device)
-        return u / (u + self.s - self.s * u)
+        t = u / (u + self.s - self.s * u)
+        t[0], t[-1] = 0.0, 1.0  # exact end points despite rounding (s = 0.4 gives 1 + 2e-16)
+        return t
 
 
 @TIME_GRIDS.register("sigmoid")
@@ -86,12 +88,13 @@ class ExplicitGrid:
 
 def check_grid(t: Tensor) -> Tensor:
     """Raise ValueError unless ``t`` is 1-D, has two or more points and strictly increases within [0, 1]."""
+    t_ = t.detach()  # a fitted grid may carry gradients; the checks need only values
     if t.dim() != 1 or t.numel() < 2:
         raise ValueError(f"a time grid must be a 1-D list of at least 2 times; got shape {tuple(t.shape)}")
-    if bool((t[1:] <= t[:-1]).any()):
-        raise ValueError(f"time grid must increase strictly; got {t.tolist()}")
-    if float(t[0]) < 0.0 or float(t[-1]) > 1.0:
-        raise ValueError(f"time grid must lie in [0, 1]; got [{float(t[0])}, {float(t[-1])}]")
+    if bool((t_[1:] <= t_[:-1]).any()):
+        raise ValueError(f"time grid must increase strictly; got {t_.tolist()}")
+    if float(t_[0]) < 0.0 or float(t_[-1]) > 1.0:
+        raise ValueError(f"time grid must lie in [0, 1]; got [{float(t_[0])}, {float(t_[-1])}]")
     return t
 
 

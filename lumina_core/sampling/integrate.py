@@ -82,9 +82,13 @@ def integrate(
             x = solver.solve(f, x0, grid[0], grid[-1])
         else:
             x = x0
-            for i in range(grid.numel() - 1):
+            if hasattr(solver, "start"):
+                solver.start()
+            last = grid.numel() - 2
+            for i in range(last + 1):
                 state["step"] = i
-                x = solver.step(f, x, grid[i], grid[i + 1])
+                step = getattr(solver, "final_step", solver.step) if i == last else solver.step
+                x = step(f, x, grid[i], grid[i + 1])
                 bar.update(1)
     finally:
         bar.close()

@@ -7,6 +7,18 @@ Fixed-grid solvers advance one grid interval ``[t0, t1]``, ``h = t1 - t0``, per 
 * ``heun`` (order 2, 2 NFE, explicit trapezoid): ``k1 = v(x, t0)``, ``k2 = v(x + h k1, t1)``,
   ``x + h (k1 + k2) / 2``
 * ``rk4`` (order 4, 4 NFE): the classical Runge-Kutta scheme.
+* ``ab2`` (order 2, 1 NFE): two-step Adams-Bashforth on a variable grid, reusing the previous velocity:
+  ``x + h ((1 + r/2) v(x, t0) - (r/2) v_prev)`` with ``r = h / h_prev``; the first step is Euler. It is the
+  multistep idea behind fast diffusion samplers such as DPM-Solver++(2M) (Lu et al. 2022), applied to the
+  velocity ODE directly. Like midpoint it never evaluates the field at ``t = 1``.
+
+``heun`` and ``rk4`` take ``final_euler`` (default False): the last grid interval is then a plain Euler step
+(1 NFE) instead of the full scheme, as EDM (Karras et al. 2022) does for its last step, so that no
+evaluation lands exactly at ``t = 1`` (on the benchmark model this helps Heun only at the lowest NFE, see
+docs/bench_sampling.md). A final Euler step keeps Heun's global order 2 (its local error there is
+O(h^2)), drops RK4 to order 2, and saves ``nfe_per_step - 1`` evaluations: ``N`` steps cost
+``nfe_per_step (N - 1) + 1`` (:meth:`FixedStepSolver.nfe`).
+``heun_edm`` is the registered name of Heun with ``final_euler`` on.
 
 ``dopri5`` is adaptive (Dormand-Prince 5(4) from torchdiffeq, tolerances ``rtol``/``atol``): it ignores the
 inner grid points and integrates from the grid's first to its last time.
@@ -35,8 +47,39 @@ class FixedStepSolver:
     nfe_per_step: int = 0
     adaptive: bool = False
 
+    final_euler: bool = False
+
+    def start(self) -> None:
+        """Called by :func:`integrate` before the first step (multistep solvers forget their history)."""
+
     def step(self, f: StepFn, x: Tensor, t0: Tensor, t1: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def final_step(self, f: StepFn, x: Tensor, t0: Tensor, t1: Tensor) -> Tensor:
+        """The step over the grid's last interval: a plain Euler step with ``final_euler``, else ``step``."""
+        if self.final_euler:
+            return x + (t1 - t0) * f(x, t0)
+        return self.step(f, x, t0, t1)
+
+    def nfe(self, steps: int) -> int:
+        """Velocity evaluations for ``steps`` grid intervals."""
+        if int(steps) != steps or steps < 1:
+            raise ValueError(f"a solver needs a positive whole number of steps; got {steps!r}")
+        if self.final_euler:
+            return self.nfe_per_step * (int(steps) - 1) + 1
+        return self.nfe_per_step * int(steps)
+
+    def steps_for_nfe(self, nfe: int) -> int | None:
+        """The number of grid steps that costs exactly ``nfe`` evaluations, or None if none does."""
+        per = self.nfe_per_step
+        n = (nfe - 1) // per + 1 if self.final_euler else nfe // per
+        return n if n >= 1 and self.nfe(n) == nfe else None
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} needs final_euler to be true or false; got {value!r}")
+    return value
 
 
 @SOLVERS.register("euler")
@@ -61,6 +104,9 @@ class Midpoint(FixedStepSolver):
 class Heun(FixedStepSolver):
     name, order, nfe_per_step = "heun", 2, 2
 
+    def __init__(self, final_euler: bool = False) -> None:
+        self.final_euler = _check_flag("heun", final_euler)
+
     def step(self, f: StepFn, x: Tensor, t0: Tensor, t1: Tensor) -> Tensor:
         h = t1 - t0
         k1 = f(x, t0)
@@ -68,9 +114,22 @@ class Heun(FixedStepSolver):
         return x + 0.5 * h * (k1 + k2)
 
 
+@SOLVERS.register("heun_edm")
+class HeunEDM(Heun):
+    """Heun with a final Euler step (EDM's sampler without churn), by name: recipes name solvers as strings."""
+
+    name = "heun_edm"
+
+    def __init__(self, final_euler: bool = True) -> None:
+        super().__init__(final_euler)
+
+
 @SOLVERS.register("rk4")
 class RK4(FixedStepSolver):
     name, order, nfe_per_step = "rk4", 4, 4
+
+    def __init__(self, final_euler: bool = False) -> None:
+        self.final_euler = _check_flag("rk4", final_euler)
 
     def step(self, f: StepFn, x: Tensor, t0: Tensor, t1: Tensor) -> Tensor:
         h = t1 - t0
@@ -79,6 +138,37 @@ class RK4(FixedStepSolver):
         k3 = f(x + 0.5 * h * k2, t0 + 0.5 * h)
         k4 = f(x + h * k3, t1)
         return x + h / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+
+@SOLVERS.register("ab2")
+class AdamsBashforth2(FixedStepSolver):
+    """Variable-step two-step Adams-Bashforth (order 2, 1 NFE per step); Euler for the first step.
+
+    On ``[t0, t1]`` with ``h = t1 - t0`` after a step of length ``h_prev`` that evaluated ``v_prev``:
+    ``x1 = x + h ((1 + r/2) v(x, t0) - (r/2) v_prev)``, ``r = h / h_prev`` (the linear extrapolation of the
+    velocity through its last two values, integrated over the step). The instance keeps the last velocity,
+    so :meth:`start` must be called before each new solve (:func:`integrate` does).
+    """
+
+    name, order, nfe_per_step = "ab2", 2, 1
+
+    def __init__(self) -> None:
+        self._prev: tuple[Tensor, Tensor] | None = None
+
+    def start(self) -> None:
+        self._prev = None
+
+    def step(self, f: StepFn, x: Tensor, t0: Tensor, t1: Tensor) -> Tensor:
+        h = t1 - t0
+        v = f(x, t0)
+        if self._prev is None:
+            out = x + h * v
+        else:
+            v_prev, h_prev = self._prev
+            r = h / h_prev
+            out = x + h * ((1.0 + 0.5 * r) * v - 0.5 * r * v_prev)
+        self._prev = (v, h)
+        return out
 
 
 @SOLVERS.register("dopri5")
