@@ -2,7 +2,8 @@
 
 Our on-disk format (what :func:`convert` writes and :func:`load_converted` reads) is a folder with
 ``model.safetensors`` (a :class:`LuminaModel` state dict) and ``config.json`` (trunk config, the image
-task's AdapterSpec, patch size and channels).
+task's AdapterSpec, patch size and channels). :func:`converted_state_dict` maps such a folder onto a model a
+recipe builds (``lumina sample <recipe> --ckpt <converted>``), whatever the recipe calls its image task.
 """
 
 from __future__ import annotations
@@ -305,15 +306,19 @@ def convert(src: str | Path, dst: str | Path, src_format: str, preset: str | Non
     dst.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in image.model.state_dict().items()}
     save_file(state, str(dst / "model.safetensors"))
-    meta = {
+    (dst / "config.json").write_text(json.dumps(converted_meta(image, src, src_format), indent=2))
+    return dst
+
+
+def converted_meta(image: LuminaImageModel, src: str | Path = "", src_format: str = "") -> dict[str, Any]:
+    """The ``config.json`` of a converted checkpoint of ``image``."""
+    return {
         "format": "lumina",
         "model": image.model.config.to_dict(),
         "tasks": {image.task: dataclasses.asdict(image.model.adapters[image.task].spec)},
         "image": {"task": image.task, "patch_size": image.patch_size, "in_channels": image.in_channels},
         "source": {"path": str(src), "format": src_format},
     }
-    (dst / "config.json").write_text(json.dumps(meta, indent=2))
-    return dst
 
 
 def load_converted(path: str | Path) -> LuminaImageModel:
@@ -332,3 +337,82 @@ def load_converted(path: str | Path) -> LuminaImageModel:
     _load_strict(model, load_file(str(path / "model.safetensors")))
     img = meta["image"]
     return LuminaImageModel(model.eval(), img["patch_size"], img["in_channels"], img["task"])
+
+
+#: trunk settings that change the function a checkpoint computes (the rest, e.g. grad_checkpointing, do not)
+_WEIGHT_FIELDS = (
+    "dim", "n_layers", "n_heads", "n_kv_heads", "context_dim", "multiple_of", "ffn_dim_multiplier",
+    "norm_eps", "qk_norm", "t_freq_dim", "max_cond_dim",
+)
+#: adapter settings a converted task must share with the recipe's task (train_extent comes from the recipe)
+_SPEC_FIELDS = ("in_dim", "out_dim", "num_axes", "axis_split", "rope_layout", "rope_theta")
+
+
+def _spec_fields(spec: Any) -> dict[str, Any]:
+    values = spec if isinstance(spec, dict) else dataclasses.asdict(spec)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def converted_state_dict(path: str | Path, config: NextDiTConfig, tasks: dict[str, AdapterSpec]) -> StateDict:
+    """The state dict of a converted checkpoint (:func:`convert`) for a LuminaModel built with ``config`` and
+    ``tasks`` (e.g. from a recipe).
+
+    The converted folder holds one image task (named ``"image"`` by :func:`convert`); it is loaded under
+    the name of the recipe's task: the same name if the recipe has it, otherwise the recipe's only task.
+    The trunk settings and the task's token widths, RoPE axes and layout must agree; anything else raises
+    a ValueError naming what the checkpoint has and what the recipe builds. The RoPE training extent is
+    the recipe's (its image size); a different one in the checkpoint only gives a warning.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    src, dst = match_converted(json.loads((path / "config.json").read_text()), config, tasks, str(path))
+    state = load_file(str(path / "model.safetensors"))
+    prefix = f"adapters.{src}."
+    return {(f"adapters.{dst}." + k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def match_converted(
+    meta: dict[str, Any], config: NextDiTConfig, tasks: dict[str, AdapterSpec], path: str = "the checkpoint"
+) -> tuple[str, str]:
+    """``(checkpoint task, recipe task)`` for a converted checkpoint's ``config.json`` ``meta`` loaded into a
+    model of ``config`` and ``tasks``; ValueError when it does not fit (see :func:`converted_state_dict`)."""
+    import warnings
+
+    if meta.get("format") != "lumina" or "model" not in meta or "tasks" not in meta:
+        raise ValueError(f"the config.json of {path} was not written by `lumina convert` (format 'lumina')")
+    ours = NextDiTConfig.from_dict(meta["model"]).to_dict()
+    want = config.to_dict()
+    diff = [f"{k}: checkpoint {ours[k]!r}, recipe {want[k]!r}" for k in _WEIGHT_FIELDS if ours[k] != want[k]]
+    if diff:
+        raise ValueError(
+            f"the converted checkpoint at {path} does not match the recipe's model: " + "; ".join(diff)
+            + " (set the recipe's model.* to the checkpoint's values; context_dim is the text encoder's width)"
+        )
+    src_tasks = dict(meta["tasks"])
+    if len(src_tasks) != 1:
+        raise ValueError(f"a converted checkpoint holds one task; {path} holds {sorted(src_tasks)}")
+    (src, src_spec), = src_tasks.items()
+    if src in tasks:
+        dst = src
+    elif len(tasks) == 1:
+        dst = next(iter(tasks))
+    else:
+        raise ValueError(
+            f"the converted checkpoint at {path} holds task {src!r}, which the recipe does not have, and the "
+            f"recipe has several tasks {sorted(tasks)}: name the image task {src!r} in the recipe"
+        )
+    have, need = _spec_fields(src_spec), _spec_fields(tasks[dst])
+    bad = [f"{k}: checkpoint {have.get(k)!r}, recipe {need[k]!r}" for k in _SPEC_FIELDS if have.get(k) != need[k]]
+    if bad:
+        raise ValueError(
+            f"task {dst!r} of the recipe does not take the converted checkpoint's image tokens: " + "; ".join(bad)
+            + " (check the modality's patch_size, autoencoder latent channels and learn_sigma)"
+        )
+    if have.get("train_extent") != need.get("train_extent"):
+        warnings.warn(
+            f"the converted checkpoint was trained on a {have.get('train_extent')} patch grid; the recipe's "
+            f"image size gives {need.get('train_extent')}, which RoPE scaling will use",
+            stacklevel=3,
+        )
+    return src, dst

@@ -141,7 +141,9 @@ def load_run(
 ) -> tuple[nn.Module, dict[str, Any], dict[str, nn.Module]]:
     """``(model, {task: plugin}, {task: conditioner})`` of a trained run, in eval mode on ``device``.
 
-    ``checkpoint``: a checkpoint or run directory, or None / ``"last"`` for the run's newest checkpoint;
+    ``checkpoint``: a checkpoint or run directory, None / ``"last"`` for the run's newest checkpoint, or a
+    converted checkpoint (``lumina convert`` of released or diffusers weights; its image task is loaded as
+    the recipe's, see :func:`lumina_core.interop.formats.converted_state_dict`);
     ``weights``: ``"ema"`` (default, what previews and evaluation use) or ``"model"`` (raw weights).
     """
     from lumina_core.training import checkpoint as ckpt_io
@@ -149,13 +151,14 @@ def load_run(
     cfg = as_recipe(cfg)
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model'; got {weights!r}")
-    ck = ckpt_io.resolve_checkpoint(checkpoint or "last", cfg.run.output_dir)
+    ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
     parts = build_parts(cfg)
-    have_ema = (ck / ckpt_io.EMA_FILE).is_file()
-    load_trainable(
-        trainable_modules(parts.model, parts.conditioners),
-        ckpt_io.load_weights(ck, "ema" if weights == "ema" and have_ema else "model"),
-    )
+    mods = trainable_modules(parts.model, parts.conditioners)
+    if ckpt_io.is_converted(ck):
+        load_trainable(mods, _converted_weights(ck, parts.model, mods))
+    else:
+        have_ema = (ck / ckpt_io.EMA_FILE).is_file()
+        load_trainable(mods, ckpt_io.load_weights(ck, "ema" if weights == "ema" and have_ema else "model"))
     dev = device or resolve_device(str(cfg.run.device))
     parts.model.to(dev).eval()
     for enc in parts.conditioners.values():
@@ -163,6 +166,22 @@ def load_run(
     for p in parts.plugins.values():
         p.to(dev)
     return parts.model, parts.plugins, parts.conditioners
+
+
+def _converted_weights(path: Path, model: Any, mods: dict[str, Any]) -> dict[str, Any]:
+    """A converted checkpoint's weights under the run's key prefixes (``model.*``); it holds the Next-DiT
+    only, so the recipe must not have trainable conditioners (class tables) that need weights too."""
+    from lumina_core.interop.formats import converted_state_dict
+
+    others = sorted(k for k in mods if k != "model")
+    if others:
+        raise ValueError(
+            f"the converted checkpoint at {path} holds the Next-DiT only, but the recipe also has trainable "
+            f"conditioners {others} with no weights there; use a frozen text encoder (e.g. hf)"
+        )
+    specs = {name: adapter.spec for name, adapter in model.adapters.items()}
+    state = converted_state_dict(path, model.config, specs)
+    return {f"model.{k}": v for k, v in state.items()}
 
 
 def _coerce_condition(value: Any, conditioner: Any) -> Any:
@@ -221,7 +240,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
     from lumina_core.training import checkpoint as ckpt_io
 
     cfg = as_recipe(cfg)
-    ck = ckpt_io.resolve_checkpoint(checkpoint or "last", cfg.run.output_dir)
+    ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
     model, plugins, conditioners = load_run(cfg, ck)
     dev = resolve_device(str(cfg.run.device))
     metrics: dict[str, float] = {}

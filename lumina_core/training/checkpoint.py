@@ -11,6 +11,11 @@ Layout of ``<run_dir>/checkpoints/``::
         meta.json              step, time, a human-readable summary
     last                       a text file naming the newest complete checkpoint directory
 
+A *converted* checkpoint (what ``lumina convert`` writes from a released or diffusers file, see
+:mod:`lumina_core.interop.formats`) is a folder with ``model.safetensors`` (a LuminaModel state dict) and a
+``config.json`` whose ``format`` is ``"lumina"``. It holds weights only: it can be sampled and evaluated
+(:func:`resolve_weights`), not resumed.
+
 A checkpoint is written into a hidden temporary directory, flushed, then renamed into place; ``last`` is
 rewritten the same way (temporary file, then ``os.replace``). A kill at any moment leaves either the previous
 or the new checkpoint, never a half-written one under a real name.
@@ -30,6 +35,7 @@ from torch import Tensor
 
 LAST = "last"
 MODEL_FILE, EMA_FILE, STATE_FILE, META_FILE = "model.safetensors", "ema.safetensors", "state.pt", "meta.json"
+CONVERTED_CONFIG = "config.json"
 
 
 def checkpoint_name(step: int) -> str:
@@ -129,11 +135,38 @@ def resolve_checkpoint(path_or_last: str | Path, run_dir: str | Path | None = No
             p = candidate / name
             break
     if not (p / MODEL_FILE).is_file() or not (p / STATE_FILE).is_file():
+        hint = (
+            f"; {p} is a converted checkpoint (weights only, from `lumina convert`): it can be sampled or "
+            "evaluated, not resumed"
+            if is_converted(p)
+            else ""
+        )
         raise FileNotFoundError(
             f"no complete checkpoint at {p} (expected {MODEL_FILE} and {STATE_FILE}); give a checkpoint "
-            f"directory, a run directory with checkpoints/{LAST}, or 'last'"
+            f"directory, a run directory with checkpoints/{LAST}, or 'last'{hint}"
         )
     return p
+
+
+def is_converted(path: str | Path) -> bool:
+    """True for a folder written by ``lumina convert``: ``model.safetensors`` + ``config.json`` with
+    ``"format": "lumina"``."""
+    p = Path(path)
+    if not (p / MODEL_FILE).is_file() or not (p / CONVERTED_CONFIG).is_file():
+        return False
+    try:
+        meta = json.loads((p / CONVERTED_CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == "lumina"
+
+
+def resolve_weights(path_or_last: str | Path, run_dir: str | Path | None = None) -> Path:
+    """Where to read weights for sampling or evaluation: a converted checkpoint folder as it is, otherwise
+    :func:`resolve_checkpoint` (a training checkpoint, a run directory or ``"last"``)."""
+    if str(path_or_last) != LAST and is_converted(path_or_last):
+        return Path(path_or_last)
+    return resolve_checkpoint(path_or_last, run_dir)
 
 
 def load_weights(ckpt: Path, which: str = "model") -> dict[str, Tensor]:

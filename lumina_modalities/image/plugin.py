@@ -120,6 +120,15 @@ class ImagePlugin(ModalityPlugin):
             train_extent=(float(gh), float(gw)),
         )
 
+    def cfg_channel_mask(self, k: int) -> Tensor:
+        """(D,) bool: the token channels of the first ``k`` token-space channels (latent channels with an
+        autoencoder: ``cfg_channels: 3`` guides latent channels 0-2, as the released pipeline does). A token
+        is flattened in (C, ph, pw) order, so channel c holds columns ``c p^2 .. (c + 1) p^2 - 1``."""
+        if not 1 <= int(k) <= self.token_channels:
+            raise ValueError(f"cfg_channels must be between 1 and {self.token_channels}; got {k}")
+        p2 = self.patch_size**2
+        return torch.arange(self.token_channels * p2) // p2 < int(k)
+
     def sample_shape(self, sample: Tensor) -> tuple[int, ...]:
         return tuple(int(s) for s in sample.shape)
 
