@@ -58,3 +58,11 @@ class TestAudioFrameConformance(_AudioChecks):
     plugin_name = "audio"
     plugin_params = {"patch_size": 4, "axes": "time", "rope_layout": "interleaved", "clip_seconds": 0.5,
                      "fad": False}
+
+
+class TestAudioCompressedConformance(_AudioChecks):
+    """The power-law compressed representation (``compress``) that ``recipes/audio/tones_tiny.yaml`` uses."""
+
+    plugin_name = "audio"
+    plugin_params = {"patch_size": 4, "axes": "time", "rope_layout": "blocked", "clip_seconds": 0.5,
+                     "compress": 0.15, "mean": 0.247, "std": 0.183, "fad": False}

@@ -6,6 +6,18 @@ vocoder's training floor, about -100 dB) and normalised by a fixed, invertible a
 
     z = (max(logmel, min_log) - mean) / std        (defaults mean -5, std 3.5: roughly unit variance)
 
+or, with ``compress = g`` (a power-law exponent, e.g. 0.15), on power-law compressed mel magnitudes
+
+    z = (exp(g * max(logmel, min_log)) - mean) / std    (i.e. M**g for mel magnitudes M)
+
+Why the choice matters: decoding exponentiates. In the log representation a model-space error ``e`` is a
+factor ``exp(std * e)`` on the magnitude (std 3.25: 0.3 -> x2.7, +8.5 dB), and since loudness is a power
+mean the upward errors dominate: i.i.d. N(0, 0.3^2) noise on real ``tones`` clips adds +5 dB and halves the
+checker's loudness accuracy, and a trained tiny model's log-mels came out ~+20 dB too loud (docs/bench_audio.md).
+With ``compress = g`` the same error is additive on ``M**g``: relative on loud cells, small on silent ones
+(the same noise leaves loudness within 1 dB at g = 0.15 or 0.3). Too large a g lifts the noise floor of
+generated silence instead (g = 0.3: silent frames at -28 dBFS, durations fail); 0.15 balances the two.
+
 then cut into patches (:mod:`.patches`): ``patch_size = (pt, pf)`` frames by mel bins on (time, frequency)
 with 2-D RoPE (``axes="time_freq"``), or whole-frame tokens (``pf = n_mels``) on (time,) with 1-D RoPE
 (``axes="time"``). Shapes are the waveform's ``(1, T)``; clips of different lengths batch with masks.
@@ -18,6 +30,7 @@ the patch grid of ``clip_seconds`` so the trunk's RoPE scaling can derive its sc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,12 +76,13 @@ class MelPatchPlugin(ModalityPlugin):
         std: float = 3.5,
         min_log: float = DEFAULT_MIN_LOG,
         max_log: float = DEFAULT_MAX_LOG,
+        compress: float | None = None,
         learn_sigma: bool = False,
         fad: bool = True,
     ) -> None:
         super().__init__(codec=codec, patch_size=patch_size, axes=axes, axis_split=axis_split,
                          rope_layout=rope_layout, clip_seconds=clip_seconds, mean=mean, std=std,
-                         min_log=min_log, max_log=max_log, learn_sigma=learn_sigma, fad=fad)
+                         min_log=min_log, max_log=max_log, compress=compress, learn_sigma=learn_sigma, fad=fad)
         self.codec = CODECS.build(codec)
         self.sample_rate = int(self.codec.sample_rate)
         self.n_mels = int(self.codec.n_mels)
@@ -92,17 +106,28 @@ class MelPatchPlugin(ModalityPlugin):
         if not max_log > min_log:
             raise ValueError(f"max_log ({max_log}) must be above min_log ({min_log})")
         self.max_log = float(max_log)
+        if compress is not None and not 0 < float(compress) <= 1:
+            raise ValueError(f"compress is a power-law exponent in (0, 1] (or None for log-mels); got {compress!r}")
+        self.compress = None if compress is None else float(compress)
         self.learn_sigma = bool(learn_sigma)
         self.use_fad = bool(fad)
 
     # -- normalisation -----------------------------------------------------------------------------------
     def normalize(self, logmel: Tensor) -> Tensor:
-        """Natural-log mel -> model space: ``(max(logmel, min_log) - mean) / std``."""
-        return (logmel.clamp(min=self.min_log) - self.mean) / self.std
+        """Natural-log mel -> model space: ``(max(logmel, min_log) - mean) / std``, or with ``compress = g``
+        ``(exp(g * max(logmel, min_log)) - mean) / std`` (power-law compressed magnitudes)."""
+        x = logmel.clamp(min=self.min_log)
+        if self.compress is not None:
+            x = torch.exp(self.compress * x)
+        return (x - self.mean) / self.std
 
     def denormalize(self, z: Tensor) -> Tensor:
-        """Model space -> natural-log mel (inverse of :meth:`normalize` above the floor)."""
-        return z * self.std + self.mean
+        """Model space -> natural-log mel (inverse of :meth:`normalize` above the floor; with ``compress``,
+        values below the silence level decode to the floor ``min_log``)."""
+        x = z * self.std + self.mean
+        if self.compress is None:
+            return x
+        return torch.log(x.clamp(min=math.exp(self.compress * self.min_log))) / self.compress
 
     def to_logmel(self, z: Tensor) -> Tensor:
         """Generated model-space values -> log-mels a waveform can have: :meth:`denormalize`, then values
@@ -113,7 +138,7 @@ class MelPatchPlugin(ModalityPlugin):
     @property
     def silence(self) -> float:
         """Model-space value of digital silence (fills the padded frames of the last time patch)."""
-        return (self.min_log - self.mean) / self.std
+        return float(self.normalize(torch.tensor(self.min_log)))
 
     # -- geometry ----------------------------------------------------------------------------------------
     def num_samples(self, seconds: float) -> int:
@@ -254,6 +279,8 @@ class AudioPlugin(MelPatchPlugin):
         axis_split, rope_layout: how each head's rotary dimension is shared between time and frequency.
         clip_seconds: default (training) clip length; sets ``default_shape`` and ``train_extent``.
         mean, std, min_log: the fixed normalisation (see the module doc).
+        compress: None (model space holds log-mels) or a power-law exponent g in (0, 1]: model space holds
+            mel magnitudes to the power g (see the module doc: log-space errors decode far too loud).
         max_log: decoded log-mels are clipped here (louder than any full-scale signal).
         learn_sigma: predict twice the token width; only the first half is used.
         fad: add the FAD-style ``fad`` score (:mod:`.fad`, an in-project feature network trained once on
