@@ -17,6 +17,7 @@ PIL = pytest.importorskip("PIL.Image")
 from lumina_core.data import collate_items  # noqa: E402
 from lumina_core.data.robust import CorruptSampleError  # noqa: E402
 from lumina_core.data.shards import (  # noqa: E402
+    IndexedShards,
     ShardDataset,
     pack_folder,
     resolve_shards,
@@ -177,3 +178,77 @@ def test_sample_helpers_reject_bad_fields():
     with pytest.raises(CorruptSampleError, match="no 'txt'"):
         sample_caption({"__key__": "k"})
     assert sample_data({"__key__": "k", "wav": b"RIFF", "txt": b"x"}) == ("wav", b"RIFF")
+
+
+def test_indexed_shards_read_back_exact_bytes(folder, tmp_path):
+    report = _pack(folder, tmp_path)
+    index = IndexedShards(tmp_path / "shards")
+    assert len(index) == N_GOOD + 1 and index.urls == [str(p) for p in report.shards]
+    assert sorted(index.keys) == sorted(["broken"] + [f"img{i:02d}" for i in range(N_GOOD)])
+    streamed = {raw["__key__"]: raw for raw in ShardDataset(report.shards, lambda s: s)}
+    for i in reversed(range(len(index))):  # any order: random access
+        sample = index.read(i)
+        key = index.key(i)
+        assert sample["__key__"] == key and sample["__url__"] == index.url(i)
+        assert index.name(i) == f"{index.url(i)}:{key}"
+        assert set(index.members(i)) == {"png", "txt", "json", "cls", "path"} - (
+            {"json", "cls"} if key == "broken" else set()
+        )
+        assert sample == streamed[key]  # same dict as the streaming reader hands to decode
+        original = sample["path"].decode()
+        assert sample["png"] == (folder / original).read_bytes()  # exact bytes
+    assert index.read(-1) == index.read(len(index) - 1)
+    with pytest.raises(IndexError, match="out of range"):
+        index.read(len(index))
+    only_labelled = IndexedShards(tmp_path / "shards", where=lambda members: "cls" in members)
+    assert len(only_labelled) == N_GOOD and "broken" not in only_labelled.keys
+
+
+def test_indexed_shards_truncated_member_is_a_corrupt_sample(folder, tmp_path):
+    report = _pack(folder, tmp_path, shard_size=100)
+    shard = report.shards[0]
+    index = IndexedShards(shard)
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])  # the shard is damaged after indexing
+    keys = index.keys
+    first, last = index.read(0), len(index) - 1
+    assert first["__key__"] == keys[0]
+    with pytest.raises(CorruptSampleError, match=f"{shard}:{keys[last]}.*truncated"):
+        index.read(last)
+    # indexing the damaged shard keeps what it can find; a member cut short still fails to read
+    damaged = IndexedShards(shard)
+    assert 0 < len(damaged) < len(index)
+    readable = 0
+    for i in range(len(damaged)):
+        try:
+            damaged.read(i)
+            readable += 1
+        except CorruptSampleError:
+            pass
+    assert readable >= len(damaged) - 1
+
+
+def test_indexed_shards_errors(tmp_path):
+    not_a_tar = tmp_path / "junk.tar"
+    not_a_tar.write_bytes(b"this is not a tar archive" * 40)
+    with pytest.raises(ValueError, match="cannot index shard .*junk.tar"):
+        IndexedShards(not_a_tar)
+    with pytest.raises(FileNotFoundError):
+        IndexedShards(tmp_path / "missing.tar")
+    with pytest.raises(ValueError, match="local files"):
+        IndexedShards("https://example.com/shard-000000.tar")
+
+
+def test_indexed_shards_gzipped_shard(folder, tmp_path):
+    import gzip
+
+    report = _pack(folder, tmp_path, shard_size=100)
+    gz = tmp_path / "shard.tar.gz"
+    gz.write_bytes(gzip.compress(report.shards[0].read_bytes()))
+    plain, packed = IndexedShards(report.shards[0]), IndexedShards(gz)
+    assert packed.keys == plain.keys
+    assert all(
+        {k: v for k, v in packed.read(i).items() if k != "__url__"}
+        == {k: v for k, v in plain.read(i).items() if k != "__url__"}
+        for i in range(len(plain))
+    )

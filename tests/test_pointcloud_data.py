@@ -129,6 +129,24 @@ def test_mesh_shards_round_trip_and_skip(tmp_path: Path) -> None:
     again = {it["meta"]["name"]: it["sample"] for it in ds}
     for it in items:  # seeded by key: the same cloud every pass
         torch.testing.assert_close(again[it["meta"]["name"]], it["sample"])
+    # map-style access (evaluate() reads val[i]): every packed sample by index, bad ones raise
+    from lumina_core.data.robust import SkipCorrupt
+
+    assert len(ds) == 6
+    by_index, bad = {}, []
+    for i in range(len(ds)):
+        try:
+            it = ds[i]
+        except BadMeshError as err:
+            assert ds.item_name(i) in str(err)
+            bad.append(i)
+            continue
+        by_index[it["meta"]["name"]] = it
+    assert len(bad) == 3 and by_index.keys() == again.keys()
+    for name, it in by_index.items():  # the same item as streamed
+        torch.testing.assert_close(it["sample"], again[name])
+    wrapped = SkipCorrupt(ds)
+    assert sum(wrapped[i] is None for i in range(len(wrapped))) == 3 and wrapped.skipped == 3
 
 
 def test_previews_write_ply_and_png(tmp_path: Path) -> None:

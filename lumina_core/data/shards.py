@@ -12,6 +12,9 @@ round-robin to consumers when there are at least as many shards as consumers, ot
 every shard and keeps every ``n``-th sample. A sample whose ``decode`` raises is skipped and counted
 (see :mod:`lumina_core.data.robust`); a shard that cannot be read past some point is logged and counted in
 ``failed_shards``.
+
+Random access (:class:`IndexedShards`) scans the shards' tar headers once and reads any sample by index, for
+map-style datasets (seeded resumable samplers, ``val[i]`` in evaluation).
 """
 
 from __future__ import annotations
@@ -263,6 +266,128 @@ class ShardDataset(SkipCorruptIterable):
     def reset(self) -> None:
         super().reset()
         self.failed_shards.clear()
+
+
+class IndexedShards:
+    """Random access (map-style) to the samples of local webdataset ``.tar`` shards.
+
+    The shards are scanned once: tar members are grouped by sample key (webdataset convention: the key is
+    the member path up to the first dot of its base name, the rest is the lower-cased extension), in the
+    order they appear. ``read(i)`` returns sample ``i`` as ``{ext: bytes, "__key__", "__url__"}``, the same
+    dict :class:`ShardDataset` hands to a decode function. Members of uncompressed tars are read by offset
+    (one seek per member); compressed tars fall back to ``tarfile`` extraction by name.
+
+    Args:
+        urls: shard paths (see :func:`resolve_shards`).
+        where: keep only samples whose ``{ext: member name}`` satisfies it (e.g. "has an image").
+
+    A member that cannot be read back (truncated shard, file changed since indexing) raises
+    :class:`~lumina_core.data.robust.CorruptSampleError` naming ``"<shard>:<key>"``, so skip-and-count
+    wrappers treat it like any other unreadable sample.
+    """
+
+    def __init__(
+        self,
+        urls: str | os.PathLike | Sequence[str | os.PathLike],
+        where: Callable[[dict[str, str]], bool] | None = None,
+    ) -> None:
+        self.urls = resolve_shards(urls)
+        self._plain: list[bool] = []
+        # one entry per sample: (shard index, key, {ext: (member name, data offset, size)})
+        self._entries: list[tuple[int, str, dict[str, tuple[str, int, int]]]] = []
+        for u, url in enumerate(self.urls):
+            plain, groups = _scan_tar(url)
+            self._plain.append(plain)
+            for key, members in groups.items():
+                if where is None or where({ext: m[0] for ext, m in members.items()}):
+                    self._entries.append((u, key, members))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"IndexedShards({len(self.urls)} shards, {len(self)} samples)"
+
+    @property
+    def keys(self) -> list[str]:
+        """Sample keys, in index order."""
+        return [e[1] for e in self._entries]
+
+    def key(self, index: int) -> str:
+        return self._entries[index][1]
+
+    def url(self, index: int) -> str:
+        """The shard that holds sample ``index``."""
+        return self.urls[self._entries[index][0]]
+
+    def members(self, index: int) -> dict[str, str]:
+        """``{ext: tar member name}`` of sample ``index``."""
+        return {ext: m[0] for ext, m in self._entries[index][2].items()}
+
+    def name(self, index: int) -> str:
+        """``"<shard>:<key>"``, for error messages and skip logs."""
+        return f"{self.url(index)}:{self.key(index)}"
+
+    def read(self, index: int) -> dict[str, Any]:
+        """Sample ``index`` as ``{ext: bytes, "__key__": key, "__url__": shard}``."""
+        import tarfile
+
+        n = len(self._entries)
+        if not -n <= index < n:
+            raise IndexError(f"sample index {index} out of range for {n} samples")
+        u, key, members = self._entries[index]
+        url = self.urls[u]
+        sample: dict[str, Any] = {}
+        try:
+            if self._plain[u]:
+                with open(url, "rb") as f:
+                    for ext, (member, offset, size) in members.items():
+                        f.seek(offset)
+                        data = f.read(size)
+                        if len(data) != size:
+                            raise EOFError(f"member {member!r} is truncated ({len(data)} of {size} bytes)")
+                        sample[ext] = data
+            else:
+                with tarfile.open(url) as tar:
+                    for ext, (member, _, _) in members.items():
+                        sample[ext] = tar.extractfile(member).read()  # type: ignore[union-attr]
+        except (OSError, EOFError, KeyError, tarfile.TarError) as err:
+            raise CorruptSampleError(f"cannot read from shard: {err}", name=f"{url}:{key}") from err
+        sample["__key__"], sample["__url__"] = key, url
+        return sample
+
+
+def _scan_tar(url: str) -> tuple[bool, dict[str, dict[str, tuple[str, int, int]]]]:
+    """(is an uncompressed tar, {key: {ext: (member name, data offset, size)}}) in member order."""
+    import tarfile
+
+    groups: dict[str, dict[str, tuple[str, int, int]]] = {}
+    try:
+        plain = not _compressed(url)
+        with tarfile.open(url) as tar:
+            for m in tar:
+                if not m.isfile():
+                    continue
+                head, _, base = m.name.rpartition("/")
+                key, dot, ext = base.partition(".")
+                if not (key and dot and ext):
+                    continue  # not a "<key>.<ext>" member: webdataset skips these too
+                groups.setdefault(f"{head}/{key}" if head else key, {})[ext.lower()] = (
+                    m.name,
+                    m.offset_data,
+                    m.size,
+                )
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise ValueError(
+            f"cannot index shard {url} (expected a tar file): {type(err).__name__}: {err}"
+        ) from err
+    return plain, groups
+
+
+def _compressed(url: str) -> bool:
+    with open(url, "rb") as f:
+        magic = f.read(6)
+    return magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00"
 
 
 def _buffer_shuffle(items: Iterator[Any], size: int, rng: random.Random) -> Iterator[Any]:

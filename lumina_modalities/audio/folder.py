@@ -10,7 +10,6 @@ the item is replaced by the next readable one, a warning names the file, and ``s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,69 +136,44 @@ class AudioShardsDataset(_SkipAndCount, torch.utils.data.Dataset):
 
     def __init__(self, path: str, sample_rate: int = 22050, max_seconds: float | None = 10.0,
                  on_long: str = "crop", condition: str = "text", split: str = "train") -> None:
+        from lumina_core.data.shards import IndexedShards
+
         _check(sample_rate, max_seconds, on_long, condition)
-        self.shards = _shard_files(path)
-        self.entries = _index_shards(self.shards)
-        if not self.entries:
+        try:
+            self.index = IndexedShards(str(Path(path).expanduser()), where=_has_audio)
+        except FileNotFoundError as err:
+            raise ValueError(f"audio_shards: no .tar shards at {path!r} ({err})") from err
+        self.shards = [Path(u) for u in self.index.urls]
+        if not len(self.index):
             raise ValueError(f"audio_shards: no audio samples in {[str(s) for s in self.shards]}")
         self.sample_rate, self.max_seconds, self.on_long = int(sample_rate), max_seconds, on_long
         self.condition = condition
         self.stats = SkipStats()
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.index)
 
     def __repr__(self) -> str:
         return f"AudioShardsDataset({len(self.shards)} shards, {len(self)} clips)"
 
     def item_name(self, index: int) -> str:
-        e = self.entries[index]
-        return f"{e['shard']}:{e['audio']}"
+        members = self.index.members(index)
+        return f"{self.index.url(index)}:{members[_audio_ext(members)]}"
 
     def _read(self, index: int) -> dict[str, Any]:
-        import tarfile
-
-        e = self.entries[index]
-        with tarfile.open(e["shard"]) as tar:
-            data = tar.extractfile(e["audio"]).read()
-            caption = tar.extractfile(e["txt"]).read().decode("utf-8").strip() if e["txt"] else ""
+        sample = self.index.read(index)
+        data = sample[_audio_ext(sample)]
+        caption = bytes(sample["txt"]).decode("utf-8").strip() if "txt" in sample else ""
         wav = load_audio(data, self.sample_rate, self.max_seconds, self.on_long, name=self.item_name(index))
         return {"sample": wav, "condition": caption if self.condition == "text" else None,
-                "meta": {"key": e["key"], "shard": e["shard"], "caption": caption}}
+                "meta": {"key": sample["__key__"], "shard": sample["__url__"], "caption": caption}}
 
 
-def _shard_files(path: str) -> list[Path]:
-    import glob
 
-    p = Path(path).expanduser()
-    if p.is_dir():
-        files = sorted(p.glob("*.tar"))
-    elif p.is_file():
-        files = [p]
-    else:
-        files = sorted(Path(f) for f in glob.glob(str(p)))
-    if not files:
-        raise ValueError(f"audio_shards: no .tar shards at {path!r}")
-    return files
+def _audio_ext(members: dict[str, Any]) -> str:
+    """The sample's audio extension (without dot), by :data:`.io.AUDIO_EXTENSIONS` preference."""
+    return next(e.lstrip(".") for e in AUDIO_EXTENSIONS if e.lstrip(".") in members)
 
 
-def _index_shards(shards: Sequence[Path]) -> list[dict[str, Any]]:
-    """One entry per webdataset sample with an audio member: key, shard, audio and caption member names."""
-    import tarfile
-
-    entries = []
-    for shard in shards:
-        groups: dict[str, dict[str, str]] = {}
-        with tarfile.open(shard) as tar:
-            for m in tar.getmembers():
-                if not m.isfile():
-                    continue
-                base = m.name.rsplit("/", 1)[-1]  # webdataset: key = path up to the base name's first dot
-                key, _, ext = base.partition(".")
-                groups.setdefault(m.name[: len(m.name) - len(base)] + key, {})["." + ext.lower()] = m.name
-        for key in sorted(groups):
-            members = groups[key]
-            audio = next((members[e] for e in AUDIO_EXTENSIONS if e in members), None)
-            if audio is not None:
-                entries.append({"key": key, "shard": str(shard), "audio": audio, "txt": members.get(".txt")})
-    return entries
+def _has_audio(members: dict[str, str]) -> bool:
+    return any(e.lstrip(".") in members for e in AUDIO_EXTENSIONS)

@@ -14,7 +14,6 @@ logged once with the file's name, and ``skipped`` / ``skipped_names`` / ``summar
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -235,17 +234,17 @@ class ImageShardsDataset(_SkipAndCount):
         split: str = "train",
         val_fraction: float = 0.0,
     ) -> None:
-        from lumina_core.data.shards import resolve_shards
+        from lumina_core.data.shards import IndexedShards
 
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3; got {channels}")
         if condition not in ("text", "none"):
             raise ValueError(f"condition must be 'text' or 'none'; got {condition!r}")
-        self.urls = resolve_shards(path)
-        entries = _index_shards(self.urls)
-        if not entries:
+        self.index = IndexedShards(path, where=lambda members: any(e in IMAGE_EXTENSIONS for e in members))
+        self.urls = self.index.urls
+        if not len(self.index):
             raise ValueError(f"image_shards: no image samples in {self.urls}")
-        self.entries = [entries[i] for i in _split_indices(len(entries), split, val_fraction)]
+        self.entries = _split_indices(len(self.index), split, val_fraction)  # positions in self.index
         self.size, self.channels, self.condition, self.split = int(size), channels, condition, split
         self.stats = SkipStats()
 
@@ -256,16 +255,10 @@ class ImageShardsDataset(_SkipAndCount):
         return f"ImageShardsDataset({len(self.urls)} shards, split={self.split!r}, {len(self)} images)"
 
     def item_name(self, index: int) -> str:
-        e = self.entries[index]
-        return f"{e['shard']}:{e['key']}"
+        return self.index.name(self.entries[index])
 
     def _read(self, index: int) -> dict[str, Any]:
-        import tarfile
-
-        e = self.entries[index]
-        with tarfile.open(e["shard"]) as tar:
-            sample = {ext: tar.extractfile(name).read() for ext, name in e["members"].items()}
-        sample["__key__"], sample["__url__"] = e["key"], e["shard"]
+        sample = self.index.read(self.entries[index])
         return decode_image_sample(sample, self.size, self.channels, self.condition)
 
     def stream(self, **kwargs: Any):
@@ -278,24 +271,3 @@ class ImageShardsDataset(_SkipAndCount):
             decode_image_sample, size=self.size, channels=self.channels, condition=self.condition
         )
         return ShardDataset(self.urls, decode, **kwargs)
-
-
-def _index_shards(shards: Sequence[str]) -> list[dict[str, Any]]:
-    """One entry per webdataset sample holding an image: key, shard, member name per extension."""
-    import tarfile
-
-    entries = []
-    for shard in shards:
-        groups: dict[str, dict[str, str]] = {}
-        with tarfile.open(shard) as tar:
-            for m in tar.getmembers():
-                if not m.isfile():
-                    continue
-                # webdataset convention: the key ends at the first dot of the base name
-                head, _, base = m.name.rpartition("/")
-                key, _, ext = base.partition(".")
-                groups.setdefault(f"{head}/{key}" if head else key, {})[ext.lower()] = m.name
-        for key, members in groups.items():
-            if any(e in IMAGE_EXTENSIONS for e in members):
-                entries.append({"key": key, "shard": str(shard), "members": members})
-    return entries

@@ -273,12 +273,18 @@ class MeshFolder(_MeshItems):
 
 @DATASETS.register("mesh_shards")
 class MeshShards(_MeshItems, IterableDataset):
-    """Meshes streamed from webdataset shards packed by ``lumina data pack`` (an iterable dataset).
+    """Meshes from webdataset shards packed by ``lumina data pack``: streamed, or read by index.
 
     Each shard sample holds the mesh bytes under its extension (``obj``, ``ply``, ``stl``, ``off``), the
     caption under ``txt`` and the original relative path under ``path``; the class is the path's first
     folder. A bad mesh (unreadable, no faces, NaN, zero scale) is skipped and counted by
     :class:`lumina_core.data.shards.ShardDataset` (``skipped``, ``summary()``), logged with its shard and key.
+
+    Iterating streams the shards. ``len(ds)`` and ``ds[i]`` give map-style access too (e.g. ``evaluate()``
+    reading ``val[i]``) through a :class:`lumina_core.data.shards.IndexedShards` built on first use; there
+    a bad sample raises :class:`.meshes.BadMeshError` (a ``CorruptSampleError``), which
+    ``lumina_core.data.robust.SkipCorrupt`` skips and counts, as for ``mesh_folder`` with ``check=False``.
+    Item ``i`` is the ``i``-th packed sample in shard order, identical to the streamed item of that key.
 
     Args:
         urls: shard paths or patterns (``"data/shard-{000000..000003}.tar"``, a glob, or a list).
@@ -339,6 +345,24 @@ class MeshShards(_MeshItems, IterableDataset):
 
     def __iter__(self):
         return iter(self.stream)
+
+    @property
+    def index(self):
+        """The shards' :class:`~lumina_core.data.shards.IndexedShards` (scanned once, on first use)."""
+        if getattr(self, "_index", None) is None:
+            from lumina_core.data.shards import IndexedShards
+
+            self._index = IndexedShards(self.stream.urls)
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def item_name(self, index: int) -> str:
+        return self.index.name(index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.decode(self.index.read(index))
 
     @property
     def skipped(self) -> int:
