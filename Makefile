@@ -9,6 +9,7 @@ STAMP := $(VENV)/.lumina-installed
 $(STAMP): pyproject.toml constraints.txt $(wildcard plugins/*/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt setuptools wheel
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all]" $(addprefix -e ,$(wildcard plugins/*/))
 	touch $(STAMP)
 
