@@ -6,7 +6,10 @@
     o_cross = softmax(q k_y^T / sqrt(d) + mask_y) v_y     (k_y = LN_ky(W_ky y), v_y = W_vy y, no RoPE)
     out     = W_o(o_self + tanh(gate_h) * o_cross)        (one gate per head)
 
-One fused projection computes q, k and v (``wqkv``); one computes the caption keys and values (``wkv_y``).
+One fused parameter holds the q, k and v projections (``wqkv``), one the caption keys and values (``wkv_y``).
+They are applied as row blocks of the fused weight (views, no copy), so each of q, k, v comes out contiguous:
+QK-norm and RoPE then run without a strided copy, and the backward pass concatenates weight-sized rather than
+activation-sized gradients.
 Grouped-query attention runs through ``scaled_dot_product_attention(enable_gqa=True)``: query head ``h``
 reads key/value head ``h // (n_heads / n_kv_heads)``, and K/V are never repeated in memory.
 """
@@ -53,7 +56,7 @@ class Attention(nn.Module):
         prop (B,) or None; y (B, Lc, context_dim) already RMS-normalised, y_mask (B, 1, 1, Lc) or None."""
         b, n, _ = x.shape
         hd = self.head_dim
-        q, k, v = self.wqkv(x).split(self.splits, dim=-1)
+        q, k, v = (F.linear(x, w) for w in self.wqkv.weight.split(self.splits))
         q = self.q_norm(q).view(b, n, self.n_heads, hd)
         k = self.k_norm(k).view(b, n, self.n_kv_heads, hd)
         v = v.view(b, n, self.n_kv_heads, hd)
@@ -64,7 +67,7 @@ class Attention(nn.Module):
         q_self = q if prop is None else q * prop.to(q.dtype)[:, None, None, None]
         out = F.scaled_dot_product_attention(q_self, k, v, attn_mask=key_mask, enable_gqa=gqa)
         if self.has_context and y is not None:
-            ky, vy = self.wkv_y(y).split(self.splits[1:], dim=-1)
+            ky, vy = (F.linear(y, w) for w in self.wkv_y.weight.split(self.splits[1:]))
             lc = y.shape[1]
             ky = self.ky_norm(ky).view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
             vy = vy.view(b, lc, self.n_kv_heads, hd).transpose(1, 2)

@@ -3,26 +3,23 @@
     [s_a, g_a, s_f, g_f] = Linear(SiLU(c)).chunk(4)                       (zero-initialised)
     h   = x + tanh(g_a) * RMSNorm_a2(Attention(RMSNorm_a1(x) * (1 + s_a), RMSNorm_y(y)))
     out = h + tanh(g_f) * RMSNorm_f2(FFN(RMSNorm_f1(h) * (1 + s_f)))
-    FFN(x) = w2(silu(w1 x) * w3 x)                                        (w1 | w3 fused in one matmul)
+    FFN(x) = w2(silu(w1 x) * w3 x)                                        (w1 | w3 stored as one parameter)
+
+Modulation and gates are folded into the norm weights (a (B, 1, dim) product computed once per block), so
+each norm and its scaling are one :func:`~lumina_core.model.norm.scaled_rms_norm`:
+
+    RMSNorm_a1(x) * (1 + s_a)          = rms(x) * (w_a1 * (1 + s_a))        rms(x) = x / sqrt(mean(x^2) + eps)
+    x + tanh(g_a) * RMSNorm_a2(a)      = x + rms(a) * (w_a2 * tanh(g_a))
 """
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lumina_core.model.attention import Attention
 from lumina_core.model.config import NextDiTConfig
-
-
-class RMSNorm(nn.RMSNorm):
-    """``x / sqrt(mean(x^2) + eps) * w``; under autocast the weight follows the activation dtype so the
-    fused kernel is used (it accumulates in fp32 internally)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        w = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
-        return F.rms_norm(x, self.normalized_shape, w, self.eps)
+from lumina_core.model.norm import RMSNorm
 
 
 class SwiGLU(nn.Module):
@@ -33,8 +30,8 @@ class SwiGLU(nn.Module):
         self.w2 = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        a, b = self.w13(x).chunk(2, dim=-1)
-        return self.w2(F.silu(a) * b)
+        w1, w3 = self.w13.weight.chunk(2)  # row blocks (views): contiguous halves, a faster SiLU
+        return self.w2(F.silu(F.linear(x, w1)) * F.linear(x, w3))
 
 
 class NextDiTBlock(nn.Module):
@@ -64,7 +61,7 @@ class NextDiTBlock(nn.Module):
     ) -> Tensor:
         scale_a, gate_a, scale_f, gate_f = self.adaLN_modulation(c)[:, None].chunk(4, dim=-1)  # (B, 1, dim)
         y_n = self.attention_y_norm(y) if y is not None else None
-        a = self.attention(self.attention_norm1(x) * (1 + scale_a), key_mask, cos, sin, prop, y_n, y_mask)
-        h = torch.addcmul(x, gate_a.tanh(), self.attention_norm2(a))  # x + tanh(g_a) * norm(a), one pass
-        f = self.feed_forward(self.ffn_norm1(h) * (1 + scale_f))
-        return torch.addcmul(h, gate_f.tanh(), self.ffn_norm2(f))
+        a = self.attention(self.attention_norm1(x, 1 + scale_a), key_mask, cos, sin, prop, y_n, y_mask)
+        h = x + self.attention_norm2(a, gate_a.tanh())
+        f = self.feed_forward(self.ffn_norm1(h, 1 + scale_f))
+        return h + self.ffn_norm2(f, gate_f.tanh())

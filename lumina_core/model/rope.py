@@ -222,13 +222,49 @@ def rope_angles(positions: Tensor, pair_axis: Tensor, freqs: Tensor) -> Tensor:
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate the pairs ``(x[j], x[j + P])`` of ``x`` (B, L, H, 2P) by angles with cos/sin (B, L, P).
 
-    Computed in fp32 (real cos/sin, no complex numbers), returned in ``x``'s dtype.
+    Computed in (at least) fp32 with real cos/sin (no complex numbers), returned in ``x``'s dtype. The
+    rotation is an orthogonal linear map of ``x``, so its vector-Jacobian product is the inverse rotation
+    (angle ``-a``): the backward pass is one more rotation instead of an autograd graph of slices, products
+    and a concatenation. (Tables that require gradients, and compiled code, take the plain differentiable path.)
+    """
+    c, s = cos[:, :, None], sin[:, :, None]  # (B, L, 1, P), broadcast over heads
+    if c.requires_grad or s.requires_grad or torch.compiler.is_compiling():  # compiled: the compiler fuses it
+        p = x.shape[-1] // 2
+        xf = x.to(torch.promote_types(x.dtype, c.dtype))
+        x1, x2 = xf[..., :p], xf[..., p:]
+        return torch.cat((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).to(x.dtype)
+    return _Rotation.apply(x, c, s)
+
+
+def rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool = False) -> Tensor:
+    """``x'[j] = x[j] c -/+ x[j+P] s``, ``x'[j+P] = x[j+P] c +/- x[j] s`` (``inverse``: angle ``-a``).
+
+    Written half by half into one fresh tensor (a product and a fused multiply-add per half: two passes over
+    ``x`` in all, no concatenation); ``cos``/``sin`` broadcast against either half of ``x``.
     """
     p = x.shape[-1] // 2
-    xf = x.float()
-    x1, x2 = xf[..., :p], xf[..., p:]
-    c, s = cos[:, :, None], sin[:, :, None]  # (B, L, 1, P)
-    return torch.cat((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).to(x.dtype)
+    sign = -1.0 if inverse else 1.0
+    dtype = torch.promote_types(torch.promote_types(x.dtype, cos.dtype), torch.float32)
+    out = torch.empty(x.shape, dtype=dtype, device=x.device)
+    x1, x2 = x[..., :p], x[..., p:]
+    o1, o2 = out[..., :p], out[..., p:]
+    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-sign)
+    torch.mul(x2, cos, out=o2).addcmul_(x1, sin, value=sign)
+    return out.to(x.dtype)
+
+
+class _Rotation(torch.autograd.Function):
+    """RoPE with its exact backward: ``grad_x = R(-a) grad_out`` (rotations are orthogonal)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(cos, sin)
+        return rotate_pairs(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        cos, sin = ctx.saved_tensors
+        return rotate_pairs(grad, cos, sin, inverse=True), None, None
 
 
 class NDRope(torch.nn.Module):
