@@ -1,7 +1,7 @@
 """Loudness through the audio representation: model-space errors must not turn into a level bias.
 
 Decoding exponentiates the model's output, so with log-mels in model space a symmetric error becomes a
-loud bias (a trained tiny model came out ~+20 dB too loud, docs/bench_audio.md). These tests perturb real
+loud bias (a trained tiny model came out ~+20 dB too loud, docs/benchmarks.md). These tests perturb real
 ``tones`` clips in model space, decode them exactly as generation does (``detokenize``) and run the checker.
 """
 

@@ -15,7 +15,7 @@ Fixed-grid solvers advance one grid interval ``[t0, t1]``, ``h = t1 - t0``, per 
 ``heun`` and ``rk4`` take ``final_euler`` (default False): the last grid interval is then a plain Euler step
 (1 NFE) instead of the full scheme, as EDM (Karras et al. 2022) does for its last step, so that no
 evaluation lands exactly at ``t = 1`` (on the benchmark model this helps Heun only at the lowest NFE, see
-docs/bench_sampling.md). A final Euler step keeps Heun's global order 2 (its local error there is
+docs/benchmarks.md). A final Euler step keeps Heun's global order 2 (its local error there is
 O(h^2)), drops RK4 to order 2, and saves ``nfe_per_step - 1`` evaluations: ``N`` steps cost
 ``nfe_per_step (N - 1) + 1`` (:meth:`FixedStepSolver.nfe`).
 ``heun_edm`` is the registered name of Heun with ``final_euler`` on.

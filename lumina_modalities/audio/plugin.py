@@ -13,7 +13,7 @@ or, with ``compress = g`` (a power-law exponent, e.g. 0.15), on power-law compre
 Why the choice matters: decoding exponentiates. In the log representation a model-space error ``e`` is a
 factor ``exp(std * e)`` on the magnitude (std 3.25: 0.3 -> x2.7, +8.5 dB), and since loudness is a power
 mean the upward errors dominate: i.i.d. N(0, 0.3^2) noise on real ``tones`` clips adds +5 dB and halves the
-checker's loudness accuracy, and a trained tiny model's log-mels came out ~+20 dB too loud (docs/bench_audio.md).
+checker's loudness accuracy, and a trained tiny model's log-mels came out ~+20 dB too loud (docs/benchmarks.md).
 With ``compress = g`` the same error is additive on ``M**g``: relative on loud cells, small on silent ones
 (the same noise leaves loudness within 1 dB at g = 0.15 or 0.3). Too large a g lifts the noise floor of
 generated silence instead (g = 0.3: silent frames at -28 dBFS, durations fail); 0.15 balances the two.
