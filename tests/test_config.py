@@ -229,3 +229,20 @@ def test_unknown_name_without_installed_core_says_how_to_install(tmp_path, monke
     monkeypatch.setattr(registry, "core_installed", lambda: False)
     with pytest.raises(RecipeError, match=r"'lumina' distribution is not installed.*pip install -e \."):
         load_recipe(write(tmp_path, GOOD), ["tasks.0.modality.name=_cfg_nothing"])
+
+
+def test_a_named_component_does_not_inherit_the_default_components_params(tmp_path):
+    """The schema's default grid must not leak its params into the grid a recipe names instead."""
+    from lumina_core.registry import TIME_GRIDS
+
+    text = GOOD.replace("grid: {name: shift, params: {s: 4}}", "grid: {name: uniform}")
+    cfg = load_recipe(write(tmp_path, text))
+    grid = cfg.tasks[0].sampling.grid
+    assert grid.name == "uniform" and dict(grid.params) == {}
+    TIME_GRIDS.build({"name": grid.name, "params": dict(grid.params)})  # builds, as the sampler will
+
+
+def test_params_for_a_component_without_a_constructor_are_reported(tmp_path):
+    text = GOOD.replace("grid: {name: shift, params: {s: 4}}", "grid: {name: uniform, params: {s: 0.5}}")
+    with pytest.raises(RecipeError, match=r"sampling\.grid\.params\.s: time grid 'uniform' does not take"):
+        load_recipe(write(tmp_path, text))

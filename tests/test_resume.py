@@ -81,9 +81,15 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint(tmp_path):
     ckpt = ckpt_io.resolve_checkpoint("last", out)  # the pointer names a complete checkpoint
     k = ckpt_io.load_state(ckpt)["step"]
     assert k >= 3
-    # resume to k + 2 steps, and compare with an uninterrupted run of k + 2 steps
-    resumed = train(tiny_recipe(out, max_steps=k + 2, ckpt_every=1000, preview_every=0), resume="last")
-    assert not any(p.name.startswith(".tmp-") for p in (out / "checkpoints").iterdir())
-    straight = train(tiny_recipe(tmp_path / "straight", max_steps=k + 2, ckpt_every=1000, preview_every=0))
+    # resume to k + 2 steps, and compare with an uninterrupted run of k + 2 steps, on the child's one thread
+    # (bitwise equality holds for the same thread count; matmul reductions split differently across threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        resumed = train(tiny_recipe(out, max_steps=k + 2, ckpt_every=1000, preview_every=0), resume="last")
+        assert not any(p.name.startswith(".tmp-") for p in (out / "checkpoints").iterdir())
+        straight = train(tiny_recipe(tmp_path / "straight", max_steps=k + 2, ckpt_every=1000, preview_every=0))
+    finally:
+        torch.set_num_threads(threads)
     name = ckpt_io.checkpoint_name(k + 2)
     _same_checkpoint(straight / "checkpoints" / name, resumed / "checkpoints" / name)

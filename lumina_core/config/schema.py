@@ -69,11 +69,14 @@ class ConditioningConfig:
 
 @dataclass
 class SamplingConfig:
-    """Defaults chosen from the solver x grid table in docs/benchmarks.md (AB2 on a grid dense near the
-    data end); released image checkpoints want midpoint on shift(4) instead (see lumina_next_2b.yaml)."""
+    """Defaults chosen from the solver x grid table in docs/benchmarks.md (AB2 on the sigmoid grid, dense at
+    both ends); released image checkpoints want midpoint on shift(4) instead (see lumina_next_2b.yaml).
+
+    Component defaults carry no ``params``: OmegaConf merges a recipe's node into the default, so default
+    params would leak into whatever component a recipe names instead."""
 
     solver: str = "ab2"
-    grid: Component = field(default_factory=lambda: Component(name="shift", params={"s": 0.5}))
+    grid: Component = field(default_factory=lambda: Component(name="sigmoid"))
     steps: int = 16
     cfg_scale: float = 1.0
     cfg_channels: int | None = None  # None: guide all channels; 3 reproduces the released pipeline

@@ -322,6 +322,8 @@ def accepted_params(obj: Any) -> tuple[dict[str, inspect.Parameter], bool] | Non
 
     None when the signature cannot be read (builtins); then nothing is checked.
     """
+    if inspect.isclass(obj) and obj.__init__ is object.__init__:
+        return {}, False  # no constructor of its own: it takes no parameters
     try:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
