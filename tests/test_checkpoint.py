@@ -37,6 +37,7 @@ def test_resolve_from_run_dir_and_errors(tmp_path):
     path = _save(tmp_path / "checkpoints", 2)
     assert ckpt_io.resolve_checkpoint("last", tmp_path) == path
     assert ckpt_io.resolve_checkpoint(tmp_path) == path
+    assert ckpt_io.resolve_checkpoint(tmp_path / "checkpoints" / "last") == path  # the pointer file itself
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         ckpt_io.resolve_checkpoint(tmp_path / "elsewhere")
 

@@ -123,12 +123,15 @@ def _prune(root: Path, keep: int, protect: str) -> None:
 
 
 def resolve_checkpoint(path_or_last: str | Path, run_dir: str | Path | None = None) -> Path:
-    """A checkpoint directory from a path, a run directory, a ``checkpoints`` folder or ``"last"``."""
+    """A checkpoint directory from a path, a run directory, a ``checkpoints`` folder, the ``last`` pointer
+    file itself (``runs/NAME/checkpoints/last``) or ``"last"``."""
     p = Path(path_or_last)
     if str(path_or_last) == LAST:
         if run_dir is None:
             raise ValueError('resume="last" needs the run directory')
         p = Path(run_dir) / "checkpoints"
+    elif p.name == LAST and p.is_file():  # the pointer file: resolve from its folder
+        p = p.parent
     for candidate in (p, p / "checkpoints"):
         if (candidate / LAST).is_file():
             name = (candidate / LAST).read_text().strip()
