@@ -134,6 +134,32 @@ class ModalityPlugin(abc.ABC):
         batch = self.tokenize(zeros)
         return batch.with_tokens(torch.zeros_like(batch.tokens))
 
+    def cfg_channel_mask(self, k: int, shape: tuple[int, ...] | None = None) -> Tensor:
+        """(D,) bool: the token channels that hold the first ``k`` channels of a sample (channel-first).
+
+        Used by classifier-free guidance restricted to some channels (``sampling.cfg_channels: k``; the
+        released image pipeline guides 3 of 4 latent channels). The default finds them by tokenizing a probe
+        of ``shape`` (default: :meth:`default_shape`) whose first ``k`` channels differ from a zero sample;
+        this is right for tokens that rearrange a channel-first sample per position (patches, mel patches,
+        point coordinates). Override it when tokenize is not such a rearrangement (e.g. an autoencoder).
+        """
+        shape = tuple(shape or self.default_shape())
+        if not shape or not 1 <= int(k) <= shape[0]:
+            raise ValueError(f"cfg_channels={k} must be between 1 and the sample's channel count (shape {shape})")
+        base = torch.zeros(shape)
+        probe = base.clone()
+        probe[: int(k)] = 1.0
+        a, b = self.tokenize([base]), self.tokenize([probe])
+        n = int(a.mask[0].sum())
+        moved = (b.tokens[0, :n] - a.tokens[0, :n]).abs() > 1e-6  # (L, D)
+        col = moved.any(dim=0)
+        if bool((moved != col.unsqueeze(0)).any()) or not bool(col.any()):
+            raise ValueError(
+                f"cannot tell which token channels hold the first {k} sample channels of "
+                f"{type(self).__name__} by probing; override cfg_channel_mask(k, shape) or pass a mask"
+            )
+        return col
+
     # -- device placement for frozen helper networks (autoencoders, vocoders) -------------------------
     def to(self, device: torch.device | str) -> ModalityPlugin:
         """Move frozen helper networks (e.g. an autoencoder) to ``device``. Default: nothing to move."""

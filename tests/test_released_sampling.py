@@ -191,8 +191,8 @@ def test_converted_checkpoint_that_does_not_fit_the_recipe_is_refused(world, tmp
 
 
 def test_latent_cfg_channel_mask_selects_the_first_latent_channels(world):
+    from lumina_core.plugin import ModalityPlugin
     from lumina_core.sampling import channel_mask
-    from lumina_core.sampling.guidance import _probe_mask
     from lumina_modalities.image import ImagePlugin
 
     latent = ImagePlugin(patch_size=2, image_size=IMAGE, fid=False,
@@ -201,7 +201,7 @@ def test_latent_cfg_channel_mask_selects_the_first_latent_channels(world):
     assert mask.tolist() == [True] * 12 + [False] * 4  # latent channels 0-2 of (C, ph, pw) tokens
     pixel = ImagePlugin(patch_size=2, channels=3, image_size=8, fid=False)
     for k in (1, 2, 3):  # in pixel space the hook agrees with probing the tokenizer
-        assert torch.equal(pixel.cfg_channel_mask(k), _probe_mask(pixel, k, (3, 8, 8)))
+        assert torch.equal(pixel.cfg_channel_mask(k), ModalityPlugin.cfg_channel_mask(pixel, k, (3, 8, 8)))
     with pytest.raises(ValueError, match="between 1 and 4"):
         latent.cfg_channel_mask(5)
 

@@ -2,10 +2,8 @@
 
 The released text-to-image pipeline guides only the first three of the four latent channels and keeps the
 conditional prediction on the rest (``cfg_channels = 3``, a compatibility switch; default: all channels).
-Which *token* channels hold the first k sample channels is the plugin's business: a plugin may define
-``cfg_channel_mask(k) -> (D,) bool``; otherwise :func:`channel_mask` finds them by tokenizing a probe whose
-first k channels differ from a reference (works for any plugin whose tokens are an affine, per-position
-rearrangement of a channel-first sample: patches, mel patches, point coordinates).
+Which *token* channels hold the first k sample channels is the plugin's business:
+:meth:`lumina_core.plugin.ModalityPlugin.cfg_channel_mask` (a probing default that plugins may override).
 """
 
 from __future__ import annotations
@@ -43,29 +41,9 @@ def channel_mask(plugin: Any, cfg_channels: Any, shape: tuple[int, ...], in_dim:
         mask = torch.as_tensor(cfg_channels, dtype=torch.bool)
     else:
         k = int(cfg_channels)
-        hook = getattr(plugin, "cfg_channel_mask", None)
-        mask = torch.as_tensor(hook(k), dtype=torch.bool) if callable(hook) else _probe_mask(plugin, k, shape)
+        mask = torch.as_tensor(plugin.cfg_channel_mask(k, shape), dtype=torch.bool)
     if mask.shape != (in_dim,):
         raise ValueError(
             f"cfg channel mask must have one entry per token channel ({in_dim}); got {tuple(mask.shape)}"
         )
     return mask
-
-
-def _probe_mask(plugin: Any, k: int, shape: tuple[int, ...]) -> Tensor:
-    """Token columns that move when the first ``k`` channels of a ``shape`` sample move, and only those."""
-    if not shape or k < 1 or k > shape[0]:
-        raise ValueError(f"cfg_channels={k} must be between 1 and the sample's channel count (shape {shape})")
-    base = torch.zeros(shape)
-    probe = base.clone()
-    probe[:k] = 1.0
-    a, b = plugin.tokenize([base]), plugin.tokenize([probe])
-    n = int(a.mask[0].sum())
-    moved = (b.tokens[0, :n] - a.tokens[0, :n]).abs() > 1e-6  # (L, D)
-    col = moved.any(dim=0)
-    if bool((moved != col.unsqueeze(0)).any()) or not bool(col.any()):
-        raise ValueError(
-            f"cannot tell which token channels hold the first {k} sample channels of plugin "
-            f"{type(plugin).__name__} by probing; give the plugin a cfg_channel_mask(k) method or pass a mask"
-        )
-    return col

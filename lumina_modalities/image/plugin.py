@@ -120,7 +120,7 @@ class ImagePlugin(ModalityPlugin):
             train_extent=(float(gh), float(gw)),
         )
 
-    def cfg_channel_mask(self, k: int) -> Tensor:
+    def cfg_channel_mask(self, k: int, shape: tuple[int, ...] | None = None) -> Tensor:
         """(D,) bool: the token channels of the first ``k`` token-space channels (latent channels with an
         autoencoder: ``cfg_channels: 3`` guides latent channels 0-2, as the released pipeline does). A token
         is flattened in (C, ph, pw) order, so channel c holds columns ``c p^2 .. (c + 1) p^2 - 1``."""
