@@ -7,70 +7,27 @@ class and with text conditions; deliberately broken variants fail the check that
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import torch
 from torch import Tensor
+from toy_plugin import SeqPlugin
 
-from lumina_core.plugin import AdapterSpec, ModalityPlugin
+from lumina_core.plugin import AdapterSpec
 from lumina_core.registry import DATASETS, MODALITIES
 from lumina_core.testing import PluginConformance
-from lumina_core.tokens import TokenBatch
 
 
-class WavePlugin(ModalityPlugin):
-    """A (C, N) signal -> N/p tokens of width C p (patch-major), one position axis (the patch index)."""
+class WavePlugin(SeqPlugin):
+    """The test-suite's 1-D signal plugin (tests/toy_plugin.py: a (C, N) signal -> N/p tokens of width C p,
+    one position axis), registered under its own name and accepting text conditions too."""
 
     name = "_conf_wave"
     conditions = frozenset({"class", "text", "none"})
-    preview_formats = ("csv",)
 
     def __init__(self, channels: int = 2, patch: int = 4, length: int = 32) -> None:
         super().__init__(channels=channels, patch=patch, length=length)
-        self.c, self.p, self.n = channels, patch, length
-
-    def adapter_spec(self) -> AdapterSpec:
-        d = self.c * self.p
-        return AdapterSpec(
-            d, d, num_axes=1, axis_split=(1,), rope_layout="blocked", train_extent=(self.n // self.p,)
-        )
-
-    def tokenize(self, samples: Sequence[Tensor]) -> TokenBatch:
-        toks, pos, shapes = [], [], []
-        for s in samples:
-            if s.dim() != 2 or s.shape[0] != self.c or s.shape[1] % self.p:
-                raise ValueError(f"expected ({self.c}, N) with N divisible by {self.p}; got {tuple(s.shape)}")
-            n = s.shape[1] // self.p
-            toks.append(s.reshape(self.c, n, self.p).permute(1, 0, 2).reshape(n, self.c * self.p))
-            pos.append(torch.arange(n, dtype=torch.float32)[:, None])
-            shapes.append(tuple(s.shape))
-        return TokenBatch.from_sequences(toks, pos, shapes)
-
-    def detokenize(self, batch: TokenBatch) -> list[Tensor]:
-        out = []
-        for (tok, _), _shape in zip(batch.unpad(), batch.shapes, strict=True):
-            n = tok.shape[0]
-            out.append(tok.reshape(n, self.c, self.p).permute(1, 0, 2).reshape(self.c, n * self.p))
-        return out
-
-    def sample_shape(self, sample: Tensor) -> tuple[int, ...]:
-        return tuple(sample.shape)
-
-    def default_shape(self) -> tuple[int, ...]:
-        return (self.c, self.n)
-
-    def write_preview(self, samples, conditions, out_dir, stem) -> list[Path]:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{stem}.csv"
-        lines = [
-            f"{c}," + ",".join(f"{v:.4f}" for v in s.flatten().tolist())
-            for s, c in zip(samples, conditions, strict=True)
-        ]
-        path.write_text("\n".join(lines) + "\n")
-        return [path]
 
 
 MODALITIES.register("_conf_wave", override=True)(WavePlugin)
