@@ -4,7 +4,9 @@
     PYTHONPATH=. python benchmarks/backbone.py --bf16 --compile   # add bf16-autocast and torch.compile rows
 
 Both models hold identical weights (ours is loaded from the diffusers module with ``from_diffusers``); the
-script checks their outputs agree before timing. Measurements alternate between the two models (and the
+script checks their outputs agree before timing. On CPU in fp32 a third row, "ours, torch kernels", runs our
+trunk with its products through PyTorch's ``F.linear`` (BLAS) instead of oneDNN
+(``lumina_core/model/linear.py``): the gain of the trunk's design alone, apart from the choice of kernels. Measurements alternate between the two models (and the
 order flips every repeat) so that machine noise hits both; the median of the repeats is reported.
 Tokens/s counts image tokens (patches) processed: batch * (H / p) * (W / p) per call.
 """
@@ -18,7 +20,12 @@ import time
 
 import torch
 
-MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm")
+from lumina_core.model.linear import get_linear_backend, set_linear_backend, uses_onednn
+
+MATMUL_OPS = (
+    "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm",
+    "mkldnn::_linear_pointwise", "mkldnn::_linear_pointwise.binary",  # oneDNN products (with fused post-ops)
+)
 ATTENTION_OPS = ("scaled_dot_product", "flash_attention", "efficient_attention", "cudnn_attention")
 
 
@@ -64,10 +71,20 @@ def runners(ours, ref, inputs):
     def ours_fwd(model=ours):
         return model(x, t, y, ymask)
 
+    def ours_torch_kernels(model=ours):
+        """Our trunk with every product through ``F.linear`` (PyTorch's BLAS) instead of oneDNN: what the
+        trunk's design alone (less work, fewer passes) gains; the backward follows what the forward recorded."""
+        previous = get_linear_backend()
+        set_linear_backend("torch")
+        try:
+            return model(x, t, y, ymask)
+        finally:
+            set_linear_backend(previous)
+
     def ref_fwd(model=ref):
         return model(x, t, y, ymask, emb, cross_attention_kwargs={}, return_dict=False)[0]
 
-    return ours_fwd, ref_fwd
+    return ours_fwd, ours_torch_kernels, ref_fwd
 
 
 def step(fn, train: bool, ctx) -> tuple[float, float]:
@@ -91,8 +108,9 @@ def sync():
 
 
 def compare(name, fns, models, train, ctx, args, tokens):
-    """Interleaved timing; prints median wall-clock tokens/s and the ratios of median and of minimum process
-    CPU times.
+    """Interleaved timing of every runner in ``fns`` (the order rotates every repeat); prints median
+    wall-clock tokens/s and, for each runner other than ``diffusers``, its speed-up over ``diffusers`` as the
+    ratio of median wall time, of median process CPU time and of best-of-N CPU time.
 
     On a machine shared with other jobs, the CPU-time ratios (process time, all threads of this process)
     are the steadier comparison - other jobs only ever add time, so the best-of-N ratio is the least
@@ -105,7 +123,7 @@ def compare(name, fns, models, train, ctx, args, tokens):
         for _ in range(args.warmup):
             step(fns[k], train, ctx)
     for r in range(args.repeats):
-        for k in order if r % 2 == 0 else order[::-1]:
+        for k in order[r % len(order):] + order[: r % len(order)]:
             for m in models.values():
                 m.zero_grad(set_to_none=True)
             w, c = step(fns[k], train, ctx)
@@ -115,14 +133,18 @@ def compare(name, fns, models, train, ctx, args, tokens):
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
     cmin = {k: min(v) for k, v in cpu.items()}
     rate = {k: tokens / v for k, v in med.items()}
-    ratio = rate["ours"] / rate["diffusers"]
-    print(
-        f"{name:<24} ours {rate['ours']:>8.0f} tok/s ({med['ours'] * 1e3:7.1f} ms)  "
-        f"diffusers {rate['diffusers']:>8.0f} tok/s ({med['diffusers'] * 1e3:7.1f} ms)  "
-        f"speed-up {ratio:.2f}x wall, {cmed['diffusers'] / cmed['ours']:.2f}x cpu-time "
-        f"({cmin['diffusers'] / cmin['ours']:.2f}x best-of-{args.repeats} cpu-time)"
-    )
-    return ratio
+    print(f"{name}: diffusers {rate['diffusers']:>6.0f} tok/s ({med['diffusers'] * 1e3:6.1f} ms)")
+    ratios = {}
+    for k in fns:
+        if k == "diffusers":
+            continue
+        ratios[k] = rate[k] / rate["diffusers"]
+        print(
+            f"    {k:<22} {rate[k]:>6.0f} tok/s ({med[k] * 1e3:6.1f} ms)  speed-up {ratios[k]:.2f}x wall, "
+            f"{cmed['diffusers'] / cmed[k]:.2f}x cpu-time ({cmin['diffusers'] / cmin[k]:.2f}x best-of-"
+            f"{args.repeats} cpu-time)"
+        )
+    return ratios
 
 
 def outside_share(fn, ctx) -> float:
@@ -167,7 +189,7 @@ def main() -> None:
 
     ours, ref = build(args)
     inputs = make_inputs(args)
-    ours_fwd, ref_fwd = runners(ours, ref, inputs)
+    ours_fwd, ours_torch_kernels, ref_fwd = runners(ours, ref, inputs)
     with torch.no_grad():
         err = (ours_fwd() - ref_fwd()).abs().max().item()
     tokens = args.batch * (args.size // args.patch) ** 2
@@ -180,6 +202,8 @@ def main() -> None:
     fp32 = contextlib.nullcontext
     models = {"ours": ours, "diffusers": ref}
     fns = {"ours": ours_fwd, "diffusers": ref_fwd}
+    if uses_onednn(inputs[0]):  # CPU fp32: also time our trunk on PyTorch's own BLAS products
+        fns["ours, torch kernels"] = ours_torch_kernels
     compare("fp32 forward", fns, models, False, fp32, args, tokens)
     compare("fp32 forward+backward", fns, models, True, fp32, args, tokens)
     if args.bf16:
@@ -188,18 +212,18 @@ def main() -> None:
         def bf16():
             return torch.autocast(dev_type, dtype=torch.bfloat16)
 
-        compare("bf16 autocast forward", fns, models, False, bf16, args, tokens)
-        compare("bf16 autocast fwd+bwd", fns, models, True, bf16, args, tokens)
+        both = {"ours": ours_fwd, "diffusers": ref_fwd}  # under autocast both run PyTorch's own kernels
+        compare("bf16 autocast forward", both, models, False, bf16, args, tokens)
+        compare("bf16 autocast fwd+bwd", both, models, True, bf16, args, tokens)
     if args.compile:
-        cfns = {"ours": torch.compile(ours_fwd), "diffusers": torch.compile(ref_fwd)}
+        cfns = {"ours": torch.compile(ours_fwd), "diffusers": torch.compile(ref_fwd)}  # compiled: no oneDNN route
         compare("compiled fp32 forward", cfns, models, False, fp32, args, tokens)
         compare("compiled fp32 fwd+bwd", cfns, models, True, fp32, args, tokens)
     if not args.no_profile:
-        share_ours = outside_share(ours_fwd, fp32)
-        share_ref = outside_share(ref_fwd, fp32)
+        shares = {k: outside_share(fn, fp32) for k, fn in fns.items()}
         print(
-            f"share of a fp32 training step outside matmuls + attention: ours {share_ours:.1%}, "
-            f"diffusers {share_ref:.1%}"
+            "share of a fp32 training step outside matmuls + attention: "
+            + ", ".join(f"{k} {v:.1%}" for k, v in shares.items())
         )
 
 

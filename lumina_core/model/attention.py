@@ -7,7 +7,8 @@
     out     = W_o(o_self + tanh(gate_h) * o_cross)        (one gate per head)
 
 One fused parameter holds the q, k and v projections (``wqkv``), one the caption keys and values (``wkv_y``).
-They are applied as row blocks of the fused weight (views, no copy), so each of q, k, v comes out contiguous:
+They are applied as row blocks of the fused weight (views, no copy; oneDNN products on CPU,
+:mod:`lumina_core.model.linear`), so each of q, k, v comes out contiguous:
 QK-norm and RoPE then run without a strided copy, and the backward pass concatenates weight-sized rather than
 activation-sized gradients.
 Grouped-query attention runs through ``scaled_dot_product_attention(enable_gqa=True)``: query head ``h``
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lumina_core.model.linear import linear
 from lumina_core.model.rope import apply_rope
 
 
@@ -56,7 +58,7 @@ class Attention(nn.Module):
         prop (B,) or None; y (B, Lc, context_dim) already RMS-normalised, y_mask (B, 1, 1, Lc) or None."""
         b, n, _ = x.shape
         hd = self.head_dim
-        q, k, v = (F.linear(x, w) for w in self.wqkv.weight.split(self.splits))
+        q, k, v = (linear(x, w) for w in self.wqkv.weight.split(self.splits))
         q = self.q_norm(q).view(b, n, self.n_heads, hd)
         k = self.k_norm(k).view(b, n, self.n_kv_heads, hd)
         v = v.view(b, n, self.n_kv_heads, hd)
@@ -67,10 +69,10 @@ class Attention(nn.Module):
         q_self = q if prop is None else q * prop.to(q.dtype)[:, None, None, None]
         out = F.scaled_dot_product_attention(q_self, k, v, attn_mask=key_mask, enable_gqa=gqa)
         if self.has_context and y is not None:
-            ky, vy = (F.linear(y, w) for w in self.wkv_y.weight.split(self.splits[1:]))
+            ky, vy = (linear(y, w) for w in self.wkv_y.weight.split(self.splits[1:]))
             lc = y.shape[1]
             ky = self.ky_norm(ky).view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
             vy = vy.view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
             out_y = F.scaled_dot_product_attention(q, ky, vy, attn_mask=y_mask, enable_gqa=gqa)
             out = torch.addcmul(out, torch.tanh(self.gate).to(out.dtype)[None, :, None, None], out_y)
-        return self.wo(out.transpose(1, 2).reshape(b, n, -1))
+        return linear(out.transpose(1, 2).reshape(b, n, -1), self.wo.weight)

@@ -5,6 +5,9 @@
     out = h + tanh(g_f) * RMSNorm_f2(FFN(RMSNorm_f1(h) * (1 + s_f)))
     FFN(x) = w2(silu(w1 x) * w3 x)                                        (w1 | w3 stored as one parameter)
 
+The FFN's products (and, in no-grad mode, its SiLU and product, fused into them) run through oneDNN on
+CPU, with a hand-written backward: :func:`lumina_core.model.linear.swiglu`.
+
 Modulation and gates are folded into the norm weights (a (B, 1, dim) product computed once per block), so
 each norm and its scaling are one :func:`~lumina_core.model.norm.scaled_rms_norm`:
 
@@ -14,11 +17,11 @@ each norm and its scaling are one :func:`~lumina_core.model.norm.scaled_rms_norm
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lumina_core.model.attention import Attention
 from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.linear import swiglu
 from lumina_core.model.norm import RMSNorm
 
 
@@ -30,8 +33,7 @@ class SwiGLU(nn.Module):
         self.w2 = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        w1, w3 = self.w13.weight.chunk(2)  # row blocks (views): contiguous halves, a faster SiLU
-        return self.w2(F.silu(F.linear(x, w1)) * F.linear(x, w3))
+        return swiglu(x, self.w13.weight, self.w2.weight)  # oneDNN kernels on CPU: lumina_core/model/linear.py
 
 
 class NextDiTBlock(nn.Module):
