@@ -214,3 +214,17 @@ def test_scaled_rope_is_per_sample_so_padding_invariance_holds():
     assert (out[0] - plain[0]).abs().max() > 1e-4  # scaled: extent 8 > 4
     n1 = int(batch.mask[1].sum())  # 3 x 3 is inside the training extent: scale 1, but proportional attention
     assert (out[1, :n1] - plain[1, :n1]).abs().max() > 1e-4
+
+
+def test_tokens_wider_than_the_trunk_warn():
+    """out_dim > dim: the final layer's output cannot span the token space (noise would stay in samples)."""
+    import warnings
+
+    from lumina_core.model.adapter import RankDeficientOutputWarning
+
+    wide = AdapterSpec(in_dim=48, out_dim=48, num_axes=2, axis_split=(1, 1), train_extent=(4, 4))
+    with pytest.warns(RankDeficientOutputWarning, match="out_dim=48 > dim=32"):
+        make_model(spec=wide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RankDeficientOutputWarning)
+        make_model()  # out_dim 16 <= dim 32

@@ -5,9 +5,16 @@
     out    = Linear(LayerNorm(h) * (1 + Linear(SiLU(c))))    (final layer; LayerNorm without affine, eps 1e-6)
 
 plus the task's RoPE tables (axis split, layout, base, training extent) from its :class:`AdapterSpec`.
+
+The final layer's outputs span at most ``dim`` directions of the ``out_dim``-wide token space. When
+``out_dim > dim`` (wide tokens on a narrow trunk) the predicted velocity can never move the component of the
+initial noise outside that subspace, so every generated sample keeps noise there; building such an adapter
+warns (:class:`RankDeficientOutputWarning`). Use smaller patches or a wider trunk.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +22,10 @@ from torch import Tensor, nn
 from lumina_core.model.nextdit import all_true
 from lumina_core.model.rope import NDRope
 from lumina_core.plugin import AdapterSpec
+
+
+class RankDeficientOutputWarning(UserWarning):
+    """A task's tokens are wider than the trunk: its velocity field cannot span the token space."""
 
 
 class FinalLayer(nn.Module):
@@ -32,6 +43,14 @@ class FinalLayer(nn.Module):
 class ModalityAdapter(nn.Module):
     def __init__(self, spec: AdapterSpec, dim: int, cond_dim: int, head_dim: int) -> None:
         super().__init__()
+        if spec.out_dim > dim:
+            warnings.warn(
+                f"task tokens are wider than the trunk: out_dim={spec.out_dim} > dim={dim}; the final layer's "
+                f"output spans at most {dim} of {spec.out_dim} directions, so noise outside that subspace is never "
+                "removed at generation. Use smaller patches (fewer values per token) or a wider trunk.",
+                RankDeficientOutputWarning,
+                stacklevel=3,
+            )
         self.spec = spec
         self.x_embedder = nn.Linear(spec.in_dim, dim)
         self.pad_token = nn.Parameter(torch.zeros(dim))

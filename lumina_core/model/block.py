@@ -64,6 +64,6 @@ class NextDiTBlock(nn.Module):
         scale_a, gate_a, scale_f, gate_f = self.adaLN_modulation(c)[:, None].chunk(4, dim=-1)  # (B, 1, dim)
         y_n = self.attention_y_norm(y) if y is not None else None
         a = self.attention(self.attention_norm1(x, 1 + scale_a), key_mask, cos, sin, prop, y_n, y_mask)
-        h = x + self.attention_norm2(a, gate_a.tanh())
+        h = self.attention_norm2(a, gate_a.tanh()).add_(x)  # residuals added in place: one fresh tensor fewer
         f = self.feed_forward(self.ffn_norm1(h, 1 + scale_f))
-        return h + self.ffn_norm2(f, gate_f.tanh())
+        return self.ffn_norm2(f, gate_f.tanh()).add_(h)
