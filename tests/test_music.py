@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,6 +92,42 @@ def test_key_and_tempo_estimators_on_known_answers(melodies):
     assert abs(A.tempo_bpm(y, 16000) - it["meta"]["tempo"]) < 0.08 * it["meta"]["tempo"]
     silence = torch.zeros(64000).numpy()
     assert A.note_density(silence, 16000) == 0.0
+
+
+def _note_starts(meta: dict, clip_seconds: float) -> np.ndarray:
+    """The times (s) at which ``melodies.render`` strikes a note or chord: every beat from 0."""
+    beat = 60.0 / meta["tempo"]
+    return np.array([b * beat for b in range(int(np.ceil(clip_seconds / beat))) if b * beat < clip_seconds])
+
+
+@pytest.fixture(scope="module")
+def rhythm_items():
+    ds = MelodyDataset(size=40, split="val", clip_seconds=3.0)
+    return ds, [ds[i] for i in range(len(ds))]
+
+
+def test_onsets_fall_on_the_note_starts(rhythm_items):
+    """Detected onsets are the notes' attacks (within 50 ms), not the silent gaps before them: the former
+    detector (absolute 1e-4 floor, 2048-point frames) fired on the splatter of each note's *end*, 60-90 ms
+    early, with precision and recall 0.14 against the true starts."""
+    ds, its = rhythm_items
+    hits = found = detected = total = 0
+    for it in its:
+        on, truth = A.onset_times(A.to_numpy(it["sample"]), ds.sample_rate), _note_starts(it["meta"], 3.0)
+        detected, total = detected + len(on), total + len(truth)
+        hits += sum(bool(np.min(np.abs(truth - t)) <= 0.05) for t in on)
+        found += sum(bool(len(on) and np.min(np.abs(on - t)) <= 0.05) for t in truth)
+    assert hits / detected >= 0.85 and found / total >= 0.85, (hits / detected, found / total)
+
+
+def test_rhythm_checker_survives_a_noise_floor(rhythm_items):
+    """White noise at -40 dBFS under the -20 dBFS music (clearly audible notes) leaves tempo and density
+    right; the former detector dropped to tempo 0.65 / density 0.75 on the recipe's vocabulary."""
+    ds, its = rhythm_items
+    gen = torch.Generator().manual_seed(0)
+    noisy = [it["sample"] + 0.01 * torch.randn(it["sample"].shape, generator=gen) for it in its]
+    scores = ds.score(noisy, its)
+    assert scores["tempo_acc"] >= 0.9 and scores["density_acc"] >= 0.9, scores
 
 
 def test_checker_high_on_ground_truth_low_on_mismatched(melodies):

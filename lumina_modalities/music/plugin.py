@@ -1,14 +1,19 @@
-"""The music modality: the audio modality's log-mel patch representation at music's own rate and length.
+"""The music modality: the audio modality's mel patch representation at music's own rate and length.
 
 Music shares no code with the ``audio`` package by import (a modality never imports another): it asks the
 registry for the ``audio`` modality and its codecs by name, exactly as an external plugin would, and
-configures them for music. The representation (log-mel frontend, fixed normalisation, (time, freq) patches
-with 2-D RoPE, vocoder) is therefore the same; the defaults differ:
+configures them for music. The representation (log-mel frontend, fixed normalisation of log-mels or, with
+``compress``, of power-law compressed mel magnitudes, (time, freq) patches with 2-D RoPE, vocoder) is
+therefore the same; the defaults differ:
 
 * codec ``mel_griffinlim`` at 16 kHz, n_fft 1024, hop 320 (50 frames/s), 64 mels up to 8 kHz - cheaper
   than the 22.05 kHz HiFi-GAN setting and enough for additive-synthesis melodies; ``codec="mel_hifigan"``
   selects the pretrained vocoder at its fixed 22.05 kHz / 80-mel setting (keep the patches coarse there);
 * 4 s clips (``clip_seconds``) and coarse (8 frames x 16 mels) patches: 26 x 4 tokens per clip.
+
+Metrics (:meth:`MusicPlugin.evaluate`) are the audio representation's: the dataset's checker plus the
+FAD-style ``fad`` score, delegated to the ``audio`` plugin held in :attr:`MusicPlugin.mel` (its feature network
+works at 22.05 kHz and resamples music's 16 kHz clips itself).
 """
 
 from __future__ import annotations
@@ -32,12 +37,19 @@ MUSIC_CODEC = {
 
 @MODALITIES.register("music")
 class MusicPlugin(ModalityPlugin):
-    """Text-to-music on log-mel patches (a configured ``audio`` representation, found through the registry).
+    """Text-to-music on mel patches (a configured ``audio`` representation, found through the registry).
 
     Args:
         codec: a CODECS entry (name or ``{name, params}``); default :data:`MUSIC_CODEC` (16 kHz Griffin-Lim).
-        patch_size, axes, axis_split, rope_layout, mean, std, min_log, max_log, learn_sigma: as for ``audio``.
+        patch_size, axes, axis_split, rope_layout, min_log, max_log, learn_sigma: as for ``audio``.
         clip_seconds: default (training) clip length, 4 s.
+        compress: None (model space holds log-mels; the default) or a power-law exponent g in (0, 1]: model
+            space holds mel magnitudes to the power g, as for ``audio`` (log-space errors decode
+            exponentially loud and smear onsets). ``recipes/music/melodies_tiny.yaml`` uses 0.15.
+        mean, std: the fixed normalisation of the log-mels (defaults -7, 3.5: the ``melodies`` log-mels at
+            16 kHz) or, with ``compress``, of the compressed magnitudes (``melodies`` at g = 0.15: 0.40, 0.218)
+            - pick them for the representation in use.
+        fad: add the audio plugin's FAD-style ``fad`` score to :meth:`evaluate` (default True).
     """
 
     name = "music"
@@ -57,11 +69,14 @@ class MusicPlugin(ModalityPlugin):
         std: float = 3.5,
         min_log: float = -11.512925464970229,
         max_log: float = 2.5,
+        compress: float | None = None,
         learn_sigma: bool = False,
+        fad: bool = True,
     ) -> None:
         params = dict(codec=codec if codec is not None else MUSIC_CODEC, patch_size=patch_size, axes=axes,
                       axis_split=axis_split, rope_layout=rope_layout, clip_seconds=clip_seconds, mean=mean,
-                      std=std, min_log=min_log, max_log=max_log, learn_sigma=learn_sigma)
+                      std=std, min_log=min_log, max_log=max_log, compress=compress, learn_sigma=learn_sigma,
+                      fad=fad)
         super().__init__(**params)
         try:
             self.mel = MODALITIES.build({"name": "audio", "params": params})
@@ -109,3 +124,10 @@ class MusicPlugin(ModalityPlugin):
 
     def preview_to_tensorboard(self, writer: Any, samples: Sequence[Tensor], step: int, tag: str) -> None:
         self.mel.preview_to_tensorboard(writer, samples, step, tag)
+
+    # -- metrics ---------------------------------------------------------------------------------------
+    def evaluate(self, samples: Sequence[Tensor], items: Sequence[dict], dataset: Any = None) -> dict[str, float]:
+        """The dataset's checker (``melodies``: key / tempo / density and their shuffled-caption chance) plus
+        the FAD-style ``fad`` against the items' clips, computed by the audio representation (``self.mel``)
+        at music's sample rate (the feature network resamples to its 22.05 kHz)."""
+        return self.mel.evaluate(samples, items, dataset)
