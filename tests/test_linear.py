@@ -102,3 +102,15 @@ def test_swiglu_second_backward_raises_instead_of_wrong_gradients():
     out.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backward ran twice"):
         out.backward()
+
+
+def test_bad_backend_in_the_environment_is_a_clear_error():
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", "import lumina_core.model.linear"],
+        env={**os.environ, "LUMINA_LINEAR_BACKEND": "mkl"}, capture_output=True, text=True,
+    )
+    assert run.returncode != 0 and "LUMINA_LINEAR_BACKEND must be one of ('auto', 'torch'); got 'mkl'" in run.stderr

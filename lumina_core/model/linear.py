@@ -39,6 +39,8 @@ from torch import Tensor
 
 _BACKENDS = ("auto", "torch")
 _backend = os.environ.get("LUMINA_LINEAR_BACKEND", "auto")
+if _backend not in _BACKENDS:
+    raise ValueError(f"LUMINA_LINEAR_BACKEND must be one of {_BACKENDS}; got {_backend!r}")
 
 
 def set_linear_backend(name: str) -> None:
