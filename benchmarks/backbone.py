@@ -4,10 +4,11 @@
     PYTHONPATH=. python benchmarks/backbone.py --bf16 --compile   # add bf16-autocast and torch.compile rows
 
 Both models hold identical weights (ours is loaded from the diffusers module with ``from_diffusers``); the
-script checks their outputs agree before timing. On CPU in fp32 a third row, "ours, torch kernels", runs our
-trunk with its products through PyTorch's ``F.linear`` (BLAS) instead of oneDNN
-(``lumina_core/model/linear.py``): the gain of the trunk's design alone, apart from the choice of kernels. Measurements alternate between the two models (and the
-order flips every repeat) so that machine noise hits both; the median of the repeats is reported.
+script checks their outputs agree before timing. On CPU in fp32 a third runner, "ours, torch kernels", runs
+our trunk with its products through PyTorch's ``F.linear`` (BLAS) instead of oneDNN
+(``lumina_core/model/linear.py``): the gain of the trunk's design alone, apart from the choice of kernels.
+Measurements rotate between the runners (the order shifts every repeat) so that machine noise hits all of
+them; the median of the repeats is reported.
 Tokens/s counts image tokens (patches) processed: batch * (H / p) * (W / p) per call.
 """
 
