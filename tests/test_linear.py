@@ -114,3 +114,23 @@ def test_bad_backend_in_the_environment_is_a_clear_error():
         env={**os.environ, "LUMINA_LINEAR_BACKEND": "mkl"}, capture_output=True, text=True,
     )
     assert run.returncode != 0 and "LUMINA_LINEAR_BACKEND must be one of ('auto', 'torch'); got 'mkl'" in run.stderr
+
+
+@pytest.mark.parametrize("use", [(0, 1, 2), (0, 2)])  # (0, 2): one output unused, its gradient is None
+def test_split_linear_values_and_gradients(use):
+    gen = torch.Generator().manual_seed(3)
+    x0, w0 = torch.randn(2, 7, 16, generator=gen), torch.randn(28, 16, generator=gen) / 4
+    sizes = (12, 8, 8)
+    x, w = x0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+    outs = L.split_linear(x, w, sizes)
+    sum((outs[i] * (i + 1)).square().sum() for i in use).backward()
+    xr, wr = x0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+    refs = [F.linear(xr, blk) for blk in wr.split(sizes)]
+    sum((refs[i] * (i + 1)).square().sum() for i in use).backward()
+    for got, want in zip(outs, refs, strict=True):
+        assert got.is_contiguous()
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(w.grad, wr.grad, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="must add up to the weight's 28 rows"):
+        L.split_linear(x0, w0, (12, 8))

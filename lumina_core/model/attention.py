@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lumina_core.model.linear import linear
+from lumina_core.model.linear import linear, split_linear
 from lumina_core.model.rope import apply_rope
 
 
@@ -58,7 +58,7 @@ class Attention(nn.Module):
         prop (B,) or None; y (B, Lc, context_dim) already RMS-normalised, y_mask (B, 1, 1, Lc) or None."""
         b, n, _ = x.shape
         hd = self.head_dim
-        q, k, v = (linear(x, w) for w in self.wqkv.weight.split(self.splits))
+        q, k, v = split_linear(x, self.wqkv.weight, self.splits)
         q = self.q_norm(q).view(b, n, self.n_heads, hd)
         k = self.k_norm(k).view(b, n, self.n_kv_heads, hd)
         v = v.view(b, n, self.n_kv_heads, hd)
@@ -69,7 +69,7 @@ class Attention(nn.Module):
         q_self = q if prop is None else q * prop.to(q.dtype)[:, None, None, None]
         out = F.scaled_dot_product_attention(q_self, k, v, attn_mask=key_mask, enable_gqa=gqa)
         if self.has_context and y is not None:
-            ky, vy = (linear(y, w) for w in self.wkv_y.weight.split(self.splits[1:]))
+            ky, vy = split_linear(y, self.wkv_y.weight, self.splits[1:])
             lc = y.shape[1]
             ky = self.ky_norm(ky).view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
             vy = vy.view(b, lc, self.n_kv_heads, hd).transpose(1, 2)

@@ -32,6 +32,7 @@ paths agree to float rounding (about 1e-6 relative); ``tests/test_linear.py`` ch
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -110,6 +111,52 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
         return _Linear.apply(x, weight, bias)
     return _mm(x, weight, bias)
+
+
+class _RowBlockLinear(torch.autograd.Function):
+    """``x W_i^T`` for the row blocks ``W_i`` of one fused weight (q | k | v): in backward the input gradient
+    ``sum_i g_i W_i`` is accumulated inside the oneDNN products (no activation-sized additions) and the weight
+    gradients are written straight into the row blocks of one buffer."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        ctx.sizes = sizes
+        return tuple(_mm(x, blk) for blk in w.split(sizes))
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor | None):  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        blocks = w.split(ctx.sizes)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            for g, blk in zip(grads, blocks, strict=True):
+                if g is not None:
+                    gx = _mm(g, blk.t()) if gx is None else _LP.binary(g, gx, blk.t(), None, "add")
+            if gx is None:
+                gx = torch.zeros_like(x)
+        if ctx.needs_input_grad[1]:
+            gw = torch.empty_like(w)
+            xr = _rows(x)
+            for g, gblk in zip(grads, gw.split(ctx.sizes), strict=True):
+                if g is None:
+                    gblk.zero_()
+                else:
+                    torch.mm(_rows(g).t(), xr, out=gblk)
+        return gx, gw, None
+
+
+def split_linear(x: Tensor, weight: Tensor, sizes: Sequence[int]) -> tuple[Tensor, ...]:
+    """``tuple(x W_i^T for W_i in weight.split(sizes))``: projections by the row blocks of one fused weight,
+    each output contiguous."""
+    sizes = tuple(int(n) for n in sizes)
+    if sum(sizes) != weight.shape[0]:
+        raise ValueError(f"row blocks {sizes} must add up to the weight's {weight.shape[0]} rows")
+    if not uses_onednn(x, weight):
+        return tuple(F.linear(x, blk) for blk in weight.split(sizes))
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return _RowBlockLinear.apply(x, weight, sizes)
+    return tuple(_mm(x, blk) for blk in weight.split(sizes))
 
 
 class _SwiGLUHidden(torch.autograd.Function):
