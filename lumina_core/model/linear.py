@@ -1,7 +1,8 @@
 """The trunk's dense projections and its SwiGLU, run through oneDNN on CPU.
 
-    linear(x, W, b)     = x W^T + b
-    swiglu(x, W13, W2)  = (silu(x W1^T) * (x W3^T)) W2^T          W13 = [W1; W3] (one parameter, row blocks)
+    linear(x, W, b)            = x W^T + b
+    split_linear(x, W, sizes)  = (x W_1^T, x W_2^T, ...)                 W = [W_1; W_2; ...] (e.g. q | k | v)
+    swiglu(x, W13, W2)         = (silu(x W1^T) * (x W3^T)) W2^T          W13 = [W1; W3] (one parameter, row blocks)
 
 Mathematically nothing changes; what changes is which kernel multiplies. On CPU, fp32, PyTorch's ``F.linear``
 calls the BLAS ``sgemm`` (MKL in the PyPI wheels); oneDNN's matmul primitive
