@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/backbone.py                    # default: dim 384, 6 layers, 6/2 heads, fp32
     PYTHONPATH=. python benchmarks/backbone.py --bf16 --compile   # add bf16-autocast and torch.compile rows
+    PYTHONPATH=. python benchmarks/backbone.py --kernels          # add each product, BLAS vs oneDNN (CPU)
 
 Both models hold identical weights (ours is loaded from the diffusers module with ``from_diffusers``); the
 script checks their outputs agree before timing. On CPU in fp32 a third runner, "ours, torch kernels", runs
@@ -21,7 +22,7 @@ import time
 
 import torch
 
-from lumina_core.model.linear import get_linear_backend, set_linear_backend, uses_onednn
+from lumina_core.model.linear import linear_backend, uses_onednn
 
 MATMUL_OPS = (
     "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm",
@@ -75,12 +76,8 @@ def runners(ours, ref, inputs):
     def ours_torch_kernels(model=ours):
         """Our trunk with every product through ``F.linear`` (PyTorch's BLAS) instead of oneDNN: what the
         trunk's design alone (less work, fewer passes) gains; the backward follows what the forward recorded."""
-        previous = get_linear_backend()
-        set_linear_backend("torch")
-        try:
+        with linear_backend("torch"):
             return model(x, t, y, ymask)
-        finally:
-            set_linear_backend(previous)
 
     def ref_fwd(model=ref):
         return model(x, t, y, ymask, emb, cross_attention_kwargs={}, return_dict=False)[0]
@@ -165,6 +162,46 @@ def outside_share(fn, ctx) -> float:
     return 1.0 - core / total if total else float("nan")
 
 
+def kernel_table(ours, args, tokens: int) -> None:
+    """Each of the trunk's products, PyTorch's ``F.linear`` (BLAS) vs oneDNN, and the no-grad SwiGLU plain vs
+    fused, at this configuration (median of ``args.repeats`` after a warm-up, milliseconds)."""
+    import torch.nn.functional as F
+
+    from lumina_core.model.linear import swiglu
+
+    def median_ms(fn) -> float:
+        fn()
+        times = []
+        for _ in range(max(args.repeats, 5)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e3
+
+    block = ours.model.trunk.layers[0]
+    dim, hidden = args.dim, block.feed_forward.hidden
+    widths = {"q (and out)": dim, "k or v": block.attention.splits[1], "SwiGLU w1 or w3": hidden}
+    g = torch.Generator().manual_seed(0)
+    print(f"kernels at {tokens} tokens, 1 call each ({torch.get_num_threads()} threads): F.linear vs oneDNN")
+    with torch.no_grad():
+        x = torch.randn(tokens, dim, generator=g)
+        for name, n_out in widths.items():
+            w = torch.randn(n_out, dim, generator=g)
+            a = median_ms(lambda w=w: F.linear(x, w))
+            b = median_ms(lambda w=w: torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], ""))
+            print(f"    {dim} -> {n_out:<5} {name:<16} {a:7.2f} vs {b:7.2f} ms  ({a / b:.2f}x)")
+        h = torch.randn(tokens, hidden, generator=g)
+        w2 = torch.randn(dim, hidden, generator=g)
+        a = median_ms(lambda: F.linear(h, w2))
+        b = median_ms(lambda: torch.ops.mkldnn._linear_pointwise(h, w2, None, "none", [], ""))
+        print(f"    {hidden} -> {dim:<5} {'SwiGLU w2':<16} {a:7.2f} vs {b:7.2f} ms  ({a / b:.2f}x)")
+        w13 = block.feed_forward.w13.weight.detach()
+        w1, w3 = w13.chunk(2)
+        plain = median_ms(lambda: F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2))
+        fused = median_ms(lambda: swiglu(x, w13, w2))
+        print(f"    no-grad SwiGLU, plain F.linear + SiLU + product vs fused oneDNN: {plain:7.2f} vs {fused:7.2f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dim", type=int, default=384)
@@ -184,6 +221,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="add bf16 autocast rows")
     ap.add_argument("--compile", action="store_true", help="add torch.compile rows")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--kernels", action="store_true", help="also time each product, BLAS vs oneDNN (CPU fp32)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -220,6 +258,8 @@ def main() -> None:
         cfns = {"ours": torch.compile(ours_fwd), "diffusers": torch.compile(ref_fwd)}  # compiled: no oneDNN route
         compare("compiled fp32 forward", cfns, models, False, fp32, args, tokens)
         compare("compiled fp32 fwd+bwd", cfns, models, True, fp32, args, tokens)
+    if args.kernels and uses_onednn(inputs[0]):
+        kernel_table(ours, args, tokens)
     if not args.no_profile:
         shares = {k: outside_share(fn, fp32) for k, fn in fns.items()}
         print(

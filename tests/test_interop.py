@@ -184,19 +184,15 @@ def test_parity_without_qk_norm():
 @pytest.mark.parametrize("backend", ["auto", "torch"])
 def test_training_gradients_match_diffusers(backend):
     """The backward pass too (both kernel routes): input gradients of the same loss agree with diffusers'."""
-    from lumina_core.model.linear import get_linear_backend, set_linear_backend
+    from lumina_core.model.linear import linear_backend
 
     ref_model = random_diffusers(seed=5)
     ours = from_diffusers(ref_model)
     x, y, ymask = inputs(8, 8)  # the training size: no RoPE scaling on either side
     t = torch.tensor([0.3, 0.8])
-    previous = get_linear_backend()
-    set_linear_backend(backend)
-    try:
-        x_ours = x.clone().requires_grad_(True)
+    x_ours = x.clone().requires_grad_(True)
+    with linear_backend(backend):
         ours(x_ours, t, y, ymask).square().mean().backward()
-    finally:
-        set_linear_backend(previous)
     x_ref = x.clone().requires_grad_(True)
     diffusers_forward(ref_model, x_ref, t, y, ymask, proportional=False).square().mean().backward()
     torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-5, rtol=1e-4)

@@ -75,11 +75,9 @@ def test_plain_path_when_disabled_or_not_applicable():
     assert not L.uses_onednn(x.double())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not L.uses_onednn(x)
-    L.set_linear_backend("torch")
-    try:
+    with L.linear_backend("torch"):
         assert not L.uses_onednn(x)
-    finally:
-        L.set_linear_backend("auto")
+    assert L.uses_onednn(x)  # restored on exit
     with pytest.raises(ValueError, match="linear backend must be one of"):
         L.set_linear_backend("mkl")
     with pytest.raises(ValueError, match="even number of rows"):

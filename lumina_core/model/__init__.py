@@ -5,12 +5,13 @@
     v = model.velocity(batch, t, cond, task="image")
 
 On CPU in fp32 the trunk's products run through oneDNN (:mod:`lumina_core.model.linear`);
-``set_linear_backend("torch")`` or ``LUMINA_LINEAR_BACKEND=torch`` switches them to ``F.linear``.
+``set_linear_backend("torch")`` (``with linear_backend("torch"):`` for a block) or ``LUMINA_LINEAR_BACKEND=torch``
+switches them to ``F.linear``.
 """
 
 from lumina_core.model.adapter import FinalLayer, ModalityAdapter
 from lumina_core.model.config import PRESETS, NextDiTConfig, count_parameters, preset_parameter_counts
-from lumina_core.model.linear import get_linear_backend, set_linear_backend
+from lumina_core.model.linear import linear_backend, set_linear_backend
 from lumina_core.model.lumina_model import LuminaModel
 from lumina_core.model.nextdit import NextDiT
 from lumina_core.model.rope import NDRope, RopeScaling
@@ -25,7 +26,7 @@ __all__ = [
     "NextDiTConfig",
     "RopeScaling",
     "count_parameters",
-    "get_linear_backend",
+    "linear_backend",
     "preset_parameter_counts",
     "set_linear_backend",
 ]

@@ -7,10 +7,10 @@
     out     = W_o(o_self + tanh(gate_h) * o_cross)        (one gate per head)
 
 One fused parameter holds the q, k and v projections (``wqkv``), one the caption keys and values (``wkv_y``).
-They are applied as row blocks of the fused weight (views, no copy; oneDNN products on CPU,
-:mod:`lumina_core.model.linear`), so each of q, k, v comes out contiguous:
-QK-norm and RoPE then run without a strided copy, and the backward pass concatenates weight-sized rather than
-activation-sized gradients.
+They are applied as row blocks of the fused weight in one autograd node
+(:func:`lumina_core.model.linear.split_linear`, oneDNN products on CPU), so each of q, k, v comes out
+contiguous: QK-norm and RoPE then run without a strided copy, and the backward pass sums the input gradient
+inside the products and writes the weight gradients into the row blocks of one buffer.
 Grouped-query attention runs through ``scaled_dot_product_attention(enable_gqa=True)``: query head ``h``
 reads key/value head ``h // (n_heads / n_kv_heads)``, and K/V are never repeated in memory.
 """

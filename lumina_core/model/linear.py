@@ -6,8 +6,9 @@
 
 Mathematically nothing changes; what changes is which kernel multiplies. On CPU, fp32, PyTorch's ``F.linear``
 calls the BLAS ``sgemm`` (MKL in the PyPI wheels); oneDNN's matmul primitive
-(``torch.ops.mkldnn._linear_pointwise``, the op PyTorch's own CPU compiler backend emits) was 10-25 % faster
-on the trunk's shapes on our AMD EPYC (AVX-512) machine, and it fuses elementwise work into the product:
+(``torch.ops.mkldnn._linear_pointwise``, the op PyTorch's own CPU compiler backend emits) was 7-27 % faster
+(mostly about 10 %) on the trunk's shapes on our AMD EPYC (AVX-512) machine (``benchmarks/backbone.py
+--kernels``), and it fuses elementwise work into the product:
 
 * no-grad forward (sampling): ``silu`` is fused into the ``W1`` product and the product with ``x W3^T`` into
   the ``W3`` product, so the SwiGLU hidden layer is two kernels instead of four and no separate SiLU or
@@ -26,14 +27,16 @@ on the trunk's shapes on our AMD EPYC (AVX-512) machine, and it fuses elementwis
 
 The plain PyTorch ops are used instead whenever oneDNN does not apply: not a CPU fp32 tensor, autocast on,
 ``torch.compile`` tracing (the compiler picks its own kernels), a PyTorch without oneDNN, or the backend set
-to ``"torch"`` (:func:`set_linear_backend`, or ``LUMINA_LINEAR_BACKEND=torch`` in the environment). Both
+to ``"torch"`` (:func:`set_linear_backend`, :func:`linear_backend` for a block, or
+``LUMINA_LINEAR_BACKEND=torch`` in the environment). Both
 paths agree to float rounding (about 1e-6 relative); ``tests/test_linear.py`` checks values and gradients.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,8 +56,15 @@ def set_linear_backend(name: str) -> None:
     _backend = name
 
 
-def get_linear_backend() -> str:
-    return _backend
+@contextlib.contextmanager
+def linear_backend(name: str) -> Iterator[None]:
+    """Within the block the backend is ``name`` (see :func:`set_linear_backend`); restored on exit."""
+    previous = _backend
+    set_linear_backend(name)
+    try:
+        yield
+    finally:
+        set_linear_backend(previous)
 
 
 def _onednn_op():
@@ -68,7 +78,7 @@ _LP = _onednn_op() if torch.backends.mkldnn.is_available() else None
 
 
 def uses_onednn(*tensors: Tensor | None) -> bool:
-    """True when :func:`linear` / :func:`swiglu` take the oneDNN path for these operands."""
+    """True when :func:`linear`, :func:`split_linear` and :func:`swiglu` take the oneDNN path for these operands."""
     if _LP is None or _backend != "auto" or torch.compiler.is_compiling():
         return False
     if torch.is_autocast_enabled("cpu"):
