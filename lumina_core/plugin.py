@@ -51,6 +51,9 @@ class AdapterSpec:
         rope_theta: RoPE base.
         train_extent: per-axis extent of positions seen in training (e.g. (32, 32) patches), used to
             compute RoPE scale factors when generating beyond it; None if not applicable.
+        token_cond_dim: width Dk of the per-token conditioning ``TokenBatch.token_cond`` that ``tokenize`` and
+            ``layout`` attach (e.g. camera rays per patch); 0 (default) for none. The adapter adds
+            ``MLP(token_cond)`` (Linear - SiLU - Linear, last layer zero-initialised) to the token embedding.
     """
 
     in_dim: int
@@ -60,6 +63,7 @@ class AdapterSpec:
     rope_layout: str = "interleaved"
     rope_theta: float = 10000.0
     train_extent: tuple[float, ...] | None = None
+    token_cond_dim: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -73,6 +77,8 @@ class AdapterSpec:
             problems.append(
                 f"axis_split must give one share per axis ({self.num_axes}); got {self.axis_split!r}"
             )
+        if self.token_cond_dim < 0:
+            problems.append(f"token_cond_dim must be >= 0, got {self.token_cond_dim}")
         if self.rope_layout not in ("interleaved", "blocked"):
             problems.append(f"rope_layout must be 'interleaved' or 'blocked', got {self.rope_layout!r}")
         if problems:

@@ -27,6 +27,10 @@ class TokenBatch:
         mask: (B, L) bool tensor, True for real tokens.
         shapes: per-sample metadata needed to detokenize (e.g. ``(H_patches, W_patches)``).
         meta: free-form per-batch metadata owned by the plugin (never read by the core).
+        token_cond: (B, L, Dk) float per-token conditioning that is given, never generated (e.g. camera rays
+            of each patch), or None. The adapter embeds it and adds it to the token embedding when its
+            ``AdapterSpec.token_cond_dim`` is Dk; objectives and samplers change ``tokens`` only, so it rides
+            along unchanged (``with_tokens`` keeps it).
     """
 
     tokens: Tensor
@@ -34,6 +38,7 @@ class TokenBatch:
     mask: Tensor
     shapes: list[tuple[int, ...]]
     meta: dict[str, Any] = field(default_factory=dict)
+    token_cond: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.tokens.dim() != 3:
@@ -50,6 +55,12 @@ class TokenBatch:
             )
         if len(self.shapes) != b:
             raise ValueError(f"TokenBatch.shapes must have one entry per sample ({b}); got {len(self.shapes)}")
+        if self.token_cond is not None and (
+            self.token_cond.dim() != 3 or tuple(self.token_cond.shape[:2]) != (b, n)
+        ):
+            raise ValueError(
+                f"TokenBatch.token_cond must be (B, L, Dk) = ({b}, {n}, Dk); got {tuple(self.token_cond.shape)}"
+            )
 
     # -- sizes -------------------------------------------------------------------------------------------
     @property
@@ -89,6 +100,7 @@ class TokenBatch:
             tokens=self.tokens.to(device=device, dtype=dtype),
             positions=self.positions.to(device=device),
             mask=self.mask.to(device=device),
+            token_cond=None if self.token_cond is None else self.token_cond.to(device=device),
         )
 
     def select(self, index: Sequence[int] | Tensor) -> TokenBatch:
@@ -102,6 +114,7 @@ class TokenBatch:
             mask=mask[:, :keep],
             shapes=[self.shapes[i] for i in idx.tolist()],
             meta=dict(self.meta),
+            token_cond=None if self.token_cond is None else self.token_cond[idx, :keep],
         )
 
     def unpad(self) -> list[tuple[Tensor, Tensor]]:
@@ -118,11 +131,12 @@ class TokenBatch:
         shapes: Sequence[tuple[int, ...]],
         meta: dict[str, Any] | None = None,
         pad_to: int | None = None,
+        token_cond: Sequence[Tensor] | None = None,
     ) -> TokenBatch:
         """Right-pad per-sample ``tokens[i]`` (L_i, D) and ``positions[i]`` (L_i, A) into one batch.
 
         Padded token rows are zero (the trunk replaces them by the adapter's learnable pad token); padded
-        positions are zero.
+        positions are zero. ``token_cond[i]`` (L_i, Dk), if given, is padded the same way.
         """
         if not (len(tokens) == len(positions) == len(shapes)) or len(tokens) == 0:
             raise ValueError(
@@ -154,7 +168,20 @@ class TokenBatch:
             out_t[i, :n] = t
             out_p[i, :n] = p.to(torch.float32)
             mask[i, :n] = True
-        return TokenBatch(out_t, out_p, mask, [tuple(s) for s in shapes], dict(meta or {}))
+        out_c = None
+        if token_cond is not None:
+            bad = len(token_cond) != b or any(
+                c.dim() != 2 or c.shape[0] != t.shape[0] for c, t in zip(token_cond, tokens, strict=False)
+            )
+            if bad:
+                raise ValueError(
+                    "token_cond must give one (L_i, Dk) tensor per sample, L_i as in tokens; got "
+                    f"{[tuple(c.shape) for c in token_cond]} for tokens {[tuple(t.shape) for t in tokens]}"
+                )
+            out_c = ref.new_zeros(b, length, token_cond[0].shape[-1])
+            for i, c in enumerate(token_cond):
+                out_c[i, : c.shape[0]] = c
+        return TokenBatch(out_t, out_p, mask, [tuple(s) for s in shapes], dict(meta or {}), out_c)
 
 
 @dataclass

@@ -4,6 +4,9 @@
     x[i]   = pad_token  wherever mask[i] is False            (padding never depends on what the plugin put there)
     out    = Linear(LayerNorm(h) * (1 + Linear(SiLU(c))))    (final layer; LayerNorm without affine, eps 1e-6)
 
+    x     += MLP(token_cond)                                 (only when spec.token_cond_dim > 0: per-token
+                                                             conditioning such as camera rays; last layer zero-init)
+
 plus the task's RoPE tables (axis split, layout, base, training extent) from its :class:`AdapterSpec`.
 
 The final layer's outputs span at most ``dim`` directions of the ``out_dim``-wide token space. When
@@ -54,6 +57,11 @@ class ModalityAdapter(nn.Module):
         self.spec = spec
         self.x_embedder = nn.Linear(spec.in_dim, dim)
         self.pad_token = nn.Parameter(torch.zeros(dim))
+        self.cond_embedder = (
+            nn.Sequential(nn.Linear(spec.token_cond_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+            if spec.token_cond_dim
+            else None
+        )
         self.final_layer = FinalLayer(dim, cond_dim, spec.out_dim)
         self.rope = NDRope(
             head_dim,
@@ -63,11 +71,22 @@ class ModalityAdapter(nn.Module):
             spec.train_extent if spec.num_axes else None,
         )
 
-    def embed(self, tokens: Tensor, mask: Tensor) -> Tensor:
-        """(B, L, dim) embedded tokens; padded rows replaced by the learnable pad token."""
+    def embed(self, tokens: Tensor, mask: Tensor, token_cond: Tensor | None = None) -> Tensor:
+        """(B, L, dim) embedded tokens (plus the embedded per-token conditioning, when the task declares
+        one); padded rows replaced by the learnable pad token."""
         if tokens.shape[-1] != self.spec.in_dim:
             raise ValueError(f"tokens must have width in_dim={self.spec.in_dim} for this task; got {tokens.shape[-1]}")
         x = self.x_embedder(tokens.to(self.x_embedder.weight.dtype))
+        want = self.spec.token_cond_dim
+        got = None if token_cond is None else token_cond.shape[-1]
+        if (want or None) != got:
+            raise ValueError(
+                f"this task's AdapterSpec.token_cond_dim is {want}, but the token batch carries "
+                f"{'no token_cond' if got is None else f'token_cond of width {got}'}; the plugin's tokenize and "
+                "layout must attach per-token conditioning exactly when its adapter_spec declares it"
+            )
+        if self.cond_embedder is not None:
+            x = x + self.cond_embedder(token_cond.to(x.dtype))
         if all_true(mask):
             return x
         return torch.where(mask[..., None], x, self.pad_token.to(x.dtype))

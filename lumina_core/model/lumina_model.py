@@ -24,6 +24,7 @@ class LuminaModel(nn.Module):
         self.config = config
         self.trunk = NextDiT(config)
         self.adapters = nn.ModuleDict()
+        self.heads = nn.ModuleDict()  # per-task heads owned by objectives (empty for flow matching)
         self.trunk.apply(_init_module)
         for name, spec in (tasks or {}).items():
             self.add_task(name, spec)
@@ -39,6 +40,16 @@ class LuminaModel(nn.Module):
         ref = next(self.trunk.parameters())
         self.adapters[name] = adapter.to(device=ref.device, dtype=ref.dtype)
         return self.adapters[name]
+
+    def add_head(self, name: str, head: nn.Module) -> nn.Module:
+        """Attach an objective's trainable head to task ``name`` (saved, averaged and optimised with the model)."""
+        if name not in self.adapters:
+            raise ValueError(f"cannot add a head to unknown task {name!r}; tasks: {self.tasks}")
+        if name in self.heads:
+            raise ValueError(f"task {name!r} already has a head")
+        ref = next(self.trunk.parameters())
+        self.heads[name] = head.to(device=ref.device, dtype=ref.dtype)
+        return self.heads[name]
 
     @property
     def tasks(self) -> list[str]:
@@ -63,6 +74,19 @@ class LuminaModel(nn.Module):
         rope_scaling: RopeScaling | dict | str | None = None,
     ) -> Tensor:
         """(B, L, out_dim) prediction for a token batch at flow time ``t`` ((B,), scalar, in [0, 1])."""
+        h, c = self.encode(batch, t, cond, task=task, rope_scaling=rope_scaling)
+        return self._adapter(task).final_layer(h, c)
+
+    def encode(
+        self,
+        batch: TokenBatch,
+        t: Tensor | float,
+        cond: Condition | None = None,
+        task: str | None = None,
+        rope_scaling: RopeScaling | dict | str | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The trunk's hidden tokens (B, L, dim) and conditioning vector ``c`` (B, cond_dim), before the
+        task's final layer: what an objective with its own head (e.g. classification) reads."""
         adapter = self._adapter(task)
         spec = adapter.spec
         if batch.num_axes != spec.num_axes:
@@ -81,10 +105,9 @@ class LuminaModel(nn.Module):
             if cond.context.shape[0] != b:
                 raise ValueError(f"condition batch size {cond.context.shape[0]} != token batch size {b}")
             y, y_mask = cond.context, cond.mask
-        x = adapter.embed(batch.tokens, batch.mask)
+        x = adapter.embed(batch.tokens, batch.mask, batch.token_cond)
         cos, sin, prop = adapter.rope(batch.positions, batch.mask, t, RopeScaling.build(rope_scaling))
-        h, c = self.trunk(x, batch.mask, t, y, y_mask, cos, sin, prop)
-        return adapter.final_layer(h, c)
+        return self.trunk(x, batch.mask, t, y, y_mask, cos, sin, prop)
 
     def velocity(
         self,
@@ -129,3 +152,5 @@ def _init_module(module: nn.Module) -> None:
             nn.init.zeros_(lin.weight)
     elif isinstance(module, ModalityAdapter):
         nn.init.normal_(module.pad_token, std=0.02)
+        if module.cond_embedder is not None:  # per-token conditioning starts switched off
+            nn.init.zeros_(module.cond_embedder[2].weight)

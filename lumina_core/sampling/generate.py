@@ -69,6 +69,7 @@ def guided_velocity(
         mask=torch.cat([layout.mask, layout.mask]),
         shapes=list(layout.shapes) * 2,
         meta=dict(layout.meta),
+        token_cond=None if layout.token_cond is None else torch.cat([layout.token_cond, layout.token_cond]),
     )
     cond2 = Condition.cat([cond, uncond])
 

@@ -254,6 +254,14 @@ class PluginConformance:
             "layout(sample_shape(x)) gives other shapes than tokenize"
         )
         assert not layout.tokens.abs().any(), "layout() must return zero tokens"
+        assert (layout.token_cond is None) == (batch.token_cond is None), (
+            "layout(sample_shape(x)) and tokenize disagree on whether there is per-token conditioning"
+        )
+        if batch.token_cond is not None:
+            err = (layout.token_cond - batch.token_cond).abs().max().item()
+            assert err <= self.round_trip_atol, (
+                f"layout(sample_shape(x)) gives other token_cond than tokenize (max difference {err:.3g})"
+            )
         default = plugin.layout([tuple(plugin.default_shape())])
         assert default.batch_size == 1 and int(default.lengths[0]) > 0, (
             "layout(default_shape()) has no tokens"
