@@ -10,6 +10,7 @@ A modality plugin is everything the core needs to know about one kind of data, a
 * datasets - registered in :data:`lumina_core.registry.DATASETS` with ``modality = <plugin name>``;
   every dataset yields items ``{"sample": Tensor, "condition": str | int | None, "meta": dict}``;
 * ``write_preview(...)`` - files a person can look at or listen to (PNG, WAV, PLY, GIF);
+* ``preview_items(paths)`` - how those files are shown on the demo page (``lumina serve``);
 * ``evaluate(...)`` - metrics with ground truth (adherence checkers, FID-style scores);
 * ``default_recipe`` - the recipe that shows the plugin off.
 
@@ -32,6 +33,24 @@ from lumina_core import CORE_API_VERSION
 from lumina_core.tokens import TokenBatch
 
 CONDITION_KINDS = frozenset({"text", "class", "camera", "none"})
+
+#: how a preview file is shown on a page, by suffix (``lumina serve``; gradio's components of the same names)
+PREVIEW_KINDS: dict[str, str] = {
+    **dict.fromkeys((".png", ".jpg", ".jpeg", ".gif", ".webp"), "image"),  # an animated GIF plays as an image
+    **dict.fromkeys((".wav", ".flac", ".mp3", ".ogg"), "audio"),
+    **dict.fromkeys((".ply", ".obj", ".glb", ".gltf", ".stl"), "model3d"),  # turned around in a 3-D viewer
+    **dict.fromkeys((".mp4", ".webm"), "video"),
+}
+
+
+@dataclass(frozen=True)
+class PreviewItem:
+    """One file of a preview as a page shows it: ``kind`` is ``"image"``, ``"audio"``, ``"model3d"`` or
+    ``"video"``; ``label`` a short caption."""
+
+    kind: str
+    path: Path
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,6 +196,18 @@ class ModalityPlugin(abc.ABC):
         self, samples: Sequence[Tensor], conditions: Sequence[Any], out_dir: str | Path, stem: str
     ) -> list[Path]:
         """Write files a person can look at or listen to; return their paths."""
+
+    def preview_items(self, paths: Sequence[str | Path]) -> list[PreviewItem]:
+        """How the files :meth:`write_preview` returned are shown on a page, in order. The default maps each
+        file by its suffix (:data:`PREVIEW_KINDS`: PNG/GIF -> image, WAV -> audio, PLY/OBJ/GLB -> model3d,
+        MP4/WebM -> video) and leaves out files a page cannot show (e.g. CSV). Override to reorder, relabel
+        or convert (e.g. write a GLB a browser's viewer renders better than the preview format)."""
+        items = []
+        for p in map(Path, paths):
+            kind = PREVIEW_KINDS.get(p.suffix.lower())
+            if kind is not None:
+                items.append(PreviewItem(kind, p, p.stem))
+        return items
 
     def evaluate(self, samples: Sequence[Tensor], items: Sequence[dict], dataset: Any = None) -> dict[str, float]:
         """Metrics of generated ``samples`` against the dataset ``items`` whose conditions produced them.
