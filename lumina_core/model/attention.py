@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lumina_core.model.context_drop import LayerDrop
 from lumina_core.model.linear import linear, split_linear
 from lumina_core.model.rope import apply_rope
 
@@ -53,21 +54,28 @@ class Attention(nn.Module):
         prop: Tensor | None,
         y: Tensor | None = None,
         y_mask: Tensor | None = None,
+        drop: LayerDrop | None = None,
     ) -> Tensor:
         """x (B, L, dim); key_mask (B, 1, 1, L) bool or None; cos/sin (B, L, head_dim/2) or None;
-        prop (B,) or None; y (B, Lc, context_dim) already RMS-normalised, y_mask (B, 1, 1, Lc) or None."""
+        prop (B,) or None; y (B, Lc, context_dim) already RMS-normalised, y_mask (B, 1, 1, Lc) or None;
+        drop: this layer's context drop (pooled keys and values, :mod:`.context_drop`) or None."""
         b, n, _ = x.shape
         hd = self.head_dim
         q, k, v = split_linear(x, self.wqkv.weight, self.splits)
         q = self.q_norm(q).view(b, n, self.n_heads, hd)
         k = self.k_norm(k).view(b, n, self.n_kv_heads, hd)
         v = v.view(b, n, self.n_kv_heads, hd)
-        if cos is not None:
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, L, hd)
         gqa = self.n_kv_heads != self.n_heads
-        q_self = q if prop is None else q * prop.to(q.dtype)[:, None, None, None]
-        out = F.scaled_dot_product_attention(q_self, k, v, attn_mask=key_mask, enable_gqa=gqa)
+        if drop is not None:  # keys and values pooled before their rotation; queries at full resolution
+            q = apply_rope(q, cos, sin).transpose(1, 2) if cos is not None else q.transpose(1, 2)
+            q_self = q if prop is None else q * prop.to(q.dtype)[:, None, None, None]
+            out = drop.attend(q_self, k, v, cos, sin, key_mask, gqa)
+        else:
+            if cos is not None:
+                q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, L, hd)
+            q_self = q if prop is None else q * prop.to(q.dtype)[:, None, None, None]
+            out = F.scaled_dot_product_attention(q_self, k, v, attn_mask=key_mask, enable_gqa=gqa)
         if self.has_context and y is not None:
             ky, vy = split_linear(y, self.wkv_y.weight, self.splits[1:])
             lc = y.shape[1]

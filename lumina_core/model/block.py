@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from lumina_core.model.attention import Attention
 from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.context_drop import LayerDrop
 from lumina_core.model.linear import swiglu
 from lumina_core.model.norm import RMSNorm
 
@@ -60,10 +61,11 @@ class NextDiTBlock(nn.Module):
         prop: Tensor | None,
         y: Tensor | None,
         y_mask: Tensor | None,
+        drop: LayerDrop | None = None,
     ) -> Tensor:
         scale_a, gate_a, scale_f, gate_f = self.adaLN_modulation(c)[:, None].chunk(4, dim=-1)  # (B, 1, dim)
         y_n = self.attention_y_norm(y) if y is not None else None
-        a = self.attention(self.attention_norm1(x, 1 + scale_a), key_mask, cos, sin, prop, y_n, y_mask)
+        a = self.attention(self.attention_norm1(x, 1 + scale_a), key_mask, cos, sin, prop, y_n, y_mask, drop)
         h = self.attention_norm2(a, gate_a.tanh()).add_(x)  # residuals added in place: one fresh tensor fewer
         f = self.feed_forward(self.ffn_norm1(h, 1 + scale_f))
         return self.ffn_norm2(f, gate_f.tanh()).add_(h)

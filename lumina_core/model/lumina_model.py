@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from lumina_core.model.adapter import ModalityAdapter
 from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.context_drop import ContextDrop, drop_plan
 from lumina_core.model.nextdit import NextDiT
 from lumina_core.model.rope import RopeScaling
 from lumina_core.plugin import AdapterSpec
@@ -72,9 +73,12 @@ class LuminaModel(nn.Module):
         cond: Condition | None = None,
         task: str | None = None,
         rope_scaling: RopeScaling | dict | str | None = None,
+        context_drop: ContextDrop | dict | None = None,
     ) -> Tensor:
-        """(B, L, out_dim) prediction for a token batch at flow time ``t`` ((B,), scalar, in [0, 1])."""
-        h, c = self.encode(batch, t, cond, task=task, rope_scaling=rope_scaling)
+        """(B, L, out_dim) prediction for a token batch at flow time ``t`` ((B,), scalar, in [0, 1]).
+
+        ``context_drop`` pools self-attention keys and values of grid tokens (see :mod:`.context_drop`)."""
+        h, c = self.encode(batch, t, cond, task=task, rope_scaling=rope_scaling, context_drop=context_drop)
         return self._adapter(task).final_layer(h, c)
 
     def encode(
@@ -84,6 +88,7 @@ class LuminaModel(nn.Module):
         cond: Condition | None = None,
         task: str | None = None,
         rope_scaling: RopeScaling | dict | str | None = None,
+        context_drop: ContextDrop | dict | None = None,
     ) -> tuple[Tensor, Tensor]:
         """The trunk's hidden tokens (B, L, dim) and conditioning vector ``c`` (B, cond_dim), before the
         task's final layer: what an objective with its own head (e.g. classification) reads."""
@@ -106,8 +111,15 @@ class LuminaModel(nn.Module):
                 raise ValueError(f"condition batch size {cond.context.shape[0]} != token batch size {b}")
             y, y_mask = cond.context, cond.mask
         x = adapter.embed(batch.tokens, batch.mask, batch.token_cond)
-        cos, sin, prop = adapter.rope(batch.positions, batch.mask, t, RopeScaling.build(rope_scaling))
-        return self.trunk(x, batch.mask, t, y, y_mask, cos, sin, prop)
+        scaling = RopeScaling.build(rope_scaling)
+        cos, sin, prop = adapter.rope(batch.positions, batch.mask, t, scaling)
+        drop = None
+        if context_drop is not None:
+            drop = drop_plan(
+                ContextDrop.build(context_drop), batch.positions, batch.mask, t, len(self.trunk.layers),
+                lambda pos: adapter.rope.key_tables(pos, batch.positions, batch.mask, t, scaling),
+            )
+        return self.trunk(x, batch.mask, t, y, y_mask, cos, sin, prop, drop)
 
     def velocity(
         self,
@@ -116,9 +128,10 @@ class LuminaModel(nn.Module):
         cond: Condition | None = None,
         task: str | None = None,
         rope_scaling: RopeScaling | dict | str | None = None,
+        context_drop: ContextDrop | dict | None = None,
     ) -> Tensor:
         """(B, L, in_dim): the first ``in_dim`` output channels."""
-        out = self(batch, t, cond, task=task, rope_scaling=rope_scaling)
+        out = self(batch, t, cond, task=task, rope_scaling=rope_scaling, context_drop=context_drop)
         return out[..., : self._adapter(task).spec.in_dim]
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:

@@ -12,6 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from lumina_core.model.block import NextDiTBlock
 from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.context_drop import DropPlan
 from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
 
 
@@ -41,9 +42,11 @@ class NextDiT(nn.Module):
         cos: Tensor | None = None,
         sin: Tensor | None = None,
         prop: Tensor | None = None,
+        drop: DropPlan | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run the blocks. x (B, L, dim) embedded tokens, mask (B, L) bool (False: padding, never a key),
-        t (B,), y (B, Lc, context_dim) / y_mask (B, Lc) or None. Returns (hidden (B, L, dim), c (B, cond_dim))."""
+        t (B,), y (B, Lc, context_dim) / y_mask (B, Lc) or None, drop: the context-drop plan or None.
+        Returns (hidden (B, L, dim), c (B, cond_dim))."""
         if self.cap_embedder is None:
             y = y_mask = None
         if y is not None:
@@ -60,11 +63,12 @@ class NextDiT(nn.Module):
         if y is not None and not all_true(y_mask):
             # a sample without any valid caption token attends to all of them (no NaN from an empty softmax)
             y_attn_mask = (y_mask | ~y_mask.any(-1, keepdim=True))[:, None, None, :]
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
+            ld = None if drop is None else drop.for_layer(i)
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(layer, x, c, key_mask, cos, sin, prop, y, y_attn_mask, use_reentrant=False)
+                x = checkpoint(layer, x, c, key_mask, cos, sin, prop, y, y_attn_mask, ld, use_reentrant=False)
             else:
-                x = layer(x, c, key_mask, cos, sin, prop, y, y_attn_mask)
+                x = layer(x, c, key_mask, cos, sin, prop, y, y_attn_mask, ld)
         return x, c
 
 

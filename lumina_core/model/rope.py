@@ -343,15 +343,34 @@ class NDRope(torch.nn.Module):
         prop = self.proportional_factor(mask, scaling)
         if self.num_axes == 0:
             return None, None, prop
+        cos, sin = self.tables(positions, self.frequencies(positions, mask, t, scaling))
+        return cos, sin, prop
+
+    def frequencies(
+        self, positions: Tensor, mask: Tensor, t: Tensor | None, scaling: RopeScaling | None
+    ) -> Tensor:
+        """(B, P) frequency of every rotation pair for this batch (scaled as ``scaling`` says)."""
+        scaling = scaling or RopeScaling()
         scale = self.axis_scale(positions, mask, scaling).index_select(-1, self.pair_axis)  # (B, P)
         extent = None
         if self.train_extent is not None:
             extent = torch.tensor(self.train_extent, device=positions.device).index_select(0, self.pair_axis)
-        freqs = scaled_frequencies(
+        return scaled_frequencies(
             self.pair_k, self.pair_d, scale, self.theta, scaling, self.head_dim, t=t, train_extent=extent
         )
+
+    def key_tables(
+        self, key_positions: Tensor, positions: Tensor, mask: Tensor, t: Tensor | None, scaling: RopeScaling | None
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """(cos, sin) at ``key_positions`` (e.g. pooled keys) with the frequencies of the batch's tokens."""
+        if self.num_axes == 0:
+            return None, None
+        return self.tables(key_positions, self.frequencies(positions, mask, t, scaling))
+
+    def tables(self, positions: Tensor, freqs: Tensor) -> tuple[Tensor, Tensor]:
+        """(cos, sin), each (B, L, P), of positions (B, L, A) at frequencies (B, P)."""
         angles = rope_angles(positions, self.pair_axis, freqs)  # (B, L, P)
-        return torch.cos(angles), torch.sin(angles), prop
+        return torch.cos(angles), torch.sin(angles)
 
     def proportional_factor(self, mask: Tensor, scaling: RopeScaling) -> Tensor | None:
         """(B,) ``sqrt(log N / log N_train)`` per sample, or None when proportional attention is off."""
