@@ -52,13 +52,17 @@ def guided_velocity(
     cfg_scale: float,
     mask: Tensor | None = None,
     rope_scaling: Any = None,
+    context_drop: Any = None,
 ):
     """``velocity_fn(x, t, **extra)`` for :func:`integrate`: the model's velocity, classifier-free guided
-    when ``uncond`` is given."""
+    when ``uncond`` is given (``context_drop`` is passed on only when set)."""
+    base = {"rope_scaling": rope_scaling}
+    if context_drop is not None:
+        base["context_drop"] = context_drop
     if uncond is None:
 
         def v(x: Tensor, t: Tensor, **extra: Any) -> Tensor:
-            kw = {"rope_scaling": rope_scaling, **extra}
+            kw = {**base, **extra}
             return model.velocity(layout.with_tokens(x), t, cond, task=task, **kw)
 
         return v
@@ -74,7 +78,7 @@ def guided_velocity(
     cond2 = Condition.cat([cond, uncond])
 
     def v_cfg(x: Tensor, t: Tensor, **extra: Any) -> Tensor:
-        kw = {"rope_scaling": rope_scaling, **extra}
+        kw = {**base, **extra}
         out = model.velocity(both.with_tokens(torch.cat([x, x])), torch.cat([t, t]), cond2, task=task, **kw)
         v_c, v_u = out.chunk(2)
         return cfg_combine(v_c, v_u, cfg_scale, mask)
@@ -96,6 +100,7 @@ def generate(
     cfg_scale: float = 1.0,
     cfg_channels: Any = None,
     rope_scaling: Any = None,
+    context_drop: Any = None,
     seed: int | None = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -115,6 +120,8 @@ def generate(
         cfg_scale: guidance scale ``w``; 1 disables guidance (one model call per evaluation).
         cfg_channels: None (guide all channels) or k / a mask (see :mod:`lumina_core.sampling.guidance`).
         rope_scaling: a ``RopeScaling`` or ``{name, params}`` node for resolution extrapolation.
+        context_drop: a ``ContextDrop`` or mapping ``{factor, until, schedule, layers}`` (pooled self-attention
+            keys and values, :mod:`lumina_core.model.context_drop`), or None.
         seed: noise seed (same seed, same samples); None draws a fresh one.
         hooks: per-evaluation hooks (see :func:`integrate`).
         return_nfe: also return the number of network evaluations (a CFG pair counts once).
@@ -151,7 +158,8 @@ def generate(
             channel_mask(plugin, cfg_channels, tuple(shapes[0]), layout.dim) if uncond is not None else None
         )
         v = guided_velocity(
-            model, task, layout, cond, uncond, cfg_scale, mask, resolve_rope_scaling(rope_scaling)
+            model, task, layout, cond, uncond, cfg_scale, mask, resolve_rope_scaling(rope_scaling),
+            _plain(context_drop) if hasattr(context_drop, "keys") else context_drop,
         )
         x1, nfe = integrate(
             v, x0, time_grid(grid, steps, device=device), solver, hooks=hooks, progress=progress
