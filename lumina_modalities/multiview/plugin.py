@@ -1,0 +1,304 @@
+"""The "multiview" modality: V posed views of one object as one token sequence on a 3-D (view, h, w) grid.
+
+A sample is a tensor ``(V, C + 12, H, W)``: per view, C colour channels in [-1, 1], then the view's camera
+(rows 0-2 of its 4 x 4 camera-to-world matrix, 12 numbers, see :mod:`.cameras`) broadcast over the pixels, so
+one tensor carries the images and their poses through datasets, batching, generation and previews.
+
+Tokens are ``p x p`` patches of the colour channels of every view, flattened in (C, ph, pw) order; positions
+are ``(view, row, column)`` in patch units, so the views sit on the first RoPE axis (head dimension split
+``axis_split``, default d/4 : 3d/8 : 3d/8). Cameras are made relative to the first view and reach the
+model as per-token conditioning (``TokenBatch.token_cond``, added to the token embedding by the adapter):
+
+* ``camera="plucker"``: the Plücker rays ``(d, o x d)`` of the patch's p x p pixels (6 p^2 numbers per token);
+  rays do not depend on the resolution;
+* ``camera="matrix"``: the view's relative camera-to-world rows (12 numbers, the same for all its tokens)
+  through the adapter's MLP, as MVDream embeds cameras;
+* ``camera="none"``: no camera input (a baseline).
+
+The shape descriptor of a sample is ``(V, C, H, W, *cameras)`` (12 V camera numbers, float32 values), so
+``layout`` can rebuild the camera conditioning of any number of views at any poses: generating 8 views from
+a model trained on 4 is ``shape_for(8)`` (or the ``sample_views`` parameter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lumina_core.plugin import AdapterSpec, ModalityPlugin
+from lumina_core.registry import MODALITIES
+from lumina_core.tokens import TokenBatch
+
+from .cameras import check_rigid, orbit, plucker, relative_to_first
+from .preview import write_views_previews
+
+CAMERA_ENCODINGS = ("plucker", "matrix", "none")
+CAM = 12  # camera numbers per view in a sample
+
+
+def patchify(x: Tensor, p: int) -> Tensor:
+    """(V, C, H, W) -> (V * H/p * W/p, C p p), views then rows then columns, each patch in (C, ph, pw) order."""
+    v, c, h, w = x.shape
+    x = x.reshape(v, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(v * (h // p) * (w // p), c * p * p)
+
+
+def unpatchify(tokens: Tensor, v: int, c: int, h: int, w: int, p: int) -> Tensor:
+    """Inverse of :func:`patchify`."""
+    x = tokens.reshape(v, h // p, w // p, c, p, p).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(v, c, h, w)
+
+
+def cameras_of(sample: Tensor, channels: int) -> Tensor:
+    """(V, 4, 4) camera-to-world matrices stored in a sample's camera channels."""
+    rows = sample[:, channels : channels + CAM, 0, 0].reshape(-1, 3, 4).double()
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=rows.dtype).expand(rows.shape[0], 1, 4)
+    return torch.cat([rows, bottom], dim=1)
+
+
+def attach_cameras(images: Tensor, c2w: Tensor) -> Tensor:
+    """(V, C, H, W) images + (V, 4, 4) cameras -> the (V, C + 12, H, W) sample."""
+    v, _, h, w = images.shape
+    cams = c2w[:, :3, :4].reshape(v, CAM, 1, 1).to(images.dtype).expand(v, CAM, h, w)
+    return torch.cat([images, cams], dim=1)
+
+
+@MODALITIES.register("multiview")
+class MultiviewPlugin(ModalityPlugin):
+    """Caption-, class- or un-conditioned generation of V posed views of one object.
+
+    Args:
+        views: V of the training samples (sets the RoPE training extent of the view axis).
+        size: H = W of a view, or ``(H, W)``.
+        channels: C (3 for RGB).
+        patch: p, pixels per patch side.
+        camera: ``"plucker"``, ``"matrix"`` or ``"none"`` (see the module docstring).
+        fov: vertical field of view of every camera, degrees.
+        elevation, radius: the default orbit (degrees, scene units) that ``default_shape`` uses.
+        sample_views: number of views ``default_shape`` asks for (default ``views``), e.g. 8 from a model
+            trained on 4; they are spread evenly over the orbit unless ``azimuths`` lists them (degrees).
+        axis_split: share of each head's rotary dimension for (view, h, w).
+        rope_theta: RoPE base.
+        learn_sigma: predict ``2 * in_dim`` channels (only the first ``in_dim`` are the velocity).
+        fps: frame rate of the turntable GIF previews.
+    """
+
+    name = "multiview"
+    api_version = "1.0"
+    conditions = frozenset({"text", "class", "none"})
+    preview_formats = ("png", "gif")
+    default_recipe = "recipes/multiview/scenes_tiny.yaml"
+
+    def __init__(
+        self,
+        views: int = 4,
+        size: int | Sequence[int] = 32,
+        channels: int = 3,
+        patch: int = 4,
+        camera: str = "plucker",
+        fov: float = 40.0,
+        elevation: float = 20.0,
+        radius: float = 3.2,
+        sample_views: int | None = None,
+        azimuths: Sequence[float] | None = None,
+        axis_split: Sequence[int] = (2, 3, 3),
+        rope_theta: float = 10000.0,
+        learn_sigma: bool = False,
+        fps: float = 4.0,
+    ) -> None:
+        problems = []
+        hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+        if len(hw) != 2 or min(hw) < 1:
+            problems.append(f"size must be an int or (H, W) of positive ints; got {size!r}")
+        elif hw[0] % patch or hw[1] % patch:
+            problems.append(f"size {hw} must be a multiple of patch={patch}")
+        if camera not in CAMERA_ENCODINGS:
+            problems.append(f"camera must be one of {CAMERA_ENCODINGS}; got {camera!r}")
+        if views < 1 or (sample_views is not None and sample_views < 1):
+            problems.append(f"views and sample_views must be >= 1; got {views}, {sample_views}")
+        if azimuths is not None and sample_views is not None and len(azimuths) != sample_views:
+            problems.append(f"azimuths lists {len(azimuths)} views but sample_views is {sample_views}")
+        if not 0 < fov < 180:
+            problems.append(f"fov must be in (0, 180) degrees; got {fov}")
+        if problems:
+            raise ValueError("invalid multiview parameters: " + "; ".join(problems))
+        self.views, self.size, self.channels, self.patch = int(views), hw, int(channels), int(patch)
+        self.camera, self.fov, self.elevation, self.radius = (
+            camera,
+            float(fov),
+            float(elevation),
+            float(radius),
+        )
+        self.azimuths = None if azimuths is None else [float(a) for a in azimuths]
+        self.sample_views = int(sample_views or (len(self.azimuths) if self.azimuths else views))
+        self.axis_split = tuple(int(a) for a in axis_split)
+        self.rope_theta, self.learn_sigma, self.fps = float(rope_theta), bool(learn_sigma), float(fps)
+        super().__init__(
+            views=self.views, size=list(hw), channels=self.channels, patch=self.patch, camera=camera,
+            fov=self.fov, elevation=self.elevation, radius=self.radius, sample_views=sample_views,
+            azimuths=self.azimuths, axis_split=list(self.axis_split), rope_theta=self.rope_theta,
+            learn_sigma=self.learn_sigma, fps=self.fps,
+        )  # fmt: skip
+
+    # -- tokens ------------------------------------------------------------------------------------------
+    @property
+    def token_dim(self) -> int:
+        return self.channels * self.patch * self.patch
+
+    @property
+    def token_cond_dim(self) -> int:
+        return {"plucker": 6 * self.patch * self.patch, "matrix": CAM, "none": 0}[self.camera]
+
+    def adapter_spec(self) -> AdapterSpec:
+        d = self.token_dim
+        h, w = self.size
+        return AdapterSpec(
+            in_dim=d,
+            out_dim=2 * d if self.learn_sigma else d,
+            num_axes=3,
+            axis_split=self.axis_split,
+            rope_layout="blocked",
+            rope_theta=self.rope_theta,
+            train_extent=(float(self.views), float(h // self.patch), float(w // self.patch)),
+            token_cond_dim=self.token_cond_dim,
+        )
+
+    def _check(self, i: int, x: Tensor) -> None:
+        c = self.channels
+        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != c + CAM:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(
+                f"multiview sample {i} must be a tensor (V, {c} + 12, H, W): {c} colour channels and the 12 "
+                f"camera numbers of each view; got {got}"
+            )
+        if x.shape[0] < 1 or x.shape[2] % self.patch or x.shape[3] % self.patch:
+            raise ValueError(
+                f"multiview sample {i}: {x.shape[0]} views of {x.shape[2]}x{x.shape[3]} pixels; need at least one "
+                f"view and sides that are multiples of patch={self.patch}"
+            )
+        cams = x[:, c:]
+        spread = (cams - cams[:, :, :1, :1]).abs().amax().item() if cams.numel() else 0.0
+        if spread > 1e-4:
+            raise ValueError(
+                f"multiview sample {i}: camera channels must be constant over each view's pixels"
+            )
+        check_rigid(cameras_of(x, c), what=f"multiview sample {i}: camera of view")
+
+    def camera_condition(self, c2w: Tensor, height: int, width: int) -> Tensor | None:
+        """(V * gh * gw, Dk) per-token camera conditioning of one sample's cameras, or None."""
+        if self.camera == "none":
+            return None
+        rel = relative_to_first(c2w)
+        gh, gw = height // self.patch, width // self.patch
+        if self.camera == "plucker":
+            return patchify(plucker(rel, height, width, self.fov), self.patch)
+        per_view = rel[:, :3, :4].reshape(-1, CAM)
+        return per_view.repeat_interleave(gh * gw, dim=0)
+
+    def tokenize(self, samples: Sequence[Tensor]) -> TokenBatch:
+        if len(samples) == 0:
+            raise ValueError("tokenize needs at least one multiview sample")
+        tokens, positions, shapes, conds = [], [], [], []
+        for i, x in enumerate(samples):
+            self._check(i, x)
+            v, _, h, w = x.shape
+            x = x.float()
+            tokens.append(patchify(x[:, : self.channels], self.patch))
+            positions.append(grid_positions(v, h // self.patch, w // self.patch, device=x.device))
+            shapes.append(self.sample_shape(x))
+            cond = self.camera_condition(cameras_of(x, self.channels), h, w)
+            if cond is not None:
+                conds.append(cond.to(device=x.device, dtype=torch.float32))
+        return TokenBatch.from_sequences(
+            tokens, positions, shapes, meta={"patch": self.patch}, token_cond=conds or None
+        )
+
+    def detokenize(self, batch: TokenBatch) -> list[Tensor]:
+        """Each sample's tokens back to its views, with the cameras of its shape descriptor attached."""
+        d = self.token_dim
+        if batch.dim < d:
+            raise ValueError(f"multiview tokens must be at least {d} wide (C p p); got {batch.dim}")
+        out = []
+        for i, shape in enumerate(batch.shapes):
+            v, c, h, w = (int(s) for s in shape[:4])
+            n = v * (h // self.patch) * (w // self.patch)
+            if int(batch.mask[i].sum()) != n:
+                raise ValueError(
+                    f"sample {i}: shape {shape[:4]} needs {n} tokens; the mask has {int(batch.mask[i].sum())}"
+                )
+            images = unpatchify(batch.tokens[i, :n, :d], v, c, h, w, self.patch)
+            out.append(attach_cameras(images, cameras_from_shape(shape)))
+        return out
+
+    def sample_shape(self, sample: Tensor) -> tuple[Any, ...]:
+        v, _, h, w = sample.shape
+        cams = sample[:, self.channels : self.channels + CAM, 0, 0].float().flatten().tolist()
+        return (int(v), self.channels, int(h), int(w), *cams)
+
+    def shape_for(self, views: int | None = None, azimuths: Sequence[float] | None = None,
+                  elevation: float | None = None) -> tuple[Any, ...]:  # fmt: skip
+        """The shape descriptor of ``views`` views evenly spaced on the default orbit (or at ``azimuths``)."""
+        az = list(azimuths) if azimuths is not None else None
+        c2w = orbit(views or len(az or []) or self.sample_views, self.elevation if elevation is None else elevation,
+                    self.radius, azimuths=az)  # fmt: skip
+        cams = c2w[:, :3, :4].float().flatten().tolist()
+        return (c2w.shape[0], self.channels, *self.size, *cams)
+
+    def default_shape(self) -> tuple[Any, ...]:
+        return self.shape_for(self.sample_views, self.azimuths)
+
+    def layout(
+        self, shapes: Sequence[tuple[Any, ...]], device: torch.device | str | None = None
+    ) -> TokenBatch:
+        blanks = []
+        for s in shapes:
+            v, c, h, w = (int(x) for x in s[:4])
+            blanks.append(attach_cameras(torch.zeros(v, c, h, w, device=device), cameras_from_shape(s)))
+        batch = self.tokenize(blanks)
+        return batch.with_tokens(torch.zeros_like(batch.tokens))
+
+    def cfg_channel_mask(self, k: int, shape: tuple[Any, ...] | None = None) -> Tensor:
+        """Token channels of the first ``k`` colour channels: patches are (C, ph, pw), so the first k p^2."""
+        if not 1 <= int(k) <= self.channels:
+            raise ValueError(f"cfg_channels={k} must be between 1 and {self.channels}")
+        mask = torch.zeros(self.token_dim, dtype=torch.bool)
+        mask[: int(k) * self.patch * self.patch] = True
+        return mask
+
+    # -- people-facing output ----------------------------------------------------------------------------
+    def write_preview(
+        self, samples: Sequence[Tensor], conditions: Sequence[Any], out_dir: str | Path, stem: str
+    ) -> list[Path]:
+        """A PNG grid (one row of views per sample, captioned) and a turntable GIF per sample."""
+        return write_views_previews(
+            [s[:, : self.channels] for s in samples], conditions, out_dir, stem, self.fps
+        )
+
+    def preview_to_tensorboard(self, writer: Any, samples: Sequence[Tensor], step: int, tag: str) -> None:
+        for i, s in enumerate(samples):
+            views = ((s[:, : self.channels].float().clamp(-1, 1) + 1) / 2).cpu()
+            writer.add_image(f"{tag}/{i}", torch.cat(list(views), dim=-1), step)
+
+
+def cameras_from_shape(shape: Sequence[Any]) -> Tensor:
+    """(V, 4, 4) cameras of a shape descriptor ``(V, C, H, W, *12 V numbers)``."""
+    v = int(shape[0])
+    nums = list(shape[4:])
+    if len(nums) != CAM * v:
+        raise ValueError(
+            f"a multiview shape is (V, C, H, W) followed by 12 camera numbers per view ({CAM * v} for V={v}); "
+            f"got {len(nums)} numbers after (V, C, H, W)"
+        )
+    rows = torch.tensor(nums, dtype=torch.float64).reshape(v, 3, 4)
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64).expand(v, 1, 4)
+    return torch.cat([rows, bottom], dim=1)
+
+
+def grid_positions(v: int, gh: int, gw: int, device: torch.device | str | None = None) -> Tensor:
+    """(v gh gw, 3) float positions (view, row, column), views then rows then columns."""
+    axes = [torch.arange(n, dtype=torch.float32, device=device) for n in (v, gh, gw)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
