@@ -443,7 +443,7 @@ MODALITIES: Registry = Registry("modality")
 CONDITIONERS: Registry = Registry(
     "conditioner", providers=("lumina_core.conditioning",)
 )  # text encoders, ...
-OBJECTIVES: Registry = Registry("objective", providers=("lumina_core.flow",))
+OBJECTIVES: Registry = Registry("objective", providers=("lumina_core.flow", "lumina_core.recognition"))
 SOLVERS: Registry = Registry("solver", providers=("lumina_core.sampling",))
 TIME_GRIDS: Registry = Registry("time grid", providers=("lumina_core.sampling",))
 TIME_SAMPLERS: Registry = Registry("time sampler", providers=("lumina_core.flow",))

@@ -88,6 +88,8 @@ class SamplingConfig:
 class EvalConfig:
     num_samples: int = 16
     batch_size: int = 16
+    # one dataset parameter and the values to evaluate at, e.g. {size: [16, 32, 64]}: metrics per value
+    sweep: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

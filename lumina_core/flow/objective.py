@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from lumina_core.flow.path import LinearPath
+from lumina_core.objective import Objective
 from lumina_core.registry import OBJECTIVES, TIME_SAMPLERS
 from lumina_core.tokens import Condition, TokenBatch
 
@@ -34,7 +35,7 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 
 
 @OBJECTIVES.register("flow_matching")
-class FlowMatching:
+class FlowMatching(Objective):
     """Flow matching with the linear path (optionally OT-CFM ``sigma_min``) and a registered time sampler.
 
     Args:
@@ -55,8 +56,10 @@ class FlowMatching:
         batch: TokenBatch,
         cond: Condition,
         generator: torch.Generator | None = None,
+        targets: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Scalar loss and detached stats (``loss``, ``t_mean``) for the data tokens in ``batch``."""
+        """Scalar loss and detached stats (``loss``, ``t_mean``) for the data tokens in ``batch`` (the
+        target is the data itself: ``targets`` is unused)."""
         x1 = batch.tokens
         b = x1.shape[0]
         gdev = generator.device if generator is not None else x1.device

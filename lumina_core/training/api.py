@@ -101,7 +101,8 @@ def train(cfg: Any, resume: str | None = None) -> Path:
             module.data_position[task.name],
         )  # fmt: skip
         val = build_dataset(task, "val")
-        val_items[task.name] = [val[j] for j in range(min(PREVIEW_ITEMS, len(val)))]
+        previews = getattr(parts.objectives[task.name], "generative", True)  # a classifier generates nothing
+        val_items[task.name] = [val[j] for j in range(min(PREVIEW_ITEMS, len(val)))] if previews else []
 
     tips = _DropLightningTips()
     lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
@@ -238,18 +239,26 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
     dataset)``; return ``{"<task>/<metric>": value}`` and write it to ``<run_dir>/metrics.json``."""
     from lumina_core.sampling import generate
     from lumina_core.training import checkpoint as ckpt_io
+    from lumina_core.training.build import build_objective
+    from lumina_core.training.evaluation import eval_splits
 
     cfg = as_recipe(cfg)
     ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
     model, plugins, conditioners = load_run(cfg, ck)
     dev = resolve_device(str(cfg.run.device))
     metrics: dict[str, float] = {}
-    for tcfg in cfg.tasks:
+    details: dict[str, Any] = {}  # non-scalar results (a classifier's confusion matrix), metrics.json only
+    for tcfg, (suffix, val) in ((t, split) for t in cfg.tasks for split in eval_splits(t)):
         plugin, enc = plugins[tcfg.name], conditioners[tcfg.name]
-        val = build_dataset(tcfg, "val")
         items = [val[i] for i in range(min(int(tcfg.eval.num_samples), len(val)))]
         kw = {**sampling_kwargs(tcfg), **overrides}
         bs = max(1, int(tcfg.eval.batch_size))
+        objective = build_objective(tcfg)
+        if not getattr(objective, "generative", True):  # evaluates held-out items itself (a classifier)
+            scores, extra = objective.evaluate(model, tcfg.name, plugin, enc, items, dev, bs, kw["rope_scaling"])
+            metrics.update({f"{tcfg.name}/{k}{suffix}": float(v) for k, v in scores.items()})
+            details[f"{tcfg.name}{suffix}"] = extra
+            continue
         samples = []
         for start in range(0, len(items), bs):
             chunk = items[start : start + bs]
@@ -262,7 +271,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
             )  # fmt: skip
             samples += [s.detach().float().cpu() for s in out]
         for k, v in plugin.evaluate(samples, items, val).items():
-            metrics[f"{tcfg.name}/{k}"] = float(v)
+            metrics[f"{tcfg.name}/{k}{suffix}"] = float(v)
     run_dir = Path(cfg.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     step = (
@@ -270,7 +279,8 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
         if (ck / ckpt_io.META_FILE).is_file()
         else None
     )
-    (run_dir / "metrics.json").write_text(
-        json.dumps({"checkpoint": str(ck), "step": step, "metrics": metrics}, indent=2) + "\n"
-    )
+    record = {"checkpoint": str(ck), "step": step, "metrics": metrics}
+    if details:
+        record["details"] = details
+    (run_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     return metrics

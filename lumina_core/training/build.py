@@ -83,17 +83,43 @@ def build_parts(cfg: Any) -> RunParts:
     conditioners = {t.name: build_conditioner(t) for t in cfg.tasks}
     objectives = {t.name: OBJECTIVES.build(plain(t.objective)) for t in cfg.tasks}
     model = LuminaModel(model_config(cfg, conditioners), {n: p.adapter_spec() for n, p in plugins.items()})
+    add_objective_heads(model, objectives)
     return RunParts(model, plugins, conditioners, objectives, list(cfg.tasks))
 
 
-def build_dataset(task: Any, split: str):
-    """``DATASETS.build(task.data, split=split)``; the val split merges ``val_params`` over ``params``."""
-    from lumina_core.registry import DATASETS
+def build_objective(task: Any) -> Any:
+    """The task's objective, rebuilt from the recipe (its weights, if any, live in ``model.heads``)."""
+    import lumina_core.flow  # noqa: F401  (registers objectives and time samplers)
+    from lumina_core.registry import OBJECTIVES
 
-    params = dict(plain(task.data.params) or {})
-    if split != "train":
-        params.update(plain(task.data.val_params) or {})
-    return DATASETS.build({"name": task.data.name, "params": params}, split=split)
+    return OBJECTIVES.build(plain(task.objective))
+
+
+def add_objective_heads(model: Any, objectives: dict[str, Any]) -> None:
+    """Attach each objective's head (``Objective.make_head``; flow matching has none) as ``model.heads[task]``."""
+    from lumina_core.objective import Objective
+
+    for name, objective in objectives.items():
+        head = objective.make_head(model.config.dim) if isinstance(objective, Objective) else None
+        if head is not None:
+            model.add_head(name, head)
+
+
+def build_dataset(task: Any, split: str, conditioner: Any = None):
+    """The task's dataset for ``split`` (see :func:`lumina_core.data.build_dataset`: the val split merges
+    ``val_params`` over ``params``). With ``conditioner``, a dataset whose declared condition kind the
+    conditioner does not encode is refused (ValueError)."""
+    from lumina_core.data.contract import build_dataset as build
+    from lumina_core.data.contract import check_condition_kinds, condition_kind_of
+
+    ds = build(str(task.data.name), plain(task.data.params), split, plain(task.data.val_params))
+    if conditioner is not None:
+        problem = check_condition_kinds(
+            condition_kind_of(ds), getattr(conditioner, "kind", None), f"task {task.name!r}"
+        )
+        if problem:
+            raise ValueError(problem)
+    return ds
 
 
 def sampling_kwargs(task: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lumina_core.objective import Objective
 from lumina_core.training.build import RunParts, load_trainable, trainable_modules
 from lumina_core.training.ema import EMA
 
@@ -169,7 +170,10 @@ class LuminaLightningModule(L.LightningModule):
             batch["conditions"], float(task.conditioning.drop_prob), enc.null_value, self.generator
         )
         cond = enc.encode(raw, device=self.device)
-        loss, _ = self.objectives[name].loss(self._fwd_model, name, tokens, cond, generator=self.generator)
+        objective = self.objectives[name]
+        targets = objective.targets(batch) if isinstance(objective, Objective) else None
+        extra = {} if targets is None else {"targets": targets}  # flow matching's target is the data itself
+        loss, _ = objective.loss(self._fwd_model, name, tokens, cond, generator=self.generator, **extra)
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -6,13 +6,16 @@ Importing this package registers:
 * ``CODECS["autoencoder_kl"]``: a frozen diffusers ``AutoencoderKL`` loaded from a local path;
 * ``DATASETS``: ``"shapes"`` (procedural, with an analytic adherence checker), ``"digits"`` (real
   handwritten digits, with a classifier checker), ``"image_folder"`` and ``"image_shards"`` (a user's
-  image + caption pairs).
+  image + caption pairs), ``"labelled_images"`` (a user's folder of labelled images) and ``"digits_labelled"``
+  (digits at one or several resolutions) for recognition.
 """
 
 from .autoencoder import AutoencoderKLCodec
 from .buckets import AspectRatioBucketSampler
 from .digits import DigitsDataset
+from .digits_labels import LabelledDigitsDataset
 from .folder import ImageFolderDataset, ImageShardsDataset
+from .labelled import LabelledImagesDataset
 from .plugin import ImagePlugin
 from .shapes import ShapesDataset, describe, parse_caption, score_shapes
 
@@ -23,6 +26,8 @@ __all__ = [
     "ImageFolderDataset",
     "ImagePlugin",
     "ImageShardsDataset",
+    "LabelledDigitsDataset",
+    "LabelledImagesDataset",
     "ShapesDataset",
     "describe",
     "parse_caption",
