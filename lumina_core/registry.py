@@ -451,3 +451,5 @@ DATASETS: Registry = Registry("dataset")
 #: frozen representation transforms with encode()/decode(): image autoencoders, mel frontend + vocoder, ...
 #: Lets one modality use another package's codec by name, without importing it.
 CODECS: Registry = Registry("codec")
+#: RoPE scalings for positions beyond the training extent (``tasks.N.sampling.rope_scaling.name``)
+ROPE_SCALINGS: Registry = Registry("RoPE scaling", providers=("lumina_core.model.rope",))
