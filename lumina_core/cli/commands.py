@@ -99,6 +99,22 @@ def eval(args: argparse.Namespace) -> int:  # noqa: A001 - the command is called
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    _say(f"lumina serve: {args.recipe}, checkpoint {args.ckpt}; tasks: {_describe_tasks(cfg)}")
+    from lumina_core.serve.app import launch
+    from lumina_core.serve.session import ServeSession
+
+    session = ServeSession(cfg, args.ckpt, out_dir=args.out)
+    if session.load_error:
+        _say(f"  not loaded yet (the page will say so and retry on each request): {session.load_error}")
+    _say(f"  files go to {session.out_dir}; open http://{args.host}:{args.port} (Ctrl+C stops)")
+    launch(session, host=args.host, port=args.port)
+    return 0
+
+
 # -- plugins -------------------------------------------------------------------------------------------------
 def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

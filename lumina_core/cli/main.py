@@ -92,6 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     p.set_defaults(handler="eval")
 
+    p = sub.add_parser(
+        "serve",
+        help="a local web page to try a trained run",
+        description="Start a local web page (gradio) to generate from a trained run: type a caption or a class, "
+        "see images, hear audio, turn point clouds around. Binds to 127.0.0.1 unless --host says otherwise.",
+    )
+    p.add_argument("recipe", metavar="RECIPE", help="recipe YAML file the run was trained with")
+    _overrides_arg(p)
+    p.add_argument(
+        "--ckpt", default="last", metavar="DIR", help="a checkpoint or run folder, or 'last' (default)"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--out", metavar="DIR", help="keep the generated files here (default: a temporary folder)")
+    p.set_defaults(handler="serve")
+
     p = sub.add_parser("plugins", help="list installed plugins, scaffold a new one")
     psub = p.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
     q = psub.add_parser(

@@ -1,0 +1,121 @@
+"""The page in a real browser (headless Chromium through playwright): it loads without fetching anything
+from outside the machine, a prompt shows a result, a wrong prompt shows a message, the server keeps serving,
+and a point-cloud task gets a 3-D viewer.
+
+Needs Debian's Chromium (``apt-get install -y chromium``, see README); skipped with that reason otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("LUMINA_TEST_CHROMIUM", "/usr/bin/chromium"))
+if not CHROMIUM.is_file():
+    pytest.skip(
+        f"no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium` (or set LUMINA_TEST_CHROMIUM) "
+        "to run the browser test of `lumina serve`",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+pytestmark = pytest.mark.slow  # a browser and a web server: about 10 s on top of the tiny training run
+
+BROWSER_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def page_url(tiny_run, tmp_path_factory):
+    from lumina_core.serve import ServeSession
+    from lumina_core.serve.app import launch
+
+    cfg, _ = tiny_run
+    session = ServeSession(cfg, "last", out_dir=tmp_path_factory.mktemp("page"))
+    port = _free_port()
+    blocks = launch(session, host="127.0.0.1", port=port, block=False)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        blocks.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _status_contains(page, text: str) -> None:
+    page.wait_for_function(
+        "t => (document.querySelector('#lumina-status') || {}).innerText.includes(t)",
+        arg=text,
+        timeout=60_000,
+    )
+
+
+def test_prompt_gives_a_result_and_bad_input_a_message(page_url, browser):
+    outside: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+
+    def only_local(route):
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1", "data:", "blob:")):
+            return route.continue_()
+        outside.append(url)
+        return route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(page_url)
+    page.wait_for_selector("#lumina-generate", timeout=60_000)
+    assert "type a caption" in page.inner_text("#lumina-task-info")
+
+    page.fill("#lumina-prompt textarea", "a red circle on the left")
+    page.click("#lumina-generate")
+    _status_contains(page, "1 sample(s) of shape (3, 16, 16)")
+    page.wait_for_selector("#lumina-gallery img", timeout=30_000)
+    src = page.locator("#lumina-gallery img").first.get_attribute("src")
+    assert src and src.startswith("http://127.0.0.1") and ".png" in src
+    assert page.request.get(src).ok  # the image is really served
+
+    page.fill("#lumina-prompt textarea", "7")  # a class id for a text task
+    page.click("#lumina-generate")
+    _status_contains(page, "Error:")
+    assert "text-conditioned: type a caption, not a class id" in page.inner_text("#lumina-status")
+
+    page.fill("#lumina-prompt textarea", "a blue square")  # the server is still serving
+    page.click("#lumina-generate")
+    _status_contains(page, "1 sample(s) of shape")
+    assert outside == [], f"the page fetched from outside the machine: {outside}"
+
+
+def test_point_cloud_task_shows_a_3d_viewer(page_url, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.goto(page_url)
+    page.wait_for_selector("#lumina-generate", timeout=60_000)
+    page.click("#lumina-task input")
+    page.get_by_role("option", name="clouds").click()
+    page.wait_for_function(
+        "() => document.querySelector('#lumina-task-info').innerText.includes('class id (0..7)')",
+        timeout=30_000,
+    )
+    page.fill("#lumina-prompt textarea", "2")
+    page.click("#lumina-generate")
+    _status_contains(page, "1 sample(s) of shape (64, 3)")
+    page.wait_for_selector("#lumina-model3d-0 canvas", timeout=30_000)
+    assert page.locator("#lumina-model3d-1").is_hidden()  # one sample, one viewer
