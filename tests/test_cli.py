@@ -33,7 +33,7 @@ class CliSeq:
 class CliData:
     modality = "_cli_seq"
 
-    def __init__(self, size: int = 4) -> None:
+    def __init__(self, size: int = 4, split: str = "train") -> None:
         self.size = size
 
 
@@ -88,7 +88,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exc.value.code == 0
     listed = set(re.findall(r"^    (\w+)  ", capsys.readouterr().out, flags=re.MULTILINE))  # "    NAME  help"
-    assert listed == {"train", "sample", "eval", "plugins", "config", "convert", "data"}
+    assert listed == {"train", "sample", "eval", "serve", "plugins", "config", "convert", "data"}
 
 
 # -- config ----------------------------------------------------------------------------------------------------
