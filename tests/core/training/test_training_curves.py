@@ -1,0 +1,78 @@
+"""Loss curves written at the end of training: the logged numbers, per task, across a resume."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the procedural toy plugin
+
+from lumina_core.training.curves import moving_average, read_losses, write_curves  # noqa: E402
+
+
+def _recipe(run_dir: Path, steps: int):
+    import toy_plugin  # noqa: F401  (registers _test_seq / _test_bumps)
+
+    task = {
+        "modality": {"name": "_test_seq", "params": {"channels": 2, "patch": 2, "length": 8}},
+        "data": {"name": "_test_bumps", "params": {"size": 16, "lengths": [8]}, "batch_size": 4},
+        "conditioning": {"encoder": {"name": "class", "params": {"num_classes": 4, "dim": 16}}},
+    }
+    return OmegaConf.create(
+        {
+            "run": {"name": "curves", "output_dir": str(run_dir), "device": "cpu", "seed": 0},
+            "model": {"dim": 16, "n_layers": 1, "n_heads": 2, "n_kv_heads": 1, "multiple_of": 16},
+            "tasks": [{"name": "near", **task}, {"name": "far", **task, "weight": 0.5}],
+            "train": {
+                "max_steps": steps, "lr": 1e-3, "warmup_steps": 1, "log_every": 1, "ckpt_every": 3,
+                "preview_every": 0, "threads": 1,
+            },
+        }
+    )  # fmt: skip
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_writes_per_task_curves_that_survive_a_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("LUMINA_CACHE_DIR", str(tmp_path / "cache"))
+    from lumina_core.training.api import train
+
+    run_dir = tmp_path / "run"
+    train(_recipe(run_dir, 3))
+    curves = run_dir / "curves"
+    rows = _rows(curves / "loss.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert set(rows[0]) == {"step", "train/loss", "train/loss_near", "train/loss_far"}
+    for r in rows:  # the total is the weighted sum of what each task logged
+        total = float(r["train/loss_near"]) + 0.5 * float(r["train/loss_far"])
+        assert float(r["train/loss"]) == pytest.approx(total, rel=1e-4)
+    svg = (curves / "loss.svg").read_text()
+    assert all(name in svg for name in ("near", "far", "total (weighted)"))
+    first_png = (curves / "loss.png").read_bytes()
+
+    train(_recipe(run_dir, 5), resume="last")
+    rows2 = _rows(curves / "loss.csv")
+    assert [int(r["step"]) for r in rows2] == [1, 2, 3, 4, 5]  # the whole run, not only the resumed part
+    assert rows2[:3] == rows
+    assert (curves / "loss.png").read_bytes() != first_png
+
+
+def test_write_curves_single_task_and_nothing_logged(tmp_path):
+    losses = {"train/loss": {1: 2.0, 2: 1.0}, "train/loss_only": {1: 2.0, 2: 1.0}}
+    paths = write_curves(losses, tmp_path / "one")
+    assert [p.name for p in paths] == ["loss.csv", "loss.png", "loss.svg"]
+    assert "total" not in paths[2].read_text()  # one task: its panel is the total
+    assert write_curves({}, tmp_path / "none") == [] and not (tmp_path / "none").exists()
+    assert read_losses(tmp_path / "no_such_dir") == {}
+
+
+def test_moving_average():
+    assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    assert moving_average([4.0], 10) == [4.0]
