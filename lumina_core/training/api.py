@@ -53,45 +53,28 @@ def _trainer_device(device: str) -> dict[str, Any]:
     raise ValueError(f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
 
 
-def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
+def train(cfg: Any, resume: str | None = None) -> Path:
     """Train the recipe ``cfg``; return the run directory. ``resume``: a checkpoint (or run) directory, or
     ``"last"`` for the newest checkpoint of this run's directory. Everything is restored: weights, EMA,
-    optimiser, LR schedule, step, RNG states and each task's data position.
-
-    A run directory that already holds checkpoints is never overwritten silently: without ``resume`` it is
-    refused (:class:`RunExistsError`) unless ``overwrite``, which moves the earlier run aside (renamed
-    ``<name>.old-<time>``, never deleted). SIGTERM stops the run after the current step with a checkpoint
-    and raises :class:`lumina_core.errors.Preempted`."""
+    optimiser, LR schedule, step, RNG states and each task's data position."""
     import lightning as L
     import torch
     from lightning.pytorch.loggers import TensorBoardLogger
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
     from omegaconf import OmegaConf
 
-    from lumina_core.errors import Preempted
     from lumina_core.training import checkpoint as ckpt_io
-    from lumina_core.training.callbacks import CheckpointEvery, PreviewSamples, StepProgress
+    from lumina_core.training.callbacks import CheckpointEvery, PreviewSamples
     from lumina_core.training.curves import LossCurves
     from lumina_core.training.data import MultiTaskBatches, task_loader
     from lumina_core.training.module import LuminaLightningModule
 
     cfg = as_recipe(cfg)
     tc = cfg.train
-    if resume is not None and overwrite:
-        raise ValueError("--resume continues a run and --overwrite starts it again: give one of them")
     if tc.threads:
         torch.set_num_threads(int(tc.threads))
     run_dir = Path(cfg.run.output_dir)
-    ckpt_root = run_dir / "checkpoints"
-    if resume is None and _has_checkpoints(ckpt_root):
-        if not overwrite:
-            raise RunExistsError(
-                f"{run_dir} already holds checkpoints of an earlier run ({_newest(ckpt_root)}). Continue it "
-                "with --resume last, start again with --overwrite (the earlier run is moved aside, not "
-                "deleted), or choose another folder with run.output_dir=... (or run.name=...)"
-            )
-        print(f"--overwrite: the earlier run was moved to {_move_aside(run_dir)}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_root = run_dir / "checkpoints"
     ckpt_io.clean_temporaries(ckpt_root)
 
     L.seed_everything(int(cfg.run.seed), verbose=False)
@@ -100,12 +83,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     if resume is not None:
         ck = ckpt_io.resolve_checkpoint(resume, run_dir)
         ema = ckpt_io.load_weights(ck, "ema") if (ck / ckpt_io.EMA_FILE).is_file() else None
-        weights, state = ckpt_io.load_weights(ck, "model"), ckpt_io.load_state(ck)
-        expected = module.trainable_state()
-        try:
-            module.restore(weights, ema, state)
-        except (RuntimeError, ValueError) as exc:
-            raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, weights, exc)) from exc
+        module.restore(ckpt_io.load_weights(ck, "model"), ema, ckpt_io.load_state(ck))
         module.last_checkpoint = ck
         print(f"resuming from {ck} at step {module.step}")
     OmegaConf.save(cfg, run_dir / "config.yaml")
@@ -118,8 +96,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     loaders = {}
     val_items: dict[str, list[dict]] = {}
     for i, task in enumerate(cfg.tasks):
-        ds = build_dataset(task, "train", parts.conditioners[task.name])
-        module.datasets[task.name] = ds
+        ds = build_dataset(task, "train")
         loaders[task.name] = task_loader(
             ds, int(task.data.batch_size), int(task.data.num_workers), int(cfg.run.seed) + i,
             module.data_position[task.name],
@@ -142,7 +119,6 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
                 CheckpointEvery(ckpt_root, int(tc.ckpt_every)),
                 PreviewSamples(run_dir / "previews", int(tc.preview_every), val_items, PREVIEW_ITEMS),
                 LossCurves(run_dir),  # curves/loss.png: the loss per task, beside TensorBoard
-                StepProgress(),
             ],
             enable_checkpointing=False,
             enable_progress_bar=False,
@@ -156,98 +132,11 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
             trainer.fit(module, train_dataloaders=MultiTaskBatches(loaders))
-    except SIGTERMException as exc:  # Lightning stops after the step; CheckpointEvery saved it
-        raise Preempted(
-            f"stopped by SIGTERM after step {module.step}; checkpoint {module.last_checkpoint}. Continue with "
-            "`lumina train ... --resume last` (exit status 143, so a scheduler does not count the job as done)"
-        ) from exc
     finally:
         lightning_log.removeFilter(tips)
-        _write_data_report(run_dir, module)
     if module.nonfinite_skipped:
         print(f"{module.nonfinite_skipped} step(s) with a non-finite loss were skipped")
     return run_dir
-
-
-class RunExistsError(FileExistsError):
-    """``lumina train`` without ``--resume`` in a run folder that already holds checkpoints."""
-
-
-def _has_checkpoints(root: Path) -> bool:
-    return root.is_dir() and any(p.name.startswith("step_") or p.name == "last" for p in root.iterdir())
-
-
-def _newest(root: Path) -> str:
-    steps = sorted(p.name for p in root.iterdir() if p.name.startswith("step_"))
-    return steps[-1] if steps else "an incomplete checkpoint"
-
-
-def _move_aside(run_dir: Path) -> Path:
-    """Rename ``run_dir`` to ``<name>.old-<time>`` (a free name) and return it; nothing is deleted."""
-    import time
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
-    run_dir.rename(target)
-    return target
-
-
-def _write_data_report(run_dir: Path, module: Any) -> None:
-    """``<run_dir>/data_report.json``: per task, samples seen and unreadable samples skipped (with names)."""
-    report = module.skipped_samples()
-    if not report:
-        return
-    (run_dir / "data_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    for name, r in report.items():
-        if r["skipped"]:
-            print(f"task {name}: skipped {r['skipped']} unreadable sample(s); see {run_dir / 'data_report.json'}")
-
-
-def describe_mismatch(
-    ck: Path, cfg: Any, expected: dict[str, Any], weights: dict[str, Any], exc: Exception
-) -> str:
-    """Why a checkpoint's weights do not fit the recipe's model: missing and unexpected keys, shapes that
-    differ, and the recipe values that differ from the ones the checkpoint was trained with."""
-    from omegaconf import OmegaConf
-
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    shapes = sorted(
-        f"{k} {tuple(weights[k].shape)} -> {tuple(expected[k].shape)}"
-        for k in set(expected) & set(weights)
-        if tuple(weights[k].shape) != tuple(expected[k].shape)
-    )
-    lines = [f"the checkpoint {ck} does not fit the model this recipe builds"]
-    for what, keys in (
-        ("missing from the checkpoint", missing),
-        ("in the checkpoint but not in the model", unexpected),
-        ("shapes that differ (checkpoint -> model)", shapes),
-    ):
-        if keys:
-            lines.append(f"{what} ({len(keys)}): {', '.join(keys[:6])}" + (", ..." if len(keys) > 6 else ""))
-    if not (missing or unexpected or shapes):
-        lines.append(str(exc).splitlines()[0])
-    meta_file = ck / "meta.json"
-    trained: dict[str, Any] = {}
-    if meta_file.is_file():
-        try:
-            trained = json.loads(meta_file.read_text()).get("model") or {}
-        except ValueError:
-            trained = {}
-    if trained:
-        now = OmegaConf.to_container(cfg.model, resolve=True)
-        diffs = [
-            f"model.{k} is {trained.get(k)!r} in the checkpoint and {now.get(k)!r} in the recipe"
-            for k in sorted(set(trained) | set(now))
-            if trained.get(k) != now.get(k)
-        ]
-        if diffs:
-            lines.append("recipe values that differ: " + "; ".join(diffs))
-    return ". ".join(lines) + ". Resume with the recipe the run was trained with, or start a new run."
 
 
 def load_run(
