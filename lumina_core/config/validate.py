@@ -33,8 +33,6 @@ NESTED_COMPONENTS = {
     "grid": "TIME_GRIDS",
     "codec": "CODECS",
 }
-#: the kinds of ``RopeScaling`` (trunk), for ``tasks.N.sampling.rope_scaling.name``
-ROPE_KINDS = ("none", "pi", "ntk", "freq_aware", "time_aware", "time_aware_stepwise")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -483,26 +481,38 @@ def _check_model(model: Any, problems: list[str]) -> None:
 
 
 def _check_rope_scaling(node: Any, path: str, problems: list[str]) -> None:
+    """``{name: <registered RoPE scaling>, params: {...}}``: the params are the shared settings of
+    ``RopeScaling`` (scale, proportional_attention, ...) plus the registered rule's own constructor's."""
     if not isinstance(node, dict):
         return
-    kind = node.get("name")
-    if isinstance(kind, str) and kind != MISSING and kind not in ROPE_KINDS:
-        close = difflib.get_close_matches(kind, ROPE_KINDS, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        problems.append(
-            f"{_join(path, 'name')}: unknown RoPE scaling {kind!r}{hint} (known: {', '.join(ROPE_KINDS)})"
-        )
     try:
-        from lumina_core.model import RopeScaling
+        from lumina_core.model.rope import COMMON_PARAMS, RopeScaling
     except ImportError:
         return
+    rule = _lookup(_registries().ROPE_SCALINGS, node.get("name"), _join(path, "name"), problems)
     params = dict(node.get("params") or {})
     if "kind" in params:
         problems.append(
             f"{_join(path, 'params.kind')}: give the kind as rope_scaling.name, not as a parameter"
         )
         params.pop("kind")
-    check_params(RopeScaling, params, _join(path, "params"), problems, "RopeScaling")
+    common = {k: v for k, v in params.items() if k in COMMON_PARAMS}
+    check_params(RopeScaling, common, _join(path, "params"), problems, "RopeScaling")
+    if rule is None:
+        return
+    own = {k: v for k, v in params.items() if k not in COMMON_PARAMS}
+    accepted = accepted_params(rule)
+    if accepted is not None and not accepted[1]:
+        allowed = list(COMMON_PARAMS) + list(accepted[0])
+        for key in [k for k in own if k not in accepted[0]]:
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(
+                f"{_join(path, 'params.' + str(key))}: RoPE scaling {node.get('name')!r} does not take a "
+                f"parameter {key!r}{hint} (it takes: {', '.join(allowed)})"
+            )
+            own.pop(key)
+    check_params(rule, own, _join(path, "params"), problems, f"RoPE scaling {node.get('name')!r}")
 
 
 __all__ = ["validate_recipe", "check_params", "accepted_params", "Component"]

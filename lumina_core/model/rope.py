@@ -21,18 +21,28 @@ so the dot product of a rotated query and key depends only on the position diffe
   drops out of the rotation;
 * ``"blocked"`` - each axis owns a contiguous run of pairs.
 
-Scaling (``s`` per axis, >= 1 beyond the training extent), see :class:`RopeScaling`:
+Scaling (``s`` per axis, >= 1 beyond the training extent ``L``; ``d`` the head dimension). Each kind is a
+registered :class:`RopeScalingRule` in :data:`lumina_core.registry.ROPE_SCALINGS`, so a plugin or a user
+adds one with ``@ROPE_SCALINGS.register("name")``; :class:`RopeScaling` names the kind and the settings
+every kind shares. Built in:
 
-* PI:  ``w' = w / s``;
-* NTK: ``theta' = theta * s`` (released) or ``theta * s^(d_a / (d_a - 2))`` (``ntk_mode="dd2"``);
-* frequency-aware (ours, NTK-by-parts): ``r = L / lambda`` with ``lambda = 2 pi / w`` and ``L`` the training
-  extent; ``g = clip((r - low) / (high - low), 0, 1)``; ``w' = g w + (1 - g) w / s`` (high frequencies kept,
+* ``pi``:  ``w' = w / s``;
+* ``ntk``: ``theta' = theta * s`` (released) or ``theta * s^(d_a / (d_a - 2))`` (``ntk_mode="dd2"``);
+* ``freq_aware`` (ours, NTK-by-parts): ``r = L / lambda`` with ``lambda = 2 pi / w``;
+  ``g = clip((r - low) / (high - low), 0, 1)``; ``w' = g w + (1 - g) w / s`` (high frequencies kept,
   low ones interpolated);
-* time-aware (released smooth variant): ``d_t = t d + 1``, ``theta_t = theta s^(d / d_t)``,
-  ``w' = max(w / s, theta_t^(-2k / d_a))`` with ``d`` the head dimension (for 2D, ``2k / d_a = 4k / d``);
-  PI-like at ``t = 0`` and NTK-like at ``t = 1``;
-* time-aware stepwise (released sampler): PI while ``t < threshold`` (0.3), NTK after;
-* proportional attention: self-attention logits scaled by ``sqrt(log_{N_train} N)`` on top of
+* ``freq_aware_paper`` (the paper's form): ``theta' = theta * s^(d_a / d_target)`` with
+  ``d_target = d_a log_theta(L / (2 pi))``, the rotary width at which the wavelength equals ``L``: that
+  frequency is divided by exactly ``s``, higher ones by less, lower ones by more. (Per axis; the paper writes
+  it with ``d_head`` for 1-D positions. ``d_a`` cancels: ``theta' = theta s^(ln theta / ln(L / 2 pi))``.)
+  Needs ``L > 2 pi``;
+* ``time_aware`` (released smooth variant): ``d_t = t d + 1``, ``theta_t = theta s^(d / d_t)``,
+  ``w' = max(w / s, theta_t^(-2k / d_a))`` (for 2D, ``2k / d_a = 4k / d``); PI-like at ``t = 0`` and
+  NTK-like at ``t = 1``;
+* ``time_aware_paper`` (the paper's form): the same with ``d_t = (d - 1) t + 1``, which reaches exactly
+  ``theta s`` (linear NTK) at ``t = 1``;
+* ``time_aware_stepwise`` (released sampler): PI while ``t < threshold`` (0.3), NTK after;
+* proportional attention (any kind): self-attention logits scaled by ``sqrt(log_{N_train} N)`` on top of
   ``1 / sqrt(d)``, ``N`` the sample's number of tokens.
 
 Angles are computed and applied in fp32 with real cos/sin (no complex numbers).
@@ -40,14 +50,184 @@ Angles are computed and applied in fp32 with real cos/sin (no complex numbers).
 
 from __future__ import annotations
 
+import abc
+import inspect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from lumina_core.registry import ROPE_SCALINGS
+
+#: the first six built-in kinds (kept for callers that iterate them); every name: ``ROPE_SCALINGS.names()``
 ROPE_KINDS = ("none", "pi", "ntk", "freq_aware", "time_aware", "time_aware_stepwise")
+#: settings every kind shares (fields of RopeScaling); the rest of a recipe's params go to the kind's rule
+COMMON_PARAMS = ("scale", "proportional_attention", "scale_mode", "train_tokens")
+
+
+@dataclass(frozen=True)
+class FrequencyInputs:
+    """What a scaling rule sees: one row per rotation pair of the head.
+
+    Attributes:
+        k, d_axis: (P,) frequency index and rotary width ``d_a`` of the pair's axis.
+        scale: (B, P) scale factor of the pair's axis, per sample.
+        theta: the RoPE base.
+        head_dim: ``d``.
+        t: (B, 1) flow time, or None when the caller has none.
+        train_extent: (P,) training extent ``L`` of the pair's axis, or None.
+    """
+
+    k: Tensor
+    d_axis: Tensor
+    scale: Tensor
+    theta: float
+    head_dim: int
+    t: Tensor | None = None
+    train_extent: Tensor | None = None
+
+    def base(self) -> Tensor:
+        """(1, P) unscaled frequencies ``theta^(-2k / d_a)``."""
+        return base_frequencies(self.k, self.d_axis, self.theta)[None]
+
+    def with_base(self, log_theta: Tensor) -> Tensor:
+        """(B, P) frequencies ``exp(-2k / d_a * log_theta)`` for a per-sample, per-pair log-base."""
+        return torch.exp(-2.0 * self.k.double()[None] / self.d_axis.double()[None] * log_theta.double()).float()
+
+
+class RopeScalingRule(abc.ABC):
+    """Base class of a RoPE scaling: maps the batch's per-pair scale factors to new frequencies.
+
+    Subclass, implement :meth:`frequencies`, register with ``@ROPE_SCALINGS.register("name")``; constructor
+    keyword arguments are the kind's own recipe params (``rope_scaling: {name: ..., params: {...}}``, next to
+    the shared ``scale``, ``proportional_attention``, ``scale_mode``, ``train_tokens``).
+    """
+
+    #: the rule reads the flow time ``t`` (callers must pass it)
+    needs_time: ClassVar[bool] = False
+    #: the rule reads the training extent ``L`` (``AdapterSpec.train_extent``)
+    needs_extent: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def frequencies(self, f: FrequencyInputs) -> Tensor:
+        """(B, P) scaled frequencies."""
+
+
+@ROPE_SCALINGS.register("none")
+class NoScaling(RopeScalingRule):
+    """``w' = w``."""
+
+    def frequencies(self, f: FrequencyInputs) -> Tensor:
+        return f.base().expand_as(f.scale)
+
+
+@ROPE_SCALINGS.register("pi")
+class PositionInterpolation(RopeScalingRule):
+    """``w' = w / s``."""
+
+    def frequencies(self, f: FrequencyInputs) -> Tensor:
+        return f.base() / f.scale
+
+
+def _check_mode(ntk_mode: str) -> None:
+    if ntk_mode not in ("linear", "dd2"):
+        raise ValueError(f"ntk_mode must be 'linear' or 'dd2', got {ntk_mode!r}")
+
+
+@ROPE_SCALINGS.register("ntk")
+class NTKScaling(RopeScalingRule):
+    """``theta' = theta s`` (``ntk_mode="linear"``, released) or ``theta s^(d_a / (d_a - 2))`` (``"dd2"``)."""
+
+    def __init__(self, ntk_mode: str = "linear") -> None:
+        _check_mode(ntk_mode)
+        self.ntk_mode = ntk_mode
+
+    def frequencies(self, f: FrequencyInputs) -> Tensor:
+        return _ntk(f.k, f.d_axis, f.scale, f.theta, self.ntk_mode)
+
+
+@ROPE_SCALINGS.register("freq_aware")
+class NTKByParts(RopeScalingRule):
+    """Ours: ``w' = g w + (1 - g) w / s``, ``g = clip((L w / 2 pi - low) / (high - low), 0, 1)``."""
+
+    needs_extent = True
+
+    def __init__(self, freq_low: float = 0.25, freq_high: float = 1.0) -> None:
+        if not 0 <= freq_low < freq_high:
+            raise ValueError(f"need 0 <= freq_low < freq_high, got {freq_low}, {freq_high}")
+        self.freq_low, self.freq_high = float(freq_low), float(freq_high)
+
+    def frequencies(self, f: FrequencyInputs) -> Tensor:
+        w = f.base()
+        ratio = f.train_extent[None] * w / (2 * math.pi)  # training length / wavelength
+        g = ((ratio - self.freq_low) / (self.freq_high - self.freq_low)).clamp(0.0, 1.0)
+        return g * w + (1 - g) * w / f.scale
+
+
+@ROPE_SCALINGS.register("freq_aware_paper")
+class FrequencyAwarePaper(RopeScalingRule):
+    """The paper's form: ``theta' = theta s^(d_a / d_target)``, ``d_target = d_a log_theta(L / 2 pi)``."""
+
+    needs_extent = True
+
+    def frequencies(self, f: FrequencyInputs) -> Tensor:
+        extent = f.train_extent.double()
+        if bool((extent <= 2 * math.pi).any()):
+            raise ValueError(
+                "freq_aware_paper needs a training extent longer than 2 pi positions on every axis "
+                f"(d_target = d log_theta(L / 2 pi) must be positive); got train_extent {extent.unique().tolist()}"
+            )
+        exponent = math.log(f.theta) / torch.log(extent / (2 * math.pi))  # d_a / d_target, (P,)
+        log_theta = math.log(f.theta) + exponent[None] * torch.log(f.scale.double())
+        return f.with_base(log_theta)
+
+
+class _TimeAware(RopeScalingRule):
+    """``theta_t = theta s^(d / d_t)``, ``w' = max(w / s, theta_t^(-2k / d_a))`` for a schedule ``d_t(t)``."""
+
+    needs_time = True
+
+    def d_t(self, t: Tensor, d: int) -> Tensor:
+        raise NotImplementedError
+
+    def frequencies(self, f: FrequencyInputs) -> Tensor:
+        d_t = self.d_t(f.t, f.head_dim)  # (B, 1)
+        log_theta_t = math.log(f.theta) + (f.head_dim / d_t) * torch.log(f.scale)  # (B, P)
+        return torch.maximum(f.base() / f.scale, f.with_base(log_theta_t))
+
+
+@ROPE_SCALINGS.register("time_aware")
+class TimeAwareReleased(_TimeAware):
+    """Released smooth variant: ``d_t = t d + 1``."""
+
+    def d_t(self, t: Tensor, d: int) -> Tensor:
+        return t * d + 1.0
+
+
+@ROPE_SCALINGS.register("time_aware_paper")
+class TimeAwarePaper(_TimeAware):
+    """The paper's form: ``d_t = (d - 1) t + 1`` (``theta_1 = theta s``, linear NTK, at t = 1)."""
+
+    def d_t(self, t: Tensor, d: int) -> Tensor:
+        return t * (d - 1) + 1.0
+
+
+@ROPE_SCALINGS.register("time_aware_stepwise")
+class TimeAwareStepwise(RopeScalingRule):
+    """Released sampler: PI while ``t < threshold``, NTK (``ntk_mode``) after."""
+
+    needs_time = True
+
+    def __init__(self, threshold: float = 0.3, ntk_mode: str = "linear") -> None:
+        _check_mode(ntk_mode)
+        self.threshold, self.ntk_mode = float(threshold), ntk_mode
+
+    def frequencies(self, f: FrequencyInputs) -> Tensor:
+        ntk = _ntk(f.k, f.d_axis, f.scale, f.theta, self.ntk_mode)
+        return torch.where(f.t < self.threshold, f.base() / f.scale, ntk)
 
 
 @dataclass(frozen=True)
@@ -55,16 +235,19 @@ class RopeScaling:
     """How to scale RoPE when positions run beyond the training extent.
 
     Attributes:
-        kind: "none" | "pi" | "ntk" | "freq_aware" | "time_aware" | "time_aware_stepwise".
+        kind: a name registered in :data:`lumina_core.registry.ROPE_SCALINGS` ("none", "pi", "ntk",
+            "freq_aware", "freq_aware_paper", "time_aware", "time_aware_paper", "time_aware_stepwise", or a
+            plugin's).
         scale: None (derived per axis from ``AdapterSpec.train_extent`` vs the batch's extent), one float
             for every axis, or a tuple with one factor per axis.
         proportional_attention: scale self-attention logits by ``sqrt(log_{N_train} N)``.
         scale_mode: how a derived scale is computed: "axis" (``extent_a / train_a`` per axis) or "area"
             (``sqrt(prod extent / prod train)`` for every axis, as the released pipeline does).
-        ntk_mode: "linear" (``theta * s``, released) or "dd2" (``theta * s^(d_a / (d_a - 2))``).
-        threshold: stepwise time-aware switch point (PI for ``t < threshold``, NTK after).
-        freq_low, freq_high: frequency-aware blend bounds on ``r = train_extent / wavelength``.
+        ntk_mode, threshold, freq_low, freq_high: the built-in kinds' own parameters (passed to the kind's
+            rule when its constructor takes them): NTK "linear" / "dd2"; the stepwise switch time; the
+            NTK-by-parts blend bounds on ``r = train_extent / wavelength``.
         train_tokens: ``N_train`` of proportional attention; None: product of ``train_extent``.
+        options: other parameters of the kind's rule, as ``((name, value), ...)`` (a plugin's kind).
     """
 
     kind: str = "none"
@@ -76,22 +259,46 @@ class RopeScaling:
     freq_low: float = 0.25
     freq_high: float = 1.0
     train_tokens: int | None = None
+    options: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
         problems = []
-        if self.kind not in ROPE_KINDS:
-            problems.append(f"kind must be one of {ROPE_KINDS}, got {self.kind!r}")
         if self.scale_mode not in ("axis", "area"):
             problems.append(f"scale_mode must be 'axis' or 'area', got {self.scale_mode!r}")
-        if self.ntk_mode not in ("linear", "dd2"):
-            problems.append(f"ntk_mode must be 'linear' or 'dd2', got {self.ntk_mode!r}")
-        if not 0 <= self.freq_low < self.freq_high:
-            problems.append(f"need 0 <= freq_low < freq_high, got {self.freq_low}, {self.freq_high}")
         scales = (self.scale,) if isinstance(self.scale, (int, float)) else (self.scale or ())
         if any(float(s) <= 0 for s in scales):
             problems.append(f"scale factors must be positive, got {self.scale!r}")
+        try:
+            self.rule  # noqa: B018 - builds (and caches) the kind's rule: unknown kinds and bad params fail here
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(str(exc).strip("'\""))
         if problems:
             raise ValueError("invalid RopeScaling: " + "; ".join(problems))
+
+    @property
+    def rule(self) -> RopeScalingRule:
+        """The kind's registered rule, built with the parameters its constructor accepts (cached)."""
+        key = (self.kind, self.ntk_mode, self.threshold, self.freq_low, self.freq_high, self.options)
+        rule = _RULES.get(key)
+        if rule is None:
+            try:
+                cls = ROPE_SCALINGS.get(self.kind)
+            except KeyError as exc:
+                names = ", ".join(ROPE_SCALINGS.names())
+                raise ValueError(f"kind must be one of {names}, got {self.kind!r}; {exc}") from None
+            accepted = inspect.signature(cls).parameters
+            takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+            unknown = [k for k, _ in self.options if k not in accepted and not takes_any]
+            if unknown:
+                raise ValueError(
+                    f"RoPE scaling {self.kind!r} does not take {', '.join(map(repr, unknown))} "
+                    f"(it takes: {', '.join([*COMMON_PARAMS, *accepted])})"
+                )
+            own = {"ntk_mode": self.ntk_mode, "threshold": self.threshold}
+            own |= {"freq_low": self.freq_low, "freq_high": self.freq_high}
+            kwargs = {k: v for k, v in own.items() if k in accepted} | dict(self.options)
+            rule = _RULES[key] = cls(**kwargs)
+        return rule
 
     @classmethod
     def build(cls, value: RopeScaling | dict | str | None) -> RopeScaling | None:
@@ -103,12 +310,19 @@ class RopeScaling:
         value = dict(value)
         if "name" in value:
             params = dict(value.get("params") or {})
-            if isinstance(params.get("scale"), list):
-                params["scale"] = tuple(params["scale"])
-            return cls(kind=value["name"], **params)
-        if isinstance(value.get("scale"), list):
-            value["scale"] = tuple(value["scale"])
-        return cls(**value)
+            params["kind"] = value["name"]
+        else:
+            params = value
+        if isinstance(params.get("scale"), list):
+            params["scale"] = tuple(params["scale"])
+        mine = {f.name for f in fields(cls)} - {"options"}
+        options = tuple(
+            sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k not in mine)
+        )
+        return cls(**{k: v for k, v in params.items() if k in mine}, options=options)
+
+
+_RULES: dict[tuple, RopeScalingRule] = {}
 
 
 # -- pair layout -----------------------------------------------------------------------------------------
@@ -168,7 +382,7 @@ def scaled_frequencies(
     t: Tensor | None = None,
     train_extent: Tensor | None = None,
 ) -> Tensor:
-    """(B, P) frequencies of every rotation pair under ``scaling``.
+    """(B, P) frequencies of every rotation pair under ``scaling`` (its registered rule).
 
     Args:
         k, d_axis: (P,) frequency index and rotary width ``d_a`` of the pair's axis.
@@ -176,30 +390,15 @@ def scaled_frequencies(
         t: (B,) flow time, needed by the time-aware kinds.
         train_extent: (P,) training extent of the pair's axis (frequency-aware scaling).
     """
-    kind = scaling.kind
-    w = base_frequencies(k, d_axis, theta)[None]  # (1, P)
-    if kind == "none":
-        return w.expand_as(scale)
-    if kind == "pi":
-        return w / scale
-    if kind == "ntk":
-        return _ntk(k, d_axis, scale, theta, scaling.ntk_mode)
-    if kind == "freq_aware":
-        if train_extent is None:
-            raise ValueError("freq_aware RoPE scaling needs AdapterSpec.train_extent (the training length per axis)")
-        ratio = train_extent[None] * w / (2 * math.pi)  # training length / wavelength
-        g = ((ratio - scaling.freq_low) / (scaling.freq_high - scaling.freq_low)).clamp(0.0, 1.0)
-        return g * w + (1 - g) * w / scale
-    if t is None:
-        raise ValueError(f"RoPE scaling {kind!r} needs the flow time t")
-    t = t.float().reshape(-1, 1).to(scale.device)  # (B, 1)
-    if kind == "time_aware_stepwise":
-        return torch.where(t < scaling.threshold, w / scale, _ntk(k, d_axis, scale, theta, scaling.ntk_mode))
-    # time_aware (smooth): theta_t = theta * s^(d / (t d + 1)), w' = max(w / s, theta_t^(-2k / d_a))
-    d_t = t * head_dim + 1.0  # (B, 1)
-    log_theta_t = math.log(theta) + (head_dim / d_t) * torch.log(scale)  # (B, P)
-    w_t = torch.exp(-2.0 * k.float()[None] / d_axis.float()[None] * log_theta_t)
-    return torch.maximum(w / scale, w_t)
+    rule = scaling.rule
+    if rule.needs_extent and train_extent is None:
+        raise ValueError(
+            f"{scaling.kind} RoPE scaling needs AdapterSpec.train_extent (the training length per axis)"
+        )
+    if rule.needs_time and t is None:
+        raise ValueError(f"RoPE scaling {scaling.kind!r} needs the flow time t")
+    t_col = None if t is None else t.float().reshape(-1, 1).to(scale.device)  # (B, 1)
+    return rule.frequencies(FrequencyInputs(k, d_axis, scale, float(theta), head_dim, t_col, train_extent))
 
 
 def _ntk(k: Tensor, d_axis: Tensor, scale: Tensor, theta: float, mode: str) -> Tensor:
