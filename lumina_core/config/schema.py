@@ -81,6 +81,9 @@ class SamplingConfig:
     cfg_scale: float = 1.0
     cfg_channels: int | None = None  # None: guide all channels; 3 reproduces the released pipeline
     rope_scaling: Component | None = None
+    #: pooled self-attention keys/values (``lumina_core.model.context_drop.ContextDrop``): a mapping
+    #: ``{factor, until, schedule, layers}``; None: off
+    context_drop: dict[str, Any] | None = None
     seed: int = 0
 
 

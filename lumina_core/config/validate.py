@@ -446,6 +446,7 @@ def _check_registered_names(tree: dict, problems: list[str]) -> None:
             _lookup(reg.SOLVERS, samp.get("solver"), f"{base}.sampling.solver", problems)
             _check_component(samp.get("grid"), reg.TIME_GRIDS, f"{base}.sampling.grid", problems)
             _check_rope_scaling(samp.get("rope_scaling"), f"{base}.sampling.rope_scaling", problems)
+            _check_context_drop(samp.get("context_drop"), f"{base}.sampling.context_drop", problems)
 
 
 def _check_condition_kind(
@@ -478,6 +479,25 @@ def _check_model(model: Any, problems: list[str]) -> None:
         close = difflib.get_close_matches(preset, list(PRESETS), n=2, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         problems.append(f"model.preset: unknown preset {preset!r}{hint} (known: {', '.join(PRESETS)})")
+
+
+def _check_context_drop(node: Any, path: str, problems: list[str]) -> None:
+    """``{factor, until, schedule, layers}``: the parameters of ``ContextDrop``, and their values."""
+    if node is None:
+        return
+    try:
+        from lumina_core.model.context_drop import ContextDrop
+    except ImportError:
+        return
+    if not isinstance(node, Mapping):
+        return  # reported by the structure pass
+    before = len(problems)
+    check_params(ContextDrop, node, path, problems, "context_drop")
+    if len(problems) == before:
+        try:
+            ContextDrop.build(node)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{path}: {exc}")
 
 
 def _check_rope_scaling(node: Any, path: str, problems: list[str]) -> None:

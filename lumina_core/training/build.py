@@ -132,6 +132,7 @@ def sampling_kwargs(task: Any) -> dict[str, Any]:
         "cfg_scale": float(s.cfg_scale),
         "cfg_channels": s.cfg_channels,
         "rope_scaling": plain(s.rope_scaling),
+        "context_drop": plain(s.get("context_drop")),
         "seed": int(s.seed),
     }
 
