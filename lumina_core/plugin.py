@@ -185,6 +185,12 @@ class ModalityPlugin(abc.ABC):
             )
         return col
 
+    # -- reading a user's files (``lumina predict``) -------------------------------------------------------
+    def read_file(self, path: str | Path) -> Tensor:
+        """One sample from a file in the modality's usual format (an image, a WAV, ...), at the plugin's
+        default size, as the datasets give it. Default: this modality reads no files (a ValueError)."""
+        raise ValueError(f"the {self.name!r} modality cannot read sample files (it does not implement read_file)")
+
     # -- device placement for frozen helper networks (autoencoders, vocoders) -------------------------
     def to(self, device: torch.device | str) -> ModalityPlugin:
         """Move frozen helper networks (e.g. an autoencoder) to ``device``. Default: nothing to move."""

@@ -49,18 +49,57 @@ def train(args: argparse.Namespace) -> int:
     )
     from lumina_core.training.api import train as run_training
 
-    run_dir = run_training(cfg, resume=args.resume)
+    run_dir = run_training(cfg, resume=args.resume, overwrite=bool(getattr(args, "overwrite", False)))
     _say(f"done: run folder {run_dir} (checkpoints, previews and logs; `tensorboard --logdir {run_dir}`)")
     return 0
 
 
+#: above this many samples in one call, ``lumina sample`` warns (each is generated and written to disk)
+MANY_SAMPLES = 1000
+
+
+def _prompts(args: argparse.Namespace) -> list[str] | None:
+    """Captions from ``--prompt`` or ``--prompt-file``; a blank one is an error (it would silently give an
+    unconditional sample: ``--unconditional`` asks for those explicitly)."""
+    if args.prompt_file:
+        path = Path(args.prompt_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--prompt-file {path}: no such file")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()  # trailing blank lines are how files end
+        blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
+        if blank:
+            raise ValueError(
+                f"--prompt-file {path}: line(s) {', '.join(map(str, blank[:10]))} are blank; a blank caption "
+                "would give an unconditional sample. Remove them (use --unconditional for unconditional samples)"
+            )
+        if not lines:
+            raise ValueError(f"--prompt-file {path} holds no captions")
+        return [line.strip() for line in lines]
+    if args.prompt:
+        blank = [i + 1 for i, p in enumerate(args.prompt) if not p.strip()]
+        if blank:
+            raise ValueError(
+                f"--prompt: caption(s) number {', '.join(map(str, blank))} are empty; an empty caption would give "
+                "an unconditional sample (use --unconditional for those)"
+            )
+        return list(args.prompt)
+    return None
+
+
+def _task_condition_kind(cfg: Any, task_name: str | None) -> tuple[str, str]:
+    """``(task name, kind of condition its conditioner encodes)`` without building the conditioner."""
+    import lumina_core.conditioning  # noqa: F401  (registers the built-in conditioners)
+    from lumina_core.registry import CONDITIONERS
+
+    task = next((t for t in cfg.tasks if t.name == task_name), None) if task_name else cfg.tasks[0]
+    enc = task.conditioning.encoder
+    return str(task.name), str(getattr(CONDITIONERS.get(str(enc.name)), "kind", "none"))
+
+
 def sample(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    conditions: list | None = None
-    if args.prompt:
-        conditions = list(args.prompt)
-    elif args.classes:
-        conditions = list(args.classes)
     if args.num < 1:
         raise ValueError(f"--num must be at least 1, got {args.num}")
     tasks = [str(t.name) for t in cfg.tasks]
@@ -69,6 +108,27 @@ def sample(args: argparse.Namespace) -> int:
             f"--task {args.task!r} is not a task of {args.recipe}{_did_you_mean(args.task, tasks)}; "
             f"its tasks: {', '.join(tasks)}"
         )
+    prompts = _prompts(args)
+    conditions: list | None = prompts
+    if args.classes:
+        conditions = list(args.classes)
+    if args.unconditional:
+        conditions = [None]
+    name, kind = _task_condition_kind(cfg, args.task)
+    given = "text" if prompts else "class" if args.classes else None
+    if given and kind != given:
+        use = {"text": "--prompt or --prompt-file", "class": "--class", "none": "--unconditional"}.get(kind, "")
+        raise ValueError(
+            f"task {name!r} of {args.recipe} is {kind}-conditioned, but {given} conditions were given; "
+            f"use {use}" + (" (or leave them out: held-out conditions are used)" if kind != "none" else "")
+        )
+    total = args.num * (len(conditions) if conditions else 1)
+    if total > MANY_SAMPLES:
+        print(
+            f"lumina sample: warning: {total} samples requested; each is generated and written to disk "
+            "as it is made (Ctrl+C stops; files written so far are kept and listed in manifest.json)",
+            file=sys.stderr,
+        )
     out_dir = args.out or str(Path("samples") / str(cfg.run.name))
     what = f"{len(conditions)} condition(s) x {args.num}" if conditions else f"{args.num} sample(s)"
     task = f" (task {args.task})" if args.task else ""
@@ -76,10 +136,10 @@ def sample(args: argparse.Namespace) -> int:
     from lumina_core.training.api import sample as run_sampling
 
     extra = {"task": args.task} if args.task else {}
-    paths = run_sampling(cfg, args.ckpt, conditions, args.num, out_dir, **extra)
-    for p in paths:
-        _say(f"  wrote {p}")
-    _say(f"done: {len(paths)} file(s) in {out_dir}")
+    paths = run_sampling(
+        cfg, args.ckpt, conditions, args.num, out_dir, on_file=lambda p: _say(f"  wrote {p}"), **extra
+    )
+    _say(f"done: {len(paths)} file(s) in {out_dir}, listed in {Path(out_dir) / 'manifest.json'}")
     return 0
 
 
@@ -113,6 +173,26 @@ def serve(args: argparse.Namespace) -> int:
     _say(f"  files go to {session.out_dir}; open http://{args.host}:{args.port} (Ctrl+C stops)")
     launch(session, host=args.host, port=args.port)
     return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    _say(f"lumina predict: {args.recipe}, checkpoint {args.ckpt or 'last of the run'}, top {args.top_k}")
+    from lumina_core.recognition.predict import predict as run_prediction
+
+    report = run_prediction(cfg, args.ckpt, args.input, top_k=args.top_k, task=args.task)
+    for pred in report.predictions:
+        _say(f"  {pred.path}  " + "  ".join(f"{label} ({p:.2f})" for label, p in pred.top))
+    for path, reason in report.skipped:
+        _say(f"  skipped {path}: {reason}")
+    if args.json:
+        rows = [{"path": str(p.path), "top": [[lab, v] for lab, v in p.top]} for p in report.predictions]
+        skipped = [{"path": str(f), "reason": r} for f, r in report.skipped]
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"predictions": rows, "skipped": skipped}, indent=2) + "\n")
+        _say(f"wrote {args.json}")
+    _say(f"done: {len(report.predictions)} file(s) classified, {len(report.skipped)} skipped (unreadable)")
+    return 0 if report.predictions else 2
 
 
 # -- plugins -------------------------------------------------------------------------------------------------

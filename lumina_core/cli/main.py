@@ -9,6 +9,7 @@ runs. Errors from bad recipes, unknown names or bad input print a clean message 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", metavar="last|DIR", help="resume from the run's last checkpoint or a checkpoint folder"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="the run folder holds an earlier run: move it aside (renamed, never deleted) and start again",
+    )
     p.set_defaults(handler="train")
 
     p = sub.add_parser(
@@ -74,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     cond.add_argument(
         "--class", dest="classes", nargs="+", action="extend", type=int, metavar="N", help="class ids"
     )
+    cond.add_argument(
+        "--prompt-file", metavar="FILE", help="captions, one per line (a blank line is an error)"
+    )
+    cond.add_argument(
+        "--unconditional", action="store_true", help="samples with no condition (the null caption/class)"
+    )
     p.add_argument("--num", type=int, default=4, metavar="N", help="samples per condition (default 4)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: samples/<run name>)")
     p.add_argument("--task", metavar="NAME", help="which task of a multi-task recipe (default: the first)")
@@ -91,6 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     p.set_defaults(handler="eval")
+
+    p = sub.add_parser(
+        "predict",
+        help="top-k labels of files with a classification task",
+        description="Classify files (or every file of folders) with a recipe's classification task; prints "
+        "the top-k labels of each. Files that cannot be decoded are skipped and counted.",
+    )
+    p.add_argument("recipe", metavar="RECIPE", help="recipe YAML file the checkpoint was trained with")
+    _overrides_arg(p)
+    p.add_argument("--input", required=True, nargs="+", action="extend", metavar="PATH", help="files or folders")
+    p.add_argument(
+        "--ckpt", metavar="DIR", help="a checkpoint or run folder (default: the last checkpoint of this recipe's run)"
+    )
+    p.add_argument("--top-k", type=int, default=3, metavar="K", help="labels per file (default 3)")
+    p.add_argument("--task", metavar="NAME", help="which task (default: the first classification task)")
+    p.add_argument("--json", metavar="FILE", help="also write the predictions to this JSON file")
+    p.set_defaults(handler="predict")
 
     p = sub.add_parser(
         "serve",
@@ -197,19 +226,28 @@ def _split_overrides(args: argparse.Namespace, extra: list[str], parser: argpars
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    """Errors whose message is the whole story: bad recipes, unknown names, bad input, missing files.
+    """Errors whose message is the whole story: bad recipes, unknown names, bad input, missing files,
+    damaged checkpoints, a run that cannot go on (``lumina_core.errors.LuminaError``).
 
     A bare KeyError or IndexError is a bug, not a user error: it keeps its traceback."""
     registry = sys.modules.get("lumina_core.registry")
     if registry is not None and isinstance(exc, registry.RegistryError):
         return True
+    errors = sys.modules.get("lumina_core.errors")
+    if errors is not None and isinstance(exc, errors.LuminaError):
+        return True
     return isinstance(exc, ValueError | FileNotFoundError | NotADirectoryError | FileExistsError)
+
+
+def _exit_code(exc: BaseException) -> int:
+    code = getattr(exc, "exit_code", EXIT_USER_ERROR)
+    return code if isinstance(code, int) and code > 0 else EXIT_USER_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lumina`` command; returns the exit status (0 ok, 2 user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
+    debug = "--debug" in argv or os.environ.get("LUMINA_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -237,9 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug or not _is_user_error(exc):
             raise
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"lumina {args.command}: error: {message}", file=sys.stderr)
-        print("(run with --debug to see the traceback)", file=sys.stderr)
-        return EXIT_USER_ERROR
+        kind = "stopped" if getattr(exc, "exit_code", EXIT_USER_ERROR) != EXIT_USER_ERROR else "error"
+        print(f"lumina {args.command}: {kind}: {message}", file=sys.stderr)
+        print("(run with --debug, or LUMINA_DEBUG=1, to see the traceback)", file=sys.stderr)
+        return _exit_code(exc)
 
 
 if __name__ == "__main__":

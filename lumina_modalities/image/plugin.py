@@ -129,6 +129,12 @@ class ImagePlugin(ModalityPlugin):
         p2 = self.patch_size**2
         return torch.arange(self.token_channels * p2) // p2 < int(k)
 
+    def read_file(self, path: str | Path) -> Tensor:
+        """An image file as a (C, H, W) sample in [-1, 1] at ``image_size`` (resize to cover, centre crop)."""
+        from .folder import decode_image
+
+        return decode_image(path, self.image_size, self.channels)
+
     def sample_shape(self, sample: Tensor) -> tuple[int, ...]:
         return tuple(int(s) for s in sample.shape)
 
