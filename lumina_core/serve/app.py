@@ -71,7 +71,7 @@ def build_page(session: ServeSession) -> Any:
                 task = gr.Dropdown(tasks, value=tasks[0], label="task", elem_id="lumina-task")
                 about = gr.Markdown(_task_markdown(session, tasks[0]), elem_id="lumina-task-info")
                 prompt = gr.Textbox(
-                    label="prompt (a caption, or a class id)", lines=2, elem_id="lumina-prompt"
+                    label="prompt (a caption, or a class id)", lines=1, elem_id="lumina-prompt"
                 )
                 with gr.Row():
                     steps = gr.Slider(1, 100, value=int(first.defaults["steps"]), step=1, label="steps")

@@ -69,19 +69,24 @@ def _status_contains(page, text: str) -> None:
     )
 
 
-def test_prompt_gives_a_result_and_bad_input_a_message(page_url, browser):
+def _local_page(browser, url: str):
+    """A new tab on ``url`` that blocks and records every request not to this machine."""
     outside: list[str] = []
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
 
     def only_local(route):
-        url = route.request.url
-        if url.startswith(("http://127.0.0.1", "data:", "blob:")):
+        if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:")):
             return route.continue_()
-        outside.append(url)
+        outside.append(route.request.url)
         return route.abort()
 
     page.route("**/*", only_local)
-    page.goto(page_url)
+    page.goto(url)
+    return page, outside
+
+
+def test_prompt_gives_a_result_and_bad_input_a_message(page_url, browser):
+    page, outside = _local_page(browser, page_url)
     page.wait_for_selector("#lumina-generate", timeout=60_000)
     assert "type a caption" in page.inner_text("#lumina-task-info")
 
@@ -98,15 +103,14 @@ def test_prompt_gives_a_result_and_bad_input_a_message(page_url, browser):
     _status_contains(page, "Error:")
     assert "text-conditioned: type a caption, not a class id" in page.inner_text("#lumina-status")
 
-    page.fill("#lumina-prompt textarea", "a blue square")  # the server is still serving
-    page.click("#lumina-generate")
+    page.fill("#lumina-prompt textarea", "a blue square")  # the server is still serving; Enter submits
+    page.press("#lumina-prompt textarea", "Enter")
     _status_contains(page, "1 sample(s) of shape")
     assert outside == [], f"the page fetched from outside the machine: {outside}"
 
 
 def test_point_cloud_task_shows_a_3d_viewer(page_url, browser):
-    page = browser.new_page(viewport={"width": 1280, "height": 1100})
-    page.goto(page_url)
+    page, outside = _local_page(browser, page_url)
     page.wait_for_selector("#lumina-generate", timeout=60_000)
     page.click("#lumina-task input")
     page.get_by_role("option", name="clouds").click()
@@ -119,3 +123,5 @@ def test_point_cloud_task_shows_a_3d_viewer(page_url, browser):
     _status_contains(page, "1 sample(s) of shape (64, 3)")
     page.wait_for_selector("#lumina-model3d-0 canvas", timeout=30_000)
     assert page.locator("#lumina-model3d-1").is_hidden()  # one sample, one viewer
+    page.wait_for_timeout(1000)  # let the viewer load what it needs
+    assert outside == [], f"the 3-D viewer fetched from outside the machine: {outside}"
