@@ -222,6 +222,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="add torch.compile rows")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--kernels", action="store_true", help="also time each product, BLAS vs oneDNN (CPU fp32)")
+    ap.add_argument("--plot-dir", default=None, help="where the figure goes (default docs/images/benchmarks)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -243,8 +244,9 @@ def main() -> None:
     fns = {"ours": ours_fwd, "diffusers": ref_fwd}
     if uses_onednn(inputs[0]):  # CPU fp32: also time our trunk on PyTorch's own BLAS products
         fns["ours, torch kernels"] = ours_torch_kernels
-    compare("fp32 forward", fns, models, False, fp32, args, tokens)
-    compare("fp32 forward+backward", fns, models, True, fp32, args, tokens)
+    ratios = {}  # comparison -> {runner: speed-up over diffusers}, for the figure
+    ratios["fp32 forward"] = compare("fp32 forward", fns, models, False, fp32, args, tokens)
+    ratios["fp32 fwd+bwd"] = compare("fp32 forward+backward", fns, models, True, fp32, args, tokens)
     if args.bf16:
         dev_type = "cuda" if args.device.startswith("cuda") else "cpu"
 
@@ -252,12 +254,13 @@ def main() -> None:
             return torch.autocast(dev_type, dtype=torch.bfloat16)
 
         both = {"ours": ours_fwd, "diffusers": ref_fwd}  # under autocast both run PyTorch's own kernels
-        compare("bf16 autocast forward", both, models, False, bf16, args, tokens)
-        compare("bf16 autocast fwd+bwd", both, models, True, bf16, args, tokens)
+        ratios["bf16 forward"] = compare("bf16 autocast forward", both, models, False, bf16, args, tokens)
+        ratios["bf16 fwd+bwd"] = compare("bf16 autocast fwd+bwd", both, models, True, bf16, args, tokens)
     if args.compile:
         cfns = {"ours": torch.compile(ours_fwd), "diffusers": torch.compile(ref_fwd)}  # compiled: no oneDNN route
-        compare("compiled fp32 forward", cfns, models, False, fp32, args, tokens)
-        compare("compiled fp32 fwd+bwd", cfns, models, True, fp32, args, tokens)
+        ratios["compiled forward"] = compare("compiled fp32 forward", cfns, models, False, fp32, args, tokens)
+        ratios["compiled fwd+bwd"] = compare("compiled fp32 fwd+bwd", cfns, models, True, fp32, args, tokens)
+    print("figure:", *plot_ratios(ratios, args, tokens))
     if args.kernels and uses_onednn(inputs[0]):
         kernel_table(ours, args, tokens)
     if not args.no_profile:
@@ -266,6 +269,27 @@ def main() -> None:
             "share of a fp32 training step outside matmuls + attention: "
             + ", ".join(f"{k} {v:.1%}" for k, v in shares.items())
         )
+
+
+def plot_ratios(ratios: dict[str, dict[str, float]], args, tokens: int):
+    """Speed-up over diffusers (wall-clock medians) per comparison, one bar colour per runner of ours."""
+    from plotting import bar_plot
+
+    by_runner: dict[str, dict[str, float]] = {}
+    for comparison, row in ratios.items():
+        for runner, ratio in row.items():
+            by_runner.setdefault(runner, {})[comparison] = ratio
+    return bar_plot(
+        by_runner,
+        "backbone_speed_ratio",
+        title=f"trunk speed vs diffusers' LuminaNextDiT2DModel ({args.device}, {torch.get_num_threads()} threads)",
+        ylabel="speed-up (diffusers time / our time)",
+        baseline=1.0,
+        baseline_label="diffusers",
+        note=f"benchmarks/backbone.py: dim {args.dim}, {args.layers} layers, {tokens} tokens; median of "
+        f"{args.repeats} interleaved repeats; machine shared",
+        out_dir=args.plot_dir,
+    )
 
 
 if __name__ == "__main__":

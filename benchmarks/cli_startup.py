@@ -40,6 +40,9 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--no-torch", action="store_true", help="skip the `import torch` reference row")
+    parser.add_argument(
+        "--plot-dir", default=None, help="where the figure goes (default docs/images/benchmarks)"
+    )
     args = parser.parse_args()
 
     env = dict(os.environ)
@@ -61,11 +64,26 @@ def main() -> None:
     print(f"command: {' '.join(lumina)}; {args.repeat} runs each; {os.cpu_count()} CPUs")
     print(f"{'':32s} {'median s':>9s} {'best s':>9s} {'median - python':>16s}")
     base = None
+    medians, bests = {}, {}
     for label, cmd in rows:
         t = wall_times(cmd, args.repeat, env)
         med = statistics.median(t)
         base = med if base is None else base
+        medians[label], bests[label] = med, min(t)
         print(f"{label:32s} {med:9.3f} {min(t):9.3f} {med - base:16.3f}")
+
+    from plotting import bar_plot  # benchmarks/plotting.py
+
+    paths = bar_plot(
+        {"median": medians, "best": bests},
+        "cli_startup",
+        title="start-up time of the lumina command vs the interpreter and `import torch`",
+        ylabel="wall time (s)",
+        annotate="{:.2f}",
+        note=f"benchmarks/cli_startup.py --repeat {args.repeat}; {os.cpu_count()} CPUs, machine shared",
+        out_dir=args.plot_dir,
+    )
+    print("figure:", *paths)
 
 
 if __name__ == "__main__":

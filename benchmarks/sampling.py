@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument(
         "--refit", action="store_true", help="fit the grids again even if fitted_grids.json exists"
     )
+    ap.add_argument("--plot-dir", default=None, help="where the figure goes (default docs/images/benchmarks)")
     args = ap.parse_args()
 
     from lumina_core.sampling import (
@@ -185,6 +186,30 @@ def main() -> None:
         cands = {k: r[budget][0] for k, r in table.items() if budget in r}
         b = min(cands, key=cands.get)
         print(f"best at {budget:>2} NFE: {b[0]:>16} on {b[1]:<10} {cands[b]:.2e}")
+    print("figure:", *plot_table(table, euler50, args))
+
+
+def plot_table(table: dict, euler50: float, args) -> tuple[Path, Path]:
+    """The table as a figure: one panel per time grid (the fitted grids in their own panel), one line per
+    solver, error against the NFE each cell really used, and uniform Euler at 50 NFE as the line to beat."""
+    from plotting import line_panels
+
+    panels: dict[str, dict] = {}
+    for (label, gname), row in table.items():
+        cells = sorted(row.values(), key=lambda c: c[1])
+        panels.setdefault(gname, {})[label] = ([c[1] for c in cells], [c[0] for c in cells])
+    return line_panels(
+        panels,
+        "sampling_error_vs_nfe",
+        title=f"RMS error vs the dopri5 reference (cfg {args.cfg_scale:g}, {args.samples} samples)",
+        xlabel="NFE (network evaluations)",
+        ylabel="RMS error",
+        logx=True,
+        logy=True,
+        hlines={"euler, uniform, 50 NFE": euler50},
+        note="benchmarks/sampling.py: Next-DiT dim 64, 3 layers, on 1-D bumps; CPU, machine shared",
+        out_dir=args.plot_dir,
+    )
 
 
 def fit_grids(args, model, plugin, enc, guided_velocity, token_noise, fit_time_grid) -> dict:
