@@ -21,9 +21,11 @@ from lumina_core.registry import DATASETS
 from .cameras import check_rigid, orbit
 from .metrics import score_views
 from .plugin import CAM, attach_cameras, cameras_of
-from .render import Scene, random_scene, render
+from .render import COLORS, KINDS, Scene, random_scene, render
 
 CONDITIONS = ("text", "class", "none")
+#: adherence of a random guess: colour 1 in 6, shape 1 in 4, averaged
+ADHERENCE_CHANCE = (1 / len(COLORS) + 1 / len(KINDS)) / 2
 
 
 @DATASETS.register("multiview_scenes")
@@ -86,6 +88,7 @@ class MultiviewScenes(torch.utils.data.Dataset):
             int(supersample),
         )
         self.length, self.seed, self.split, self.cache = int(length), int(seed), str(split), bool(cache)
+        self.condition_kind = condition
         self._items: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -134,7 +137,10 @@ def score_samples(samples: list[Tensor], items: list[dict], fov: float) -> dict[
         c = s.shape[1] - CAM
         for k, v in score_views(s[:, :c], scene, cameras_of(s, c), fov).items():
             totals.setdefault(k, []).append(v)
-    return {k: float(np.nanmean(v)) for k, v in totals.items()}
+    out = {"adherence": float(np.nanmean(totals.pop("adherence")))}
+    out["chance"] = ADHERENCE_CHANCE
+    out.update({k: float(np.nanmean(v)) for k, v in totals.items()})
+    return out
 
 
 @DATASETS.register("multiview_folder")
@@ -176,6 +182,7 @@ class MultiviewFolder(torch.utils.data.Dataset):
             k = max(2, round(1 / val_fraction))
             scenes = [s for i, s in enumerate(scenes) if (i % k == k - 1) == (split != "train")]
         self.scenes, self.size, self.views, self.condition = scenes, size, views, condition
+        self.condition_kind, self.split = condition, split
         self.stats = SkipStats()
 
     def __len__(self) -> int:
