@@ -86,7 +86,8 @@ def build_page(session: ServeSession) -> Any:
                 with gr.Row():
                     num = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="samples")
                     shape = gr.Textbox(
-                        label="shape (empty: the plugin's default; e.g. 3, 48, 48)", elem_id="lumina-shape"
+                        label="shape (empty: the default shown above; e.g. larger sides, more frames)",
+                        elem_id="lumina-shape",
                     )
                 go = gr.Button("Generate", variant="primary", elem_id="lumina-generate")
             with gr.Column(scale=3):
