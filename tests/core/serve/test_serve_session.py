@@ -135,3 +135,15 @@ def test_parse_shape():
     assert parse_shape("  ") is None
     with pytest.raises(ValueError, match="got '3, -1'"):
         parse_shape("3, -1")
+
+
+def test_cli_refuses_a_bad_port_before_loading_anything(tmp_path, capsys):
+    from omegaconf import OmegaConf
+    from serve_run import tiny_recipe
+
+    from lumina_core.cli.main import EXIT_USER_ERROR, main
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text("# Run: lumina train tiny.yaml\n" + OmegaConf.to_yaml(tiny_recipe(tmp_path / "run")))
+    assert main(["serve", str(recipe), "--port", "70000"]) == EXIT_USER_ERROR
+    assert "--port must be between 1 and 65535, got 70000" in capsys.readouterr().err
