@@ -105,11 +105,10 @@ class MultiviewScenes(torch.utils.data.Dataset):
 
     def item_for(self, scene: Scene, c2w: Tensor) -> dict[str, Any]:
         """The dataset item of ``scene`` seen by cameras ``c2w`` (rendered now)."""
-        out = render(scene, c2w, self.size, self.size, self.fov, self.supersample)
+        out = render(scene, c2w, self.size, self.size, self.fov, self.supersample, geometry=False)
         sample = attach_cameras(out["rgb"] * 2 - 1, c2w)
         cond = {"text": scene.caption(), "class": scene.class_id(), "none": None}[self.condition]
-        meta = {"scene": json.dumps(scene.to_dict()), "caption": scene.caption(), "fov": self.fov,
-                "silhouette_area": out["silhouette"].float().mean(dim=(1, 2)).tolist()}  # fmt: skip
+        meta = {"scene": json.dumps(scene.to_dict()), "caption": scene.caption(), "fov": self.fov}
         return {"sample": sample, "condition": cond, "meta": meta}
 
     def __getitem__(self, index: int) -> dict[str, Any]:

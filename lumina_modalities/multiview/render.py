@@ -162,26 +162,26 @@ def _trace(
 
 
 def render(scene: Scene, c2w: Tensor, height: int, width: int, fov: float = 40.0,
-           supersample: int = 1) -> dict[str, Tensor]:  # fmt: skip
+           supersample: int = 1, geometry: bool = True) -> dict[str, Tensor]:  # fmt: skip
     """Render ``scene`` from cameras ``c2w`` (V, 4, 4).
 
     Returns ``rgb`` (V, 3, H, W) in [0, 1], ``depth`` (V, H, W) camera-space z of the hit (0 on background),
     ``silhouette`` (V, H, W) bool, ``object_id`` (V, H, W) long (-1 on background). ``supersample`` k > 1
     averages k x k colour samples per pixel (anti-aliasing); depth, silhouette and ids are taken at the pixel
-    centres.
+    centres; ``geometry=False`` skips them (only ``rgb``: a second pass saved when supersampling).
     """
     if height < 1 or width < 1 or supersample < 1:
         raise ValueError(f"render needs a positive size and supersample; got {height}x{width}, {supersample}")
     c2w = c2w.double()
     v = c2w.shape[0]
     out: dict[str, Tensor] = {}
-    for k in sorted({1, supersample}):
+    for k in sorted({1, supersample} if geometry else {supersample}):
         h, w = height * k, width * k
         dc = pixel_directions(h, w, fov)  # (h, w, 3) camera frame, unit
         d = torch.einsum("vab,hwb->vhwa", c2w[:, :3, :3], dc).reshape(-1, 3)
         o = c2w[:, None, None, :3, 3].expand(v, h, w, 3).reshape(-1, 3)
         t, hit, which = _trace(scene, o, d)
-        if k == 1:
+        if k == 1 and geometry:
             depth = (t * -dc[..., 2].reshape(1, -1).expand(v, -1).reshape(-1)).where(hit, torch.zeros_like(t))
             out["depth"] = depth.reshape(v, h, w).float()
             out["silhouette"] = hit.reshape(v, h, w)
