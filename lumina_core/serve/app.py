@@ -150,6 +150,14 @@ def launch(
     until interrupted unless ``block`` is False; returns the Blocks (``.close()`` stops the server)."""
     page = build_page(session)
     page.queue(default_concurrency_limit=1)
+    try:
+        _start(page, session, host, port, block)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise ValueError(f"cannot serve on {host}:{port}: {exc}; choose another --port or --host") from exc
+    return page
+
+
+def _start(page: Any, session: ServeSession, host: str, port: int | None, block: bool) -> None:
     page.launch(
         server_name=host,
         server_port=port,
@@ -163,4 +171,3 @@ def launch(
         quiet=False,
         footer_links=[],
     )
-    return page
