@@ -85,6 +85,9 @@ class MultiviewPlugin(ModalityPlugin):
         rope_theta: RoPE base.
         learn_sigma: predict ``2 * in_dim`` channels (only the first ``in_dim`` are the velocity).
         fps: frame rate of the turntable GIF previews.
+        autoencoder: a registered codec node, e.g. ``{name: autoencoder_kl, params: {path: ...}}`` (the image
+            plugin's frozen AutoencoderKL, reached through ``CODECS`` by name): tokens are then patches of each
+            view's latents, and the Plücker rays those of the latent pixels.
     """
 
     name = "multiview"
@@ -109,13 +112,20 @@ class MultiviewPlugin(ModalityPlugin):
         rope_theta: float = 10000.0,
         learn_sigma: bool = False,
         fps: float = 4.0,
+        autoencoder: dict | None = None,
     ) -> None:
         problems = []
+        self.codec = None
+        if autoencoder:  # latents through a registered codec (the image plugin's autoencoder_kl), by name
+            from lumina_core.registry import CODECS
+
+            self.codec = CODECS.build(dict(autoencoder))
+        factor = int(getattr(self.codec, "factor", 1))
         hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
         if len(hw) != 2 or min(hw) < 1:
             problems.append(f"size must be an int or (H, W) of positive ints; got {size!r}")
-        elif hw[0] % patch or hw[1] % patch:
-            problems.append(f"size {hw} must be a multiple of patch={patch}")
+        elif hw[0] % (patch * factor) or hw[1] % (patch * factor):
+            problems.append(f"size {hw} must be a multiple of patch x autoencoder factor = {patch * factor}")
         if camera not in CAMERA_ENCODINGS:
             problems.append(f"camera must be one of {CAMERA_ENCODINGS}; got {camera!r}")
         if views < 1 or (sample_views is not None and sample_views < 1):
@@ -127,6 +137,8 @@ class MultiviewPlugin(ModalityPlugin):
         if problems:
             raise ValueError("invalid multiview parameters: " + "; ".join(problems))
         self.views, self.size, self.channels, self.patch = int(views), hw, int(channels), int(patch)
+        self.factor = factor
+        self.token_channels = int(self.codec.latent_channels) if self.codec is not None else self.channels
         self.camera, self.fov, self.elevation, self.radius = (
             camera,
             float(fov),
@@ -141,13 +153,13 @@ class MultiviewPlugin(ModalityPlugin):
             views=self.views, size=list(hw), channels=self.channels, patch=self.patch, camera=camera,
             fov=self.fov, elevation=self.elevation, radius=self.radius, sample_views=sample_views,
             azimuths=self.azimuths, axis_split=list(self.axis_split), rope_theta=self.rope_theta,
-            learn_sigma=self.learn_sigma, fps=self.fps,
+            learn_sigma=self.learn_sigma, fps=self.fps, autoencoder=autoencoder,
         )  # fmt: skip
 
     # -- tokens ------------------------------------------------------------------------------------------
     @property
     def token_dim(self) -> int:
-        return self.channels * self.patch * self.patch
+        return self.token_channels * self.patch * self.patch
 
     @property
     def token_cond_dim(self) -> int:
@@ -163,9 +175,14 @@ class MultiviewPlugin(ModalityPlugin):
             axis_split=self.axis_split,
             rope_layout="blocked",
             rope_theta=self.rope_theta,
-            train_extent=(float(self.views), float(h // self.patch), float(w // self.patch)),
+            train_extent=(float(self.views), float(h // self.multiple), float(w // self.multiple)),
             token_cond_dim=self.token_cond_dim,
         )
+
+    @property
+    def multiple(self) -> int:
+        """Pixels per token side: the patch times the autoencoder's downsampling factor."""
+        return self.patch * self.factor
 
     def _check(self, i: int, x: Tensor) -> None:
         c = self.channels
@@ -175,10 +192,10 @@ class MultiviewPlugin(ModalityPlugin):
                 f"multiview sample {i} must be a tensor (V, {c} + 12, H, W): {c} colour channels and the 12 "
                 f"camera numbers of each view; got {got}"
             )
-        if x.shape[0] < 1 or x.shape[2] % self.patch or x.shape[3] % self.patch:
+        if x.shape[0] < 1 or x.shape[2] % self.multiple or x.shape[3] % self.multiple:
             raise ValueError(
                 f"multiview sample {i}: {x.shape[0]} views of {x.shape[2]}x{x.shape[3]} pixels; need at least one "
-                f"view and sides that are multiples of patch={self.patch}"
+                f"view and sides that are multiples of {self.multiple} (patch x autoencoder factor)"
             )
         cams = x[:, c:]
         spread = (cams - cams[:, :, :1, :1]).abs().amax().item() if cams.numel() else 0.0
@@ -189,7 +206,8 @@ class MultiviewPlugin(ModalityPlugin):
         check_rigid(cameras_of(x, c), what=f"multiview sample {i}: camera of view")
 
     def camera_condition(self, c2w: Tensor, height: int, width: int) -> Tensor | None:
-        """(V * gh * gw, Dk) per-token camera conditioning of one sample's cameras, or None."""
+        """(V * gh * gw, Dk) per-token camera conditioning of one sample's cameras, or None; ``height`` and
+        ``width`` are those of the token space (latent pixels with an autoencoder: the rays of their centres)."""
         if self.camera == "none":
             return None
         rel = relative_to_first(c2w)
@@ -199,7 +217,8 @@ class MultiviewPlugin(ModalityPlugin):
         per_view = rel[:, :3, :4].reshape(-1, CAM)
         return per_view.repeat_interleave(gh * gw, dim=0)
 
-    def tokenize(self, samples: Sequence[Tensor]) -> TokenBatch:
+    def tokenize(self, samples: Sequence[Tensor], encode: bool = True) -> TokenBatch:
+        """Samples to tokens; ``encode=False`` skips the autoencoder (zero tokens, for :meth:`layout`)."""
         if len(samples) == 0:
             raise ValueError("tokenize needs at least one multiview sample")
         tokens, positions, shapes, conds = [], [], [], []
@@ -207,10 +226,17 @@ class MultiviewPlugin(ModalityPlugin):
             self._check(i, x)
             v, _, h, w = x.shape
             x = x.float()
-            tokens.append(patchify(x[:, : self.channels], self.patch))
-            positions.append(grid_positions(v, h // self.patch, w // self.patch, device=x.device))
+            lh, lw = h // self.factor, w // self.factor
+            if self.codec is None:
+                z = x[:, : self.channels]
+            elif encode:
+                z = self.codec.encode(x[:, : self.channels])  # (V, c, H/f, W/f)
+            else:
+                z = x.new_zeros(v, self.token_channels, lh, lw)
+            tokens.append(patchify(z, self.patch))
+            positions.append(grid_positions(v, h // self.multiple, w // self.multiple, device=x.device))
             shapes.append(self.sample_shape(x))
-            cond = self.camera_condition(cameras_of(x, self.channels), h, w)
+            cond = self.camera_condition(cameras_of(x, self.channels), lh, lw)
             if cond is not None:
                 conds.append(cond.to(device=x.device, dtype=torch.float32))
         return TokenBatch.from_sequences(
@@ -225,12 +251,20 @@ class MultiviewPlugin(ModalityPlugin):
         out = []
         for i, shape in enumerate(batch.shapes):
             v, c, h, w = (int(s) for s in shape[:4])
-            n = v * (h // self.patch) * (w // self.patch)
+            n = v * (h // self.multiple) * (w // self.multiple)
             if int(batch.mask[i].sum()) != n:
                 raise ValueError(
                     f"sample {i}: shape {shape[:4]} needs {n} tokens; the mask has {int(batch.mask[i].sum())}"
                 )
-            images = unpatchify(batch.tokens[i, :n, :d], v, c, h, w, self.patch)
+            z = unpatchify(
+                batch.tokens[i, :n, :d],
+                v,
+                self.token_channels,
+                h // self.factor,
+                w // self.factor,
+                self.patch,
+            )
+            images = z if self.codec is None else self.codec.decode(z).to(z.dtype)
             out.append(attach_cameras(images, cameras_from_shape(shape)))
         return out
 
@@ -258,13 +292,18 @@ class MultiviewPlugin(ModalityPlugin):
         for s in shapes:
             v, c, h, w = (int(x) for x in s[:4])
             blanks.append(attach_cameras(torch.zeros(v, c, h, w, device=device), cameras_from_shape(s)))
-        batch = self.tokenize(blanks)
+        batch = self.tokenize(blanks, encode=False)
         return batch.with_tokens(torch.zeros_like(batch.tokens))
+
+    def to(self, device: torch.device | str) -> MultiviewPlugin:
+        if self.codec is not None:
+            self.codec.to(device)
+        return self
 
     def cfg_channel_mask(self, k: int, shape: tuple[Any, ...] | None = None) -> Tensor:
         """Token channels of the first ``k`` colour channels: patches are (C, ph, pw), so the first k p^2."""
-        if not 1 <= int(k) <= self.channels:
-            raise ValueError(f"cfg_channels={k} must be between 1 and {self.channels}")
+        if not 1 <= int(k) <= self.token_channels:
+            raise ValueError(f"cfg_channels={k} must be between 1 and {self.token_channels}")
         mask = torch.zeros(self.token_dim, dtype=torch.bool)
         mask[: int(k) * self.patch * self.patch] = True
         return mask

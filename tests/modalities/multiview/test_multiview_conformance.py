@@ -72,7 +72,7 @@ def test_bad_samples_are_refused_clearly():
     good = attach_cameras(torch.zeros(2, 3, 8, 8), orbit(2))
     with pytest.raises(ValueError, match=r"\(V, 3 \+ 12, H, W\)"):
         plugin.tokenize([good[:, :3]])
-    with pytest.raises(ValueError, match="multiples of patch=4"):
+    with pytest.raises(ValueError, match=r"multiples of 4 \(patch x autoencoder factor\)"):
         plugin.tokenize([attach_cameras(torch.zeros(2, 3, 6, 8), orbit(2))])
     squashed = orbit(2).clone()
     squashed[1, :3, 1] *= 0.5
