@@ -43,6 +43,8 @@ class MultiviewScenes(torch.utils.data.Dataset):
         elevation, elevation_jitter: orbit elevation and the +- range of a uniform random offset (degrees).
         radius, fov: camera distance from the origin and vertical field of view (degrees).
         span: azimuth range the V views cover (360: a closed orbit).
+        azimuth_jitter: each view but the first moves by a uniform random +- this many degrees along the orbit,
+            so training sees a continuum of relative poses rather than V fixed ones.
         supersample: colour samples per pixel side (anti-aliasing).
         length: number of distinct scenes; seed: base seed; split: ``"train"`` or ``"val"``.
         cache: keep rendered items in memory (rendering costs tens of ms per item).
@@ -61,6 +63,7 @@ class MultiviewScenes(torch.utils.data.Dataset):
         radius: float = 3.2,
         fov: float = 40.0,
         span: float = 360.0,
+        azimuth_jitter: float = 0.0,
         supersample: int = 2,
         length: int = 2000,
         seed: int = 0,
@@ -88,6 +91,7 @@ class MultiviewScenes(torch.utils.data.Dataset):
             int(supersample),
         )
         self.length, self.seed, self.split, self.cache = int(length), int(seed), str(split), bool(cache)
+        self.azimuth_jitter = float(azimuth_jitter)
         self.condition_kind = condition
         self._items: dict[int, dict[str, Any]] = {}
 
@@ -101,7 +105,10 @@ class MultiviewScenes(torch.utils.data.Dataset):
         scene = random_scene(gen, self.max_objects)
         az0 = 360.0 * float(torch.rand(1, generator=gen))
         elev = self.elevation + self.elevation_jitter * (2 * float(torch.rand(1, generator=gen)) - 1)
-        return scene, orbit(self.views, elev, self.radius, azimuth0=az0, span=self.span)
+        shifts = (2 * torch.rand(self.views, generator=gen) - 1) * self.azimuth_jitter
+        shifts[0] = 0.0
+        azimuths = [az0 + v * self.span / self.views + float(shifts[v]) for v in range(self.views)]
+        return scene, orbit(self.views, elev, self.radius, azimuths=azimuths)
 
     def item_for(self, scene: Scene, c2w: Tensor) -> dict[str, Any]:
         """The dataset item of ``scene`` seen by cameras ``c2w`` (rendered now)."""
