@@ -97,7 +97,9 @@ class Classification(Objective):
         key = self.label[5:]
         meta = item.get("meta") or {}
         if key not in meta:
-            raise ValueError(f"the item has no meta[{key!r}] to use as its label; its meta keys: {sorted(meta)}")
+            raise ValueError(
+                f"the item has no meta[{key!r}] to use as its label; its meta keys: {sorted(meta)}"
+            )
         return meta[key]
 
     def class_index(self, value: Any) -> int:

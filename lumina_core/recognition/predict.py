@@ -37,7 +37,9 @@ def list_inputs(inputs: Sequence[str | Path]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             found = sorted(
-                f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.parts[-1:])
+                f
+                for f in p.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.parts[-1:])
             )
             if not found:
                 raise ValueError(f"{p} is an empty folder: nothing to predict")
@@ -111,5 +113,7 @@ def predict(
     k = min(int(top_k), probs.shape[1])
     values, indices = probs.topk(k, dim=-1)
     for f, vs, ix in zip(kept, values.tolist(), indices.tolist(), strict=True):
-        report.predictions.append(Prediction(f, [(objective.class_names[i], v) for i, v in zip(ix, vs, strict=True)]))
+        report.predictions.append(
+            Prediction(f, [(objective.class_names[i], v) for i, v in zip(ix, vs, strict=True)])
+        )
     return report

@@ -27,7 +27,7 @@ def eval_splits(task: Any) -> Iterator[tuple[str, Any]]:
             f"task {task.name!r}: eval.sweep takes one dataset parameter and its values, e.g. "
             f"{{size: [16, 32, 64]}}; got {sweep}"
         )
-    (param, values), = sweep.items()
+    ((param, values),) = sweep.items()
     if not isinstance(values, list) or not values:
         raise ValueError(f"task {task.name!r}: eval.sweep.{param} must be a non-empty list; got {values!r}")
     for value in values:

@@ -57,4 +57,8 @@ class LabelledDigitsDataset(torch.utils.data.Dataset):
         img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)
         img = img[0].clamp(-1, 1).expand(self.channels, -1, -1).contiguous()
         label = int(self.labels[digit])
-        return {"sample": img, "condition": label, "meta": {"label": str(label), "size": size, "index": digit}}
+        return {
+            "sample": img,
+            "condition": label,
+            "meta": {"label": str(label), "size": size, "index": digit},
+        }

@@ -138,7 +138,9 @@ class LabelledImagesDataset(_SkipAndCount):
                 if not k or held == (split != "train"):
                     chosen.append((p, index[c]))
         if not chosen:
-            raise ValueError(f"labelled_images: the {split!r} split of {root} is empty (val_fraction={val_fraction})")
+            raise ValueError(
+                f"labelled_images: the {split!r} split of {root} is empty (val_fraction={val_fraction})"
+            )
         self.items = chosen
         self.root, self.split, self.size, self.channels = base, split, int(size), int(channels)
         self.stats = SkipStats()
@@ -159,4 +161,8 @@ class LabelledImagesDataset(_SkipAndCount):
     def _read(self, index: int) -> dict[str, Any]:
         path, cls = self.items[index]
         image = decode_image(path, (self.size, self.size), self.channels)
-        return {"sample": image, "condition": cls, "meta": {"label": self.class_names[cls], "path": str(path)}}
+        return {
+            "sample": image,
+            "condition": cls,
+            "meta": {"label": self.class_names[cls], "path": str(path)},
+        }
