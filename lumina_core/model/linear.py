@@ -25,11 +25,27 @@ calls the BLAS ``sgemm`` (MKL in the PyPI wheels); oneDNN's matmul primitive
   backward writes the two gradients into them instead of four fresh activation-sized tensors (so it runs
   once: a second backward through the same graph, ``retain_graph=True``, raises).
 
-The plain PyTorch ops are used instead whenever oneDNN does not apply: not a CPU fp32 tensor, autocast on,
-``torch.compile`` tracing (the compiler picks its own kernels), a PyTorch without oneDNN, or the backend set
-to ``"torch"`` (:func:`set_linear_backend`, :func:`linear_backend` for a block, or
-``LUMINA_LINEAR_BACKEND=torch`` in the environment). Both
-paths agree to float rounding (about 1e-6 relative); ``tests/test_linear.py`` checks values and gradients.
+bf16: under CPU autocast with ``dtype=torch.bfloat16`` (fp32 weights, as in mixed-precision training) or
+with bf16 operands (a bf16 model), the same kernels run in bf16 on CPUs whose oneDNN has bf16 support
+(AVX-512 bf16 / AMX; :func:`onednn_dtype`). Operands are cast to bf16 by differentiable casts outside the
+kernels, exactly as autocast casts ``F.linear``'s operands, so a fp32 weight receives its gradient in fp32
+(computed in bf16, then cast, as autocast does); products accumulate in fp32 inside oneDNN and round their
+outputs to bf16.
+
+The plain PyTorch ops are used instead whenever oneDNN does not apply: not a CPU tensor, a dtype other than
+fp32 or bf16 (or autocast to another dtype, or bf16 without oneDNN bf16 support), ``torch.compile`` tracing
+(the compiler picks its own kernels), a PyTorch without oneDNN, or the backend set to ``"torch"``
+(:func:`set_linear_backend`, :func:`linear_backend` for a block, or ``LUMINA_LINEAR_BACKEND=torch`` in the
+environment). Both paths agree to float rounding (about 1e-6 relative in fp32, bf16 rounding in bf16);
+``tests/test_linear.py`` and ``tests/core/model/`` check values and gradients.
+
+Safety: oneDNN's ``_linear_pointwise.binary`` compares only the ranks of a 2-D addend and the product (an
+(8, 32) addend to a (64, 32) product is accepted and read past its end), and the plain form reports
+mismatched sizes only as "could not create a primitive descriptor". Every call here goes through
+:func:`_mm` / :func:`_mm_add` (and the no-grad SwiGLU through :func:`_check`), which check shapes and dtypes
+first and raise a ValueError that names them. ``tests/core/model/test_kernels_stress.py`` runs the kernels
+and the hand-written backward passes on many shapes (widths 1-17, strided, transposed and broadcast
+operands and gradients, whole tiny-trunk steps on 4-wide tokens) under glibc's heap checker.
 """
 
 from __future__ import annotations
@@ -77,18 +93,76 @@ def _onednn_op():
 _LP = _onednn_op() if torch.backends.mkldnn.is_available() else None
 
 
+def _bf16_supported() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_BF16 = _LP is not None and _bf16_supported()
+
+
+def onednn_dtype(*tensors: Tensor | None) -> torch.dtype | None:
+    """The dtype in which :func:`linear`, :func:`split_linear` and :func:`swiglu` multiply these operands
+    through oneDNN: ``torch.float32`` (fp32 operands, autocast off), ``torch.bfloat16`` (CPU autocast to bf16
+    with fp32/bf16 operands, or bf16 operands, when this CPU's oneDNN supports bf16), or None (plain PyTorch)."""
+    if _LP is None or _backend != "auto" or torch.compiler.is_compiling():
+        return None
+    ts = [t for t in tensors if t is not None]
+    if any(t.device.type != "cpu" for t in ts):
+        return None
+    dtypes = {t.dtype for t in ts}
+    if torch.is_autocast_enabled("cpu"):
+        if torch.get_autocast_dtype("cpu") != torch.bfloat16 or not _BF16:
+            return None
+        return torch.bfloat16 if dtypes <= {torch.float32, torch.bfloat16} else None
+    if dtypes == {torch.float32}:
+        return torch.float32
+    if dtypes == {torch.bfloat16} and _BF16:
+        return torch.bfloat16
+    return None
+
+
 def uses_onednn(*tensors: Tensor | None) -> bool:
     """True when :func:`linear`, :func:`split_linear` and :func:`swiglu` take the oneDNN path for these operands."""
-    if _LP is None or _backend != "auto" or torch.compiler.is_compiling():
-        return False
-    if torch.is_autocast_enabled("cpu"):
-        return False
-    return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors)
+    return onednn_dtype(*tensors) is not None
+
+
+def _cast(dtype: torch.dtype, *tensors: Tensor | None) -> tuple[Tensor | None, ...]:
+    """Differentiable casts to the route's dtype (no-ops when already there), as autocast casts F.linear's."""
+    return tuple(None if t is None else t.to(dtype) for t in tensors)
+
+
+def _check(x: Tensor, w: Tensor, bias: Tensor | None, other: Tensor | None) -> None:
+    """The operand contract of oneDNN's ``_linear_pointwise``: matching inner sizes, a bias of the output
+    width, an addend of the product's exact shape (the ``.binary`` form checks only its rank for 2-D
+    operands and would read past a smaller one), one dtype. Checked here, with an error naming the shapes."""
+    problems = []
+    if w.dim() != 2 or x.dim() < 1 or x.shape[-1] != w.shape[1]:
+        problems.append(f"x {tuple(x.shape)} and weight {tuple(w.shape)} do not multiply (x W^T)")
+    if bias is not None and tuple(bias.shape) != (w.shape[0],):
+        problems.append(f"bias {tuple(bias.shape)} is not ({w.shape[0]},)")
+    if other is not None and tuple(other.shape) != (*x.shape[:-1], w.shape[0]):
+        problems.append(f"addend {tuple(other.shape)} is not the product's shape {(*x.shape[:-1], w.shape[0])}")
+    dtypes = {t.dtype for t in (x, w, bias, other) if t is not None}
+    if len(dtypes) != 1:
+        problems.append(f"operands of mixed dtypes {sorted(str(d) for d in dtypes)}")
+    if problems:
+        raise ValueError("oneDNN product: " + "; ".join(problems))
 
 
 def _mm(x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x W^T (+ b)`` through oneDNN; ``w`` may be a strided view (e.g. a transpose)."""
+    """``x W^T (+ b)`` through oneDNN; ``w`` may be a strided view (e.g. a transpose), ``x`` any layout (the
+    kernel wrapper makes it contiguous)."""
+    _check(x, w, bias, None)
     return _LP(x, w, bias, "none", [], "")
+
+
+def _mm_add(x: Tensor, other: Tensor, w: Tensor) -> Tensor:
+    """``other + x W^T`` in one oneDNN call (the sum is a post-op of the product), into a fresh tensor."""
+    _check(x, w, None, other)
+    return _LP.binary(x, other, w, None, "add")
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -117,8 +191,10 @@ class _Linear(torch.autograd.Function):
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x W^T + b`` (``F.linear`` semantics), through oneDNN where :func:`uses_onednn` says so."""
-    if not uses_onednn(x, weight, bias):
+    dtype = onednn_dtype(x, weight, bias)
+    if dtype is None:
         return F.linear(x, weight, bias)
+    x, weight, bias = _cast(dtype, x, weight, bias)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
         return _Linear.apply(x, weight, bias)
     return _mm(x, weight, bias)
@@ -143,7 +219,7 @@ class _RowBlockLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             for g, blk in zip(grads, blocks, strict=True):
                 if g is not None:
-                    gx = _mm(g, blk.t()) if gx is None else _LP.binary(g, gx, blk.t(), None, "add")
+                    gx = _mm(g, blk.t()) if gx is None else _mm_add(g, gx, blk.t())
             if gx is None:
                 gx = torch.zeros_like(x)
         if ctx.needs_input_grad[1]:
@@ -163,8 +239,10 @@ def split_linear(x: Tensor, weight: Tensor, sizes: Sequence[int]) -> tuple[Tenso
     sizes = tuple(int(n) for n in sizes)
     if sum(sizes) != weight.shape[0]:
         raise ValueError(f"row blocks {sizes} must add up to the weight's {weight.shape[0]} rows")
-    if not uses_onednn(x, weight):
+    dtype = onednn_dtype(x, weight)
+    if dtype is None:
         return tuple(F.linear(x, blk) for blk in weight.split(sizes))
+    x, weight = _cast(dtype, x, weight)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return _RowBlockLinear.apply(x, weight, sizes)
     return tuple(_mm(x, blk) for blk in weight.split(sizes))
@@ -194,7 +272,7 @@ class _SwiGLUHidden(torch.autograd.Function):
         gv = F.silu(u, inplace=True).mul_(g)  # g silu(u)
         gx = gw = None
         if ctx.needs_input_grad[0]:
-            gx = _LP.binary(gv, _mm(gu, w1.t()), w3.t(), None, "add")
+            gx = _mm_add(gv, _mm(gu, w1.t()), w3.t())
         if ctx.needs_input_grad[1]:
             hidden = w1.shape[0]
             gw = torch.empty_like(w13)
@@ -208,11 +286,14 @@ def swiglu(x: Tensor, w13: Tensor, w2: Tensor) -> Tensor:
     """``(silu(x W1^T) * x W3^T) W2^T`` with ``W13 = [W1; W3]`` of shape (2 * hidden, dim)."""
     if w13.shape[0] % 2:
         raise ValueError(f"w13 must stack W1 and W3 (an even number of rows); got shape {tuple(w13.shape)}")
-    if not uses_onednn(x, w13, w2):
+    dtype = onednn_dtype(x, w13, w2)
+    if dtype is None:
         w1, w3 = w13.chunk(2)  # row blocks (views): contiguous halves, a faster SiLU
         return F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2)
+    x, w13, w2 = _cast(dtype, x, w13, w2)
     if torch.is_grad_enabled() and (x.requires_grad or w13.requires_grad):
         return linear(_SwiGLUHidden.apply(x, w13), w2)
     w1, w3 = w13.chunk(2)
+    _check(x, w1, None, None)
     h = _LP.binary(x, _LP(x, w1, None, "swish", [], ""), w3, None, "mul")  # silu(x W1^T) * (x W3^T), fused
     return linear(h, w2)
