@@ -7,6 +7,11 @@
 
 With guidance (``cfg_scale != 1`` and a conditioned model) the conditional and unconditional velocities come
 from one batched call on ``[x, x]`` with ``[cond, uncond]``.
+
+``precision="bf16"`` evaluates the model under bf16 autocast (on CPUs with oneDNN bf16 support the trunk's
+products run on the bf16 oneDNN route, ``lumina_core/model/linear.py``); the velocity is cast back to the
+integration dtype before guidance and the solver step, so the ODE state, the time grid and the guidance
+combination ``v_u + w (v_c - v_u)`` stay in fp32.
 """
 
 from __future__ import annotations
@@ -43,6 +48,21 @@ def resolve_rope_scaling(rope_scaling: Any) -> Any:
     return RopeScaling.build(rope_scaling if isinstance(rope_scaling, str) else _plain(rope_scaling))
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def model_precision(precision: str, device: str | torch.device) -> Any:
+    """A context manager for the model calls of one sampling run: ``"fp32"`` (nothing) or ``"bf16"``
+    (bf16 autocast on the device's type)."""
+    import contextlib
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"sampling precision must be one of {PRECISIONS}; got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
 def guided_velocity(
     model: Any,
     task: str,
@@ -53,17 +73,25 @@ def guided_velocity(
     mask: Tensor | None = None,
     rope_scaling: Any = None,
     context_drop: Any = None,
+    precision: str = "fp32",
 ):
     """``velocity_fn(x, t, **extra)`` for :func:`integrate`: the model's velocity, classifier-free guided
-    when ``uncond`` is given (``context_drop`` is passed on only when set)."""
+    when ``uncond`` is given (``context_drop`` is passed on only when set); the model runs in ``precision``
+    and its velocity comes back in ``x``'s dtype."""
     base = {"rope_scaling": rope_scaling}
     if context_drop is not None:
         base["context_drop"] = context_drop
+    model_precision(precision, layout.tokens.device)  # validates the name before any model call
+
+    def call(batch: TokenBatch, t: Tensor, c: Condition, dtype: torch.dtype, **kw: Any) -> Tensor:
+        with model_precision(precision, batch.tokens.device):
+            return model.velocity(batch, t, c, task=task, **kw).to(dtype)
+
     if uncond is None:
 
         def v(x: Tensor, t: Tensor, **extra: Any) -> Tensor:
             kw = {**base, **extra}
-            return model.velocity(layout.with_tokens(x), t, cond, task=task, **kw)
+            return call(layout.with_tokens(x), t, cond, x.dtype, **kw)
 
         return v
 
@@ -79,7 +107,7 @@ def guided_velocity(
 
     def v_cfg(x: Tensor, t: Tensor, **extra: Any) -> Tensor:
         kw = {**base, **extra}
-        out = model.velocity(both.with_tokens(torch.cat([x, x])), torch.cat([t, t]), cond2, task=task, **kw)
+        out = call(both.with_tokens(torch.cat([x, x])), torch.cat([t, t]), cond2, x.dtype, **kw)
         v_c, v_u = out.chunk(2)
         return cfg_combine(v_c, v_u, cfg_scale, mask)
 
@@ -107,6 +135,7 @@ def generate(
     hooks: Sequence[StepHook] = (),
     return_nfe: bool = False,
     dtype: torch.dtype = torch.float32,
+    precision: str = "fp32",
 ) -> list[Tensor] | tuple[list[Tensor], int]:
     """Generate one sample per condition (or per shape when ``conditions`` is None).
 
@@ -127,6 +156,8 @@ def generate(
         return_nfe: also return the number of network evaluations (a CFG pair counts once).
         dtype: the integration dtype (the noise is drawn in float32 from the seed, then cast; use float64
             with a float64 model for reference solutions).
+        precision: ``"fp32"`` or ``"bf16"``: the model's evaluations under bf16 autocast, the integration
+            (state, grid, guidance, solver) in ``dtype``.
     """
     if conditions is None and shapes is None:
         raise ValueError("generate needs conditions, shapes, or both (to know how many samples to make)")
@@ -138,6 +169,7 @@ def generate(
         raise ValueError(f"got {len(conditions)} conditions but {len(shapes)} shapes")
     if grid is None:
         grid = {"name": "shift", "params": {"s": 4}}
+    model_precision(precision, device)  # a bad name fails before the model is touched
 
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
@@ -159,7 +191,7 @@ def generate(
         )
         v = guided_velocity(
             model, task, layout, cond, uncond, cfg_scale, mask, resolve_rope_scaling(rope_scaling),
-            _plain(context_drop) if hasattr(context_drop, "keys") else context_drop,
+            _plain(context_drop) if hasattr(context_drop, "keys") else context_drop, precision,
         )
         x1, nfe = integrate(
             v, x0, time_grid(grid, steps, device=device), solver, hooks=hooks, progress=progress
