@@ -214,7 +214,7 @@ def bar_plot(
     for g in groups.values():
         cats += [c for c in g if c not in cats]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(cats) * max(1, len(groups)) ** 0.5 + 2.5), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * len(cats) * max(1, len(groups)) ** 0.5 + 2.5), 4.2))
     width = 0.8 / len(groups)
     for gi, (gname, g) in enumerate(groups.items()):
         xs = [ci + (gi - (len(groups) - 1) / 2) * width for ci, c in enumerate(cats) if c in g]
@@ -222,6 +222,7 @@ def bar_plot(
         bars = ax.bar(xs, ys, width=width * 0.92, label=gname or None)
         if annotate:
             ax.bar_label(bars, labels=[annotate.format(y) for y in ys], fontsize=7, padding=2)
+    ax.margins(y=0.08)  # room for the value labels above the tallest bar
     if baseline is not None:
         ax.axhline(float(baseline), color="0.25", linestyle="--", linewidth=1.0, label=baseline_label)
     long_names = max(map(len, cats)) > 10
@@ -231,18 +232,27 @@ def bar_plot(
     if logy:
         ax.set_yscale("log")
     legend = grouped and len(groups) > 1 or bool(baseline_label)
-    _decorate(ax, fig, title, xlabel, ylabel, note, legend=legend)
+    _decorate(ax, fig, title, xlabel, ylabel, note, legend=legend, legend_outside=True)
     return save_figure(fig, stem, out_dir)
 
 
 def _decorate(
-    ax: Any, fig: Any, title: str, xlabel: str, ylabel: str, note: str | None, legend: bool
+    ax: Any,
+    fig: Any,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    note: str | None,
+    legend: bool,
+    legend_outside: bool = False,
 ) -> None:
     ax.set_title(title, fontsize=11)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.3)
-    if legend:
+    if legend and legend_outside:  # bars fill the axes: keep the legend off them, to the right
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    elif legend:
         ax.legend(fontsize=8, frameon=False, loc="best")
     if note:
         fig.text(0.01, 0.005, note, fontsize=6.5, color="0.35", ha="left", va="bottom")
