@@ -16,13 +16,17 @@ NO_GRID = AdapterSpec(in_dim=8, out_dim=8, num_axes=0)
 
 
 def grid(h: int, w: int) -> torch.Tensor:
-    hh, ww = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    hh, ww = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     return torch.stack([hh, ww], -1).reshape(-1, 2)
 
 
 def make_model(spec: AdapterSpec = SPEC, n_layers: int = 3) -> LuminaModel:
     torch.manual_seed(0)
-    model = LuminaModel(NextDiTConfig(dim=32, n_layers=n_layers, n_heads=4, n_kv_heads=2, context_dim=12), {"x": spec})
+    model = LuminaModel(
+        NextDiTConfig(dim=32, n_layers=n_layers, n_heads=4, n_kv_heads=2, context_dim=12), {"x": spec}
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():  # random values everywhere: the default init zeroes gates and hides the attention
         for p in model.parameters():
@@ -134,7 +138,9 @@ def test_a_task_without_grid_positions_is_untouched():
     toks = torch.randn(2, 10, 8)
     batch = TokenBatch(toks, torch.zeros(2, 10, 0), torch.ones(2, 10, dtype=torch.bool), [(10,), (10,)])
     with torch.no_grad():
-        assert torch.equal(model(batch, 0.0, caption(2)), model(batch, 0.0, caption(2), context_drop={"factor": 4}))
+        assert torch.equal(
+            model(batch, 0.0, caption(2)), model(batch, 0.0, caption(2), context_drop={"factor": 4})
+        )
 
 
 def test_gradients_flow_through_pooled_keys():
@@ -171,7 +177,12 @@ def test_plan_rows_follow_each_samples_time():
 
 @pytest.mark.parametrize(
     "value, message",
-    [({"factor": 0}, "factor"), ({"until": 1.5}, "until"), ({"schedule": "ramp"}, "schedule"), ("x", "mapping")],
+    [
+        ({"factor": 0}, "factor"),
+        ({"until": 1.5}, "until"),
+        ({"schedule": "ramp"}, "schedule"),
+        ("x", "mapping"),
+    ],
 )
 def test_bad_settings_are_clear_errors(value, message):
     with pytest.raises(ValueError, match=message):
@@ -182,3 +193,31 @@ def test_factor_per_axis_must_match_the_axes():
     model = make_model()
     with pytest.raises(ValueError, match="one factor per position axis"):
         model(batch_of([(4, 4)]), 0.0, caption(1), context_drop={"factor": [2, 2, 2]})
+
+
+# -- from a recipe to generation ---------------------------------------------------------------------------
+def test_recipe_context_drop_reaches_generation(tmp_path, monkeypatch):
+    from toy_plugin import seq_task, tiny_recipe
+
+    from lumina_core.sampling import generate
+    from lumina_core.training.build import build_parts, sampling_kwargs
+
+    monkeypatch.setenv("LUMINA_CACHE_DIR", str(tmp_path / "cache"))
+    task = seq_task()
+    task["sampling"] = {"steps": 3, "solver": "euler", "context_drop": {"factor": 2, "schedule": "all"}}
+    cfg = tiny_recipe(tmp_path, [task])
+    parts = build_parts(cfg)
+    model = parts.model.eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    kw = sampling_kwargs(cfg.tasks[0])
+    assert kw["context_drop"] == {"factor": 2, "schedule": "all"}
+    plugin, enc = parts.plugins["seq"], parts.conditioners["seq"]
+    args = dict(shapes=[(2, 16)] * 2, **{k: v for k, v in kw.items() if k != "context_drop"})
+    dropped = generate(model, plugin, enc, "seq", [0, 1], context_drop=kw["context_drop"], **args)
+    plain = generate(model, plugin, enc, "seq", [0, 1], **args)
+    one = generate(model, plugin, enc, "seq", [0, 1], context_drop={"factor": 1}, **args)
+    assert all(torch.equal(a, b) for a, b in zip(plain, one, strict=True))
+    assert max(float((a - b).abs().max()) for a, b in zip(plain, dropped, strict=True)) > 1e-4
