@@ -224,15 +224,18 @@ def run(name: str, args) -> dict:
     return {"rows": rows, "models": info, "classes": k}
 
 
-def table(name: str, result: dict, args) -> str:
-    head = (
-        f"| {name} (chance {1 / result['classes']:.2f}) | " + " | ".join(f"{s} px" for s in args.sizes) + " |"
-    )
-    sep = "|---|" + "---|" * len(args.sizes)
-    lines = [head, sep]
+def table(name: str, result: dict, sizes: Sequence[int], train_size: int) -> str:
+    """Markdown: accuracy per evaluation size, the mean over the unseen sizes and its ratio to the accuracy at
+    the training size (how much of its accuracy a model keeps away from the training resolution)."""
+    unseen = [s for s in sizes if s != train_size]
+    head = f"| {name} (chance {1 / result['classes']:.2f}) | " + " | ".join(f"{s} px" for s in sizes)
+    lines = [head + " | mean unseen | kept |", "|---|" + "---|" * (len(sizes) + 2)]
     for label, acc in result["rows"].items():
-        cells = [f"**{acc[s]:.3f}**" if s == args.train_size else f"{acc[s]:.3f}" for s in args.sizes]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        acc = {int(k): v for k, v in acc.items()}  # JSON keys are strings
+        cells = [f"**{acc[s]:.3f}**" if s == train_size else f"{acc[s]:.3f}" for s in sizes]
+        mean = sum(acc[s] for s in unseen) / max(1, len(unseen))
+        kept = mean / acc[train_size] if acc.get(train_size) else float("nan")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.3f} | {kept:.2f}x |")
     return "\n".join(lines)
 
 
@@ -261,7 +264,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="also write the results here")
+    p.add_argument(
+        "--table-from", metavar="FILE", help="only print the tables of a --json file written before"
+    )
     args = p.parse_args(argv)
+    if args.table_from:
+        with open(args.table_from) as f:
+            saved = json.load(f)
+        for name, result in saved["results"].items():
+            print(f"\n{name}: models {json.dumps(result['models'])}")
+            print(table(name, result, saved["args"]["sizes"], saved["args"]["train_size"]))
+        return saved["results"]
     if args.quick:
         args.steps, args.warmup = 20, 5
     torch.set_num_threads(args.threads)
@@ -272,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(
             f"\n{name}: models {json.dumps(results[name]['models'])}; {time.perf_counter() - t0:.0f} s in all"
         )
-        print(table(name, results[name], args), flush=True)
+        print(table(name, results[name], args.sizes, args.train_size), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=2)
