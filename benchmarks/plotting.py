@@ -132,6 +132,9 @@ def line_panels(
         ax.grid(True, which="major", alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
+    if logx:  # the axes are shared: label every x measured in any panel
+        xs = sorted({float(x) for series in panels.values() for xs_, _ in series.values() for x in xs_})
+        _plain_log_ticks(axes.flat[0], xs)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     for ax in axes[-1, :]:
@@ -142,19 +145,22 @@ def line_panels(
             if n not in names:
                 handles.append(h)
                 names.append(n)
-    fig.suptitle(title, fontsize=11)
+    height = fig.get_figheight()  # place title and legend in inches, so tall and short figures look alike
+    ncol = min(len(names), 6)
+    fig.suptitle(title, fontsize=11, y=1 - 0.08 / height, va="top")
     fig.legend(
         handles,
         names,
         fontsize=8,
         frameon=False,
         loc="upper center",
-        ncol=min(len(names), 6),
-        bbox_to_anchor=(0.5, 0.955),
+        ncol=ncol,
+        bbox_to_anchor=(0.5, 1 - 0.38 / height),
     )
+    top = 1 - (0.3 + 0.2 * math.ceil(len(names) / ncol)) / height
     if note:
         fig.text(0.01, 0.005, note, fontsize=6.5, color="0.35", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0.25 / height if note else 0, 1, top))
     return save_figure(fig, stem, out_dir)
 
 
@@ -180,8 +186,28 @@ def _draw_lines(
         ax.axhline(float(y), color="0.25", linestyle=(":", "--", "-.")[i % 3], linewidth=1.0, label=label)
     if logx:
         ax.set_xscale("log")
+        _plain_log_ticks(ax, sorted({float(x) for xs, _ in series.values() for x in xs}))
     if logy:
         ax.set_yscale("log")
+
+
+def _plain_log_ticks(ax: Any, xs: list[float]) -> None:
+    """On a log x axis, label plain numbers (4, 8, 16 ...) instead of matplotlib's crowded ``3 x 10^0``:
+    the measured x values themselves when there are at most 12, else round values in their range."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    xs = [x for x in xs if x > 0]
+    if not xs:
+        return
+    if len(xs) > 12:
+        nice = sorted({m * 10.0**e for e in range(-3, 7) for m in (1, 2, 3, 4, 5, 6, 8)})
+        xs = [v for v in nice if min(xs) <= v <= max(xs)]
+        while len(xs) > 12:
+            xs = xs[::2]
+    ax.xaxis.set_major_locator(FixedLocator(xs))
+    ax.xaxis.set_major_formatter(lambda x, _pos: f"{x:g}")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def bar_plot(
