@@ -37,6 +37,12 @@ def page_outputs(result: PageResult) -> dict[str, Any]:
     return out
 
 
+def loss_curves(session: ServeSession) -> Path | None:
+    """The run's loss curves (``<run_dir>/curves/loss.png``), if training wrote them."""
+    path = Path(session.cfg.run.output_dir) / "curves" / "loss.png"
+    return path if path.is_file() else None
+
+
 def _task_markdown(session: ServeSession, task: str) -> str:
     info = session.tasks[task]
     prompt = {
@@ -90,6 +96,10 @@ def build_page(session: ServeSession) -> Any:
                         elem_id="lumina-shape",
                     )
                 go = gr.Button("Generate", variant="primary", elem_id="lumina-generate")
+                curves = loss_curves(session)
+                if curves is not None:  # written at the end of training (lumina_core.training.curves)
+                    with gr.Accordion("training loss", open=False, elem_id="lumina-curves"):
+                        gr.Image(str(curves), show_label=False, interactive=False)
             with gr.Column(scale=3):
                 status = gr.Markdown("", elem_id="lumina-status")
                 gallery = gr.Gallery(
@@ -158,13 +168,17 @@ def launch(
 
 
 def _start(page: Any, session: ServeSession, host: str, port: int | None, block: bool) -> None:
+    allowed = [Path(session.out_dir).resolve()]  # the only files the page may serve: requests' and curves
+    curves = loss_curves(session)
+    if curves is not None:
+        allowed.append(curves.parent.resolve())
     page.launch(
         server_name=host,
         server_port=port,
         share=False,
         inbrowser=False,
         prevent_thread_lock=not block,
-        allowed_paths=[str(Path(session.out_dir).resolve())],
+        allowed_paths=[str(p) for p in allowed],
         ssr_mode=False,
         pwa=False,
         mcp_server=False,

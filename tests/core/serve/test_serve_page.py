@@ -89,6 +89,7 @@ def test_prompt_gives_a_result_and_bad_input_a_message(page_url, browser):
     page, outside = _local_page(browser, page_url)
     page.wait_for_selector("#lumina-generate", timeout=60_000)
     assert "type a caption" in page.inner_text("#lumina-task-info")
+    assert page.locator("#lumina-curves").count() == 1  # the run's loss curves, written by training
 
     page.fill("#lumina-prompt textarea", "a red circle on the left")
     page.click("#lumina-generate")
