@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 from lumina_core.training.build import (
     as_recipe,
     build_dataset,
+    build_objective,
     build_parts,
     load_trainable,
     resolve_device,
@@ -215,6 +216,11 @@ def sample(
     tcfg = next((t for t in cfg.tasks if t.name == task), None) if task else cfg.tasks[0]
     if tcfg is None:
         raise ValueError(f"unknown task {task!r}; tasks: {[t.name for t in cfg.tasks]}")
+    if not getattr(build_objective(tcfg), "generative", True):
+        raise ValueError(
+            f"task {tcfg.name!r} is a classification task: it generates nothing; "
+            "use `lumina predict RECIPE --input FILES` to classify files, or --task to pick a generative task"
+        )
     plugin, enc = plugins[tcfg.name], conditioners[tcfg.name]
     if conditions is None:
         val = build_dataset(tcfg, "val")
@@ -241,7 +247,6 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
     dataset)``; return ``{"<task>/<metric>": value}`` and write it to ``<run_dir>/metrics.json``."""
     from lumina_core.sampling import generate
     from lumina_core.training import checkpoint as ckpt_io
-    from lumina_core.training.build import build_objective
     from lumina_core.training.evaluation import eval_splits
 
     cfg = as_recipe(cfg)
