@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/backbone.py                    # default: dim 384, 6 layers, 6/2 heads, fp32
     PYTHONPATH=. python benchmarks/backbone.py --bf16 --compile   # add bf16-autocast and torch.compile rows
+                                                                  # (bf16: also each runner's bf16/fp32 ratio)
     PYTHONPATH=. python benchmarks/backbone.py --kernels          # add each product, BLAS vs oneDNN (CPU)
 
 Both models hold identical weights (ours is loaded from the diffusers module with ``from_diffusers``); the
@@ -105,7 +106,7 @@ def sync():
         torch.cuda.synchronize()
 
 
-def compare(name, fns, models, train, ctx, args, tokens):
+def compare(name, fns, models, train, ctx, args, tokens, medians=None):
     """Interleaved timing of every runner in ``fns`` (the order rotates every repeat); prints median
     wall-clock tokens/s and, for each runner other than ``diffusers``, its speed-up over ``diffusers`` as the
     ratio of median wall time, of median process CPU time and of best-of-N CPU time.
@@ -128,6 +129,8 @@ def compare(name, fns, models, train, ctx, args, tokens):
             wall[k].append(w)
             cpu[k].append(c)
     med = {k: statistics.median(v) for k, v in wall.items()}
+    if medians is not None:  # {runner: median wall seconds}, for ratios between precisions
+        medians.update(med)
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
     cmin = {k: min(v) for k, v in cpu.items()}
     rate = {k: tokens / v for k, v in med.items()}
@@ -245,17 +248,26 @@ def main() -> None:
     if uses_onednn(inputs[0]):  # CPU fp32: also time our trunk on PyTorch's own BLAS products
         fns["ours, torch kernels"] = ours_torch_kernels
     ratios = {}  # comparison -> {runner: speed-up over diffusers}, for the figure
-    ratios["fp32 forward"] = compare("fp32 forward", fns, models, False, fp32, args, tokens)
-    ratios["fp32 fwd+bwd"] = compare("fp32 forward+backward", fns, models, True, fp32, args, tokens)
+    med = {"fp32 forward": {}, "fp32 fwd+bwd": {}, "bf16 forward": {}, "bf16 fwd+bwd": {}}
+    ratios["fp32 forward"] = compare("fp32 forward", fns, models, False, fp32, args, tokens, med["fp32 forward"])
+    ratios["fp32 fwd+bwd"] = compare("fp32 forward+backward", fns, models, True, fp32, args, tokens, med["fp32 fwd+bwd"])
     if args.bf16:
         dev_type = "cuda" if args.device.startswith("cuda") else "cpu"
 
         def bf16():
             return torch.autocast(dev_type, dtype=torch.bfloat16)
 
-        both = {"ours": ours_fwd, "diffusers": ref_fwd}  # under autocast both run PyTorch's own kernels
-        ratios["bf16 forward"] = compare("bf16 autocast forward", both, models, False, bf16, args, tokens)
-        ratios["bf16 fwd+bwd"] = compare("bf16 autocast fwd+bwd", both, models, True, bf16, args, tokens)
+        both = {"ours": ours_fwd, "diffusers": ref_fwd}
+        with bf16():
+            bf16_route = uses_onednn(inputs[0])
+        if bf16_route:  # ours on oneDNN's bf16 products; also on PyTorch's bf16 F.linear, as diffusers
+            both["ours, torch kernels"] = ours_torch_kernels
+        ratios["bf16 forward"] = compare("bf16 autocast forward", both, models, False, bf16, args, tokens, med["bf16 forward"])
+        ratios["bf16 fwd+bwd"] = compare("bf16 autocast fwd+bwd", both, models, True, bf16, args, tokens, med["bf16 fwd+bwd"])
+        print("bf16 autocast vs fp32, each runner against itself (ratio of median wall time):")
+        for mode in ("forward", "fwd+bwd"):
+            a, b = med[f"fp32 {mode}"], med[f"bf16 {mode}"]
+            print(f"    {mode:<8} " + ", ".join(f"{k} {a[k] / b[k]:.2f}x" for k in b if k in a))
     if args.compile:
         cfns = {"ours": torch.compile(ours_fwd), "diffusers": torch.compile(ref_fwd)}  # compiled: no oneDNN route
         ratios["compiled forward"] = compare("compiled fp32 forward", cfns, models, False, fp32, args, tokens)

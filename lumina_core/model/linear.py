@@ -165,6 +165,24 @@ def _mm_add(x: Tensor, other: Tensor, w: Tensor) -> Tensor:
     return _LP.binary(x, other, w, None, "add")
 
 
+def _mm_t(g: Tensor, w: Tensor) -> Tensor:
+    """``g W`` (an input gradient): oneDNN with the transposed weight in fp32 (faster than BLAS ``sgemm``
+    here), PyTorch's own GEMM in bf16 (as fast or faster than oneDNN's inner product on a transposed bf16
+    weight, ``benchmarks/backbone.py --bf16``)."""
+    if g.dtype == torch.bfloat16:
+        _check(g, w.t(), None, None)
+        return torch.matmul(g, w)
+    return _mm(g, w.t())
+
+
+def _mm_t_add(g: Tensor, other: Tensor, w: Tensor) -> Tensor:
+    """``other + g W`` into a fresh tensor (the sum inside the product), as :func:`_mm_t` chooses kernels."""
+    if g.dtype == torch.bfloat16:
+        _check(g, w.t(), None, other)
+        return torch.addmm(_rows(other), _rows(g), w).view(other.shape)
+    return _mm_add(g, other, w.t())
+
+
 def _rows(t: Tensor) -> Tensor:
     return t.reshape(-1, t.shape[-1])
 
@@ -181,7 +199,7 @@ class _Linear(torch.autograd.Function):
         x, w = ctx.saved_tensors
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = _mm(g, w.t())
+            gx = _mm_t(g, w)
         if ctx.needs_input_grad[1]:
             gw = torch.mm(_rows(g).t(), _rows(x))
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -219,7 +237,7 @@ class _RowBlockLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             for g, blk in zip(grads, blocks, strict=True):
                 if g is not None:
-                    gx = _mm(g, blk.t()) if gx is None else _mm_add(g, gx, blk.t())
+                    gx = _mm_t(g, blk) if gx is None else _mm_t_add(g, gx, blk)
             if gx is None:
                 gx = torch.zeros_like(x)
         if ctx.needs_input_grad[1]:
@@ -272,7 +290,7 @@ class _SwiGLUHidden(torch.autograd.Function):
         gv = F.silu(u, inplace=True).mul_(g)  # g silu(u)
         gx = gw = None
         if ctx.needs_input_grad[0]:
-            gx = _mm_add(gv, _mm(gu, w1.t()), w3.t())
+            gx = _mm_t_add(gv, _mm_t(gu, w1), w3)
         if ctx.needs_input_grad[1]:
             hidden = w1.shape[0]
             gw = torch.empty_like(w13)
