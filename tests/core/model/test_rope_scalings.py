@@ -7,12 +7,13 @@ import math
 
 import pytest
 import torch
+from toy_plugin import seq_task
 
 from lumina_core.config.validate import validate_recipe
 from lumina_core.model import LuminaModel, NextDiTConfig
 from lumina_core.model.rope import FrequencyInputs, NDRope, RopeScaling, RopeScalingRule
 from lumina_core.plugin import AdapterSpec
-from lumina_core.registry import ROPE_SCALINGS, temporary_registrations
+from lumina_core.registry import ROPE_SCALINGS
 from lumina_core.tokens import TokenBatch
 
 THETA = 10000.0
@@ -65,7 +66,9 @@ def test_paper_time_aware_form_by_hand():
     # t = 1: d_t = d, theta_t = theta s: linear NTK exactly, (theta s)^(-k/4) >= w / s for k <= 3
     t1 = torch.tensor([(THETA * S) ** (-k / 4) for k in range(4)], dtype=torch.float64)
     # t = 0.5: d_t = 15 / 2 + 1 = 8.5, theta_t = theta s^(16 / 8.5)
-    th = torch.tensor([max(base(k) / S, (THETA * S ** (16 / 8.5)) ** (-k / 4)) for k in range(4)], dtype=torch.float64)
+    th = torch.tensor(
+        [max(base(k) / S, (THETA * S ** (16 / 8.5)) ** (-k / 4)) for k in range(4)], dtype=torch.float64
+    )
     torch.testing.assert_close(got, torch.stack([t0, th, t1]), rtol=1e-5, atol=1e-9)
     released = frequencies(RopeScaling("time_aware", scale=S), [1.0])
     assert (released / t1 - 1).abs().max() > 1e-3  # the released variant stops short of NTK at t = 1
@@ -89,18 +92,22 @@ class HalfPI(RopeScalingRule):
 
 
 def test_a_user_kind_registers_and_reaches_the_model_and_the_validator():
-    with temporary_registrations():
-        ROPE_SCALINGS.register("half_pi")(HalfPI)
+    ROPE_SCALINGS.register("half_pi")(HalfPI)
+    try:
         scaling = RopeScaling.build({"name": "half_pi", "params": {"alpha": 0.25, "scale": 16.0}})
         assert dict(scaling.options) == {"alpha": 0.25}
         got = frequencies(scaling, [0.5])
-        torch.testing.assert_close(got, torch.tensor([[base(k) / 2.0 for k in range(4)]], dtype=torch.float64))
+        torch.testing.assert_close(
+            got, torch.tensor([[base(k) / 2.0 for k in range(4)]], dtype=torch.float64)
+        )
 
         spec = AdapterSpec(in_dim=4, out_dim=4, num_axes=2, axis_split=(1, 1), train_extent=(4, 4))
         model = LuminaModel(NextDiTConfig(dim=32, n_layers=1, n_heads=2), {"x": spec}).eval()
         for p in model.parameters():
             torch.nn.init.normal_(p, std=0.2)
-        pos = torch.stack(torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij"), -1).reshape(1, 64, 2)
+        pos = torch.stack(torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij"), -1).reshape(
+            1, 64, 2
+        )
         batch = TokenBatch(torch.randn(1, 64, 4), pos, torch.ones(1, 64, dtype=torch.bool), [(8, 8)])
         with torch.no_grad():
             plain = model(batch, 0.5)
@@ -109,18 +116,15 @@ def test_a_user_kind_registers_and_reaches_the_model_and_the_validator():
         torch.testing.assert_close(mine, pi)  # alpha = 1 is PI (scale derived from the extent: 8 / 4)
         assert (plain - pi).abs().max() > 1e-4
 
-        recipe = {
-            "tasks": [
-                {
-                    "name": "x",
-                    "modality": {"name": "image", "params": {"patch_size": 4, "image_size": 32}},
-                    "data": {"name": "shapes", "params": {"size": 32}},
-                    "sampling": {"rope_scaling": {"name": "half_pi", "params": {"alpah": 1.0}}},
-                }
-            ]
-        }
-        problems = validate_recipe(recipe)
-        assert any("'alpah'" in p and "did you mean 'alpha'" in p for p in problems), problems
+        task = seq_task()
+        task["sampling"]["rope_scaling"] = {"name": "half_pi", "params": {"alpah": 1.0, "scale": 2.0}}
+        problems = validate_recipe({"tasks": [task]})
+        assert problems == [
+            "tasks.0.sampling.rope_scaling.params.alpah: RoPE scaling 'half_pi' does not take a parameter 'alpah'; "
+            "did you mean 'alpha'? (it takes: scale, proportional_attention, scale_mode, train_tokens, alpha)"
+        ]
+    finally:
+        ROPE_SCALINGS.unregister("half_pi")
     assert "half_pi" not in ROPE_SCALINGS.names()
 
 
