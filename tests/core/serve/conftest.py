@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# matplotlib reads its configuration and writes its font cache under ~ unless told otherwise
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="lumina-test-mpl-"))
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """``(cfg, run_dir)`` of the tiny two-task run of :mod:`serve_run`, trained for 2 steps."""
-    import os
-
     from serve_run import train_tiny
 
     root = tmp_path_factory.mktemp("serve")

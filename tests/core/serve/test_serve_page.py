@@ -52,9 +52,12 @@ def page_url(tiny_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
+    home = tmp_path_factory.mktemp("browser-home")  # Chromium writes its config and caches here, not in ~
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_CACHE_HOME": str(home / ".cache")}  # fmt: skip
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, env=env)
         try:
             yield b
         finally:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+
+# matplotlib reads its configuration and writes its font cache under ~ unless told otherwise
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="lumina-test-mpl-"))
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the procedural toy plugin
 
