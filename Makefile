@@ -3,15 +3,19 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lumina-installed
+# quiet set-up: pip's warnings (-qq) and setuptools' deprecation notices for editable installs are noise
+PIP := PYTHONWARNINGS=ignore $(PY) -m pip install -qq --disable-pip-version-check -c constraints.txt
 
 .PHONY: setup demo test test-fast lint clean
 
 $(STAMP): pyproject.toml constraints.txt $(wildcard plugins/*/pyproject.toml)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt setuptools wheel
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all]" $(addprefix -e ,$(wildcard plugins/*/))
-	touch $(STAMP)
+	@echo "set-up: installing the pinned set into $(VENV) (first time: a few minutes)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@PYTHONWARNINGS=ignore $(PY) -m pip install -qq --disable-pip-version-check --upgrade pip
+	@$(PIP) setuptools wheel
+	@$(PIP) -e ".[all]" $(addprefix -e ,$(wildcard plugins/*/))
+	@touch $(STAMP)
+	@echo "set-up: done"
 
 setup: $(STAMP)
 

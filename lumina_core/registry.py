@@ -197,9 +197,14 @@ def load_plugin(name: str) -> PluginEntry:
             _loading.append(entry)
             try:
                 importlib.import_module(entry.value)
-            except Exception as exc:  # noqa: BLE001 - any import failure makes the plugin "broken"
+            except KeyboardInterrupt:
+                entry.status = "not loaded"
+                raise
+            except BaseException as exc:  # noqa: BLE001 - any import failure (sys.exit() too) makes it "broken"
                 entry.status = "broken"
                 cause = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                if isinstance(exc, SystemExit):
+                    cause = f"it called sys.exit({exc.code!r}) while being imported"
                 entry.error = PluginImportError(
                     f"plugin {entry.name!r} failed to import ({entry.where}): {cause}"
                 )

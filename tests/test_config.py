@@ -33,7 +33,7 @@ class CfgTextOnly:
 class CfgWaves:
     modality = "_cfg_seq"
 
-    def __init__(self, size: int = 8, num_classes: int = 3, seed: int = 0) -> None:
+    def __init__(self, size: int = 8, num_classes: int = 3, seed: int = 0, split: str = "train") -> None:
         self.size = size
 
 

@@ -38,8 +38,11 @@ class WaveDataset:
     """Sine waves: class k has frequency k + 1 cycles per sample; caption says so."""
 
     modality = "_conf_wave"
+    condition_kind = "class"
 
-    def __init__(self, size: int = 8, channels: int = 2, length: int = 32, seed: int = 0) -> None:
+    def __init__(
+        self, size: int = 8, channels: int = 2, length: int = 32, seed: int = 0, split: str = "train"
+    ) -> None:
         self.size, self.c, self.n, self.seed = size, channels, length, seed
 
     def __len__(self) -> int:
@@ -144,7 +147,64 @@ class BadData(WavePlugin):
     name = "_conf_bad_data"
 
 
-for cls in (DropsRow, BatchDependent, WrongSpec, NoPreview, BadLayout, BadData):
+@DATASETS.register("_conf_no_split", override=True)
+class NoSplitWaves:
+    """The scaffold's old bug: a constructor without ``split``, which the trainer always passes."""
+
+    modality = "_conf_no_split_data"
+    condition_kind = "class"
+
+    def __init__(self, size: int = 8) -> None:
+        self.inner = WaveDataset(size=size)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.inner[i]
+
+
+class NoSplitData(WavePlugin):
+    name = "_conf_no_split_data"
+
+
+class ScoredWaves(WaveDataset):
+    """Wave items with a checker: the number of cycles read from the spectrum (``generous``: any sample
+    with a little energy counts as right, the too-generous checker the suite must catch)."""
+
+    modality = "_conf_scored"
+    generous = False
+
+    def score(self, samples, items):
+        hits = []
+        for s, it in zip(samples, items, strict=True):
+            if self.generous:
+                hits.append(bool(s.abs().mean() > 0.01))
+                continue
+            spectrum = torch.fft.rfft(s.float().mean(0)).abs()
+            hits.append(int(spectrum[1:].argmax()) + 1 == it["meta"]["cycles"])
+        return {"cycle_accuracy": sum(hits) / len(hits), "chance": 1 / 3}
+
+
+class GenerousWaves(ScoredWaves):
+    modality = "_conf_generous"
+    generous = True
+
+
+DATASETS.register("_conf_scored_waves", override=True)(ScoredWaves)
+DATASETS.register("_conf_generous_waves", override=True)(GenerousWaves)
+
+
+class ScoredData(WavePlugin):
+    name = "_conf_scored"
+
+
+class GenerousData(WavePlugin):
+    name = "_conf_generous"
+
+
+for cls in (DropsRow, BatchDependent, WrongSpec, NoPreview, BadLayout, BadData, NoSplitData, ScoredData,
+            GenerousData):
     MODALITIES.register(cls.name, override=True)(cls)
 
 
@@ -173,6 +233,17 @@ def test_broken_plugin_fails(plugin, check, message):
     getattr(_suite("_conf_wave"), check)()  # the correct plugin passes the same check
     with pytest.raises(AssertionError, match=message):
         getattr(_suite(plugin), check)()
+
+
+def test_dataset_without_split_fails_with_the_contract_named():
+    with pytest.raises(ValueError, match="does not accept a 'split' argument"):
+        _suite("_conf_no_split_data").test_datasets_yield_items()
+
+
+def test_checker_must_tell_real_from_junk():
+    _suite("_conf_scored").test_dataset_checker_tells_real_from_junk()  # an honest checker passes
+    with pytest.raises(AssertionError, match="junk must score near chance"):
+        _suite("_conf_generous").test_dataset_checker_tells_real_from_junk()
 
 
 def test_empty_preview_fails(tmp_path):

@@ -21,8 +21,13 @@ class TestImageConformance(PluginConformance):
     plugin_name = "image"
     plugin_params = {"patch_size": 4, "channels": 3, "image_size": 16, "fid": False}
     conditions = ["a red circle on the left", "a blue square at the top", "a green triangle in the center"]
-    dataset_params = {"shapes": {"size": 16, "length": 4}, "digits": {"size": 16, "channels": 3}}
-    skip_datasets = ("image_folder", "image_shards")  # need a user's files: tested in test_image_folder.py
+    dataset_params = {
+        "shapes": {"size": 16, "length": 4},
+        "digits": {"size": 16, "channels": 3},
+        "digits_labelled": {"size": 16, "channels": 3},
+    }
+    # need a user's files: tested in test_image_folder.py and the recognition tests
+    skip_datasets = ("image_folder", "image_shards", "labelled_images")
 
     def make_samples(self):
         return _shapes_images()
@@ -32,8 +37,9 @@ class TestImageClassConformance(PluginConformance):
     plugin_name = "image"
     plugin_params = {"patch_size": 2, "channels": 1, "image_size": 8, "learn_sigma": True, "fid": False}
     conditions = [3, 7]
-    dataset_params = {"digits": {"size": 8, "channels": 1}}
-    skip_datasets = ("shapes", "image_folder", "image_shards")  # shapes are RGB; this plugin is greyscale
+    dataset_params = {"digits": {"size": 8, "channels": 1}, "digits_labelled": {"size": 8, "channels": 1}}
+    # shapes are RGB (this plugin is greyscale); the others need a user's files
+    skip_datasets = ("shapes", "image_folder", "image_shards", "labelled_images")
 
     def make_samples(self):
         return [torch.rand(1, 8, 8) * 2 - 1, torch.rand(1, 12, 8) * 2 - 1]

@@ -134,6 +134,7 @@ class TestPointCloudConformance(PluginConformance):
     plugin_name = "pointcloud"
     plugin_params = {"num_points": 48}
     conditions = [0, 2, 1]
+    checker_metric, checker_chance = "nn_class_acc", "nn_class_chance"
     dataset_params = {"shapes_lite": {"num_items": 4, "num_points": 64, "emd": False}}
 
     def make_samples(self) -> list[torch.Tensor]:
@@ -144,6 +145,7 @@ class TestPointCloudNormalsConformance(PluginConformance):
     plugin_name = "pointcloud"
     plugin_params = {"num_points": 32, "normals": True, "normalization": "box"}
     conditions = ["a torus", "a tall cylinder"]
+    checker_metric, checker_chance = "nn_class_acc", "nn_class_chance"
     dataset_params = {"shapes_lite": {"num_items": 2, "num_points": 32, "normals": True, "condition": "text"}}
 
     def make_samples(self) -> list[torch.Tensor]:

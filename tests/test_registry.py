@@ -266,6 +266,30 @@ def test_broken_plugin_names_distribution_version_and_cause_and_others_work(make
         MODALITIES.get(_uid("other"))
 
 
+@pytest.mark.parametrize(
+    "statement", ["import sys; sys.exit(3)", "raise SystemExit('no GPU')", "raise GeneratorExit"]
+)
+def test_plugin_that_exits_while_importing_is_isolated_and_named(make_dist, statement):
+    """sys.exit() (or another BaseException) in a plugin's import must not take down the process."""
+    good, good_mod = _uid("good"), _uid("fake_good_mod")
+    bad, bad_mod = _uid("exits"), _uid("fake_exit_mod")
+    make_dist(
+        "fake-good",
+        "0.3",
+        {good: good_mod},
+        {good_mod: PLUGIN_SOURCE.format(name=good, api=CORE_API_VERSION)},
+    )
+    make_dist("fake-exits", "1.2", {bad: bad_mod}, {bad_mod: statement + "\n"})
+    broken = registry.load_all_plugins()  # what `lumina plugins list` and `config validate` do
+    assert [e.name for e in broken] == [bad]
+    entries = registry.plugin_entries()
+    assert entries[bad].status == "broken" and entries[good].status == "loaded"
+    assert "fake-exits" in str(entries[bad].error)
+    if "exit" in statement:
+        assert "sys.exit" in str(entries[bad].error)
+    assert MODALITIES.get(good).__module__ == good_mod
+
+
 def test_plugin_for_other_core_api_is_refused_with_reason(make_dist):
     name, module = _uid("old"), _uid("fake_old_mod")
     major = int(CORE_API_VERSION.split(".")[0])

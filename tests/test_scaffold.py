@@ -17,20 +17,6 @@ tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _install_metadata(site: Path, plugin_root: Path, ids: dict[str, str]) -> None:
-    """What ``pip install -e`` leaves behind for the entry point: a dist-info with entry_points.txt."""
-    meta = tomllib.loads((plugin_root / "pyproject.toml").read_text())
-    info = site / f"{ids['dist'].replace('-', '_')}-{meta['project']['version']}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {meta['project']['name']}\nVersion: {meta['project']['version']}\n"
-    )
-    eps = meta["project"]["entry-points"]["lumina.plugins"]
-    (info / "entry_points.txt").write_text(
-        "[lumina.plugins]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
-    )
-
-
 def _env(*paths: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (*paths, ROOT))
@@ -94,7 +80,7 @@ def test_generated_conformance_tests_pass_in_process(tmp_path, monkeypatch):
     root = create_plugin(name, tmp_path)
     monkeypatch.syspath_prepend(str(root))
     spec = importlib.util.spec_from_file_location(
-        "generated_quickwaves_test", root / "tests" / "test_conformance.py"
+        "generated_quickwaves_test", root / "tests" / "test_quickwaves_conformance.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -120,11 +106,20 @@ def test_generated_conformance_tests_pass_in_process(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_generated_plugin_passes_conformance_and_is_found_by_entry_point(tmp_path):
+def test_generated_plugin_installs_passes_conformance_and_trains_through_the_command_line(tmp_path):
+    """The whole first contact: generate, pip-install (a real install, into its own folder), run its own
+    tests, find it by entry point only, validate its recipe, train it untouched with `lumina train`, then
+    sample and evaluate the checkpoint."""
     name = "ripples"
     root = create_plugin(name, tmp_path / "src")
     site = tmp_path / "site"
-    _install_metadata(site, root, plugin_identifiers(name))
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-qq", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--target", str(site), str(root)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    assert install.returncode == 0, install.stdout + install.stderr
+    assert list(site.glob("lumina_ripples-*.dist-info/entry_points.txt"))
 
     # 1. its own tests, as generated: the conformance suite, the recipe, the checker
     out = subprocess.run(
@@ -132,7 +127,7 @@ def test_generated_plugin_passes_conformance_and_is_found_by_entry_point(tmp_pat
         capture_output=True,
         text=True,
         cwd=root,
-        env=_env(root, site),
+        env=_env(site),
         timeout=300,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
@@ -147,13 +142,27 @@ def test_generated_plugin_passes_conformance_and_is_found_by_entry_point(tmp_pat
         f"raise SystemExit(main(['config', 'validate', 'recipes/{name}/tiny.yaml']))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env=_env(root, site),
-        timeout=300,
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=_env(site), timeout=300
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ORIGIN lumina_ripples.plugin.RipplesPlugin (distribution lumina-ripples 0.1.0)" in out.stdout
     assert "ok:" in out.stdout
+
+    # 3. trained untouched through the real command line, then sampled and evaluated
+    lumina = [sys.executable, "-m", "lumina_core.cli"]
+    run_dir = tmp_path / "run"
+    small = ["train.max_steps=4", "train.log_every=2", "train.ckpt_every=2", f"run.output_dir={run_dir}",
+             "tasks.0.data.batch_size=8", "tasks.0.sampling.steps=2", "tasks.0.eval.num_samples=8"]
+    for cmd in (
+        ["train", f"recipes/{name}/tiny.yaml", *small],
+        ["sample", f"recipes/{name}/tiny.yaml", *small, "--ckpt", "last", "--class", "0", "2", "--num", "1",
+         "--out", str(tmp_path / "samples")],
+        ["eval", f"recipes/{name}/tiny.yaml", *small],
+    ):
+        out = subprocess.run(
+            lumina + cmd, capture_output=True, text=True, cwd=root, env=_env(site), timeout=300
+        )
+        assert out.returncode == 0, f"{cmd[0]}: " + out.stdout[-3000:] + out.stderr[-3000:]
+    assert (run_dir / "checkpoints" / "last").is_file()
+    assert len(list((tmp_path / "samples").glob("*.png"))) == 2
+    assert "cycle_accuracy" in (run_dir / "metrics.json").read_text()

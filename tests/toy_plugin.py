@@ -98,6 +98,10 @@ def bump_template(k: int, num_classes: int, channels: int, length: int) -> Tenso
 class BumpDataset(torch.utils.data.Dataset):
     modality = "_test_seq"
 
+    @property
+    def condition_kind(self) -> str:
+        return "class" if self.conditional else "none"
+
     def __init__(
         self,
         split: str = "train",

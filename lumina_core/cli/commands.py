@@ -275,6 +275,13 @@ def config_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_keys(args: argparse.Namespace) -> int:
+    from lumina_core.config.reference import markdown
+
+    _say(markdown())
+    return 0
+
+
 def config_show(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 

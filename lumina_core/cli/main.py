@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     _overrides_arg(q)
     q.add_argument("--no-resolve", action="store_true", help="keep ${...} interpolations")
     q.set_defaults(handler="config_show")
+    q = csub.add_parser("keys", help="every recipe key: type, default and what it does (Markdown)")
+    q.set_defaults(handler="config_keys")
     p.set_defaults(handler="help", help_parser=p)
 
     p = sub.add_parser(

@@ -24,45 +24,45 @@ class Component:
 
 @dataclass
 class RunConfig:
-    name: str = "run"
-    output_dir: str = "runs/${run.name}"
-    seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    name: str = "run"  # the run's name: the default run folder and sample folder
+    output_dir: str = "runs/${run.name}"  # the run folder: config, checkpoints, previews, logs, metrics
+    seed: int = 0  # seeds everything: initialisation, data order, noise, times, condition dropout
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
 
 
 @dataclass
 class ModelConfig:
     """The shared Next-DiT trunk. ``preset`` picks a row of the size table; explicit fields override it."""
 
-    preset: str | None = None
-    dim: int | None = None
-    n_layers: int | None = None
-    n_heads: int | None = None
-    n_kv_heads: int | None = None
+    preset: str | None = None  # a row of the trunk size table (tiny, small, base, large, 600M, 2B); the fields below override it
+    dim: int | None = None  # trunk width (divisible by n_heads)
+    n_layers: int | None = None  # Next-DiT blocks
+    n_heads: int | None = None  # attention heads
+    n_kv_heads: int | None = None  # key/value heads (grouped-query attention; None: n_heads)
     context_dim: int | None = None  # None: taken from the first task's conditioner (its output width)
-    multiple_of: int = 256
-    ffn_dim_multiplier: float | None = None
-    norm_eps: float = 1e-5
-    qk_norm: bool = True
-    grad_checkpointing: bool = False
+    multiple_of: int = 256  # the SwiGLU hidden width is rounded up to a multiple of this
+    ffn_dim_multiplier: float | None = None  # scales the SwiGLU hidden width (released 2B: None)
+    norm_eps: float = 1e-5  # RMSNorm epsilon
+    qk_norm: bool = True  # normalise queries and keys (Lumina-Next's QK-norm)
+    grad_checkpointing: bool = False  # recompute each block in the backward pass (less memory, more time)
 
 
 @dataclass
 class DataConfig:
     """A registered dataset plus loader settings. ``val_params`` override ``params`` for the held-out split."""
 
-    name: str = "???"
-    params: dict[str, Any] = field(default_factory=dict)
-    val_params: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 16
-    num_workers: int = 0
+    name: str = "???"  # a registered dataset (`lumina plugins list --kind dataset`)
+    params: dict[str, Any] = field(default_factory=dict)  # its constructor keywords (split is passed for you)
+    val_params: dict[str, Any] = field(default_factory=dict)  # merged over params for the val split
+    batch_size: int = 16  # samples per step for this task
+    num_workers: int = 0  # DataLoader worker processes
 
 
 @dataclass
 class ConditioningConfig:
     """How the task is conditioned: a registered conditioner (text encoder, class table, none)."""
 
-    encoder: Component = field(default_factory=lambda: Component(name="none"))
+    encoder: Component = field(default_factory=lambda: Component(name="none"))  # minilm, hf, class or none
     drop_prob: float = 0.1  # classifier-free guidance training: drop the condition with this probability
     cache: bool = False  # cache encoded features of the dataset's conditions (frozen encoders only)
 
@@ -75,54 +75,56 @@ class SamplingConfig:
     Component defaults carry no ``params``: OmegaConf merges a recipe's node into the default, so default
     params would leak into whatever component a recipe names instead."""
 
-    solver: str = "ab2"
-    grid: Component = field(default_factory=lambda: Component(name="sigmoid"))
-    steps: int = 16
-    cfg_scale: float = 1.0
+    solver: str = "ab2"  # a registered ODE solver (euler, midpoint, heun, ab2, rk4, dopri5, ...)
+    grid: Component = field(default_factory=lambda: Component(name="sigmoid"))  # the time grid of the steps
+    steps: int = 16  # solver steps
+    cfg_scale: float = 1.0  # classifier-free guidance scale (1: no guidance)
     cfg_channels: int | None = None  # None: guide all channels; 3 reproduces the released pipeline
-    rope_scaling: Component | None = None
+    rope_scaling: Component | None = None  # RoPE scaling for sizes beyond training (ntk, pi, ...); null: none
     #: pooled self-attention keys/values (``lumina_core.model.context_drop.ContextDrop``): a mapping
     #: ``{factor, until, schedule, layers}``; None: off
     context_drop: dict[str, Any] | None = None
-    seed: int = 0
+    seed: int = 0  # seed of the sampling noise
 
 
 @dataclass
 class EvalConfig:
-    num_samples: int = 16
-    batch_size: int = 16
+    num_samples: int = 16  # held-out items generated and scored by `lumina eval`
+    batch_size: int = 16  # samples generated at once (sampling and evaluation)
     # one dataset parameter and the values to evaluate at, e.g. {size: [16, 32, 64]}: metrics per value
     sweep: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class TaskConfig:
-    name: str = "???"
-    modality: Component = field(default_factory=Component)
+    name: str = "???"  # unique within the recipe; names metrics, previews and checkpoint keys
+    modality: Component = field(default_factory=Component)  # a registered modality plugin and its parameters
     data: DataConfig = field(default_factory=DataConfig)
-    objective: Component = field(default_factory=lambda: Component(name="flow_matching"))
+    objective: Component = field(default_factory=lambda: Component(name="flow_matching"))  # the training loss
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
-    weight: float = 1.0
+    weight: float = 1.0  # this task's loss is multiplied by it before the tasks' losses are summed
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 1000
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
+    max_steps: int = 1000  # optimiser steps in all (a resumed run counts from its checkpoint)
+    lr: float = 1e-4  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    warmup_steps: int = 0  # linear learning-rate warm-up
     lr_schedule: str = "constant"  # "constant" | "cosine" (after warm-up)
-    grad_clip: float = 2.0
-    ema_decay: float = 0.9999
+    grad_clip: float = 2.0  # gradient-norm clipping (0: off)
+    ema_decay: float = 0.9999  # EMA of the weights used by previews, sampling and evaluation, in [0, 1)
     precision: str = "32-true"  # Lightning precision: "32-true" | "bf16-mixed" | ...
-    log_every: int = 10
-    ckpt_every: int = 200
+    log_every: int = 10  # steps between console lines and TensorBoard scalars
+    ckpt_every: int = 200  # steps between checkpoints (one is always written at the end and on SIGTERM)
     preview_every: int = 0  # 0: previews only at the end
     skip_nonfinite: bool = False  # True: skip steps whose loss is not finite (counted) instead of stopping
-    compile: bool = False
+    max_consecutive_skips: int = 10  # with skip_nonfinite: stop after this many non-finite steps in a row
+    max_skipped_steps: int = 100  # with skip_nonfinite: stop after this many non-finite steps in all
+    compile: bool = False  # torch.compile the trunk
     threads: int | None = None  # torch.set_num_threads; None leaves the default
 
 

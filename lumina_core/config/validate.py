@@ -56,6 +56,9 @@ def validate_recipe(cfg: Any, check_registry: bool = True) -> list[str]:
     _check_values(resolved, problems)
     if check_registry:
         _check_registered(resolved, problems)
+        from lumina_core.config.buildcheck import check_buildable
+
+        check_buildable(resolved, problems)  # parts with unknown names are passed over there
     return problems
 
 
@@ -275,7 +278,9 @@ def _check_values(tree: dict, problems: list[str]) -> None:
     rule("train.weight_decay", train.get("weight_decay"), lambda v: v >= 0, "at least 0")
     rule("train.warmup_steps", train.get("warmup_steps"), lambda v: v >= 0, "at least 0")
     rule("train.grad_clip", train.get("grad_clip"), lambda v: v >= 0, "at least 0 (0 disables clipping)")
-    rule("train.ema_decay", train.get("ema_decay"), lambda v: 0 <= v <= 1, "in [0, 1]")
+    rule("train.ema_decay", train.get("ema_decay"), lambda v: 0 <= v < 1, "in [0, 1) (an EMA with decay 1 never moves)")
+    rule("train.max_consecutive_skips", train.get("max_consecutive_skips"), lambda v: v >= 0, "at least 0")
+    rule("train.max_skipped_steps", train.get("max_skipped_steps"), lambda v: v >= 0, "at least 0")
     rule("train.log_every", train.get("log_every"), lambda v: v >= 1, "at least 1")
     rule("train.ckpt_every", train.get("ckpt_every"), lambda v: v >= 0, "at least 0")
     sched = train.get("lr_schedule")

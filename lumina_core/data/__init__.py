@@ -17,3 +17,25 @@ def collate_items(items: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
         "conditions": [it.get("condition") for it in items],
         "meta": [it.get("meta", {}) for it in items],
     }
+
+
+from lumina_core.data.contract import (  # noqa: E402  (the contract, after the collation helper)
+    CONDITION_KINDS,
+    SPLITS,
+    LuminaDataset,
+    build_dataset,
+    check_condition_kinds,
+    check_item,
+    condition_kind_of,
+)
+
+__all__ = [
+    "CONDITION_KINDS",
+    "SPLITS",
+    "LuminaDataset",
+    "build_dataset",
+    "check_condition_kinds",
+    "check_item",
+    "collate_items",
+    "condition_kind_of",
+]

@@ -62,8 +62,14 @@ class SkipStats:
             self._seen.value += 1
 
     def skip(self, name: str, error: BaseException) -> None:
+        """Count an unreadable sample and log it - once per sample: meeting the same file again in a later
+        epoch counts it as seen, not as another skip, and logs nothing."""
         with self._seen.get_lock():
             self._seen.value += 1
+        known = self.__dict__.setdefault("_known", set())
+        if name in known:
+            return
+        known.add(name)
         with self._skipped.get_lock():
             self._skipped.value += 1
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
@@ -93,6 +99,7 @@ class SkipStats:
             self._skipped.value = 0
         self.names.clear()
         self.reasons.clear()
+        self.__dict__.get("_known", set()).clear()
 
     def summary(self) -> str:
         text = f"skipped {self.skipped} of {self.seen} unreadable samples"
@@ -259,3 +266,16 @@ def _safe_name(namer: Callable[[Any], str], raw: Any) -> str:
         return str(namer(raw))
     except Exception:
         return repr(raw)[:80]
+
+
+def skip_report(dataset: Any) -> dict[str, Any] | None:
+    """``{"seen", "skipped", "names"}`` of a dataset that skips unreadable samples (one with ``stats``, a
+    :class:`SkipStats`, or ``skipped`` / ``seen`` counts); None for a dataset that does not skip."""
+    stats = getattr(dataset, "stats", None)
+    if isinstance(stats, SkipStats):
+        return {"seen": stats.seen, "skipped": stats.skipped, "names": list(stats.names)}
+    skipped = getattr(dataset, "skipped", None)
+    if isinstance(skipped, int):
+        names = getattr(dataset, "skipped_names", [])
+        return {"seen": int(getattr(dataset, "seen", 0) or 0), "skipped": skipped, "names": list(names)}
+    return None

@@ -9,7 +9,9 @@ The package is laid out as::
       lumina_NAME/plugin.py          a ModalityPlugin subclass (1-D signals as patch tokens, PNG previews)
       lumina_NAME/datasets.py        a procedural class-conditioned dataset with a ground-truth checker
       recipes/NAME/tiny.yaml         a tiny recipe, headed by the command that runs it
-      tests/test_conformance.py      runs lumina_core.testing.PluginConformance on the plugin
+      tests/test_NAME_conformance.py runs lumina_core.testing.PluginConformance on the plugin (a file name
+                                     unique across projects, so pytest can collect it beside others)
+      .gitignore                     run folders, samples, build output
 
 Templates live in ``templates/`` as ``*.txt`` (``string.Template``: ``$name``, ``$pkg``, ``$dist``, ``$cls``, ``$api``).
 """
@@ -32,7 +34,8 @@ LAYOUT = {
     "plugin.py.txt": "{pkg}/plugin.py",
     "datasets.py.txt": "{pkg}/datasets.py",
     "recipe.yaml.txt": "recipes/{name}/tiny.yaml",
-    "test_conformance.py.txt": "tests/test_conformance.py",
+    "test_conformance.py.txt": "tests/test_{name}_conformance.py",
+    "gitignore.txt": ".gitignore",
 }
 
 

@@ -24,8 +24,11 @@ What it checks (each a test method; a failure says which property broke):
   on fixed noise and times before and after;
 * generation: ``generate()`` with a few steps gives finite samples of ``default_shape()``, and
   ``write_preview`` writes non-empty files of every declared ``preview_formats``;
-* datasets: every dataset registered with ``modality == plugin_name`` yields items
-  ``{"sample": Tensor, "condition": str | int | None, "meta": dict}`` that the plugin tokenizes.
+* datasets: every dataset registered with ``modality == plugin_name``, built as the trainer builds it
+  (``split="train"`` and ``"val"``), declares its ``condition_kind`` and yields items
+  ``{"sample": Tensor, "condition": str | int | None, "meta": dict}`` of that kind that the plugin tokenizes;
+* checkers: a dataset's ``score`` gives real items a high score and an untrained model's samples a score
+  near chance.
 
 Models are tiny (``dim`` 64, one layer) so a plugin's whole suite runs in seconds on a CPU.
 """
@@ -60,8 +63,14 @@ class PluginConformance:
         train_steps, train_lr, train_batch: the loss-lowering check (``train_batch`` samples, repeated
             from ``make_samples`` when there are fewer).
         generate_steps: Euler steps of the generation check.
-        dataset_params: constructor keywords per dataset name for the dataset check.
-        skip_datasets: dataset names not to build in the dataset check (e.g. ones that need files).
+        dataset_params: constructor keywords per dataset name for the dataset checks (the suite adds
+            ``split``, as the trainer does).
+        skip_datasets: dataset names not to build in the dataset checks (e.g. ones that need files).
+        checker_items, checker_real_min, checker_margin: the checker check scores ``checker_items``
+            held-out items: real ones must reach ``checker_real_min``, samples of an untrained model must
+            stay ``checker_margin`` below the real score and within ``checker_margin`` of chance.
+        checker_metric, checker_chance: which of the checker's scores to judge (higher is better, in
+            [0, 1]; default ``adherence`` if reported, else the first) and which reports its chance level.
     """
 
     plugin_name: ClassVar[str] = ""
@@ -83,6 +92,11 @@ class PluginConformance:
     generate_steps: ClassVar[int] = 3
     dataset_params: ClassVar[dict[str, dict[str, Any]]] = {}
     skip_datasets: ClassVar[tuple[str, ...]] = ()
+    checker_items: ClassVar[int] = 8
+    checker_real_min: ClassVar[float] = 0.8
+    checker_margin: ClassVar[float] = 0.25
+    checker_metric: ClassVar[str | None] = None
+    checker_chance: ClassVar[str] = "chance"
     task: ClassVar[str] = "conformance"
 
     # -- to provide ---------------------------------------------------------------------------------------
@@ -387,16 +401,17 @@ class PluginConformance:
         )
 
     # -- data ------------------------------------------------------------------------------------------------
-    def test_datasets_yield_items(self) -> None:
+    def _datasets(self, splits: Sequence[str] = ("train", "val")) -> tuple[list[tuple[str, str, Any]], list[str]]:
+        """``[(name, split, dataset)]`` for every dataset of this modality, built exactly as a training run
+        builds them (:func:`lumina_core.data.build_dataset`), and the names skipped with the reason."""
         import inspect
 
-        import pytest
-
+        from lumina_core.data import build_dataset
         from lumina_core.registry import DATASETS
 
-        plugin = self.make_plugin()  # loads the plugin, which registers its datasets
+        self.make_plugin()  # loads the plugin, which registers its datasets
         mine = [(n, d) for n, d in DATASETS.items() if getattr(d, "modality", None) == self.plugin_name]
-        checked, skipped = [], []
+        built, skipped = [], []
         for name, factory in mine:
             if name in self.skip_datasets:
                 skipped.append(f"{name} (in skip_datasets)")
@@ -415,16 +430,103 @@ class PluginConformance:
             if required:
                 skipped.append(f"{name} (needs {', '.join(required)}: give them in dataset_params)")
                 continue
-            dataset = factory(**params)
+            for split in splits:
+                built.append((name, split, build_dataset(name, params, split)))
+        return built, skipped
+
+    def test_datasets_yield_items(self) -> None:
+        import pytest
+
+        from lumina_core.data import CONDITION_KINDS, condition_kind_of
+
+        plugin = self.make_plugin()
+        built, skipped = self._datasets()
+        for name, split, dataset in built:
+            kind = condition_kind_of(dataset)
+            assert kind in CONDITION_KINDS, (
+                f"dataset {name!r} must declare condition_kind, one of {CONDITION_KINDS}; got {kind!r} "
+                "(see lumina_core.data.LuminaDataset)"
+            )
             items = self._first_items(dataset, 2)
-            assert items, f"dataset {name!r} yielded no items"
+            assert items, f"dataset {name!r} (split {split!r}) yielded no items"
             for k, item in enumerate(items):
-                self._check_item(plugin, name, k, item)
-            checked.append(name)
-        if not checked:
+                self._check_item(plugin, f"{name}[{split}]", k, item)
+                cond = item["condition"]
+                declared = {"text": str, "class": int, "none": type(None)}[kind]
+                assert isinstance(cond, declared) and not isinstance(cond, bool), (
+                    f"dataset {name!r} declares condition_kind {kind!r} but item {k} has condition "
+                    f"{cond!r} ({type(cond).__name__})"
+                )
+        if not built:
             pytest.skip(
                 f"no dataset of modality {self.plugin_name!r} to check; skipped: {skipped or 'none registered'}"
             )
+
+    def test_dataset_checker_tells_real_from_junk(self) -> None:
+        """A checker (``dataset.score``) must give real items a high score and samples of an untrained
+        model a score near chance: a checker that passes junk would make every evaluation look good."""
+        import pytest
+
+        from lumina_core.sampling import generate
+
+        plugin = self.make_plugin()
+        built, _ = self._datasets(("val",))
+        scored = [(n, ds) for n, _, ds in built if callable(getattr(ds, "score", None))]
+        if not scored:
+            pytest.skip(f"no dataset of modality {self.plugin_name!r} has a checker (score)")
+        for name, dataset in scored:
+            items = self._first_items(dataset, self.checker_items)
+            real_scores = dataset.score([it["sample"] for it in items], items)
+            metric, real = self._headline(real_scores, self.checker_metric)
+            conds = [it["condition"] for it in items]
+            conditioner = self._conditioner_for(conds)
+            model = self.make_model(plugin, conditioner, randomize=True, seed=3)
+            junk = generate(
+                model, plugin, conditioner, self.task,
+                conds if any(c is not None for c in conds) else None,
+                shapes=[tuple(plugin.sample_shape(it["sample"])) for it in items],
+                steps=self.generate_steps, solver="euler", grid={"name": "uniform", "params": {}}, seed=0,
+            )  # fmt: skip
+            junk_scores = dataset.score([s.detach().float() for s in junk], items)
+            _, fake = self._headline(junk_scores, metric)
+            assert real >= self.checker_real_min, (
+                f"dataset {name!r}: its checker gives real items {metric} = {real:.3f} (< "
+                f"{self.checker_real_min}); a checker must recognise the ground truth"
+            )
+            chance = real_scores.get(self.checker_chance)
+            ceiling = min(real - self.checker_margin, (chance + self.checker_margin) if chance is not None else 1.0)
+            assert fake <= ceiling, (
+                f"dataset {name!r}: its checker gives samples of an untrained model {metric} = {fake:.3f} "
+                f"(real items {real:.3f}, chance {chance}); junk must score near chance (<= {ceiling:.3f})"
+            )
+
+    @staticmethod
+    def _headline(scores: dict[str, float], metric: str | None = None) -> tuple[str, float]:
+        """The checker's headline metric: ``metric``, else ``adherence``, else its first score that is not a
+        chance level."""
+        for key in (metric, "adherence"):
+            if key is not None and key in scores:
+                return key, float(scores[key])
+        if metric is not None:
+            raise AssertionError(f"the checker reports no {metric!r} (checker_metric); it reports {sorted(scores)}")
+        for key, value in scores.items():
+            if key != "chance" and not key.endswith("_chance"):
+                return key, float(value)
+        raise AssertionError(f"the checker returned no score besides chance: {scores}")
+
+    def _conditioner_for(self, conds: Sequence[Any]) -> Any:
+        """A conditioner for a dataset's raw conditions (text, class labels or none)."""
+        if all(c is None for c in conds):
+            from lumina_core.conditioning import NoneConditioner
+
+            return NoneConditioner()
+        if all(isinstance(c, str) for c in conds):
+            from lumina_core.testing.conditioners import HashTextConditioner
+
+            return HashTextConditioner(dim=32)
+        from lumina_core.conditioning import ClassConditioner
+
+        return ClassConditioner(num_classes=max(int(c) for c in conds if c is not None) + 1, dim=32)
 
     @staticmethod
     def _first_items(dataset: Any, n: int) -> list[Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,28 +55,45 @@ def _trainer_device(device: str) -> dict[str, Any]:
     raise ValueError(f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
 
 
-def train(cfg: Any, resume: str | None = None) -> Path:
+def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     """Train the recipe ``cfg``; return the run directory. ``resume``: a checkpoint (or run) directory, or
     ``"last"`` for the newest checkpoint of this run's directory. Everything is restored: weights, EMA,
-    optimiser, LR schedule, step, RNG states and each task's data position."""
+    optimiser, LR schedule, step, RNG states and each task's data position.
+
+    A run directory that already holds checkpoints is never overwritten silently: without ``resume`` it is
+    refused (:class:`RunExistsError`) unless ``overwrite``, which moves the earlier run aside (renamed
+    ``<name>.old-<time>``, never deleted). SIGTERM stops the run after the current step with a checkpoint
+    and raises :class:`lumina_core.errors.Preempted`."""
     import lightning as L
     import torch
     from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
     from omegaconf import OmegaConf
 
+    from lumina_core.errors import Preempted
     from lumina_core.training import checkpoint as ckpt_io
-    from lumina_core.training.callbacks import CheckpointEvery, PreviewSamples
+    from lumina_core.training.callbacks import CheckpointEvery, PreviewSamples, StepProgress
     from lumina_core.training.curves import LossCurves
     from lumina_core.training.data import MultiTaskBatches, task_loader
     from lumina_core.training.module import LuminaLightningModule
 
     cfg = as_recipe(cfg)
     tc = cfg.train
+    if resume is not None and overwrite:
+        raise ValueError("--resume continues a run and --overwrite starts it again: give one of them")
     if tc.threads:
         torch.set_num_threads(int(tc.threads))
     run_dir = Path(cfg.run.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_root = run_dir / "checkpoints"
+    if resume is None and _has_checkpoints(ckpt_root):
+        if not overwrite:
+            raise RunExistsError(
+                f"{run_dir} already holds checkpoints of an earlier run ({_newest(ckpt_root)}). Continue it "
+                "with --resume last, start again with --overwrite (the earlier run is moved aside, not "
+                "deleted), or choose another folder with run.output_dir=... (or run.name=...)"
+            )
+        print(f"--overwrite: the earlier run was moved to {_move_aside(run_dir)}")
+    run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_io.clean_temporaries(ckpt_root)
 
     L.seed_everything(int(cfg.run.seed), verbose=False)
@@ -84,7 +102,12 @@ def train(cfg: Any, resume: str | None = None) -> Path:
     if resume is not None:
         ck = ckpt_io.resolve_checkpoint(resume, run_dir)
         ema = ckpt_io.load_weights(ck, "ema") if (ck / ckpt_io.EMA_FILE).is_file() else None
-        module.restore(ckpt_io.load_weights(ck, "model"), ema, ckpt_io.load_state(ck))
+        weights, state = ckpt_io.load_weights(ck, "model"), ckpt_io.load_state(ck)
+        expected = module.trainable_state()
+        try:
+            module.restore(weights, ema, state)
+        except (RuntimeError, ValueError) as exc:
+            raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, weights, exc)) from exc
         module.last_checkpoint = ck
         print(f"resuming from {ck} at step {module.step}")
     OmegaConf.save(cfg, run_dir / "config.yaml")
@@ -97,7 +120,8 @@ def train(cfg: Any, resume: str | None = None) -> Path:
     loaders = {}
     val_items: dict[str, list[dict]] = {}
     for i, task in enumerate(cfg.tasks):
-        ds = build_dataset(task, "train")
+        ds = build_dataset(task, "train", parts.conditioners[task.name])
+        module.datasets[task.name] = ds
         loaders[task.name] = task_loader(
             ds, int(task.data.batch_size), int(task.data.num_workers), int(cfg.run.seed) + i,
             module.data_position[task.name],
@@ -120,6 +144,7 @@ def train(cfg: Any, resume: str | None = None) -> Path:
                 CheckpointEvery(ckpt_root, int(tc.ckpt_every)),
                 PreviewSamples(run_dir / "previews", int(tc.preview_every), val_items, PREVIEW_ITEMS),
                 LossCurves(run_dir),  # curves/loss.png: the loss per task, beside TensorBoard
+                StepProgress(),
             ],
             enable_checkpointing=False,
             enable_progress_bar=False,
@@ -133,11 +158,98 @@ def train(cfg: Any, resume: str | None = None) -> Path:
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
             trainer.fit(module, train_dataloaders=MultiTaskBatches(loaders))
+    except SIGTERMException as exc:  # Lightning stops after the step; CheckpointEvery saved it
+        raise Preempted(
+            f"stopped by SIGTERM after step {module.step}; checkpoint {module.last_checkpoint}. Continue with "
+            "`lumina train ... --resume last` (exit status 143, so a scheduler does not count the job as done)"
+        ) from exc
     finally:
         lightning_log.removeFilter(tips)
+        _write_data_report(run_dir, module)
     if module.nonfinite_skipped:
         print(f"{module.nonfinite_skipped} step(s) with a non-finite loss were skipped")
     return run_dir
+
+
+class RunExistsError(FileExistsError):
+    """``lumina train`` without ``--resume`` in a run folder that already holds checkpoints."""
+
+
+def _has_checkpoints(root: Path) -> bool:
+    return root.is_dir() and any(p.name.startswith("step_") or p.name == "last" for p in root.iterdir())
+
+
+def _newest(root: Path) -> str:
+    steps = sorted(p.name for p in root.iterdir() if p.name.startswith("step_"))
+    return steps[-1] if steps else "an incomplete checkpoint"
+
+
+def _move_aside(run_dir: Path) -> Path:
+    """Rename ``run_dir`` to ``<name>.old-<time>`` (a free name) and return it; nothing is deleted."""
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
+    run_dir.rename(target)
+    return target
+
+
+def _write_data_report(run_dir: Path, module: Any) -> None:
+    """``<run_dir>/data_report.json``: per task, samples seen and unreadable samples skipped (with names)."""
+    report = module.skipped_samples()
+    if not report:
+        return
+    (run_dir / "data_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    for name, r in report.items():
+        if r["skipped"]:
+            print(f"task {name}: skipped {r['skipped']} unreadable sample(s); see {run_dir / 'data_report.json'}")
+
+
+def describe_mismatch(
+    ck: Path, cfg: Any, expected: dict[str, Any], weights: dict[str, Any], exc: Exception
+) -> str:
+    """Why a checkpoint's weights do not fit the recipe's model: missing and unexpected keys, shapes that
+    differ, and the recipe values that differ from the ones the checkpoint was trained with."""
+    from omegaconf import OmegaConf
+
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    shapes = sorted(
+        f"{k} {tuple(weights[k].shape)} -> {tuple(expected[k].shape)}"
+        for k in set(expected) & set(weights)
+        if tuple(weights[k].shape) != tuple(expected[k].shape)
+    )
+    lines = [f"the checkpoint {ck} does not fit the model this recipe builds"]
+    for what, keys in (
+        ("missing from the checkpoint", missing),
+        ("in the checkpoint but not in the model", unexpected),
+        ("shapes that differ (checkpoint -> model)", shapes),
+    ):
+        if keys:
+            lines.append(f"{what} ({len(keys)}): {', '.join(keys[:6])}" + (", ..." if len(keys) > 6 else ""))
+    if not (missing or unexpected or shapes):
+        lines.append(str(exc).splitlines()[0])
+    meta_file = ck / "meta.json"
+    trained: dict[str, Any] = {}
+    if meta_file.is_file():
+        try:
+            trained = json.loads(meta_file.read_text()).get("model") or {}
+        except ValueError:
+            trained = {}
+    if trained:
+        now = OmegaConf.to_container(cfg.model, resolve=True)
+        diffs = [
+            f"model.{k} is {trained.get(k)!r} in the checkpoint and {now.get(k)!r} in the recipe"
+            for k in sorted(set(trained) | set(now))
+            if trained.get(k) != now.get(k)
+        ]
+        if diffs:
+            lines.append("recipe values that differ: " + "; ".join(diffs))
+    return ". ".join(lines) + ". Resume with the recipe the run was trained with, or start a new run."
 
 
 def load_run(
@@ -162,7 +274,12 @@ def load_run(
         load_trainable(mods, _converted_weights(ck, parts.model, mods))
     else:
         have_ema = (ck / ckpt_io.EMA_FILE).is_file()
-        load_trainable(mods, ckpt_io.load_weights(ck, "ema" if weights == "ema" and have_ema else "model"))
+        state = ckpt_io.load_weights(ck, "ema" if weights == "ema" and have_ema else "model")
+        expected = {f"{p}.{k}": v for p, m in mods.items() for k, v in m.state_dict().items()}
+        try:
+            load_trainable(mods, state)
+        except (RuntimeError, ValueError) as exc:
+            raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, state, exc)) from exc
     dev = device or resolve_device(str(cfg.run.device))
     parts.model.to(dev).eval()
     for enc in parts.conditioners.values():
@@ -204,15 +321,22 @@ def sample(
     num: int,
     out_dir: str | Path,
     task: str | None = None,
+    on_file: Callable[[Path], None] | None = None,
     **overrides: Any,
 ) -> list[Path]:
     """Generate and write samples with the task's sampling settings (``overrides`` replace them, e.g.
     ``steps=8``). ``conditions`` given: ``num`` samples for each; None: ``num`` samples for the first held-out
-    conditions. ``task``: which task (default: the recipe's first). Returns the written files."""
+    conditions. ``task``: which task (default: the recipe's first). Returns the written files.
+
+    Files are written batch by batch as they are generated (``on_file`` is called for each as it lands),
+    named ``<task>_<index>_<caption slug>`` and listed in ``out_dir/manifest.json`` with their condition,
+    seed, sampler settings and checkpoint (:mod:`.manifest`)."""
+    from lumina_core.progress import Progress
     from lumina_core.sampling import generate
+    from lumina_core.training import checkpoint as ckpt_io
+    from lumina_core.training.manifest import Manifest, slug
 
     cfg = as_recipe(cfg)
-    model, plugins, conditioners = load_run(cfg, checkpoint)
     tcfg = next((t for t in cfg.tasks if t.name == task), None) if task else cfg.tasks[0]
     if tcfg is None:
         raise ValueError(f"unknown task {task!r}; tasks: {[t.name for t in cfg.tasks]}")
@@ -221,6 +345,8 @@ def sample(
             f"task {tcfg.name!r} is a classification task: it generates nothing; "
             "use `lumina predict RECIPE --input FILES` to classify files, or --task to pick a generative task"
         )
+    ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
+    model, plugins, conditioners = load_run(cfg, ck)
     plugin, enc = plugins[tcfg.name], conditioners[tcfg.name]
     if conditions is None:
         val = build_dataset(tcfg, "val")
@@ -230,14 +356,28 @@ def sample(
     kw = {**sampling_kwargs(tcfg), **overrides}
     dev = resolve_device(str(cfg.run.device))
     bs = max(1, int(tcfg.eval.batch_size))
+    out = Path(out_dir)
+    settings = {k: kw[k] for k in ("solver", "steps", "grid", "cfg_scale") if k in kw}
+    manifest = Manifest(out, {"task": tcfg.name, "checkpoint": str(ck), **settings})
     paths: list[Path] = []
-    for start in range(0, len(conds), bs):
-        chunk = conds[start : start + bs]
-        samples = generate(
-            model, plugin, enc, tcfg.name, chunk, device=dev, **{**kw, "seed": kw["seed"] + start}
-        )
-        samples = [s.detach().float().cpu() for s in samples]
-        paths += list(plugin.write_preview(samples, chunk, Path(out_dir), f"{tcfg.name}_{start:05d}"))
+    try:
+        with Progress(len(conds), f"sampling {tcfg.name}", "samples") as progress:
+            for start in range(0, len(conds), bs):
+                chunk = conds[start : start + bs]
+                seed = kw["seed"] + start
+                samples = generate(model, plugin, enc, tcfg.name, chunk, device=dev, **{**kw, "seed": seed})
+                for k, (x, c) in enumerate(zip(samples, chunk, strict=True)):
+                    stem = f"{tcfg.name}_{start + k:05d}_{slug(c)}"
+                    written = [Path(p) for p in plugin.write_preview([x.detach().float().cpu()], [c], out, stem)]
+                    manifest.add(written, condition=c, seed=seed, index_in_batch=k, batch_size=len(chunk))
+                    paths += written
+                    for p in written:
+                        if on_file is not None:
+                            on_file(p)
+                progress.update(len(chunk))
+    finally:
+        if manifest.entries:
+            manifest.save()
     return paths
 
 
@@ -245,6 +385,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
     """Generate for the first ``eval.num_samples`` held-out items of every task (their conditions and
     shapes, the task's sampling settings, EMA weights), score with ``plugin.evaluate(samples, items,
     dataset)``; return ``{"<task>/<metric>": value}`` and write it to ``<run_dir>/metrics.json``."""
+    from lumina_core.progress import Progress
     from lumina_core.sampling import generate
     from lumina_core.training import checkpoint as ckpt_io
     from lumina_core.training.evaluation import eval_splits
@@ -267,6 +408,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
             details[f"{tcfg.name}{suffix}"] = extra
             continue
         samples = []
+        progress = Progress(len(items), f"evaluating {tcfg.name}{suffix}", "samples")
         for start in range(0, len(items), bs):
             chunk = items[start : start + bs]
             out = generate(
@@ -277,8 +419,12 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
                 **{**kw, "seed": kw["seed"] + start},
             )  # fmt: skip
             samples += [s.detach().float().cpu() for s in out]
+            progress.update(len(chunk))
+        progress.close()
         for k, v in plugin.evaluate(samples, items, val).items():
             metrics[f"{tcfg.name}/{k}{suffix}"] = float(v)
+        scored_dir = Path(cfg.run.output_dir) / "eval" / f"{tcfg.name}{suffix}"
+        write_scored_samples(scored_dir, plugin, val, items, samples, {"checkpoint": str(ck), **kw})
     run_dir = Path(cfg.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     step = (
@@ -291,3 +437,28 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
         record["details"] = details
     (run_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     return metrics
+
+
+def write_scored_samples(
+    out_dir: Path, plugin: Any, dataset: Any, items: list[dict], samples: list[Any], settings: dict[str, Any]
+) -> Path:
+    """The samples an evaluation scored, as files, with the checker's verdict on each one.
+
+    ``out_dir`` gets one preview per sample (named ``<index>_<condition slug>``) and ``manifest.json``: per
+    file, the condition, the ground truth (``meta``) and the scores ``dataset.score`` gives that sample alone
+    - so a checker that is too generous, or a model that fails on one kind of prompt, shows up by reading
+    it. Datasets without a checker get the files and conditions only."""
+    import shutil
+
+    from lumina_core.training.manifest import Manifest, slug
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # the verdicts of the previous evaluation of this run
+    score = getattr(dataset, "score", None)
+    manifest = Manifest(out_dir, {k: v for k, v in settings.items() if k != "rope_scaling"})
+    for i, (x, item) in enumerate(zip(samples, items, strict=True)):
+        cond = item.get("condition")
+        files = plugin.write_preview([x], [cond], out_dir, f"{i:05d}_{slug(cond)}")
+        verdict = {k: float(v) for k, v in score([x], [item]).items()} if callable(score) else None
+        manifest.add(files, condition=cond, meta=item.get("meta", {}), verdict=verdict)
+    return manifest.save()

@@ -50,6 +50,46 @@ class CheckpointEvery(L.Callback):
         if module.step != self._saved_step:
             self.save(module)
 
+    def on_exception(self, trainer, module, exception: BaseException) -> None:
+        """SIGTERM (Lightning raises its SIGTERMException between steps): save, so nothing is lost."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException) and module.step != self._saved_step:
+            self.save(module)
+
+
+class StepProgress(L.Callback):
+    """A progress bar of optimiser steps with rate and time left, on a terminal only (elsewhere the
+    module's periodic log lines, which also give the rate and time left, are the progress)."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def on_train_start(self, trainer, module) -> None:
+        import sys
+
+        from lumina_core.progress import Progress
+
+        if sys.stderr.isatty() and trainer.is_global_zero:
+            self._bar = Progress(int(module.cfg.train.max_steps), "training", "steps", initial=module.step)
+            self._last = module.step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self._bar is not None and module.step > self._last:
+            self._bar.update(module.step - self._last)
+            self._last = module.step
+
+    def on_train_end(self, trainer, module) -> None:
+        self.close()
+
+    def on_exception(self, trainer, module, exception: BaseException) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
 
 class PreviewSamples(L.Callback):
     """Every ``every`` steps (0: only at the end) and at the end of training, generate samples for the first

@@ -8,7 +8,7 @@ Layout of ``<run_dir>/checkpoints/``::
         ema.safetensors        the EMA of the same tensors
         state.pt               optimiser, LR schedule, step, RNG states, data position (torch.save of
                                tensors, numbers, strings, lists and dicts only: loads with weights_only=True)
-        meta.json              step, time, a human-readable summary
+        meta.json              step, time, a human-readable summary, and each file's size and SHA-256
     last                       a text file naming the newest complete checkpoint directory
 
 A *converted* checkpoint (what ``lumina convert`` writes from a released or diffusers file, see
@@ -19,14 +19,22 @@ A *converted* checkpoint (what ``lumina convert`` writes from a released or diff
 A checkpoint is written into a hidden temporary directory, flushed, then renamed into place; ``last`` is
 rewritten the same way (temporary file, then ``os.replace``). A kill at any moment leaves either the previous
 or the new checkpoint, never a half-written one under a real name.
+
+Reading verifies: every file is checked against the size and SHA-256 that ``meta.json`` records, and a file
+that fails (truncated, overwritten, bit rot) raises :class:`CheckpointError` naming it. ``resume="last"``
+then falls back to the newest intact checkpoint, with a warning naming the damaged one. ``state.pt`` is read
+with ``weights_only=True``: a file holding anything but tensors and primitives is refused, never unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,10 @@ from torch import Tensor
 LAST = "last"
 MODEL_FILE, EMA_FILE, STATE_FILE, META_FILE = "model.safetensors", "ema.safetensors", "state.pt", "meta.json"
 CONVERTED_CONFIG = "config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: a damaged or missing file, or weights that do not fit the recipe."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -88,7 +100,8 @@ def save_checkpoint(
     if ema is not None:
         save_file(_contiguous(ema), str(tmp / EMA_FILE))
     torch.save(state, tmp / STATE_FILE)
-    info = {"step": int(step), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {})}
+    files = {f.name: _fingerprint(f) for f in sorted(tmp.iterdir())}
+    info = {"step": int(step), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {}), "files": files}
     (tmp / META_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
     for f in tmp.iterdir():
         _fsync_file(f)
@@ -122,9 +135,16 @@ def _prune(root: Path, keep: int, protect: str) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def resolve_checkpoint(path_or_last: str | Path, run_dir: str | Path | None = None) -> Path:
+def resolve_checkpoint(
+    path_or_last: str | Path, run_dir: str | Path | None = None, fallback: bool = True
+) -> Path:
     """A checkpoint directory from a path, a run directory, a ``checkpoints`` folder, the ``last`` pointer
-    file itself (``runs/NAME/checkpoints/last``) or ``"last"``."""
+    file itself (``runs/NAME/checkpoints/last``) or ``"last"``.
+
+    Through ``last`` (the word, the pointer file, or a run / checkpoints folder), a checkpoint that fails
+    :func:`verify` is passed over for the newest intact one, with a warning naming what is damaged
+    (``fallback=False``: refused, naming the damaged file and the newest intact checkpoint); a checkpoint
+    directory named directly is verified and refused (CheckpointError) when damaged."""
     p = Path(path_or_last)
     if str(path_or_last) == LAST:
         if run_dir is None:
@@ -132,12 +152,16 @@ def resolve_checkpoint(path_or_last: str | Path, run_dir: str | Path | None = No
         p = Path(run_dir) / "checkpoints"
     elif p.name == LAST and p.is_file():  # the pointer file: resolve from its folder
         p = p.parent
+    root = None
     for candidate in (p, p / "checkpoints"):
         if (candidate / LAST).is_file():
-            name = (candidate / LAST).read_text().strip()
-            p = candidate / name
+            root = candidate
+            p = candidate / (candidate / LAST).read_text().strip()
             break
     if not (p / MODEL_FILE).is_file() or not (p / STATE_FILE).is_file():
+        if root is not None:
+            why = f"its pointer {root / LAST} names {p.name}, which is incomplete"
+            return _newest_intact(root, p, why, fallback)
         hint = (
             f"; {p} is a converted checkpoint (weights only, from `lumina convert`): it can be sampled or "
             "evaluated, not resumed"
@@ -148,7 +172,80 @@ def resolve_checkpoint(path_or_last: str | Path, run_dir: str | Path | None = No
             f"no complete checkpoint at {p} (expected {MODEL_FILE} and {STATE_FILE}); give a checkpoint "
             f"directory, a run directory with checkpoints/{LAST}, or 'last'{hint}"
         )
+    try:
+        verify(p)
+    except CheckpointError as exc:
+        if root is None:
+            raise
+        return _newest_intact(root, p, str(exc), fallback)
     return p
+
+
+def _newest_intact(root: Path, broken: Path, why: str, fallback: bool = True) -> Path:
+    """The newest checkpoint under ``root`` other than ``broken`` that verifies; warns about ``broken``
+    (``fallback=False``: raises CheckpointError naming both instead)."""
+    candidates = sorted(
+        (c for c in root.iterdir() if c.is_dir() and c.name.startswith("step_") and c.name != broken.name),
+        reverse=True,
+    )
+    damaged = [why]
+    for c in candidates:
+        try:
+            verify(c)
+        except (CheckpointError, FileNotFoundError) as exc:
+            damaged.append(str(exc))
+            continue
+        if not fallback:
+            raise CheckpointError(f"{why}. The newest intact checkpoint is {c}: pass it with --ckpt")
+        warnings.warn(
+            f"checkpoint {broken} cannot be used ({why}); falling back to {c.name}, the newest intact "
+            "checkpoint",
+            stacklevel=3,
+        )
+        return c
+    raise CheckpointError(
+        f"no intact checkpoint under {root}: " + "; ".join(damaged) + ". Start again with --overwrite, or "
+        "restore the files from a copy"
+    )
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def verify(ckpt: str | Path, names: tuple[str, ...] | None = None) -> None:
+    """Check ``ckpt``'s files (all, or ``names``) against the sizes and SHA-256 sums in its ``meta.json``.
+
+    Raises CheckpointError naming the first damaged or missing file. Checkpoints written before sums were
+    recorded (no ``files`` in ``meta.json``) and converted checkpoints are only checked for presence."""
+    ckpt = Path(ckpt)
+    meta_path = ckpt / META_FILE
+    recorded: dict[str, Any] = {}
+    if meta_path.is_file():
+        try:
+            recorded = json.loads(meta_path.read_text()).get("files") or {}
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{meta_path} cannot be read ({exc}): the checkpoint is damaged") from exc
+    for name in names or tuple(recorded):
+        f = ckpt / name
+        if not f.is_file():
+            if name == EMA_FILE and name not in recorded:
+                continue
+            raise CheckpointError(f"{f} is missing: the checkpoint is incomplete")
+        want = recorded.get(name)
+        if want is None:
+            continue
+        size = f.stat().st_size
+        if size != want["bytes"]:
+            raise CheckpointError(
+                f"{f} is damaged: {size} bytes where {want['bytes']} were written (truncated or overwritten)"
+            )
+        if _fingerprint(f)["sha256"] != want["sha256"]:
+            raise CheckpointError(f"{f} is damaged: its SHA-256 differs from the one recorded when it was written")
 
 
 def is_converted(path: str | Path) -> bool:
@@ -169,20 +266,38 @@ def resolve_weights(path_or_last: str | Path, run_dir: str | Path | None = None)
     :func:`resolve_checkpoint` (a training checkpoint, a run directory or ``"last"``)."""
     if str(path_or_last) != LAST and is_converted(path_or_last):
         return Path(path_or_last)
-    return resolve_checkpoint(path_or_last, run_dir)
+    return resolve_checkpoint(path_or_last, run_dir, fallback=False)
 
 
 def load_weights(ckpt: Path, which: str = "model") -> dict[str, Tensor]:
+    """The flat weights of ``ckpt`` (``which``: ``"model"`` or ``"ema"``), verified; CheckpointError names a
+    damaged file."""
     from safetensors.torch import load_file
 
     file = ckpt / (EMA_FILE if which == "ema" else MODEL_FILE)
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} has no {file.name}")
-    return load_file(str(file))
+    verify(ckpt, (file.name,))
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{file} cannot be read ({exc}): the file is damaged (truncated?)") from exc
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
-    return torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    """The training state of ``ckpt``, verified, read with ``weights_only=True`` (no pickled code runs)."""
+    file = ckpt / STATE_FILE
+    verify(ckpt, (STATE_FILE,))
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{file} holds objects other than tensors, numbers, strings, lists and dicts; Lumina never "
+            "unpickles code from a checkpoint, so it is refused. Was it written by Lumina? Resume from "
+            "another checkpoint, or start again with --overwrite"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{file} cannot be read ({exc}): the file is damaged (truncated?)") from exc
 
 
 def clean_temporaries(root: str | Path) -> None:

@@ -27,13 +27,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lumina_core.errors import LuminaError
 from lumina_core.objective import Objective
 from lumina_core.training.build import RunParts, load_trainable, trainable_modules
 from lumina_core.training.ema import EMA
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Raised when a training step's loss (or gradient norm) is NaN or infinite."""
+class NonFiniteLossError(LuminaError, FloatingPointError):
+    """Raised when a training step's loss (or gradient norm) is NaN or infinite (an expected failure: the
+    command line prints the message and exits with status 2)."""
 
 
 def lr_factor(step: int, warmup: int, max_steps: int, schedule: str) -> float:
@@ -67,6 +69,8 @@ class LuminaLightningModule(L.LightningModule):
         self.step = 0  # optimiser steps taken
         self.data_position = {n: 0 for n in self.task_names}  # batches consumed per task
         self.nonfinite_skipped = 0
+        self._consecutive_skips = 0
+        self.datasets: dict[str, Any] = {}  # the training datasets, for their skip counts (set by train)
         self.last_checkpoint: Path | None = None
         self._pending_state: dict[str, Any] | None = None
         self._t_last, self._step_last = time.time(), 0
@@ -201,18 +205,34 @@ class LuminaLightningModule(L.LightningModule):
         sched.step()
         self.ema.update(self.trainable_state(), self.step)
         self.step += 1
+        self._consecutive_skips = 0
         self._log_step(total.detach(), losses, grad_norm.detach(), lr)
 
     def _nonfinite(self, what: str, losses: dict[str, Tensor]) -> None:
+        """Skip a step whose loss or gradient is not finite (``train.skip_nonfinite``), up to
+        ``train.max_consecutive_skips`` in a row and ``train.max_skipped_steps`` in all; otherwise stop
+        with :class:`NonFiniteLossError`. (Weights that have become non-finite make every later step
+        non-finite too: without the bounds a run would skip for ever.)"""
+        tc = self.cfg.train
         per_task = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-        if self.cfg.train.skip_nonfinite:
-            self.nonfinite_skipped += 1
-            self.print(
-                f"step {self.step + 1}: non-finite {what} ({per_task}); skipped "
-                f"({self.nonfinite_skipped} so far)"
-            )
-            return None
         last = str(self.last_checkpoint) if self.last_checkpoint else "none (no checkpoint written yet)"
+        if tc.skip_nonfinite:
+            self.nonfinite_skipped += 1
+            self._consecutive_skips += 1
+            in_a_row, total = self._consecutive_skips, self.nonfinite_skipped
+            if in_a_row <= int(tc.max_consecutive_skips) and total <= int(tc.max_skipped_steps):
+                self.print(f"step {self.step + 1}: non-finite {what} ({per_task}); skipped ({total} so far)")
+                return None
+            bound = (
+                f"{in_a_row} steps in a row (train.max_consecutive_skips={tc.max_consecutive_skips})"
+                if in_a_row > int(tc.max_consecutive_skips)
+                else f"{total} steps in all (train.max_skipped_steps={tc.max_skipped_steps})"
+            )
+            raise NonFiniteLossError(
+                f"non-finite {what} at step {self.step + 1} (task losses: {per_task}) after skipping {bound}: "
+                f"the run is not recovering. Last good checkpoint: {last}. Resume from it with a lower "
+                "train.lr (or a smaller train.grad_clip)."
+            )
         raise NonFiniteLossError(
             f"non-finite {what} at step {self.step + 1} (task losses: {per_task}); last good checkpoint: "
             f"{last}. Resume from it with a lower train.lr, or set train.skip_nonfinite=true to skip such steps."
@@ -228,6 +248,8 @@ class LuminaLightningModule(L.LightningModule):
         scalars.update({f"train/loss_{k}": v.item() for k, v in losses.items()})
         if self.nonfinite_skipped:
             scalars["train/nonfinite_skipped"] = self.nonfinite_skipped
+        skips = self.skipped_samples()
+        scalars.update({f"data/skipped_{k}": v["skipped"] for k, v in skips.items()})
         writer = self.tb_writer()
         if writer is not None:
             for k, v in scalars.items():
@@ -236,10 +258,33 @@ class LuminaLightningModule(L.LightningModule):
         rate = (self.step - self._step_last) / max(now - self._t_last, 1e-9)
         self._t_last, self._step_last = now, self.step
         per_task = " ".join(f"{k}={v.item():.4f}" for k, v in losses.items())
+        skipped = "".join(
+            f"  skipped {k}: {v['skipped']} unreadable" for k, v in skips.items() if v["skipped"]
+        )
+        if self.nonfinite_skipped:
+            skipped += f"  non-finite steps skipped: {self.nonfinite_skipped}"
         self.print(
             f"step {self.step}/{tc.max_steps}  loss {total.item():.4f} ({per_task})  "
             f"grad {grad_norm.item():.3g}  lr {lr:.3g}  {rate:.2f} it/s"
+            f"{self._eta(rate)}{skipped}"
         )
+
+    def _eta(self, rate: float) -> str:
+        from lumina_core.progress import format_duration
+
+        left = int(self.cfg.train.max_steps) - self.step
+        return f"  {format_duration(left / rate)} left" if rate > 0 and left > 0 else ""
+
+    def skipped_samples(self) -> dict[str, dict[str, Any]]:
+        """``{task: {"seen", "skipped", "names"}}`` for the tasks whose dataset skips unreadable samples."""
+        from lumina_core.data.robust import skip_report
+
+        out = {}
+        for name, ds in self.datasets.items():
+            report = skip_report(ds)
+            if report is not None:
+                out[name] = report
+        return out
 
     def tb_writer(self):
         logger = self.logger

@@ -62,10 +62,13 @@ class FeatureExtractor:
         self.frontend = MelFrontend(MelSettings())
         self.settings = {"train_items": train_items, "steps": steps, "seed": seed, "version": 1}
         key = hashlib.sha1(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:12]
-        root = Path(cache_dir or os.environ.get("LUMINA_CACHE_DIR", Path.home() / ".cache" / "lumina"))
+        from lumina_core.paths import cache_dir as core_cache_dir
+
+        root = Path(cache_dir) if cache_dir else core_cache_dir()
         self.path = root / f"audio_fad_{key}.pt"
         self.pitches = (220.0, 330.0, 440.0, 660.0, 880.0)
-        self.net = AudioFeatureNet(len(KINDS) * len(self.pitches))
+        with torch.inference_mode(False):  # real parameters even when built inside evaluation
+            self.net = AudioFeatureNet(len(KINDS) * len(self.pitches))
         if self.path.is_file():
             self.net.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
         else:
@@ -85,6 +88,11 @@ class FeatureExtractor:
         return torch.stack([nn.functional.pad(m, (0, n - m.shape[-1]), value=(-11.5129 + 8.0) / 3.5) for m in out])
 
     def _train(self) -> None:
+        # gradients on whatever the caller's mode: a first score on a fresh machine trains from inside eval
+        with torch.inference_mode(False), torch.enable_grad():
+            self._fit()
+
+    def _fit(self) -> None:
         s = self.settings
         gen = torch.Generator().manual_seed(s["seed"])
         torch.manual_seed(s["seed"])
@@ -101,7 +109,7 @@ class FeatureExtractor:
             loss.backward()
             opt.step()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         torch.save(self.net.state_dict(), tmp)
         tmp.replace(self.path)
 

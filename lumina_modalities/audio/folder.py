@@ -92,6 +92,11 @@ class AudioFolderDataset(_SkipAndCount, torch.utils.data.Dataset):
 
     modality = "audio"
 
+    @property
+    def condition_kind(self) -> str:
+        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
+
     def __init__(self, root: str, sample_rate: int = 22050, max_seconds: float | None = 10.0,
                  on_long: str = "crop", condition: str = "text", missing_caption: str = "empty",
                  split: str = "train") -> None:
@@ -133,6 +138,11 @@ class AudioShardsDataset(_SkipAndCount, torch.utils.data.Dataset):
     """
 
     modality = "audio"
+
+    @property
+    def condition_kind(self) -> str:
+        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
 
     def __init__(self, path: str, sample_rate: int = 22050, max_seconds: float | None = 10.0,
                  on_long: str = "crop", condition: str = "text", split: str = "train") -> None:

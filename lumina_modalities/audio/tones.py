@@ -141,6 +141,7 @@ class ToneDataset(torch.utils.data.Dataset):
     """
 
     modality = "audio"
+    condition_kind = "text"  # items carry captions
 
     def __init__(
         self,

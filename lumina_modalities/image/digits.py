@@ -79,6 +79,11 @@ class DigitsDataset(torch.utils.data.Dataset):
 
     modality = "image"
 
+    @property
+    def condition_kind(self) -> str:
+        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
+
     def __init__(
         self, size: int = 16, split: str = "train", condition: str = "class", channels: int = 1
     ) -> None:

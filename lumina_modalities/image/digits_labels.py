@@ -31,6 +31,7 @@ class LabelledDigitsDataset(torch.utils.data.Dataset):
     """
 
     modality = "image"
+    condition_kind = "class"  # items carry integer labels
     class_names = tuple(str(d) for d in range(10))
 
     def __init__(

@@ -74,13 +74,23 @@ class ShapesFeatureNet(nn.Module):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LUMINA_CACHE_DIR", Path.home() / ".cache" / "lumina")).expanduser()
+    from lumina_core.paths import cache_dir as core_cache_dir
+
+    return core_cache_dir()
 
 
 def train_feature_net(
     num_items: int = _TRAIN_ITEMS, epochs: int = _EPOCHS, seed: int = 0
 ) -> ShapesFeatureNet:
-    """Fit the feature network on procedural shapes (cross-entropy on the three attribute heads)."""
+    """Fit the feature network on procedural shapes (cross-entropy on the three attribute heads).
+
+    Gradients are switched on here whatever the caller's mode: the first score on a fresh machine trains
+    this network from inside ``fid_score``, which runs under ``torch.no_grad()``."""
+    with torch.inference_mode(False), torch.enable_grad():
+        return _fit_feature_net(num_items, epochs, seed)
+
+
+def _fit_feature_net(num_items: int, epochs: int, seed: int) -> ShapesFeatureNet:
     from .shapes import COLORS, POSITIONS, SHAPES, ShapesDataset
 
     torch.manual_seed(seed)

@@ -33,23 +33,62 @@ SPLITS = ("train", "val", "test")
 
 
 def decode_image(data: bytes | str | Path, size: tuple[int, int], channels: int = 3) -> Tensor:
-    """Decode an image (file path or encoded bytes) to (channels, H, W) in [-1, 1]: resize to cover, crop."""
+    """Decode an image (file path or encoded bytes) to (channels, H, W) in [-1, 1]: resize to cover, crop.
+
+    Every mode PIL reads is mapped by its real range: 8-bit grey/RGB by 255, 16-bit grey (``I;16``, or
+    ``I`` from a 16-bit PNG) by 65535, float (``F``) as [0, 1]; palette and CMYK images are converted to
+    RGB; transparency is composited over white (:func:`_flatten`)."""
     from PIL import Image
 
     src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else str(data)
     with Image.open(src) as img:
         img.load()
-        img = img.convert("RGB" if channels == 3 else "L")
+        planes = _planes01(img, channels)  # list of single-channel "F" images in [0, 1]
     th, tw = size
-    scale = max(th / img.height, tw / img.width)
-    nh, nw = max(th, round(img.height * scale)), max(tw, round(img.width * scale))
-    img = img.resize((nw, nh), Image.BICUBIC)
+    h, w = planes[0].height, planes[0].width
+    scale = max(th / h, tw / w)
+    nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
     top, left = (nh - th) // 2, (nw - tw) // 2
-    img = img.crop((left, top, left + tw, top + th))
-    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    out = []
+    for plane in planes:
+        plane = plane.resize((nw, nh), Image.BICUBIC).crop((left, top, left + tw, top + th))
+        out.append(np.asarray(plane, dtype=np.float32))
+    arr = np.clip(np.stack(out), 0.0, 1.0) * 2.0 - 1.0
+    return torch.from_numpy(arr).contiguous()
+
+
+def _planes01(img, channels: int) -> list:
+    """``img`` as ``channels`` single-channel float ("F") images with values in [0, 1]."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I" or mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if mode == "F":
+            peak = 1.0 if arr.size == 0 or float(np.nanmax(arr)) <= 1.0 else 255.0
+        else:  # 16-bit grey (PNG/TIFF); "I" wider than 16 bits is scaled by its own range
+            peak = 65535.0 if arr.size == 0 or float(arr.max()) <= 65535 else float(2**32 - 1)
+        grey = Image.fromarray((arr / peak).astype(np.float32), mode="F")
+        return [grey] * channels if channels == 3 else [grey]
+    img = _flatten(img)
+    img = img.convert("RGB" if channels == 3 else "L")
+    bands = img.split()
+    return [Image.fromarray(np.asarray(b, dtype=np.float32) / 255.0, mode="F") for b in bands]
+
+
+def _flatten(img):
+    """Palette, CMYK, grey+alpha and RGBA images to plain RGB or L; transparent pixels become white."""
+    from PIL import Image
+
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "PA", "RGBA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if img.mode not in ("L", "RGB"):
+        img = img.convert("RGB")
+    return img
 
 
 def _split_indices(n: int, split: str, val_fraction: float) -> list[int]:
@@ -119,6 +158,11 @@ class ImageFolderDataset(_SkipAndCount):
     """
 
     modality = "image"
+
+    @property
+    def condition_kind(self) -> str:
+        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
 
     def __init__(
         self,
@@ -224,6 +268,11 @@ class ImageShardsDataset(_SkipAndCount):
     """
 
     modality = "image"
+
+    @property
+    def condition_kind(self) -> str:
+        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
 
     def __init__(
         self,

@@ -95,6 +95,7 @@ class LabelledImagesDataset(_SkipAndCount):
     """
 
     modality = "image"
+    condition_kind = "class"  # items carry integer labels
 
     def __init__(
         self,

@@ -133,6 +133,11 @@ class ShapesDataset(torch.utils.data.Dataset):
 
     modality = "image"
 
+    @property
+    def condition_kind(self) -> str:
+        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
+
     def __init__(
         self,
         size: int = 32,

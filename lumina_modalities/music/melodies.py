@@ -134,6 +134,7 @@ class MelodyDataset(torch.utils.data.Dataset):
     """
 
     modality = "music"
+    condition_kind = "text"  # items carry captions
 
     def __init__(
         self,

@@ -53,6 +53,11 @@ class _Scored:
     """Mixin: the PointFlow metrics and nearest-reference accuracy for generated clouds vs their items."""
 
     modality = "pointcloud"
+
+    @property
+    def condition_kind(self) -> str:
+        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
     normalization: str = "sphere"
     emd: bool = True
     emd_points: int = 128

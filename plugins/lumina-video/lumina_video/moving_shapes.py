@@ -108,6 +108,11 @@ class MovingShapes:
 
     modality = "video"
 
+    @property
+    def condition_kind(self) -> str:
+        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
+
     def __init__(
         self,
         num: int = 1024,

@@ -1,0 +1,115 @@
+"""Validation pass 3: what building the run would refuse, found without training, data or weights.
+
+``lumina config validate`` must say "ok" only for recipes that ``lumina train`` then accepts. After the
+structure and registry passes (:mod:`.validate`), this pass builds what is cheap to build, exactly as a run
+builds it, and records each refusal as a ``"path: message"`` problem:
+
+* ``run.device`` and ``train.precision`` against what the trainer accepts (Lightning's precision names);
+* the trunk: the model section through :class:`NextDiTConfig` (preset, heads dividing ``dim``, ...);
+* each task's plugin (skipped when its parameters name weights to load: an autoencoder or codec) and its
+  ``AdapterSpec``: tokens no wider than the trunk (wider tokens cannot be spanned by the final layer);
+* each task's dataset, built for ``train`` and ``val`` the way the trainer builds it (the split contract,
+  paths that must exist, bad parameters), and its condition kind against the conditioner's.
+
+Datasets are constructed (file lists are read, nothing is decoded); plugins are not built when that would
+load weights.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, get_args
+
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def lightning_precisions() -> tuple[str, ...]:
+    try:
+        from lightning.fabric.plugins.precision import precision as p
+    except ImportError:  # pragma: no cover - lightning is a core dependency
+        return ()
+    return tuple(str(v) for v in (*get_args(p._PRECISION_INPUT_STR), *get_args(p._PRECISION_INPUT_STR_ALIAS)))
+
+
+def check_buildable(tree: dict, problems: list[str]) -> None:
+    """Append a problem for each part of the resolved recipe ``tree`` that building the run would refuse."""
+    run = tree.get("run") if isinstance(tree.get("run"), dict) else {}
+    device = run.get("device")
+    if isinstance(device, str) and not DEVICE.match(device):
+        problems.append(f"run.device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}")
+    train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
+    precision = train.get("precision")
+    known = lightning_precisions()
+    if isinstance(precision, str) and known and precision not in known:
+        problems.append(f"train.precision: expected one of Lightning's {', '.join(known)}; got {precision!r}")
+    dim = _check_model(tree.get("model"), problems)
+    tasks = tree.get("tasks")
+    for i, task in enumerate(tasks if isinstance(tasks, list) else []):
+        if isinstance(task, dict):
+            _check_task(task, f"tasks.{i}", dim, problems)
+
+
+def _check_model(model: Any, problems: list[str]) -> int | None:
+    if not isinstance(model, dict):
+        return None
+    from lumina_core.model import NextDiTConfig
+
+    values = {k: v for k, v in model.items() if v is not None}
+    try:
+        return int(NextDiTConfig.from_dict(values).dim)
+    except (ValueError, TypeError) as exc:
+        problems.append(f"model: {exc}")
+        return None
+
+
+def _loads_weights(params: Any) -> bool:
+    """Whether a plugin's parameters name something that loads weights (an autoencoder or codec node)."""
+    if not isinstance(params, dict):
+        return False
+    return any(k in ("autoencoder", "codec", "vae") and v for k, v in params.items())
+
+
+def _check_task(task: dict, base: str, dim: int | None, problems: list[str]) -> None:
+    from lumina_core.registry import CONDITIONERS, DATASETS, MODALITIES
+
+    modality = task.get("modality") if isinstance(task.get("modality"), dict) else {}
+    name, params = modality.get("name"), modality.get("params") or {}
+    if isinstance(name, str) and name in MODALITIES and not _loads_weights(params):
+        try:
+            plugin = MODALITIES.build({"name": name, "params": params})
+            spec = plugin.adapter_spec()
+        except Exception as exc:  # noqa: BLE001 - any refusal of the plugin is the recipe's problem
+            problems.append(f"{base}.modality: modality {name!r} refused its parameters: {exc}")
+        else:
+            width = int(getattr(spec, "out_dim", 0) or 0)
+            if dim is not None and width > dim:
+                problems.append(
+                    f"{base}.modality: the model must predict {width} values per token but the trunk is {dim} "
+                    "wide, so the final "
+                    "layer cannot span the token space (noise stays in every sample); use a smaller patch "
+                    "or a wider model.dim"
+                )
+    enc = (
+        (task.get("conditioning") or {}).get("encoder")
+        if isinstance(task.get("conditioning"), dict)
+        else None
+    )
+    enc_kind = None
+    if isinstance(enc, dict) and isinstance(enc.get("name"), str) and enc["name"] in CONDITIONERS:
+        enc_kind = getattr(CONDITIONERS.get(enc["name"]), "kind", None)
+    data = task.get("data") if isinstance(task.get("data"), dict) else {}
+    dname = data.get("name")
+    if not (isinstance(dname, str) and dname in DATASETS):
+        return  # an unknown dataset is reported by the registry pass
+    from lumina_core.data.contract import build_dataset, check_condition_kinds, condition_kind_of
+
+    for split in ("train", "val"):
+        try:
+            ds = build_dataset(dname, data.get("params"), split, data.get("val_params"))
+        except Exception as exc:  # noqa: BLE001 - what the trainer would meet, reported not raised
+            problems.append(f"{base}.data: dataset {dname!r} ({split} split) cannot be built: {exc}")
+            return
+        problem = check_condition_kinds(condition_kind_of(ds), enc_kind, f"{base}.conditioning.encoder")
+        if problem:
+            problems.append(problem)
+            return

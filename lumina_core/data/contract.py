@@ -1,0 +1,154 @@
+"""The dataset contract, and the one way every part of Lumina builds a dataset.
+
+A dataset registered in ``DATASETS`` is a map-style (``__len__`` + ``__getitem__``) or iterable torch
+dataset that
+
+* is built as ``Dataset(**params, split=split)`` with ``split`` one of :data:`SPLITS` - the trainer builds
+  ``"train"`` for training and ``"val"`` (with the recipe's ``val_params`` merged over ``params``) for
+  previews and evaluation; ``config validate`` and the conformance suite build both the same way;
+* says which modality its samples are for (``modality``, a class attribute) and which kind of condition
+  its items carry (``condition_kind``: ``"text"`` captions, ``"class"`` integer labels or ``"none"``), so a
+  recipe pairing it with the wrong conditioner is refused before training;
+* yields items ``{"sample": Tensor, "condition": str | int | None, "meta": dict}`` (``meta`` carries the
+  ground truth a checker needs);
+* may define ``score(samples, items) -> dict[str, float]``, a checker with ground truth: generated samples
+  for ``items``' conditions in, scores in [0, 1] out (``"chance"`` may report the score of a random guess).
+
+:class:`LuminaDataset` is the base class that writes this down; subclassing it is optional (the contract
+is checked by behaviour), but new datasets should.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+SPLITS = ("train", "val")
+CONDITION_KINDS = ("text", "class", "none")
+
+
+class LuminaDataset(torch.utils.data.Dataset):
+    """Base class of a dataset (see the module doc for the contract).
+
+    Subclasses set ``modality`` and ``condition_kind`` (class attributes, or ``condition_kind`` per
+    instance when a parameter chooses it), call ``super().__init__(split)`` and implement ``__len__`` and
+    ``__getitem__``; ``score`` is optional.
+    """
+
+    modality: ClassVar[str] = ""
+    condition_kind: str = "none"
+
+    def __init__(self, split: str = "train") -> None:
+        self.split = check_split(split)
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement __len__")
+
+    def __getitem__(self, index: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    return split
+
+
+def condition_kind_of(dataset: Any) -> str | None:
+    """The kind of condition a dataset's items carry (``text``, ``class``, ``none``), None if undeclared."""
+    kind = getattr(dataset, "condition_kind", None)
+    return kind if isinstance(kind, str) else None
+
+
+def split_params(params: Mapping[str, Any] | None, val_params: Mapping[str, Any] | None, split: str) -> dict:
+    """A split's constructor keywords: ``params``, with ``val_params`` merged over them for ``"val"``."""
+    out = dict(params or {})
+    if split != "train":
+        out.update(val_params or {})
+    return out
+
+
+def build_dataset(
+    name: str, params: Mapping[str, Any] | None, split: str, val_params: Mapping[str, Any] | None = None
+) -> Any:
+    """Build the registered dataset ``name`` for ``split`` exactly as a training run does.
+
+    Raises ValueError with the dataset named when its constructor does not accept ``split`` (the contract)
+    or rejects the parameters; errors the dataset raises itself (a missing folder) pass through.
+    """
+    from lumina_core.registry import DATASETS
+
+    check_split(split)
+    factory = DATASETS.get(name)
+    kwargs = split_params(params, val_params, split)
+    if "split" in kwargs:
+        raise ValueError(
+            f"dataset {name!r}: 'split' is not a recipe parameter (the trainer passes split='train' for "
+            "training and split='val' for previews and evaluation); use data.val_params for what differs"
+        )
+    _check_accepts_split(name, factory)
+    try:
+        return factory(**kwargs, split=split)
+    except TypeError as exc:
+        if _is_signature_error(exc):
+            raise ValueError(f"dataset {name!r} (split {split!r}) rejected its parameters: {exc}") from exc
+        raise
+
+
+def _check_accepts_split(name: str, factory: Any) -> None:
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    ps = sig.parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in ps) or "split" in sig.parameters:
+        return
+    where = getattr(factory, "__module__", "?")
+    raise ValueError(
+        f"dataset {name!r} ({where}) does not accept a 'split' argument; every dataset is built as "
+        f"Dataset(**params, split='train' or 'val') - add `split: str = \"train\"` to its constructor "
+        "(see lumina_core.data.LuminaDataset and docs/plugins.md, 'The dataset contract')"
+    )
+
+
+def _is_signature_error(exc: TypeError) -> bool:
+    text = str(exc)
+    return any(s in text for s in ("unexpected keyword", "missing", "positional argument", "required"))
+
+
+def check_item(item: Any, where: str) -> None:
+    """Raise ValueError naming ``where`` when ``item`` is not ``{"sample": Tensor, "condition", "meta"}``."""
+    if not isinstance(item, Mapping):
+        raise ValueError(
+            f"{where}: expected an item dict {{sample, condition, meta}}; got {type(item).__name__}"
+        )
+    if not isinstance(item.get("sample"), torch.Tensor):
+        raise ValueError(f"{where}: item['sample'] must be a Tensor; got {type(item.get('sample')).__name__}")
+    cond = item.get("condition")
+    if cond is not None and not isinstance(cond, str | int):
+        raise ValueError(f"{where}: item['condition'] must be str, int or None; got {type(cond).__name__}")
+    if not isinstance(item.get("meta", {}), Mapping):
+        raise ValueError(f"{where}: item['meta'] must be a dict; got {type(item.get('meta')).__name__}")
+
+
+def check_condition_kinds(dataset_kind: str | None, conditioner_kind: str | None, what: str) -> str | None:
+    """A message when a dataset's condition kind and its conditioner's disagree (None when they fit).
+
+    ``none`` conditioners accept anything (the condition is ignored); datasets that declare nothing are
+    not checked."""
+    if dataset_kind is None or conditioner_kind is None or conditioner_kind == "none":
+        return None
+    if dataset_kind == conditioner_kind:
+        return None
+    advice = {
+        "text": "a text encoder (minilm or hf)",
+        "class": "the class conditioner",
+        "none": "the none conditioner, or a dataset with conditions",
+    }.get(dataset_kind, f"a {dataset_kind!r} conditioner")
+    return (
+        f"{what}: the dataset's items carry {dataset_kind!r} conditions but the conditioner encodes "
+        f"{conditioner_kind!r} conditions; use {advice}"
+    )
