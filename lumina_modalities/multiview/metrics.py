@@ -8,8 +8,8 @@
   ``i`` must be the projection of the 3-D region that projects inside every silhouette. Carve a voxel grid
   with all views but ``i``, project the surviving voxels into view ``i`` and take the IoU with view ``i``'s own
   silhouette. Views of one consistent object agree (IoU near the value of true renders); views that do not
-  fit together carve the hull away or contradict it. A view whose silhouette is empty or touches the image
-  border (no object seen whole: noise) scores 0.
+  fit together carve the hull away or contradict it. A view whose silhouette is empty or covers more than
+  60 % of the image (noise, not an object in front of a background) scores 0.
 * Caption adherence per view, with the scene's ground truth (the image checker's method: colour and shape of
   each object): the colour of an object is the palette colour nearest (by angle in RGB) to the mean generated
   colour over the pixels where the true render shows that object; its shape is the kind whose render (same
@@ -83,12 +83,12 @@ def hull_consistency(sil: Tensor, c2w: Tensor, fov: float, bound: float = 1.6, g
     return torch.stack(out)
 
 
-def whole_object(sil: Tensor) -> Tensor:
-    """(V,) 1.0 where the silhouette (V, H, W) is non-empty and clear of the image border (an object seen
-    whole, as every scene is framed), else 0.0: a view that is all foreground (noise) is not a consistent
-    view of an object, however well its empty hull "agrees"."""
-    border = sil[:, 0].any(-1) | sil[:, -1].any(-1) | sil[:, :, 0].any(-1) | sil[:, :, -1].any(-1)
-    return (sil.flatten(1).any(1) & ~border).float()
+def object_like(sil: Tensor, max_cover: float = 0.6) -> Tensor:
+    """(V,) 1.0 where the silhouette (V, H, W) is non-empty and covers at most ``max_cover`` of the image
+    (the scenes are framed with background around the object), else 0.0: a view that is mostly foreground
+    (noise) is not a view of an object, however well its loose hull "agrees"."""
+    cover = sil.flatten(1).float().mean(1)
+    return ((cover > 0) & (cover <= max_cover)).float()
 
 
 def _nearest_color(rgb: Tensor) -> str:
@@ -133,7 +133,7 @@ def score_views(views: Tensor, scene: Scene, c2w: Tensor, fov: float, bound: flo
         "ssim": float(ssim(gen, truth["rgb"]).mean()),
         "silhouette_iou": float(iou(gen_sil, silhouette(truth["rgb"])).mean()),
     }
-    cons = hull_consistency(gen_sil, c2w, fov, bound) * whole_object(gen_sil)
+    cons = hull_consistency(gen_sil, c2w, fov, bound) * object_like(gen_sil)
     out["consistency"] = float(cons.nanmean())
     out.update(adherence(gen, scene, c2w, fov, truth))
     return out
