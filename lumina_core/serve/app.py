@@ -76,6 +76,10 @@ def build_page(session: ServeSession) -> Any:
             with gr.Column(scale=2):
                 task = gr.Dropdown(tasks, value=tasks[0], label="task", elem_id="lumina-task")
                 about = gr.Markdown(_task_markdown(session, tasks[0]), elem_id="lumina-task-info")
+                examples = gr.Dropdown(
+                    session.examples(tasks[0]), value=None, label="held-out examples (fill the prompt)",
+                    elem_id="lumina-examples",
+                )  # fmt: skip
                 prompt = gr.Textbox(
                     label="prompt (a caption, or a class id)", lines=1, elem_id="lumina-prompt"
                 )
@@ -128,6 +132,7 @@ def build_page(session: ServeSession) -> Any:
             d = info.defaults
             return (
                 _task_markdown(session, name),
+                gr.update(choices=session.examples(name), value=None),
                 gr.update(value=int(d["steps"])),
                 gr.update(value=str(d["solver"])),
                 gr.update(value=float(d["cfg_scale"])),
@@ -145,7 +150,8 @@ def build_page(session: ServeSession) -> Any:
                 updates += [gr.update(value=v, visible=v is not None) for v in vals[kind]]
             return updates
 
-        task.change(on_task, [task], [about, steps, solver, cfg_scale, seed])
+        task.change(on_task, [task], [about, examples, steps, solver, cfg_scale, seed])
+        examples.change(lambda e: gr.update() if e is None else e, [examples], [prompt])
         outputs = [status, gallery, *slots["audio"], *slots["model3d"], *slots["video"]]
         inputs = [task, prompt, steps, solver, cfg_scale, seed, num, shape]
         go.click(on_generate, inputs, outputs, api_name="generate")

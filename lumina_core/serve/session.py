@@ -116,6 +116,7 @@ class ServeSession:
         self._lock = threading.Lock()
         self._parts: tuple[Any, dict[str, Any], dict[str, Any]] | None = None
         self._requests = 0
+        self._examples: dict[str, list[str]] = {}
         self.load_error: str | None = None
         self.load()
 
@@ -146,6 +147,29 @@ class ServeSession:
         if self._parts is None or task not in self._parts[1]:
             return None
         return tuple(int(v) for v in self._parts[1][task].default_shape())
+
+    def examples(self, task: str, limit: int = 8) -> list[str]:
+        """Up to ``limit`` distinct conditions of the task's held-out items, as the prompt box takes them
+        (captions, class ids); empty for an unconditional task or when the dataset cannot be built here."""
+        if task in self._examples:
+            return self._examples[task]
+        from lumina_core.training.build import build_dataset
+
+        found: list[str] = []
+        if self.tasks[task].condition in ("text", "class"):
+            try:
+                tcfg = next(t for t in self.cfg.tasks if str(t.name) == task)
+                val = build_dataset(tcfg, "val")
+                for i in range(min(len(val), 16 * limit)):
+                    cond = val[i].get("condition")
+                    if cond is not None and str(cond) not in found:
+                        found.append(str(cond))
+                    if len(found) >= limit:
+                        break
+            except Exception as exc:  # noqa: BLE001 - examples are a convenience (e.g. data not on this machine)
+                log.info("no examples for task %s: %s: %s", task, type(exc).__name__, exc)
+        self._examples[task] = found
+        return found
 
     # -- a request --------------------------------------------------------------------------------------
     def condition_for(self, task: str, prompt: str | None) -> Any:

@@ -93,7 +93,7 @@ def write_curves(
         ys = [series[s] for s in xs]
         ax.plot(xs, ys, color="C0", alpha=0.35, linewidth=0.9, label="logged")
         ax.plot(xs, moving_average(ys, window), color="C0", linewidth=1.8, label=f"mean of {window}")
-        if all(y > 0 for y in ys):
+        if min(ys) > 0 and max(ys) > 10 * min(ys):  # log only when the loss falls by a decade or more
             ax.set_yscale("log")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")

@@ -122,7 +122,9 @@ def test_point_cloud_task_shows_a_3d_viewer(page_url, browser):
         "() => document.querySelector('#lumina-task-info').innerText.includes('class id (0..7)')",
         timeout=30_000,
     )
-    page.fill("#lumina-prompt textarea", "2")
+    page.click("#lumina-examples input")  # pick a held-out class: it fills the prompt
+    page.get_by_role("option").first.click()
+    page.wait_for_function("() => /^[0-7]$/.test(document.querySelector('#lumina-prompt textarea').value)")
     page.click("#lumina-generate")
     _status_contains(page, "1 sample(s) of shape (64, 3)")
     page.wait_for_selector("#lumina-model3d-0 canvas", timeout=30_000)

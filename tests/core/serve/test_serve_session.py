@@ -147,3 +147,10 @@ def test_cli_refuses_a_bad_port_before_loading_anything(tmp_path, capsys):
     recipe.write_text("# Run: lumina train tiny.yaml\n" + OmegaConf.to_yaml(tiny_recipe(tmp_path / "run")))
     assert main(["serve", str(recipe), "--port", "70000"]) == EXIT_USER_ERROR
     assert "--port must be between 1 and 65535, got 70000" in capsys.readouterr().err
+
+
+def test_examples_are_held_out_conditions_the_prompt_box_accepts(session):
+    captions, classes = session.examples("shapes"), session.examples("clouds")
+    assert captions and all(not c.isdigit() for c in captions) and len(set(captions)) == len(captions)
+    assert classes and all(c.isdigit() and 0 <= int(c) < 8 for c in classes)
+    assert session.generate("shapes", captions[0]).ok and session.generate("clouds", classes[-1]).ok
