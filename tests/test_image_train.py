@@ -27,7 +27,10 @@ def test_shapes_tiny_trains_and_scores(tmp_path, monkeypatch):
     metrics = evaluate(cfg, None)
     for key in ("adherence", "shape_acc", "color_acc", "position_acc", "chance_adherence", "fid"):
         assert f"shapes/{key}" in metrics
-    # 300 steps already learn colour far above its chance level (0.25)
-    assert metrics["shapes/color_acc"] > 0.5, metrics
+    # 300 steps (measured: adherence 0.27 vs chance 0.017, colour 0.94 vs 0.25, position 0.78 vs 0.2) - the
+    # full recipe reaches adherence 0.7; these margins leave room for run-to-run spread, not for a broken model
+    assert metrics["shapes/adherence"] >= metrics["shapes/chance_adherence"] + 0.15, metrics
+    assert metrics["shapes/color_acc"] >= metrics["shapes/chance_color"] + 0.4, metrics
+    assert metrics["shapes/position_acc"] >= metrics["shapes/chance_position"] + 0.3, metrics
     paths = sample(cfg, None, ["a red circle on the left"], num=2, out_dir=tmp_path / "out")
     assert any(p.name.endswith(".png") for p in paths)

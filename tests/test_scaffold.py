@@ -155,6 +155,7 @@ def test_generated_plugin_installs_passes_conformance_and_trains_through_the_com
              "tasks.0.data.batch_size=8", "tasks.0.sampling.steps=2", "tasks.0.eval.num_samples=8"]
     for cmd in (
         ["train", f"recipes/{name}/tiny.yaml", *small],
+        ["train", f"recipes/{name}/tiny.yaml", *small, "train.max_steps=6", "--resume", "last"],
         ["sample", f"recipes/{name}/tiny.yaml", *small, "--ckpt", "last", "--class", "0", "2", "--num", "1",
          "--out", str(tmp_path / "samples")],
         ["eval", f"recipes/{name}/tiny.yaml", *small],
@@ -163,6 +164,6 @@ def test_generated_plugin_installs_passes_conformance_and_trains_through_the_com
             lumina + cmd, capture_output=True, text=True, cwd=root, env=_env(site), timeout=300
         )
         assert out.returncode == 0, f"{cmd[0]}: " + out.stdout[-3000:] + out.stderr[-3000:]
-    assert (run_dir / "checkpoints" / "last").is_file()
+    assert (run_dir / "checkpoints" / "last").read_text().strip() == "step_0000006"  # resumed from 4 to 6
     assert len(list((tmp_path / "samples").glob("*.png"))) == 2
     assert "cycle_accuracy" in (run_dir / "metrics.json").read_text()

@@ -24,6 +24,7 @@ from typing import Any
 from torch.utils.data import Dataset, IterableDataset
 
 logger = logging.getLogger("lumina.data")
+_LOGGED: set[str] = set()  # the unreadable samples already logged by this process
 
 
 class CorruptSampleError(ValueError):
@@ -76,7 +77,9 @@ class SkipStats:
         if len(self.names) < self.keep_names:
             self.names.append(name)
             self.reasons.append(reason)
-        logger.warning("skipping unreadable sample %s (%s)", name, reason)
+        if name not in _LOGGED:  # once per process, even when the train and val datasets both meet it
+            _LOGGED.add(name)
+            logger.warning("skipping unreadable sample %s (%s)", name, reason)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
