@@ -58,12 +58,12 @@ def test_adherence_reads_colour_and_shape_from_the_views():
 
 
 def test_dataset_score_on_truth_and_on_swapped_items():
-    data = MultiviewScenes(views=3, size=24, max_objects=2, length=4, split="val")
-    items = [data[i] for i in range(4)]
+    data = MultiviewScenes(views=3, size=16, max_objects=2, length=3, split="val", radius=2.6)
+    items = [data[i] for i in range(3)]
     real = data.score([it["sample"] for it in items], items)
     assert list(real)[:2] == ["adherence", "chance"] and real["chance"] == pytest.approx(ADHERENCE_CHANCE)
     assert real["adherence"] == 1.0 and real["silhouette_iou"] == 1.0 and real["psnr"] == 60.0
-    swapped = data.score([items[(i + 1) % 4]["sample"] for i in range(4)], items)
+    swapped = data.score([items[(i + 1) % 3]["sample"] for i in range(3)], items)
     assert swapped["adherence"] < 0.6 and swapped["psnr"] < 25
     # cameras travel inside the samples: the ones an item was rendered from
     assert torch.allclose(cameras_of(items[0]["sample"], 3).float(), data.scene(0)[1], atol=1e-6)
