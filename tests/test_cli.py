@@ -28,6 +28,11 @@ class CliSeq:
     def __init__(self, channels: int = 1) -> None:
         self.channels = channels
 
+    def adapter_spec(self):  # what `config validate` asks every plugin for (token width vs the trunk)
+        from lumina_core.plugin import AdapterSpec
+
+        return AdapterSpec(in_dim=self.channels, out_dim=self.channels, num_axes=1, axis_split=(1,))
+
 
 @DATASETS.register("_cli_data", override=True)
 class CliData:
@@ -88,7 +93,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exc.value.code == 0
     listed = set(re.findall(r"^    (\w+)  ", capsys.readouterr().out, flags=re.MULTILINE))  # "    NAME  help"
-    assert listed == {"train", "sample", "eval", "serve", "plugins", "config", "convert", "data"}
+    assert listed == {"train", "sample", "eval", "predict", "serve", "plugins", "config", "convert", "data"}
 
 
 # -- config ----------------------------------------------------------------------------------------------------
@@ -137,7 +142,7 @@ def test_unrecognized_arguments_are_argparse_errors(recipe):
 
 def test_a_bug_keeps_its_traceback(recipe, fake_api, monkeypatch):
     api = sys.modules["lumina_core.training.api"]  # the fake installed by fake_api
-    monkeypatch.setattr(api, "train", lambda cfg, resume=None: {}["oops"])  # a KeyError from a bug
+    monkeypatch.setattr(api, "train", lambda cfg, resume=None, overwrite=False: {}["oops"])  # a KeyError from a bug
     with pytest.raises(KeyError):
         main(["train", str(recipe)])
 
@@ -146,7 +151,7 @@ def test_unknown_registered_name_is_a_clean_error(recipe, fake_api, monkeypatch,
     from lumina_core.registry import SOLVERS
 
     api = sys.modules["lumina_core.training.api"]
-    monkeypatch.setattr(api, "train", lambda cfg, resume=None: SOLVERS.get("eulr"))
+    monkeypatch.setattr(api, "train", lambda cfg, resume=None, overwrite=False: SOLVERS.get("eulr"))
     assert main(["train", str(recipe)]) == EXIT_USER_ERROR
     assert "unknown solver 'eulr'" in capsys.readouterr().err
 
@@ -162,13 +167,15 @@ def fake_api(monkeypatch):
     calls: dict[str, tuple] = {}
     api = types.ModuleType("lumina_core.training.api")
 
-    def train(cfg, resume=None):
+    def train(cfg, resume=None, overwrite=False):
         calls["train"] = (cfg, resume)
         return Path("runs/cli")
 
-    def sample(cfg, checkpoint, conditions, num, out_dir, task=None):
+    def sample(cfg, checkpoint, conditions, num, out_dir, task=None, on_file=None):
         calls["sample"] = (cfg, checkpoint, conditions, num, out_dir)
         calls["task"] = task
+        if on_file is not None:
+            on_file(Path(out_dir) / "a.png")
         return [Path(out_dir) / "a.png"]
 
     def evaluate(cfg, checkpoint=None):
@@ -201,6 +208,7 @@ def test_sample_prompts_classes_and_overrides_anywhere(recipe, fake_api, tmp_pat
         "--ckpt",
         "ck",
         "train.max_steps=9",
+        "tasks.0.conditioning.encoder.name=minilm",  # captions need a text-conditioned task
         "--prompt",
         "a red circle",
         "a blue square",
@@ -215,7 +223,8 @@ def test_sample_prompts_classes_and_overrides_anywhere(recipe, fake_api, tmp_pat
     assert (ckpt, conditions, num, out_dir) == ("ck", ["a red circle", "a blue square"], 2, out)
     assert cfg.train.max_steps == 9 and cfg.tasks[0].data.batch_size == 3
     assert fake_api["task"] is None
-    assert main(["sample", str(recipe), "--ckpt", "ck", "--class", "3", "5", "--task", "seq"]) == 0
+    enc = "tasks.0.conditioning.encoder={name: class, params: {num_classes: 6, dim: 8}}"
+    assert main(["sample", str(recipe), "--ckpt", "ck", "--class", "3", "5", "--task", "seq", enc]) == 0
     assert fake_api["sample"][2] == [3, 5] and fake_api["sample"][4] == str(Path("samples") / "cli")
     assert fake_api["task"] == "seq"
 
