@@ -151,3 +151,22 @@ def test_heads_live_on_the_model_and_flow_matching_adds_none():
     assert list(flow.state_dict()) == before  # a flow-matching checkpoint holds exactly the same keys
     with pytest.raises(ValueError, match="unknown task"):
         model.add_head("nope", torch.nn.Linear(2, 2))
+
+
+def test_tokens_without_positions_classify_permutation_invariantly():
+    """Point-cloud-like tokens (no RoPE axes): a mean-pooled classifier's logits ignore the token order."""
+    torch.manual_seed(0)
+    model = LuminaModel(NextDiTConfig.from_dict({"dim": 32, "n_layers": 2, "n_heads": 2, "multiple_of": 16}))
+    model.add_task("points", AdapterSpec(in_dim=3, out_dim=3, num_axes=0, axis_split=()))
+    obj = Classification(4)
+    add_objective_heads(model, {"points": obj})
+    with torch.no_grad():
+        model.heads["points"].fc.weight.normal_()
+    model.eval()
+    pts = torch.randn(20, 3)
+    perm = torch.randperm(20)
+    batch = TokenBatch.from_sequences([pts, pts[perm]], [torch.zeros(20, 0)] * 2, [(20,), (20,)])
+    with torch.no_grad():
+        logits = obj.logits(model, "points", batch)
+    torch.testing.assert_close(logits[0], logits[1], atol=1e-5, rtol=1e-5)
+    assert logits[0].std().item() > 0  # a real, non-constant prediction
