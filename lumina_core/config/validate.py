@@ -432,6 +432,10 @@ def _check_registered_names(tree: dict, problems: list[str]) -> None:
                 what = f"dataset {data.get('name')!r}"
                 check_params(dataset, data.get("params") or {}, f"{base}.data.params", problems, what)
                 check_params(dataset, data.get("val_params") or {}, f"{base}.data.val_params", problems, what)
+                sweep = (task.get("eval") or {}).get("sweep") or {}  # {param: [values]}: each value a val param
+                if isinstance(sweep, dict):
+                    swept = {k: v[0] for k, v in sweep.items() if isinstance(v, list) and v}
+                    check_params(dataset, swept, f"{base}.eval.sweep", problems, what)
                 owner = getattr(dataset, "modality", None)
                 if plugin is not None and isinstance(owner, str) and owner != modality_name:
                     problems.append(
