@@ -23,8 +23,8 @@ def test_tones_recipe_trains_evaluates_and_extrapolates(tmp_path, monkeypatch):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cfg = load_recipe(
         os.path.join(root, RECIPE),
-        overrides=[f"run.output_dir={tmp_path / 'run'}", "train.max_steps=40", "train.ckpt_every=40",
-                   "tasks.0.data.params.size=64", "tasks.0.data.val_params.size=8", "tasks.0.eval.num_samples=8",
+        overrides=[f"run.output_dir={tmp_path / 'run'}", "train.max_steps=200", "train.ckpt_every=200", "train.threads=1",
+                   "tasks.0.data.params.size=256", "tasks.0.data.val_params.size=16", "tasks.0.eval.num_samples=16",
                    "tasks.0.sampling.steps=4"],
     )
     run = train(cfg)
@@ -33,7 +33,9 @@ def test_tones_recipe_trains_evaluates_and_extrapolates(tmp_path, monkeypatch):
     metrics = evaluate(cfg, None)
     for key in ("tones/adherence", "tones/adherence_shuffled", "tones/pitch_acc", "tones/fad"):
         assert key in metrics and math.isfinite(metrics[key]), (key, metrics)
-    assert 0.0 <= metrics["tones/adherence"] <= 1.0
+    # 200 steps (measured: adherence 0.56 against 0.31 for the same samples paired with shuffled captions;
+    # the full recipe reaches 0.81 vs 0.35): the model follows its captions, not just the data's statistics
+    assert metrics["tones/adherence"] >= metrics["tones/adherence_shuffled"] + 0.1, metrics
 
     model, plugins, conditioners = load_run(cfg, None)
     plugin = plugins["tones"]
