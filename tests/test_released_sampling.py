@@ -11,6 +11,7 @@ the sample can only match if the converted weights really drove the latent path.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from pathlib import Path
@@ -136,8 +137,9 @@ def test_convert_then_sample_with_the_2b_recipe_reproduces_diffusers(world, fmt,
     assert main(["convert", str(src), str(conv), "--from", fmt]) == 0
     out = tmp_path / "samples"
     assert main(header_sample_command(conv, out, overrides(world))) == 0
-    png = out / "t2i_00000_000.png"
-    assert png.is_file() and (out / "t2i_00000.png").is_file()
+    (png,) = out.glob("t2i_00000_*_000.png")  # <task>_<index>_<caption slug>, as the manifest lists it
+    assert (out / png.name.replace("_000.png", ".png")).is_file()
+    assert png.name in {e["file"] for e in json.loads((out / "manifest.json").read_text())["files"]}
     got = read_png(png)
     assert got.shape == (IMAGE, IMAGE, 3)
     ref = reference_png(world, cfg_scale=4.0, steps=2)

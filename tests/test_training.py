@@ -79,8 +79,9 @@ def test_evaluate_and_sample(multitask_run, tmp_path):
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["metrics"] == metrics and saved["step"] == 4
     paths = sample(cfg, "last", ["1", "3"], 2, tmp_path)
-    rows = paths[0].read_text().strip().splitlines()
-    assert [r.split(",")[0] for r in rows] == ["1", "1", "3", "3"]
+    # one file per sample, in the order of the conditions, each named after its condition
+    assert [p.read_text().strip().split(",")[0] for p in paths] == ["1", "1", "3", "3"]
+    assert [p.name.split("_")[-1].split(".")[0] for p in paths] == ["class-1", "class-1", "class-3", "class-3"]
     with pytest.raises(ValueError, match="integer label"):
         sample(cfg, "last", ["a cat"], 1, tmp_path)
 

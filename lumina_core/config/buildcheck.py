@@ -50,11 +50,21 @@ def check_buildable(tree: dict, problems: list[str]) -> None:
         problems.append(
             f"train.precision: expected one of Lightning's {', '.join(LIGHTNING_PRECISIONS)}; got {precision!r}"
         )
-    dim = _check_model(tree.get("model"), problems)
+    dim = None if any(p.startswith("model.") for p in problems) else _check_model(tree.get("model"), problems)
     tasks = tree.get("tasks")
     for i, task in enumerate(tasks if isinstance(tasks, list) else []):
         if isinstance(task, dict):
             _check_task(task, f"tasks.{i}", dim, problems)
+
+
+def _reported(problems: list[str], path: str) -> bool:
+    """Whether an earlier pass already found something wrong at or below ``path`` (not reported twice)."""
+    return any(p.startswith(path + ".") or p.startswith(path + ":") for p in problems)
+
+
+def _placeholder(params: Any) -> bool:
+    """Parameters still holding ``???`` (a value the user gives on the command line): nothing to build yet."""
+    return isinstance(params, dict) and any(v == "???" for v in params.values())
 
 
 def _check_model(model: Any, problems: list[str]) -> int | None:
@@ -82,10 +92,15 @@ def _check_task(task: dict, base: str, dim: int | None, problems: list[str]) -> 
 
     modality = task.get("modality") if isinstance(task.get("modality"), dict) else {}
     name, params = modality.get("name"), modality.get("params") or {}
-    if isinstance(name, str) and name in MODALITIES and not _loads_weights(params):
+    if (
+        isinstance(name, str)
+        and name in MODALITIES
+        and not _loads_weights(params)
+        and not _reported(problems, f"{base}.modality")
+    ):
         try:
             plugin = MODALITIES.build({"name": name, "params": params})
-            spec = plugin.adapter_spec()
+            spec = plugin.adapter_spec() if hasattr(plugin, "adapter_spec") else None
         except Exception as exc:  # noqa: BLE001 - any refusal of the plugin is the recipe's problem
             problems.append(f"{base}.modality: modality {name!r} refused its parameters: {exc}")
         else:
@@ -107,8 +122,10 @@ def _check_task(task: dict, base: str, dim: int | None, problems: list[str]) -> 
         enc_kind = getattr(CONDITIONERS.get(enc["name"]), "kind", None)
     data = task.get("data") if isinstance(task.get("data"), dict) else {}
     dname = data.get("name")
-    if not (isinstance(dname, str) and dname in DATASETS):
-        return  # an unknown dataset is reported by the registry pass
+    if not (isinstance(dname, str) and dname in DATASETS) or _reported(problems, f"{base}.data"):
+        return  # an unknown dataset, or bad parameters, are reported by the registry pass
+    if _placeholder(data.get("params")) or _placeholder(data.get("val_params")):
+        return  # e.g. a data root the user gives on the command line (``???``)
     from lumina_core.data.contract import build_dataset, check_condition_kinds, condition_kind_of
 
     for split in ("train", "val"):
