@@ -60,3 +60,26 @@ def test_fad_embedding_net_trains_from_an_empty_cache_inside_evaluation(tmp_path
     waves = [torch.sin(torch.arange(4000) * 0.1 * (i + 1)) for i in range(3)]
     again = FeatureExtractor(train_items=40, steps=3, cache_dir=tmp_path)  # loads, does not retrain
     assert (ext.embed(waves, 16000) == again.embed(waves, 16000)).all()
+
+
+def test_caption_feature_cache_cold_then_warm_on_disk(tmp_path):
+    """The on-disk caption cache: an empty folder is filled on first use; a second cache over the same folder
+    (a later run) reads the same features without calling the encoder."""
+    from lumina_core.conditioning import CachedConditioner, FeatureCache
+    from lumina_core.testing.conditioners import HashTextConditioner
+
+    class Counting(HashTextConditioner):
+        calls = 0
+
+        def encode(self, values, device=None):
+            Counting.calls += len(values)
+            return super().encode(values, device=device)
+
+    folder = tmp_path / "captions"
+    cold = CachedConditioner(Counting(dim=8), cache=FeatureCache(folder, namespace="hash-8"))
+    first = cold.encode(["a red circle", "a blue square"])
+    assert Counting.calls == 2 and any(folder.rglob("*.safetensors"))
+    warm = CachedConditioner(Counting(dim=8), cache=FeatureCache(folder, namespace="hash-8"))
+    again = warm.encode(["a red circle", "a blue square"])
+    assert Counting.calls == 2  # read from disk
+    assert torch.equal(first.context, again.context) and torch.equal(first.mask, again.mask)
