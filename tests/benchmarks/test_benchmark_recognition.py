@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+pytest.importorskip("timm")  # the peer (the `recognition` extra)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import recognition as bench  # noqa: E402
