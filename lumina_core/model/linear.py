@@ -30,7 +30,9 @@ with bf16 operands (a bf16 model), the same kernels run in bf16 on CPUs whose on
 (AVX-512 bf16 / AMX; :func:`onednn_dtype`). Operands are cast to bf16 by differentiable casts outside the
 kernels, exactly as autocast casts ``F.linear``'s operands, so a fp32 weight receives its gradient in fp32
 (computed in bf16, then cast, as autocast does); products accumulate in fp32 inside oneDNN and round their
-outputs to bf16.
+outputs to bf16. The input-gradient products ``g W`` take PyTorch's own bf16 GEMM (``matmul``/``addmm``):
+oneDNN's inner product on a transposed bf16 weight was slower. On our CPU the bf16 route is as fast as
+PyTorch's bf16 ``F.linear`` (which runs oneDNN's matmul itself), not faster: figures in docs/benchmarks.md.
 
 The plain PyTorch ops are used instead whenever oneDNN does not apply: not a CPU tensor, a dtype other than
 fp32 or bf16 (or autocast to another dtype, or bf16 without oneDNN bf16 support), ``torch.compile`` tracing
