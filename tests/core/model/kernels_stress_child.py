@@ -49,7 +49,9 @@ def layout(t: torch.Tensor, kind: str) -> torch.Tensor:
     return t
 
 
-def close(name: str, got: torch.Tensor | None, want: torch.Tensor | None, tol: float, floor: float = 1e-6) -> None:
+def close(
+    name: str, got: torch.Tensor | None, want: torch.Tensor | None, tol: float, floor: float = 1e-6
+) -> None:
     """Error relative to the reference's scale (at least ``floor``; bf16: a few rounding units)."""
     global CASES
     CASES += 1
@@ -99,7 +101,9 @@ def products(bf16: bool) -> None:
         grad_layout = kinds[(i + 1) % 4]
         x, w = randn(2, rows, din), randn(dout, din) / din**0.5
         b = randn(dout) if i % 2 else None
-        tag = f"{'bf16' if bf16 else 'fp32'} din={din} dout={dout} rows={rows} {LAYOUTS[:2]} grad {grad_layout}"
+        tag = (
+            f"{'bf16' if bf16 else 'fp32'} din={din} dout={dout} rows={rows} {LAYOUTS[:2]} grad {grad_layout}"
+        )
         (o1, g1), (o2, g2) = both_routes(L.linear, [x, w, b], grad_layout, bf16)
         close(f"linear {tag}", o1[0], o2[0], tol)
         for k, (a, c) in enumerate(zip(g1, g2, strict=True)):
@@ -131,7 +135,9 @@ def products(bf16: bool) -> None:
 
 def norm_and_rope() -> None:
     """The hand-written RMSNorm and RoPE backward passes at tiny widths and strided inputs vs autograd."""
-    for d, per_sample, kind in itertools.product((1, 2, 3, 4, 8, 33), (False, True), ("contiguous", "strided")):
+    for d, per_sample, kind in itertools.product(
+        (1, 2, 3, 4, 8, 33), (False, True), ("contiguous", "strided")
+    ):
         x0 = randn(2, 5, d)
         w0 = randn(2, 1, d) if per_sample else randn(d)
         g = randn(2, 5, d)
@@ -142,7 +148,9 @@ def norm_and_rope() -> None:
         ref = xr * torch.rsqrt(xr.square().mean(-1, keepdim=True) + 1e-5) * wr
         ref.backward(g)
         close(f"rms_norm d={d} {kind}", out.detach(), ref.detach(), 1e-5)
-        close(f"rms_norm grad x d={d} {kind}", x.grad, xr.grad, 1e-4, floor=1e-2)  # d = 1: x / |x|, gradient ~0
+        close(
+            f"rms_norm grad x d={d} {kind}", x.grad, xr.grad, 1e-4, floor=1e-2
+        )  # d = 1: x / |x|, gradient ~0
         close(f"rms_norm grad w d={d} {kind}", w.grad, wr.grad, 1e-4)
     for hd, kind in itertools.product((2, 4, 8), ("contiguous", "strided")):
         ang = randn(2, 6, hd // 2)
@@ -162,7 +170,9 @@ def model_steps(bf16: bool) -> None:
     tokens and captions, with and without gradient checkpointing, oneDNN route vs plain route."""
     tol = 3e-2 if bf16 else 1e-4
     for dim, heads, kv, ckpt in ((8, 1, 1, False), (16, 2, 1, True), (16, 4, 2, False), (32, 4, 1, True)):
-        cfg = NextDiTConfig(dim=dim, n_layers=2, n_heads=heads, n_kv_heads=kv, context_dim=12, grad_checkpointing=ckpt)
+        cfg = NextDiTConfig(
+            dim=dim, n_layers=2, n_heads=heads, n_kv_heads=kv, context_dim=12, grad_checkpointing=ckpt
+        )
         spec = AdapterSpec(in_dim=4, out_dim=4, num_axes=2, axis_split=(1, 1), train_extent=(3, 3))
         model = LuminaModel(cfg, {"grey": spec})
         with torch.no_grad():
@@ -186,7 +196,11 @@ def model_steps(bf16: bool) -> None:
                     out = model(batch, t, cond)
                 ((out.float() - target).square() * mask[..., None]).mean().backward()
             grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
-            with torch.no_grad(), L.linear_backend(backend), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            with (
+                torch.no_grad(),
+                L.linear_backend(backend),
+                torch.autocast("cpu", torch.bfloat16, enabled=bf16),
+            ):
                 sampled = model(batch, t, cond).float()
             runs.append((out.detach().float(), grads, sampled))
         tag = f"{'bf16' if bf16 else 'fp32'} dim={dim} heads={heads}/{kv} ckpt={ckpt}"

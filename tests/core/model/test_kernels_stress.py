@@ -45,13 +45,21 @@ def heap_checked_env(tmp_path: Path) -> dict[str, str]:
 
 def run_child(args: list[str], tmp_path: Path, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *args], env=heap_checked_env(tmp_path), capture_output=True, text=True,
-        timeout=timeout, cwd=Path(__file__).parents[3],
+        [sys.executable, *args],
+        env=heap_checked_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=Path(__file__).parents[3],
     )
 
 
 def describe(run: subprocess.CompletedProcess) -> str:
-    how = f"killed by {signal.Signals(-run.returncode).name}" if run.returncode < 0 else f"exit {run.returncode}"
+    how = (
+        f"killed by {signal.Signals(-run.returncode).name}"
+        if run.returncode < 0
+        else f"exit {run.returncode}"
+    )
     return f"child {how}\n--- stdout\n{run.stdout[-4000:]}\n--- stderr\n{run.stderr[-4000:]}"
 
 

@@ -57,11 +57,16 @@ def test_autocast_values_dtypes_and_gradients_match_pytorchs_bf16_route(fn_name)
     if fn_name == "linear":
         fn, tensors = L.linear, [x, torch.randn(40, 48, generator=gen) / 7, torch.randn(40, generator=gen)]
     elif fn_name == "split_linear":
+
         def fn(x, w):
             return L.split_linear(x, w, (32, 16, 16))
+
         tensors = [x, torch.randn(64, 48, generator=gen) / 7]
     else:
-        fn, tensors = L.swiglu, [x, torch.randn(128, 48, generator=gen) / 7, torch.randn(48, 64, generator=gen) / 8]
+        fn, tensors = (
+            L.swiglu,
+            [x, torch.randn(128, 48, generator=gen) / 7, torch.randn(48, 64, generator=gen) / 8],
+        )
     outs, grads = _run(fn, tensors, "auto")
     ref_outs, ref_grads = _run(fn, tensors, "torch")
     for o, r in zip(outs, ref_outs, strict=True):
@@ -80,8 +85,11 @@ def test_autocast_values_dtypes_and_gradients_match_pytorchs_bf16_route(fn_name)
 
 def test_bf16_weights_without_autocast():
     gen = torch.Generator().manual_seed(1)
-    x, w13, w2 = (torch.randn(2, 9, 32, generator=gen).bfloat16(), (torch.randn(96, 32, generator=gen) / 6).bfloat16(),
-                  (torch.randn(32, 48, generator=gen) / 7).bfloat16())
+    x, w13, w2 = (
+        torch.randn(2, 9, 32, generator=gen).bfloat16(),
+        (torch.randn(96, 32, generator=gen) / 6).bfloat16(),
+        (torch.randn(32, 48, generator=gen) / 7).bfloat16(),
+    )
     assert L.uses_onednn(x, w13, w2)
     outs, grads = _run(L.swiglu, [x, w13, w2], "auto", autocast=False)
     ref_outs, ref_grads = _run(L.swiglu, [x, w13, w2], "torch", autocast=False)
@@ -115,8 +123,12 @@ def test_trunk_training_step_under_autocast_matches_pytorchs_bf16_route():
     b, side = 2, 4
     yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     pos = torch.stack((yy, xx), -1).reshape(1, -1, 2).float().expand(b, -1, -1).contiguous()
-    batch = TokenBatch(torch.randn(b, side * side, 4, generator=gen), pos, torch.ones(b, side * side, dtype=torch.bool),
-                       [(side, side)] * b)
+    batch = TokenBatch(
+        torch.randn(b, side * side, 4, generator=gen),
+        pos,
+        torch.ones(b, side * side, dtype=torch.bool),
+        [(side, side)] * b,
+    )
     cond, t = Condition(torch.randn(b, 5, 32, generator=gen), None), torch.rand(b, generator=gen)
 
     def step(backend, autocast=True):
@@ -124,7 +136,9 @@ def test_trunk_training_step_under_autocast_matches_pytorchs_bf16_route():
         with L.linear_backend(backend), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             out = model(batch, t, cond)
         out.float().square().mean().backward()
-        return out.float().detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        return out.float().detach(), torch.cat(
+            [p.grad.flatten() for p in model.parameters() if p.grad is not None]
+        )
 
     out, grads = step("auto")
     ref_out, ref_grads = step("torch")

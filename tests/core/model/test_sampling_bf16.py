@@ -17,8 +17,10 @@ def setup():
     torch.manual_seed(0)
     plugin = MODALITIES.build({"name": "image", "params": {"patch_size": 2, "channels": 1, "image_size": 8}})
     enc = CONDITIONERS.build({"name": "class", "params": {"num_classes": 3, "dim": 16}})
-    model = LuminaModel(NextDiTConfig(dim=32, n_layers=2, n_heads=2, n_kv_heads=1, context_dim=16),
-                        {"img": plugin.adapter_spec()})
+    model = LuminaModel(
+        NextDiTConfig(dim=32, n_layers=2, n_heads=2, n_kv_heads=1, context_dim=16),
+        {"img": plugin.adapter_spec()},
+    )
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # a non-trivial field: the zero-initialised gates and final layer get values too
         for p in model.parameters():
