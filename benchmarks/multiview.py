@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 
-def quality(run: Path, num: int, steps: int | None) -> dict[str, dict[str, float]]:
+def quality(run: Path, num: int, steps: int | None, eight: bool = True) -> dict[str, dict[str, float]]:
     from omegaconf import OmegaConf
 
     from lumina_core.sampling import generate
@@ -45,14 +45,15 @@ def quality(run: Path, num: int, steps: int | None) -> dict[str, dict[str, float
         kw["steps"] = steps
     val4 = build_dataset(task, "val")
     p = dict(val4.__dict__)
-    eight = MultiviewScenes(
+    data8 = MultiviewScenes(
         views=8, size=p["size"], max_objects=p["max_objects"], condition=p["condition"], elevation=p["elevation"],
         elevation_jitter=p["elevation_jitter"], radius=p["radius"], fov=p["fov"], length=p["length"],
         seed=p["seed"], split="val",
     )  # fmt: skip
     out: dict[str, dict[str, float]] = {}
-    for label, data, rope in (("4 views", val4, None), ("8 views, RoPE as trained", eight, None),
-                              ("8 views, PI on the view axis", eight, {"name": "pi"})):  # fmt: skip
+    settings = [("4 views", val4, None), ("8 views, RoPE as trained", data8, None),
+                ("8 views, PI on the view axis", data8, {"name": "pi"})]  # fmt: skip
+    for label, data, rope in settings if eight else settings[:1]:
         items = [data[i] for i in range(min(num, len(data)))]
         samples = []
         for start in range(0, len(items), 8):
@@ -113,19 +114,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the recipe's)")
     ap.add_argument("--repeats", type=int, default=6, help="timed training steps per runner")
     ap.add_argument("--speed-only", action="store_true")
+    ap.add_argument("--no-speed", action="store_true", help="skip the step timing")
+    ap.add_argument("--no-eight", action="store_true", help="score 4 views only (no 8-view settings)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     report: dict[str, object] = {"threads": args.threads}
     print(
-        f"speed: tiny trunk (dim 128, 3 layers), batch 8 x 4 views of 32x32, patch 4, {args.threads} thread(s)"
+        ""
+        if args.no_speed
+        else f"speed: tiny trunk (dim 128, 3 layers), batch 8 x 4 views of 32x32, patch 4, {args.threads} thread(s)"
     )
-    report["speed_ms"] = speed(args.repeats)
+    if not args.no_speed:
+        report["speed_ms"] = speed(args.repeats)
     if not args.speed_only:
         for run in args.runs:
             print(f"quality: {run}")
-            report[str(run)] = quality(Path(run), args.num, args.steps)
+            report[str(run)] = quality(Path(run), args.num, args.steps, eight=not args.no_eight)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
