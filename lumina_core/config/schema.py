@@ -85,6 +85,7 @@ class SamplingConfig:
     #: ``{factor, until, schedule, layers}``; None: off
     context_drop: dict[str, Any] | None = None
     seed: int = 0  # seed of the sampling noise
+    precision: str = "fp32"  # "fp32" | "bf16": the model's precision while sampling (integration stays fp32)
 
 
 @dataclass

@@ -134,6 +134,7 @@ def sampling_kwargs(task: Any) -> dict[str, Any]:
         "rope_scaling": plain(s.rope_scaling),
         "context_drop": plain(s.get("context_drop")),
         "seed": int(s.seed),
+        "precision": str(s.get("precision", "fp32")),
     }
 
 
