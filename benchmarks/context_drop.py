@@ -16,7 +16,8 @@ that module). One process, one set of weights; every measurement alternates plai
    with the default time-aware schedule (layer j of n drops while t < (n - j) / n) and with every layer
    dropping over the whole range.
 3. Quality cost: the shapes checker's adherence and the FID-style score at the trained size (32 px) and at
-   2x (64 px, no RoPE scaling), plain vs dropped, from the same noise and captions.
+   2x (64 px, with PI RoPE scaling, the pick of ``benchmarks/extrapolation.py``), plain vs dropped, from the
+   same noise and captions.
 
 The last line prints the forward speed-up at 4x tokens.
 """
@@ -75,6 +76,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--samples", type=int, default=64, help="samples per quality cell")
     ap.add_argument("--plot", action="store_true", help="write the figure through benchmarks/plotting.py")
+    ap.add_argument("--rope-2x", default="pi", help="RoPE scaling at 2x the trained size (extrapolation.py's pick)")
+    ap.add_argument("--quality-only", action="store_true", help="skip the timings")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[32, 64], help="quality: image sides")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -85,6 +89,8 @@ def main() -> None:
           f"{g}x{g} = {g * g} tokens; threads {args.threads}; context drop {DEFAULT} (pool 2x2, t = 0)")
 
     regimes = {"training count": g, "reference count 1024": 32}
+    if args.quality_only:
+        regimes = {}
     speed4: dict[str, tuple[int, float]] = {}
     rows = []
     for label, side in regimes.items():
@@ -102,10 +108,10 @@ def main() -> None:
             if mult == 4:
                 speed4[label] = (n, plain / drop)
 
-    if not args.quick:
+    samp = {k: cfg.tasks[0].sampling[k] for k in ("solver", "steps", "cfg_scale")}
+    samp["grid"] = dict(cfg.tasks[0].sampling.grid)
+    if not args.quick and not args.quality_only:
         print("\n# full sampling (recipe sampler: midpoint 10 steps, CFG 3), 16 captions per size, CPU seconds")
-        samp = {k: cfg.tasks[0].sampling[k] for k in ("solver", "steps", "cfg_scale")}
-        samp["grid"] = dict(cfg.tasks[0].sampling.grid)
         items = [held_out(32, 16)[i] for i in range(16)]
         for mult, grid in ((1, (g, g)), (2, (g, 2 * g)), (4, (2 * g, 2 * g))):
             shape = (3, grid[0] * plugin.multiple, grid[1] * plugin.multiple)
@@ -120,14 +126,18 @@ def main() -> None:
                   f"drop(layers) {t['layers']:.2f} s ({t['plain'] / t['layers']:.2f}x)  "
                   f"drop(every layer) {t['every layer']:.2f} s ({t['plain'] / t['every layer']:.2f}x)", flush=True)
 
+    if not args.quick:
         print(f"\n# quality cost: {args.samples} held-out captions per cell, same noise; adherence (chance 0.017), "
-              "FID-style (lower is better)")
-        for size in (32, 64):
+              f"FID-style (lower is better); RoPE scaling beyond 32 px: {args.rope_2x}")
+        for size in args.sizes:
             data = held_out(size, args.samples)
             items = [data[i] for i in range(args.samples)]
             line = []
+            rope = {"name": args.rope_2x} if size > 32 else None
             for name, drop in (("plain", None), ("layers", DEFAULT), ("every layer", EVERY_LAYER)):
-                samples, _ = generate_for(model, plugin, enc, items, (3, size, size), context_drop=drop, **samp)
+                samples, _ = generate_for(
+                    model, plugin, enc, items, (3, size, size), context_drop=drop, rope_scaling=rope, **samp
+                )
                 m = grade(plugin, samples, items, data)
                 line.append(f"{name}: adherence {m['adherence']:.3f} fid {m.get('fid', float('nan')):.2f}")
             print(f"quality {size} px: " + " | ".join(line), flush=True)
@@ -142,8 +152,9 @@ def main() -> None:
         line_plot(series, "context_drop_forward_speedup", title="context drop 2x2 at t = 0: forward speed-up",
                   xlabel="tokens per image", ylabel="plain / dropped", logx=True, hlines={"target 1.8x": 1.8},
                   note="benchmarks/context_drop.py, 2-core CPU shared with other jobs, 1 thread")
-    parts = [f"{s:.2f}x at {n} tokens ({label})" for label, (n, s) in speed4.items()]
-    print("forward speed-up at 4x tokens: " + "; ".join(parts))
+    if speed4:
+        parts = [f"{s:.2f}x at {n} tokens ({label})" for label, (n, s) in speed4.items()]
+        print("forward speed-up at 4x tokens: " + "; ".join(parts))
 
 
 if __name__ == "__main__":
