@@ -239,6 +239,34 @@ def table(name: str, result: dict, sizes: Sequence[int], train_size: int) -> str
     return "\n".join(lines)
 
 
+#: the rows the figure draws (the table has them all)
+FIGURE_ROWS = (
+    "ours, none", "ours, pi", "ours, pi with s = size / 32 both ways", "timm ViT (position embeddings resampled)",
+    "timm ViT (pos. embed resampled)", "ours, any-res training, no scaling", "ours any-res, none",
+    "timm ViT, any-res training", "timm ViT any-res",
+)  # fmt: skip
+
+
+def figure(results: dict, train_size: int, note: str = "") -> tuple:
+    """Accuracy against evaluation size, one panel per data set, one line per model (PNG + SVG through
+    ``benchmarks/plotting.py``); the training size and chance are marked."""
+    from plotting import line_panels
+
+    panels = {}
+    for name, result in results.items():
+        series = {}
+        for label, acc in result["rows"].items():
+            if label in FIGURE_ROWS:
+                sizes = sorted(int(k) for k in acc)
+                series[label] = (sizes, [acc[str(s)] if str(s) in acc else acc[s] for s in sizes])
+        panels[f"{name} (chance {1 / result['classes']:.2f}; trained at {train_size} px)"] = series
+    styles = {label: {"linestyle": "--"} for label in FIGURE_ROWS if "ViT" in label}
+    return line_panels(
+        panels, "recognition_accuracy_vs_size", title="classification accuracy at unseen resolutions",
+        xlabel="evaluation size (px)", ylabel="accuracy", styles=styles, note=note,
+    )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", nargs="+", default=["digits", "shapes"], choices=("digits", "shapes"))
@@ -267,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument(
         "--table-from", metavar="FILE", help="only print the tables of a --json file written before"
     )
+    p.add_argument("--plot", action="store_true", help="also draw the figure (benchmarks/plotting.py)")
     args = p.parse_args(argv)
     if args.table_from:
         with open(args.table_from) as f:
@@ -274,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for name, result in saved["results"].items():
             print(f"\n{name}: models {json.dumps(result['models'])}")
             print(table(name, result, saved["args"]["sizes"], saved["args"]["train_size"]))
+        if args.plot:
+            print("figure:", *figure(saved["results"], saved["args"]["train_size"], saved.get("note", "")))
         return saved["results"]
     if args.quick:
         args.steps, args.warmup = 20, 5
@@ -289,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=2)
+    if args.plot:
+        print("figure:", *figure(results, args.train_size, f"python benchmarks/recognition.py, {args.steps} steps"))
     return results
 
 
