@@ -107,6 +107,32 @@ def speed(repeats: int) -> dict[str, float]:
     return res
 
 
+FIGURE_METRICS = ("adherence", "ssim", "silhouette_iou", "consistency")
+
+
+def figure(report: dict, setting: str = "4 views", note: str = "") -> tuple:
+    """Grouped bars: for each trained run (named after its camera encoding), the checker's scores on
+    ``setting``, beside the ground-truth renders' (the checker's ceiling) and adherence's chance level."""
+    from plotting import bar_plot
+
+    groups: dict[str, dict[str, float]] = {}
+    for run, settings in report.items():
+        if not isinstance(settings, dict) or setting not in settings:
+            continue
+        if "truth (renders)" not in groups and f"{setting} (truth)" in settings:
+            truth = settings[f"{setting} (truth)"]
+            groups["truth (renders)"] = {m: truth[m] for m in FIGURE_METRICS if m in truth}
+        scores = settings[setting]
+        groups[Path(run).name] = {m: scores[m] for m in FIGURE_METRICS if m in scores}
+    if not groups:
+        raise ValueError(f"no run in the report has the setting {setting!r}")
+    chance = next(iter(r[setting].get("chance") for r in report.values() if isinstance(r, dict) and setting in r))
+    return bar_plot(
+        groups, "multiview_camera_encodings", title=f"multi-view checkers per camera encoding ({setting})",
+        ylabel="score", baseline=chance, baseline_label="adherence chance", note=note,
+    )  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="*", default=[], help="trained run folders of recipes/multiview/*.yaml")
@@ -118,7 +144,13 @@ def main() -> None:
     ap.add_argument("--no-eight", action="store_true", help="score 4 views only (no 8-view settings)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--plot", action="store_true", help="also draw the scores per camera encoding")
+    ap.add_argument("--plot-from", type=Path, default=None, help="only draw the figure of a --json report")
     args = ap.parse_args()
+    if args.plot_from:
+        saved = json.loads(args.plot_from.read_text())
+        print("figure:", *figure(saved, note=saved.get("note", "")))
+        return
     torch.set_num_threads(args.threads)
     report: dict[str, object] = {"threads": args.threads}
     print(
@@ -134,6 +166,8 @@ def main() -> None:
             report[str(run)] = quality(Path(run), args.num, args.steps, eight=not args.no_eight)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot and args.runs:
+        print("figure:", *figure(report, note=f"benchmarks/multiview.py, {args.num} held-out captions"))
 
 
 if __name__ == "__main__":
