@@ -4,7 +4,7 @@
     model = LuminaModel(NextDiTConfig.from_preset("tiny", context_dim=384), {"image": spec})
     v = model.velocity(batch, t, cond, task="image")
 
-On CPU in fp32 the trunk's products run through oneDNN (:mod:`lumina_core.model.linear`);
+On the CPU, in fp32 and in bf16 (autocast or bf16 weights), the trunk's products run through oneDNN (:mod:`lumina_core.model.linear`);
 ``set_linear_backend("torch")`` (``with linear_backend("torch"):`` for a block) or ``LUMINA_LINEAR_BACKEND=torch``
 switches them to ``F.linear``.
 """
