@@ -38,7 +38,7 @@ def test_corrupt_samples_are_logged_once_and_counted_per_task(tmp_path, caplog, 
             "tasks": [
                 {
                     "name": "pictures",
-                    "modality": {"name": "image", "params": {"patch_size": 4, "image_size": 8, "fid": False}},
+                    "modality": {"name": "image", "params": {"patch_size": 2, "image_size": 8, "fid": False}},
                     "data": {"name": "image_folder", "params": {"root": str(root), "size": 8, "condition": "none"},
                              "batch_size": 2},
                     "sampling": {"steps": 1, "solver": "euler"},
