@@ -54,7 +54,7 @@ def one_run(work: Path, env: dict[str, str], tag: str) -> tuple[int, str]:
     recipe.write_text(RECIPE.format(out=out, images=work / "images"))
     child = subprocess.Popen(
         [sys.executable, "-m", "lumina_core.cli", "train", str(recipe)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=work,  # not a checkout: --src wins
     )  # fmt: skip
     for line in child.stdout:
         if line.startswith("step 10/"):
