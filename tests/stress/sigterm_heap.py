@@ -6,8 +6,9 @@
 Each run trains the reported set-up (an image folder of 40 grey 16x16 PNGs, patch 2, MiniLM captions, the tiny
 preset with 2 layers, 2 threads) through ``python -m lumina_core.cli train``, sends SIGTERM after the 10th step,
 and reports the exit status and any glibc heap message ("corrupted size vs. prev_size", "double free", ...).
-Seen here: 1 abort (exit 134, "corrupted size vs. prev_size while consolidating") in 8 runs beside a CPU hog at
-commit 2b85bf0; none in 11 runs without the hog. ``--torch`` sets ``LUMINA_LINEAR_BACKEND=torch`` (the issue saw
+Seen here at commit 2b85bf0: 1 abort (exit 134, "corrupted size vs. prev_size while consolidating") in 24 runs
+beside a CPU hog, none in 8 runs without it; at ea32b72 none in 8 + 16 runs beside a hog. Rare: hundreds of runs
+are needed to tell a fix from luck. ``--torch`` sets ``LUMINA_LINEAR_BACKEND=torch`` (the issue saw
 no abort in 2 runs that way). ``--malloc-check`` preloads glibc's ``libc_malloc_debug.so`` with
 ``MALLOC_CHECK_=3`` and ``MALLOC_PERTURB_=165``.
 """
