@@ -270,7 +270,9 @@ def plugins_new(args: argparse.Namespace) -> int:
 
 # -- config --------------------------------------------------------------------------------------------------
 def config_validate(args: argparse.Namespace) -> int:
-    cfg = _load(args)  # raises RecipeError listing every problem
+    from lumina_core.config import load_recipe
+
+    cfg = load_recipe(args.recipe, args.overrides, check_build=True)  # RecipeError lists every problem
     _say(f"ok: {args.recipe} is valid: {len(cfg.tasks)} task(s): {_describe_tasks(cfg)}")
     return 0
 

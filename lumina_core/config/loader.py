@@ -115,8 +115,14 @@ def _check_list_indices(cfg: Any, key: str) -> str | None:
     return None
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] | None = None, validate: bool = True) -> Any:
+def load_recipe(
+    path: str | Path, overrides: Sequence[str] | None = None, validate: bool = True, check_build: bool = False
+) -> Any:
     """Load a recipe file, apply overrides, validate, and return it merged over the schema.
+
+    ``check_build`` also runs validation's third pass (:mod:`.buildcheck`: building plugins and both dataset
+    splits), as ``lumina config validate`` does; commands that build the run anyway leave it off, so a
+    dataset's files are not indexed twice.
 
     Returns:
         an OmegaConf ``DictConfig`` typed by :class:`~lumina_core.config.schema.RecipeConfig`.
@@ -141,7 +147,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] | None = None, valida
     if validate:
         from lumina_core.config.validate import validate_recipe
 
-        problems += validate_recipe(raw)
+        problems += validate_recipe(raw, check_build=check_build)
     if problems:
         raise RecipeError(source, problems)
     try:

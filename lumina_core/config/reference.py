@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import types
 import typing
 from typing import Any
 
@@ -42,7 +43,7 @@ def _comments(cls: type) -> dict[str, str]:
 
 
 def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
     if typing.get_args(tp):
         return str(tp).replace("typing.", "")

@@ -25,7 +25,6 @@ from lumina_core.data.contract import (  # noqa: E402  (the contract, after the 
     LuminaDataset,
     build_dataset,
     check_condition_kinds,
-    check_item,
     condition_kind_of,
 )
 
@@ -35,7 +34,6 @@ __all__ = [
     "LuminaDataset",
     "build_dataset",
     "check_condition_kinds",
-    "check_item",
     "collate_items",
     "condition_kind_of",
 ]

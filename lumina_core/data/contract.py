@@ -119,21 +119,6 @@ def _is_signature_error(exc: TypeError) -> bool:
     return any(s in text for s in ("unexpected keyword", "missing", "positional argument", "required"))
 
 
-def check_item(item: Any, where: str) -> None:
-    """Raise ValueError naming ``where`` when ``item`` is not ``{"sample": Tensor, "condition", "meta"}``."""
-    if not isinstance(item, Mapping):
-        raise ValueError(
-            f"{where}: expected an item dict {{sample, condition, meta}}; got {type(item).__name__}"
-        )
-    if not isinstance(item.get("sample"), torch.Tensor):
-        raise ValueError(f"{where}: item['sample'] must be a Tensor; got {type(item.get('sample')).__name__}")
-    cond = item.get("condition")
-    if cond is not None and not isinstance(cond, str | int):
-        raise ValueError(f"{where}: item['condition'] must be str, int or None; got {type(cond).__name__}")
-    if not isinstance(item.get("meta", {}), Mapping):
-        raise ValueError(f"{where}: item['meta'] must be a dict; got {type(item.get('meta')).__name__}")
-
-
 def check_condition_kinds(dataset_kind: str | None, conditioner_kind: str | None, what: str) -> str | None:
     """A message when a dataset's condition kind and its conditioner's disagree (None when they fit).
 

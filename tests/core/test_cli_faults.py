@@ -126,3 +126,12 @@ def test_docs_hold_the_generated_recipe_key_reference(capsys):
                 "train.betas", "train.compile", "model.multiple_of"):  # fmt: skip
         assert f"| `{key}` |" in doc
     assert "|  |" not in doc  # every key says what it does
+
+
+def test_config_validate_runs_the_build_pass(tmp_path, capsys):
+    import toy_plugin  # noqa: F401
+
+    recipe = tmp_path / "bad.yaml"
+    OmegaConf.save(tiny_recipe(tmp_path / "run", max_steps=2), recipe)
+    code, _, err = _run(["config", "validate", str(recipe), "run.device=gpu", "train.precision=fp16"], capsys)
+    assert code == 2 and "run.device" in err and "train.precision" in err and "2 problems" in err

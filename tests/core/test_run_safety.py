@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -90,11 +90,10 @@ def test_resume_with_a_changed_model_names_keys_and_recipe_values(tmp_path):
 
 def test_skipping_non_finite_steps_ends(tmp_path):
     cfg = tiny_recipe(tmp_path / "run", max_steps=50, lr=1e30, skip_nonfinite=True, max_consecutive_skips=3)
-    started = time.monotonic()
-    with pytest.raises(NonFiniteLossError, match="4 steps in a row") as err:
+    with pytest.raises(NonFiniteLossError, match="4 steps in a row") as err:  # it ends (it skipped for ever)
         train(cfg)
     assert isinstance(err.value, LuminaError)
-    assert time.monotonic() - started < 600  # it ends (the bug: it skipped for ever)
+    assert re.search(r"at step [12] ", str(err.value)), str(err.value)  # at the first bad step, not step 50
 
 
 CHILD = """
