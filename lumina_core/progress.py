@@ -42,7 +42,7 @@ class Progress:
     ) -> None:
         self.total, self.desc, self.unit, self.every_s = total, desc, unit, every_s
         self.stream = stream if stream is not None else sys.stderr
-        self.done = self.initial = int(initial)
+        self.done = self.initial = self._shown = int(initial)
         self._t0 = self._t_last = time.monotonic()
         self._bar = None
         if _is_terminal(self.stream):
@@ -81,12 +81,13 @@ class Progress:
 
     def _line(self) -> None:
         print(self.line(), file=self.stream, flush=True)
+        self._shown = self.done
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self.done > self.initial:
+        elif self.done != self._shown:  # the final count, unless the last line already said it
             self._line()
 
 

@@ -103,6 +103,7 @@ def test_progress_prints_plain_lines_off_a_terminal_and_a_bar_on_one():
         p.update(4)
     text = plain.getvalue()
     assert "sampling: 4/10 samples" in text and "left" in text and "\r" not in text
+    assert text.count("sampling: 4/10") == 1  # the closing line does not repeat the last one
 
     class Terminal(io.StringIO):
         def isatty(self):
