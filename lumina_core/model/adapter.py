@@ -6,6 +6,8 @@
 
     x     += MLP(token_cond)                                 (only when spec.token_cond_dim > 0: per-token
                                                              conditioning such as camera rays; last layer zero-init)
+    y      = W_y context + b_y                               (only when the task's conditioner width differs from
+                                                             the trunk's context_dim: one trunk, many conditioners)
 
 plus the task's RoPE tables (axis split, layout, base, training extent) from its :class:`AdapterSpec`.
 
@@ -22,7 +24,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from lumina_core.model.nextdit import all_true
+from lumina_core.model.masks import all_true
 from lumina_core.model.rope import NDRope
 from lumina_core.plugin import AdapterSpec
 
@@ -44,7 +46,15 @@ class FinalLayer(nn.Module):
 
 
 class ModalityAdapter(nn.Module):
-    def __init__(self, spec: AdapterSpec, dim: int, cond_dim: int, head_dim: int) -> None:
+    def __init__(
+        self,
+        spec: AdapterSpec,
+        dim: int,
+        cond_dim: int,
+        head_dim: int,
+        context_in: int | None = None,
+        context_out: int | None = None,
+    ) -> None:
         super().__init__()
         if spec.out_dim > dim:
             warnings.warn(
@@ -63,6 +73,10 @@ class ModalityAdapter(nn.Module):
             else None
         )
         self.final_layer = FinalLayer(dim, cond_dim, spec.out_dim)
+        #: the task's conditioner features (width ``context_in``) projected to the trunk's ``context_out``
+        self.context_proj = (
+            nn.Linear(context_in, context_out) if context_in and context_out and context_in != context_out else None
+        )
         self.rope = NDRope(
             head_dim,
             spec.axis_split if spec.num_axes else (),
@@ -70,6 +84,12 @@ class ModalityAdapter(nn.Module):
             spec.rope_theta,
             spec.train_extent if spec.num_axes else None,
         )
+
+    def project_context(self, context: Tensor) -> Tensor:
+        """The task's condition features in the trunk's context width (unchanged without a projection)."""
+        if self.context_proj is None:
+            return context
+        return self.context_proj(context.to(self.context_proj.weight.dtype))
 
     def embed(self, tokens: Tensor, mask: Tensor, token_cond: Tensor | None = None) -> Tensor:
         """(B, L, dim) embedded tokens (plus the embedded per-token conditioning, when the task declares

@@ -7,7 +7,7 @@ The trunk's widths follow the released model:
 * SwiGLU hidden width ``multiple_of * ceil(h / multiple_of)`` with ``h = int(8 dim / 3)`` (times
   ``ffn_dim_multiplier`` when given) - 2304 gives 6144.
 
-``PRESETS`` is the one size table; :func:`count_parameters` computes a preset's size on the meta device,
+``PRESETS`` is the one size table; ``LuminaModel.count_parameters`` computes a preset's size on the meta device,
 so even the released 2B configuration costs nothing to count.
 """
 
@@ -131,28 +131,3 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: The adapter of the released text-to-image model: patch 2 on 4-channel latents, learn-sigma output.
 RELEASED_IMAGE_ADAPTER = dict(in_dim=4 * 2 * 2, out_dim=2 * 4 * 2 * 2, num_axes=2, axis_split=(1, 1))
-
-
-def count_parameters(config: NextDiTConfig, adapters: dict[str, Any] | None = None) -> int:
-    """Number of parameters of a :class:`LuminaModel` with this trunk and these adapter specs.
-
-    Instantiated on the meta device, so the count is exact and free even for the 2B preset.
-    ``adapters`` maps task names to :class:`AdapterSpec` (or dicts of its fields); None counts the trunk alone.
-    """
-    import torch
-
-    from lumina_core.model.lumina_model import LuminaModel
-    from lumina_core.plugin import AdapterSpec
-
-    specs = {k: v if isinstance(v, AdapterSpec) else AdapterSpec(**v) for k, v in (adapters or {}).items()}
-    with torch.device("meta"):
-        model = LuminaModel(config, specs)
-    return sum(p.numel() for p in model.parameters())
-
-
-def preset_parameter_counts() -> dict[str, int]:
-    """Parameter count of every preset with the released image adapter (patch 2, 4 channels, 2C out)."""
-    return {
-        name: count_parameters(NextDiTConfig.from_preset(name), {"image": RELEASED_IMAGE_ADAPTER})
-        for name in PRESETS
-    }

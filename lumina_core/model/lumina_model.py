@@ -7,12 +7,17 @@ The first ``in_dim`` output channels are the velocity, in the same order as the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from lumina_core.model.adapter import ModalityAdapter
-from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.adapter import FinalLayer, ModalityAdapter
+from lumina_core.model.attention import Attention
+from lumina_core.model.block import NextDiTBlock
+from lumina_core.model.config import PRESETS, RELEASED_IMAGE_ADAPTER, NextDiTConfig
 from lumina_core.model.context_drop import ContextDrop, drop_plan
+from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
 from lumina_core.model.nextdit import NextDiT
 from lumina_core.model.rope import RopeScaling
 from lumina_core.plugin import AdapterSpec
@@ -20,24 +25,31 @@ from lumina_core.tokens import Condition, TokenBatch
 
 
 class LuminaModel(nn.Module):
-    def __init__(self, config: NextDiTConfig, tasks: dict[str, AdapterSpec] | None = None) -> None:
+    def __init__(
+        self,
+        config: NextDiTConfig,
+        tasks: dict[str, AdapterSpec] | None = None,
+        context_dims: dict[str, int | None] | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.trunk = NextDiT(config)
         self.adapters = nn.ModuleDict()
         self.heads = nn.ModuleDict()  # per-task heads owned by objectives (empty for flow matching)
-        self.trunk.apply(_init_module)
+        self.initialize_weights(self.trunk)
         for name, spec in (tasks or {}).items():
-            self.add_task(name, spec)
+            self.add_task(name, spec, (context_dims or {}).get(name))
 
     # -- tasks -------------------------------------------------------------------------------------------
-    def add_task(self, name: str, spec: AdapterSpec) -> ModalityAdapter:
-        """Add a task with a freshly initialised adapter (on the trunk's device and dtype)."""
+    def add_task(self, name: str, spec: AdapterSpec, context_dim: int | None = None) -> ModalityAdapter:
+        """Add a task with a freshly initialised adapter (on the trunk's device and dtype). ``context_dim``: the
+        width of the task's condition features; when it differs from the trunk's ``context_dim`` the adapter
+        projects them (a text encoder, a class table and an unconditional task can share one trunk)."""
         if name in self.adapters:
             raise ValueError(f"task {name!r} already exists; tasks: {sorted(self.adapters)}")
         cfg = self.config
-        adapter = ModalityAdapter(spec, cfg.dim, cfg.cond_dim, cfg.head_dim)
-        adapter.apply(_init_module)
+        adapter = ModalityAdapter(spec, cfg.dim, cfg.cond_dim, cfg.head_dim, context_dim, cfg.context_dim)
+        self.initialize_weights(adapter)
         ref = next(self.trunk.parameters())
         self.adapters[name] = adapter.to(device=ref.device, dtype=ref.dtype)
         return self.adapters[name]
@@ -109,7 +121,7 @@ class LuminaModel(nn.Module):
         if cond is not None and cond.context is not None:
             if cond.context.shape[0] != b:
                 raise ValueError(f"condition batch size {cond.context.shape[0]} != token batch size {b}")
-            y, y_mask = cond.context, cond.mask
+            y, y_mask = adapter.project_context(cond.context), cond.mask
         x = adapter.embed(batch.tokens, batch.mask, batch.token_cond)
         scaling = RopeScaling.build(rope_scaling)
         cos, sin, prop = adapter.rope(batch.positions, batch.mask, t, scaling)
@@ -137,16 +149,47 @@ class LuminaModel(nn.Module):
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.trunk.grad_checkpointing = enabled
 
+    # -- initialisation, all in one place -------------------------------------------------------------------
+    def initialize_weights(self, part: nn.Module | None = None) -> None:
+        """(Re-)initialise ``part`` (default: the whole model; ``__init__`` and :meth:`add_task` call it on the
+        trunk and on each new adapter). Objectives' heads initialise themselves and are left alone.
 
-# -- initialisation, all in one place -------------------------------------------------------------------
+        Xavier-uniform linears with zero biases; zero modulation, gates, caption projection and final layer
+        (every block starts as the identity and the model predicts zero); N(0, 0.02) time MLP and pad token;
+        the per-token conditioning MLP's last layer zero (a task with token conditions starts unconditioned).
+        """
+        parts = [part] if part is not None else [self.trunk, *self.adapters.values()]
+        for p in parts:
+            p.apply(_init_module)
+
+    @classmethod
+    def count_parameters(cls, config: NextDiTConfig, adapters: dict[str, Any] | None = None) -> int:
+        """Number of parameters of a model with this trunk and these adapter specs.
+
+        Instantiated on the meta device, so the count is exact and free even for the 2B preset.
+        ``adapters`` maps task names to :class:`AdapterSpec` (or dicts of its fields); None counts the trunk.
+        """
+        specs = {k: v if isinstance(v, AdapterSpec) else AdapterSpec(**v) for k, v in (adapters or {}).items()}
+        with torch.device("meta"):
+            model = cls(config, specs)
+        return sum(p.numel() for p in model.parameters())
+
+
+def count_parameters(config: NextDiTConfig, adapters: dict[str, Any] | None = None) -> int:
+    """:meth:`LuminaModel.count_parameters` (the function form the package has always exported)."""
+    return LuminaModel.count_parameters(config, adapters)
+
+
+def preset_parameter_counts() -> dict[str, int]:
+    """Parameter count of every preset with the released image adapter (patch 2, 4 channels, 2C out)."""
+    return {
+        name: count_parameters(NextDiTConfig.from_preset(name), {"image": RELEASED_IMAGE_ADAPTER})
+        for name in PRESETS
+    }
+
+
 def _init_module(module: nn.Module) -> None:
-    """Xavier-uniform linears with zero biases; zero modulation, gates, caption projection and final layer
-    (every block starts as the identity and the model predicts zero); N(0, 0.02) time MLP and pad token."""
-    from lumina_core.model.adapter import FinalLayer, ModalityAdapter
-    from lumina_core.model.attention import Attention
-    from lumina_core.model.block import NextDiTBlock
-    from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
-
+    """One module's share of :meth:`LuminaModel.initialize_weights` (applied to every submodule)."""
     if isinstance(module, nn.Linear):
         nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
