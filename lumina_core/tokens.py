@@ -31,6 +31,10 @@ class TokenBatch:
             of each patch), or None. The adapter embeds it and adds it to the token embedding when its
             ``AdapterSpec.token_cond_dim`` is Dk; objectives and samplers change ``tokens`` only, so it rides
             along unchanged (``with_tokens`` keeps it).
+        given: (B, L) bool, True for tokens whose values are given rather than generated (e.g. the views of a
+            condition image), or None. The flow objective keeps them at their data values at every time and
+            leaves them out of the loss; generation starts them at the layout's values and holds them there.
+            The model learns which tokens are given only from what the plugin tells it (``token_cond``).
     """
 
     tokens: Tensor
@@ -39,6 +43,7 @@ class TokenBatch:
     shapes: list[tuple[int, ...]]
     meta: dict[str, Any] = field(default_factory=dict)
     token_cond: Tensor | None = None
+    given: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.tokens.dim() != 3:
@@ -60,6 +65,11 @@ class TokenBatch:
         ):
             raise ValueError(
                 f"TokenBatch.token_cond must be (B, L, Dk) = ({b}, {n}, Dk); got {tuple(self.token_cond.shape)}"
+            )
+        if self.given is not None and (tuple(self.given.shape) != (b, n) or self.given.dtype != torch.bool):
+            raise ValueError(
+                f"TokenBatch.given must be a bool tensor of shape ({b}, {n}); "
+                f"got {self.given.dtype} {tuple(self.given.shape)}"
             )
 
     # -- sizes -------------------------------------------------------------------------------------------
@@ -101,6 +111,7 @@ class TokenBatch:
             positions=self.positions.to(device=device),
             mask=self.mask.to(device=device),
             token_cond=None if self.token_cond is None else self.token_cond.to(device=device),
+            given=None if self.given is None else self.given.to(device=device),
         )
 
     def select(self, index: Sequence[int] | Tensor) -> TokenBatch:
@@ -115,6 +126,7 @@ class TokenBatch:
             shapes=[self.shapes[i] for i in idx.tolist()],
             meta=dict(self.meta),
             token_cond=None if self.token_cond is None else self.token_cond[idx, :keep],
+            given=None if self.given is None else self.given[idx, :keep],
         )
 
     def unpad(self) -> list[tuple[Tensor, Tensor]]:
@@ -132,11 +144,13 @@ class TokenBatch:
         meta: dict[str, Any] | None = None,
         pad_to: int | None = None,
         token_cond: Sequence[Tensor] | None = None,
+        given: Sequence[Tensor] | None = None,
     ) -> TokenBatch:
         """Right-pad per-sample ``tokens[i]`` (L_i, D) and ``positions[i]`` (L_i, A) into one batch.
 
         Padded token rows are zero (the trunk replaces them by the adapter's learnable pad token); padded
-        positions are zero. ``token_cond[i]`` (L_i, Dk), if given, is padded the same way.
+        positions are zero. ``token_cond[i]`` (L_i, Dk), if given, is padded the same way; ``given[i]`` (L_i,)
+        bool marks sample i's given tokens (padding is never given).
         """
         if not (len(tokens) == len(positions) == len(shapes)) or len(tokens) == 0:
             raise ValueError(
@@ -181,7 +195,17 @@ class TokenBatch:
             out_c = ref.new_zeros(b, length, token_cond[0].shape[-1])
             for i, c in enumerate(token_cond):
                 out_c[i, : c.shape[0]] = c
-        return TokenBatch(out_t, out_p, mask, [tuple(s) for s in shapes], dict(meta or {}), out_c)
+        out_g = None
+        if given is not None:
+            if len(given) != b or any(g.shape != (t.shape[0],) for g, t in zip(given, tokens, strict=False)):
+                raise ValueError(
+                    "given must give one (L_i,) bool tensor per sample, L_i as in tokens; got "
+                    f"{[tuple(g.shape) for g in given]} for tokens {[tuple(t.shape) for t in tokens]}"
+                )
+            out_g = torch.zeros(b, length, dtype=torch.bool, device=ref.device)
+            for i, g in enumerate(given):
+                out_g[i, : g.shape[0]] = g.to(torch.bool)
+        return TokenBatch(out_t, out_p, mask, [tuple(s) for s in shapes], dict(meta or {}), out_c, out_g)
 
 
 @dataclass

@@ -6,7 +6,9 @@ For data tokens ``x1`` (B, L, D) with padding mask ``m`` (B, L), noise ``x0 ~ N(
     loss = 1/B sum_b  [ sum_{l, d} m_bl (v_theta(x_t, t)_bld - u_bld)^2 ] / (D sum_l m_bl)
 
 i.e. the mean squared error over each sample's *real* tokens and channels, then the batch mean: padded tokens
-count for nothing and a long sample weighs as much as a short one (SPEC section 4).
+count for nothing and a long sample weighs as much as a short one (SPEC section 4). Tokens the batch marks as
+given (``TokenBatch.given``, e.g. a condition view) are the data itself at every ``t`` (``x_t = x1`` there) and
+drop out of ``m``: the model sees them clean and is graded on the generated tokens only.
 """
 
 from __future__ import annotations
@@ -68,8 +70,12 @@ class FlowMatching(Objective):
         )
         t = self.time_sampler(b, generator=generator, device=gdev).to(x1.device, torch.float32)
         ps = self.path.sample(x0, x1, t)
-        v = model.velocity(batch.with_tokens(ps.x_t), t, cond, task=task)
-        per_sample = masked_mse(v, ps.dx_t, batch.mask)  # (B,)
+        x_t, graded = ps.x_t, batch.mask
+        if batch.given is not None:  # given tokens: clean at every t, not graded
+            x_t = torch.where(batch.given[..., None], x1, x_t)
+            graded = graded & ~batch.given
+        v = model.velocity(batch.with_tokens(x_t), t, cond, task=task)
+        per_sample = masked_mse(v, ps.dx_t, graded)  # (B,)
         loss = per_sample.mean()
         return loss, {"loss": loss.detach(), "t_mean": t.mean().detach()}
 

@@ -5,6 +5,9 @@
     x1     = integrate(v, x0, time_grid(grid, steps), solver)
     samples = plugin.detokenize(layout.with_tokens(x1))
 
+Tokens the layout marks as given (``TokenBatch.given``: a condition view, say) start at the layout's values
+instead of noise and get zero velocity, so every solver leaves them exactly as given.
+
 With guidance (``cfg_scale != 1`` and a conditioned model) the conditional and unconditional velocities come
 from one batched call on ``[x, x]`` with ``[cond, uncond]``.
 
@@ -114,6 +117,18 @@ def guided_velocity(
     return v_cfg
 
 
+def hold_given(layout: TokenBatch, x0: Tensor, velocity_fn: Any) -> tuple[Tensor, Any]:
+    """The start ``x0`` with ``layout.given`` tokens set to the layout's values, and a velocity function that is
+    zero on them (so they stay exactly as given under any solver)."""
+    keep = layout.given[..., None]
+    start = torch.where(keep, layout.tokens.to(x0.dtype), x0)
+
+    def v(x: Tensor, t: Tensor, **extra: Any) -> Tensor:
+        return velocity_fn(x, t, **extra).masked_fill(keep, 0.0)
+
+    return start, v
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -193,6 +208,8 @@ def generate(
             model, task, layout, cond, uncond, cfg_scale, mask, resolve_rope_scaling(rope_scaling),
             _plain(context_drop) if hasattr(context_drop, "keys") else context_drop, precision,
         )
+        if layout.given is not None:  # given tokens start at their values and stay there
+            x0, v = hold_given(layout, x0, v)
         x1, nfe = integrate(
             v, x0, time_grid(grid, steps, device=device), solver, hooks=hooks, progress=progress
         )
