@@ -11,8 +11,8 @@ import soundfile as sf
 import torch
 
 import lumina_modalities.audio  # noqa: F401
+from lumina_core.data import build_dataset
 from lumina_core.data.robust import CorruptSampleError
-from lumina_core.registry import DATASETS
 from lumina_modalities.audio.io import AudioReadError, load_audio, save_audio
 
 SR = 22050
@@ -85,7 +85,7 @@ def _make_folder(root, n_good=4, n_bad=2):
 
 def test_folder_skips_and_counts_unreadable_files(tmp_path):
     _make_folder(tmp_path / "clips")
-    ds = DATASETS.build({"name": "audio_folder", "params": {"root": str(tmp_path / "clips")}})
+    ds = build_dataset("audio_folder", {"root": str(tmp_path / "clips")}, "train")  # skip policy applied
     assert len(ds) == 6
     items = [ds[i] for i in range(len(ds))]
     assert all(it["sample"].dim() == 2 and it["sample"].shape[0] == 1 for it in items)
@@ -99,9 +99,9 @@ def test_shards_packed_from_a_folder(tmp_path):
 
     _make_folder(tmp_path / "clips", n_good=3, n_bad=1)
     pack_folder(tmp_path / "clips", tmp_path / "shards", shard_size=2)
-    ds = DATASETS.build({"name": "audio_shards", "params": {"path": str(tmp_path / "shards")}})
+    ds = build_dataset("audio_shards", {"path": str(tmp_path / "shards")}, "train")
     assert len(ds) == 4
-    folder = DATASETS.build({"name": "audio_folder", "params": {"root": str(tmp_path / "clips")}})
+    folder = build_dataset("audio_folder", {"root": str(tmp_path / "clips")}, "train")
     by_caption = {it["condition"]: it["sample"] for it in (folder[i] for i in range(len(folder)))}
     got = [ds[i] for i in range(len(ds))]
     assert ds.skipped == 1

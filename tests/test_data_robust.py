@@ -37,7 +37,7 @@ class Flaky(Dataset):
 
 
 def test_skip_corrupt_drops_counts_and_names(caplog):
-    ds = SkipCorrupt(Flaky())
+    ds = SkipCorrupt(Flaky(), substitute=False)
     with caplog.at_level(logging.WARNING, logger="lumina.data"):
         batches = list(DataLoader(ds, batch_size=4, collate_fn=collate_items))
     got = [int(s[0]) for b in batches for s in b["samples"]]
@@ -54,7 +54,7 @@ def test_skip_corrupt_drops_counts_and_names(caplog):
 
 
 def test_skip_corrupt_counts_across_workers():
-    ds = SkipCorrupt(Flaky())
+    ds = SkipCorrupt(Flaky(), substitute=False)
     loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_items)
     got = sorted(int(s[0]) for b in loader for s in b["samples"])
     assert got == [i for i in range(10) if i not in BAD]
@@ -74,7 +74,7 @@ def test_unlisted_errors_propagate():
 
 
 def test_copies_keep_counts():
-    ds = SkipCorrupt(Flaky())
+    ds = SkipCorrupt(Flaky(), substitute=False)
     ds[2]
     for other in (copy.deepcopy(ds), pickle.loads(pickle.dumps(ds))):
         assert other.skipped == 1 and other.seen == 1 and other.skipped_names == ["file_2.png"]
@@ -114,7 +114,7 @@ def test_skip_summary_finds_wrapped_datasets():
 
     from lumina_core.data.robust import skip_summary
 
-    ds = SkipCorrupt(Flaky())
+    ds = SkipCorrupt(Flaky(), substitute=False)
     sub = Subset(ds, [0, 1, 2])
     assert skip_summary(sub) is None
     [sub[i] for i in range(3)]

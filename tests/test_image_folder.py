@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lumina_core.registry import DATASETS
+from lumina_core.data import build_dataset
 from lumina_modalities.image import AspectRatioBucketSampler, ImageFolderDataset, ImageShardsDataset
 from lumina_modalities.image.buckets import bucket_sizes, nearest_bucket
 
@@ -29,8 +29,8 @@ def _make_folder(root, n=5, corrupt=("c02",)):
 
 def test_folder_reads_resizes_and_skips_corrupt(tmp_path):
     root = _make_folder(tmp_path / "imgs")
-    ds = DATASETS.build({"name": "image_folder", "params": {"root": str(root), "size": 16}}, split="train")
-    assert isinstance(ds, ImageFolderDataset) and len(ds) == 5
+    ds = build_dataset("image_folder", {"root": str(root), "size": 16}, "train")  # skip policy applied
+    assert isinstance(ds.dataset, ImageFolderDataset) and len(ds) == 5
     items = [ds[i] for i in range(len(ds))]
     for it in items:
         assert it["sample"].shape == (3, 16, 16)
@@ -72,10 +72,8 @@ def test_shards_packed_from_a_folder(tmp_path):
     root = _make_folder(tmp_path / "imgs", n=5)
     report = pack_folder(str(root), str(tmp_path / "shards" / "shard-%06d.tar"), shard_size=2)
     assert len(report.shards) == 3
-    ds = DATASETS.build(
-        {"name": "image_shards", "params": {"path": str(tmp_path / "shards"), "size": 16}}, split="train"
-    )
-    assert isinstance(ds, ImageShardsDataset) and len(ds) == 5
+    ds = build_dataset("image_shards", {"path": str(tmp_path / "shards"), "size": 16}, "train")
+    assert isinstance(ds.dataset, ImageShardsDataset) and len(ds) == 5
     folder = ImageFolderDataset(str(root), size=16)
     for i in (0, 1, 3, 4):  # identical bytes, identical decoding
         a, b = ds[i], folder[i]

@@ -92,7 +92,7 @@ def test_mesh_folder_bad_meshes_are_skipped_and_counted_when_read(tmp_path: Path
     from lumina_core.data.robust import SkipCorrupt
 
     _write_folder(tmp_path)
-    ds = SkipCorrupt(MeshFolder(str(tmp_path), num_points=32, check=False))
+    ds = SkipCorrupt(MeshFolder(str(tmp_path), num_points=32, check=False), substitute=False)
     items = [ds[i] for i in range(len(ds))]
     assert len(items) == 6 and sum(it is None for it in items) == 3
     assert ds.skipped == 3 and {Path(n).name for n in ds.skipped_names} == {
@@ -145,7 +145,7 @@ def test_mesh_shards_round_trip_and_skip(tmp_path: Path) -> None:
     assert len(bad) == 3 and by_index.keys() == again.keys()
     for name, it in by_index.items():  # the same item as streamed
         torch.testing.assert_close(it["sample"], again[name])
-    wrapped = SkipCorrupt(ds)
+    wrapped = SkipCorrupt(ds, substitute=False)  # None for a bad item
     assert sum(wrapped[i] is None for i in range(len(wrapped))) == 3 and wrapped.skipped == 3
 
 

@@ -76,6 +76,11 @@ def build_dataset(
 ) -> Any:
     """Build the registered dataset ``name`` for ``split`` exactly as a training run does.
 
+    The result has the skip-and-count policy applied (:func:`lumina_core.data.robust.skip_corrupt`): a
+    map-style dataset comes back wrapped in :class:`~lumina_core.data.robust.SkipCorrupt` (an unreadable item
+    is logged, counted and replaced by the next readable one; the dataset's own attributes are forwarded),
+    so a dataset only raises on a corrupt file and never catches.
+
     Raises ValueError with the dataset named when its constructor does not accept ``split`` (the contract)
     or rejects the parameters; errors the dataset raises itself (a missing folder) pass through.
     """
@@ -91,11 +96,14 @@ def build_dataset(
         )
     _check_accepts_split(name, factory)
     try:
-        return factory(**kwargs, split=split)
+        dataset = factory(**kwargs, split=split)
     except TypeError as exc:
         if _is_signature_error(exc):
             raise ValueError(f"dataset {name!r} (split {split!r}) rejected its parameters: {exc}") from exc
         raise
+    from lumina_core.data.robust import skip_corrupt
+
+    return skip_corrupt(dataset)
 
 
 def _check_accepts_split(name: str, factory: Any) -> None:

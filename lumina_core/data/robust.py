@@ -2,8 +2,10 @@
 
 A decode that fails (a truncated PNG, a corrupt WAV, a mesh with NaN coordinates that the modality rejects
 with :class:`CorruptSampleError`) is logged in one line naming the item, counted, and dropped: map-style
-datasets wrapped in :class:`SkipCorrupt` return None (``collate_items`` drops it), streams wrapped in
-:class:`SkipCorruptIterable` do not yield it. ``summary()`` reads ``"skipped N of M unreadable samples"``.
+datasets wrapped in :class:`SkipCorrupt` return the next readable item instead (or None, ``substitute=False``),
+streams wrapped in :class:`SkipCorruptIterable` do not yield it. :func:`skip_corrupt` is the one policy:
+:func:`lumina_core.data.build_dataset` applies it to every dataset it builds, so a plugin's dataset only
+raises (:class:`CorruptSampleError` naming the file) and never catches. ``summary()`` reads ``"skipped N of M unreadable samples"``.
 
 Counting across ``DataLoader`` workers: the counts live in shared memory (``multiprocessing.Value``), so the
 main process sees every worker's skips; the names of skipped items are kept per process (complete with
@@ -16,6 +18,7 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
@@ -151,38 +154,105 @@ class CountsSkips:
 
 
 class SkipCorrupt(CountsSkips, Dataset):
-    """Wrap a map-style dataset: an item whose ``__getitem__`` raises one of ``errors`` becomes None.
+    """Wrap a map-style dataset so that an unreadable item is skipped and counted: the one policy.
+
+    :func:`lumina_core.data.build_dataset` wraps every map-style dataset it builds in this class (unless the
+    dataset already counts its skips with a :class:`SkipStats` of its own), so plugins only raise - ideally
+    :class:`CorruptSampleError` naming the file - and never catch.
+
+    The policy:
+
+    * an item whose ``__getitem__`` raises one of ``errors`` is logged once per process with its name (the
+      error's ``name``, else ``dataset.item_name(index)``, else ``"index i"``) and counted once;
+    * with ``substitute=True`` (the default) the next readable item (indices wrap around) is returned
+      instead, so batches keep their size and ``ds[i]`` never returns None; an index found unreadable is
+      remembered and not read again. ``substitute=False`` returns None instead (``collate_items`` drops it);
+    * when no item at all can be read, a :class:`CorruptSampleError` says so (a bug or the wrong folder, not
+      corrupt files);
+    * ``IndexError`` (out of range) always propagates, as do ``KeyboardInterrupt`` and the like.
 
     Args:
-        dataset: the wrapped dataset; if it has ``item_name(index) -> str`` that name is logged.
+        dataset: the wrapped dataset; its other attributes (``score``, ``item_name``, ``condition_kind``,
+            ``sizes``...) are forwarded.
         errors: exception types that mean "unreadable sample" (default: any ``Exception``, since image,
-            audio and mesh decoders raise many types; KeyboardInterrupt and the like always propagate).
+            audio and mesh decoders raise many types).
+        substitute: replace an unreadable item by the next readable one (True) or by None (False).
 
     Attributes ``skipped``, ``seen``, ``skipped_names``; ``summary()``; ``reset()`` (e.g. each epoch).
     """
 
-    def __init__(self, dataset: Dataset, errors: tuple[type[BaseException], ...] = (Exception,)) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        errors: tuple[type[BaseException], ...] = (Exception,),
+        substitute: bool = True,
+    ) -> None:
         self.dataset = dataset
         self.errors = errors
+        self.substitute = bool(substitute)
         self.stats = SkipStats()
+        self._bad: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> Any:
+    def __repr__(self) -> str:
+        return f"SkipCorrupt({self.dataset!r})"
+
+    def _try(self, index: int) -> tuple[bool, Any]:
         try:
             item = self.dataset[index]
+        except IndexError:
+            raise
         except self.errors as err:
+            self._bad.add(index)
             self.stats.skip(_item_name(self.dataset, index, err), err)
-            return None
+            return False, err
         self.stats.ok()
-        return item
+        return True, item
+
+    def __getitem__(self, index: int) -> Any:
+        n = len(self)
+        if not -n <= int(index) < n:
+            raise IndexError(f"index {index} out of range for {n} items of {self.dataset!r}")
+        index = int(index) % n
+        if not self.substitute:
+            ok, item = self._try(index)
+            return item if ok else None
+        first: BaseException | None = None
+        for k in range(n):
+            i = (index + k) % n
+            if i in self._bad:  # known unreadable: counted once, when first met
+                continue
+            ok, item = self._try(i)
+            if ok:
+                return item
+            first = first or item
+        raise CorruptSampleError(
+            f"none of the {n} items of {self.dataset!r} could be read ({self.stats.summary()}); "
+            f"first error: {first!r}"
+        ) from first
 
     def __getattr__(self, name: str) -> Any:
-        # forward dataset-specific API (score, item_name, ...) to the wrapped dataset
-        if name in ("dataset", "errors", "stats"):
+        # forward dataset-specific API (score, item_name, condition_kind, ...) to the wrapped dataset
+        if name in ("dataset", "errors", "stats", "substitute", "_bad") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
+
+
+def skip_corrupt(dataset: Any) -> Any:
+    """Apply the skip-and-count policy to a freshly built dataset (what :func:`~lumina_core.data.build_dataset`
+    does): a map-style dataset is wrapped in :class:`SkipCorrupt`; a dataset that already counts its skips
+    (it has ``stats``, a :class:`SkipStats`: a :class:`SkipCorruptIterable` stream, a
+    :class:`~lumina_core.data.shards.ShardDataset`, or a dataset with its own loop) and an iterable dataset
+    (which skips in its decode step, see :class:`SkipCorruptIterable`) are returned as they are."""
+    from torch.utils.data import IterableDataset
+
+    if isinstance(getattr(dataset, "stats", None), SkipStats) or isinstance(dataset, IterableDataset):
+        return dataset
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        return dataset
+    return SkipCorrupt(dataset)
 
 
 class SkipCorruptIterable(CountsSkips, IterableDataset):
@@ -282,3 +352,19 @@ def skip_report(dataset: Any) -> dict[str, Any] | None:
         names = getattr(dataset, "skipped_names", [])
         return {"seen": int(getattr(dataset, "seen", 0) or 0), "skipped": skipped, "names": list(names)}
     return None
+
+
+@contextlib.contextmanager
+def corrupt_on(errors: tuple[type[BaseException], ...], name: str) -> Iterator[None]:
+    """Turn the decode errors ``errors`` raised inside the block into a :class:`CorruptSampleError` naming
+    ``name`` (a file, a shard key), for datasets whose readers raise library-specific types::
+
+        with corrupt_on((OSError, ValueError), str(path)):
+            image = decode(path)
+    """
+    try:
+        yield
+    except CorruptSampleError:
+        raise
+    except errors as err:
+        raise CorruptSampleError(f"{type(err).__name__}: {err}".splitlines()[0][:300], name=name) from err

@@ -3,9 +3,10 @@ such a folder by ``lumina data pack``.
 
 Every clip goes through :func:`.io.load_audio`: resampled to ``sample_rate`` if needed (one log line),
 averaged to mono, and cropped to ``max_seconds`` (``on_long="crop"``, default) or refused
-(``on_long="error"``). An unreadable clip is skipped and counted (:class:`lumina_core.data.robust.SkipStats`):
-the item is replaced by the next readable one, a warning names the file, and ``skipped`` /
-``summary()`` report how many were skipped ("skipped 2 of 10 unreadable samples (...)").
+(``on_long="error"``). An unreadable clip raises ``CorruptSampleError`` naming the file; the core's one
+skip-and-count policy (:class:`lumina_core.data.robust.SkipCorrupt`, applied by
+:func:`lumina_core.data.build_dataset`) replaces it by the next readable one, a warning names the file, and
+``skipped`` / ``summary()`` report how many were skipped ("skipped 2 of 10 unreadable samples (...)").
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ from typing import Any
 import torch
 
 from lumina_core.data.folder import list_pairs
-from lumina_core.data.robust import SkipStats
+from lumina_core.data.robust import corrupt_on
 from lumina_core.registry import DATASETS
 
 from .io import AUDIO_EXTENSIONS, load_audio
 
 
-class _SkipAndCount:
-    """Mixin: ``_read(i)`` may raise; ``__getitem__`` counts the failure (once per item) and moves on to the
-    next readable item."""
-
-    stats: SkipStats
+class _ReadsClips(torch.utils.data.Dataset):
+    """``__getitem__`` reads clip ``i`` with ``_read(i)``; an unreadable clip raises
+    :class:`~lumina_core.data.robust.CorruptSampleError` naming it (``AudioReadError`` is one). Skipping and
+    counting is the core's policy, applied when :func:`lumina_core.data.build_dataset` builds the dataset."""
 
     def _read(self, index: int) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -34,31 +34,12 @@ class _SkipAndCount:
     def item_name(self, index: int) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    @property
-    def skipped(self) -> int:
-        return self.stats.skipped
-
-    def summary(self) -> str:
-        return self.stats.summary()
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self)  # type: ignore[arg-type]
-        if not -n <= index < n:
+        if not -n <= int(index) < n:
             raise IndexError(f"index {index} out of range for {n} clips")
-        bad = self.__dict__.setdefault("_bad", set())
-        for k in range(n):
-            i = (int(index) + k) % n
-            if i in bad:  # known unreadable: counted once, when first met
-                continue
-            try:
-                item = self._read(i)
-            except (ValueError, OSError, RuntimeError) as err:  # AudioReadError is a ValueError
-                bad.add(i)
-                self.stats.skip(self.item_name(i), err)
-                continue
-            self.stats.ok()
-            return item
-        raise ValueError(f"no readable clip among the {n} items of {self!r}: {self.summary()}")
+        with corrupt_on((OSError, RuntimeError, EOFError), self.item_name(int(index) % n)):
+            return self._read(int(index) % n)
 
 
 def _check(sample_rate: int, max_seconds: float | None, on_long: str, condition: str) -> None:
@@ -76,7 +57,7 @@ def _check(sample_rate: int, max_seconds: float | None, on_long: str, condition:
 
 
 @DATASETS.register("audio_folder")
-class AudioFolderDataset(_SkipAndCount, torch.utils.data.Dataset):
+class AudioFolderDataset(_ReadsClips):
     """Audio files under ``root`` (recursively; WAV, FLAC, OGG, AIFF), each with a same-named ``.txt`` caption.
 
     Args:
@@ -106,7 +87,6 @@ class AudioFolderDataset(_SkipAndCount, torch.utils.data.Dataset):
         self.pairs = list_pairs(self.root, extensions=exts, missing_caption=missing_caption)
         self.sample_rate, self.max_seconds, self.on_long = int(sample_rate), max_seconds, on_long
         self.condition = condition
-        self.stats = SkipStats()
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -126,7 +106,7 @@ class AudioFolderDataset(_SkipAndCount, torch.utils.data.Dataset):
 
 
 @DATASETS.register("audio_shards")
-class AudioShardsDataset(_SkipAndCount, torch.utils.data.Dataset):
+class AudioShardsDataset(_ReadsClips):
     """Audio + caption pairs from webdataset ``.tar`` shards (as written by ``lumina data pack``).
 
     Each webdataset sample holds one audio member (``.wav``, ``.flac``, ...) and a ``.txt`` caption sharing its
@@ -158,7 +138,6 @@ class AudioShardsDataset(_SkipAndCount, torch.utils.data.Dataset):
             raise ValueError(f"audio_shards: no audio samples in {[str(s) for s in self.shards]}")
         self.sample_rate, self.max_seconds, self.on_long = int(sample_rate), max_seconds, on_long
         self.condition = condition
-        self.stats = SkipStats()
 
     def __len__(self) -> int:
         return len(self.index)
@@ -171,13 +150,31 @@ class AudioShardsDataset(_SkipAndCount, torch.utils.data.Dataset):
         return f"{self.index.url(index)}:{members[_audio_ext(members)]}"
 
     def _read(self, index: int) -> dict[str, Any]:
-        sample = self.index.read(index)
-        data = sample[_audio_ext(sample)]
-        caption = bytes(sample["txt"]).decode("utf-8").strip() if "txt" in sample else ""
-        wav = load_audio(data, self.sample_rate, self.max_seconds, self.on_long, name=self.item_name(index))
-        return {"sample": wav, "condition": caption if self.condition == "text" else None,
-                "meta": {"key": sample["__key__"], "shard": sample["__url__"], "caption": caption}}
+        return decode_audio_sample(self.index.read(index), self.sample_rate, self.max_seconds, self.on_long,
+                                   self.condition)
 
+
+
+def decode_audio_sample(sample: dict[str, Any], sample_rate: int = 22050, max_seconds: float | None = 10.0,
+                        on_long: str = "crop", condition: str = "text") -> dict[str, Any]:
+    """A raw webdataset sample (bytes by extension, as packed by ``lumina data pack``) -> dataset item.
+
+    The one decoding path of packed audio: ``audio_shards`` (indexed reads) and ``audio_stream`` (streaming)
+    both call it. A missing or unreadable clip, or a caption that is not UTF-8, raises ``CorruptSampleError``
+    naming ``"<shard>:<key>"``."""
+    from lumina_core.data.robust import CorruptSampleError, sample_name
+    from lumina_core.data.shards import sample_caption
+
+    name = sample_name(sample)
+    exts = [e.lstrip(".") for e in AUDIO_EXTENSIONS if e.lstrip(".") in sample]
+    if not exts:
+        raise CorruptSampleError(
+            f"no audio member (keys {sorted(k for k in sample if not k.startswith('__'))})", name=name
+        )
+    wav = load_audio(bytes(sample[exts[0]]), sample_rate, max_seconds, on_long, name=name)
+    caption = sample_caption(sample) if "txt" in sample else ""
+    return {"sample": wav, "condition": caption if condition == "text" else None,
+            "meta": {"key": sample.get("__key__"), "shard": sample.get("__url__"), "caption": caption}}
 
 
 def _audio_ext(members: dict[str, Any]) -> str:

@@ -6,9 +6,10 @@ centre-cropped, then mapped to [-1, 1]. With ``buckets=True`` each folder image 
 bucket of nearest aspect ratio instead of a square (see :mod:`.buckets`); :meth:`ImageFolderDataset.sizes`
 gives the per-item sizes an :class:`~.buckets.AspectRatioBucketSampler` groups by.
 
-Unreadable images are skipped and counted (:class:`lumina_core.data.robust.SkipStats`, shared across
-DataLoader workers): the item is replaced by the next readable one so batches keep their size, the skip is
-logged once with the file's name, and ``skipped`` / ``skipped_names`` / ``summary()`` report it.
+An unreadable image raises :class:`lumina_core.data.robust.CorruptSampleError` naming the file; the core's one
+skip-and-count policy, applied when :func:`lumina_core.data.build_dataset` builds a dataset
+(:class:`lumina_core.data.robust.SkipCorrupt`), replaces it by the next readable item so batches keep their size,
+logs the skip once with the file's name and reports it (``skipped`` / ``skipped_names`` / ``summary()``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lumina_core.data.robust import CorruptSampleError, SkipStats
+from lumina_core.data.robust import CorruptSampleError, corrupt_on
 from lumina_core.registry import DATASETS
 
 from .buckets import bucket_sizes, nearest_bucket
@@ -104,10 +105,11 @@ def _split_indices(n: int, split: str, val_fraction: float) -> list[int]:
     return held if split != "train" else [i for i in range(n) if i % k != k - 1]
 
 
-class _SkipAndCount(torch.utils.data.Dataset):
-    """``_read(i)`` may raise a decode error; ``__getitem__`` skips (and counts) to the next readable item."""
-
-    stats: SkipStats
+class _ReadsFiles(torch.utils.data.Dataset):
+    """``__getitem__`` reads item ``i`` with ``_read(i)``; a file that cannot be decoded raises
+    :class:`~lumina_core.data.robust.CorruptSampleError` naming it. Skipping and counting is the core's policy,
+    applied when :func:`lumina_core.data.build_dataset` builds the dataset (see
+    :class:`lumina_core.data.robust.SkipCorrupt`): the unreadable item is replaced by the next readable one."""
 
     def _read(self, index: int) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -117,31 +119,14 @@ class _SkipAndCount(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self)
-        for k in range(n):
-            i = (int(index) + k) % n
-            try:
-                item = self._read(i)
-            except DECODE_ERRORS as err:
-                self.stats.skip(self.item_name(i), err)
-                continue
-            self.stats.ok()
-            return item
-        raise CorruptSampleError(f"none of the {n} items of {self!r} could be read")
-
-    @property
-    def skipped(self) -> int:
-        return self.stats.skipped
-
-    @property
-    def skipped_names(self) -> list[str]:
-        return list(self.stats.names)
-
-    def summary(self) -> str:
-        return self.stats.summary()
+        if not -n <= int(index) < n:
+            raise IndexError(f"index {index} out of range for {n} items of {self!r}")
+        with corrupt_on(DECODE_ERRORS, self.item_name(int(index) % n)):
+            return self._read(int(index) % n)
 
 
 @DATASETS.register("image_folder")
-class ImageFolderDataset(_SkipAndCount):
+class ImageFolderDataset(_ReadsFiles):
     """Image files under ``root`` (recursively), each with a caption in the same-named ``.txt`` file.
 
     Args:
@@ -192,7 +177,6 @@ class ImageFolderDataset(_SkipAndCount):
         self.root, self.split = Path(root), split
         self.size, self.channels, self.condition = int(size), channels, condition
         self.buckets = bucket_sizes(self.size, multiple, max_ratio) if buckets else None
-        self.stats = SkipStats()
         self._sizes: list[tuple[int, int]] | None = None
 
     def __len__(self) -> int:
@@ -254,7 +238,7 @@ def decode_image_sample(
 
 
 @DATASETS.register("image_shards")
-class ImageShardsDataset(_SkipAndCount):
+class ImageShardsDataset(_ReadsFiles):
     """Image + caption pairs from local webdataset ``.tar`` shards (as written by ``lumina data pack``).
 
     Map-style, so the trainer's seeded, resumable sampler can index it: the shards are indexed once (the
@@ -295,7 +279,6 @@ class ImageShardsDataset(_SkipAndCount):
             raise ValueError(f"image_shards: no image samples in {self.urls}")
         self.entries = _split_indices(len(self.index), split, val_fraction)  # positions in self.index
         self.size, self.channels, self.condition, self.split = int(size), channels, condition, split
-        self.stats = SkipStats()
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -9,8 +9,9 @@ Layouts (``root`` is the folder):
 ``classes`` declares the classes (their order gives the class ids); without it they are the class folders
 (or the labels file's labels) in sorted order. Problems are errors that name the file and line: a label
 outside the declared classes, a declared class with no images, a labels line pointing at a missing file.
-Images that cannot be decoded are skipped and counted at read time (the item is replaced by the next
-readable one, see :class:`~.folder.ImageFolderDataset`). Every ``1/val_fraction``-th image of each class is
+Images that cannot be decoded raise ``CorruptSampleError`` naming the file; built by
+``lumina_core.data.build_dataset`` they are skipped and counted (the item is replaced by the next readable
+one). Every ``1/val_fraction``-th image of each class is
 held out for val/test, so both splits see every class.
 """
 
@@ -20,10 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lumina_core.data.robust import SkipStats
 from lumina_core.registry import DATASETS
 
-from .folder import IMAGE_EXTENSIONS, SPLITS, _SkipAndCount, decode_image
+from .folder import IMAGE_EXTENSIONS, SPLITS, _ReadsFiles, decode_image
 
 
 def _is_image(path: Path) -> bool:
@@ -81,7 +81,7 @@ def read_labels_file(root: Path, labels: str | Path) -> list[tuple[Path, str]]:
 
 
 @DATASETS.register("labelled_images")
-class LabelledImagesDataset(_SkipAndCount):
+class LabelledImagesDataset(_ReadsFiles):
     """Labelled images for classification: items ``{"sample", "condition": class id, "meta": {"label"}}``.
 
     Args:
@@ -144,7 +144,6 @@ class LabelledImagesDataset(_SkipAndCount):
             )
         self.items = chosen
         self.root, self.split, self.size, self.channels = base, split, int(size), int(channels)
-        self.stats = SkipStats()
 
     @property
     def num_classes(self) -> int:

@@ -91,7 +91,9 @@ def test_labels_file_problems_name_the_line(class_folders):
 
 def test_undecodable_images_are_skipped_and_counted(class_folders):
     (class_folders / "cat" / "broken.png").write_bytes(b"not an image")
-    ds = LabelledImagesDataset(str(class_folders), size=8, val_fraction=0)
+    from lumina_core.data import build_dataset
+
+    ds = build_dataset("labelled_images", {"root": str(class_folders), "size": 8, "val_fraction": 0}, "train")
     items = [ds[i] for i in range(len(ds))]
     assert len(items) == 11 and all(it["sample"].shape == (3, 8, 8) for it in items)
     assert ds.skipped == 1 and ds.skipped_names[0].endswith("broken.png")
