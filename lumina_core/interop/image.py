@@ -15,19 +15,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lumina_core.grid import grid_positions
 from lumina_core.model.lumina_model import LuminaModel
 from lumina_core.model.rope import RopeScaling
 from lumina_core.tokens import Condition, TokenBatch
 
-
-def patch_positions(ht: int, wt: int, device: torch.device | str | None = None) -> Tensor:
-    """(Ht * Wt, 2) row-major (h, w) coordinates of a patch grid."""
-    hh, ww = torch.meshgrid(
-        torch.arange(ht, dtype=torch.float32, device=device),
-        torch.arange(wt, dtype=torch.float32, device=device),
-        indexing="ij",
-    )
-    return torch.stack([hh, ww], -1).reshape(-1, 2)
+#: the (row, column) patch positions of an (ht, wt) grid: the core's :func:`lumina_core.grid.grid_positions`
+patch_positions = grid_positions
 
 
 class LuminaImageModel(nn.Module):
@@ -64,7 +58,7 @@ class LuminaImageModel(nn.Module):
             raise ValueError(f"H and W must be multiples of the patch size {p}; got {h}x{w}")
         ht, wt = h // p, w // p
         tokens = x.view(b, c, ht, p, wt, p).permute(0, 2, 4, 1, 3, 5).reshape(b, ht * wt, c * p * p)
-        positions = patch_positions(ht, wt, x.device)[None].expand(b, -1, -1)
+        positions = grid_positions(ht, wt, device=x.device)[None].expand(b, -1, -1)
         mask = torch.ones(b, ht * wt, dtype=torch.bool, device=x.device)
         batch = TokenBatch(tokens, positions, mask, [(ht, wt)] * b)
         cond = None

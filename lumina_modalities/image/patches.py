@@ -7,13 +7,18 @@ column ``j``) and each token is flattened in (C, ph, pw) order - the order the r
 
     tokens[i * gw + j, c * p * p + a * p + b] = x[c, i * p + a, j * p + b]
 
-Positions are the integer patch coordinates (i, j), one row per token, read by 2-D RoPE on (h, w).
+Positions are the integer patch coordinates (i, j), one row per token, read by 2-D RoPE on (h, w). The maps
+are :mod:`lumina_core.grid`'s, which every grid modality shares.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
+
+from lumina_core import grid
+from lumina_core.grid import grid_positions
+
+__all__ = ["check_divisible", "grid_positions", "patchify", "unpatchify"]
 
 
 def check_divisible(shape: tuple[int, ...], multiple: int, what: str = "image") -> tuple[int, int]:
@@ -31,31 +36,11 @@ def check_divisible(shape: tuple[int, ...], multiple: int, what: str = "image") 
 
 def patchify(x: Tensor, p: int) -> Tensor:
     """(C, H, W) -> (H/p * W/p, C * p * p), patches row-major, each flattened in (C, ph, pw) order."""
-    c, h, w = x.shape
     check_divisible(tuple(x.shape), p)
-    gh, gw = h // p, w // p
-    x = x.reshape(c, gh, p, gw, p)  # (C, gh, ph, gw, pw)
-    x = x.permute(1, 3, 0, 2, 4)  # (gh, gw, C, ph, pw)
-    return x.reshape(gh * gw, c * p * p)
+    return grid.patchify(x, (p, p))
 
 
-def unpatchify(tokens: Tensor, grid: tuple[int, int], channels: int, p: int) -> Tensor:
+def unpatchify(tokens: Tensor, grid_hw: tuple[int, int], channels: int, p: int) -> Tensor:
     """Inverse of :func:`patchify`: (gh * gw, C * p * p) -> (C, gh * p, gw * p)."""
-    gh, gw = grid
-    if tokens.shape != (gh * gw, channels * p * p):
-        raise ValueError(
-            f"unpatchify expects ({gh * gw}, {channels * p * p}) tokens for grid {grid}, C={channels}, "
-            f"p={p}; got {tuple(tokens.shape)}"
-        )
-    x = tokens.reshape(gh, gw, channels, p, p).permute(2, 0, 3, 1, 4)  # (C, gh, ph, gw, pw)
-    return x.reshape(channels, gh * p, gw * p)
-
-
-def grid_positions(gh: int, gw: int, device: torch.device | str | None = None) -> Tensor:
-    """(gh * gw, 2) float patch coordinates (row i, column j), row-major like :func:`patchify`."""
-    ii, jj = torch.meshgrid(
-        torch.arange(gh, device=device, dtype=torch.float32),
-        torch.arange(gw, device=device, dtype=torch.float32),
-        indexing="ij",
-    )
-    return torch.stack([ii.reshape(-1), jj.reshape(-1)], dim=-1)
+    gh, gw = grid_hw
+    return grid.unpatchify(tokens, (channels, gh * p, gw * p), (p, p))

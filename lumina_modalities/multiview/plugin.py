@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lumina_core import grid
+from lumina_core.grid import grid_positions
 from lumina_core.plugin import AdapterSpec, ModalityPlugin
 from lumina_core.registry import MODALITIES
 from lumina_core.tokens import TokenBatch
@@ -41,16 +43,9 @@ CAM = 12  # camera numbers per view in a sample
 
 
 def patchify(x: Tensor, p: int) -> Tensor:
-    """(V, C, H, W) -> (V * H/p * W/p, C p p), views then rows then columns, each patch in (C, ph, pw) order."""
-    v, c, h, w = x.shape
-    x = x.reshape(v, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
-    return x.reshape(v * (h // p) * (w // p), c * p * p)
-
-
-def unpatchify(tokens: Tensor, v: int, c: int, h: int, w: int, p: int) -> Tensor:
-    """Inverse of :func:`patchify`."""
-    x = tokens.reshape(v, h // p, w // p, c, p, p).permute(0, 3, 1, 4, 2, 5)
-    return x.reshape(v, c, h, w)
+    """(V, C, H, W) -> (V * H/p * W/p, C p p), views then rows then columns, each patch in (C, ph, pw) order
+    (:func:`lumina_core.grid.patchify` with a one-view patch on the view axis)."""
+    return grid.patchify(x, (1, p, p), channel_dim=1)
 
 
 def cameras_of(sample: Tensor, channels: int) -> Tensor:
@@ -256,14 +251,8 @@ class MultiviewPlugin(ModalityPlugin):
                 raise ValueError(
                     f"sample {i}: shape {shape[:4]} needs {n} tokens; the mask has {int(batch.mask[i].sum())}"
                 )
-            z = unpatchify(
-                batch.tokens[i, :n, :d],
-                v,
-                self.token_channels,
-                h // self.factor,
-                w // self.factor,
-                self.patch,
-            )
+            latent_shape = (v, self.token_channels, h // self.factor, w // self.factor)
+            z = grid.unpatchify(batch.tokens[i, :n, :d], latent_shape, (1, self.patch, self.patch), channel_dim=1)
             images = z if self.codec is None else self.codec.decode(z).to(z.dtype)
             out.append(attach_cameras(images, cameras_from_shape(shape)))
         return out
@@ -335,9 +324,3 @@ def cameras_from_shape(shape: Sequence[Any]) -> Tensor:
     rows = torch.tensor(nums, dtype=torch.float64).reshape(v, 3, 4)
     bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64).expand(v, 1, 4)
     return torch.cat([rows, bottom], dim=1)
-
-
-def grid_positions(v: int, gh: int, gw: int, device: torch.device | str | None = None) -> Tensor:
-    """(v gh gw, 3) float positions (view, row, column), views then rows then columns."""
-    axes = [torch.arange(n, dtype=torch.float32, device=device) for n in (v, gh, gw)]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)

@@ -7,13 +7,18 @@ With the grid ``(nt, nh, nw) = (T/pt, H/ph, W/pw)`` the token of box ``(i, j, k)
 
 and its position is ``(i, j, k)``: frames live on the first RoPE axis, rows and columns on the other two.
 For ``pt = 1`` the flattening is the released image model's (C, ph, pw) patch order, frame by frame.
-Both maps are pure reshapes, so ``unpatchify(patchify(x)) == x`` exactly.
+Both maps are :mod:`lumina_core.grid`'s (channel axis 1), pure reshapes, so ``unpatchify(patchify(x)) == x``
+exactly; ``grid_positions`` is the core's too.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
+
+from lumina_core import grid
+from lumina_core.grid import grid_positions
+
+__all__ = ["grid_positions", "grid_size", "patchify", "unpatchify"]
 
 
 def grid_size(clip_shape: tuple[int, ...], patch: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -32,32 +37,11 @@ def grid_size(clip_shape: tuple[int, ...], patch: tuple[int, int, int]) -> tuple
 
 def patchify(clip: Tensor, patch: tuple[int, int, int]) -> Tensor:
     """(T, C, H, W) -> (nt * nh * nw, C * pt * ph * pw), tokens in (t, h, w) raster order."""
-    nt, nh, nw = grid_size(tuple(clip.shape), patch)
-    pt, ph, pw = patch
-    c = clip.shape[1]
-    x = clip.reshape(nt, pt, c, nh, ph, nw, pw)
-    x = x.permute(0, 3, 5, 2, 1, 4, 6)  # (nt, nh, nw, C, pt, ph, pw)
-    return x.reshape(nt * nh * nw, c * pt * ph * pw)
+    grid_size(tuple(clip.shape), patch)
+    return grid.patchify(clip, patch, channel_dim=1)
 
 
 def unpatchify(tokens: Tensor, clip_shape: tuple[int, ...], patch: tuple[int, int, int]) -> Tensor:
     """Inverse of :func:`patchify`: (nt * nh * nw, C * pt * ph * pw) -> (T, C, H, W)."""
-    nt, nh, nw = grid_size(tuple(clip_shape), patch)
-    pt, ph, pw = patch
-    t, c, h, w = clip_shape
-    expected = (nt * nh * nw, c * pt * ph * pw)
-    if tuple(tokens.shape) != expected:
-        raise ValueError(
-            f"tokens for a clip of shape {tuple(clip_shape)} with patch {patch} must be {expected}; "
-            f"got {tuple(tokens.shape)}"
-        )
-    x = tokens.reshape(nt, nh, nw, c, pt, ph, pw)
-    x = x.permute(0, 4, 3, 1, 5, 2, 6)  # (nt, pt, C, nh, ph, nw, pw)
-    return x.reshape(t, c, h, w)
-
-
-def grid_positions(grid: tuple[int, int, int], device: torch.device | str | None = None) -> Tensor:
-    """(nt * nh * nw, 3) float positions ``(t, h, w)`` in patch units, in the order :func:`patchify` uses."""
-    axes = [torch.arange(n, dtype=torch.float32, device=device) for n in grid]
-    tt, hh, ww = torch.meshgrid(*axes, indexing="ij")
-    return torch.stack([tt, hh, ww], dim=-1).reshape(-1, 3)
+    grid_size(tuple(clip_shape), patch)
+    return grid.unpatchify(tokens, clip_shape, patch, channel_dim=1)
