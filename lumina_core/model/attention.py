@@ -6,11 +6,17 @@
     o_cross = softmax(q k_y^T / sqrt(d) + mask_y) v_y     (k_y = LN_ky(W_ky y), v_y = W_vy y, no RoPE)
     out     = W_o(o_self + tanh(gate_h) * o_cross)        (one gate per head)
 
+The cross-attention reads the same rotated query ``q`` (the released model), or, with
+``separate_cross_query``, its own ``q_y = RoPE(LN_qy(W_qy x))`` (diffusers' ``attn2.to_q`` / ``attn2.norm_q``
+when they differ from ``attn1``'s, e.g. after fine-tuning in diffusers).
+
 One fused parameter holds the q, k and v projections (``wqkv``), one the caption keys and values (``wkv_y``).
 They are applied as row blocks of the fused weight in one autograd node
 (:func:`lumina_core.model.linear.split_linear`, oneDNN products on CPU), so each of q, k, v comes out
 contiguous: QK-norm and RoPE then run without a strided copy, and the backward pass sums the input gradient
-inside the products and writes the weight gradients into the row blocks of one buffer.
+inside the products and writes the weight gradients into the row blocks of one buffer. That route is taken
+only while the projection module is bare (:func:`~lumina_core.model.linear.is_bare`); a hooked or wrapped
+projection (peft's LoRA, a quantisation wrapper) is called as a module and its output split.
 Grouped-query attention runs through ``scaled_dot_product_attention(enable_gqa=True)``: query head ``h``
 reads key/value head ``h // (n_heads / n_kv_heads)``, and K/V are never repeated in memory.
 """
@@ -18,32 +24,42 @@ reads key/value head ``h // (n_heads / n_kv_heads)``, and K/V are never repeated
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lumina_core.model.context_drop import LayerDrop
-from lumina_core.model.linear import linear, split_linear
+from lumina_core.model.linear import Linear, RowBlockLinear, row_blocks
 from lumina_core.model.rope import apply_rope
+from lumina_core.model.sdpa import sdpa
 
 
 class Attention(nn.Module):
     def __init__(
-        self, dim: int, n_heads: int, n_kv_heads: int, context_dim: int | None, qk_norm: bool = True
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int,
+        context_dim: int | None,
+        qk_norm: bool = True,
+        separate_cross_query: bool = False,
     ) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
         self.head_dim = dim // n_heads
         q_width, kv_width = n_heads * self.head_dim, n_kv_heads * self.head_dim
         self.splits = (q_width, kv_width, kv_width)
-        self.wqkv = nn.Linear(dim, q_width + 2 * kv_width, bias=False)
+        self.wqkv = RowBlockLinear(dim, self.splits, bias=False)
         self.q_norm = nn.LayerNorm(q_width) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(kv_width) if qk_norm else nn.Identity()
         self.has_context = context_dim is not None
         if self.has_context:
-            self.wkv_y = nn.Linear(context_dim, 2 * kv_width, bias=False)
+            self.wkv_y = RowBlockLinear(context_dim, self.splits[1:], bias=False)
             self.ky_norm = nn.LayerNorm(kv_width) if qk_norm else nn.Identity()
             self.gate = nn.Parameter(torch.zeros(n_heads))
-        self.wo = nn.Linear(q_width, dim, bias=False)
+        self.separate_cross_query = self.has_context and separate_cross_query
+        if self.separate_cross_query:
+            self.wq_y = Linear(dim, q_width, bias=False)
+            self.q_y_norm = nn.LayerNorm(q_width) if qk_norm else nn.Identity()
+        self.wo = Linear(q_width, dim, bias=False)
 
     def forward(
         self,
@@ -61,7 +77,7 @@ class Attention(nn.Module):
         drop: this layer's context drop (pooled keys and values, :mod:`.context_drop`) or None."""
         b, n, _ = x.shape
         hd = self.head_dim
-        q, k, v = split_linear(x, self.wqkv.weight, self.splits)
+        q, k, v = row_blocks(self.wqkv, x, self.splits)
         q = self.q_norm(q).view(b, n, self.n_heads, hd)
         k = self.k_norm(k).view(b, n, self.n_kv_heads, hd)
         v = v.view(b, n, self.n_kv_heads, hd)
@@ -75,12 +91,15 @@ class Attention(nn.Module):
                 q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, L, hd)
             q_self = q if prop is None else q * prop.to(q.dtype)[:, None, None, None]
-            out = F.scaled_dot_product_attention(q_self, k, v, attn_mask=key_mask, enable_gqa=gqa)
+            out = sdpa(q_self, k, v, attn_mask=key_mask, enable_gqa=gqa)
         if self.has_context and y is not None:
-            ky, vy = split_linear(y, self.wkv_y.weight, self.splits[1:])
+            if self.separate_cross_query:
+                q = self.q_y_norm(self.wq_y(x)).view(b, n, self.n_heads, hd)
+                q = (apply_rope(q, cos, sin) if cos is not None else q).transpose(1, 2)
+            ky, vy = row_blocks(self.wkv_y, y, self.splits[1:])
             lc = y.shape[1]
             ky = self.ky_norm(ky).view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
             vy = vy.view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
-            out_y = F.scaled_dot_product_attention(q, ky, vy, attn_mask=y_mask, enable_gqa=gqa)
+            out_y = sdpa(q, ky, vy, attn_mask=y_mask, enable_gqa=gqa)
             out = torch.addcmul(out, torch.tanh(self.gate).to(out.dtype)[None, :, None, None], out_y)
-        return linear(out.transpose(1, 2).reshape(b, n, -1), self.wo.weight)
+        return self.wo(out.transpose(1, 2).reshape(b, n, -1))

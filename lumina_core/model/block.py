@@ -6,7 +6,9 @@
     FFN(x) = w2(silu(w1 x) * w3 x)                                        (w1 | w3 stored as one parameter)
 
 The FFN's products (and, in no-grad mode, its SiLU and product, fused into them) run through oneDNN on
-CPU, with a hand-written backward: :func:`lumina_core.model.linear.swiglu`.
+CPU, with a hand-written backward: :func:`lumina_core.model.linear.swiglu_hidden` while ``w13`` is bare
+(:func:`~lumina_core.model.linear.is_bare`), ``silu(u) * v`` of the module call ``w13(x) = [u | v]`` when
+it is hooked or wrapped (peft's LoRA...); ``w2`` is always called as a module.
 
 Modulation and gates are folded into the norm weights (a (B, 1, dim) product computed once per block), so
 each norm and its scaling are one :func:`~lumina_core.model.norm.scaled_rms_norm`:
@@ -17,12 +19,13 @@ each norm and its scaling are one :func:`~lumina_core.model.norm.scaled_rms_norm
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lumina_core.model.attention import Attention
 from lumina_core.model.config import NextDiTConfig
 from lumina_core.model.context_drop import LayerDrop
-from lumina_core.model.linear import swiglu
+from lumina_core.model.linear import Linear, is_bare, swiglu_hidden
 from lumina_core.model.norm import RMSNorm
 
 
@@ -30,18 +33,25 @@ class SwiGLU(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.hidden = hidden
-        self.w13 = nn.Linear(dim, 2 * hidden, bias=False)  # rows: [w1; w3]
-        self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.w13 = Linear(dim, 2 * hidden, bias=False)  # rows: [w1; w3]
+        self.w2 = Linear(hidden, dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return swiglu(x, self.w13.weight, self.w2.weight)  # oneDNN kernels on CPU: lumina_core/model/linear.py
+        if is_bare(self.w13, Linear) and self.w13.bias is None:
+            h = swiglu_hidden(x, self.w13.weight)  # fused oneDNN kernels on CPU: lumina_core/model/linear.py
+        else:
+            u, v = self.w13(x).chunk(2, dim=-1)
+            h = F.silu(u) * v
+        return self.w2(h)
 
 
 class NextDiTBlock(nn.Module):
     def __init__(self, cfg: NextDiTConfig) -> None:
         super().__init__()
         dim, eps = cfg.dim, cfg.norm_eps
-        self.attention = Attention(dim, cfg.n_heads, cfg.n_kv_heads, cfg.context_dim, cfg.qk_norm)
+        self.attention = Attention(
+            dim, cfg.n_heads, cfg.n_kv_heads, cfg.context_dim, cfg.qk_norm, cfg.separate_cross_query
+        )
         self.feed_forward = SwiGLU(dim, cfg.ffn_hidden)
         self.attention_norm1 = RMSNorm(dim, eps=eps)
         self.attention_norm2 = RMSNorm(dim, eps=eps)

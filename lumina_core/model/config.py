@@ -35,6 +35,9 @@ class NextDiTConfig:
         grad_checkpointing: recompute each block in the backward pass to save memory.
         t_freq_dim: width of the sinusoidal timestep features (released: 256).
         max_cond_dim: the conditioning width is ``min(dim, max_cond_dim)`` (released: 1024).
+        separate_cross_query: the cross-attention has its own query projection and query norm instead of
+            reusing the self-attention's (released: False; diffusers models whose ``attn2.to_q`` differs
+            from ``attn1.to_q``, e.g. after fine-tuning in diffusers, need True).
     """
 
     dim: int = 384
@@ -49,6 +52,7 @@ class NextDiTConfig:
     grad_checkpointing: bool = False
     t_freq_dim: int = 256
     max_cond_dim: int = 1024
+    separate_cross_query: bool = False
 
     def __post_init__(self) -> None:
         if self.n_kv_heads is None:

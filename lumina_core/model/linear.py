@@ -55,10 +55,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.modules import module as _hooks
 
 _BACKENDS = ("auto", "torch")
 _backend = os.environ.get("LUMINA_LINEAR_BACKEND", "auto")
@@ -302,18 +304,78 @@ class _SwiGLUHidden(torch.autograd.Function):
         return gx, gw
 
 
-def swiglu(x: Tensor, w13: Tensor, w2: Tensor) -> Tensor:
-    """``(silu(x W1^T) * x W3^T) W2^T`` with ``W13 = [W1; W3]`` of shape (2 * hidden, dim)."""
+def swiglu_hidden(x: Tensor, w13: Tensor) -> Tensor:
+    """``silu(x W1^T) * x W3^T`` with ``W13 = [W1; W3]`` of shape (2 * hidden, dim): the SwiGLU hidden layer."""
     if w13.shape[0] % 2:
         raise ValueError(f"w13 must stack W1 and W3 (an even number of rows); got shape {tuple(w13.shape)}")
-    dtype = onednn_dtype(x, w13, w2)
+    dtype = onednn_dtype(x, w13)
     if dtype is None:
         w1, w3 = w13.chunk(2)  # row blocks (views): contiguous halves, a faster SiLU
-        return F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2)
-    x, w13, w2 = _cast(dtype, x, w13, w2)
+        return F.silu(F.linear(x, w1)) * F.linear(x, w3)
+    x, w13 = _cast(dtype, x, w13)
     if torch.is_grad_enabled() and (x.requires_grad or w13.requires_grad):
-        return linear(_SwiGLUHidden.apply(x, w13), w2)
+        return _SwiGLUHidden.apply(x, w13)
     w1, w3 = w13.chunk(2)
     _check(x, w1, None, None)
-    h = _LP.binary(x, _LP(x, w1, None, "swish", [], ""), w3, None, "mul")  # silu(x W1^T) * (x W3^T), fused
-    return linear(h, w2)
+    return _LP.binary(x, _LP(x, w1, None, "swish", [], ""), w3, None, "mul")  # silu(x W1^T) * (x W3^T), fused
+
+
+def swiglu(x: Tensor, w13: Tensor, w2: Tensor) -> Tensor:
+    """``(silu(x W1^T) * x W3^T) W2^T`` with ``W13 = [W1; W3]`` of shape (2 * hidden, dim)."""
+    return linear(swiglu_hidden(x, w13), w2)
+
+
+# -- modules -------------------------------------------------------------------------------------------------
+# The trunk calls every projection through a module, so forward hooks, peft's LoRA, quantisation wrappers and
+# profilers see it. A fused projection (q | k | v, or W1 | W3 of the SwiGLU) has two routes with one result:
+# its module call (full width, what any wrapper sees; split by the caller) and a faster route that reads the
+# weight directly and produces the row blocks without a split (:func:`split_linear`, :func:`swiglu_hidden`).
+# The fast route is taken only when :func:`is_bare` says the call would run nothing but the module's own
+# forward; anything that wraps or hooks the module sends the trunk through the module call.
+class Linear(nn.Linear):
+    """``nn.Linear`` whose ``forward`` is :func:`linear` (oneDNN on CPU, ``F.linear`` elsewhere); same
+    parameters, state dict and initialisation as ``nn.Linear``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+class RowBlockLinear(Linear):
+    """A projection whose output rows are consecutive blocks (``sizes``, e.g. q | k | v): ``forward`` gives the
+    full width ``x W^T``; :meth:`blocks` gives the blocks ``(x W_1^T, x W_2^T, ...)``, each contiguous, by the
+    fast route when the module is bare and by splitting ``self(x)`` otherwise."""
+
+    def __init__(self, in_features: int, sizes: Sequence[int], bias: bool = False, **kw: Any) -> None:
+        super().__init__(in_features, sum(int(n) for n in sizes), bias=bias, **kw)
+        self.sizes = tuple(int(n) for n in sizes)
+
+    def blocks(self, x: Tensor) -> tuple[Tensor, ...]:
+        return row_blocks(self, x, self.sizes)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, blocks={self.sizes}"
+
+
+def row_blocks(module: nn.Module, x: Tensor, sizes: Sequence[int]) -> tuple[Tensor, ...]:
+    """``module(x).split(sizes, -1)`` for a :class:`RowBlockLinear` (or whatever wraps one): by
+    :func:`split_linear` on the weight when the module is bare and has no bias, by the module call otherwise."""
+    if is_bare(module, RowBlockLinear) and module.bias is None:
+        return split_linear(x, module.weight, sizes)
+    return module(x).split(tuple(sizes), dim=-1)
+
+
+def is_bare(module: nn.Module, cls: type) -> bool:
+    """True when ``module(x)`` would run exactly ``cls.forward`` and nothing else: the module is of class
+    ``cls`` itself (not a wrapper such as peft's ``lora.Linear``, a parametrized or quantised subclass), its
+    ``forward`` is not replaced on the instance, and no forward or backward hook (of the module or global)
+    is registered. Only then may the trunk read its weight directly."""
+    if type(module) is not cls or "forward" in module.__dict__:
+        return False
+    if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks:
+        return False
+    return not (
+        _hooks._global_forward_hooks
+        or _hooks._global_forward_pre_hooks
+        or _hooks._global_backward_hooks
+        or _hooks._global_backward_pre_hooks
+    )
