@@ -99,6 +99,7 @@ def infer_config(released: StateDict, n_heads: int | None = None, **overrides: A
             n_kv_heads=n_kv,
             context_dim=None if wk_y is None else wk_y.shape[1],
             qk_norm="layers.0.attention.q_norm.weight" in released,
+            separate_cross_query="layers.0.attention.wq_y.weight" in released,
         )
     except KeyError as err:
         raise ValueError(f"released state dict lacks {err.args[0]!r}; cannot infer the model config") from err
@@ -185,11 +186,17 @@ def from_released(
     return build_from_released(state, config, patch_size, extent)
 
 
-def from_diffusers(model_or_state_dict: Any, config: NextDiTConfig | str | dict | None = None) -> LuminaImageModel:
+def from_diffusers(
+    model_or_state_dict: Any,
+    config: NextDiTConfig | str | dict | None = None,
+    separate_cross_query: bool | None = None,
+) -> LuminaImageModel:
     """Load diffusers' ``LuminaNextDiT2DModel`` (the module, its state dict, or a saved folder/file).
 
     The module's (or folder's) config gives patch size, channels, heads and the training sample size; a
-    bare state dict is read with patch size 2 and the config inferred from the tensors.
+    bare state dict is read with patch size 2 and the config inferred from the tensors. A model whose
+    ``attn2.to_q`` (or ``attn2.norm_q``) differs from ``attn1``'s loads with a separate cross-attention query
+    (``separate_cross_query``: None decides from the tensors, see :func:`keys.diffusers_to_released`).
     """
     dconf: dict[str, Any] = {}
     if isinstance(model_or_state_dict, nn.Module):
@@ -203,7 +210,13 @@ def from_diffusers(model_or_state_dict: Any, config: NextDiTConfig | str | dict 
         raise ValueError(
             f"from_diffusers expects a LuminaNextDiT2DModel, its state dict or a saved folder; got {type(model_or_state_dict)}"
         )
-    released = keys.diffusers_to_released(state)
+    released = keys.diffusers_to_released(state, separate_cross_query=separate_cross_query)
+    if isinstance(config, NextDiTConfig) and config.separate_cross_query != (
+        "layers.0.attention.wq_y.weight" in released
+    ):
+        config = NextDiTConfig.from_dict(
+            {**config.to_dict(), "separate_cross_query": "layers.0.attention.wq_y.weight" in released}
+        )
     if config is None and dconf:
         config = _config_from_diffusers(dconf, released)
     patch = int(dconf.get("patch_size") or 2)
@@ -233,7 +246,11 @@ def _unwrap(model: LuminaImageModel | LuminaModel, task: str, patch_size: int | 
 
 
 def _fused_splits(model: LuminaModel) -> dict[str, tuple[int, ...]]:
-    cfg = model.config
+    return fused_splits(model.config)
+
+
+def fused_splits(cfg: NextDiTConfig) -> dict[str, tuple[int, ...]]:
+    """Row sizes of each fused trunk weight (``attention.wqkv.weight`` -> (q, k, v) ...) for this config."""
     q, kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
     return {
         "attention.wqkv.weight": (q, kv, kv),
@@ -246,6 +263,18 @@ def to_released_state_dict(
     model: LuminaImageModel | LuminaModel, task: str = TASK, patch_size: int | None = None
 ) -> StateDict:
     """The released-layout state dict of the trunk and one image task (other tasks are left out)."""
+    m, _, _ = _unwrap(model, task, patch_size)
+    if m.config.separate_cross_query and m.config.context_dim is not None:
+        raise ValueError(
+            "the released Lumina-Next format has one query projection shared by self- and cross-attention; this "
+            "model has a separate cross-attention query (separate_cross_query): export it to diffusers instead"
+        )
+    return _released_layout(model, task, patch_size)
+
+
+def _released_layout(
+    model: LuminaImageModel | LuminaModel, task: str = TASK, patch_size: int | None = None
+) -> StateDict:
     m, task, p = _unwrap(model, task, patch_size)
     state = {k: v.detach() for k, v in m.state_dict().items()
              if k.startswith("trunk.") or k.startswith(f"adapters.{task}.")}
@@ -262,7 +291,7 @@ def to_diffusers_state_dict(
         cfg = model.config
     if cfg.context_dim is None:
         raise ValueError("diffusers' LuminaNextDiT2DModel always has a caption branch; this model has none")
-    return keys.released_to_diffusers(to_released_state_dict(model, task, patch_size))
+    return keys.released_to_diffusers(_released_layout(model, task, patch_size))
 
 
 def diffusers_config(model: LuminaImageModel) -> dict[str, Any]:
@@ -342,7 +371,7 @@ def load_converted(path: str | Path) -> LuminaImageModel:
 #: trunk settings that change the function a checkpoint computes (the rest, e.g. grad_checkpointing, do not)
 _WEIGHT_FIELDS = (
     "dim", "n_layers", "n_heads", "n_kv_heads", "context_dim", "multiple_of", "ffn_dim_multiplier",
-    "norm_eps", "qk_norm", "t_freq_dim", "max_cond_dim",
+    "norm_eps", "qk_norm", "t_freq_dim", "max_cond_dim", "separate_cross_query",
 )
 #: adapter settings a converted task must share with the recipe's task (train_extent comes from the recipe)
 _SPEC_FIELDS = ("in_dim", "out_dim", "num_axes", "axis_split", "rope_layout", "rope_theta")

@@ -8,6 +8,15 @@
 * diffusers: ``LuminaNextDiT2DModel`` (the query projection and its norm duplicated into ``attn1`` and
   ``attn2``; otherwise a renaming of the released keys).
 
+A model with a separate cross-attention query (``NextDiTConfig.separate_cross_query``: diffusers'
+``attn2.to_q`` / ``attn2.norm_q`` differ from ``attn1``'s) has three more per-layer tensors, which the released
+checkpoints never hold; in the released layout they are named ``attention.wq_y.weight`` and
+``attention.q_y_norm.{weight,bias}`` (an extension: the released code cannot run such a model).
+
+LoRA factors (``A`` (r, in), ``B`` (out, r) with ``W' = W + s B A``) map with the weights they modify: a fused
+weight's ``B`` is split into the row blocks of its parts (each part keeps the shared ``A``: exact), and the
+rows of query/key ``B`` factors are permuted like the weight rows (:func:`lora_to_released`).
+
 All conversions go through the released layout. Every function raises ValueError listing the missing and
 unexpected keys rather than loading a partial model.
 """
@@ -73,6 +82,12 @@ _DIFFUSERS_DUPLICATES = {
     "attn2.norm_q.weight": "attn1.norm_q.weight",
     "attn2.norm_q.bias": "attn1.norm_q.bias",
 }
+#: with a separate cross-attention query, the released-layout names (an extension) of diffusers' attn2 copies
+_SEPARATE_QUERY = {
+    "attention.wq_y.weight": "attn2.to_q.weight",
+    "attention.q_y_norm.weight": "attn2.norm_q.weight",
+    "attention.q_y_norm.bias": "attn2.norm_q.bias",
+}
 
 # released per-layer name -> our per-layer name, for the names that are a pure renaming
 _RELEASED_TO_OURS_LAYER = {
@@ -89,6 +104,9 @@ _RELEASED_TO_OURS_LAYER = {
     "ffn_norm1.weight": "ffn_norm1.weight",
     "ffn_norm2.weight": "ffn_norm2.weight",
     "attention_y_norm.weight": "attention_y_norm.weight",
+    "attention.wq_y.weight": "attention.wq_y.weight",
+    "attention.q_y_norm.weight": "attention.q_y_norm.weight",
+    "attention.q_y_norm.bias": "attention.q_y_norm.bias",
     "adaLN_modulation.1.weight": "adaLN_modulation.1.weight",
     "adaLN_modulation.1.bias": "adaLN_modulation.1.bias",
     "feed_forward.w2.weight": "feed_forward.w2.weight",
@@ -138,10 +156,14 @@ def num_layers(state: StateDict) -> int:
 
 
 # -- released <-> diffusers -------------------------------------------------------------------------------
-def released_keys(n_layers: int, has_context: bool, qk_norm: bool = True) -> set[str]:
-    """Every key a released checkpoint of this shape holds."""
+def released_keys(
+    n_layers: int, has_context: bool, qk_norm: bool = True, separate_cross_query: bool = False
+) -> set[str]:
+    """Every key a released checkpoint of this shape holds (plus the separate cross-attention query's)."""
     keys = set(_RELEASED_TO_DIFFUSERS_GLOBAL)
     layer = set(_RELEASED_TO_DIFFUSERS_LAYER)
+    if separate_cross_query and has_context:
+        layer |= set(_SEPARATE_QUERY)
     if not qk_norm:
         layer = {k for k in layer if "_norm." not in k or k.startswith(("attention_", "ffn_"))}
     if not has_context:
@@ -151,11 +173,17 @@ def released_keys(n_layers: int, has_context: bool, qk_norm: bool = True) -> set
     return keys | {f"layers.{i}.{k}" for i in range(n_layers) for k in layer}
 
 
-def diffusers_to_released(state: StateDict, atol: float = 0.0) -> StateDict:
+def diffusers_to_released(
+    state: StateDict, atol: float = 0.0, separate_cross_query: bool | None = None
+) -> StateDict:
     """Released-layout state dict from a diffusers ``LuminaNextDiT2DModel`` state dict.
 
-    diffusers stores the query projection (and its norm) twice; the two copies must agree (within ``atol``),
-    because the network has one query shared by self- and cross-attention.
+    diffusers stores the query projection (and its norm) twice, for ``attn1`` and ``attn2``. When the copies
+    agree (within ``atol``) the network has one query shared by self- and cross-attention (the released
+    model); when they differ (fine-tuned in diffusers, or freshly initialised) the ``attn2`` copies become the
+    separate cross-attention query (``attention.wq_y.weight``, ``attention.q_y_norm.*``).
+    ``separate_cross_query``: None decides from the tensors; False refuses copies that differ; True keeps
+    them separate even when they agree.
     """
     state = dict(state)
     n = num_layers(state)
@@ -166,27 +194,39 @@ def diffusers_to_released(state: StateDict, atol: float = 0.0) -> StateDict:
     dup = {f"layers.{i}.{d}": f"layers.{i}.{o}" for i in range(n) for d, o in _DIFFUSERS_DUPLICATES.items()}
     dup = {d: o for d, o in dup.items() if o in inverse}
     _check_keys(set(state), set(inverse) | set(dup), "diffusers LuminaNextDiT2DModel")
-    for d, o in dup.items():
-        if state[d].shape != state[o].shape or not torch.allclose(state[d].float(), state[o].float(), atol=atol, rtol=0):
-            raise ValueError(
-                f"diffusers keys {d!r} and {o!r} must hold the same tensor (the released network has one query "
-                "projection shared by self- and cross-attention); they differ"
-            )
-    return {inverse[k]: v for k, v in state.items() if k in inverse}
+    differ = [d for d, o in dup.items() if state[d].shape != state[o].shape
+              or not torch.allclose(state[d].float(), state[o].float(), atol=atol, rtol=0)]
+    if separate_cross_query is None:
+        separate_cross_query = bool(differ)
+    if differ and not separate_cross_query:
+        raise ValueError(
+            f"diffusers keys {differ[0]!r} and {dup[differ[0]]!r} must hold the same tensor for a model with one "
+            "query projection shared by self- and cross-attention (the released network); they differ. Load it "
+            "with a separate cross-attention query (separate_cross_query=True, the default for such models)"
+        )
+    out = {inverse[k]: v for k, v in state.items() if k in inverse}
+    if separate_cross_query:
+        to_released = {d: r for r, d in _SEPARATE_QUERY.items()}
+        for i in range(n):
+            for d, r in to_released.items():
+                if f"layers.{i}.{d}" in dup:
+                    out[f"layers.{i}.{r}"] = state[f"layers.{i}.{d}"]
+    return out
 
 
 def released_to_diffusers(state: StateDict) -> StateDict:
     n = num_layers(state)
     out = {}
+    to_diffusers = {**_RELEASED_TO_DIFFUSERS_LAYER, **_SEPARATE_QUERY}
     for k, v in state.items():
         m = _LAYER_KEY.match(k)
         if m:
-            out[f"layers.{m.group(1)}.{_RELEASED_TO_DIFFUSERS_LAYER[m.group(2)]}"] = v
+            out[f"layers.{m.group(1)}.{to_diffusers[m.group(2)]}"] = v
         else:
             out[_RELEASED_TO_DIFFUSERS_GLOBAL[k]] = v
     for i in range(n):
         for d, o in _DIFFUSERS_DUPLICATES.items():
-            if f"layers.{i}.{o}" in out:
+            if f"layers.{i}.{o}" in out and f"layers.{i}.{d}" not in out:  # shared query: attn2 copies attn1
                 out[f"layers.{i}.{d}"] = out[f"layers.{i}.{o}"].clone()
     return out
 
@@ -208,6 +248,7 @@ _QK_CHANNEL_KEYS = (
     "attention.wq.weight", "attention.wk.weight", "attention.wk_y.weight",
     "attention.q_norm.weight", "attention.q_norm.bias", "attention.k_norm.weight", "attention.k_norm.bias",
     "attention.ky_norm.weight", "attention.ky_norm.bias",
+    "attention.wq_y.weight", "attention.q_y_norm.weight", "attention.q_y_norm.bias",
 )
 
 
@@ -245,7 +286,8 @@ def released_to_ours(
     state = {k: v for k, v in state.items() if not IGNORED_RELEASED_KEYS.match(k)}
     n = num_layers(state)
     qk_norm = "layers.0.attention.q_norm.weight" in state
-    _check_keys(set(state), released_keys(n, has_context, qk_norm), "released Lumina-Next")
+    separate = "layers.0.attention.wq_y.weight" in state
+    _check_keys(set(state), released_keys(n, has_context, qk_norm, separate), "released Lumina-Next")
     state = _permute_qk(state, n, head_dim, inverse=False)
     out: StateDict = {}
     for k, v in _RELEASED_TO_OURS_GLOBAL.items():
@@ -310,3 +352,58 @@ def _out_channels(rows: int, patch_size: int) -> int:
     if rows % (patch_size * patch_size):
         raise ValueError(f"final layer has {rows} rows, not a multiple of patch_size^2 = {patch_size**2}")
     return rows // (patch_size * patch_size)
+
+
+# -- LoRA factors ---------------------------------------------------------------------------------------------
+#: our trunk module (below ``trunk.``) -> its released name, for the modules whose weight is not fused
+_LORA_GLOBAL = {v[len("trunk."):-len(".weight")]: k[: -len(".weight")]
+                for k, v in _RELEASED_TO_OURS_GLOBAL.items() if k.endswith(".weight")}
+
+
+def lora_to_released(
+    module: str, a: Tensor, b: Tensor, splits: dict[str, tuple[int, ...]], head_dim: int
+) -> list[tuple[str, Tensor, Tensor]]:
+    """``[(released module, A, B_part), ...]`` for a LoRA on our module ``module`` (a name under
+    ``LuminaModel``, e.g. ``trunk.layers.3.attention.wqkv``): the parts of a fused weight share ``A`` and take
+    their row blocks of ``B``; query/key rows are permuted back to the released channel order.
+    ``splits`` gives each fused weight's row sizes (``attention.wqkv.weight`` -> (q, k, v) ...).
+    ValueError for modules without a released counterpart (the adapters: task-specific, not exported)."""
+    if not module.startswith("trunk."):
+        raise ValueError(
+            f"LoRA on {module!r} has no counterpart in the released / diffusers / ComfyUI layouts (only the trunk's "
+            "layers are exported; the task adapters are ours); train the LoRA on trunk modules only"
+        )
+    rest = module[len("trunk."):]
+    m = _LAYER_KEY.match(rest)
+    if m is None:
+        if rest not in _LORA_GLOBAL:
+            raise ValueError(f"LoRA on {module!r}: no released name for this module")
+        return [(_LORA_GLOBAL[rest], a, b)]
+    i, name = m.group(1), m.group(2) + ".weight"
+    inverse = {v: k for k, v in _RELEASED_TO_OURS_LAYER.items()}
+    if name in _FUSED_LAYER:
+        parts = list(zip(_FUSED_LAYER[name], b.split(list(splits[name]), 0), strict=True))
+    elif name in inverse:
+        parts = [(inverse[name], b)]
+    else:
+        raise ValueError(f"LoRA on {module!r}: no released name for this module")
+    out = []
+    for part, b_part in parts:
+        if part in _QK_CHANNEL_KEYS:
+            b_part = b_part[torch.argsort(rope_permutation(b_part.shape[0], head_dim))]
+        out.append((f"layers.{i}.{part[: -len('.weight')]}", a, b_part.contiguous()))
+    return out
+
+
+def released_module_to_diffusers(module: str, separate_cross_query: bool) -> list[str]:
+    """diffusers module names computing a released module (the shared query: both ``attn1.to_q`` and
+    ``attn2.to_q``)."""
+    m = _LAYER_KEY.match(module)
+    if m is None:
+        return [_RELEASED_TO_DIFFUSERS_GLOBAL[module + ".weight"][: -len(".weight")]]
+    i, name = m.group(1), m.group(2) + ".weight"
+    to_diffusers = {**_RELEASED_TO_DIFFUSERS_LAYER, **_SEPARATE_QUERY}
+    names = [to_diffusers[name]]
+    if not separate_cross_query and name in _DIFFUSERS_DUPLICATES.values():
+        names += [d for d, o in _DIFFUSERS_DUPLICATES.items() if o == name]
+    return [f"layers.{i}.{n[: -len('.weight')]}" for n in names]
