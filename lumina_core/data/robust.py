@@ -287,23 +287,22 @@ class SkipCorruptIterable(CountsSkips, IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         return self.decode_stream(iter(self.source))
 
-    def decode_stream(self, raws: Iterator[Any]) -> Iterator[Any]:
-        """Decode ``raws`` one by one, skipping and counting failures; one pass = one call."""
-        ok = bad = 0
-        first_error: BaseException | None = None
-        for raw in raws:
-            try:
-                item = self.decode(raw)
-                if item is None:
-                    raise CorruptSampleError("decode returned None")
-            except self.errors as err:
-                bad += 1
-                first_error = first_error or err
-                self.stats.skip(_safe_name(self.name, raw), err)
-                continue
-            ok += 1
-            self.stats.ok()
-            yield item
+    def decode_one(self, raw: Any) -> tuple[bool, Any]:
+        """``(True, item)``, or ``(False, error)`` for a raw sample that could not be decoded (counted and
+        logged here)."""
+        try:
+            item = self.decode(raw)
+            if item is None:
+                raise CorruptSampleError("decode returned None")
+        except self.errors as err:
+            self.stats.skip(_safe_name(self.name, raw), err)
+            return False, err
+        self.stats.ok()
+        return True, item
+
+    def end_pass(self, ok: int, bad: int, first_error: BaseException | None) -> None:
+        """At the end of a pass: log the summary if anything was skipped; a pass in which every sample failed
+        (at least ``min_bad_to_fail``) raises RuntimeError - a bug or the wrong data, not corrupt files."""
         if self.log_summary and bad:
             logger.warning(self.summary())
         if bad >= self.min_bad_to_fail and not ok:
@@ -311,6 +310,20 @@ class SkipCorruptIterable(CountsSkips, IterableDataset):
                 f"every sample of this pass failed to decode ({bad} of {bad}); this looks like a bug in the "
                 f"decode function or the wrong data, not corrupt files. First error: {first_error!r}"
             ) from first_error
+
+    def decode_stream(self, raws: Iterator[Any]) -> Iterator[Any]:
+        """Decode ``raws`` one by one, skipping and counting failures; one pass = one call."""
+        ok = bad = 0
+        first_error: BaseException | None = None
+        for raw in raws:
+            good, item = self.decode_one(raw)
+            if not good:
+                bad += 1
+                first_error = first_error or item
+                continue
+            ok += 1
+            yield item
+        self.end_pass(ok, bad, first_error)
 
 
 def skip_summary(dataset: Any) -> str | None:
