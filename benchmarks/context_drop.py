@@ -12,9 +12,11 @@ that module). One process, one set of weights; every measurement alternates plai
    claim is about, where attention is most of the work). Median process CPU time over repeats (one thread, so
    other jobs on a shared machine do not count; median wall time is printed beside it), speed-up =
    plain / dropped.
-2. Full-sampling time (the recipe's sampler: midpoint, 10 steps, CFG 3) at 1x, 2x and 4x the training count,
-   with the default time-aware schedule (layer j of n drops while t < (n - j) / n) and with every layer
-   dropping over the whole range.
+2. Full-sampling time (the recipe's sampler and CFG) at 1x, 2x and 4x both token counts - the training
+   count with 16 captions, the 1024-token reference count with ``--ref-captions`` (2) captions, so that 4x
+   (64x64 patches = 4096 tokens) fits in minutes - with the default time-aware schedule (layer j of n drops
+   while t < (n - j) / n) and with every layer dropping over the whole range. ``--sampling-only`` runs this
+   part alone.
 3. Quality cost: the shapes checker's adherence and the FID-style score at the trained size (32 px) and at
    2x (64 px, with PI RoPE scaling, the pick of ``benchmarks/extrapolation.py``), plain vs dropped, from the
    same noise and captions.
@@ -79,6 +81,9 @@ def main() -> None:
     ap.add_argument("--rope-2x", default="pi", help="RoPE scaling at 2x the trained size (extrapolation.py's pick)")
     ap.add_argument("--quality-only", action="store_true", help="skip the timings")
     ap.add_argument("--sizes", type=int, nargs="*", default=[32, 64], help="quality: image sides")
+    ap.add_argument("--sampling-only", action="store_true", help="full-sampling times only (both token counts)")
+    ap.add_argument("--ref-captions", type=int, default=2, help="captions per full sampling at the reference count")
+    ap.add_argument("--sampling-repeats", type=int, default=3, help="alternating rounds of full sampling")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -89,7 +94,7 @@ def main() -> None:
           f"{g}x{g} = {g * g} tokens; threads {args.threads}; context drop {DEFAULT} (pool 2x2, t = 0)")
 
     regimes = {"training count": g, "reference count 1024": 32}
-    if args.quality_only:
+    if args.quality_only or args.sampling_only:
         regimes = {}
     speed4: dict[str, tuple[int, float]] = {}
     rows = []
@@ -110,23 +115,28 @@ def main() -> None:
 
     samp = {k: cfg.tasks[0].sampling[k] for k in ("solver", "steps", "cfg_scale")}
     samp["grid"] = dict(cfg.tasks[0].sampling.grid)
+    sampling4: dict[str, tuple[int, float]] = {}
     if not args.quick and not args.quality_only:
-        print("\n# full sampling (recipe sampler: midpoint 10 steps, CFG 3), 16 captions per size, CPU seconds")
-        items = [held_out(32, 16)[i] for i in range(16)]
-        for mult, grid in ((1, (g, g)), (2, (g, 2 * g)), (4, (2 * g, 2 * g))):
-            shape = (3, grid[0] * plugin.multiple, grid[1] * plugin.multiple)
-            runs: dict[str, list[float]] = {}
-            for _ in range(3):  # alternate the variants; process CPU time (one thread)
-                for name, drop in (("plain", None), ("layers", DEFAULT), ("every layer", EVERY_LAYER)):
-                    c0 = time.process_time()
-                    generate_for(model, plugin, enc, items, shape, batch_size=16, context_drop=drop, **samp)
-                    runs.setdefault(name, []).append(time.process_time() - c0)
-            t = {name: statistics.median(v) for name, v in runs.items()}
-            print(f"sampling {mult}x {grid[0] * grid[1]:4d} tokens: plain {t['plain']:.2f} s  "
-                  f"drop(layers) {t['layers']:.2f} s ({t['plain'] / t['layers']:.2f}x)  "
-                  f"drop(every layer) {t['every layer']:.2f} s ({t['plain'] / t['every layer']:.2f}x)", flush=True)
+        print(f"\n# full sampling (the recipe's sampler {samp}), process CPU seconds, median of "
+              f"{args.sampling_repeats} alternating rounds")
+        for label, side, n_cap in (("training count", g, 16), ("reference count 1024", 32, args.ref_captions)):
+            items = [held_out(32, n_cap)[i] for i in range(n_cap)]
+            for mult, grid in ((1, (side, side)), (2, (side, 2 * side)), (4, (2 * side, 2 * side))):
+                shape = (3, grid[0] * plugin.multiple, grid[1] * plugin.multiple)
+                runs: dict[str, list[float]] = {}
+                for _ in range(args.sampling_repeats):  # alternate the variants; process CPU time (one thread)
+                    for name, drop in (("plain", None), ("layers", DEFAULT), ("every layer", EVERY_LAYER)):
+                        c0 = time.process_time()
+                        generate_for(model, plugin, enc, items, shape, batch_size=n_cap, context_drop=drop, **samp)
+                        runs.setdefault(name, []).append(time.process_time() - c0)
+                t = {name: statistics.median(v) for name, v in runs.items()}
+                print(f"sampling {label:22s} {mult}x {grid[0] * grid[1]:5d} tokens x {n_cap}: plain "
+                      f"{t['plain']:.2f} s  drop(layers) {t['layers']:.2f} s ({t['plain'] / t['layers']:.2f}x)  "
+                      f"drop(every layer) {t['every layer']:.2f} s ({t['plain'] / t['every layer']:.2f}x)", flush=True)
+                if mult == 4:
+                    sampling4[label] = (grid[0] * grid[1], t["plain"] / t["layers"])
 
-    if not args.quick:
+    if not args.quick and not args.sampling_only:
         print(f"\n# quality cost: {args.samples} held-out captions per cell, same noise; adherence (chance 0.017), "
               f"FID-style (lower is better); RoPE scaling beyond 32 px: {args.rope_2x}")
         for size in args.sizes:
@@ -152,6 +162,9 @@ def main() -> None:
         line_plot(series, "context_drop_forward_speedup", title="context drop 2x2 at t = 0: forward speed-up",
                   xlabel="tokens per image", ylabel="plain / dropped", logx=True, hlines={"target 1.8x": 1.8},
                   note="benchmarks/context_drop.py, 2-core CPU shared with other jobs, 1 thread")
+    if sampling4:
+        parts = [f"{s:.2f}x at {n} tokens ({label})" for label, (n, s) in sampling4.items()]
+        print("full-sampling speed-up at 4x tokens, layers schedule: " + "; ".join(parts))
     if speed4:
         parts = [f"{s:.2f}x at {n} tokens ({label})" for label, (n, s) in speed4.items()]
         print("forward speed-up at 4x tokens: " + "; ".join(parts))

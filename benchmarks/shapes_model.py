@@ -42,9 +42,12 @@ def load_shapes(run_name: str = RUN_NAME) -> tuple[Any, Any, Any, Any]:
         )
     os.environ.setdefault("LUMINA_CACHE_DIR", str(ROOT / "runs" / ".cache"))
     cfg = load_recipe(RECIPE, [f"run.name={run_name}", f"run.output_dir={run_dir}"])
-    model, plugins, conditioners = load_run(cfg, run_dir / "checkpoints" / CHECKPOINT, device="cpu")
-    task = cfg.tasks[0].name
-    return cfg, model, plugins[task], conditioners[task]
+    from media_models import unpack_run
+
+    model, plugin, conditioner, _ = unpack_run(
+        load_run(cfg, run_dir / "checkpoints" / CHECKPOINT, device="cpu"), cfg.tasks[0].name
+    )
+    return cfg, model, plugin, conditioner
 
 
 def held_out(size: int, n: int, seed: int = 0) -> Any:
