@@ -30,10 +30,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from lumina_core.model.rope import apply_rope
+from lumina_core.model.sdpa import sdpa
 
 SCHEDULES = ("layers", "all")
 
@@ -221,7 +221,7 @@ class LayerDrop:
             kp = apply_rope(kp, plan.cos, plan.sin)
         kp, vp = kp.transpose(1, 2), vp.transpose(1, 2)  # (B, Hkv, Lk, hd)
         if isinstance(self.rows, str):  # every sample drops
-            return F.scaled_dot_product_attention(q, kp, vp, attn_mask=plan.key_mask, enable_gqa=gqa)
+            return sdpa(q, kp, vp, attn_mask=plan.key_mask, enable_gqa=gqa)
         # some samples drop, the others attend to every token: two calls, results scattered back
         rows = self.rows
         keep = torch.ones(q.shape[0], dtype=torch.bool, device=q.device)
@@ -229,10 +229,10 @@ class LayerDrop:
         full = keep.nonzero().squeeze(1)
         out = torch.empty_like(q)
         pm = None if plan.key_mask is None else plan.key_mask[rows]
-        out[rows] = F.scaled_dot_product_attention(q[rows], kp[rows], vp[rows], attn_mask=pm, enable_gqa=gqa)
+        out[rows] = sdpa(q[rows], kp[rows], vp[rows], attn_mask=pm, enable_gqa=gqa)
         kf = k[full] if cos is None else apply_rope(k[full], cos[full], sin[full])
         fm = None if key_mask is None else key_mask[full]
-        out[full] = F.scaled_dot_product_attention(
+        out[full] = sdpa(
             q[full], kf.transpose(1, 2), v[full].transpose(1, 2), attn_mask=fm, enable_gqa=gqa
         )
         return out
