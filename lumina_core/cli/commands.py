@@ -314,11 +314,15 @@ def data_pack(args: argparse.Namespace) -> int:
         raise NotADirectoryError(f"{src} is not a folder (expected FILE + FILE.txt pairs)")
     if args.shard_size is not None and args.shard_size < 1:
         raise ValueError(f"--shard-size must be at least 1, got {args.shard_size}")
-    _say(f"lumina data pack: {src} -> shards in {args.dst}")
-    from lumina_core.data.shards import pack_folder
+    modality = getattr(args, "modality", None)
+    _say(f"lumina data pack: {src} -> shards in {args.dst}" + (f" (as {modality} data)" if modality else ""))
+    from lumina_core.data.pack import pack_folder
 
     kwargs = {} if args.shard_size is None else {"shard_size": args.shard_size}
-    report = pack_folder(str(src), str(args.dst), missing_caption=args.missing_caption, **kwargs)
+    report = pack_folder(
+        str(src), str(args.dst), missing_caption=args.missing_caption, modality=modality,
+        overwrite=bool(getattr(args, "overwrite", False)), **kwargs,
+    )  # fmt: skip
     _say(f"  {report}")
-    _say(f"done: shards in {args.dst}")
+    _say(f"done: shards in {args.dst}; manifest {report.manifest}")
     return 0

@@ -201,9 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--missing-caption",
         choices=("error", "empty", "skip"),
-        default="error",
-        help="a file without FILE.txt: stop with an error (default), pack the empty caption, or skip it",
+        default=None,
+        help="a file without FILE.txt: stop with an error (default without --modality), pack the empty "
+        "caption, or skip it; with --modality the modality's folder dataset decides by default",
     )
+    q.add_argument("--modality", metavar="NAME", help="pack SRC as NAME's folder dataset reads it (image, audio, ...)")
+    q.add_argument("--overwrite", action="store_true", help="replace shards and a manifest already in DST")
     q.set_defaults(handler="data_pack")
     p.set_defaults(handler="help", help_parser=p)
     return parser

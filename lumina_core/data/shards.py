@@ -1,17 +1,15 @@
-"""webdataset shards: pack a folder of ``FILE.<ext>`` + ``FILE.txt`` pairs, and stream them back.
+"""webdataset shards: stream them (:class:`ShardDataset`) or read them by index (:class:`IndexedShards`).
 
-Packing (:func:`pack_folder`) copies bytes, it decodes nothing: each sample of a shard holds the data file
-under its lower-case extension (``png``, ``wav``, ``ply``...), the caption under ``txt`` (``b""`` when a
-caption is missing and ``missing_caption="empty"``), the side files ``json`` / ``cls`` when present, and the
-original relative file path under ``path``. Sample keys are the relative paths without extension, with dots
-in the file name replaced by ``_`` (webdataset splits key and extension at the first dot).
+Packing a folder into shards is :mod:`lumina_core.data.pack` (``pack_folder`` is still importable from here).
 
-Reading (:class:`ShardDataset`) is local-only and goes through webdataset's tar reader. Every sample is read
-exactly once per epoch across all consumers (``DataLoader`` workers x distributed ranks): shards are dealt
-round-robin to consumers when there are at least as many shards as consumers, otherwise every consumer reads
-every shard and keeps every ``n``-th sample. A sample whose ``decode`` raises is skipped and counted
-(see :mod:`lumina_core.data.robust`); a shard that cannot be read past some point is logged and counted in
-``failed_shards``.
+Streaming (:class:`ShardDataset`) goes through webdataset's tar reader, so local files, URLs and ``pipe:``
+commands all work. Without resampling every sample is read exactly once per epoch across all consumers
+(``DataLoader`` workers x distributed ranks): shards are dealt round-robin to consumers when there are at
+least as many shards as consumers, otherwise every consumer reads every shard and keeps every ``n``-th
+sample; with resampling each consumer draws shards with replacement. A sample whose ``decode`` raises is
+skipped and counted (see :mod:`lumina_core.data.robust`); a shard that cannot be read past some point is
+logged and counted in ``failed_shards``. Streamed items carry their position, so a run resumes exactly
+(:mod:`lumina_core.data.stream`).
 
 Random access (:class:`IndexedShards`) scans the shards' tar headers once and reads any sample by index, for
 map-style datasets (seeded resumable samplers, ``val[i]`` in evaluation).
@@ -26,114 +24,15 @@ import os
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from lumina_core.data.folder import list_pairs
+from lumina_core.data.pack import PackReport, PackSample, pack_folder, pack_samples, shard_key  # noqa: F401
 from lumina_core.data.robust import CorruptSampleError, SkipCorruptIterable
 
 logger = logging.getLogger("lumina.data")
 
 #: Keys of a packed sample that are not the data file.
 META_KEYS = ("txt", "json", "cls", "path")
-
-
-# -- packing ---------------------------------------------------------------------------------------------
-@dataclass
-class PackReport:
-    """What :func:`pack_folder` wrote."""
-
-    shards: list[Path]
-    num_samples: int
-    num_bytes: int
-    missing_captions: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        text = f"packed {self.num_samples} samples into {len(self.shards)} shard(s), {self.num_bytes / 1e6:.1f} MB"
-        if self.shards:
-            text += f" ({self.shards[0]} ...)" if len(self.shards) > 1 else f" ({self.shards[0]})"
-        if self.missing_captions:
-            text += f"; {len(self.missing_captions)} without caption"
-        return text
-
-
-def shard_key(relative_stem: str) -> str:
-    """webdataset-safe sample key: no dots in the last path component."""
-    head, _, name = relative_stem.rpartition("/")
-    name = name.replace(".", "_")
-    return f"{head}/{name}" if head else name
-
-
-def pack_folder(
-    src: str | os.PathLike,
-    dst_pattern: str | os.PathLike,
-    shard_size: int = 1000,
-    extensions: Iterable[str] | str | None = None,
-    missing_caption: str = "error",
-    max_shard_bytes: float = 1e9,
-    recursive: bool = True,
-) -> PackReport:
-    """Pack a folder of data + caption pairs into tar shards with ``webdataset.ShardWriter``.
-
-    Args:
-        src: the folder (see :func:`lumina_core.data.folder.list_pairs` for the layout).
-        dst_pattern: a printf pattern for shard paths, e.g. ``"out/shard-%06d.tar"``, or a folder (then
-            ``<folder>/shard-%06d.tar``); parent folders are created.
-        shard_size: at most this many samples per shard.
-        extensions: data file extensions (default: common image, audio and point-cloud formats).
-        missing_caption: ``"error"`` (default), ``"empty"`` (pack ``""``) or ``"skip"``.
-        max_shard_bytes: start a new shard past this size.
-    """
-    import webdataset as wds
-
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1; got {shard_size}")
-    dst_pattern = os.fspath(dst_pattern)
-    if "%" not in dst_pattern and not dst_pattern.endswith(".tar"):
-        dst_pattern = os.path.join(dst_pattern, "shard-%06d.tar")  # a folder
-    try:
-        dst_pattern % 0
-    except TypeError as err:
-        raise ValueError(
-            f"dst_pattern needs one integer field such as 'out/shard-%06d.tar' (or give a folder); got {dst_pattern!r}"
-        ) from err
-    pairs = list_pairs(src, extensions, missing_caption=missing_caption, recursive=recursive)
-    keys: dict[str, str] = {}
-    for pair in pairs:
-        key = shard_key(pair.key)
-        if key in keys:
-            raise ValueError(
-                f"files {keys[key]} and {pair.path} map to the same shard key {key!r}; rename one"
-            )
-        keys[key] = str(pair.path)
-
-    Path(dst_pattern % 0).parent.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    root = Path(src)
-    total = 0
-    with wds.ShardWriter(
-        dst_pattern,
-        maxcount=shard_size,
-        maxsize=max_shard_bytes,
-        verbose=0,
-        post=lambda f: written.append(Path(f)),
-    ) as sink:
-        for pair in pairs:
-            sample: dict[str, Any] = {
-                "__key__": shard_key(pair.key),
-                pair.ext: pair.path.read_bytes(),
-                "txt": b"" if pair.caption_path is None else pair.caption().encode("utf-8"),
-                "path": pair.path.relative_to(root).as_posix().encode("utf-8"),
-            }
-            for ext, path in pair.extras.items():
-                sample[ext] = path.read_bytes()
-            total += sum(len(v) for k, v in sample.items() if not k.startswith("__"))
-            sink.write(sample)
-    missing = [p.key for p in pairs if p.caption_path is None]
-    report = PackReport(written, len(pairs), total, missing)
-    logger.info("%s", report)
-    return report
 
 
 # -- reading ---------------------------------------------------------------------------------------------

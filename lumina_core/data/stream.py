@@ -34,7 +34,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lumina_core.data.shards import STREAM_KEY
+from lumina_core.data.shards import STREAM_KEY, ShardDataset
 
 
 def is_stream(dataset: Any) -> bool:
@@ -166,3 +166,56 @@ def first_items(dataset: Any, n: int) -> list[Any]:
     if not is_stream(dataset) and hasattr(dataset, "__len__"):
         return [dataset[i] for i in range(min(int(n), len(dataset)))]
     return list(itertools.islice(iter(dataset), int(n)))
+
+
+class ShardStream(ShardDataset):
+    """Base of a registered streaming dataset: webdataset shards decoded by the modality's one decode function
+    (the same one its indexed ``*_shards`` dataset uses), for data sets too large to index.
+
+    A subclass sets ``modality`` and ``condition_kind`` and passes its decode function. The split decides
+    the defaults: ``"train"`` streams epoch after epoch for ever (``repeat``), shuffled (shards and a sample
+    buffer), resampled if asked; ``"val"`` is one pass in shard order, unshuffled and not resampled, so
+    previews and evaluation (:func:`first_items`) see the same items every time (``epoch_length`` then caps
+    it). Corrupt samples and unreadable shards are skipped and counted (``summary()``).
+
+    Args:
+        urls: shard paths, patterns or URLs (local files, ``file://``, ``pipe:CMD``, HTTP(S), ``gs://``...).
+        decode: raw sample -> item.
+        split: ``"train"`` or ``"val"``.
+        resampled: draw shards with replacement (train only; needs ``epoch_length``).
+        epoch_length: items per epoch over all readers.
+        shuffle_buffer: samples in the shuffle buffer (train only).
+        shuffle_shards: shuffle the shard order each epoch (train only).
+        seed: seed of the shuffles and the resampling.
+        repeat: override the split's default (train: True, val: False).
+    """
+
+    modality: str = ""
+    condition_kind: str = "none"
+
+    def __init__(
+        self,
+        urls: Any,
+        decode: Any,
+        split: str = "train",
+        resampled: bool = False,
+        epoch_length: int | None = None,
+        shuffle_buffer: int = 1000,
+        shuffle_shards: bool = True,
+        seed: int = 0,
+        repeat: bool | None = None,
+    ) -> None:
+        from lumina_core.data.contract import check_split
+
+        self.split = check_split(split)
+        train = split == "train"
+        super().__init__(
+            urls,
+            decode,
+            shuffle_shards=bool(shuffle_shards) and train,
+            shuffle_buffer=int(shuffle_buffer) if train else 0,
+            seed=seed,
+            resampled=bool(resampled) and train,
+            epoch_length=epoch_length,
+            repeat=train if repeat is None else bool(repeat),
+        )

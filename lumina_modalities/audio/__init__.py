@@ -4,7 +4,8 @@ Importing this package registers:
 
 * MODALITIES ``audio`` (:class:`.plugin.AudioPlugin`);
 * CODECS ``mel_hifigan`` and ``mel_griffinlim`` (:mod:`.codecs`), which other modalities (music) use by name;
-* DATASETS ``tones`` (procedural, with a ground-truth checker), ``audio_folder`` and ``audio_shards``.
+* DATASETS ``tones`` (procedural, with a ground-truth checker), ``audio_folder``, ``audio_shards`` and
+  ``audio_stream``.
 """
 
 from __future__ import annotations

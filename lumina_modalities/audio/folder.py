@@ -18,6 +18,7 @@ import torch
 
 from lumina_core.data.folder import list_pairs
 from lumina_core.data.robust import corrupt_on
+from lumina_core.data.stream import ShardStream
 from lumina_core.registry import DATASETS
 
 from .io import AUDIO_EXTENSIONS, load_audio
@@ -88,6 +89,14 @@ class AudioFolderDataset(_ReadsClips):
         self.sample_rate, self.max_seconds, self.on_long = int(sample_rate), max_seconds, on_long
         self.condition = condition
 
+    @classmethod
+    def list_samples(cls, root: str, missing_caption: str = "empty") -> list:
+        """The folder's samples for ``lumina data pack --modality audio`` (clip + caption pairs, the layout
+        this dataset reads; ``audio_shards`` and ``audio_stream`` read the shards back)."""
+        from lumina_core.data.pack import folder_samples
+
+        return folder_samples(Path(root).expanduser(), [e.lstrip(".") for e in AUDIO_EXTENSIONS], missing_caption)
+
     def __len__(self) -> int:
         return len(self.pairs)
 
@@ -153,6 +162,39 @@ class AudioShardsDataset(_ReadsClips):
         return decode_audio_sample(self.index.read(index), self.sample_rate, self.max_seconds, self.on_long,
                                    self.condition)
 
+
+
+@DATASETS.register("audio_stream")
+class AudioStreamDataset(ShardStream):
+    """Audio + caption pairs streamed from webdataset shards, for sets too large to index: local files, or
+    URLs and ``pipe:`` commands. Decoded by :func:`decode_audio_sample`, like ``audio_shards``; see
+    :class:`lumina_core.data.stream.ShardStream` for the train/val streams.
+
+    Args:
+        urls: the shards.
+        sample_rate, max_seconds, on_long, condition: as for ``audio_folder``.
+        split, resampled, epoch_length, shuffle_buffer, shuffle_shards, seed: as for ``ShardStream``.
+    """
+
+    modality = "audio"
+
+    @property
+    def condition_kind(self) -> str:
+        """``text`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
+
+    def __init__(self, urls: str | list[str], sample_rate: int = 22050, max_seconds: float | None = 10.0,
+                 on_long: str = "crop", condition: str = "text", split: str = "train", resampled: bool = False,
+                 epoch_length: int | None = None, shuffle_buffer: int = 1000, shuffle_shards: bool = True,
+                 seed: int = 0) -> None:  # fmt: skip
+        import functools
+
+        _check(sample_rate, max_seconds, on_long, condition)
+        self.sample_rate, self.max_seconds, self.on_long = int(sample_rate), max_seconds, on_long
+        self.condition = condition
+        decode = functools.partial(decode_audio_sample, sample_rate=self.sample_rate, max_seconds=max_seconds,
+                                   on_long=on_long, condition=condition)
+        super().__init__(urls, decode, split, resampled, epoch_length, shuffle_buffer, shuffle_shards, seed)
 
 
 def decode_audio_sample(sample: dict[str, Any], sample_rate: int = 22050, max_seconds: float | None = 10.0,

@@ -5,7 +5,7 @@ Importing this package registers:
 * ``MODALITIES["image"]``: :class:`ImagePlugin` (pixel space, or latent space through a codec);
 * ``CODECS["autoencoder_kl"]``: a frozen diffusers ``AutoencoderKL`` loaded from a local path;
 * ``DATASETS``: ``"shapes"`` (procedural, with an analytic adherence checker), ``"digits"`` (real
-  handwritten digits, with a classifier checker), ``"image_folder"`` and ``"image_shards"`` (a user's
+  handwritten digits, with a classifier checker), ``"image_folder"``, ``"image_shards"`` and ``"image_stream"`` (a user's
   image + caption pairs), ``"labelled_images"`` (a user's folder of labelled images) and ``"digits_labelled"``
   (digits at one or several resolutions) for recognition.
 """
@@ -14,7 +14,7 @@ from .autoencoder import AutoencoderKLCodec
 from .buckets import AspectRatioBucketSampler
 from .digits import DigitsDataset
 from .digits_labels import LabelledDigitsDataset
-from .folder import ImageFolderDataset, ImageShardsDataset
+from .folder import ImageFolderDataset, ImageShardsDataset, ImageStreamDataset
 from .labelled import LabelledImagesDataset
 from .plugin import ImagePlugin
 from .shapes import ShapesDataset, describe, parse_caption, score_shapes
@@ -26,6 +26,7 @@ __all__ = [
     "ImageFolderDataset",
     "ImagePlugin",
     "ImageShardsDataset",
+    "ImageStreamDataset",
     "LabelledDigitsDataset",
     "LabelledImagesDataset",
     "ShapesDataset",

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from lumina_core.data.robust import CorruptSampleError, corrupt_on
+from lumina_core.data.stream import ShardStream
 from lumina_core.registry import DATASETS
 
 from .buckets import bucket_sizes, nearest_bucket
@@ -179,6 +180,14 @@ class ImageFolderDataset(_ReadsFiles):
         self.buckets = bucket_sizes(self.size, multiple, max_ratio) if buckets else None
         self._sizes: list[tuple[int, int]] | None = None
 
+    @classmethod
+    def list_samples(cls, root: str, missing_caption: str = "error") -> list:
+        """The folder's samples for ``lumina data pack --modality image`` (image + caption pairs, the layout
+        this dataset reads; ``image_shards`` and ``image_stream`` read the shards back)."""
+        from lumina_core.data.pack import folder_samples
+
+        return folder_samples(root, IMAGE_EXTENSIONS, missing_caption)
+
     def __len__(self) -> int:
         return len(self.pairs)
 
@@ -303,3 +312,49 @@ class ImageShardsDataset(_ReadsFiles):
             decode_image_sample, size=self.size, channels=self.channels, condition=self.condition
         )
         return ShardDataset(self.urls, decode, **kwargs)
+
+
+@DATASETS.register("image_stream")
+class ImageStreamDataset(ShardStream):
+    """Image + caption pairs streamed from webdataset shards, for sets too large to index: local files, or
+    URLs and ``pipe:`` commands (``"pipe:aws s3 cp s3://bucket/train-{000000..000999}.tar -"``).
+
+    Decoded by :func:`decode_image_sample`, like ``image_shards``. Training streams epoch after epoch,
+    shuffled, split among DataLoader workers and distributed ranks, optionally resampled; the val split is
+    one unshuffled pass. See :class:`lumina_core.data.stream.ShardStream`.
+
+    Args:
+        urls: the shards.
+        size, channels, condition: as for ``image_folder``.
+        split, resampled, epoch_length, shuffle_buffer, shuffle_shards, seed: as for ``ShardStream``.
+    """
+
+    modality = "image"
+
+    @property
+    def condition_kind(self) -> str:
+        """``text`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
+
+    def __init__(
+        self,
+        urls: str | list[str],
+        size: int = 32,
+        channels: int = 3,
+        condition: str = "text",
+        split: str = "train",
+        resampled: bool = False,
+        epoch_length: int | None = None,
+        shuffle_buffer: int = 1000,
+        shuffle_shards: bool = True,
+        seed: int = 0,
+    ) -> None:
+        import functools
+
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3; got {channels}")
+        if condition not in ("text", "none"):
+            raise ValueError(f"condition must be 'text' or 'none'; got {condition!r}")
+        self.size, self.channels, self.condition = int(size), channels, condition
+        decode = functools.partial(decode_image_sample, size=self.size, channels=channels, condition=condition)
+        super().__init__(urls, decode, split, resampled, epoch_length, shuffle_buffer, shuffle_shards, seed)

@@ -264,6 +264,15 @@ class MeshFolder(_MeshItems):
         self.pairs = pairs
         self.classes = sorted({_class_of(p.key) for p in pairs} - {None})
 
+    @classmethod
+    def list_samples(cls, root: str, missing_caption: str = "empty") -> list:
+        """The folder's meshes for ``lumina data pack --modality pointcloud``: each mesh with its caption and
+        its relative path (the class is its first folder); ``mesh_shards`` reads the shards back. Meshes are
+        copied, not checked: a bad one is skipped and counted when read."""
+        from lumina_core.data.pack import folder_samples
+
+        return folder_samples(root, MESH_EXTENSIONS, missing_caption)
+
     def __len__(self) -> int:
         return len(self.pairs)
 
@@ -295,7 +304,9 @@ class MeshShards(_MeshItems, IterableDataset):
         urls: shard paths or patterns (``"data/shard-{000000..000003}.tar"``, a glob, or a list).
         classes: class names in id order; default: the sorted first folders of all packed paths (found by
             one pass over the shards at start-up).
-        shuffle_shards, shuffle_buffer: as for ``ShardDataset``.
+        shuffle_shards, shuffle_buffer, resampled, epoch_length, repeat: as for ``ShardDataset`` (URLs and
+            ``pipe:`` commands stream too; ``resampled`` with ``epoch_length`` draws shards with replacement;
+            ``repeat`` runs epochs back to back for ever, as training wants).
         num_points, condition, normals, sampler, seed, split, normalization: as for ``mesh_folder``.
     """
 
@@ -314,15 +325,19 @@ class MeshShards(_MeshItems, IterableDataset):
         normalization: str = "sphere",
         emd: bool = True,
         emd_points: int = 128,
+        resampled: bool = False,
+        epoch_length: int | None = None,
+        repeat: bool = False,
     ) -> None:
         from lumina_core.data.shards import ShardDataset
 
         self._setup(num_points, condition, normals, sampler, seed, split, normalization, emd, emd_points)
         self.stream = ShardDataset(
-            urls, self.decode, shuffle_shards=shuffle_shards, shuffle_buffer=shuffle_buffer, seed=seed
-        )
-        if classes is None:
-            keys = [self._key(raw) for raw in self.stream.raw_samples()]
+            urls, self.decode, shuffle_shards=shuffle_shards, shuffle_buffer=shuffle_buffer, seed=seed,
+            resampled=resampled, epoch_length=epoch_length, repeat=repeat,
+        )  # fmt: skip
+        if classes is None:  # one pass over every shard's sample paths (give classes to skip it)
+            keys = [self._key(raw) for url in self.stream.urls for raw in self.stream.read_shard(url)]
             classes = sorted({_class_of(k) for k in keys} - {None})
         self.classes = list(classes)
 
@@ -350,6 +365,10 @@ class MeshShards(_MeshItems, IterableDataset):
 
     def __iter__(self):
         return iter(self.stream)
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Continue the stream from a saved position (see :func:`lumina_core.data.stream.stream_loader`)."""
+        self.stream.load_state_dict(state)
 
     @property
     def index(self):
