@@ -404,6 +404,6 @@ def released_module_to_diffusers(module: str, separate_cross_query: bool) -> lis
     i, name = m.group(1), m.group(2) + ".weight"
     to_diffusers = {**_RELEASED_TO_DIFFUSERS_LAYER, **_SEPARATE_QUERY}
     names = [to_diffusers[name]]
-    if not separate_cross_query and name in _DIFFUSERS_DUPLICATES.values():
-        names += [d for d, o in _DIFFUSERS_DUPLICATES.items() if o == name]
+    if not separate_cross_query:
+        names += [d for d, o in _DIFFUSERS_DUPLICATES.items() if o == names[0]]
     return [f"layers.{i}.{n[: -len('.weight')]}" for n in names]

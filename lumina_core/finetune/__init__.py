@@ -1,0 +1,41 @@
+"""Fine-tuning: LoRA adapters on the trunk through peft (:mod:`lumina_core.finetune.lora`)."""
+
+from lumina_core.finetune.lora import (
+    DEFAULT_TARGETS,
+    AdapterFile,
+    LoraSettings,
+    adapter_parameters,
+    adapter_state,
+    apply_lora,
+    export_comfyui,
+    export_diffusers,
+    load_adapter,
+    load_adapter_state,
+    load_adapters_for_sampling,
+    merge_adapter_into,
+    merge_lora,
+    parse_adapter_arg,
+    read_adapter,
+    save_adapter,
+    target_modules,
+)
+
+__all__ = [
+    "DEFAULT_TARGETS",
+    "AdapterFile",
+    "LoraSettings",
+    "adapter_parameters",
+    "adapter_state",
+    "apply_lora",
+    "export_comfyui",
+    "export_diffusers",
+    "load_adapter",
+    "load_adapter_state",
+    "load_adapters_for_sampling",
+    "merge_adapter_into",
+    "merge_lora",
+    "parse_adapter_arg",
+    "read_adapter",
+    "save_adapter",
+    "target_modules",
+]

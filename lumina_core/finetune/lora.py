@@ -1,0 +1,461 @@
+"""LoRA on the Next-DiT trunk through peft: train, save, load, merge, export.
+
+A LoRA adapter adds a low-rank update to a linear layer's weight:
+
+    W' = W + s B A,    A (r, in), B (out, r),    s = alpha / r        (B starts at zero: W' = W at step 0)
+
+:func:`apply_lora` injects peft's ``lora.Linear`` around every linear layer whose name matches one of
+``LoraSettings.targets`` (regular expressions matched against the end of the module name at a dot boundary;
+the defaults are the attention and FFN projections of every block) and freezes everything else, so an
+optimiser and an EMA built from :func:`adapter_parameters` hold state for the adapter only. The trunk calls
+every projection through its module (``lumina_core/model/linear.py``), so the wrapped layers are really run.
+
+Files: an adapter file is one ``.safetensors`` of the factors only, keyed ``<module>.lora_A.weight`` /
+``<module>.lora_B.weight`` (``<module>`` a name under :class:`~lumina_core.model.LuminaModel`, e.g.
+``trunk.layers.0.attention.wqkv``), with the settings and the trunk config in its metadata. It can be
+
+* merged into base weights (:func:`merge_adapter_into`, :func:`load_adapters_for_sampling`, ``lumina lora
+  merge``): ``W += scale * s * B A`` for each adapter, any number of adapters each with its own scale;
+* exported in the diffusers LoRA format (:func:`export_diffusers`: peft keys ``transformer.<diffusers module>
+  .lora_A.weight`` / ``.lora_B.weight`` of ``LuminaNextDiT2DModel``, ``s`` folded into ``B`` so a loader's
+  default ``alpha = r`` is right) and the ComfyUI key format (:func:`export_comfyui`: ComfyUI's generic LoRA
+  keys ``diffusion_model.<module>.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` over the released
+  Lumina-Next module names). A fused projection's factor ``B`` is split into the row blocks of the parts it
+  fuses (q | k | v, W1 | W3), which share ``A``: the export is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+#: name patterns of the default targets: every block's attention and FFN projections
+DEFAULT_TARGETS: tuple[str, ...] = (
+    r"attention\.wqkv",
+    r"attention\.wq_y",
+    r"attention\.wkv_y",
+    r"attention\.wo",
+    r"feed_forward\.w13",
+    r"feed_forward\.w2",
+)
+ADAPTER = "default"  # peft's adapter name for the adapter being trained
+FORMAT = "lumina-lora"
+
+
+@dataclass
+class LoraSettings:
+    """What to adapt and how.
+
+    Attributes:
+        rank: ``r``, the inner width of ``B A``.
+        alpha: the update is scaled by ``alpha / rank``.
+        dropout: dropout on the adapter's input during training (peft's ``lora_dropout``).
+        targets: regular expressions; a linear layer is adapted when one matches the end of its name at a
+            dot boundary (``attention\\.wo`` matches ``trunk.layers.3.attention.wo``; ``layers\\.[0-5]\\..*``
+            the first six blocks' linears). Default: :data:`DEFAULT_TARGETS`.
+    """
+
+    rank: int = 16
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+
+    def __post_init__(self) -> None:
+        problems = []
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            problems.append(f"rank must be a positive integer, got {self.rank!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha > 0:
+            problems.append(f"alpha must be a positive number, got {self.alpha!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if isinstance(self.targets, str):
+            self.targets = [self.targets]
+        self.targets = list(self.targets)
+        if not self.targets:
+            problems.append("targets must name at least one module pattern")
+        for pat in self.targets:
+            try:
+                re.compile(pat)
+            except (re.error, TypeError) as err:
+                problems.append(f"target {pat!r} is not a regular expression ({err})")
+        if problems:
+            raise ValueError("invalid LoRA settings: " + "; ".join(problems))
+
+    @property
+    def scale(self) -> float:
+        """``alpha / rank``."""
+        return float(self.alpha) / self.rank
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LoraSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown LoRA settings {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+
+# -- injection -----------------------------------------------------------------------------------------------
+def _linear_names(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not _inside_lora(n)]
+
+
+def _inside_lora(name: str) -> bool:
+    return any(part in ("lora_A", "lora_B", "base_layer", "lora_dropout") for part in name.split("."))
+
+
+def target_modules(model: nn.Module, patterns: Sequence[str]) -> list[str]:
+    """Names of the linear layers of ``model`` that one of ``patterns`` matches (see :class:`LoraSettings`);
+    ValueError when a pattern matches none (naming the model's linear layers). A default pattern may match
+    nothing (the optional ``wq_y`` and ``wkv_y``), as long as something is matched."""
+    names = _linear_names(model)
+    chosen, unused = [], []
+    compiled = [(p, re.compile(rf"(?:^|\.)(?:{p})$")) for p in patterns]
+    for pat, rx in compiled:
+        hits = [n for n in names if rx.search(n)]
+        if not hits and pat not in DEFAULT_TARGETS:  # a default may name an optional module (wq_y, wkv_y)
+            unused.append(pat)
+        chosen += [n for n in hits if n not in chosen]
+    if unused or not chosen:
+        unused = unused or list(patterns)
+        layer0 = [n for n in names if ".layers." not in n or ".layers.0." in n]
+        raise ValueError(
+            f"LoRA targets {unused} match no linear layer of the model; its linear layers are named like "
+            f"{layer0} (and the same for every block). Targets are regular expressions matched against the end "
+            "of a name (e.g. 'attention\\.wo'); a model without captions has no wkv_y/wq_y"
+        )
+    return [n for n in names if n in chosen]
+
+
+def _lora_layers(model: nn.Module) -> dict[str, nn.Module]:
+    from peft.tuners.lora import LoraLayer
+
+    return {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
+
+
+def _inject(model: nn.Module, settings: LoraSettings, modules: list[str], adapter: str) -> None:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(
+        r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=modules,
+        bias="none",
+    )
+    inject_adapter_in_model(config, model, adapter_name=adapter)
+
+
+def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> list[str]:
+    """Inject a LoRA adapter (peft) into the linear layers ``settings.targets`` select and freeze every other
+    parameter; returns the adapted module names. The adapter starts as a no-op (``B = 0``)."""
+    settings = settings or LoraSettings()
+    if _lora_layers(model):
+        raise ValueError("the model already carries LoRA adapters; merge them (merge_lora) before adding another")
+    modules = target_modules(model, settings.targets)
+    _inject(model, settings, modules, ADAPTER)
+    for name, p in model.named_parameters():
+        p.requires_grad_(_is_adapter(name))
+    return modules
+
+
+def _is_adapter(param_name: str) -> bool:
+    return ".lora_A." in param_name or ".lora_B." in param_name
+
+
+def adapter_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The live adapter parameters (peft names), the only trainable ones after :func:`apply_lora`: what the
+    optimiser and the EMA should hold."""
+    return {n: p for n, p in model.named_parameters() if _is_adapter(n)}
+
+
+def adapter_state(model: nn.Module, adapter: str = ADAPTER) -> dict[str, Tensor]:
+    """Copies of the adapter's factors, keyed ``<module>.lora_A.weight`` / ``<module>.lora_B.weight``."""
+    out = {}
+    for name, layer in _lora_layers(model).items():
+        if adapter in layer.lora_A:
+            out[f"{name}.lora_A.weight"] = layer.lora_A[adapter].weight.detach().clone()
+            out[f"{name}.lora_B.weight"] = layer.lora_B[adapter].weight.detach().clone()
+    if not out:
+        raise ValueError(f"the model carries no LoRA adapter {adapter!r} (apply_lora first)")
+    return out
+
+
+def load_adapter_state(model: nn.Module, state: dict[str, Tensor], adapter: str = ADAPTER) -> None:
+    """Copy factors saved by :func:`adapter_state` into the model's injected adapter (every key must match)."""
+    have = adapter_state(model, adapter)
+    missing, unexpected = sorted(set(have) - set(state)), sorted(set(state) - set(have))
+    bad = [f"{k}: model {tuple(have[k].shape)}, file {tuple(state[k].shape)}" for k in have
+           if k in state and state[k].shape != have[k].shape]
+    if missing or unexpected or bad:
+        raise ValueError(
+            f"LoRA factors do not fit the model's adapter: missing {missing[:6] or 'none'}, unexpected "
+            f"{unexpected[:6] or 'none'}, shapes {bad[:6] or 'fine'}"
+        )
+    layers = _lora_layers(model)
+    with torch.no_grad():
+        for key, value in state.items():
+            module, factor = key.rsplit(".", 2)[0], key.rsplit(".", 2)[1]
+            getattr(layers[module], factor)[adapter].weight.copy_(value)
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every active adapter into its base weight (``W += s B A``) and remove the LoRA layers: the model is
+    plain again (same modules and state-dict keys as before :func:`apply_lora`, all parameters trainable) and
+    computes what the adapted model computed (in eval mode: dropout off)."""
+    layers = _lora_layers(model)
+    if not layers:
+        raise ValueError("the model carries no LoRA adapter to merge")
+    for name, layer in layers.items():
+        layer.merge()
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, layer.get_base_layer())
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+# -- files ---------------------------------------------------------------------------------------------------
+@dataclass
+class AdapterFile:
+    """An adapter read from disk: factors, settings, the trunk config it was trained on, other metadata."""
+
+    state: dict[str, Tensor]
+    settings: LoraSettings
+    model_config: dict[str, Any] | None
+    meta: dict[str, Any]
+
+    @property
+    def modules(self) -> list[str]:
+        return sorted({k.rsplit(".", 2)[0] for k in self.state})
+
+    def factors(self, module: str) -> tuple[Tensor, Tensor]:
+        return self.state[f"{module}.lora_A.weight"], self.state[f"{module}.lora_B.weight"]
+
+
+def save_adapter(
+    path: str | Path, model: nn.Module, settings: LoraSettings, meta: dict[str, Any] | None = None
+) -> Path:
+    """Write the model's adapter (factors only) to ``path`` (``.safetensors``), with the settings, the trunk
+    config (``model.config``) and ``meta`` in the file's metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"an adapter file ends in .safetensors; got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in adapter_state(model).items()}
+    config = getattr(model, "config", None)
+    header = {
+        "format": FORMAT,
+        "settings": json.dumps(settings.to_dict()),
+        "model": json.dumps(config.to_dict() if hasattr(config, "to_dict") else None),
+        "meta": json.dumps(meta or {}, default=str),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata=header)
+    tmp.replace(path)
+    return path
+
+
+def read_adapter(path: str | Path) -> AdapterFile:
+    """Read an adapter file written by :func:`save_adapter`; clear errors for anything else."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no LoRA adapter file at {path} (expected a .safetensors written by Lumina)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        raise ValueError(f"{path} cannot be read as safetensors ({exc}): not an adapter file, or damaged") from exc
+    if header.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is not a Lumina LoRA adapter (its metadata format is {header.get('format')!r}, expected "
+            f"{FORMAT!r}); diffusers or ComfyUI LoRA files are outputs of `lumina lora export`, not inputs"
+        )
+    settings = LoraSettings.from_dict(json.loads(header.get("settings", "{}")))
+    problems = []
+    for key in state:
+        if not key.endswith((".lora_A.weight", ".lora_B.weight")):
+            problems.append(f"unexpected tensor {key!r}")
+    adapter = AdapterFile(state, settings, json.loads(header.get("model", "null")), json.loads(header.get("meta", "{}")))
+    for module in adapter.modules:
+        a, b = state.get(f"{module}.lora_A.weight"), state.get(f"{module}.lora_B.weight")
+        if a is None or b is None:
+            problems.append(f"{module} lacks its {'lora_A' if a is None else 'lora_B'} factor")
+        elif a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[1]:
+            problems.append(f"{module}: A {tuple(a.shape)} and B {tuple(b.shape)} are not (r, in) and (out, r)")
+    if problems:
+        raise ValueError(f"damaged LoRA adapter {path}: " + "; ".join(problems[:6]))
+    return adapter
+
+
+def _adapter(adapter: str | Path | AdapterFile) -> AdapterFile:
+    return adapter if isinstance(adapter, AdapterFile) else read_adapter(adapter)
+
+
+def load_adapter(model: nn.Module, adapter: str | Path | AdapterFile) -> list[str]:
+    """Inject the adapter's LoRA layers (its settings, its modules) into a plain ``model`` and load its
+    factors, for further training or unmerged use; returns the adapted module names. The base is frozen."""
+    adapter = _adapter(adapter)
+    _check_config(model, adapter)
+    if _lora_layers(model):
+        raise ValueError("the model already carries LoRA adapters; merge them (merge_lora) before loading another")
+    missing = sorted(set(adapter.modules) - set(_linear_names(model)))
+    if missing:
+        raise ValueError(f"the adapter adapts modules the model lacks: {missing[:6]}")
+    _inject(model, adapter.settings, adapter.modules, ADAPTER)
+    for name, p in model.named_parameters():
+        p.requires_grad_(_is_adapter(name))
+    load_adapter_state(model, adapter.state)
+    return adapter.modules
+
+
+#: trunk settings an adapter must share with the model it is applied to
+_SHAPE_FIELDS = ("dim", "n_layers", "n_heads", "n_kv_heads", "context_dim", "multiple_of", "ffn_dim_multiplier",
+                 "separate_cross_query")
+
+
+def _check_config(model: nn.Module, adapter: AdapterFile) -> None:
+    config = getattr(model, "config", None)
+    if adapter.model_config is None or not hasattr(config, "to_dict"):
+        return
+    have, want = adapter.model_config, config.to_dict()
+    diff = [f"{k}: adapter {have.get(k)!r}, model {want.get(k)!r}" for k in _SHAPE_FIELDS if have.get(k) != want.get(k)]
+    if diff:
+        raise ValueError("the LoRA adapter was trained on a different trunk: " + "; ".join(diff))
+
+
+def merge_adapter_into(
+    weights: dict[str, Tensor], adapter: str | Path | AdapterFile, scale: float = 1.0, prefix: str = ""
+) -> dict[str, Tensor]:
+    """``weights[prefix + module + '.weight'] += scale * s * B A`` for every module of the adapter (a new dict;
+    the sum in fp32, stored in each weight's dtype). ``prefix``: ``"model."`` for a training checkpoint's
+    weights, ``""`` for a LuminaModel state dict."""
+    adapter = _adapter(adapter)
+    out = dict(weights)
+    missing = [m for m in adapter.modules if prefix + m + ".weight" not in out]
+    if missing:
+        raise ValueError(f"the base weights lack the adapted modules {missing[:6]} (keys {prefix!r}<module>.weight)")
+    s = float(scale) * adapter.settings.scale
+    for module in adapter.modules:
+        key = prefix + module + ".weight"
+        a, b = adapter.factors(module)
+        w = out[key]
+        if w.shape != (b.shape[0], a.shape[1]):
+            raise ValueError(f"{key} is {tuple(w.shape)}; the adapter's B A is {(b.shape[0], a.shape[1])}")
+        out[key] = (w.float() + s * (b.float() @ a.float())).to(w.dtype)
+    return out
+
+
+def load_adapters_for_sampling(
+    model: nn.Module, adapters: Sequence[tuple[str | Path | AdapterFile, float]]
+) -> nn.Module:
+    """Merge adapters, each ``(path, scale)``, into a plain model's weights in place (``W += scale * s * B A``,
+    summed over the adapters): the model then samples at full speed on the trunk's fast route. Returns it."""
+    if _lora_layers(model):
+        raise ValueError("the model carries injected LoRA layers; merge_lora it first, or pass a plain model")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for source, scale in adapters:
+            adapter = _adapter(source)
+            _check_config(model, adapter)
+            merged = merge_adapter_into({m + ".weight": params.get(m + ".weight") for m in adapter.modules
+                                         if m + ".weight" in params}, adapter, scale)
+            for key, value in merged.items():
+                params[key].copy_(value)
+    return model
+
+
+def parse_adapter_arg(text: str) -> tuple[str, float]:
+    """``"PATH[:SCALE]"`` -> ``(PATH, SCALE)`` (scale 1 when absent), as ``--lora`` takes it."""
+    path, sep, tail = text.rpartition(":")
+    if sep and path:
+        try:
+            return path, float(tail)
+        except ValueError:
+            pass
+    return text, 1.0
+
+
+# -- export --------------------------------------------------------------------------------------------------
+def _export_parts(adapter: AdapterFile) -> tuple[Any, list[tuple[str, Tensor, Tensor]]]:
+    from lumina_core.interop import keys
+    from lumina_core.interop.formats import fused_splits
+    from lumina_core.model.config import NextDiTConfig
+
+    if adapter.model_config is None:
+        raise ValueError("the adapter file does not record its trunk config; it cannot be exported")
+    cfg = NextDiTConfig.from_dict(adapter.model_config)
+    splits = fused_splits(cfg)
+    parts = []
+    for module in adapter.modules:
+        a, b = adapter.factors(module)
+        parts += keys.lora_to_released(module, a, b, splits, cfg.head_dim)
+    return cfg, parts
+
+
+def _out_file(out: str | Path, default_name: str) -> Path:
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        out = out / default_name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def export_diffusers(adapter: str | Path | AdapterFile, out: str | Path) -> Path:
+    """Write the adapter in the diffusers LoRA format for ``LuminaNextDiT2DModel`` (a ``.safetensors`` path, or
+    a folder that gets ``pytorch_lora_weights.safetensors``): peft keys ``transformer.<module>.lora_A.weight``
+    / ``.lora_B.weight`` with ``alpha / r`` folded into ``B``; the shared query's factors go to both
+    ``attn1.to_q`` and ``attn2.to_q``. Loads with diffusers' ``load_lora_adapter(..., prefix="transformer")``."""
+    from safetensors.torch import save_file
+
+    from lumina_core.interop import keys
+
+    adapter = _adapter(adapter)
+    cfg, parts = _export_parts(adapter)
+    s = adapter.settings.scale
+    state = {}
+    for released, a, b in parts:
+        for module in keys.released_module_to_diffusers(released, cfg.separate_cross_query):
+            state[f"transformer.{module}.lora_A.weight"] = a.contiguous().clone()
+            state[f"transformer.{module}.lora_B.weight"] = (b * s).contiguous()
+    path = _out_file(out, "pytorch_lora_weights.safetensors")
+    save_file(state, str(path), metadata={"format": "pt"})
+    return path
+
+
+def export_comfyui(adapter: str | Path | AdapterFile, out: str | Path) -> Path:
+    """Write the adapter in ComfyUI's generic LoRA key format (a ``.safetensors`` path, or a folder that gets
+    ``lora_comfyui.safetensors``): ``diffusion_model.<released module>.lora_down.weight`` (A),
+    ``.lora_up.weight`` (B) and ``.alpha`` (so ``alpha / r`` scales ``up @ down``), over the released
+    Lumina-Next module names (``layers.N.attention.wq``, ``feed_forward.w1``...). A separate cross-attention
+    query has no place there (the released network shares its query): ValueError."""
+    from safetensors.torch import save_file
+
+    adapter = _adapter(adapter)
+    cfg, parts = _export_parts(adapter)
+    if any(".attention.wq_y" in released for released, _, _ in parts):
+        raise ValueError(
+            "the adapter adapts a separate cross-attention query (wq_y), which the released Lumina-Next network "
+            "and its ComfyUI key names do not have; export it to diffusers instead"
+        )
+    alpha = torch.tensor(float(adapter.settings.alpha))
+    state = {}
+    for released, a, b in parts:
+        state[f"diffusion_model.{released}.lora_down.weight"] = a.contiguous().clone()
+        state[f"diffusion_model.{released}.lora_up.weight"] = b.contiguous()
+        state[f"diffusion_model.{released}.alpha"] = alpha.clone()
+    path = _out_file(out, "lora_comfyui.safetensors")
+    save_file(state, str(path), metadata={"format": "pt"})
+    return path
