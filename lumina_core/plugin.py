@@ -6,13 +6,15 @@ A modality plugin is everything the core needs to know about one kind of data, a
 * ``tokenize(samples)`` / ``detokenize(batch)`` - samples (one tensor each) to a :class:`TokenBatch` and back;
 * ``layout(shapes)`` - an empty TokenBatch (zero tokens, real positions and mask) for samples of the given
   shapes, which is where generation starts (noise is drawn in token space);
-* ``conditions`` - which conditions it accepts: ``"text"``, ``"class"``, ``"camera"``, ``"none"``;
+* ``conditions`` - which conditions it accepts: ``"text"``, ``"class"``, ``"none"`` (the kinds conditioners
+  give; conditions that belong to each token, such as the camera of a view, are ``TokenBatch.token_cond``);
 * datasets - registered in :data:`lumina_core.registry.DATASETS` with ``modality = <plugin name>``;
   every dataset yields items ``{"sample": Tensor, "condition": str | int | None, "meta": dict}``;
 * ``write_preview(...)`` - files a person can look at or listen to (PNG, WAV, PLY, GIF);
 * ``preview_items(paths)`` - how those files are shown on the demo page (``lumina serve``);
 * ``evaluate(...)`` - metrics with ground truth (adherence checkers, FID-style scores);
-* ``default_recipe`` - the recipe that shows the plugin off.
+* ``default_recipe`` - the recipe that shows the plugin off (:meth:`ModalityPlugin.default_recipe_path`);
+* ``params`` - the constructor keywords it was built with (:meth:`ModalityPlugin.component` rebuilds it).
 
 The core never imports a modality; plugins are found through the registry (entry point group
 ``lumina.plugins``). Built-in modalities use exactly the same API as external ones.
@@ -30,9 +32,12 @@ import torch
 from torch import Tensor
 
 from lumina_core import CORE_API_VERSION
+from lumina_core.registry import ComponentSpec
 from lumina_core.tokens import TokenBatch
 
-CONDITION_KINDS = frozenset({"text", "class", "camera", "none"})
+#: the kinds of whole-sample condition a conditioner gives (``Conditioner.kind``); per-token conditions
+#: (cameras of views, ...) are not a kind: they travel as ``TokenBatch.token_cond``
+CONDITION_KINDS = frozenset({"text", "class", "none"})
 
 #: how a preview file is shown on a page, by suffix (``lumina serve``; gradio's components of the same names)
 PREVIEW_KINDS: dict[str, str] = {
@@ -122,11 +127,40 @@ class ModalityPlugin(abc.ABC):
     conditions: ClassVar[frozenset[str]] = frozenset({"none"})
     #: file formats write_preview produces, for documentation and the conformance suite
     preview_formats: ClassVar[tuple[str, ...]] = ()
-    #: path of the default recipe, relative to the repository / plugin root
+    #: path of the default recipe, relative to the repository / plugin root (:meth:`default_recipe_path`)
     default_recipe: ClassVar[str | None] = None
 
     def __init__(self, **params: Any) -> None:
-        self.params = params
+        #: the constructor keywords (the recipe's ``modality.params``), as the subclass passes them on
+        self.params = dict(params)
+
+    def component(self) -> ComponentSpec:
+        """``{name, params}`` of this plugin: ``MODALITIES.build(plugin.component())`` builds an equal one."""
+        return ComponentSpec(self.name, dict(getattr(self, "params", {})))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in getattr(self, "params", {}).items())
+        return f"{type(self).__name__}({args})"
+
+    @classmethod
+    def default_recipe_path(cls) -> Path | None:
+        """The file of :attr:`default_recipe`: found in the folders above the plugin's module (the repository
+        or plugin root); None when the plugin names none. Raises FileNotFoundError when it names a recipe
+        that none of those folders holds."""
+        if not cls.default_recipe:
+            return None
+        import sys
+
+        module = sys.modules.get(cls.__module__)
+        start = Path(getattr(module, "__file__", None) or ".").resolve().parent
+        for folder in (start, *start.parents):
+            candidate = folder / cls.default_recipe
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(
+            f"modality {cls.name!r} names default_recipe {cls.default_recipe!r}, but no folder above "
+            f"{start} holds it (it is relative to the repository or plugin root)"
+        )
 
     # -- tokens ----------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -9,6 +9,24 @@ Public API (stable)::
     MODALITIES.origin("image")     -> where the name was registered: "module (distribution version)"
     MODALITIES.origin_info("image") -> Origin(module, distribution, version, entry_point)
 
+What recipe validation needs, the same for every registry::
+
+    SOLVERS.base_class()           -> the abstract base every solver subclasses (``Solver``)
+    SOLVERS.signature("heun")      -> inspect.Signature of the constructor (what ``params`` may hold)
+    OBJECTIVES.nested("flow_matching") -> {"time_sampler": TIME_SAMPLERS}: constructor parameters that are
+                                      themselves ``{name, params}`` components, as the class declares them
+    SOLVERS.describe("heun")       -> ComponentInfo(name, kind, obj, signature, nested, base, conforms)
+    parse_component(node)          -> ComponentSpec(name, params) from "heun" or {name: heun, params: {...}}
+    with_defaults(Heun.__init__, final_euler=True) -> the same constructor with other defaults: how a
+                                      configured component (``heun_edm``, the ``music`` modality = the
+                                      ``audio`` representation at music's rate) is registered without
+                                      re-declaring its parameters
+
+Every extension point is an abstract base class in the core, named in recipes the same way,
+``{name: ..., params: {...}}`` (or a bare name); a component declares which of its constructor parameters
+are nested components with the class attribute ``nested_components = {"param": REGISTRY}`` (a registry or
+its kind, e.g. ``"time sampler"``).
+
 Where names come from:
 
 * the core registers its own components when the module that defines them is imported; each registry knows
@@ -33,10 +51,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -270,11 +290,14 @@ class Registry(Generic[T]):
         kind: what the registry holds, in words ("modality", "time grid", ...), used in messages.
         providers: core modules that register components of this kind when imported; they are imported on
             the first lookup of a name that is not registered yet.
+        base: ``"module:Class"`` of the abstract base class the components subclass (imported on first
+            use of :meth:`base_class`, so this module stays free of torch).
     """
 
-    def __init__(self, kind: str, providers: Sequence[str] = ()) -> None:
+    def __init__(self, kind: str, providers: Sequence[str] = (), base: str | None = None) -> None:
         self.kind = kind
         self.providers = tuple(providers)
+        self.base = base
         self._items: dict[str, T] = {}
         self._origins: dict[str, Origin] = {}
         self._providers_loaded = False
@@ -384,12 +407,64 @@ class Registry(Generic[T]):
         return difflib.get_close_matches(str(name), self.names(), n=n, cutoff=0.5)
 
     def build(self, node: Any, **extra: Any) -> Any:
-        """Build from ``{"name": ..., "params": {...}}`` (or a bare name): ``get(name)(**params, **extra)``."""
-        if isinstance(node, str):
-            name, params = node, {}
-        else:
-            name, params = node["name"], dict(node.get("params") or {})
-        return self.get(name)(**params, **extra)
+        """Build from ``{"name": ..., "params": {...}}`` (or a bare name): ``get(name)(**params, **extra)``.
+
+        ``node`` may be an OmegaConf node; its params reach the constructor as plain dicts and lists."""
+        spec = parse_component(node, self.kind)
+        return self.get(spec.name)(**spec.params, **extra)
+
+    # -- what validation reads -------------------------------------------------------------------------
+    def base_class(self) -> type | None:
+        """The abstract base class of this kind of component (None for a registry declared without one)."""
+        if self.base is None:
+            return None
+        module, _, attr = self.base.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def signature(self, name: str) -> inspect.Signature:
+        """The constructor's signature of ``name`` (without ``self``): the ``params`` a recipe may give."""
+        return inspect.signature(self.get(name))
+
+    def nested(self, name: str) -> dict[str, Registry]:
+        """Constructor parameters of ``name`` that are themselves registered components, each with its
+        registry, as the component declares them (``nested_components``; empty when it declares none)."""
+        obj = self.get(name)
+        declared = getattr(obj, "nested_components", None) or {}
+        out: dict[str, Registry] = {}
+        for param, reg in dict(declared).items():
+            if isinstance(reg, str):
+                self._load_all_providers()
+                if reg not in ALL_REGISTRIES:
+                    raise RegistryError(
+                        f"{self.kind} {name!r} declares its parameter {param!r} a component of an unknown kind "
+                        f"{reg!r}; kinds: {', '.join(sorted(ALL_REGISTRIES))}"
+                    )
+                reg = ALL_REGISTRIES[reg]
+            out[param] = reg
+        return out
+
+    def conforms(self, name: str) -> bool:
+        """Whether ``name`` subclasses the registry's base class (True when the registry declares none)."""
+        base = self.base_class()
+        obj = self.get(name)
+        return base is None or (inspect.isclass(obj) and issubclass(obj, base))
+
+    def describe(self, name: str) -> ComponentInfo:
+        """Everything validation needs about ``name``, in one record."""
+        return ComponentInfo(
+            name=name,
+            kind=self.kind,
+            obj=self.get(name),
+            signature=self.signature(name),
+            nested=self.nested(name),
+            base=self.base_class(),
+            conforms=self.conforms(name),
+        )
+
+    @staticmethod
+    def _load_all_providers() -> None:
+        for r in list(ALL_REGISTRIES.values()):
+            r._load_providers()
 
     def names(self) -> list[str]:
         """Sorted names registered so far (core providers are imported first; plugins are not)."""
@@ -427,6 +502,109 @@ class Registry(Generic[T]):
         return f"Registry({self.kind!r}, {len(self._items)} names)"
 
 
+# ------------------------------------------------------------------------------------------------------
+# recipe nodes
+# ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A recipe's ``{name: ..., params: {...}}`` node as plain Python."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """What :meth:`Registry.describe` reports about one registered name.
+
+    Attributes:
+        signature: the constructor's (what ``params`` may hold).
+        nested: constructor parameters that are components themselves, with their registries.
+        base: the registry's abstract base class (None: the registry declares none).
+        conforms: whether the component subclasses ``base``.
+    """
+
+    name: str
+    kind: str
+    obj: Any
+    signature: inspect.Signature
+    nested: dict[str, Registry]
+    base: type | None
+    conforms: bool
+
+
+def plain(value: Any) -> Any:
+    """Mappings and lists (OmegaConf nodes too, interpolations resolved on access) as plain dicts and lists."""
+    if isinstance(value, str | bytes):
+        return value
+    if isinstance(value, Mapping) or (hasattr(value, "keys") and hasattr(value, "__getitem__")):
+        return {k: plain(value[k]) for k in value.keys()}
+    if isinstance(value, list | tuple) or type(value).__name__ == "ListConfig":
+        return [plain(v) for v in value]
+    return value
+
+
+def parse_component(node: Any, kind: str = "component") -> ComponentSpec:
+    """A bare name, a ``{name, params}`` mapping (dict or OmegaConf node) or an object with ``name`` and
+    ``params`` attributes (the schema's ``Component``) as a :class:`ComponentSpec`.
+
+    Raises ValueError saying what was expected when the node is neither."""
+    if isinstance(node, ComponentSpec):
+        return node
+    if isinstance(node, str):
+        return ComponentSpec(node, {})
+    if not hasattr(node, "keys") and hasattr(node, "name") and hasattr(node, "params"):  # schema dataclass
+        node = {"name": node.name, "params": node.params}
+    if not (isinstance(node, Mapping) or hasattr(node, "keys")) or "name" not in node:
+        raise ValueError(
+            f"a {kind} is named as a string or as {{name: ..., params: {{...}}}}; got {node!r}"
+        )
+    params = plain(node["params"]) if "params" in node and node["params"] is not None else {}
+    if not isinstance(params, dict):
+        raise ValueError(f"the params of {kind} {node['name']!r} must be a mapping; got {params!r}")
+    extra = sorted(set(node.keys()) - {"name", "params"})
+    if extra:
+        raise ValueError(
+            f"{kind} {node['name']!r}: a component node has only `name` and `params`; got also "
+            f"{', '.join(map(str, extra))} (put constructor arguments under params)"
+        )
+    return ComponentSpec(str(node["name"]), params)
+
+
+def with_defaults(func: Callable[..., Any], **defaults: Any) -> Callable[..., Any]:
+    """A copy of ``func`` (a constructor) whose parameters ``defaults`` have these default values.
+
+    The copy has the same code, annotations and signature but for the defaults, so a subclass that sets
+    ``__init__ = with_defaults(Base.__init__, ...)`` is the base configured differently: validation reads its
+    signature (and its new defaults) like any other component's, and nothing is re-declared or forwarded.
+    Only parameters that already have a default can get another one (TypeError otherwise)."""
+    params = inspect.signature(func).parameters
+    positional = [
+        p.name for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    pos_defaults = tuple(func.__defaults__ or ())
+    with_default = positional[len(positional) - len(pos_defaults) :]
+    kw_defaults = dict(func.__kwdefaults__ or {})
+    unknown = [k for k in defaults if k not in with_default and k not in kw_defaults]
+    if unknown:
+        takes = ", ".join([*with_default, *kw_defaults]) or "(none)"
+        raise TypeError(
+            f"{func.__qualname__} has no parameter with a default named {', '.join(map(repr, unknown))} "
+            f"(parameters with defaults: {takes})"
+        )
+    new = types.FunctionType(
+        func.__code__,
+        func.__globals__,
+        func.__name__,
+        tuple(defaults.get(n, d) for n, d in zip(with_default, pos_defaults, strict=True)),
+        func.__closure__,
+    )
+    new.__kwdefaults__ = {k: defaults.get(k, v) for k, v in kw_defaults.items()} or None
+    new.__annotations__ = dict(func.__annotations__)
+    new.__doc__, new.__qualname__, new.__module__ = func.__doc__, func.__qualname__, func.__module__
+    return new
+
+
 @contextmanager
 def temporary_registrations() -> Iterator[None]:
     """Undo every registration made inside the block (for tests).
@@ -444,17 +622,27 @@ def temporary_registrations() -> Iterator[None]:
                 r._items, r._origins = saved[k]
 
 
-MODALITIES: Registry = Registry("modality")
+MODALITIES: Registry = Registry("modality", base="lumina_core.plugin:ModalityPlugin")
 CONDITIONERS: Registry = Registry(
-    "conditioner", providers=("lumina_core.conditioning",)
+    "conditioner", providers=("lumina_core.conditioning",), base="lumina_core.conditioning.base:Conditioner"
 )  # text encoders, ...
-OBJECTIVES: Registry = Registry("objective", providers=("lumina_core.flow", "lumina_core.recognition"))
-SOLVERS: Registry = Registry("solver", providers=("lumina_core.sampling",))
-TIME_GRIDS: Registry = Registry("time grid", providers=("lumina_core.sampling",))
-TIME_SAMPLERS: Registry = Registry("time sampler", providers=("lumina_core.flow",))
-DATASETS: Registry = Registry("dataset")
+OBJECTIVES: Registry = Registry(
+    "objective", providers=("lumina_core.flow", "lumina_core.recognition"), base="lumina_core.objective:Objective"
+)
+SOLVERS: Registry = Registry(
+    "solver", providers=("lumina_core.sampling",), base="lumina_core.sampling.solvers:Solver"
+)
+TIME_GRIDS: Registry = Registry(
+    "time grid", providers=("lumina_core.sampling",), base="lumina_core.sampling.grids:TimeGrid"
+)
+TIME_SAMPLERS: Registry = Registry(
+    "time sampler", providers=("lumina_core.flow",), base="lumina_core.flow.time_samplers:TimeSampler"
+)
+DATASETS: Registry = Registry("dataset", base="lumina_core.data.contract:LuminaDataset")
 #: frozen representation transforms with encode()/decode(): image autoencoders, mel frontend + vocoder, ...
 #: Lets one modality use another package's codec by name, without importing it.
-CODECS: Registry = Registry("codec")
+CODECS: Registry = Registry("codec", base="lumina_core.codec:Codec")
 #: RoPE scalings for positions beyond the training extent (``tasks.N.sampling.rope_scaling.name``)
-ROPE_SCALINGS: Registry = Registry("RoPE scaling", providers=("lumina_core.model.rope",))
+ROPE_SCALINGS: Registry = Registry(
+    "RoPE scaling", providers=("lumina_core.model.rope",), base="lumina_core.model.rope:RopeScalingRule"
+)

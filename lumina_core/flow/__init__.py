@@ -10,6 +10,7 @@ from lumina_core.flow.path import LinearPath, PathSample
 from lumina_core.flow.time_samplers import (
     LogitNormalTimeSampler,
     ShiftedTimeSampler,
+    TimeSampler,
     UniformTimeSampler,
     shift_time,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "LogitNormalTimeSampler",
     "PathSample",
     "ShiftedTimeSampler",
+    "TimeSampler",
     "UniformTimeSampler",
     "masked_mse",
     "shift_time",

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from lumina_core.flow.path import LinearPath
+from lumina_core.flow.time_samplers import TimeSampler
 from lumina_core.objective import Objective
 from lumina_core.registry import OBJECTIVES, TIME_SAMPLERS
 from lumina_core.tokens import Condition, TokenBatch
@@ -45,9 +46,11 @@ class FlowMatching(Objective):
         sigma_min: OT-CFM minimum noise level (0 = released path).
     """
 
+    nested_components = {"time_sampler": TIME_SAMPLERS}
+
     def __init__(self, time_sampler: Any = "uniform", sigma_min: float = 0.0) -> None:
         self.time_sampler = (
-            TIME_SAMPLERS.build(_plain(time_sampler)) if _is_spec(time_sampler) else time_sampler
+            time_sampler if isinstance(time_sampler, TimeSampler) else TIME_SAMPLERS.build(time_sampler)
         )
         self.path = LinearPath(sigma_min)
 
@@ -79,20 +82,3 @@ class FlowMatching(Objective):
         loss = per_sample.mean()
         return loss, {"loss": loss.detach(), "t_mean": t.mean().detach()}
 
-
-def _is_spec(node: Any) -> bool:
-    return isinstance(node, str) or hasattr(node, "keys")
-
-
-def _plain(node: Any) -> Any:
-    """An OmegaConf node or mapping to plain Python (the registry wants plain kwargs)."""
-    if isinstance(node, str):
-        return node
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(node, DictConfig):
-            return OmegaConf.to_container(node, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a core dependency
-        pass
-    return dict(node)

@@ -1,7 +1,8 @@
 """Training-time samplers for the flow time ``t`` in [0, 1] (0 = noise, 1 = data).
 
-Each is registered in :data:`lumina_core.registry.TIME_SAMPLERS` and called as
-``sampler(n, generator=None, device=None) -> (n,)`` float32 tensor.
+Each subclasses :class:`TimeSampler`, is registered in :data:`lumina_core.registry.TIME_SAMPLERS` and is
+called as ``sampler(n, generator=None, device=None) -> (n,)`` float32 tensor; recipes name one as
+``time_sampler: {name: logit_normal, params: {m: 0, s: 1}}`` (the ``flow_matching`` objective's parameter).
 
 * ``uniform``: ``t ~ U(0, 1)`` (released text-to-image runs).
 * ``logit_normal(m, s)``: ``t = sigmoid(z)``, ``z ~ N(m, s^2)`` (released class-conditional runs); puts most
@@ -14,6 +15,8 @@ Each is registered in :data:`lumina_core.registry.TIME_SAMPLERS` and called as
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import Tensor
 
@@ -25,8 +28,16 @@ def shift_time(t: Tensor, s: float) -> Tensor:
     return t / (t + s - s * t)
 
 
+class TimeSampler(abc.ABC):
+    """Base class of training-time samplers: ``n`` times in [0, 1] drawn with ``generator``."""
+
+    @abc.abstractmethod
+    def __call__(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        """(n,) float32 times."""
+
+
 @TIME_SAMPLERS.register("uniform")
-class UniformTimeSampler:
+class UniformTimeSampler(TimeSampler):
     """``t ~ U(0, 1)``."""
 
     def __call__(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
@@ -34,7 +45,7 @@ class UniformTimeSampler:
 
 
 @TIME_SAMPLERS.register("logit_normal")
-class LogitNormalTimeSampler:
+class LogitNormalTimeSampler(TimeSampler):
     """``t = sigmoid(m + s z)``, ``z ~ N(0, 1)``."""
 
     def __init__(self, m: float = 0.0, s: float = 1.0) -> None:
@@ -48,7 +59,7 @@ class LogitNormalTimeSampler:
 
 
 @TIME_SAMPLERS.register("shifted")
-class ShiftedTimeSampler:
+class ShiftedTimeSampler(TimeSampler):
     """``t = u / (u + s - s u)``, ``u ~ U(0, 1)`` (the sampling grid's shift applied to uniform times)."""
 
     def __init__(self, s: float = 3.0) -> None:

@@ -1,13 +1,14 @@
 """Sampling: time grids, ODE solvers, classifier-free guidance, per-step hooks and ``generate``.
 
-Importing this package registers the solvers ``euler``, ``midpoint``, ``heun``, ``heun_edm``, ``rk4``,
-``ab2``, ``dopri5`` in ``SOLVERS`` and the grids ``uniform``, ``shift``, ``sigmoid``, ``explicit`` in
-``TIME_GRIDS``. :func:`fit_time_grid` fits a model-specific grid (store it as an ``explicit`` grid).
+Importing this package registers the solvers ``euler``, ``midpoint``, ``heun``, ``heun_edm`` (an alias of
+``{name: heun, params: {final_euler: true}}``), ``rk4``, ``ab2``, ``dopri5`` in ``SOLVERS`` (base:
+:class:`Solver`) and the grids ``uniform``, ``shift``, ``sigmoid``, ``explicit`` in ``TIME_GRIDS`` (base:
+:class:`TimeGrid`). :func:`fit_time_grid` fits a model-specific grid (store it as an ``explicit`` grid).
 """
 
 from lumina_core.sampling.generate import generate, guided_velocity, token_noise
 from lumina_core.sampling.grid_fit import explicit_node, fit_time_grid
-from lumina_core.sampling.grids import check_grid, time_grid
+from lumina_core.sampling.grids import TimeGrid, check_grid, time_grid
 from lumina_core.sampling.guidance import cfg_combine, channel_mask
 from lumina_core.sampling.integrate import build_solver, integrate
 from lumina_core.sampling.solvers import (
@@ -19,6 +20,7 @@ from lumina_core.sampling.solvers import (
     Heun,
     HeunEDM,
     Midpoint,
+    Solver,
 )
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "Heun",
     "HeunEDM",
     "Midpoint",
+    "Solver",
+    "TimeGrid",
     "build_solver",
     "cfg_combine",
     "channel_mask",

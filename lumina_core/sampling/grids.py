@@ -1,7 +1,8 @@
 """Time grids for sampling: ``N + 1`` increasing times from 0 (noise) to 1 (data).
 
-Registered in :data:`lumina_core.registry.TIME_GRIDS`; each entry is a class whose instances are called as
-``grid(steps, device=None) -> (steps + 1,)`` float64 tensor. :func:`time_grid` builds one from a recipe node.
+Registered in :data:`lumina_core.registry.TIME_GRIDS`; each entry subclasses :class:`TimeGrid`, whose instances
+are called as ``grid(steps, device=None) -> (steps + 1,)`` float64 tensor. :func:`time_grid` builds one from a
+recipe node (``{name: shift, params: {s: 4}}`` or a bare name).
 
 * ``uniform``: ``t_i = i / N``.
 * ``shift(s)``: ``t_i = u_i / (u_i + s - s u_i)``, ``u_i = i / N`` (released demos: ``s = 4``); ``s > 1``
@@ -13,6 +14,7 @@ Registered in :data:`lumina_core.registry.TIME_GRIDS`; each entry is a class who
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +22,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lumina_core.registry import TIME_GRIDS
+from lumina_core.registry import TIME_GRIDS, plain
+
+#: OmegaConf nodes and mappings as plain Python (kept under this name for older imports)
+_plain = plain
+
+
+class TimeGrid(abc.ABC):
+    """Base class of sampling time grids: ``N + 1`` strictly increasing times from 0 (noise) to 1 (data)."""
+
+    @abc.abstractmethod
+    def __call__(self, steps: int, device: torch.device | str | None = None) -> Tensor:
+        """(steps + 1,) float64 times."""
 
 
 def _u(steps: int, device) -> Tensor:
@@ -30,7 +43,7 @@ def _u(steps: int, device) -> Tensor:
 
 
 @TIME_GRIDS.register("uniform")
-class UniformGrid:
+class UniformGrid(TimeGrid):
     """``t_i = i / N``."""
 
     def __call__(self, steps: int, device=None) -> Tensor:
@@ -38,7 +51,7 @@ class UniformGrid:
 
 
 @TIME_GRIDS.register("shift")
-class ShiftGrid:
+class ShiftGrid(TimeGrid):
     """``t_i = u_i / (u_i + s - s u_i)`` with ``u_i = i / N``."""
 
     def __init__(self, s: float = 4.0) -> None:
@@ -54,7 +67,7 @@ class ShiftGrid:
 
 
 @TIME_GRIDS.register("sigmoid")
-class SigmoidGrid:
+class SigmoidGrid(TimeGrid):
     """``t_i = (sig(k (u_i - 1/2)) - sig(-k/2)) / (sig(k/2) - sig(-k/2))``."""
 
     def __init__(self, k: float = 4.0) -> None:
@@ -71,7 +84,7 @@ class SigmoidGrid:
 
 
 @TIME_GRIDS.register("explicit")
-class ExplicitGrid:
+class ExplicitGrid(TimeGrid):
     """A given list of times ``0 = t_0 < t_1 < ... < t_N = 1``; ``steps``, if given, must equal N."""
 
     def __init__(self, values: Sequence[float]) -> None:
@@ -99,25 +112,14 @@ def check_grid(t: Tensor) -> Tensor:
 
 
 def time_grid(spec: Any = "uniform", steps: int | None = None, device=None) -> Tensor:
-    """A (steps + 1,) float64 grid from a name, a ``{name, params}`` node, a list of times or a tensor."""
+    """A (steps + 1,) float64 grid from a name, a ``{name, params}`` node, a :class:`TimeGrid`, a list of
+    times or a tensor."""
     if isinstance(spec, Tensor):
         return check_grid(spec.to(device=device, dtype=torch.float64))
     if isinstance(spec, (list, tuple)):
         return check_grid(torch.as_tensor(list(spec), dtype=torch.float64, device=device))
-    if not isinstance(spec, str):
-        spec = _plain(spec)
-    grid = TIME_GRIDS.build(spec)
+    grid = spec if isinstance(spec, TimeGrid) else TIME_GRIDS.build(spec)
     if steps is None and not isinstance(grid, ExplicitGrid):
         raise ValueError(f"time grid {spec!r} needs a number of steps")
     return check_grid(grid(steps, device=device))
 
-
-def _plain(node: Any) -> dict:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(node, DictConfig):
-            return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover
-        pass
-    return dict(node)

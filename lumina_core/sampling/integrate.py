@@ -10,21 +10,22 @@ from torch import Tensor
 
 from lumina_core.registry import SOLVERS
 from lumina_core.sampling.grids import time_grid
+from lumina_core.sampling.solvers import Solver
 
 #: ``hook(step, t) -> dict | None``: extra keyword arguments for the velocity function at this evaluation
 #: (``step`` is the grid interval index; for ``dopri5`` it is the evaluation index; ``t`` a float).
 StepHook = Callable[[int, float], "dict[str, Any] | None"]
 
 
-def build_solver(solver: Any) -> Any:
-    """A solver instance from a name, a ``{name, params}`` node or an instance."""
+def build_solver(solver: Any) -> Solver:
+    """A solver instance from a name, a ``{name, params}`` node or an instance of :class:`Solver`."""
+    if isinstance(solver, Solver):
+        return solver
     if isinstance(solver, str) or hasattr(solver, "keys"):
-        if not isinstance(solver, str):
-            from lumina_core.sampling.grids import _plain
-
-            solver = _plain(solver)
         return SOLVERS.build(solver)
-    return solver
+    raise ValueError(
+        f"a solver is a registered name, a {{name: ..., params: {{...}}}} node or a Solver instance; got {solver!r}"
+    )
 
 
 def integrate(
@@ -60,36 +61,32 @@ def integrate(
     from tqdm.auto import tqdm
 
     bar = tqdm(
-        total=None if getattr(solver, "adaptive", False) else grid.numel() - 1,
-        desc=f"sampling ({getattr(solver, 'name', type(solver).__name__)})",
+        total=None if solver.adaptive else grid.numel() - 1,
+        desc=f"sampling ({solver.name or type(solver).__name__})",
         disable=not progress,
         leave=False,
     )
 
     def f(x: Tensor, t: Tensor) -> Tensor:
         extra: dict[str, Any] = {}
-        step = state["nfe"] if getattr(solver, "adaptive", False) else state["step"]
+        step = state["nfe"] if solver.adaptive else state["step"]
         for hook in hooks:
             extra.update(hook(step, float(t)) or {})
         state["nfe"] += 1
-        if getattr(solver, "adaptive", False):
+        if solver.adaptive:
             bar.update(1)
         tb = t.to(device=x.device, dtype=t_dtype).reshape(()).expand(b)
         return velocity_fn(x, tb, **extra)
 
+    def on_step(i: int) -> None:
+        if i:
+            bar.update(1)
+        state["step"] = i
+
     try:
-        if getattr(solver, "adaptive", False):
-            x = solver.solve(f, x0, grid[0], grid[-1])
-        else:
-            x = x0
-            if hasattr(solver, "start"):
-                solver.start()
-            last = grid.numel() - 2
-            for i in range(last + 1):
-                state["step"] = i
-                step = getattr(solver, "final_step", solver.step) if i == last else solver.step
-                x = step(f, x, grid[i], grid[i + 1])
-                bar.update(1)
+        x = solver.solve(f, x0, grid, on_step)
+        if not solver.adaptive:
+            bar.update(1)
     finally:
         bar.close()
     return x, state["nfe"]

@@ -12,13 +12,18 @@ Fixed-grid solvers advance one grid interval ``[t0, t1]``, ``h = t1 - t0``, per 
   multistep idea behind fast diffusion samplers such as DPM-Solver++(2M) (Lu et al. 2022), applied to the
   velocity ODE directly. Like midpoint it never evaluates the field at ``t = 1``.
 
+Every solver subclasses :class:`Solver` (one method, :meth:`Solver.solve`, integrates over a whole grid) and
+is named in recipes like every other component: ``solver: heun`` or ``solver: {name: heun, params:
+{final_euler: true}}``.
+
 ``heun`` and ``rk4`` take ``final_euler`` (default False): the last grid interval is then a plain Euler step
 (1 NFE) instead of the full scheme, as EDM (Karras et al. 2022) does for its last step, so that no
 evaluation lands exactly at ``t = 1`` (on the benchmark model this helps Heun only at the lowest NFE, see
 docs/benchmarks.md). A final Euler step keeps Heun's global order 2 (its local error there is
 O(h^2)), drops RK4 to order 2, and saves ``nfe_per_step - 1`` evaluations: ``N`` steps cost
 ``nfe_per_step (N - 1) + 1`` (:meth:`FixedStepSolver.nfe`).
-``heun_edm`` is the registered name of Heun with ``final_euler`` on.
+``heun_edm`` is an alias kept for recipes written before solvers took params: the registered name of
+``{name: heun, params: {final_euler: true}}``.
 
 ``dopri5`` is adaptive (Dormand-Prince 5(4) from torchdiffeq, tolerances ``rtol``/``atol``): it ignores the
 inner grid points and integrates from the grid's first to its last time.
@@ -29,28 +34,56 @@ and counts NFE.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from lumina_core.registry import SOLVERS
+from lumina_core.registry import SOLVERS, with_defaults
 
 StepFn = Callable[[Tensor, Tensor], Tensor]
+#: ``on_step(i)``: called as the solver starts grid interval ``i`` (fixed-grid solvers only)
+StepCallback = Callable[[int], None]
 
 
-class FixedStepSolver:
+class Solver(abc.ABC):
+    """Base class of ODE solvers for ``dx/dt = f(x, t)``: registered in ``SOLVERS``, built from
+    ``{name, params}`` (constructor keywords = params)."""
+
+    name: ClassVar[str] = ""
+    #: True when the solver chooses its own steps (it then ignores the grid's inner points)
+    adaptive: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def solve(self, f: StepFn, x0: Tensor, grid: Tensor, on_step: StepCallback | None = None) -> Tensor:
+        """The state at ``grid[-1]`` starting from ``x0`` at ``grid[0]``; ``f(x, t)`` gets ``t`` as a 0-d
+        tensor. ``on_step(i)`` is called as interval ``i`` starts (adaptive solvers never call it)."""
+
+
+class FixedStepSolver(Solver):
     """A one-step method on a given grid. Subclasses set ``order``, ``nfe_per_step`` and ``step``."""
 
-    name: str = ""
-    order: int = 0
-    nfe_per_step: int = 0
-    adaptive: bool = False
+    order: ClassVar[int] = 0
+    nfe_per_step: ClassVar[int] = 0
 
     final_euler: bool = False
 
     def start(self) -> None:
-        """Called by :func:`integrate` before the first step (multistep solvers forget their history)."""
+        """Called before the first step of each solve (multistep solvers forget their history)."""
+
+    def solve(self, f: StepFn, x0: Tensor, grid: Tensor, on_step: StepCallback | None = None) -> Tensor:
+        """``step`` over every grid interval, :meth:`final_step` over the last one."""
+        self.start()
+        x = x0
+        last = grid.numel() - 2
+        for i in range(last + 1):
+            if on_step is not None:
+                on_step(i)
+            step = self.final_step if i == last else self.step
+            x = step(f, x, grid[i], grid[i + 1])
+        return x
 
     def step(self, f: StepFn, x: Tensor, t0: Tensor, t1: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -116,12 +149,11 @@ class Heun(FixedStepSolver):
 
 @SOLVERS.register("heun_edm")
 class HeunEDM(Heun):
-    """Heun with a final Euler step (EDM's sampler without churn), by name: recipes name solvers as strings."""
+    """Heun with a final Euler step (EDM's sampler without churn): an alias of
+    ``{name: heun, params: {final_euler: true}}`` kept for recipes that name it."""
 
     name = "heun_edm"
-
-    def __init__(self, final_euler: bool = True) -> None:
-        super().__init__(final_euler)
+    __init__ = with_defaults(Heun.__init__, final_euler=True)
 
 
 @SOLVERS.register("rk4")
@@ -172,7 +204,7 @@ class AdamsBashforth2(FixedStepSolver):
 
 
 @SOLVERS.register("dopri5")
-class Dopri5:
+class Dopri5(Solver):
     """Adaptive Dormand-Prince 5(4) via ``torchdiffeq.odeint``; NFE depends on ``rtol``/``atol``."""
 
     name, adaptive = "dopri5", True
@@ -182,10 +214,11 @@ class Dopri5:
             raise ValueError(f"dopri5 needs positive tolerances; got rtol={rtol}, atol={atol}")
         self.rtol, self.atol, self.max_num_steps = float(rtol), float(atol), int(max_num_steps)
 
-    def solve(self, f: StepFn, x0: Tensor, t_start: Tensor, t_end: Tensor) -> Tensor:
+    def solve(self, f: StepFn, x0: Tensor, grid: Tensor, on_step: StepCallback | None = None) -> Tensor:
+        """From ``grid[0]`` to ``grid[-1]`` (the inner grid points are ignored)."""
         from torchdiffeq import odeint
 
-        ts = torch.stack([t_start, t_end]).to(
+        ts = torch.stack([grid[0], grid[-1]]).to(
             device=x0.device, dtype=torch.float64 if x0.dtype == torch.float64 else torch.float32
         )
         out = odeint(

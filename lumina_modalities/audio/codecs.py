@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lumina_core.codec import Codec
 from lumina_core.registry import CODECS
 
 from .mel import MelFrontend, MelSettings
@@ -31,7 +32,7 @@ from .mel import MelFrontend, MelSettings
 HIFIGAN_TRAIN_FLOOR = 1e-5
 
 
-class MelCodec:
+class MelCodec(Codec):
     """Shared part: the frontend and shape checks. Subclasses implement :meth:`_vocode` on (B, n_mels, N)."""
 
     def __init__(self, settings: MelSettings) -> None:

@@ -59,10 +59,14 @@ def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
 
 
 class MelPatchPlugin(ModalityPlugin):
-    """Shared body of mel-spectrogram plugins (this package's ``audio``; see the class doc of AudioPlugin)."""
+    """Shared body of mel-spectrogram plugins (this package's ``audio``; see the class doc of AudioPlugin).
+
+    Other modalities reuse it through the registry, configured: ``music`` is ``MODALITIES.get("audio")``
+    with other constructor defaults (:func:`lumina_core.registry.with_defaults`)."""
 
     conditions = frozenset({"text", "class", "none"})
     preview_formats = ("wav", "png")
+    nested_components = {"codec": CODECS}
 
     def __init__(
         self,

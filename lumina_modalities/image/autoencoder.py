@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lumina_core.codec import Codec
 from lumina_core.registry import CODECS
 
 _DTYPES = {
@@ -32,7 +33,7 @@ _DTYPES = {
 
 
 @CODECS.register("autoencoder_kl")
-class AutoencoderKLCodec(nn.Module):
+class AutoencoderKLCodec(nn.Module, Codec):
     """Encode images in [-1, 1] of shape (B, 3, H, W) to normalised latents (B, c, H/f, W/f), and back.
 
     Args:

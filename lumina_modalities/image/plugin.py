@@ -55,6 +55,7 @@ class ImagePlugin(ModalityPlugin):
     conditions = frozenset({"text", "class", "none"})
     preview_formats = ("png",)
     default_recipe = "recipes/image/shapes_tiny.yaml"
+    nested_components = {"autoencoder": CODECS}
 
     def __init__(
         self,

@@ -90,6 +90,7 @@ class MultiviewPlugin(ModalityPlugin):
     conditions = frozenset({"text", "class", "none"})
     preview_formats = ("png", "gif")
     default_recipe = "recipes/multiview/scenes_tiny.yaml"
+    nested_components = {"autoencoder": "codec"}
 
     def __init__(
         self,
