@@ -5,6 +5,14 @@
     x1     = integrate(v, x0, time_grid(grid, steps), solver)
     samples = plugin.detokenize(layout.with_tokens(x1))
 
+Image-to-image (SDEdit, any modality whose plugin tokenizes a sample): with ``init`` samples and a
+``strength`` S the flow starts at ``t0 = 1 - S`` from the noised input instead of at 0 from noise,
+
+    x_t0 = t0 * tokenize(init) + (1 - t0) * noise          (the probability path at t0; t = 1 is data)
+
+and integrates over the time grid's points above ``t0`` (with ``t0`` prepended): S = 1 is plain generation
+from the same noise (the input is ignored), S = 0 returns the input's tokens unchanged (no model call).
+
 Tokens the layout marks as given (``TokenBatch.given``: a condition view, say) start at the layout's values
 instead of noise and get zero velocity, so every solver leaves them exactly as given.
 
@@ -129,6 +137,35 @@ def hold_given(layout: TokenBatch, x0: Tensor, velocity_fn: Any) -> tuple[Tensor
     return start, v
 
 
+def sdedit_start(
+    plugin: Any, layout: TokenBatch, init: Sequence[Tensor], strength: float, noise: Tensor, times: Tensor
+) -> tuple[Tensor, Tensor | None, TokenBatch]:
+    """The SDEdit start ``x_t0 = t0 x1 + (1 - t0) noise`` (``x1`` the tokenized ``init``, ``t0 = 1 - strength``;
+    padding stays 0), the time grid from ``t0`` (``[t0, grid points above t0]``, or None when nothing is left
+    to integrate: ``t0 = 1``) and the layout to detokenize with: below strength 1 the init's token batch with
+    zero tokens (it carries what the plugin recorded about each input, such as a point cloud's normalisation),
+    at strength 1 ``layout`` itself (the input ignored altogether)."""
+    if len(init) != layout.batch_size:
+        raise ValueError(f"got {len(init)} init samples for {layout.batch_size} samples to make; give one per sample")
+    device = layout.tokens.device
+    batch = plugin.tokenize([s.to(device) for s in init]).to(device)
+    if batch.tokens.shape != layout.tokens.shape or not torch.equal(batch.mask, layout.mask):
+        raise ValueError(
+            f"the init samples tokenize to {tuple(batch.tokens.shape)} tokens (batch, length, width), but the "
+            f"samples to make have the layout {tuple(layout.tokens.shape)} (shapes {list(layout.shapes)}); "
+            "leave shapes out to take them from the init samples"
+        )
+    t0 = 1.0 - float(strength)
+    x1 = batch.tokens.to(noise.dtype) * layout.mask[..., None]
+    start = t0 * x1 + (1.0 - t0) * noise
+    rest = times[times > t0 + 1e-9]
+    if strength < 1.0:  # at strength 1 the input is ignored altogether: plain generation's layout decodes
+        layout = batch.with_tokens(torch.zeros_like(layout.tokens))
+    if rest.numel() == 0:
+        return start, None, layout
+    return start, torch.cat([torch.full((1,), t0, dtype=times.dtype, device=times.device), rest]), layout
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -151,6 +188,8 @@ def generate(
     return_nfe: bool = False,
     dtype: torch.dtype = torch.float32,
     precision: str = "fp32",
+    init: Sequence[Tensor] | None = None,
+    strength: float | None = None,
 ) -> list[Tensor] | tuple[list[Tensor], int]:
     """Generate one sample per condition (or per shape when ``conditions`` is None).
 
@@ -173,7 +212,20 @@ def generate(
             with a float64 model for reference solutions).
         precision: ``"fp32"`` or ``"bf16"``: the model's evaluations under bf16 autocast, the integration
             (state, grid, guidance, solver) in ``dtype``.
+        init: samples in the plugin's sample space (one per sample to make; ``shapes`` default to theirs) to
+            start from (SDEdit, see the module doc), or None.
+        strength: with ``init``, how much of the flow is re-run, in [0, 1] (default 0.8): the start time is
+            ``t0 = 1 - strength``.
     """
+    if init is not None:
+        init = list(init)
+        strength = 0.8 if strength is None else float(strength)
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1] (0: return the input, 1: ignore it); got {strength}")
+        if shapes is None:
+            shapes = [tuple(plugin.sample_shape(s)) for s in init]
+    elif strength is not None:
+        raise ValueError("strength needs init samples to start from (init=[...]); got strength without init")
     if conditions is None and shapes is None:
         raise ValueError("generate needs conditions, shapes, or both (to know how many samples to make)")
     if shapes is None:
@@ -193,6 +245,9 @@ def generate(
         layout = plugin.layout([tuple(s) for s in shapes], device=device)
         layout = layout.to(device)
         x0 = token_noise(layout, seed).to(dtype)
+        times = time_grid(grid, steps, device=device)
+        if init is not None:  # the init's own token batch: its meta (e.g. normalisation) decodes the result
+            x0, times, layout = sdedit_start(plugin, layout, init, strength, x0, times)
         use_cond = conditioner is not None and getattr(conditioner, "kind", "none") != "none"
         if use_cond:
             cond = conditioner.encode(list(conditions), device=device)
@@ -210,9 +265,10 @@ def generate(
         )
         if layout.given is not None:  # given tokens start at their values and stay there
             x0, v = hold_given(layout, x0, v)
-        x1, nfe = integrate(
-            v, x0, time_grid(grid, steps, device=device), solver, hooks=hooks, progress=progress
-        )
+        if times is None:  # strength 0: nothing to integrate
+            x1, nfe = x0, 0
+        else:
+            x1, nfe = integrate(v, x0, times, solver, hooks=hooks, progress=progress)
         samples = plugin.detokenize(layout.with_tokens(x1))
     finally:
         if was_training and hasattr(model, "train"):
