@@ -422,8 +422,16 @@ class Registry(Generic[T]):
         return getattr(importlib.import_module(module), attr)
 
     def signature(self, name: str) -> inspect.Signature:
-        """The constructor's signature of ``name`` (without ``self``): the ``params`` a recipe may give."""
-        return inspect.signature(self.get(name))
+        """What the ``params`` of a recipe node naming ``name`` may hold: the constructor's signature (without
+        ``self``) plus, keyword-only, the settings every component of the kind shares when the base class
+        declares them (``shared_parameters``; e.g. a RoPE scaling's ``scale``)."""
+        sig = inspect.signature(self.get(name))
+        shared = tuple(getattr(self.base_class(), "shared_parameters", ()) or ())
+        if not shared:
+            return sig
+        own = [p for p in sig.parameters.values() if p.name not in {s.name for s in shared}]
+        ordered = sorted([*shared, *own], key=lambda p: p.kind)  # stable: keeps each group's order
+        return sig.replace(parameters=ordered)
 
     def nested(self, name: str) -> dict[str, Registry]:
         """Constructor parameters of ``name`` that are themselves registered components, each with its

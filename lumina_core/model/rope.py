@@ -110,6 +110,8 @@ class RopeScalingRule(abc.ABC):
     needs_time: ClassVar[bool] = False
     #: the rule reads the training extent ``L`` (``AdapterSpec.train_extent``)
     needs_extent: ClassVar[bool] = False
+    #: the recipe settings every kind shares (the :data:`COMMON_PARAMS` fields of :class:`RopeScaling`)
+    shared_parameters: ClassVar[tuple[inspect.Parameter, ...]] = ()
 
     @abc.abstractmethod
     def frequencies(self, f: FrequencyInputs) -> Tensor:
@@ -323,6 +325,15 @@ class RopeScaling:
 
 
 _RULES: dict[tuple, RopeScalingRule] = {}
+
+#: the settings every kind shares, as keyword-only parameters: ``ROPE_SCALINGS.signature(name)`` puts them
+#: before the rule's own constructor parameters, so a ``rope_scaling: {name, params}`` node is validated
+#: like any other component
+RopeScalingRule.shared_parameters = tuple(
+    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+    for f in fields(RopeScaling)
+    if f.name in COMMON_PARAMS
+)
 
 
 # -- pair layout -----------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ from lumina_core.registry import (
     CODECS,
     MODALITIES,
     OBJECTIVES,
+    ROPE_SCALINGS,
     SOLVERS,
+    TIME_GRIDS,
     TIME_SAMPLERS,
     ComponentSpec,
     RegistryError,
@@ -64,6 +66,28 @@ def test_validation_reads_signatures_and_declared_nested_components():
     info = SOLVERS.describe("dopri5")
     assert info.base is Solver and info.conforms and set(info.signature.parameters) == {"rtol", "atol",
                                                                                         "max_num_steps"}
+
+
+def test_what_a_signature_accepts_builds():
+    """For every shipped solver, grid, time sampler and RoPE scaling: a node giving every parameter of
+    ``signature(name)`` at its default builds (RoPE scalings: with their shared settings, through the same
+    ``RopeScaling.build`` a run uses)."""
+    from lumina_core.model.rope import RopeScaling
+
+    assert list(ROPE_SCALINGS.signature("ntk").parameters) == [
+        "ntk_mode", "scale", "proportional_attention", "scale_mode", "train_tokens"
+    ]
+    built = 0
+    for reg in (SOLVERS, TIME_GRIDS, TIME_SAMPLERS, ROPE_SCALINGS):
+        for name in reg.names():
+            params = reg.signature(name).parameters.values()
+            if any(p.default is inspect.Parameter.empty for p in params):
+                continue  # the explicit grid needs its values
+            node = {"name": name, "params": {p.name: p.default for p in params}}
+            obj = RopeScaling.build(node) if reg is ROPE_SCALINGS else reg.build(node)
+            assert obj is not None
+            built += 1
+    assert built >= 20
 
 
 def test_a_nested_component_of_an_unknown_kind_is_explained():
