@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true", help="replace shards and a manifest already in DST")
     q.set_defaults(handler="data_pack")
     p.set_defaults(handler="help", help_parser=p)
+    from lumina_core.cli.lora import add_parser as add_lora_parser  # argparse only: start-up stays fast
+
+    add_lora_parser(sub)
     return parser
 
 
@@ -272,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lumina_core.cli import commands
 
     try:
-        return int(getattr(commands, args.handler)(args) or 0)
+        handler = args.handler if callable(args.handler) else getattr(commands, args.handler)
+        return int(handler(args) or 0)
     except KeyboardInterrupt:
         print("lumina: interrupted", file=sys.stderr)
         return 130
