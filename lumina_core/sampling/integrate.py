@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -15,6 +15,13 @@ from lumina_core.sampling.solvers import Solver
 #: ``hook(step, t) -> dict | None``: extra keyword arguments for the velocity function at this evaluation
 #: (``step`` is the grid interval index; for ``dopri5`` it is the evaluation index; ``t`` a float).
 StepHook = Callable[[int, float], "dict[str, Any] | None"]
+
+
+class Solution(NamedTuple):
+    """What :func:`integrate` returns (unpacks as ``x1, nfe``)."""
+
+    x: Tensor  #: the state at the grid's last time
+    nfe: int  #: velocity evaluations spent
 
 
 def build_solver(solver: Any) -> Solver:
@@ -35,7 +42,7 @@ def integrate(
     solver: Any = "midpoint",
     hooks: Sequence[StepHook] = (),
     progress: bool = False,
-) -> tuple[Tensor, int]:
+) -> Solution:
     """Solve ``dx/dt = velocity_fn(x, t)`` from ``grid[0]`` to ``grid[-1]`` starting at ``x0``.
 
     Args:
@@ -49,7 +56,7 @@ def integrate(
         progress: show a tqdm bar over the steps (or evaluations, for an adaptive solver).
 
     Returns:
-        ``(x1, nfe)``: the end point and the number of velocity evaluations.
+        :class:`Solution` ``(x, nfe)``: the end point and the number of velocity evaluations.
     """
     grid = time_grid(grid)
     solver = build_solver(solver)
@@ -89,4 +96,4 @@ def integrate(
             bar.update(1)
     finally:
         bar.close()
-    return x, state["nfe"]
+    return Solution(x, state["nfe"])
