@@ -37,8 +37,9 @@ def test_tones_recipe_trains_evaluates_and_extrapolates(tmp_path, monkeypatch):
     # the full recipe reaches 0.81 vs 0.35): the model follows its captions, not just the data's statistics
     assert metrics["tones/adherence"] >= metrics["tones/adherence_shuffled"] + 0.1, metrics
 
-    model, plugins, conditioners = load_run(cfg, None)
-    plugin = plugins["tones"]
+    run = load_run(cfg, None)
+    model, conditioners = run.model, run.conditioners
+    plugin = run.tasks["tones"].plugin
     three = (1, plugin.num_samples(3.0))  # three times the training clip length
     for scaling in (None, {"name": "ntk", "params": {}}):
         clips = generate(model, plugin, conditioners["tones"], "tones", ["two loud clicks"], shapes=[three],

@@ -62,7 +62,7 @@ def test_good_recipe_loads_over_schema_defaults(tmp_path):
     cfg = load_recipe(write(tmp_path, GOOD))
     assert isinstance(cfg, DictConfig)
     assert cfg.tasks[0].data.batch_size == 4
-    assert cfg.tasks[0].weight == 1.0  # schema default
+    assert cfg.tasks[0].loss_weight == 1.0  # schema default
     assert cfg.tasks[0].conditioning.drop_prob == 0.1
     assert cfg.train.ema_decay == 0.9999
     assert cfg.run.output_dir == "runs/good"  # interpolation over the schema default
@@ -103,11 +103,11 @@ def test_every_problem_is_reported_at_once(tmp_path):
       - modality: {name: _cfg_seq, params: {patch: "four"}}
         data: {name: _cfg_waves, params: {sise: 3}}
         sampling: {grid: {name: shift, params: {ss: 4}}}
-        weight: -1
+        loss_weight: -1
     train: {max_steps: 10, lr: "fast"}
     """
     with pytest.raises(RecipeError) as err:
-        load_recipe(write(tmp_path, bad), ["train.warmup_steps=many", "tasks.5.weight=1", "novalue"])
+        load_recipe(write(tmp_path, bad), ["train.warmup_steps=many", "tasks.5.loss_weight=1", "novalue"])
     problems = err.value.problems
     text = "\n".join(problems)
     expected = [
@@ -124,10 +124,10 @@ def test_every_problem_is_reported_at_once(tmp_path):
         "tasks.1.modality.params.patch: expected int, got 'four'",
         "tasks.1.data.params.sise: dataset '_cfg_waves' does not take a parameter 'sise'; did you mean 'size'?",
         "tasks.1.sampling.grid.params.ss: time grid 'shift' does not take a parameter 'ss'",
-        "tasks.1.weight: must be at least 0",
+        "tasks.1.loss_weight: must be at least 0",
         "train.lr: expected float, got 'fast'",
         "train.warmup_steps: expected int, got 'many'",
-        "override 'tasks.5.weight=1': tasks has 2 item(s); there is no index 5",
+        "override 'tasks.5.loss_weight=1': tasks has 2 item(s); there is no index 5",
         "override 'novalue': expected key=value",
     ]
     for e in expected:
@@ -148,11 +148,11 @@ def test_multi_task_recipe_and_duplicate_names(tmp_path):
         "  - name: seq2\n"
         "    modality: {name: _cfg_seq}\n"
         "    data: {name: _cfg_waves}\n"
-        "    weight: 0.5\n"
+        "    loss_weight: 0.5\n"
         "train: {max_steps: 20}\n",
     )
     cfg = load_recipe(write(tmp_path, two))
-    assert [t.name for t in cfg.tasks] == ["seq", "seq2"] and cfg.tasks[1].weight == 0.5
+    assert [t.name for t in cfg.tasks] == ["seq", "seq2"] and cfg.tasks[1].loss_weight == 0.5
     assert cfg.tasks[1].objective.name == "flow_matching"  # per-task defaults
     with pytest.raises(RecipeError, match="already used by tasks.0"):
         load_recipe(write(tmp_path, two, "dup.yaml"), ["tasks.1.name=seq"])

@@ -66,13 +66,14 @@ def test_recipe_tokens_are_no_wider_than_the_trunk(item):
     """The final layer maps the trunk width to the token width, so wider tokens keep the initial noise in the
     directions it cannot reach (tones_tiny at 320 and melodies_tiny at 256 values on a 128-wide trunk did)."""
     from lumina_core.registry import MODALITIES
-    from lumina_core.training.build import model_config, plain
+    from lumina_core.config.typed import component_spec, typed_recipe
+    from lumina_core.training.build import model_config
 
-    cfg = load_recipe(item[0])
+    cfg = typed_recipe(load_recipe(item[0]))
     dim = model_config(cfg, {}).dim
     for task in cfg.tasks:
         try:
-            plugin = MODALITIES.build(plain(task.modality))
+            plugin = MODALITIES.build(component_spec(task.modality))
         except ValueError as err:  # e.g. the 2B recipe's autoencoder loads from a user's local path
             if "needs `path`" not in str(err):
                 raise

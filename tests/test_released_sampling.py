@@ -155,15 +155,15 @@ def test_load_run_velocity_matches_diffusers_with_the_recipes_rope_scaling(world
     from lumina_core.sampling.generate import resolve_rope_scaling
     from lumina_core.tokens import Condition, TokenBatch
     from lumina_core.training.api import load_run
-    from lumina_core.training.build import sampling_kwargs
     from lumina_modalities.image.patches import grid_positions, patchify, unpatchify
 
     conv = tmp_path / "converted"
     assert main(["convert", str(world["root"] / "dit"), str(conv), "--from", "diffusers"]) == 0
     scaling = "{name: time_aware_stepwise, params: {threshold: 0.5, scale_mode: area, proportional_attention: true}}"
     cfg = load_recipe(RECIPE, overrides(world, **{"tasks.0.sampling.rope_scaling": scaling}))
-    model, plugins, _ = load_run(cfg, conv)
-    rope = resolve_rope_scaling(sampling_kwargs(cfg.tasks[0])["rope_scaling"])
+    run = load_run(cfg, conv)
+    model = run.model
+    rope = resolve_rope_scaling(run.task().sampling_settings()["rope_scaling"])
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1, 4, 12, 8, generator=g)  # 6 x 4 patches > the 4 x 4 training grid
     y = torch.randn(1, 5, 32, generator=g)
@@ -223,7 +223,8 @@ def test_the_unchanged_2b_recipe_takes_a_full_size_released_conversion(tmp_path)
     from lumina_core.model.config import RELEASED_IMAGE_ADAPTER
     from lumina_core.plugin import AdapterSpec
     from lumina_core.registry import MODALITIES
-    from lumina_core.training.build import model_config, plain
+    from lumina_core.config.typed import component_spec, typed_recipe
+    from lumina_core.training.build import model_config
 
     AutoencoderKL(
         latent_channels=4, block_out_channels=(4, 4, 4, 4), layers_per_block=1, norm_num_groups=2,
@@ -235,8 +236,8 @@ def test_the_unchanged_2b_recipe_takes_a_full_size_released_conversion(tmp_path)
         )
     converted = converted_meta(from_released(to_released_state_dict(released_model, patch_size=2), "2B"))
     cfg = load_recipe(RECIPE, [f"tasks.0.modality.params.autoencoder.params.path={tmp_path / 'vae'}"])
-    plugin = MODALITIES.build(plain(cfg.tasks[0].modality))
-    gemma_2b = SimpleNamespace(dim=2048)
+    plugin = MODALITIES.build(component_spec(typed_recipe(cfg).tasks[0].modality))
+    gemma_2b = SimpleNamespace(context_dim=2048)  # a Task whose conditioner is Gemma-2B wide
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert match_converted(converted, model_config(cfg, {"t2i": gemma_2b}), {"t2i": plugin.adapter_spec()}) == (

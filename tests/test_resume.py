@@ -36,7 +36,7 @@ def _same_checkpoint(a: Path, b: Path) -> None:
 def test_n_steps_plus_resume_equals_2n_steps_bitwise(tmp_path):
     # two tasks (data positions), a warm-up that spans the interruption (LR schedule), condition dropout (RNG).
     # (A cosine schedule depends on train.max_steps, so the two halves would be different runs.)
-    tasks = [seq_task("cls"), {**seq_task("free", conditioned=False, lengths=[8, 16, 12]), "weight": 0.5}]
+    tasks = [seq_task("cls"), {**seq_task("free", conditioned=False, lengths=[8, 16, 12]), "loss_weight": 0.5}]
     kw = dict(warmup_steps=4, ckpt_every=3, preview_every=0)
     straight = train(tiny_recipe(tmp_path / "straight", tasks, max_steps=6, **kw))
     first = train(tiny_recipe(tmp_path / "split", tasks, max_steps=3, **kw))

@@ -13,13 +13,14 @@ from lumina_core.training import checkpoint as ckpt_io
 from lumina_core.training.api import evaluate, load_run, sample, train
 from lumina_core.training.data import ResumableSampler
 from lumina_core.training.ema import EMA
-from lumina_core.training.module import LuminaLightningModule, NonFiniteLossError, lr_factor
+from lumina_core.training.module import NonFiniteLossError, lr_factor
+from lumina_core.training.task import Task
 
 
 @pytest.fixture(scope="module")
 def multitask_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    tasks = [seq_task("cls"), {**seq_task("free", conditioned=False), "weight": 0.5}]
+    tasks = [seq_task("cls"), {**seq_task("free", conditioned=False), "loss_weight": 0.5}]
     cfg = tiny_recipe(out, tasks, max_steps=4, ckpt_every=2, preview_every=2, warmup_steps=2)
     return cfg, train(cfg)
 
@@ -63,8 +64,9 @@ def test_checkpoint_holds_trainable_conditioners_and_ema(multitask_run):
     assert not any(k.startswith("conditioners.free") for k in w)  # "none" has no state
     assert set(w) == set(e)
     assert any(not torch.equal(w[k], e[k]) for k in w)  # the EMA lags the weights
-    model, plugins, encs = load_run(cfg, ck)
-    assert not model.training and set(plugins) == {"cls", "free"}
+    run = load_run(cfg, ck)
+    model, encs = run.model, run.conditioners
+    assert not model.training and set(run.tasks) == {"cls", "free"}
     for k, v in model.state_dict().items():  # the EMA weights, exactly
         if f"model.{k}" in e:
             assert torch.equal(v, e[f"model.{k}"]), k
@@ -87,29 +89,29 @@ def test_evaluate_and_sample(multitask_run, tmp_path):
 
 
 def test_nonfinite_loss_names_step_and_last_checkpoint(tmp_path, monkeypatch):
-    original = LuminaLightningModule.task_loss
+    original = Task.loss
+    calls = []
 
-    def poisoned(self, task, batch):
-        loss = original(self, task, batch)
-        return loss * float("nan") if self.step == 2 else loss
+    def poisoned(self, *args, **kwargs):  # the third step's loss (one task: one call per step) is NaN
+        calls.append(1)
+        loss = original(self, *args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
 
-    monkeypatch.setattr(LuminaLightningModule, "task_loss", poisoned)
+    monkeypatch.setattr(Task, "loss", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"at step 3 .*last good checkpoint: .*step_0000002"):
         train(tiny_recipe(tmp_path / "a", max_steps=4, ckpt_every=2))
 
 
 def test_skip_nonfinite_skips_and_counts(tmp_path, monkeypatch):
-    original = LuminaLightningModule.task_loss
-    poisoned_once = []
+    original = Task.loss
+    calls = []
 
-    def poisoned(self, task, batch):
-        loss = original(self, task, batch)
-        if self.step == 1 and not poisoned_once:
-            poisoned_once.append(True)
-            return loss * float("inf")
-        return loss
+    def poisoned(self, *args, **kwargs):  # the second step's loss is infinite, once
+        calls.append(1)
+        loss = original(self, *args, **kwargs)
+        return loss * float("inf") if len(calls) == 2 else loss
 
-    monkeypatch.setattr(LuminaLightningModule, "task_loss", poisoned)
+    monkeypatch.setattr(Task, "loss", poisoned)
     run = train(tiny_recipe(tmp_path / "b", max_steps=3, ckpt_every=3, skip_nonfinite=True))
     state = ckpt_io.load_state(run / "checkpoints" / "step_0000003")
     assert state["step"] == 3 and state["nonfinite_skipped"] == 1

@@ -19,10 +19,18 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _recipes_and_overrides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """More recipe files among the positional arguments (``lumina train A.yaml B.yaml key=value``) and the
+    overrides (everything with ``=`` or ``~``)."""
+    extra = [o for o in args.overrides or [] if "=" not in o and not o.startswith("~") and o.endswith((".yaml", ".yml"))]
+    return extra, [o for o in args.overrides or [] if o not in extra]
+
+
 def _load(args: argparse.Namespace) -> Any:
     from lumina_core.config import load_recipe
 
-    return load_recipe(args.recipe, args.overrides)
+    extra, overrides = _recipes_and_overrides(args)
+    return load_recipe(args.recipe, overrides, include=extra)
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:
@@ -33,10 +41,13 @@ def _did_you_mean(name: str, known: list[str]) -> str:
 
 
 def _describe_tasks(cfg: Any) -> str:
+    weighted = str(cfg.train.mixing) == "weighted"
     parts = []
     for task in cfg.tasks:
-        parts.append(f"{task.name} ({task.modality.name} on {task.data.name}, weight {task.weight})")
-    return ", ".join(parts)
+        weights = f"loss weight {task.loss_weight}" + (f", draw weight {task.draw_weight}" if weighted else "")
+        parts.append(f"{task.name} ({task.modality.name} on {task.data.name}, {weights})")
+    mixing = "one task drawn per step" if weighted else "every task every step"
+    return ", ".join(parts) + (f"; {mixing}" if len(parts) > 1 else "")
 
 
 # -- train / sample / eval ---------------------------------------------------------------------------------
@@ -272,7 +283,8 @@ def plugins_new(args: argparse.Namespace) -> int:
 def config_validate(args: argparse.Namespace) -> int:
     from lumina_core.config import load_recipe
 
-    cfg = load_recipe(args.recipe, args.overrides, check_build=True)  # RecipeError lists every problem
+    extra, overrides = _recipes_and_overrides(args)
+    cfg = load_recipe(args.recipe, overrides, check_build=True, include=extra)  # RecipeError lists every problem
     _say(f"ok: {args.recipe} is valid: {len(cfg.tasks)} task(s): {_describe_tasks(cfg)}")
     return 0
 

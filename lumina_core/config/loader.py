@@ -116,9 +116,18 @@ def _check_list_indices(cfg: Any, key: str) -> str | None:
 
 
 def load_recipe(
-    path: str | Path, overrides: Sequence[str] | None = None, validate: bool = True, check_build: bool = False
+    path: str | Path,
+    overrides: Sequence[str] | None = None,
+    validate: bool = True,
+    check_build: bool = False,
+    include: Sequence[str | Path] = (),
 ) -> Any:
     """Load a recipe file, apply overrides, validate, and return it merged over the schema.
+
+    ``include``: more recipe files whose tasks join this one's (multi-task composition: ``lumina train A.yaml
+    B.yaml``). ``run``, ``model`` and ``train`` come from the first file; the run is named after all of them
+    (``A+B``) unless an override names it; overrides apply to the composed recipe (``tasks.1`` is B's first
+    task).
 
     ``check_build`` also runs validation's third pass (:mod:`.buildcheck`: building plugins and both dataset
     splits), as ``lumina config validate`` does; commands that build the run anyway leave it off, so a
@@ -133,16 +142,20 @@ def load_recipe(
     from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    source = str(path)
-    p = Path(path)
-    if not p.is_file():
-        raise RecipeError(source, [f"recipe file not found (looked for {p.resolve()})"])
-    try:
-        raw = OmegaConf.load(p)
-    except Exception as exc:  # noqa: BLE001 - YAML syntax errors come in several types
-        raise RecipeError(source, [f"not valid YAML: {exc}"]) from exc
-    if not isinstance(raw, DictConfig):
-        raise RecipeError(source, ["a recipe is a mapping with run, model, tasks and train"])
+    source = " + ".join(str(x) for x in [path, *include])
+    raws = []
+    for one in [path, *include]:
+        p = Path(one)
+        if not p.is_file():
+            raise RecipeError(str(one), [f"recipe file not found (looked for {p.resolve()})"])
+        try:
+            loaded = OmegaConf.load(p)
+        except Exception as exc:  # noqa: BLE001 - YAML syntax errors come in several types
+            raise RecipeError(str(one), [f"not valid YAML: {exc}"]) from exc
+        if not isinstance(loaded, DictConfig):
+            raise RecipeError(str(one), ["a recipe is a mapping with run, model, tasks and train"])
+        raws.append(loaded)
+    raw = raws[0] if len(raws) == 1 else compose(raws)
     problems = apply_overrides(raw, overrides)
     if validate:
         from lumina_core.config.validate import validate_recipe
@@ -155,6 +168,23 @@ def load_recipe(
     except OmegaConfBaseException as exc:  # only reachable with validate=False
         raise RecipeError(source, [str(exc).splitlines()[0]]) from exc
     return cfg
+
+
+def compose(recipes: Sequence[Any]) -> Any:
+    """One multi-task recipe from several: the first's ``run``, ``model`` and ``train``, every recipe's
+    tasks in order, the run named ``<name1>+<name2>+...``."""
+    from omegaconf import OmegaConf
+
+    first = recipes[0]
+    out = OmegaConf.create(OmegaConf.to_container(first, resolve=False))
+    tasks = []
+    for r in recipes:
+        tasks += list(OmegaConf.to_container(r, resolve=False).get("tasks") or [])
+    out.tasks = tasks
+    names = [str(OmegaConf.select(r, "run.name", default="run")) for r in recipes]
+    out.run = out.get("run") or {}
+    out.run.name = "+".join(names)
+    return out
 
 
 def recipe_header_command(path: str | Path) -> str | None:

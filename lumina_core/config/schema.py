@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: the values of ``train.mixing`` (see TrainConfig.mixing and lumina_core.training.data)
+MIXING_MODES = ("all", "weighted")
+
 
 @dataclass
 class Component:
@@ -39,7 +42,9 @@ class ModelConfig:
     n_layers: int | None = None  # Next-DiT blocks
     n_heads: int | None = None  # attention heads
     n_kv_heads: int | None = None  # key/value heads (grouped-query attention; None: n_heads)
-    context_dim: int | None = None  # None: taken from the first task's conditioner (its output width)
+    #: the trunk's caption width; None: the first conditioned task's conditioner width. A task whose conditioner
+    #: is narrower or wider gets its own projection to this width (adapters.<task>.context_proj)
+    context_dim: int | None = None
     multiple_of: int = 256  # the SwiGLU hidden width is rounded up to a multiple of this
     ffn_dim_multiplier: float | None = None  # scales the SwiGLU hidden width (released 2B: None)
     norm_eps: float = 1e-5  # RMSNorm epsilon
@@ -103,7 +108,8 @@ class TaskConfig:
     data: DataConfig = field(default_factory=DataConfig)
     objective: Component = field(default_factory=lambda: Component(name="flow_matching"))  # the training loss
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
-    weight: float = 1.0  # this task's loss is multiplied by it before the tasks' losses are summed
+    loss_weight: float = 1.0  # this task's loss is multiplied by it before the step's task losses are summed
+    draw_weight: float = 1.0  # train.mixing=weighted: how often this task is drawn (relative to the others' draw_weight)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -126,6 +132,10 @@ class TrainConfig:
     max_consecutive_skips: int = 10  # with skip_nonfinite: stop after this many non-finite steps in a row
     max_skipped_steps: int = 100  # with skip_nonfinite: stop after this many non-finite steps in all
     compile: bool = False  # torch.compile the trunk
+    #: how the tasks share the steps: "all" (every step takes one batch of data.batch_size from every task - a
+    #: fixed per-step composition) or "weighted" (every step takes one batch from one task, drawn with the
+    #: tasks' draw_weight from the run's seed, the same on every rank and after a resume)
+    mixing: str = "all"
     threads: int | None = None  # torch.set_num_threads; None leaves the default
 
 

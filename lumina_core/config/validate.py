@@ -22,7 +22,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from lumina_core.config.schema import Component, RecipeConfig
+from lumina_core.config.schema import MIXING_MODES, Component, RecipeConfig
 
 MISSING = "???"
 #: component parameters whose value, when written as ``{name: ..., params: ...}``, is itself a registered
@@ -261,7 +261,8 @@ def _check_values(tree: dict, problems: list[str]) -> None:
                         f"tasks.{i}.name: task name {name!r} is already used by tasks.{seen[name]}"
                     )
                 seen.setdefault(name, i)
-            rule(f"tasks.{i}.weight", task.get("weight"), lambda v: v >= 0, "at least 0")
+            rule(f"tasks.{i}.loss_weight", task.get("loss_weight"), lambda v: v >= 0, "at least 0")
+            rule(f"tasks.{i}.draw_weight", task.get("draw_weight"), lambda v: v >= 0, "at least 0")
             data = task.get("data") if isinstance(task.get("data"), dict) else {}
             rule(f"tasks.{i}.data.batch_size", data.get("batch_size"), lambda v: v >= 1, "at least 1")
             rule(f"tasks.{i}.data.num_workers", data.get("num_workers"), lambda v: v >= 0, "at least 0")
@@ -277,6 +278,7 @@ def _check_values(tree: dict, problems: list[str]) -> None:
             rule(f"tasks.{i}.eval.num_samples", ev.get("num_samples"), lambda v: v >= 0, "at least 0")
             rule(f"tasks.{i}.eval.batch_size", ev.get("batch_size"), lambda v: v >= 1, "at least 1")
     train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
+    _check_mixing(tasks if isinstance(tasks, list) else [], train, problems)
     rule("train.max_steps", train.get("max_steps"), lambda v: v >= 0, "at least 0")
     rule("train.lr", train.get("lr"), lambda v: v > 0, "positive")
     rule("train.weight_decay", train.get("weight_decay"), lambda v: v >= 0, "at least 0")
@@ -293,6 +295,28 @@ def _check_values(tree: dict, problems: list[str]) -> None:
     model = tree.get("model") if isinstance(tree.get("model"), dict) else {}
     for key in ("dim", "n_layers", "n_heads", "n_kv_heads", "context_dim"):
         rule(f"model.{key}", model.get(key), lambda v: v >= 1, "at least 1")
+
+
+def _check_mixing(tasks: list, train: dict, problems: list[str]) -> None:
+    """``train.mixing`` names a mode; the weights it reads can be drawn from (>= 0, not all zero)."""
+    mode = train.get("mixing")
+    if isinstance(mode, str) and mode not in MIXING_MODES:
+        hint = difflib.get_close_matches(mode, MIXING_MODES, n=1)
+        problems.append(
+            f"train.mixing: expected one of {', '.join(MIXING_MODES)}, got {mode!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        )
+    tasks = [t for t in tasks if isinstance(t, dict)]
+    for key, when in (("loss_weight", "every mode"), ("draw_weight", "train.mixing=weighted")):
+        if key == "draw_weight" and mode != "weighted":
+            continue
+        values = [_num(t.get(key, 1.0)) for t in tasks]
+        if values and all(v is not None for v in values) and all(v >= 0 for v in values) and sum(values) == 0:
+            effect = "no task is ever drawn" if key == "draw_weight" else "nothing is learned"
+            problems.append(
+                f"tasks.*.{key}: all {len(values)} task(s) have {key} 0, so {effect} ({when}); "
+                f"give at least one task a positive {key}"
+            )
 
 
 # ------------------------------------------------------------------------------------------------------

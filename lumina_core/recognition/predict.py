@@ -53,7 +53,7 @@ def list_inputs(inputs: Sequence[str | Path]) -> list[Path]:
 
 def classification_task(cfg: Any, task: str | None) -> Any:
     """The recipe's task to predict with: ``task``, or the first whose objective is not generative."""
-    from lumina_core.training.build import build_objective
+    from lumina_core.training.task import build_objective
 
     names = [str(t.name) for t in cfg.tasks]
     if task is not None:
@@ -82,17 +82,19 @@ def predict(
     """Classify every file of ``inputs`` with the recipe's classification task (EMA weights)."""
     import torch
 
+    from lumina_core.config.typed import component_spec, typed_recipe
     from lumina_core.plugin import ModalityPlugin
     from lumina_core.training.api import load_run
-    from lumina_core.training.build import as_recipe, build_objective, plain, resolve_device
+    from lumina_core.training.build import resolve_device
 
     if top_k < 1:
         raise ValueError(f"top-k must be at least 1; got {top_k}")
-    cfg = as_recipe(cfg)
+    cfg = typed_recipe(cfg)
     tcfg = classification_task(cfg, task)
     files = list_inputs(inputs)
-    model, plugins, conditioners = load_run(cfg, checkpoint)
-    plugin, objective = plugins[tcfg.name], build_objective(tcfg)
+    run = load_run(cfg, checkpoint)
+    model, chosen = run.model, run.task(tcfg.name)
+    plugin, objective = chosen.plugin, chosen.objective
     if type(plugin).read_file is ModalityPlugin.read_file:
         raise ValueError(f"the {plugin.name!r} modality cannot read files, so it cannot predict from them")
     report = PredictionReport()
@@ -107,7 +109,7 @@ def predict(
         return report
     dev = resolve_device(str(cfg.run.device))
     logits = objective.predict(
-        model, tcfg.name, plugin, samples, dev, batch_size, plain(tcfg.sampling.rope_scaling)
+        model, tcfg.name, plugin, samples, dev, batch_size, component_spec(tcfg.sampling.rope_scaling)
     )
     probs = torch.softmax(logits, dim=-1)
     k = min(int(top_k), probs.shape[1])

@@ -60,14 +60,14 @@ class PageResult:
 def _task_info(task: Any) -> TaskInfo:
     import lumina_core.conditioning  # noqa: F401  (registers the built-in conditioners)
     from lumina_core.registry import CONDITIONERS
-    from lumina_core.training.build import plain, sampling_kwargs
 
-    enc = plain(task.conditioning.encoder) or {"name": "none"}
-    kind = getattr(CONDITIONERS.get(str(enc["name"])), "kind", "none")
-    params = enc.get("params") or {}
+    enc = task.conditioning.encoder
+    kind = getattr(CONDITIONERS.get(str(enc.name)), "kind", "none")
+    params = enc.params or {}
     num_classes = int(params["num_classes"]) if kind == "class" and "num_classes" in params else None
-    kw = sampling_kwargs(task)
-    solver = kw["solver"] if isinstance(kw["solver"], str) else plain(kw["solver"]).get("name", "")
+    s = task.sampling
+    kw = {"steps": int(s.steps), "cfg_scale": float(s.cfg_scale), "seed": int(s.seed)}
+    solver = s.solver if isinstance(s.solver, str) else s.solver.name
     defaults = {"steps": kw["steps"], "solver": solver, "cfg_scale": kw["cfg_scale"], "seed": kw["seed"]}
     return TaskInfo(str(task.name), str(task.modality.name), str(kind), num_classes, defaults)
 
@@ -104,9 +104,9 @@ class ServeSession:
         device: str | None = None,
         weights: str = "ema",
     ) -> None:
-        from lumina_core.training.build import as_recipe
+        from lumina_core.config.typed import typed_recipe
 
-        self.cfg = as_recipe(cfg)
+        self.cfg = typed_recipe(cfg)
         self.checkpoint = checkpoint or "last"
         self.device = device
         self.weights = weights
@@ -114,7 +114,7 @@ class ServeSession:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.tasks = {str(t.name): _task_info(t) for t in self.cfg.tasks}
         self._lock = threading.Lock()
-        self._parts: tuple[Any, dict[str, Any], dict[str, Any]] | None = None
+        self._parts: Any = None  # the loaded run (lumina_core.training.build.RunParts)
         self._requests = 0
         self._examples: dict[str, list[str]] = {}
         self.load_error: str | None = None
@@ -144,22 +144,22 @@ class ServeSession:
 
     def default_shape(self, task: str) -> tuple[int, ...] | None:
         """The task plugin's ``default_shape()`` once the run is loaded, else None."""
-        if self._parts is None or task not in self._parts[1]:
+        if self._parts is None or task not in self._parts.tasks:
             return None
-        return tuple(int(v) for v in self._parts[1][task].default_shape())
+        return tuple(int(v) for v in self._parts.tasks[task].plugin.default_shape())
 
     def examples(self, task: str, limit: int = 8) -> list[str]:
         """Up to ``limit`` distinct conditions of the task's held-out items, as the prompt box takes them
         (captions, class ids); empty for an unconditional task or when the dataset cannot be built here."""
         if task in self._examples:
             return self._examples[task]
-        from lumina_core.training.build import build_dataset
+        from lumina_core.training.task import build_task
 
         found: list[str] = []
         if self.tasks[task].condition in ("text", "class"):
             try:
                 tcfg = next(t for t in self.cfg.tasks if str(t.name) == task)
-                val = build_dataset(tcfg, "val")
+                val = build_task(tcfg).dataset("val")
                 for i in range(min(len(val), 16 * limit)):
                     cond = val[i].get("condition")
                     if cond is not None and str(cond) not in found:
@@ -227,8 +227,7 @@ class ServeSession:
             return PageResult(False, f"generation failed: {type(exc).__name__}: {exc}")
 
     def _generate(self, task, prompt, steps, solver, cfg_scale, seed, shape, num) -> PageResult:
-        from lumina_core.sampling import generate
-        from lumina_core.training.build import resolve_device, sampling_kwargs
+        from lumina_core.training.build import resolve_device
 
         if task not in self.tasks:
             raise ValueError(f"unknown task {task!r}; this recipe's tasks: {', '.join(self.tasks)}")
@@ -242,24 +241,17 @@ class ServeSession:
         with self._lock:
             if not self.load():
                 return PageResult(False, str(self.load_error))
-            model, plugins, conditioners = self._parts  # type: ignore[misc]
-            plugin, enc = plugins[task], conditioners[task]
-            tcfg = next(t for t in self.cfg.tasks if str(t.name) == task)
-            kw = sampling_kwargs(tcfg)
+            run_task = self._parts.tasks[task]
+            plugin = run_task.plugin
             given = {"steps": steps, "solver": solver, "cfg_scale": cfg_scale, "seed": seed}
-            kw.update({k: v for k, v in given.items() if v is not None and v != ""})
-            kw["steps"], kw["cfg_scale"], kw["seed"] = (
-                int(kw["steps"]),
-                float(kw["cfg_scale"]),
-                int(kw["seed"]),
-            )
+            kw = run_task.sampling_settings(**{k: v for k, v in given.items() if v is not None and v != ""})
+            kw["steps"], kw["cfg_scale"], kw["seed"] = int(kw["steps"]), float(kw["cfg_scale"]), int(kw["seed"])
             shapes = [shp or tuple(plugin.default_shape())] * num
             dev = self.device or resolve_device(str(self.cfg.run.device))
             t0 = time.perf_counter()
-            samples, nfe = generate(
-                model, plugin, enc, task, [cond] * num, shapes=shapes, device=dev, return_nfe=True, **kw
+            samples, nfe = run_task.generate(
+                self._parts.model, [cond] * num, shapes, device=dev, batch_size=num, return_nfe=True, **kw
             )
-            samples = [s.detach().float().cpu() for s in samples]
             seconds = time.perf_counter() - t0
             self._requests += 1
             out = self.out_dir / f"request_{self._requests:05d}"

@@ -20,18 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from torch import nn
+    pass
 
-from lumina_core.training.build import (
-    as_recipe,
-    build_dataset,
-    build_objective,
-    build_parts,
-    load_trainable,
-    resolve_device,
-    sampling_kwargs,
-    trainable_modules,
-)
+from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
+from lumina_core.training.build import RunParts, build_run, load_trainable, resolve_device, trainable_modules
 
 #: how many held-out items per task the preview callback renders
 PREVIEW_ITEMS = 4
@@ -68,7 +60,6 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     import torch
     from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
-    from omegaconf import OmegaConf
 
     from lumina_core.errors import Preempted
     from lumina_core.training import checkpoint as ckpt_io
@@ -77,7 +68,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     from lumina_core.training.data import MultiTaskBatches, task_loader
     from lumina_core.training.module import LuminaLightningModule
 
-    cfg = as_recipe(cfg)
+    cfg = typed_recipe(cfg)
     tc = cfg.train
     if resume is not None and overwrite:
         raise ValueError("--resume continues a run and --overwrite starts it again: give one of them")
@@ -97,7 +88,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     ckpt_io.clean_temporaries(ckpt_root)
 
     L.seed_everything(int(cfg.run.seed), verbose=False)
-    parts = build_parts(cfg)
+    parts = build_run(cfg)
     module = LuminaLightningModule(cfg, parts, run_dir)
     if resume is not None:
         ck = ckpt_io.resolve_checkpoint(resume, run_dir)
@@ -110,7 +101,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
             raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, weights, exc)) from exc
         module.last_checkpoint = ck
         print(f"resuming from {ck} at step {module.step}")
-    OmegaConf.save(cfg, run_dir / "config.yaml")
+    _save_recipe(cfg, run_dir / "config.yaml")
 
     remaining = int(tc.max_steps) - module.step
     if remaining <= 0:
@@ -119,16 +110,19 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
 
     loaders = {}
     val_items: dict[str, list[dict]] = {}
-    for i, task in enumerate(cfg.tasks):
-        ds = build_dataset(task, "train", parts.conditioners[task.name])
-        module.datasets[task.name] = ds
-        loaders[task.name] = task_loader(
-            ds, int(task.data.batch_size), int(task.data.num_workers), int(cfg.run.seed) + i,
-            module.data_position[task.name],
+    for i, (name, task) in enumerate(parts.tasks.items()):
+        ds = task.dataset("train", check_condition_kind=True)
+        module.datasets[name] = ds
+        loaders[name] = task_loader(
+            ds, task.batch_size, int(task.config.data.num_workers), int(cfg.run.seed) + i,
+            module.data_position[name],
         )  # fmt: skip
-        val = build_dataset(task, "val")
-        previews = getattr(parts.objectives[task.name], "generative", True)  # a classifier generates nothing
-        val_items[task.name] = [val[j] for j in range(min(PREVIEW_ITEMS, len(val)))] if previews else []
+        val = task.dataset("val")
+        # a classifier generates nothing, so it has no previews
+        val_items[name] = [val[j] for j in range(min(PREVIEW_ITEMS, len(val)))] if task.generative else []
+    batches = MultiTaskBatches(
+        loaders, str(tc.mixing), {n: t.draw_weight for n, t in parts.tasks.items()}, int(cfg.run.seed), module.draws
+    )
 
     tips = _DropLightningTips()
     lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
@@ -157,7 +151,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
-            trainer.fit(module, train_dataloaders=MultiTaskBatches(loaders))
+            trainer.fit(module, train_dataloaders=batches)
     except SIGTERMException as exc:  # Lightning stops after the step; CheckpointEvery saved it
         raise Preempted(
             f"stopped by SIGTERM after step {module.step}; checkpoint {module.last_checkpoint}. Continue with "
@@ -169,6 +163,12 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     if module.nonfinite_skipped:
         print(f"{module.nonfinite_skipped} step(s) with a non-finite loss were skipped")
     return run_dir
+
+
+def _save_recipe(recipe: Any, path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    OmegaConf.save(recipe_node(recipe), path)
 
 
 class RunExistsError(FileExistsError):
@@ -214,8 +214,6 @@ def describe_mismatch(
 ) -> str:
     """Why a checkpoint's weights do not fit the recipe's model: missing and unexpected keys, shapes that
     differ, and the recipe values that differ from the ones the checkpoint was trained with."""
-    from omegaconf import OmegaConf
-
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     shapes = sorted(
@@ -241,7 +239,7 @@ def describe_mismatch(
         except ValueError:
             trained = {}
     if trained:
-        now = OmegaConf.to_container(cfg.model, resolve=True)
+        now = as_dict(typed_recipe(cfg).model)
         diffs = [
             f"model.{k} is {trained.get(k)!r} in the checkpoint and {now.get(k)!r} in the recipe"
             for k in sorted(set(trained) | set(now))
@@ -254,8 +252,8 @@ def describe_mismatch(
 
 def load_run(
     cfg: Any, checkpoint: str | Path | None = None, weights: str = "ema", device: str | None = None
-) -> tuple[nn.Module, dict[str, Any], dict[str, nn.Module]]:
-    """``(model, {task: plugin}, {task: conditioner})`` of a trained run, in eval mode on ``device``.
+) -> RunParts:
+    """A trained run's :class:`RunParts` (the model and its tasks), in eval mode on ``device``.
 
     ``checkpoint``: a checkpoint or run directory, None / ``"last"`` for the run's newest checkpoint, or a
     converted checkpoint (``lumina convert`` of released or diffusers weights; its image task is loaded as
@@ -264,11 +262,11 @@ def load_run(
     """
     from lumina_core.training import checkpoint as ckpt_io
 
-    cfg = as_recipe(cfg)
+    cfg = typed_recipe(cfg)
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model'; got {weights!r}")
     ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
-    parts = build_parts(cfg)
+    parts = build_run(cfg)
     mods = trainable_modules(parts.model, parts.conditioners)
     if ckpt_io.is_converted(ck):
         load_trainable(mods, _converted_weights(ck, parts.model, mods))
@@ -282,11 +280,11 @@ def load_run(
             raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, state, exc)) from exc
     dev = device or resolve_device(str(cfg.run.device))
     parts.model.to(dev).eval()
-    for enc in parts.conditioners.values():
-        enc.to(dev).eval()
-    for p in parts.plugins.values():
-        p.to(dev)
-    return parts.model, parts.plugins, parts.conditioners
+    for task in parts.tasks.values():
+        task.conditioner.to(dev).eval()
+        task.plugin.to(dev)
+    parts.checkpoint = ck
+    return parts
 
 
 def _converted_weights(path: Path, model: Any, mods: dict[str, Any]) -> dict[str, Any]:
@@ -332,11 +330,11 @@ def sample(
     named ``<task>_<index>_<caption slug>`` and listed in ``out_dir/manifest.json`` with their condition,
     seed, sampler settings and checkpoint (:mod:`.manifest`)."""
     from lumina_core.progress import Progress
-    from lumina_core.sampling import generate
     from lumina_core.training import checkpoint as ckpt_io
     from lumina_core.training.manifest import Manifest, slug
+    from lumina_core.training.task import build_objective
 
-    cfg = as_recipe(cfg)
+    cfg = typed_recipe(cfg)
     tcfg = next((t for t in cfg.tasks if t.name == task), None) if task else cfg.tasks[0]
     if tcfg is None:
         raise ValueError(f"unknown task {task!r}; tasks: {[t.name for t in cfg.tasks]}")
@@ -346,35 +344,37 @@ def sample(
             "use `lumina predict RECIPE --input FILES` to classify files, or --task to pick a generative task"
         )
     ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
-    model, plugins, conditioners = load_run(cfg, ck)
-    plugin, enc = plugins[tcfg.name], conditioners[tcfg.name]
+    run = load_run(cfg, ck)
+    chosen = run.task(tcfg.name)
+    plugin = chosen.plugin
     if conditions is None:
-        val = build_dataset(tcfg, "val")
+        val = chosen.dataset("val")
         conds = [val[i % len(val)].get("condition") for i in range(int(num))]
     else:
-        conds = [_coerce_condition(c, enc) for c in conditions for _ in range(int(num))]
-    kw = {**sampling_kwargs(tcfg), **overrides}
-    dev = resolve_device(str(cfg.run.device))
-    bs = max(1, int(tcfg.eval.batch_size))
+        conds = [_coerce_condition(c, chosen.conditioner) for c in conditions for _ in range(int(num))]
+    settings = chosen.sampling_settings(**overrides)
     out = Path(out_dir)
-    settings = {k: kw[k] for k in ("solver", "steps", "grid", "cfg_scale") if k in kw}
-    manifest = Manifest(out, {"task": tcfg.name, "checkpoint": str(ck), **settings})
+    manifest = Manifest(
+        out, {"task": tcfg.name, "checkpoint": str(ck), **{k: settings[k] for k in ("solver", "steps", "grid", "cfg_scale")}}
+    )
     paths: list[Path] = []
+
+    def write(start: int, samples: list[Any], seed: int) -> None:
+        chunk = conds[start : start + len(samples)]
+        for k, (x, c) in enumerate(zip(samples, chunk, strict=True)):
+            written = [Path(p) for p in plugin.write_preview([x], [c], out, f"{tcfg.name}_{start + k:05d}_{slug(c)}")]
+            manifest.add(written, condition=c, seed=seed, index_in_batch=k, batch_size=len(chunk))
+            paths.extend(written)
+            for p in written:
+                if on_file is not None:
+                    on_file(p)
+        progress.update(len(samples))
+
     try:
         with Progress(len(conds), f"sampling {tcfg.name}", "samples") as progress:
-            for start in range(0, len(conds), bs):
-                chunk = conds[start : start + bs]
-                seed = kw["seed"] + start
-                samples = generate(model, plugin, enc, tcfg.name, chunk, device=dev, **{**kw, "seed": seed})
-                for k, (x, c) in enumerate(zip(samples, chunk, strict=True)):
-                    stem = f"{tcfg.name}_{start + k:05d}_{slug(c)}"
-                    written = [Path(p) for p in plugin.write_preview([x.detach().float().cpu()], [c], out, stem)]
-                    manifest.add(written, condition=c, seed=seed, index_in_batch=k, batch_size=len(chunk))
-                    paths += written
-                    for p in written:
-                        if on_file is not None:
-                            on_file(p)
-                progress.update(len(chunk))
+            chosen.generate(
+                run.model, conds, device=resolve_device(str(cfg.run.device)), on_batch=write, **overrides
+            )
     finally:
         if manifest.entries:
             manifest.save()
@@ -386,45 +386,36 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
     shapes, the task's sampling settings, EMA weights), score with ``plugin.evaluate(samples, items,
     dataset)``; return ``{"<task>/<metric>": value}`` and write it to ``<run_dir>/metrics.json``."""
     from lumina_core.progress import Progress
-    from lumina_core.sampling import generate
     from lumina_core.training import checkpoint as ckpt_io
-    from lumina_core.training.evaluation import eval_splits
 
-    cfg = as_recipe(cfg)
+    cfg = typed_recipe(cfg)
     ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
-    model, plugins, conditioners = load_run(cfg, ck)
+    run = load_run(cfg, ck)
     dev = resolve_device(str(cfg.run.device))
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}  # non-scalar results (a classifier's confusion matrix), metrics.json only
-    for tcfg, (suffix, val) in ((t, split) for t in cfg.tasks for split in eval_splits(t)):
-        plugin, enc = plugins[tcfg.name], conditioners[tcfg.name]
-        items = [val[i] for i in range(min(int(tcfg.eval.num_samples), len(val)))]
-        kw = {**sampling_kwargs(tcfg), **overrides}
-        bs = max(1, int(tcfg.eval.batch_size))
-        objective = build_objective(tcfg)
-        if not getattr(objective, "generative", True):  # evaluates held-out items itself (a classifier)
-            scores, extra = objective.evaluate(model, tcfg.name, plugin, enc, items, dev, bs, kw["rope_scaling"])
-            metrics.update({f"{tcfg.name}/{k}{suffix}": float(v) for k, v in scores.items()})
-            details[f"{tcfg.name}{suffix}"] = extra
-            continue
-        samples = []
-        progress = Progress(len(items), f"evaluating {tcfg.name}{suffix}", "samples")
-        for start in range(0, len(items), bs):
-            chunk = items[start : start + bs]
-            out = generate(
-                model, plugin, enc, tcfg.name,
-                [it.get("condition") for it in chunk],
-                shapes=[tuple(plugin.sample_shape(it["sample"])) for it in chunk],
-                device=dev,
-                **{**kw, "seed": kw["seed"] + start},
-            )  # fmt: skip
-            samples += [s.detach().float().cpu() for s in out]
-            progress.update(len(chunk))
-        progress.close()
-        for k, v in plugin.evaluate(samples, items, val).items():
-            metrics[f"{tcfg.name}/{k}{suffix}"] = float(v)
-        scored_dir = Path(cfg.run.output_dir) / "eval" / f"{tcfg.name}{suffix}"
-        write_scored_samples(scored_dir, plugin, val, items, samples, {"checkpoint": str(ck), **kw})
+    for name, task in run.tasks.items():
+        ev = task.config.eval
+        for suffix, val in task.eval_splits():
+            items = [val[i] for i in range(min(int(ev.num_samples), len(val)))]
+            settings = task.sampling_settings(**overrides)
+            if not task.generative:  # evaluates held-out items itself (a classifier)
+                scores, extra = task.objective.evaluate(
+                    run.model, name, task.plugin, task.conditioner, items, dev, int(ev.batch_size),
+                    settings["rope_scaling"],
+                )  # fmt: skip
+                metrics.update({f"{name}/{k}{suffix}": float(v) for k, v in scores.items()})
+                details[f"{name}{suffix}"] = extra
+                continue
+            with Progress(len(items), f"evaluating {name}{suffix}", "samples") as progress:
+                samples = task.generate(
+                    run.model, [it.get("condition") for it in items], task.shapes_of(items), device=dev,
+                    on_batch=lambda start, batch, seed: progress.update(len(batch)), **overrides,
+                )  # fmt: skip
+            for k, v in task.plugin.evaluate(samples, items, val).items():
+                metrics[f"{name}/{k}{suffix}"] = float(v)
+            scored_dir = Path(cfg.run.output_dir) / "eval" / f"{name}{suffix}"
+            write_scored_samples(scored_dir, task.plugin, val, items, samples, {"checkpoint": str(ck), **settings})
     run_dir = Path(cfg.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     step = (

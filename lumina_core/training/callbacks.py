@@ -19,7 +19,7 @@ class CheckpointEvery(L.Callback):
         self._saved_step = -1
 
     def save(self, module: Any) -> Path:
-        from omegaconf import OmegaConf
+        from lumina_core.config.typed import as_dict
 
         path = ckpt_io.save_checkpoint(
             self.root,
@@ -31,7 +31,7 @@ class CheckpointEvery(L.Callback):
                 "tasks": module.task_names,
                 "data_position": module.data_position,
                 "nonfinite_skipped": module.nonfinite_skipped,
-                "model": OmegaConf.to_container(module.cfg.model, resolve=True),
+                "model": as_dict(module.cfg.model),
             },
             keep=self.keep,
         )
@@ -104,34 +104,21 @@ class PreviewSamples(L.Callback):
         self._done_step = -1
 
     def preview(self, module: Any) -> list[Path]:
-        from lumina_core.sampling import generate
-        from lumina_core.training.build import sampling_kwargs
-
         paths: list[Path] = []
         writer = module.tb_writer()
         with module.ema_weights():
-            for task in module.tasks:
-                items = self.val_items.get(task.name, [])[: self.num]
+            for name, task in module.tasks.items():
+                items = self.val_items.get(name, [])[: self.num]
                 if not items:
                     continue
-                plugin = module.plugins[task.name]
                 conditions = [it.get("condition") for it in items]
-                shapes = [tuple(plugin.sample_shape(it["sample"])) for it in items]
-                samples = generate(
-                    module.model,
-                    plugin,
-                    module.conditioners[task.name],
-                    task.name,
-                    conditions,
-                    shapes=shapes,
-                    device=module.device,
-                    **sampling_kwargs(task),
+                samples = task.generate(
+                    module.model, conditions, task.shapes_of(items), device=module.device, batch_size=len(items)
                 )
-                samples = [s.detach().float().cpu() for s in samples]
-                stem = f"{task.name}_step{module.step:07d}"
-                paths += list(plugin.write_preview(samples, conditions, self.out_dir, stem))
+                stem = f"{name}_step{module.step:07d}"
+                paths += list(task.plugin.write_preview(samples, conditions, self.out_dir, stem))
                 if writer is not None:
-                    plugin.preview_to_tensorboard(writer, samples, module.step, f"preview/{task.name}")
+                    task.plugin.preview_to_tensorboard(writer, samples, module.step, f"preview/{name}")
         self._done_step = module.step
         return paths
 

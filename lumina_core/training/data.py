@@ -1,18 +1,26 @@
-"""Training data: a seeded, resumable infinite sampler and a loader that draws one batch per task per step.
+"""Training data: a seeded, resumable infinite sampler, and the stream of per-step batches of the tasks.
 
 The sampler visits the dataset epoch after epoch, each epoch in the order ``randperm(n)`` drawn from a
 generator seeded with ``seed + epoch``; position ``k`` of the stream is epoch ``k // n``, offset ``k % n``.
 Restoring a run needs only the number of items consumed so far, which the training state records per task
 (``batches consumed x batch size``): prefetching workers never shift it.
+
+Task mixing (``train.mixing``): ``all`` gives every step one batch of every task (a fixed composition, each
+task at its own ``data.batch_size``); ``weighted`` gives every step one batch of one task, task ``k`` drawn
+with probability ``w_k / sum_j w_j`` (``draw_weight``). Draw number ``i`` is a pure function of ``(seed, i)``
+(:func:`draw_task`), so it is the same on every rank, and a resume that knows how many draws were made
+continues the same sequence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler
+
+from lumina_core.config.schema import MIXING_MODES
 
 
 class ResumableSampler(Sampler[int]):
@@ -52,13 +60,50 @@ def task_loader(dataset: Any, batch_size: int, num_workers: int, seed: int, star
     )
 
 
-class MultiTaskBatches:
-    """Iterable of ``{task: batch}``: every step gets one batch from each task's loader (no length)."""
+def draw_task(weights: Sequence[float], seed: int, index: int) -> int:
+    """The task of draw ``index`` in ``weighted`` mixing: ``k`` with probability ``weights[k] / sum(weights)``,
+    from a generator seeded by ``(seed, index)`` alone (no state to carry, identical on every rank)."""
+    w = torch.as_tensor([float(x) for x in weights], dtype=torch.float64)
+    if w.numel() == 0 or bool((w < 0).any()) or float(w.sum()) <= 0:
+        raise ValueError(f"draw weights must be >= 0 and not all zero; got {list(weights)}")
+    g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(index)) % (2**63 - 1))
+    return int(torch.multinomial(w, 1, generator=g).item())
 
-    def __init__(self, loaders: dict[str, DataLoader]) -> None:
-        self.loaders = loaders
+
+class MultiTaskBatches:
+    """Iterable of ``{task: batch}`` per step (no length): ``mode="all"`` one batch from each task's loader,
+    ``mode="weighted"`` one batch from one task drawn with ``weights``; ``start_draw`` is the number of
+    weighted draws already made (a resumed run continues the sequence)."""
+
+    def __init__(
+        self,
+        loaders: dict[str, DataLoader],
+        mode: str = "all",
+        weights: dict[str, float] | None = None,
+        seed: int = 0,
+        start_draw: int = 0,
+    ) -> None:
+        if mode not in MIXING_MODES:
+            raise ValueError(f"train.mixing must be one of {MIXING_MODES}; got {mode!r}")
+        self.loaders, self.mode, self.seed, self.start_draw = loaders, mode, int(seed), int(start_draw)
+        self.names = list(loaders)
+        self.weights = [float((weights or {}).get(n, 1.0)) for n in self.names]
+        if mode == "weighted":
+            draw_task(self.weights, self.seed, 0)  # validates the weights before the first step
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        iters = {name: iter(loader) for name, loader in self.loaders.items()}
+        iters: dict[str, Iterator] = {}
+
+        def batch_of(name: str) -> Any:
+            if name not in iters:  # a task is only read once it is drawn (its workers start then)
+                iters[name] = iter(self.loaders[name])
+            return next(iters[name])
+
+        index = self.start_draw
         while True:
-            yield {name: next(it) for name, it in iters.items()}
+            if self.mode == "all":
+                yield {name: batch_of(name) for name in self.names}
+            else:
+                name = self.names[draw_task(self.weights, self.seed, index)]
+                index += 1
+                yield {name: batch_of(name)}

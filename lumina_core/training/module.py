@@ -2,11 +2,9 @@
 
 One training step (manual optimisation, so that skipped steps, exact resume and logging stay in our hands):
 
-    for each task (every step draws one batch from every task, in recipe order):
-        tokens = plugin.tokenize(samples)
-        raw    = drop_conditions(conditions, task.conditioning.drop_prob, conditioner.null_value, gen)
-        loss_k = objective.loss(model, task, tokens, conditioner.encode(raw), gen)
-    loss = sum_k weight_k loss_k ; backward ; clip grad norm ; AdamW step ; LR schedule step ; EMA update
+    for each task k in the step's batch (train.mixing "all": every task; "weighted": one drawn task):
+        loss_k = task_k.loss(model, batch_k, gen)          # see lumina_core.training.task.Task.loss
+    loss = sum_k loss_weight_k loss_k ; backward ; clip grad norm ; AdamW step ; LR schedule step ; EMA update
 
 All randomness of a step (condition dropout, noise, times) comes from one CPU ``torch.Generator`` seeded by
 ``run.seed`` and stored in every checkpoint, so a resumed run repeats the uninterrupted one bit for bit.
@@ -28,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from lumina_core.errors import LuminaError
-from lumina_core.objective import Objective
 from lumina_core.training.build import RunParts, load_trainable, trainable_modules
 from lumina_core.training.ema import EMA
 
@@ -59,15 +56,15 @@ class LuminaLightningModule(L.LightningModule):
         self.run_dir = Path(run_dir)
         self.model = parts.model
         self.conditioners = nn.ModuleDict(parts.conditioners)
-        self.plugins = parts.plugins
-        self.objectives = parts.objectives
-        self.tasks = parts.tasks
-        self.task_names = [t.name for t in parts.tasks]
+        self.tasks = parts.tasks  # {name: Task}, in recipe order
+        self.task_names = list(parts.tasks)
         self.ema = EMA(self.trainable_state(), cfg.train.ema_decay)
         self.generator = torch.Generator().manual_seed(int(cfg.run.seed))
         # bookkeeping restored on resume
         self.step = 0  # optimiser steps taken
         self.data_position = {n: 0 for n in self.task_names}  # batches consumed per task
+        self.draws = 0  # batches of the mixed stream consumed (train.mixing=weighted: task draws made)
+        self._since_log: dict[str, list[float]] = {}  # task -> losses of the steps since the last log line
         self.nonfinite_skipped = 0
         self._consecutive_skips = 0
         self.datasets: dict[str, Any] = {}  # the training datasets, for their skip counts (set by train)
@@ -115,6 +112,7 @@ class LuminaLightningModule(L.LightningModule):
         return {
             "step": self.step,
             "data_position": dict(self.data_position),
+            "draws": self.draws,
             "nonfinite_skipped": self.nonfinite_skipped,
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
@@ -129,13 +127,14 @@ class LuminaLightningModule(L.LightningModule):
         self.ema.load_state_dict(ema if ema is not None else weights)
         self.step = int(state["step"])
         self.data_position = {n: int(state["data_position"].get(n, 0)) for n in self.task_names}
+        self.draws = int(state.get("draws", self.step))
         self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
         self._pending_state = state
 
     def on_train_start(self) -> None:
         self.ema.to(self.device)
-        for p in self.plugins.values():
-            p.to(self.device)
+        for task in self.tasks.values():
+            task.plugin.to(self.device)
         st = self._pending_state
         if st is not None:
             self.optimizers().optimizer.load_state_dict(st["optimizer"])
@@ -164,32 +163,18 @@ class LuminaLightningModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warm, total, kind))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def task_loss(self, task: Any, batch: dict[str, Any]) -> Tensor:
-        from lumina_core.conditioning import drop_conditions
-
-        name = task.name
-        plugin, enc = self.plugins[name], self.conditioners[name]
-        tokens = plugin.tokenize(batch["samples"]).to(self.device)
-        raw = drop_conditions(
-            batch["conditions"], float(task.conditioning.drop_prob), enc.null_value, self.generator
-        )
-        cond = enc.encode(raw, device=self.device)
-        objective = self.objectives[name]
-        targets = objective.targets(batch) if isinstance(objective, Objective) else None
-        extra = {} if targets is None else {"targets": targets}  # flow matching's target is the data itself
-        loss, _ = objective.loss(self._fwd_model, name, tokens, cond, generator=self.generator, **extra)
-        return loss
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         opt = self.optimizers()
         sched = self.lr_schedulers()
         losses = {}
         total = None
-        for task in self.tasks:
-            loss = self.task_loss(task, batch[task.name])
-            self.data_position[task.name] += 1
-            losses[task.name] = loss.detach()
-            total = float(task.weight) * loss if total is None else total + float(task.weight) * loss
+        self.draws += 1
+        for name, task_batch in batch.items():
+            task = self.tasks[name]
+            loss = task.loss(self._fwd_model, task_batch, self.generator, self.device)
+            self.data_position[name] += 1
+            losses[name] = loss.detach()
+            total = task.loss_weight * loss if total is None else total + task.loss_weight * loss
         if not bool(torch.isfinite(total)):
             return self._nonfinite(f"loss {total.item()}", losses)
         opt.zero_grad(set_to_none=True)
@@ -206,7 +191,9 @@ class LuminaLightningModule(L.LightningModule):
         self.ema.update(self.trainable_state(), self.step)
         self.step += 1
         self._consecutive_skips = 0
-        self._log_step(total.detach(), losses, grad_norm.detach(), lr)
+        for name, loss in losses.items():
+            self._since_log.setdefault(name, []).append(loss.item())
+        self._log_step(total.detach(), grad_norm.detach(), lr)
 
     def _nonfinite(self, what: str, losses: dict[str, Tensor]) -> None:
         """Skip a step whose loss or gradient is not finite (``train.skip_nonfinite``), up to
@@ -239,13 +226,18 @@ class LuminaLightningModule(L.LightningModule):
         )
 
     # -- logging -------------------------------------------------------------------------------------------
-    def _log_step(self, total: Tensor, losses: dict[str, Tensor], grad_norm: Tensor, lr: float) -> None:
+    def _log_step(self, total: Tensor, grad_norm: Tensor, lr: float) -> None:
+        """Every ``train.log_every`` steps: a console line and TensorBoard scalars. Per-task losses are the
+        mean over the steps since the last line that ran the task (with ``weighted`` mixing not every task
+        runs every step; the line says how many steps each task ran)."""
         tc = self.cfg.train
         every = max(1, int(tc.log_every))
         if self.step % every and self.step != int(tc.max_steps):
             return
+        ran = {k: (sum(v) / len(v), len(v)) for k, v in self._since_log.items()}
+        self._since_log = {}
         scalars = {"train/loss": total.item(), "train/grad_norm": grad_norm.item(), "train/lr": lr}
-        scalars.update({f"train/loss_{k}": v.item() for k, v in losses.items()})
+        scalars.update({f"train/loss_{k}": mean for k, (mean, _) in ran.items()})
         if self.nonfinite_skipped:
             scalars["train/nonfinite_skipped"] = self.nonfinite_skipped
         skips = self.skipped_samples()
@@ -257,7 +249,10 @@ class LuminaLightningModule(L.LightningModule):
         now = time.time()
         rate = (self.step - self._step_last) / max(now - self._t_last, 1e-9)
         self._t_last, self._step_last = now, self.step
-        per_task = " ".join(f"{k}={v.item():.4f}" for k, v in losses.items())
+        weighted = str(tc.mixing) == "weighted"
+        per_task = " ".join(
+            f"{k}={mean:.4f}" + (f" x{count}" if weighted else "") for k, (mean, count) in ran.items()
+        )
         skipped = "".join(
             f"  skipped {k}: {v['skipped']} unreadable" for k, v in skips.items() if v["skipped"]
         )

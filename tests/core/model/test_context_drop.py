@@ -200,21 +200,21 @@ def test_recipe_context_drop_reaches_generation(tmp_path, monkeypatch):
     from toy_plugin import seq_task, tiny_recipe
 
     from lumina_core.sampling import generate
-    from lumina_core.training.build import build_parts, sampling_kwargs
+    from lumina_core.training.build import build_run
 
     monkeypatch.setenv("LUMINA_CACHE_DIR", str(tmp_path / "cache"))
     task = seq_task()
     task["sampling"] = {"steps": 3, "solver": "euler", "context_drop": {"factor": 2, "schedule": "all"}}
     cfg = tiny_recipe(tmp_path, [task])
-    parts = build_parts(cfg)
+    parts = build_run(cfg)
     model = parts.model.eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    kw = sampling_kwargs(cfg.tasks[0])
+    kw = parts.task("seq").sampling_settings()
     assert kw["context_drop"] == {"factor": 2, "schedule": "all"}
-    plugin, enc = parts.plugins["seq"], parts.conditioners["seq"]
+    plugin, enc = parts.task("seq").plugin, parts.task("seq").conditioner
     args = dict(shapes=[(2, 16)] * 2, **{k: v for k, v in kw.items() if k != "context_drop"})
     dropped = generate(model, plugin, enc, "seq", [0, 1], context_drop=kw["context_drop"], **args)
     plain = generate(model, plugin, enc, "seq", [0, 1], **args)

@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 
 from lumina_core.config import load_recipe
 from lumina_core.config.schema import RecipeConfig
-from lumina_core.training.evaluation import eval_splits
+from lumina_core.config.typed import typed_recipe
+from lumina_core.training.task import build_task
 
 RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "recognition" / "digits_tiny.yaml"
 
@@ -36,16 +37,16 @@ def task(**eval_cfg):
             ]
         },
     )
-    return cfg.tasks[0]
+    return build_task(typed_recipe(cfg).tasks[0])
 
 
 def test_no_sweep_is_one_val_split():
-    [(suffix, ds)] = list(eval_splits(task()))
+    [(suffix, ds)] = list(task().eval_splits())
     assert suffix == "" and ds.split == "val" and ds.sizes == [16]
 
 
 def test_sweep_builds_one_val_split_per_value():
-    splits = list(eval_splits(task(sweep={"size": [8, 24]})))
+    splits = list(task(sweep={"size": [8, 24]}).eval_splits())
     assert [s for s, _ in splits] == ["@size=8", "@size=24"]
     assert [ds.sizes for _, ds in splits] == [[8], [24]]
     assert all(ds[0]["sample"].shape[-1] == ds.sizes[0] for _, ds in splits)
@@ -53,9 +54,9 @@ def test_sweep_builds_one_val_split_per_value():
 
 def test_bad_sweeps_are_clear_errors():
     with pytest.raises(ValueError, match="one dataset parameter"):
-        list(eval_splits(task(sweep={"size": [8], "channels": [1]})))
+        list(task(sweep={"size": [8], "channels": [1]}).eval_splits())
     with pytest.raises(ValueError, match="non-empty list"):
-        list(eval_splits(task(sweep={"size": []})))
+        list(task(sweep={"size": []}).eval_splits())
 
 
 def test_validation_checks_the_swept_parameter_against_the_dataset():

@@ -75,7 +75,7 @@ def test_bad_requests_are_messages_and_the_session_keeps_serving(session, task, 
 
 
 def test_a_failing_generation_is_a_message_not_an_exception(session, monkeypatch):
-    plugin = session._parts[1]["shapes"]
+    plugin = session._parts.tasks["shapes"].plugin
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")

@@ -31,7 +31,7 @@ def _recipe(run_dir: Path, steps: int):
         {
             "run": {"name": "curves", "output_dir": str(run_dir), "device": "cpu", "seed": 0},
             "model": {"dim": 16, "n_layers": 1, "n_heads": 2, "n_kv_heads": 1, "multiple_of": 16},
-            "tasks": [{"name": "near", **task}, {"name": "far", **task, "weight": 0.5}],
+            "tasks": [{"name": "near", **task}, {"name": "far", **task, "loss_weight": 0.5}],
             "train": {
                 "max_steps": steps, "lr": 1e-3, "warmup_steps": 1, "log_every": 1, "ckpt_every": 3,
                 "preview_every": 0, "threads": 1,

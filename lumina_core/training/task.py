@@ -1,0 +1,228 @@
+"""The Task: one entry of a recipe's ``tasks`` list, built - its plugin, conditioner, objective, datasets and
+sampling settings, with the two things a run does with a task.
+
+    loss    = task.loss(model, batch, generator)                 # one training batch -> scalar loss
+    samples = task.generate(model, conditions, shapes, device)   # conditions -> samples, in batches
+
+The Lightning module, the preview callback, ``lumina sample``, ``lumina eval`` and ``lumina serve`` all go
+through these two methods, so there is one training step and one generate loop per task in the codebase.
+
+A training batch of a task::
+
+    tokens = plugin.tokenize(samples)
+    raw    = drop_conditions(conditions, p = conditioning.drop_prob, null, generator)   # classifier-free guidance
+    loss   = objective.loss(model, task, tokens, conditioner.encode(raw), generator [, targets])
+
+Generation in batches of ``eval.batch_size``: batch ``k`` (items ``start = k * batch_size ...``) uses noise seed
+``sampling.seed + start``, so a sample's noise does not depend on how many samples are asked for in all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from lumina_core.config.schema import TaskConfig
+from lumina_core.config.typed import component_spec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+
+class Task:
+    """A built recipe task.
+
+    Attributes:
+        name: the task's name (metrics, previews, checkpoint keys, ``model.adapters[name]``).
+        config: the task's typed recipe section (:class:`TaskConfig`).
+        plugin: the modality plugin (tokenize, layout, detokenize, previews, evaluate).
+        conditioner: the conditioner (text encoder, class table, none).
+        objective: the training objective (flow matching, classification, ...).
+    """
+
+    def __init__(self, config: TaskConfig, plugin: Any, conditioner: nn.Module, objective: Any) -> None:
+        self.config = config
+        self.name = config.name
+        self.plugin = plugin
+        self.conditioner = conditioner
+        self.objective = objective
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, modality={self.config.modality.name!r}, conditioner={self.conditioner!r})"
+
+    # -- what the task is --------------------------------------------------------------------------------------
+    @property
+    def generative(self) -> bool:
+        """True when the task generates (flow matching); False for a classifier, which generates nothing."""
+        return bool(getattr(self.objective, "generative", True))
+
+    @property
+    def loss_weight(self) -> float:
+        return float(self.config.loss_weight)
+
+    @property
+    def draw_weight(self) -> float:
+        return float(self.config.draw_weight)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.config.data.batch_size)
+
+    @property
+    def context_dim(self) -> int | None:
+        """The width of the conditioner's features (None: an unconditional task)."""
+        return getattr(self.conditioner, "dim", None)
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def dataset(self, split: str, check_condition_kind: bool = False, **val_params: Any) -> Any:
+        """The task's dataset for ``split`` ("train" or "val"; see :func:`lumina_core.data.build_dataset`);
+        ``val_params`` override the recipe's ``data.val_params`` (an evaluation sweep). With
+        ``check_condition_kind`` a dataset whose condition kind the conditioner does not encode is refused."""
+        from lumina_core.data.contract import build_dataset, check_condition_kinds, condition_kind_of
+
+        data = self.config.data
+        ds = build_dataset(data.name, dict(data.params), split, {**data.val_params, **val_params})
+        if check_condition_kind:
+            problem = check_condition_kinds(
+                condition_kind_of(ds), getattr(self.conditioner, "kind", None), f"task {self.name!r}"
+            )
+            if problem:
+                raise ValueError(problem)
+        return ds
+
+    def eval_splits(self) -> Iterator[tuple[str, Any]]:
+        """``(suffix, val dataset)`` pairs for evaluation: ``("", val)``, or one per value of ``eval.sweep``
+        (``("@size=16", val at size 16)``, ...): see :mod:`lumina_core.training.evaluation`."""
+        sweep = dict(self.config.eval.sweep or {})
+        if not sweep:
+            yield "", self.dataset("val")
+            return
+        if len(sweep) != 1:
+            raise ValueError(
+                f"task {self.name!r}: eval.sweep takes one dataset parameter and its values, e.g. "
+                f"{{size: [16, 32, 64]}}; got {sweep}"
+            )
+        ((param, values),) = sweep.items()
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"task {self.name!r}: eval.sweep.{param} must be a non-empty list; got {values!r}")
+        for value in values:
+            yield f"@{param}={value}", self.dataset("val", **{param: value})
+
+    # -- training -----------------------------------------------------------------------------------------------
+    def loss(
+        self, model: Any, batch: dict[str, Any], generator: torch.Generator, device: Any = "cpu"
+    ) -> Tensor:
+        """The task's loss on one collated batch ``{"samples", "conditions", "meta"}`` (condition dropout,
+        noise and times drawn from ``generator``)."""
+        from lumina_core.conditioning import drop_conditions
+        from lumina_core.objective import Objective
+
+        tokens = self.plugin.tokenize(batch["samples"]).to(device)
+        raw = drop_conditions(
+            batch["conditions"], float(self.config.conditioning.drop_prob), self.conditioner.null_value, generator
+        )
+        cond = self.conditioner.encode(raw, device=device)
+        objective = self.objective
+        targets = objective.targets(batch) if isinstance(objective, Objective) else None
+        extra = {} if targets is None else {"targets": targets}  # flow matching's target is the data itself
+        loss, _ = objective.loss(model, self.name, tokens, cond, generator=generator, **extra)
+        return loss
+
+    # -- generation ---------------------------------------------------------------------------------------------
+    def sampling_settings(self, **overrides: Any) -> dict[str, Any]:
+        """The ``generate`` keyword arguments of the task's ``sampling`` section, ``overrides`` applied (e.g.
+        ``steps=8``; a ``None`` override keeps the recipe's value)."""
+        s = self.config.sampling
+        settings = {
+            "steps": int(s.steps),
+            "solver": component_spec(s.solver),
+            "grid": component_spec(s.grid),
+            "cfg_scale": float(s.cfg_scale),
+            "cfg_channels": s.cfg_channels,
+            "rope_scaling": component_spec(s.rope_scaling),
+            "context_drop": None if s.context_drop is None else dict(s.context_drop),
+            "seed": int(s.seed),
+            "precision": str(s.precision),
+        }
+        unknown = sorted(set(overrides) - set(settings))
+        if unknown:
+            raise ValueError(f"unknown sampling settings {unknown}; known: {sorted(settings)}")
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return settings
+
+    def shapes_of(self, items: Sequence[dict[str, Any]]) -> list[tuple[int, ...]]:
+        """The sample shape of each dataset item (generate at the held-out items' own sizes)."""
+        return [tuple(self.plugin.sample_shape(it["sample"])) for it in items]
+
+    def generate(
+        self,
+        model: Any,
+        conditions: Sequence[Any] | None,
+        shapes: Sequence[tuple[int, ...]] | None = None,
+        device: Any = "cpu",
+        batch_size: int | None = None,
+        on_batch: Callable[[int, list[Tensor], int], None] | None = None,
+        return_nfe: bool = False,
+        **overrides: Any,
+    ) -> list[Tensor] | tuple[list[Tensor], int]:
+        """Samples (detached, float32, on the CPU) for ``conditions`` (or for ``shapes`` alone), generated in
+        batches of ``batch_size`` (default ``eval.batch_size``) with the task's sampling settings
+        (``overrides`` replace them). ``on_batch(start, samples, seed)`` is called as each batch lands.
+        ``return_nfe``: also return the network evaluations per batch (a guided pair counts once)."""
+        from lumina_core.sampling import generate
+
+        if not self.generative:
+            raise ValueError(
+                f"task {self.name!r} is a classification task: it generates nothing; use `lumina predict` to "
+                "classify files, or pick a generative task"
+            )
+        n = len(conditions) if conditions is not None else len(shapes or [])
+        conds = list(conditions) if conditions is not None else [None] * n
+        settings = self.sampling_settings(**overrides)
+        bs = max(1, int(batch_size or self.config.eval.batch_size))
+        out: list[Tensor] = []
+        nfe = 0
+        for start in range(0, n, bs):
+            chunk = conds[start : start + bs]
+            seed = settings["seed"] + start
+            batch, nfe = generate(
+                model, self.plugin, self.conditioner, self.name, chunk,
+                shapes=None if shapes is None else list(shapes[start : start + bs]),
+                device=device, return_nfe=True, **{**settings, "seed": seed},
+            )  # fmt: skip
+            batch = [x.detach().float().cpu() for x in batch]
+            if on_batch is not None:
+                on_batch(start, batch, seed)
+            out += batch
+        return (out, nfe) if return_nfe else out
+
+
+def build_task(config: TaskConfig) -> Task:
+    """Plugin, conditioner and objective of one typed task section."""
+    from lumina_core.registry import MODALITIES
+
+    plugin = MODALITIES.build(component_spec(config.modality))
+    return Task(config, plugin, build_conditioner(config), build_objective(config))
+
+
+def build_objective(config: TaskConfig) -> Any:
+    """The task's objective alone (cheap: no plugin, no text encoder), e.g. to ask whether it generates."""
+    import lumina_core.flow  # noqa: F401  (registers objectives and time samplers)
+    from lumina_core.registry import OBJECTIVES
+
+    return OBJECTIVES.build(component_spec(config.objective))
+
+
+def build_conditioner(config: TaskConfig) -> nn.Module:
+    """The task's conditioner; a frozen one wrapped in the feature cache when ``conditioning.cache``."""
+    import lumina_core.conditioning  # noqa: F401  (registers the built-in conditioners)
+    from lumina_core.registry import CONDITIONERS
+
+    enc = CONDITIONERS.build(component_spec(config.conditioning.encoder))
+    if config.conditioning.cache and not getattr(enc, "trainable", False):
+        from lumina_core.conditioning import CachedConditioner
+
+        enc = CachedConditioner(enc)
+    return enc
+
