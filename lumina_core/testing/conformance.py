@@ -16,7 +16,8 @@ What it checks (each a test method; a failure says which property broke):
   compatible ``api_version``, the registered name;
 * round trip: ``detokenize(tokenize(samples)) == samples`` (per sample, in its own size);
 * batch composition: a sample's tokens and positions are the same alone and inside a batch;
-* ``layout(sample_shape(x))`` reproduces ``tokenize([x])``'s positions, mask and shapes, with zero tokens;
+* ``layout(sample_shape(x))`` reproduces ``tokenize([x])``'s positions, mask and shapes, with zero tokens
+  (given tokens, ``TokenBatch.given``, keep their values);
 * padding invariance: a tiny ``LuminaModel`` (randomised, so no zero-initialised layer hides anything)
   gives the same velocity for a sample alone and inside a padded batch with a longer one (fp32, 1e-5), and
   the values written in padded rows change nothing;
@@ -267,7 +268,16 @@ class PluginConformance:
         assert [tuple(s) for s in layout.shapes] == [tuple(s) for s in batch.shapes], (
             "layout(sample_shape(x)) gives other shapes than tokenize"
         )
-        assert not layout.tokens.abs().any(), "layout() must return zero tokens"
+        free = ~layout.given[..., None] if layout.given is not None else torch.ones_like(layout.tokens[..., :1])
+        assert not (layout.tokens.abs() * free).any(), "layout() must return zero tokens (but given ones)"
+        assert (layout.given is None) == (batch.given is None) and (
+            batch.given is None or torch.equal(layout.given, batch.given)
+        ), "layout(sample_shape(x)) and tokenize mark other tokens as given"
+        if batch.given is not None:
+            err = ((layout.tokens - batch.tokens).abs() * batch.given[..., None]).max().item()
+            assert err <= self.round_trip_atol, (
+                f"layout(sample_shape(x)) gives other values to the given tokens than tokenize (max {err:.3g})"
+            )
         assert (layout.token_cond is None) == (batch.token_cond is None), (
             "layout(sample_shape(x)) and tokenize disagree on whether there is per-token conditioning"
         )
