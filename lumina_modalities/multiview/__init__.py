@@ -2,10 +2,11 @@
 conditioning (Plücker rays or a per-view camera MLP), a procedural ground-truth renderer and checkers.
 
 Importing this package registers the plugin (``MODALITIES["multiview"]``) and its datasets
-(``multiview_scenes``, ``multiview_folder``).
+(``multiview_scenes``, ``multiview_folder``, ``multiview_shards``).
 """
 
 from .datasets import MultiviewFolder, MultiviewScenes
+from .packing import MultiviewShards
 from .plugin import MultiviewPlugin
 
-__all__ = ["MultiviewFolder", "MultiviewPlugin", "MultiviewScenes"]
+__all__ = ["MultiviewFolder", "MultiviewPlugin", "MultiviewScenes", "MultiviewShards"]

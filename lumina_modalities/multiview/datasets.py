@@ -129,19 +129,21 @@ class MultiviewScenes(torch.utils.data.Dataset):
             self._items[index] = item
         return item
 
-    def score(self, samples: list[Tensor], items: list[dict]) -> dict[str, float]:
-        """Mean of :func:`score_views` over samples (their cameras are those they were generated for)."""
-        return score_samples(samples, items, self.fov)
+    def score(self, samples: list[Tensor], items: list[dict], given_views: int = 0) -> dict[str, float]:
+        """Mean of :func:`score_views` over samples (their cameras are those they were generated for); the
+        first ``given_views`` views of each were given, not generated, and are not graded."""
+        return score_samples(samples, items, self.fov, given_views)
 
 
-def score_samples(samples: list[Tensor], items: list[dict], fov: float) -> dict[str, float]:
+def score_samples(samples: list[Tensor], items: list[dict], fov: float, given_views: int = 0,
+                  ) -> dict[str, float]:  # fmt: skip
     if len(samples) != len(items):
         raise ValueError(f"score needs one generated sample per item; got {len(samples)} and {len(items)}")
     totals: dict[str, list[float]] = {}
     for s, it in zip(samples, items, strict=True):
         scene = Scene.from_dict(json.loads(it["meta"]["scene"]))
         c = s.shape[1] - CAM
-        for k, v in score_views(s[:, :c], scene, cameras_of(s, c), fov).items():
+        for k, v in score_views(s[:, :c], scene, cameras_of(s, c), fov, given=given_views).items():
             totals.setdefault(k, []).append(v)
     out = {"adherence": float(np.nanmean(totals.pop("adherence")))}
     out["chance"] = ADHERENCE_CHANCE
@@ -199,50 +201,26 @@ class MultiviewFolder(torch.utils.data.Dataset):
 
     def read(self, index: int) -> dict[str, Any]:
         """Scene ``index`` as an item; raises :class:`CorruptSampleError` saying what is wrong."""
-        from PIL import Image
-
         folder = self.scenes[index]
         name = self.item_name(index)
         try:
-            spec = json.loads((folder / "cameras.json").read_text())
-            entries = spec["views"]
-            fov = float(spec.get("fov", 40.0))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            spec = (folder / "cameras.json").read_bytes()
+        except OSError as err:
             raise CorruptSampleError(f"unreadable cameras.json ({type(err).__name__}: {err})", name) from err
-        if self.views is not None:
-            if len(entries) < self.views:
-                raise CorruptSampleError(f"has {len(entries)} views; {self.views} are needed", name)
-            entries = entries[: self.views]
-        images, mats, sizes = [], [], set()
-        for e in entries:
-            path = folder / str(e.get("file", ""))
-            if not path.is_file():
-                raise CorruptSampleError(
-                    f"view file {e.get('file')!r} listed in cameras.json is missing", name
-                )
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                sizes.add(im.size)
-                images.append(np.asarray(im, dtype=np.float32) / 127.5 - 1)
-            mats.append(e.get("c2w"))
-        if len(sizes) != 1:
-            raise CorruptSampleError(
-                f"views of different sizes {sorted(sizes)}; all views must be the same size", name
-            )
-        try:
-            c2w = torch.tensor(mats, dtype=torch.float64)
-            check_rigid(c2w)
-        except (ValueError, TypeError, RuntimeError) as err:
-            raise CorruptSampleError(str(err), name) from err
-        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)  # (V, 3, H, W)
-        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
-            x = torch.nn.functional.interpolate(
-                x, size=(self.size, self.size), mode="bilinear", antialias=True
-            )
-        caption = str(spec.get("caption", ""))
-        cond = {"text": caption, "class": spec.get("label"), "none": None}[self.condition]
-        meta = {"name": name, "fov": fov, "caption": caption}
-        return {"sample": attach_cameras(x.clamp(-1, 1), c2w), "condition": cond, "meta": meta}
+
+        def view_bytes(file: str) -> bytes | None:
+            path = folder / file
+            return path.read_bytes() if file and path.is_file() else None
+
+        return decode_scene(spec, view_bytes, name, self.size, self.views, self.condition)
+
+    @classmethod
+    def list_samples(cls, root: str, missing_caption: str = "empty") -> list:
+        """Every scene under ``root`` for ``lumina data pack --modality multiview`` (``multiview_shards`` reads
+        the shards back); see :func:`.packing.scene_samples`."""
+        from .packing import scene_samples
+
+        return scene_samples(root)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self)
@@ -265,6 +243,56 @@ class MultiviewFolder(torch.utils.data.Dataset):
 
     def summary(self) -> str:
         return self.stats.summary()
+
+
+def decode_scene(spec_bytes: bytes, view_bytes: Any, name: str, size: int | None = None,
+                 views: int | None = None, condition: str = "text") -> dict[str, Any]:  # fmt: skip
+    """One scene as an item, from its ``cameras.json`` bytes and ``view_bytes(file) -> bytes | None`` (None:
+    missing); raises :class:`CorruptSampleError` naming ``name`` and what is wrong (unreadable cameras file,
+    too few views, a missing or unreadable view, views of different sizes, a camera that is not rigid)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        spec = json.loads(spec_bytes)
+        entries = list(spec["views"])
+        fov = float(spec.get("fov", 40.0))
+    except (ValueError, KeyError, TypeError) as err:
+        raise CorruptSampleError(f"unreadable cameras.json ({type(err).__name__}: {err})", name) from err
+    if views is not None:
+        if len(entries) < views:
+            raise CorruptSampleError(f"has {len(entries)} views; {views} are needed", name)
+        entries = entries[:views]
+    if not entries:
+        raise CorruptSampleError("cameras.json lists no views", name)
+    images, mats, sizes = [], [], set()
+    for e in entries:
+        data = view_bytes(str(e.get("file", "")))
+        if data is None:
+            raise CorruptSampleError(f"view file {e.get('file')!r} listed in cameras.json is missing", name)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im = im.convert("RGB")
+                sizes.add(im.size)
+                images.append(np.asarray(im, dtype=np.float32) / 127.5 - 1)
+        except (OSError, UnidentifiedImageError) as err:
+            raise CorruptSampleError(f"view file {e.get('file')!r} is not a readable picture ({err})", name) from err
+        mats.append(e.get("c2w"))
+    if len(sizes) != 1:
+        raise CorruptSampleError(f"views of different sizes {sorted(sizes)}; all views must be the same size", name)
+    try:
+        c2w = torch.tensor(mats, dtype=torch.float64)
+        check_rigid(c2w)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise CorruptSampleError(str(err), name) from err
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)  # (V, 3, H, W)
+    if size is not None and tuple(x.shape[-2:]) != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+    caption = str(spec.get("caption", ""))
+    cond = {"text": caption, "class": spec.get("label"), "none": None}[condition]
+    meta = {"name": name, "fov": fov, "caption": caption}
+    return {"sample": attach_cameras(x.clamp(-1, 1), c2w), "condition": cond, "meta": meta}
 
 
 def write_scene_folder(dataset: MultiviewScenes, index: int, folder: str | Path) -> Path:

@@ -122,18 +122,23 @@ def adherence(views01: Tensor, scene: Scene, c2w: Tensor, fov: float, truth: dic
     return {"color_acc": color, "shape_acc": shape, "adherence": (color + shape) / 2}
 
 
-def score_views(views: Tensor, scene: Scene, c2w: Tensor, fov: float, bound: float = 1.6) -> dict[str, float]:
-    """All checks of one generated sample's colour views (V, C, H, W) in [-1, 1] against ``scene``."""
+def score_views(views: Tensor, scene: Scene, c2w: Tensor, fov: float, bound: float = 1.6, given: int = 0,
+                ) -> dict[str, float]:  # fmt: skip
+    """All checks of one sample's colour views (V, C, H, W) in [-1, 1] against ``scene``. With ``given`` = k,
+    the first k views were given (a condition) rather than generated: fidelity and adherence are those of
+    views k.. only, and consistency is each generated view's agreement with the hull of all the others (the
+    given views carve it too)."""
     gen = to01(views)
     v, _, h, w = gen.shape
     truth = render(scene, c2w, h, w, fov, supersample=2)
     gen_sil = silhouette(gen)
+    g = slice(int(given), None)
     out = {
-        "psnr": float(psnr(gen, truth["rgb"]).mean()),
-        "ssim": float(ssim(gen, truth["rgb"]).mean()),
-        "silhouette_iou": float(iou(gen_sil, silhouette(truth["rgb"])).mean()),
+        "psnr": float(psnr(gen[g], truth["rgb"][g]).mean()),
+        "ssim": float(ssim(gen[g], truth["rgb"][g]).mean()),
+        "silhouette_iou": float(iou(gen_sil[g], silhouette(truth["rgb"][g])).mean()),
     }
     cons = hull_consistency(gen_sil, c2w, fov, bound) * object_like(gen_sil)
-    out["consistency"] = float(cons.nanmean())
-    out.update(adherence(gen, scene, c2w, fov, truth))
+    out["consistency"] = float(cons[g].nanmean())
+    out.update(adherence(gen[g], scene, c2w[g], fov, {k: t[g] for k, t in truth.items()}))
     return out

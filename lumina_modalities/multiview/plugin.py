@@ -18,6 +18,15 @@ model as per-token conditioning (``TokenBatch.token_cond``, added to the token e
 The shape descriptor of a sample is ``(V, C, H, W, *cameras)`` (12 V camera numbers, float32 values), so
 ``layout`` can rebuild the camera conditioning of any number of views at any poses: generating 8 views from
 a model trained on 4 is ``shape_for(8)`` (or the ``sample_views`` parameter).
+
+**A given first view** (image-to-multi-view, ``given_views=k``, usually 1): the first k views of a sample are
+a condition, not generated. Their tokens sit in the sequence, clean, at their own (view, h, w) positions, and
+are marked ``TokenBatch.given``: the flow objective keeps them at the data at every t and grades only the other
+views; generation starts them at the given pixels and holds them, so they come back exactly as given. The
+model tells them apart by one more per-token conditioning channel (1 on given tokens, 0 elsewhere). The shape
+descriptor then also carries the given views' pixels, ``(V, C, H, W, *cameras, *k C H W pixels)``, so
+``layout`` (and with it evaluation and previews) rebuilds them; ``given_image`` supplies the first view of
+``default_shape`` (``lumina sample``) from a picture.
 """
 
 from __future__ import annotations
@@ -80,6 +89,11 @@ class MultiviewPlugin(ModalityPlugin):
         rope_theta: RoPE base.
         learn_sigma: predict ``2 * in_dim`` channels (only the first ``in_dim`` are the velocity).
         fps: frame rate of the turntable GIF previews.
+        given_views: k, the number of leading views that are given (the condition image) rather than generated;
+            0 (default): all views are generated.
+        given_image: a picture file (PNG, JPEG...) used as the given first view of ``default_shape`` (resized
+            to ``size``), for ``lumina sample`` with ``given_views: 1``; the cameras stay the default orbit's,
+            so the picture should be seen from ``elevation`` and ``radius``.
         autoencoder: a registered codec node, e.g. ``{name: autoencoder_kl, params: {path: ...}}`` (the image
             plugin's frozen AutoencoderKL, reached through ``CODECS`` by name): tokens are then patches of each
             view's latents, and the Plücker rays those of the latent pixels.
@@ -109,6 +123,8 @@ class MultiviewPlugin(ModalityPlugin):
         learn_sigma: bool = False,
         fps: float = 4.0,
         autoencoder: dict | None = None,
+        given_views: int = 0,
+        given_image: str | None = None,
     ) -> None:
         problems = []
         self.codec = None
@@ -128,6 +144,15 @@ class MultiviewPlugin(ModalityPlugin):
             problems.append(f"views and sample_views must be >= 1; got {views}, {sample_views}")
         if azimuths is not None and sample_views is not None and len(azimuths) != sample_views:
             problems.append(f"azimuths lists {len(azimuths)} views but sample_views is {sample_views}")
+        if not 0 <= int(given_views) < min(views, sample_views or views):
+            problems.append(
+                f"given_views must be >= 0 and leave at least one view to generate (views={views}, "
+                f"sample_views={sample_views}); got {given_views}"
+            )
+        if given_image is not None and not Path(given_image).is_file():
+            problems.append(f"given_image {given_image!r} is not a file (expected a picture of the first view)")
+        if given_image is not None and int(given_views) < 1:
+            problems.append("given_image needs given_views >= 1 (it is the first view of the samples)")
         if not 0 < fov < 180:
             problems.append(f"fov must be in (0, 180) degrees; got {fov}")
         if problems:
@@ -145,11 +170,13 @@ class MultiviewPlugin(ModalityPlugin):
         self.sample_views = int(sample_views or (len(self.azimuths) if self.azimuths else views))
         self.axis_split = tuple(int(a) for a in axis_split)
         self.rope_theta, self.learn_sigma, self.fps = float(rope_theta), bool(learn_sigma), float(fps)
+        self.given_views, self.given_image = int(given_views), given_image
         super().__init__(
             views=self.views, size=list(hw), channels=self.channels, patch=self.patch, camera=camera,
             fov=self.fov, elevation=self.elevation, radius=self.radius, sample_views=sample_views,
             azimuths=self.azimuths, axis_split=list(self.axis_split), rope_theta=self.rope_theta,
-            learn_sigma=self.learn_sigma, fps=self.fps, autoencoder=autoencoder,
+            learn_sigma=self.learn_sigma, fps=self.fps, autoencoder=autoencoder, given_views=self.given_views,
+            given_image=given_image,
         )  # fmt: skip
 
     # -- tokens ------------------------------------------------------------------------------------------
@@ -159,7 +186,8 @@ class MultiviewPlugin(ModalityPlugin):
 
     @property
     def token_cond_dim(self) -> int:
-        return {"plucker": 6 * self.patch * self.patch, "matrix": CAM, "none": 0}[self.camera]
+        cam = {"plucker": 6 * self.patch * self.patch, "matrix": CAM, "none": 0}[self.camera]
+        return cam + (1 if self.given_views else 0)  # + the "given" flag
 
     def adapter_spec(self) -> AdapterSpec:
         d = self.token_dim
@@ -213,14 +241,30 @@ class MultiviewPlugin(ModalityPlugin):
         per_view = rel[:, :3, :4].reshape(-1, CAM)
         return per_view.repeat_interleave(gh * gw, dim=0)
 
+    def token_condition(self, c2w: Tensor, height: int, width: int) -> Tensor | None:
+        """(V * gh * gw, Dk) per-token conditioning of one sample: its camera encoding, then (with
+        ``given_views``) the flag that is 1 on the given views' tokens; None when there is neither."""
+        cam = self.camera_condition(c2w, height, width)
+        if not self.given_views:
+            return cam
+        per_view = (height // self.patch) * (width // self.patch)
+        flag = torch.zeros(c2w.shape[0] * per_view, 1)
+        flag[: self.given_views * per_view] = 1.0
+        return flag if cam is None else torch.cat([cam, flag], dim=1)
+
     def tokenize(self, samples: Sequence[Tensor], encode: bool = True) -> TokenBatch:
         """Samples to tokens; ``encode=False`` skips the autoencoder (zero tokens, for :meth:`layout`)."""
         if len(samples) == 0:
             raise ValueError("tokenize needs at least one multiview sample")
-        tokens, positions, shapes, conds = [], [], [], []
+        tokens, positions, shapes, conds, given = [], [], [], [], []
         for i, x in enumerate(samples):
             self._check(i, x)
             v, _, h, w = x.shape
+            if v <= self.given_views:
+                raise ValueError(
+                    f"multiview sample {i} has {v} views but the first {self.given_views} are given: "
+                    "at least one more view is needed to generate"
+                )
             x = x.float()
             lh, lw = h // self.factor, w // self.factor
             if self.codec is None:
@@ -232,12 +276,17 @@ class MultiviewPlugin(ModalityPlugin):
             tokens.append(patchify(z, self.patch))
             positions.append(grid_positions(v, h // self.multiple, w // self.multiple, device=x.device))
             shapes.append(self.sample_shape(x))
-            cond = self.camera_condition(cameras_of(x, self.channels), lh, lw)
+            cond = self.token_condition(cameras_of(x, self.channels), lh, lw)
             if cond is not None:
                 conds.append(cond.to(device=x.device, dtype=torch.float32))
+            if self.given_views:
+                flags = torch.zeros(tokens[-1].shape[0], dtype=torch.bool, device=x.device)
+                flags[: self.given_views * (lh // self.patch) * (lw // self.patch)] = True
+                given.append(flags)
         return TokenBatch.from_sequences(
-            tokens, positions, shapes, meta={"patch": self.patch}, token_cond=conds or None
-        )
+            tokens, positions, shapes, meta={"patch": self.patch}, token_cond=conds or None,
+            given=given or None,
+        )  # fmt: skip
 
     def detokenize(self, batch: TokenBatch) -> list[Tensor]:
         """Each sample's tokens back to its views, with the cameras of its shape descriptor attached."""
@@ -255,13 +304,18 @@ class MultiviewPlugin(ModalityPlugin):
             latent_shape = (v, self.token_channels, h // self.factor, w // self.factor)
             z = grid.unpatchify(batch.tokens[i, :n, :d], latent_shape, (1, self.patch, self.patch), channel_dim=1)
             images = z if self.codec is None else self.codec.decode(z).to(z.dtype)
+            given = given_from_shape(shape)
+            if given is not None and self.codec is not None:  # the condition, not its lossy reconstruction
+                images = torch.cat([given.to(images), images[given.shape[0] :]])
             out.append(attach_cameras(images, cameras_from_shape(shape)))
         return out
 
     def sample_shape(self, sample: Tensor) -> tuple[Any, ...]:
+        """``(V, C, H, W, *12 V camera numbers)``, then the given views' pixels (``given_views`` k > 0)."""
         v, _, h, w = sample.shape
         cams = sample[:, self.channels : self.channels + CAM, 0, 0].float().flatten().tolist()
-        return (int(v), self.channels, int(h), int(w), *cams)
+        pixels = sample[: self.given_views, : self.channels].float().flatten().tolist()
+        return (int(v), self.channels, int(h), int(w), *cams, *pixels)
 
     def shape_for(self, views: int | None = None, azimuths: Sequence[float] | None = None,
                   elevation: float | None = None) -> tuple[Any, ...]:  # fmt: skip
@@ -273,7 +327,19 @@ class MultiviewPlugin(ModalityPlugin):
         return (c2w.shape[0], self.channels, *self.size, *cams)
 
     def default_shape(self) -> tuple[Any, ...]:
-        return self.shape_for(self.sample_views, self.azimuths)
+        """``sample_views`` views on the default orbit; with ``given_views``, the first from ``given_image``."""
+        shape = self.shape_for(self.sample_views, self.azimuths)
+        if not self.given_views:
+            return shape
+        if self.given_image is None:
+            raise ValueError(
+                f"this multiview model generates views from {self.given_views} given view(s): say which picture "
+                "is the first view with tasks.0.modality.params.given_image=PATH (a PNG seen from the recipe's "
+                "elevation and radius), or sample held-out items (lumina eval)"
+            )
+        if self.given_views != 1:
+            raise ValueError(f"given_image supplies one view; given_views is {self.given_views}")
+        return (*shape, *read_view(self.given_image, self.size, self.channels).flatten().tolist())
 
     def layout(
         self, shapes: Sequence[tuple[Any, ...]], device: torch.device | str | None = None
@@ -281,14 +347,30 @@ class MultiviewPlugin(ModalityPlugin):
         blanks = []
         for s in shapes:
             v, c, h, w = (int(x) for x in s[:4])
-            blanks.append(attach_cameras(torch.zeros(v, c, h, w, device=device), cameras_from_shape(s)))
-        batch = self.tokenize(blanks, encode=False)
-        return batch.with_tokens(torch.zeros_like(batch.tokens))
+            views = torch.zeros(v, c, h, w, device=device)
+            given = given_from_shape(s)
+            if given is not None:
+                views[: given.shape[0]] = given.to(device)
+            blanks.append(attach_cameras(views, cameras_from_shape(s)))
+        batch = self.tokenize(blanks, encode=self.codec is not None and self.given_views > 0)
+        if batch.given is None:
+            return batch.with_tokens(torch.zeros_like(batch.tokens))
+        return batch.with_tokens(batch.tokens * batch.given[..., None])  # the given views' tokens, else 0
 
     def to(self, device: torch.device | str) -> MultiviewPlugin:
         if self.codec is not None:
             self.codec.to(device)
         return self
+
+    def evaluate(self, samples: Sequence[Tensor], items: Sequence[dict], dataset: Any = None) -> dict[str, float]:
+        """The dataset's checkers on the generated views only: with ``given_views`` k, the first k views (given,
+        returned unchanged) are left out of the fidelity and adherence scores, and consistency is that of the
+        generated views against the hull of all the others, given ones included."""
+        score = getattr(dataset, "score", None)
+        if not callable(score):
+            return {}
+        return dict(score(list(samples), list(items), given_views=self.given_views) if self.given_views
+                    else score(list(samples), list(items)))  # fmt: skip
 
     def cfg_channel_mask(self, k: int, shape: tuple[Any, ...] | None = None) -> Tensor:
         """Token channels of the first ``k`` colour channels: patches are (C, ph, pw), so the first k p^2."""
@@ -313,15 +395,49 @@ class MultiviewPlugin(ModalityPlugin):
             writer.add_image(f"{tag}/{i}", torch.cat(list(views), dim=-1), step)
 
 
-def cameras_from_shape(shape: Sequence[Any]) -> Tensor:
-    """(V, 4, 4) cameras of a shape descriptor ``(V, C, H, W, *12 V numbers)``."""
-    v = int(shape[0])
+def _shape_parts(shape: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """The camera numbers and the given views' pixels of a shape descriptor, checked."""
+    v, c, h, w = (int(x) for x in shape[:4])
     nums = list(shape[4:])
-    if len(nums) != CAM * v:
+    extra = len(nums) - CAM * v
+    if extra < 0 or extra % (c * h * w) or extra // (c * h * w) >= v:
         raise ValueError(
-            f"a multiview shape is (V, C, H, W) followed by 12 camera numbers per view ({CAM * v} for V={v}); "
-            f"got {len(nums)} numbers after (V, C, H, W)"
+            f"a multiview shape is (V, C, H, W) followed by 12 camera numbers per view ({CAM * v} for V={v}), "
+            f"then C H W = {c * h * w} pixel values per given view (fewer than V); got {len(nums)} numbers after "
+            "(V, C, H, W)"
         )
+    return nums[: CAM * v], nums[CAM * v :]
+
+
+def given_from_shape(shape: Sequence[Any]) -> Tensor | None:
+    """(k, C, H, W) pixels of the given views a shape descriptor carries, or None."""
+    _, pixels = _shape_parts(shape)
+    if not pixels:
+        return None
+    c, h, w = (int(x) for x in shape[1:4])
+    return torch.tensor(pixels, dtype=torch.float32).reshape(-1, c, h, w)
+
+
+def read_view(path: str | Path, size: Sequence[int], channels: int = 3) -> Tensor:
+    """(C, H, W) colours in [-1, 1] of a picture file, resized to ``size`` (H, W)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.float32)
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"given view {str(path)!r} is not a readable picture ({err})") from err
+    x = torch.from_numpy(arr).reshape(arr.shape[0], arr.shape[1], -1).permute(2, 0, 1) / 127.5 - 1
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = torch.nn.functional.interpolate(x[None], size=tuple(size), mode="bilinear", antialias=True)[0]
+    return x.clamp(-1, 1)
+
+
+def cameras_from_shape(shape: Sequence[Any]) -> Tensor:
+    """(V, 4, 4) cameras of a shape descriptor ``(V, C, H, W, *12 V numbers[, *given pixels])``."""
+    v = int(shape[0])
+    nums, _ = _shape_parts(shape)
     rows = torch.tensor(nums, dtype=torch.float64).reshape(v, 3, 4)
     bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64).expand(v, 1, 4)
     return torch.cat([rows, bottom], dim=1)
