@@ -10,7 +10,7 @@ from lumina_core.sampling.generate import generate, guided_velocity, token_noise
 from lumina_core.sampling.grid_fit import explicit_node, fit_time_grid
 from lumina_core.sampling.grids import TimeGrid, check_grid, time_grid
 from lumina_core.sampling.guidance import cfg_combine, channel_mask
-from lumina_core.sampling.integrate import build_solver, integrate
+from lumina_core.sampling.integrate import Solution, build_solver, integrate
 from lumina_core.sampling.solvers import (
     RK4,
     AdamsBashforth2,
@@ -32,6 +32,7 @@ __all__ = [
     "Heun",
     "HeunEDM",
     "Midpoint",
+    "Solution",
     "Solver",
     "TimeGrid",
     "build_solver",
