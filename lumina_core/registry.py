@@ -542,9 +542,14 @@ class ComponentInfo:
 
 
 def plain(value: Any) -> Any:
-    """Mappings and lists (OmegaConf nodes too, interpolations resolved on access) as plain dicts and lists."""
+    """Mappings and lists (OmegaConf nodes too: interpolations resolved, missing values left as ``"???"``)
+    as plain dicts and lists."""
     if isinstance(value, str | bytes):
         return value
+    if type(value).__module__.startswith("omegaconf"):  # a DictConfig/ListConfig: "???" stays "???"
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(value, resolve=True, throw_on_missing=False)
     if isinstance(value, Mapping) or (hasattr(value, "keys") and hasattr(value, "__getitem__")):
         return {k: plain(value[k]) for k in value.keys()}
     if isinstance(value, list | tuple) or type(value).__name__ == "ListConfig":
