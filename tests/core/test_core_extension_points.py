@@ -114,6 +114,8 @@ def test_component_nodes_in_every_written_form():
         name, params = "shift", {"s": 2.0}
 
     assert parse_component(Schema()) == ComponentSpec("shift", {"s": 2.0})
+    missing = OmegaConf.create({"name": "image", "params": {"autoencoder": {"name": "ae", "params": {"path": "???"}}}})
+    assert parse_component(missing).params["autoencoder"]["params"]["path"] == "???"  # the codec says what is missing
     with pytest.raises(ValueError, match="only `name` and `params`.*final_euler"):
         parse_component({"name": "heun", "final_euler": True}, "solver")
     with pytest.raises(ValueError, match="params of solver 'heun' must be a mapping"):
