@@ -4,6 +4,8 @@
     PYTHONPATH=. python benchmarks/backbone.py --bf16 --compile   # add bf16-autocast and torch.compile rows
                                                                   # (bf16: also each runner's bf16/fp32 ratio)
     PYTHONPATH=. python benchmarks/backbone.py --kernels          # add each product, BLAS vs oneDNN (CPU)
+    PYTHONPATH=. python benchmarks/backbone.py --before /tmp/old  # this tree vs an older lumina_core, same run
+                                                                  # (git archive <ref> lumina_core | tar -x -C /tmp/old)
 
 Both models hold identical weights (ours is loaded from the diffusers module with ``from_diffusers``); the
 script checks their outputs agree before timing. On CPU in fp32 a third runner, "ours, torch kernels", runs
@@ -12,14 +14,25 @@ our trunk with its products through PyTorch's ``F.linear`` (BLAS) instead of one
 Measurements rotate between the runners (the order shifts every repeat) so that machine noise hits all of
 them; the median of the repeats is reported.
 Tokens/s counts image tokens (patches) processed: batch * (H / p) * (W / p) per call.
+
+``--before DIR`` compares two versions of our code in one run: child processes alternate between this
+tree and the ``lumina_core`` under DIR (``--rounds`` each, the order swapping every round), each timing our
+trunk and diffusers' on the same inputs; it prints each version's median milliseconds and speed-up over
+diffusers, and the ratio of the two versions (after / before, above 1: this tree is faster).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -226,7 +239,13 @@ def main() -> None:
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--kernels", action="store_true", help="also time each product, BLAS vs oneDNN (CPU fp32)")
     ap.add_argument("--plot-dir", default=None, help="where the figure goes (default docs/images/benchmarks)")
+    ap.add_argument("--before", default=None, help="a folder holding an older lumina_core: time it against this tree")
+    ap.add_argument("--after", default=None, help="with --before: the newer lumina_core's folder (default: this tree)")
+    ap.add_argument("--rounds", type=int, default=4, help="with --before: child runs per version")
+    ap.add_argument("--json", default=None, help=argparse.SUPPRESS)  # a child's medians, for --before
     args = ap.parse_args()
+    if args.before:
+        return before_after(args)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -272,6 +291,11 @@ def main() -> None:
         cfns = {"ours": torch.compile(ours_fwd), "diffusers": torch.compile(ref_fwd)}  # compiled: no oneDNN route
         ratios["compiled forward"] = compare("compiled fp32 forward", cfns, models, False, fp32, args, tokens)
         ratios["compiled fwd+bwd"] = compare("compiled fp32 fwd+bwd", cfns, models, True, fp32, args, tokens)
+    if args.json:
+        import lumina_core
+
+        Path(args.json).write_text(json.dumps({"medians": med, "err": err, "source": lumina_core.__file__}))
+        return
     print("figure:", *plot_ratios(ratios, args, tokens))
     if args.kernels and uses_onednn(inputs[0]):
         kernel_table(ours, args, tokens)
@@ -281,6 +305,52 @@ def main() -> None:
             "share of a fp32 training step outside matmuls + attention: "
             + ", ".join(f"{k} {v:.1%}" for k, v in shares.items())
         )
+
+
+def before_after(args) -> None:
+    """This tree vs the ``lumina_core`` under ``args.before``: child runs alternate, medians over the rounds."""
+    bench = Path(__file__).resolve().parent
+    here = Path(args.after).resolve() if args.after else bench.parent
+    old = Path(args.before).resolve()
+    for root in (old, here):
+        if not (root / "lumina_core").is_dir():
+            raise SystemExit(f"{root}: expected a folder holding lumina_core/")
+    own = {"--before": args.before, "--after": args.after, "--rounds": str(args.rounds)}
+    passed, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a in own:
+            skip = True
+        else:
+            passed.append(a)
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    for r in range(args.rounds):
+        for name in (("before", "after") if r % 2 == 0 else ("after", "before")):
+            root = old if name == "before" else here
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "medians.json"
+                env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{bench}")
+                cmd = [sys.executable, str(Path(__file__).resolve()), *passed, "--no-profile", "--json", str(out)]
+                subprocess.run(cmd, env=env, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+                result = json.loads(out.read_text())
+                if not result["source"].startswith(str(root)):
+                    raise SystemExit(f"the {name} run imported lumina_core from {result['source']}, not {root}")
+                runs[name].append(result)
+    tokens = args.batch * (args.size // args.patch) ** 2
+    print(f"before: {old}; after: {here}; {args.rounds} child runs each, alternating; {tokens} tokens, dim {args.dim}, "
+          f"{args.layers} layers; medians of the runs' medians ({args.repeats} repeats per run)")
+    for mode in ("fp32 forward", "fp32 fwd+bwd"):
+        ms = {v: statistics.median(r["medians"][mode]["ours"] for r in runs[v]) * 1e3 for v in runs}
+        ref = {v: statistics.median(r["medians"][mode]["diffusers"] for r in runs[v]) * 1e3 for v in runs}
+        spread = {v: sorted(r["medians"][mode]["diffusers"] / r["medians"][mode]["ours"] for r in runs[v]) for v in runs}
+        print(
+            f"  {mode:<13} ours before {ms['before']:7.1f} ms ({ref['before'] / ms['before']:.2f}x diffusers), "
+            f"after {ms['after']:7.1f} ms ({ref['after'] / ms['after']:.2f}x diffusers); "
+            f"after/before speed {ms['before'] / ms['after']:.3f}x"
+        )
+        for v in runs:  # the same-process ratio, run by run: the steadier figure on a shared machine
+            print(f"      {v:<6} speed-up over diffusers per run: " + ", ".join(f"{x:.2f}x" for x in spread[v]))
 
 
 def plot_ratios(ratios: dict[str, dict[str, float]], args, tokens: int):
