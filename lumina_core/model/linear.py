@@ -4,6 +4,11 @@
     split_linear(x, W, sizes)  = (x W_1^T, x W_2^T, ...)                 W = [W_1; W_2; ...] (e.g. q | k | v)
     swiglu(x, W13, W2)         = (silu(x W1^T) * (x W3^T)) W2^T          W13 = [W1; W3] (one parameter, row blocks)
 
+The trunk holds its projections as modules (:class:`Linear`, :class:`RowBlockLinear`) whose ``forward`` is
+:func:`linear`, so hooks and wrappers (peft's LoRA, quantisation, profilers) see every call; the fused
+projections' faster routes (:func:`split_linear`, :func:`swiglu_hidden` on the weight) run only while the
+module is bare (:func:`is_bare`).
+
 Mathematically nothing changes; what changes is which kernel multiplies. On CPU, fp32, PyTorch's ``F.linear``
 calls the BLAS ``sgemm`` (MKL in the PyPI wheels); oneDNN's matmul primitive
 (``torch.ops.mkldnn._linear_pointwise``, the op PyTorch's own CPU compiler backend emits) was 7-27 % faster
