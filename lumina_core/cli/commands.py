@@ -52,16 +52,21 @@ def _describe_tasks(cfg: Any) -> str:
 
 # -- train / sample / eval ---------------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> int:
+    from lumina_core.training.api import launch_rank
+
     cfg = _load(args)
-    _say(f"lumina train: {args.recipe}: {len(cfg.tasks)} task(s): {_describe_tasks(cfg)}")
-    _say(
+    say = _say if launch_rank() == 0 else (lambda msg: None)  # the other ranks of a data-parallel run are quiet
+    say(f"lumina train: {args.recipe}: {len(cfg.tasks)} task(s): {_describe_tasks(cfg)}")
+    ranks = int(cfg.train.devices) * int(cfg.train.num_nodes)
+    say(
         f"  {cfg.train.max_steps} steps; run folder {cfg.run.output_dir}"
+        + (f"; {ranks} data-parallel processes" if ranks > 1 else "")
         + (f"; resuming from {args.resume}" if args.resume else "")
     )
     from lumina_core.training.api import train as run_training
 
     run_dir = run_training(cfg, resume=args.resume, overwrite=bool(getattr(args, "overwrite", False)))
-    _say(f"done: run folder {run_dir} (checkpoints, previews and logs; `tensorboard --logdir {run_dir}`)")
+    say(f"done: run folder {run_dir} (checkpoints, previews and logs; `tensorboard --logdir {run_dir}`)")
     return 0
 
 

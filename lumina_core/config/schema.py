@@ -15,6 +15,8 @@ from typing import Any
 
 #: the values of ``train.mixing`` (see TrainConfig.mixing and lumina_core.training.data)
 MIXING_MODES = ("all", "weighted")
+#: the values of ``train.strategy``
+STRATEGIES = ("auto", "ddp", "fsdp")
 
 
 @dataclass
@@ -132,6 +134,10 @@ class TrainConfig:
     max_consecutive_skips: int = 10  # with skip_nonfinite: stop after this many non-finite steps in a row
     max_skipped_steps: int = 100  # with skip_nonfinite: stop after this many non-finite steps in all
     compile: bool = False  # torch.compile the trunk
+    devices: int = 1  # processes (GPUs, or CPU processes) per node; > 1 trains data-parallel
+    num_nodes: int = 1  # machines (torchrun / SLURM give the rest)
+    #: Lightning strategy: "auto" (one device: none; several: ddp), "ddp" or "fsdp" (sharded; GPUs)
+    strategy: str = "auto"
     #: how the tasks share the steps: "all" (every step takes one batch of data.batch_size from every task - a
     #: fixed per-step composition) or "weighted" (every step takes one batch from one task, drawn with the
     #: tasks' draw_weight from the run's seed, the same on every rank and after a resume)

@@ -22,7 +22,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from lumina_core.config.schema import MIXING_MODES, Component, RecipeConfig
+from lumina_core.config.schema import MIXING_MODES, STRATEGIES, Component, RecipeConfig
 
 MISSING = "???"
 #: component parameters whose value, when written as ``{name: ..., params: ...}``, is itself a registered
@@ -280,6 +280,11 @@ def _check_values(tree: dict, problems: list[str]) -> None:
     train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
     _check_mixing(tasks if isinstance(tasks, list) else [], train, problems)
     rule("train.max_steps", train.get("max_steps"), lambda v: v >= 0, "at least 0")
+    rule("train.devices", train.get("devices"), lambda v: v >= 1, "at least 1")
+    rule("train.num_nodes", train.get("num_nodes"), lambda v: v >= 1, "at least 1")
+    strategy = train.get("strategy")
+    if isinstance(strategy, str) and strategy not in STRATEGIES:
+        problems.append(f"train.strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     rule("train.lr", train.get("lr"), lambda v: v > 0, "positive")
     rule("train.weight_decay", train.get("weight_decay"), lambda v: v >= 0, "at least 0")
     rule("train.warmup_steps", train.get("warmup_steps"), lambda v: v >= 0, "at least 0")

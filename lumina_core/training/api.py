@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     pass
 
+from lumina_core.config.schema import STRATEGIES
 from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
 from lumina_core.training.build import RunParts, build_run, load_trainable, resolve_device, trainable_modules
 
@@ -36,15 +37,41 @@ class _DropLightningTips(logging.Filter):
         return "Tip:" not in record.getMessage()
 
 
-def _trainer_device(device: str) -> dict[str, Any]:
+def _trainer_device(device: str, devices: int = 1, num_nodes: int = 1, strategy: str = "auto") -> dict[str, Any]:
+    """Lightning Trainer arguments for ``run.device`` and ``train.devices / num_nodes / strategy``."""
+    distributed = int(devices) > 1 or int(num_nodes) > 1 or strategy != "auto"
     if device == "auto":
-        return {"accelerator": "auto", "devices": 1}
-    if device == "cpu":
-        return {"accelerator": "cpu", "devices": 1}
-    if device.startswith("cuda"):
-        index = int(device.split(":")[1]) if ":" in device else 0
-        return {"accelerator": "gpu", "devices": [index]}
-    raise ValueError(f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+        out: dict[str, Any] = {"accelerator": "auto", "devices": int(devices) if distributed else 1}
+    elif device == "cpu":
+        out = {"accelerator": "cpu", "devices": int(devices)}
+    elif device.startswith("cuda"):
+        if distributed:
+            out = {"accelerator": "gpu", "devices": int(devices)}
+        else:
+            index = int(device.split(":")[1]) if ":" in device else 0
+            out = {"accelerator": "gpu", "devices": [index]}
+    else:
+        raise ValueError(f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+    if distributed:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"train.strategy must be one of {STRATEGIES}; got {strategy!r}")
+        out["num_nodes"] = int(num_nodes)
+        # a step leaves parameters unused (the adapters of tasks not drawn, a pad token with no padding), so DDP
+        # must look for them
+        out["strategy"] = "ddp_find_unused_parameters_true" if strategy in ("auto", "ddp") else strategy
+    return out
+
+
+def launch_rank() -> int:
+    """This process's global rank as the launcher set it before the trainer starts (torchrun / SLURM:
+    ``RANK``; Lightning's own launcher: ``NODE_RANK`` and ``LOCAL_RANK``); 0 for the process a user started."""
+    import os
+
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if "SLURM_PROCID" in os.environ and "SLURM_NTASKS" in os.environ and int(os.environ["SLURM_NTASKS"]) > 1:
+        return int(os.environ["SLURM_PROCID"])
+    return int(os.environ.get("LOCAL_RANK", 0)) + int(os.environ.get("NODE_RANK", 0))
 
 
 def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
@@ -100,36 +127,43 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
         except (RuntimeError, ValueError) as exc:
             raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, weights, exc)) from exc
         module.last_checkpoint = ck
-        print(f"resuming from {ck} at step {module.step}")
-    _save_recipe(cfg, run_dir / "config.yaml")
+        if launch_rank() == 0:
+            print(f"resuming from {ck} at step {module.step}")
+    if launch_rank() == 0:
+        _save_recipe(cfg, run_dir / "config.yaml")
 
     remaining = int(tc.max_steps) - module.step
     if remaining <= 0:
         print(f"nothing to do: step {module.step} >= train.max_steps={tc.max_steps}")
         return run_dir
 
-    loaders = {}
     val_items: dict[str, list[dict]] = {}
-    for i, (name, task) in enumerate(parts.tasks.items()):
-        ds = task.dataset("train", check_condition_kind=True)
-        module.datasets[name] = ds
-        loaders[name] = task_loader(
-            ds, task.batch_size, int(task.config.data.num_workers), int(cfg.run.seed) + i,
-            module.data_position[name],
-        )  # fmt: skip
+    for name, task in parts.tasks.items():
+        module.datasets[name] = task.dataset("train", check_condition_kind=True)
         val = task.dataset("val")
         # a classifier generates nothing, so it has no previews
         val_items[name] = [val[j] for j in range(min(PREVIEW_ITEMS, len(val)))] if task.generative else []
-    batches = MultiTaskBatches(
-        loaders, str(tc.mixing), {n: t.draw_weight for n, t in parts.tasks.items()}, int(cfg.run.seed), module.draws
-    )
+
+    def make_batches(rank: int, world: int) -> MultiTaskBatches:
+        """The step stream of rank ``rank`` of ``world`` (called by the module once the ranks are known)."""
+        loaders = {
+            name: task_loader(
+                module.datasets[name], task.batch_size, int(task.config.data.num_workers), int(cfg.run.seed) + i,
+                module.data_position[name], rank, world,
+            )  # fmt: skip
+            for i, (name, task) in enumerate(parts.tasks.items())
+        }
+        weights = {n: t.draw_weight for n, t in parts.tasks.items()}
+        return MultiTaskBatches(loaders, str(tc.mixing), weights, int(cfg.run.seed), module.draws)
+
+    module.make_batches = make_batches
 
     tips = _DropLightningTips()
     lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     lightning_log.addFilter(tips)
     try:
         trainer = L.Trainer(
-            **_trainer_device(str(cfg.run.device)),
+            **_trainer_device(str(cfg.run.device), int(tc.devices), int(tc.num_nodes), str(tc.strategy)),
             precision=str(tc.precision),
             max_steps=remaining,
             max_epochs=-1,
@@ -151,7 +185,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
-            trainer.fit(module, train_dataloaders=batches)
+            trainer.fit(module)
     except SIGTERMException as exc:  # Lightning stops after the step; CheckpointEvery saved it
         raise Preempted(
             f"stopped by SIGTERM after step {module.step}; checkpoint {module.last_checkpoint}. Continue with "
@@ -159,7 +193,10 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
         ) from exc
     finally:
         lightning_log.removeFilter(tips)
-        _write_data_report(run_dir, module)
+        if launch_rank() == 0:
+            _write_data_report(run_dir, module)
+    if launch_rank() != 0:
+        return run_dir
     if module.nonfinite_skipped:
         print(f"{module.nonfinite_skipped} step(s) with a non-finite loss were skipped")
     return run_dir

@@ -18,15 +18,20 @@ class CheckpointEvery(L.Callback):
         self.root, self.every, self.keep = Path(root), int(every), keep
         self._saved_step = -1
 
-    def save(self, module: Any) -> Path:
+    def save(self, module: Any) -> Path | None:
+        """Write a checkpoint (rank 0; in a distributed run every rank calls this, to gather its random state)."""
         from lumina_core.config.typed import as_dict
 
+        state = module.training_state()  # collective in a distributed run
+        self._saved_step = module.step
+        if module.global_rank != 0:
+            return None
         path = ckpt_io.save_checkpoint(
             self.root,
             module.step,
             {k: v.detach() for k, v in module.trainable_state().items()},
             module.ema.state_dict(),
-            module.training_state(),
+            state,
             meta={
                 "tasks": module.task_names,
                 "data_position": module.data_position,
@@ -36,7 +41,6 @@ class CheckpointEvery(L.Callback):
             keep=self.keep,
         )
         module.last_checkpoint = path
-        self._saved_step = module.step
         return path
 
     def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
@@ -55,6 +59,8 @@ class CheckpointEvery(L.Callback):
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         if isinstance(exception, SIGTERMException) and module.step != self._saved_step:
+            if module.world > 1:  # the other ranks may be gone: no collective; the last periodic checkpoint stands
+                return
             self.save(module)
 
 
@@ -123,11 +129,12 @@ class PreviewSamples(L.Callback):
         return paths
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if self.every > 0 and module.step % self.every == 0 and module.step != self._done_step:
+        due = self.every > 0 and module.step % self.every == 0 and module.step != self._done_step
+        if due and trainer.is_global_zero:  # every rank holds the same weights: rank 0 previews
             with torch.no_grad():
                 self.preview(module)
 
     def on_train_end(self, trainer, module) -> None:
-        if module.step != self._done_step:
+        if module.step != self._done_step and trainer.is_global_zero:
             with torch.no_grad():
                 self.preview(module)

@@ -24,12 +24,28 @@ from lumina_core.config.schema import MIXING_MODES
 
 
 class ResumableSampler(Sampler[int]):
-    """Infinite stream of indices of a size-``n`` dataset, reshuffled each epoch, starting at ``start``."""
+    """Infinite stream of indices of a size-``n`` dataset, reshuffled each epoch, starting at ``start``.
 
-    def __init__(self, n: int, seed: int = 0, start: int = 0, shuffle: bool = True) -> None:
+    With ``world > 1`` ranks the one global stream is dealt out in batches: global batch ``g`` (items
+    ``g * batch_size ...``) goes to rank ``g mod world``, so the ranks together visit every item once per epoch
+    and never the same item in a step; ``start`` is then the position in the global stream."""
+
+    def __init__(
+        self,
+        n: int,
+        seed: int = 0,
+        start: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world: int = 1,
+        batch_size: int = 1,
+    ) -> None:
         if n <= 0:
             raise ValueError(f"cannot sample from an empty dataset (size {n})")
+        if not 0 <= int(rank) < int(world):
+            raise ValueError(f"rank must be in [0, world) = [0, {world}); got {rank}")
         self.n, self.seed, self.start, self.shuffle = int(n), int(seed), int(start), bool(shuffle)
+        self.rank, self.world, self.batch_size = int(rank), int(world), int(batch_size)
 
     def epoch_order(self, epoch: int) -> list[int]:
         if not self.shuffle:
@@ -37,19 +53,40 @@ class ResumableSampler(Sampler[int]):
         g = torch.Generator().manual_seed(self.seed + epoch)
         return torch.randperm(self.n, generator=g).tolist()
 
-    def __iter__(self) -> Iterator[int]:
+    def global_stream(self) -> Iterator[int]:
         epoch, offset = divmod(self.start, self.n)
         while True:
             yield from self.epoch_order(epoch)[offset:]
             epoch, offset = epoch + 1, 0
 
+    def __iter__(self) -> Iterator[int]:
+        stream = self.global_stream()
+        if self.world == 1:
+            yield from stream
+            return
+        bs, lo = self.batch_size, self.rank * self.batch_size
+        while True:
+            step = [next(stream) for _ in range(bs * self.world)]  # one global step: every rank's batch
+            yield from step[lo : lo + bs]
 
-def task_loader(dataset: Any, batch_size: int, num_workers: int, seed: int, start_batches: int) -> DataLoader:
+
+def task_loader(
+    dataset: Any,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    start_batches: int,
+    rank: int = 0,
+    world: int = 1,
+) -> DataLoader:
     """A DataLoader over ``dataset`` (collated by ``lumina_core.data.collate_items``) that resumes after
-    ``start_batches`` batches."""
+    ``start_batches`` batches of this rank (``world`` ranks read disjoint batches of one seeded stream)."""
     from lumina_core.data import collate_items
 
-    sampler = ResumableSampler(len(dataset), seed=seed, start=start_batches * batch_size)
+    sampler = ResumableSampler(
+        len(dataset), seed=seed, start=start_batches * batch_size * world, rank=rank, world=world,
+        batch_size=batch_size,
+    )  # fmt: skip
     return DataLoader(
         dataset,
         batch_size=batch_size,

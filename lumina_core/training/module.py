@@ -8,6 +8,9 @@ One training step (manual optimisation, so that skipped steps, exact resume and 
 
 All randomness of a step (condition dropout, noise, times) comes from one CPU ``torch.Generator`` seeded by
 ``run.seed`` and stored in every checkpoint, so a resumed run repeats the uninterrupted one bit for bit.
+Data-parallel (``train.devices`` > 1): Lightning's DDP averages the ranks' gradients; rank r reads its own
+batches of the one seeded data stream and seeds its generator with ``run.seed + RANK_SEED_STRIDE * r``; every
+rank's random state is saved, so a resume on the same number of ranks is bit for bit too.
 LR: linear warm-up over ``train.warmup_steps``, then constant or cosine to 0 at ``train.max_steps``.
 """
 
@@ -28,6 +31,9 @@ from torch import Tensor, nn
 from lumina_core.errors import LuminaError
 from lumina_core.training.build import RunParts, load_trainable, trainable_modules
 from lumina_core.training.ema import EMA
+
+#: rank r > 0 of a distributed run seeds its training generator with ``run.seed + RANK_SEED_STRIDE * r``
+RANK_SEED_STRIDE = 1_000_003
 
 
 class NonFiniteLossError(LuminaError, FloatingPointError):
@@ -72,6 +78,7 @@ class LuminaLightningModule(L.LightningModule):
         self._pending_state: dict[str, Any] | None = None
         self._t_last, self._step_last = time.time(), 0
         self._fwd_model = torch.compile(self.model) if cfg.train.compile else self.model
+        self.make_batches: Any = None  # (rank, world) -> the step stream; set by lumina_core.training.api.train
 
     # -- what is checkpointed ---------------------------------------------------------------------------
     def trainable_modules(self) -> dict[str, nn.Module]:
@@ -98,9 +105,18 @@ class LuminaLightningModule(L.LightningModule):
             yield
 
     # -- state for checkpoints ----------------------------------------------------------------------------
-    def training_state(self) -> dict[str, Any]:
-        opt = self.optimizers().optimizer
-        sched = self.lr_schedulers()
+    @property
+    def world(self) -> int:
+        """Number of data-parallel processes (1 outside a distributed run)."""
+        trainer = self._trainer
+        return int(trainer.world_size) if trainer is not None else 1
+
+    def train_dataloader(self) -> Any:
+        """The step stream, built once the ranks are known (``make_batches(rank, world)`` is set by ``train``)."""
+        return self.make_batches(int(self.global_rank), self.world)
+
+    def rng_state(self) -> dict[str, Any]:
+        """This process's random states: the training generator, torch, Python, NumPy (and CUDA)."""
         rng = {
             "train_generator": self.generator.get_state(),
             "torch": torch.get_rng_state(),
@@ -109,7 +125,19 @@ class LuminaLightningModule(L.LightningModule):
         }
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
+        return rng
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything besides the weights that an exact resume needs. In a distributed run every rank must
+        call it (the ranks' random states are gathered: ``rng_ranks``); rank 0 writes it."""
+        opt = self.optimizers().optimizer
+        sched = self.lr_schedulers()
+        rng = self.rng_state()
+        ranks = None
+        if self.world > 1:
+            ranks = [None] * self.world
+            torch.distributed.all_gather_object(ranks, rng)
+        state = {
             "step": self.step,
             "data_position": dict(self.data_position),
             "draws": self.draws,
@@ -118,6 +146,9 @@ class LuminaLightningModule(L.LightningModule):
             "scheduler": sched.state_dict(),
             "rng": rng,
         }
+        if ranks is not None:
+            state["rng_ranks"] = ranks
+        return state
 
     def restore(
         self, weights: dict[str, Tensor], ema: dict[str, Tensor] | None, state: dict[str, Any]
@@ -135,19 +166,31 @@ class LuminaLightningModule(L.LightningModule):
         self.ema.to(self.device)
         for task in self.tasks.values():
             task.plugin.to(self.device)
+        rank, world = int(self.global_rank), self.world
+        if rank > 0:  # condition dropout, noise and times differ per rank, reproducibly
+            self.generator.manual_seed(int(self.cfg.run.seed) + RANK_SEED_STRIDE * rank)
         st = self._pending_state
         if st is not None:
             self.optimizers().optimizer.load_state_dict(st["optimizer"])
             self.lr_schedulers().load_state_dict(st["scheduler"])
-            rng = st["rng"]
-            self.generator.set_state(rng["train_generator"])
-            torch.set_rng_state(rng["torch"])
-            random.setstate(_python_state_back(rng["python"]))
-            np.random.set_state(_numpy_state_back(rng["numpy"]))
-            if "cuda" in rng and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+            saved = st.get("rng_ranks") or [st["rng"]]
+            if len(saved) != world:
+                self.print(
+                    f"resuming a run saved on {len(saved)} rank(s) on {world}: it continues, but not bit for bit "
+                    "(each rank's random state and data slice change with the number of ranks)"
+                )
+            if rank < len(saved):
+                self._set_rng_state(saved[rank])
             self._pending_state = None
         self._t_last, self._step_last = time.time(), self.step
+
+    def _set_rng_state(self, rng: dict[str, Any]) -> None:
+        self.generator.set_state(rng["train_generator"])
+        torch.set_rng_state(rng["torch"])
+        random.setstate(_python_state_back(rng["python"]))
+        np.random.set_state(_numpy_state_back(rng["numpy"]))
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
     # -- optimisation ------------------------------------------------------------------------------------
     def configure_optimizers(self):
