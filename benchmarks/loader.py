@@ -2,6 +2,7 @@
 
     python benchmarks/loader.py [--recipes recipes/image/shapes_tiny.yaml ...] [--workers 0 1 2]
                                 [--batches 20] [--steps 12] [--threads 1] [--no-train] [--no-stream]
+                                [--no-recipes] [--stream-items 1024] [--repeat 3]
                                 [--json benchmarks/results/loader.json]
 
 For every tiny recipe (default: ``recipes/*/*tiny*.yaml`` and the video plugin's) and each of its tasks:
@@ -9,17 +10,19 @@ For every tiny recipe (default: ``recipes/*/*tiny*.yaml`` and the video plugin's
 * **loader**: the task's training dataset, built as the trainer builds it (``lumina_core.data.build_dataset``,
   skip policy included), read through a ``DataLoader`` with the recipe's batch size and random indices, with
   0, 1 and 2 worker processes: items/s over ``--batches`` batches after the first (the first batch, which
-  pays for starting the workers, is reported apart as ``first_s``);
+  pays for starting the workers, is reported apart as ``first_s``); the dataset is built afresh for each
+  worker count, so datasets that cache items show their first-epoch (cold) rate;
 * **training step**: items/s the real training loop consumes (``lumina_core.training.api.train`` on the
   recipe, ``batch_size x steps/s``), timed as the difference of a run of ``W + --steps`` steps and a run of
   ``W`` steps, so set-up, the first step and the final checkpoint cancel; previews are switched off.
-  ``headroom = loader items/s / step items/s``: above 1 the loader keeps up (with ``num_workers > 0`` it
-  also runs beside the step, so its rate adds no time at all).
+  ``slowest loader / step`` is the slowest of the three loader rates over the step's items/s: above 1 the
+  loader keeps up, even reading in the training process (with workers it also runs beside the step).
 
-**Streaming against a peer** (``--no-stream`` skips it): 512 items of ``shapes`` packed into 4 PNG shards
-with ``lumina data pack``'s packer, streamed by ``image_stream`` (ours: shuffled shards, a 256-sample shuffle
-buffer, split by worker, positions tagged for resume) and by ``webdataset.WebDataset`` with the same shuffle
-buffer and the same decode function (the peer), side by side in one run, with the ratio.
+**Streaming against a peer** (``--no-stream`` skips it, ``--no-recipes`` runs only it): ``--stream-items``
+(1024) items of ``shapes`` packed into 4 PNG shards with ``lumina data pack``'s packer, streamed by
+``image_stream`` (ours: shuffled shards, a 256-sample shuffle buffer, split by worker, positions tagged for
+resume) and by ``webdataset.WebDataset`` with the same shuffle buffer and the same decode function (the
+peer), side by side in one run, ``--repeat`` rounds in alternating order, medians and their ratio.
 
 Timings depend on the machine's load (the project's machine is shared by several people): compare the rows
 of one run, and read the ratios rather than the absolute rates.
@@ -33,6 +36,7 @@ import functools
 import glob
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -117,15 +121,15 @@ def recipe_rows(recipe: str, args: argparse.Namespace, workdir: Path) -> list[di
     step_rate = None
     if not args.no_train:
         try:
-            step_rate = train_rate(recipe, args.steps, args.warm, args.threads, workdir / Path(recipe).stem)
+            step_rate = train_rate(recipe, args.steps, args.warm, args.threads, workdir / recipe.replace("/", "_"))
         except Exception as err:  # noqa: BLE001 - report it and go on with the loader figures
             print(f"  {recipe}: training run failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
     rows = []
     for task in cfg.tasks:
-        ds = build_dataset(str(task.data.name), plain(task.data.params), "train", plain(task.data.val_params))
         bs = int(task.data.batch_size)
         row: dict[str, Any] = {"recipe": recipe, "task": task.name, "dataset": str(task.data.name), "batch": bs}
-        for w in args.workers:
+        for w in args.workers:  # a fresh dataset each time: no worker count inherits another's caches
+            ds = build_dataset(str(task.data.name), plain(task.data.params), "train", plain(task.data.val_params))
             row[f"w{w}"] = loader_rate(ds, bs, w, args.batches)
         if step_rate is not None:
             row["step_items_per_s"] = step_rate * bs
@@ -169,14 +173,22 @@ def stream_rows(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]
     decode = functools.partial(decode_image_sample, size=32, channels=3, condition="text")
     bs, rows = 32, []
     batches = min(args.batches, args.stream_items // bs - 2)
-    print("\n| streamed, batch 32 | workers | ours items/s | webdataset items/s | ours / webdataset |")
+    print(f"\n| streamed, batch 32, median of {args.repeat} | workers | ours items/s | webdataset items/s | ours / webdataset |")
     print("|---|---|---|---|---|")
     for w in args.workers:
-        ours = build_dataset("image_stream", {"urls": urls, "size": 32, "shuffle_buffer": 256}, "train")
-        peer = wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False).shuffle(256).map(decode)
-        a = loader_rate(ours, bs, w, batches)["items_per_s"]
-        b = _peer_rate(DataLoader(peer, batch_size=bs, num_workers=w, collate_fn=collate_items), batches)
-        rows.append({"workers": w, "ours_items_per_s": a, "webdataset_items_per_s": b, "ratio": a / b})
+        ours_rates, peer_rates = [], []
+        for r in range(args.repeat):  # alternate who goes first: the machine's load drifts
+            for who in (("ours", "peer") if r % 2 == 0 else ("peer", "ours")):
+                if who == "ours":
+                    ours = build_dataset("image_stream", {"urls": urls, "size": 32, "shuffle_buffer": 256}, "train")
+                    ours_rates.append(loader_rate(ours, bs, w, batches)["items_per_s"])
+                else:
+                    peer = wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False).shuffle(256).map(decode)
+                    loader = DataLoader(peer, batch_size=bs, num_workers=w, collate_fn=collate_items)
+                    peer_rates.append(_peer_rate(loader, batches))
+        a, b = statistics.median(ours_rates), statistics.median(peer_rates)
+        rows.append({"workers": w, "ours_items_per_s": a, "webdataset_items_per_s": b, "ratio": a / b,
+                     "ours_all": ours_rates, "webdataset_all": peer_rates})  # fmt: skip
         print(f"| image_stream vs WebDataset | {w} | {a:.0f} | {b:.0f} | {a / b:.2f} |", flush=True)
     return rows
 
@@ -200,7 +212,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the training runs")
     parser.add_argument("--no-train", action="store_true", help="loader figures only")
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming comparison")
-    parser.add_argument("--stream-items", type=int, default=512)
+    parser.add_argument("--stream-items", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the streaming comparison (median)")
+    parser.add_argument("--no-recipes", action="store_true", help="the streaming comparison only")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     if 0 not in args.workers:
@@ -217,7 +231,7 @@ def main() -> None:
     print("|---|---|" + "---|" * len(args.workers) + "---|---|")
     results: dict[str, Any] = {"threads": args.threads, "recipes": [], "stream": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for recipe in recipes:
+        for recipe in [] if args.no_recipes else recipes:
             results["recipes"] += recipe_rows(recipe, args, Path(tmp))
         if not args.no_stream:
             results["stream"] = stream_rows(args, Path(tmp))
