@@ -262,7 +262,7 @@ def collect(runs: Mapping[str, Any]) -> dict[str, Any]:
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise FileNotFoundError(
-                f"--reuse needs finished runs, but {', '.join(missing)} is missing; run the benchmark "
+                f"--reuse needs finished runs, but these files are missing: {', '.join(missing)}; run the benchmark "
                 "without --reuse first (with the same --steps, --out and --recipe)"
             )
         out[name] = {"timing": json.loads(files[0].read_text()), "metrics": json.loads(files[1].read_text())}
@@ -460,6 +460,10 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "loadavg": load}
 
 
+def _load(m: Mapping[str, Any]) -> str:
+    return "/".join(f"{x:.1f}" for x in m["loadavg"]) if m.get("loadavg") else "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default=DEFAULT_RECIPE)
@@ -521,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "command": command.strip(),
         "started": started,
         "machine": {"before": before, "after": machine()},
-        "note": f"{command.strip()}; {before['cpus']} CPUs, load {before['loadavg']}; {started}",
+        "note": f"{command.strip()}; {before['cpus']} CPUs, load average {_load(before)}; {started}",
         "runs": results,
     }
     print(report(saved))
@@ -535,4 +539,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as exc:  # bad input: one paragraph, exit 2 (as the CLI does)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
