@@ -118,7 +118,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         "tasks.0.data.name: unknown dataset '_cfg_wave'; did you mean '_cfg_waves'",
         "tasks.0.objective.params.time_sampler.name: unknown time sampler 'logit_normall'; did you mean 'logit_normal'",
         "tasks.0.conditioning.encoder.name: unknown conditioner 'clas'; did you mean 'class'",
-        "tasks.0.sampling.solver: unknown solver 'midpoitn'; did you mean 'midpoint'",
+        "tasks.0.sampling.solver.name: unknown solver 'midpoitn'; did you mean 'midpoint'",
         "tasks.0.sampling.grid.name: unknown time grid 'shfit'; did you mean 'shift'",
         "tasks.1.name: missing required value (???)",
         "tasks.1.modality.params.patch: expected int, got 'four'",
@@ -193,11 +193,14 @@ def test_dataset_of_another_modality_is_flagged(tmp_path):
         )
 
 
-def test_a_bare_name_for_a_component_shows_the_expected_form(tmp_path):
+def test_a_bare_name_is_short_for_a_component_and_a_wrong_form_shows_the_expected_one(tmp_path):
+    cfg = load_recipe(write(tmp_path, GOOD), ["tasks.0.sampling.solver=heun", "tasks.0.sampling.grid=uniform"])
+    assert cfg.tasks[0].sampling.solver == {"name": "heun", "params": {}}
+    assert cfg.tasks[0].sampling.grid.name == "uniform"
     with pytest.raises(RecipeError) as err:
-        load_recipe(write(tmp_path, GOOD), ["tasks.0.modality=_cfg_seq"])
+        load_recipe(write(tmp_path, GOOD), ["tasks.0.modality=3"])
     assert err.value.problems == [
-        "tasks.0.modality: expected a registered component {name: ..., params: {...}}, got '_cfg_seq' (str)"
+        "tasks.0.modality: expected a registered component {name: ..., params: {...}}, got 3 (int)"
     ]
 
 

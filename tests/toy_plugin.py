@@ -187,7 +187,7 @@ def seq_task(name: str = "seq", conditioned: bool = True, **data: Any) -> dict:
             "batch_size": 6,
         },
         "conditioning": {"encoder": enc},
-        "sampling": {"steps": 2, "solver": "euler"},
+        "sampling": {"steps": 2, "solver": {"name": "euler"}},
         "eval": {"num_samples": 4, "batch_size": 4},
     }
 

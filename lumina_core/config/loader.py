@@ -157,6 +157,9 @@ def load_recipe(
         raws.append(loaded)
     raw = raws[0] if len(raws) == 1 else compose(raws)
     problems = apply_overrides(raw, overrides)
+    from lumina_core.config.typed import normalise_components
+
+    raw = OmegaConf.create(normalise_components(OmegaConf.to_container(raw, resolve=False)))
     if validate:
         from lumina_core.config.validate import validate_recipe
 

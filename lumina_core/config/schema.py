@@ -82,7 +82,8 @@ class SamplingConfig:
     Component defaults carry no ``params``: OmegaConf merges a recipe's node into the default, so default
     params would leak into whatever component a recipe names instead."""
 
-    solver: str = "ab2"  # a registered ODE solver (euler, midpoint, heun, ab2, rk4, dopri5, ...)
+    #: a registered ODE solver (euler, midpoint, heun, ab2, rk4, dopri5, ...); a bare name is short for {name: ...}
+    solver: Component = field(default_factory=lambda: Component(name="ab2"))
     grid: Component = field(default_factory=lambda: Component(name="sigmoid"))  # the time grid of the steps
     steps: int = 16  # solver steps
     cfg_scale: float = 1.0  # classifier-free guidance scale (1: no guidance)

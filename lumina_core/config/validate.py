@@ -25,6 +25,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from lumina_core.config.schema import MIXING_MODES, STRATEGIES, Component, RecipeConfig
 
 MISSING = "???"
+#: constructor parameters a run passes itself (a dataset's split), never written in a recipe
+PASSED_BY_THE_RUN = frozenset({"split"})
 #: component parameters whose value, when written as ``{name: ..., params: ...}``, is itself a registered
 #: component of the given registry (checked recursively)
 NESTED_COMPONENTS = {
@@ -51,7 +53,9 @@ def validate_recipe(cfg: Any, check_registry: bool = True, check_build: bool = T
     problems: list[str] = []
     if not isinstance(tree, dict):
         return [f"<recipe>: expected a mapping with run, model, tasks, train; got {type(tree).__name__}"]
-    merged = _with_defaults(RecipeConfig, tree)
+    from lumina_core.config.typed import normalise_components
+
+    merged = _with_defaults(RecipeConfig, normalise_components(tree))
     resolved = _resolve(merged, problems)  # type-check values as a run will see them
     _check_structure(resolved, RecipeConfig, "", problems)
     _check_values(resolved, problems)
@@ -273,7 +277,9 @@ def _check_values(tree: dict, problems: list[str]) -> None:
             samp = task.get("sampling") if isinstance(task.get("sampling"), dict) else {}
             rule(f"tasks.{i}.sampling.steps", samp.get("steps"), lambda v: v >= 1, "at least 1")
             if isinstance(samp.get("precision"), str) and samp["precision"] not in ("fp32", "bf16"):
-                problems.append(f"tasks.{i}.sampling.precision: expected 'fp32' or 'bf16', got {samp['precision']!r}")
+                problems.append(
+                    f"tasks.{i}.sampling.precision: expected 'fp32' or 'bf16', got {samp['precision']!r}"
+                )
             ev = task.get("eval") if isinstance(task.get("eval"), dict) else {}
             rule(f"tasks.{i}.eval.num_samples", ev.get("num_samples"), lambda v: v >= 0, "at least 0")
             rule(f"tasks.{i}.eval.batch_size", ev.get("batch_size"), lambda v: v >= 1, "at least 1")
@@ -289,7 +295,12 @@ def _check_values(tree: dict, problems: list[str]) -> None:
     rule("train.weight_decay", train.get("weight_decay"), lambda v: v >= 0, "at least 0")
     rule("train.warmup_steps", train.get("warmup_steps"), lambda v: v >= 0, "at least 0")
     rule("train.grad_clip", train.get("grad_clip"), lambda v: v >= 0, "at least 0 (0 disables clipping)")
-    rule("train.ema_decay", train.get("ema_decay"), lambda v: 0 <= v < 1, "in [0, 1) (an EMA with decay 1 never moves)")
+    rule(
+        "train.ema_decay",
+        train.get("ema_decay"),
+        lambda v: 0 <= v < 1,
+        "in [0, 1) (an EMA with decay 1 never moves)",
+    )
     rule("train.max_consecutive_skips", train.get("max_consecutive_skips"), lambda v: v >= 0, "at least 0")
     rule("train.max_skipped_steps", train.get("max_skipped_steps"), lambda v: v >= 0, "at least 0")
     rule("train.log_every", train.get("log_every"), lambda v: v >= 1, "at least 1")
@@ -382,7 +393,9 @@ def _annotation_types(obj: Any) -> dict[str, Any]:
         return {}
 
 
-def check_params(obj: Any, params: Any, path: str, problems: list[str], what: str = "") -> None:
+def check_params(
+    obj: Any, params: Any, path: str, problems: list[str], what: str = "", complete: bool = True
+) -> None:
     """Check ``params`` (a mapping) against the signature of ``obj``; record unknown names and clear type
     mismatches (only for parameters annotated ``int``, ``float``, ``bool`` or ``str``)."""
     if not isinstance(params, Mapping):
@@ -392,6 +405,15 @@ def check_params(obj: Any, params: Any, path: str, problems: list[str], what: st
         return
     names, var_kw = accepted
     hints = _annotation_types(obj)
+    missing = [
+        n for n, p in names.items()
+        if complete and p.default is inspect.Parameter.empty and n not in params and n not in PASSED_BY_THE_RUN
+    ]  # fmt: skip
+    if missing:
+        problems.append(
+            f"{path}: {what} needs {', '.join(repr(m) for m in missing)} (no default); add "
+            + ", ".join(f"{m}: ..." for m in missing)
+        )
     for key, value in params.items():
         if key not in names:
             if var_kw:
@@ -464,11 +486,15 @@ def _check_registered_names(tree: dict, problems: list[str]) -> None:
             if dataset is not None:
                 what = f"dataset {data.get('name')!r}"
                 check_params(dataset, data.get("params") or {}, f"{base}.data.params", problems, what)
-                check_params(dataset, data.get("val_params") or {}, f"{base}.data.val_params", problems, what)
-                sweep = (task.get("eval") or {}).get("sweep") or {}  # {param: [values]}: each value a val param
+                check_params(
+                    dataset, data.get("val_params") or {}, f"{base}.data.val_params", problems, what, False
+                )
+                sweep = (task.get("eval") or {}).get(
+                    "sweep"
+                ) or {}  # {param: [values]}: each value a val param
                 if isinstance(sweep, dict):
                     swept = {k: v[0] for k, v in sweep.items() if isinstance(v, list) and v}
-                    check_params(dataset, swept, f"{base}.eval.sweep", problems, what)
+                    check_params(dataset, swept, f"{base}.eval.sweep", problems, what, complete=False)
                 owner = getattr(dataset, "modality", None)
                 if plugin is not None and isinstance(owner, str) and owner != modality_name:
                     problems.append(
@@ -485,7 +511,7 @@ def _check_registered_names(tree: dict, problems: list[str]) -> None:
         _check_condition_kind(plugin, encoder, modality_name, cond, f"{base}.conditioning.encoder", problems)
         samp = task.get("sampling")
         if isinstance(samp, dict):
-            _lookup(reg.SOLVERS, samp.get("solver"), f"{base}.sampling.solver", problems)
+            _check_component(samp.get("solver"), reg.SOLVERS, f"{base}.sampling.solver", problems)
             _check_component(samp.get("grid"), reg.TIME_GRIDS, f"{base}.sampling.grid", problems)
             _check_rope_scaling(samp.get("rope_scaling"), f"{base}.sampling.rope_scaling", problems)
             _check_context_drop(samp.get("context_drop"), f"{base}.sampling.context_drop", problems)
@@ -559,7 +585,7 @@ def _check_rope_scaling(node: Any, path: str, problems: list[str]) -> None:
         )
         params.pop("kind")
     common = {k: v for k, v in params.items() if k in COMMON_PARAMS}
-    check_params(RopeScaling, common, _join(path, "params"), problems, "RopeScaling")
+    check_params(RopeScaling, common, _join(path, "params"), problems, "RopeScaling", complete=False)
     if rule is None:
         return
     own = {k: v for k, v in params.items() if k not in COMMON_PARAMS}
@@ -574,7 +600,9 @@ def _check_rope_scaling(node: Any, path: str, problems: list[str]) -> None:
                 f"parameter {key!r}{hint} (it takes: {', '.join(allowed)})"
             )
             own.pop(key)
-    check_params(rule, own, _join(path, "params"), problems, f"RoPE scaling {node.get('name')!r}")
+    check_params(
+        rule, own, _join(path, "params"), problems, f"RoPE scaling {node.get('name')!r}", complete=False
+    )
 
 
 __all__ = ["validate_recipe", "check_params", "accepted_params", "Component"]

@@ -204,7 +204,7 @@ def test_recipe_context_drop_reaches_generation(tmp_path, monkeypatch):
 
     monkeypatch.setenv("LUMINA_CACHE_DIR", str(tmp_path / "cache"))
     task = seq_task()
-    task["sampling"] = {"steps": 3, "solver": "euler", "context_drop": {"factor": 2, "schedule": "all"}}
+    task["sampling"] = {"steps": 3, "solver": {"name": "euler"}, "context_drop": {"factor": 2, "schedule": "all"}}
     cfg = tiny_recipe(tmp_path, [task])
     parts = build_run(cfg)
     model = parts.model.eval()

@@ -29,7 +29,7 @@ def tiny_recipe(run_dir: Path):
                         "batch_size": 4,
                     },
                     "conditioning": {"encoder": {"name": "_serve_hash_text", "params": {"dim": 32}}},
-                    "sampling": {"solver": "euler", "steps": 3, "grid": {"name": "uniform"}, "cfg_scale": 2.0},
+                    "sampling": {"solver": {"name": "euler"}, "steps": 3, "grid": {"name": "uniform"}, "cfg_scale": 2.0},
                 },
                 {
                     "name": "clouds",
@@ -41,7 +41,7 @@ def tiny_recipe(run_dir: Path):
                         "batch_size": 4,
                     },
                     "conditioning": {"encoder": {"name": "class", "params": {"num_classes": 8, "dim": 32}}},
-                    "sampling": {"solver": "euler", "steps": 3, "grid": {"name": "uniform"}},
+                    "sampling": {"solver": {"name": "euler"}, "steps": 3, "grid": {"name": "uniform"}},
                 },
             ],
             "train": {

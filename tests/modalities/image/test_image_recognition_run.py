@@ -116,7 +116,7 @@ def test_generation_and_classification_share_one_trunk(tmp_path):
             "batch_size": 16,
         },
         "conditioning": {"encoder": {"name": "class", "params": {"num_classes": 10, "dim": 32}}},
-        "sampling": {"steps": 2, "solver": "euler"},
+        "sampling": {"steps": 2, "solver": {"name": "euler"}},
         "eval": {"num_samples": 8, "batch_size": 8},
     }
     cls = classify_task("classify", pool="cls")

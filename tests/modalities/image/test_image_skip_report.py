@@ -41,7 +41,7 @@ def test_corrupt_samples_are_logged_once_and_counted_per_task(tmp_path, caplog, 
                     "modality": {"name": "image", "params": {"patch_size": 2, "image_size": 8, "fid": False}},
                     "data": {"name": "image_folder", "params": {"root": str(root), "size": 8, "condition": "none"},
                              "batch_size": 2},
-                    "sampling": {"steps": 1, "solver": "euler"},
+                    "sampling": {"steps": 1, "solver": {"name": "euler"}},
                 }
             ],
             "train": {"max_steps": 6, "log_every": 2, "ckpt_every": 6},  # 6 steps of 2: 3 passes over 4 files
