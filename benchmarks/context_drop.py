@@ -124,6 +124,10 @@ def main() -> None:
             for mult, grid in ((1, (side, side)), (2, (side, 2 * side)), (4, (2 * side, 2 * side))):
                 shape = (3, grid[0] * plugin.multiple, grid[1] * plugin.multiple)
                 runs: dict[str, list[float]] = {}
+                for _name, drop in (("plain", None), ("layers", DEFAULT), ("every layer", EVERY_LAYER)):
+                    # warm-up at this size (oneDNN primitives, allocator): two steps, not timed
+                    generate_for(model, plugin, enc, items, shape, batch_size=n_cap, context_drop=drop,
+                                 **{**samp, "steps": 2})
                 for _ in range(args.sampling_repeats):  # alternate the variants; process CPU time (one thread)
                     for name, drop in (("plain", None), ("layers", DEFAULT), ("every layer", EVERY_LAYER)):
                         c0 = time.process_time()

@@ -91,6 +91,7 @@ def main() -> None:
     print(f"trained length {param}={trained:g}, no scaling: {headline} {base[headline]:.3f}  "
           + "  ".join(f"{k} {base.get(k, float('nan')):.3f}" for k in others), flush=True)
     cells: dict[str, dict[str, dict[str, float]]] = {}
+    skipped: dict[str, str] = {}
     cols = []
     for mult in args.lengths:
         value = trained * mult
@@ -98,14 +99,20 @@ def main() -> None:
         cols.append(col)
         for kind in args.kinds:
             for prop in (False, True):
-                m = cell(value, {"name": kind, "params": {"proportional_attention": prop}})
                 name = f"{kind}{' +prop' if prop else ''}"
+                try:
+                    m = cell(value, {"name": kind, "params": {"proportional_attention": prop}})
+                except ValueError as err:  # a form undefined for this training extent (freq_aware_paper)
+                    skipped[name] = str(err)
+                    print(f"{col} {name:26s} not applicable: {err}", flush=True)
+                    continue
                 cells.setdefault(name, {})[col] = m
                 print(f"{col} {name:26s} {headline} {m[headline]:.3f}  "
                       + "  ".join(f"{k} {m.get(k, float('nan')):.3f}" for k in others)
                       + f"   [{time.perf_counter() - start:.0f} s]", flush=True)
         out = Path(args.out or ROOT / "runs" / f"bench_extrapolation_{args.model}.json")
-        out.write_text(json.dumps({"trained": base, "cells": cells, "samples": args.samples}, indent=2))
+        out.write_text(json.dumps({"trained": base, "cells": cells, "skipped": skipped, "samples": args.samples},
+                                  indent=2))
 
     print(f"\nCells: {headline} / adherence" + (" / FAD-style" if args.model == "tones" else ""))
     print("| scaling | " + " | ".join(cols) + f" | mean {headline} | mean adherence |")
@@ -118,6 +125,8 @@ def main() -> None:
         )
         print(f"| {name} | {body} | {statistics.mean(per[c][headline] for c in cols):.3f} | "
               f"{statistics.mean(per[c]['adherence'] for c in cols):.3f} |")
+    for name, why in skipped.items():
+        print(f"| {name} | not applicable: {why} |")
     print(f"\ntrained length: {headline} {base[headline]:.3f}, adherence {base['adherence']:.3f}")
     best, head, adh = pick_default(cells, cols, headline)
     print(f"default chosen (best mean {headline}, then adherence): {best} ({headline} {head:.3f}, adherence {adh:.3f})")
