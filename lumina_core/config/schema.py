@@ -118,6 +118,19 @@ class TaskConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA fine-tuning through peft (lumina_core/finetune/lora.py): the base weights are frozen, the optimiser,
+    the EMA and the checkpoints hold the adapter only."""
+
+    rank: int = 16  # r, the inner width of the update B A
+    alpha: float = 16.0  # the update is scaled by alpha / rank
+    dropout: float = 0.0  # dropout on the adapter's input while training
+    #: regular expressions matched against the end of linear layers' names; None: every block's attention and
+    #: feed-forward projections
+    targets: list[str] | None = None
+
+
+@dataclass
 class TrainConfig:
     max_steps: int = 1000  # optimiser steps in all (a resumed run counts from its checkpoint)
     lr: float = 1e-4  # AdamW learning rate
@@ -135,6 +148,10 @@ class TrainConfig:
     max_consecutive_skips: int = 10  # with skip_nonfinite: stop after this many non-finite steps in a row
     max_skipped_steps: int = 100  # with skip_nonfinite: stop after this many non-finite steps in all
     compile: bool = False  # torch.compile the trunk
+    #: start from these weights (EMA): a run's checkpoint folder or a `lumina convert`ed released / diffusers
+    #: checkpoint; the optimiser, schedule and step start fresh. None: random initialisation
+    init_from: str | None = None
+    lora: LoraConfig | None = None  # LoRA fine-tuning of the init_from weights; None: train every weight
     devices: int = 1  # processes (GPUs, or CPU processes) per node; > 1 trains data-parallel
     num_nodes: int = 1  # machines (torchrun / SLURM give the rest)
     #: Lightning strategy: "auto" (one device: none; several: ddp), "ddp" or "fsdp" (sharded; GPUs)

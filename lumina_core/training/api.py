@@ -116,6 +116,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
 
     L.seed_everything(int(cfg.run.seed), verbose=False)
     parts = build_run(cfg)
+    prepare_weights(parts, cfg)
     module = LuminaLightningModule(cfg, parts, run_dir)
     if resume is not None:
         ck = ckpt_io.resolve_checkpoint(resume, run_dir)
@@ -304,17 +305,14 @@ def load_run(
         raise ValueError(f"weights must be 'ema' or 'model'; got {weights!r}")
     ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
     parts = build_run(cfg)
-    mods = trainable_modules(parts.model, parts.conditioners)
-    if ckpt_io.is_converted(ck):
-        load_trainable(mods, _converted_weights(ck, parts.model, mods))
-    else:
-        have_ema = (ck / ckpt_io.EMA_FILE).is_file()
-        state = ckpt_io.load_weights(ck, "ema" if weights == "ema" and have_ema else "model")
-        expected = {f"{p}.{k}": v for p, m in mods.items() for k, v in m.state_dict().items()}
-        try:
-            load_trainable(mods, state)
-        except (RuntimeError, ValueError) as exc:
-            raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, state, exc)) from exc
+    lora = cfg.train.lora is not None
+    if lora:
+        prepare_weights(parts, cfg)  # the frozen base the adapter was trained on, then the adapter
+    load_weights(parts, cfg, ck, weights, lora=lora)
+    if lora:
+        from lumina_core.finetune.lora import merge_lora
+
+        merge_lora(parts.model)  # sample on the trunk's fast route
     dev = device or resolve_device(str(cfg.run.device))
     parts.model.to(dev).eval()
     for task in parts.tasks.values():
@@ -322,6 +320,47 @@ def load_run(
         task.plugin.to(dev)
     parts.checkpoint = ck
     return parts
+
+
+def load_weights(parts: RunParts, cfg: Any, ck: Path, weights: str = "ema", lora: bool = False) -> None:
+    """Load checkpoint ``ck`` (a run's checkpoint folder or a converted checkpoint) into ``parts``: the EMA
+    weights when there are some and ``weights == "ema"``, else the raw ones; ``lora``: the adapter only."""
+    from lumina_core.training import checkpoint as ckpt_io
+
+    mods = trainable_modules(parts.model, parts.conditioners)
+    if ckpt_io.is_converted(ck):
+        load_trainable(mods, _converted_weights(ck, parts.model, mods))
+        return
+    have_ema = (ck / ckpt_io.EMA_FILE).is_file()
+    state = ckpt_io.load_weights(ck, "ema" if weights == "ema" and have_ema else "model")
+    expected = {f"{p}.{k}": v for p, m in mods.items() for k, v in m.state_dict().items()}
+    if lora:
+        expected = {k: v for k, v in expected.items() if ".lora_A." in k or ".lora_B." in k}
+    try:
+        load_trainable(mods, state, lora=lora)
+    except (RuntimeError, ValueError) as exc:
+        raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, state, exc)) from exc
+
+
+def prepare_weights(parts: RunParts, cfg: Any) -> None:
+    """Before training (or loading a LoRA run): load ``train.init_from`` (EMA weights) and inject the
+    ``train.lora`` adapter, which freezes everything else."""
+    from lumina_core.training import checkpoint as ckpt_io
+
+    tc = cfg.train
+    if tc.init_from:
+        load_weights(parts, cfg, ckpt_io.resolve_weights(str(tc.init_from), cfg.run.output_dir), "ema")
+    if tc.lora is not None:
+        from lumina_core.finetune.lora import DEFAULT_TARGETS, LoraSettings, apply_lora
+
+        lc = tc.lora
+        settings = LoraSettings(
+            int(lc.rank), float(lc.alpha), float(lc.dropout), list(lc.targets or DEFAULT_TARGETS)
+        )
+        if not apply_lora(parts.model, settings):
+            raise ValueError(f"train.lora.targets {settings.targets} match no linear layer of the model")
+        for enc in parts.conditioners.values():  # a class table stays as the base run trained it
+            enc.requires_grad_(False)
 
 
 def _converted_weights(path: Path, model: Any, mods: dict[str, Any]) -> dict[str, Any]:

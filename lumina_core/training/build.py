@@ -90,13 +90,38 @@ def trainable_modules(model: nn.Module, conditioners: dict[str, nn.Module]) -> d
     return mods
 
 
-def load_trainable(mods: dict[str, nn.Module], weights: dict[str, Any]) -> None:
-    """Load a checkpoint's flat weights into :func:`trainable_modules` (strict: every key must match)."""
+def is_lora_key(key: str) -> bool:
+    """A LoRA adapter factor (peft's ``lora_A`` / ``lora_B``)."""
+    return ".lora_A." in key or ".lora_B." in key
+
+
+def trainable_state(mods: dict[str, nn.Module], lora: bool = False) -> dict[str, Any]:
+    """Flat ``{prefix.name: tensor}`` of :func:`trainable_modules`' live parameters and persistent buffers; with
+    ``lora`` the adapter factors only (the frozen base is not saved with a LoRA run)."""
+    out = {}
+    for prefix, mod in mods.items():
+        for k, v in mod.state_dict(keep_vars=True).items():
+            if not lora or is_lora_key(k):
+                out[f"{prefix}.{k}"] = v
+    return out
+
+
+def load_trainable(mods: dict[str, nn.Module], weights: dict[str, Any], lora: bool = False) -> None:
+    """Load a checkpoint's flat weights into :func:`trainable_modules` (strict: every key must match; with
+    ``lora`` every adapter factor, the base weights left as they are)."""
+    if lora:
+        expected = trainable_state(mods, lora=True)
+        missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+        if missing or extra:
+            raise ValueError(
+                f"the LoRA checkpoint does not fit the adapter this recipe builds: missing {missing[:5]}, "
+                f"unexpected {extra[:5]} (check train.lora.rank and targets)"
+            )
     known = set()
     for prefix, mod in mods.items():
         sub = {k[len(prefix) + 1 :]: v for k, v in weights.items() if k.startswith(prefix + ".")}
         known |= {f"{prefix}.{k}" for k in sub}
-        mod.load_state_dict(sub, strict=True)
+        mod.load_state_dict(sub, strict=not lora)
     extra = sorted(set(weights) - known)
     if extra:
         raise ValueError(f"checkpoint has weights for modules this recipe does not build: {extra[:5]}")

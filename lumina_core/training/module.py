@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from lumina_core.errors import LuminaError
-from lumina_core.training.build import RunParts, load_trainable, trainable_modules
+from lumina_core.training.build import RunParts, load_trainable, trainable_modules, trainable_state
 from lumina_core.training.ema import EMA
 
 #: rank r > 0 of a distributed run seeds its training generator with ``run.seed + RANK_SEED_STRIDE * r``
@@ -85,18 +85,15 @@ class LuminaLightningModule(L.LightningModule):
         return trainable_modules(self.model, dict(self.conditioners))
 
     def trainable_state(self) -> dict[str, Tensor]:
-        """Flat ``{prefix.name: tensor}`` of the live parameters and persistent buffers that are saved."""
-        out: dict[str, Tensor] = {}
-        for prefix, mod in self.trainable_modules().items():
-            for k, v in mod.state_dict(keep_vars=True).items():
-                out[f"{prefix}.{k}"] = v
-        return out
+        """Flat ``{prefix.name: tensor}`` of the live parameters and persistent buffers that are saved (with
+        ``train.lora``: the adapter's factors only)."""
+        return trainable_state(self.trainable_modules(), self.cfg.train.lora is not None)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for m in self.trainable_modules().values() for p in m.parameters() if p.requires_grad]
 
     def load_trainable_state(self, weights: dict[str, Tensor]) -> None:
-        load_trainable(self.trainable_modules(), weights)
+        load_trainable(self.trainable_modules(), weights, self.cfg.train.lora is not None)
 
     @contextmanager
     def ema_weights(self):
