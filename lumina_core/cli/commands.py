@@ -151,7 +151,15 @@ def sample(args: argparse.Namespace) -> int:
     _say(f"lumina sample: {what}{task} from checkpoint {args.ckpt}; writing to {out_dir}")
     from lumina_core.training.api import sample as run_sampling
 
-    extra = {"task": args.task} if args.task else {}
+    extra: dict[str, Any] = {"task": args.task} if args.task else {}
+    if args.strength is not None and not args.init:
+        raise ValueError("--strength needs --init FILE (the sample to start from)")
+    if args.lora:
+        from lumina_core.finetune.lora import parse_adapter_arg
+
+        extra["lora"] = [parse_adapter_arg(a) for a in args.lora]
+    if args.init:
+        extra["init"], extra["strength"] = args.init, args.strength
     paths = run_sampling(
         cfg, args.ckpt, conditions, args.num, out_dir, on_file=lambda p: _say(f"  wrote {p}"), **extra
     )

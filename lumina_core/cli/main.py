@@ -89,6 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=4, metavar="N", help="samples per condition (default 4)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: samples/<run name>)")
     p.add_argument("--task", metavar="NAME", help="which task of a multi-task recipe (default: the first)")
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="ADAPTER[:SCALE]",
+        help="merge a LoRA adapter file into the weights first, with a scale (default 1); repeat for several",
+    )
+    p.add_argument(
+        "--init",
+        metavar="FILE",
+        help="image-to-image (SDEdit): start from this sample file (an image, a WAV, a PLY), noised to --strength",
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        metavar="S",
+        help="with --init: how much of the flow is re-run, in [0, 1] (0 returns the input, 1 ignores it; default 0.8)",
+    )
     p.set_defaults(handler="sample")
 
     p = sub.add_parser(

@@ -52,6 +52,9 @@ class ModelConfig:
     norm_eps: float = 1e-5  # RMSNorm epsilon
     qk_norm: bool = True  # normalise queries and keys (Lumina-Next's QK-norm)
     grad_checkpointing: bool = False  # recompute each block in the backward pass (less memory, more time)
+    #: cross-attention with its own query projection (diffusers models fine-tuned in diffusers have one; the
+    #: released model shares the self-attention query)
+    separate_cross_query: bool = False
 
 
 @dataclass

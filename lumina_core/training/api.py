@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -351,16 +351,23 @@ def prepare_weights(parts: RunParts, cfg: Any) -> None:
     if tc.init_from:
         load_weights(parts, cfg, ckpt_io.resolve_weights(str(tc.init_from), cfg.run.output_dir), "ema")
     if tc.lora is not None:
-        from lumina_core.finetune.lora import DEFAULT_TARGETS, LoraSettings, apply_lora
+        from lumina_core.finetune.lora import apply_lora
 
-        lc = tc.lora
-        settings = LoraSettings(
-            int(lc.rank), float(lc.alpha), float(lc.dropout), list(lc.targets or DEFAULT_TARGETS)
-        )
+        settings = lora_settings(cfg)
         if not apply_lora(parts.model, settings):
             raise ValueError(f"train.lora.targets {settings.targets} match no linear layer of the model")
         for enc in parts.conditioners.values():  # a class table stays as the base run trained it
             enc.requires_grad_(False)
+
+
+def lora_settings(cfg: Any) -> Any:
+    """``train.lora`` as :class:`lumina_core.finetune.lora.LoraSettings` (None without it)."""
+    from lumina_core.finetune.lora import DEFAULT_TARGETS, LoraSettings
+
+    lc = cfg.train.lora
+    if lc is None:
+        return None
+    return LoraSettings(int(lc.rank), float(lc.alpha), float(lc.dropout), list(lc.targets or DEFAULT_TARGETS))
 
 
 def _converted_weights(path: Path, model: Any, mods: dict[str, Any]) -> dict[str, Any]:
@@ -396,6 +403,9 @@ def sample(
     out_dir: str | Path,
     task: str | None = None,
     on_file: Callable[[Path], None] | None = None,
+    lora: Sequence[tuple[str | Path, float]] = (),
+    init: str | Path | None = None,
+    strength: float | None = None,
     **overrides: Any,
 ) -> list[Path]:
     """Generate and write samples with the task's sampling settings (``overrides`` replace them, e.g.
@@ -404,7 +414,11 @@ def sample(
 
     Files are written batch by batch as they are generated (``on_file`` is called for each as it lands),
     named ``<task>_<index>_<caption slug>`` and listed in ``out_dir/manifest.json`` with their condition,
-    seed, sampler settings and checkpoint (:mod:`.manifest`)."""
+    seed, sampler settings and checkpoint (:mod:`.manifest`).
+
+    ``lora``: adapter files with a scale each, merged into the weights first (``W += scale * alpha/r * B A``).
+    ``init``: a sample file the plugin reads (``plugin.read_file``): image-to-image (SDEdit) from it, re-running
+    the last ``strength`` of the flow (0 returns the input, 1 ignores it)."""
     from lumina_core.progress import Progress
     from lumina_core.training import checkpoint as ckpt_io
     from lumina_core.training.manifest import Manifest, slug
@@ -421,8 +435,17 @@ def sample(
         )
     ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
     run = load_run(cfg, ck)
+    if lora:
+        from lumina_core.finetune.lora import load_adapters_for_sampling
+
+        load_adapters_for_sampling(run.model, [(str(p), float(scale)) for p, scale in lora])
     chosen = run.task(tcfg.name)
     plugin = chosen.plugin
+    start: list[Any] | None = None
+    if init is not None:
+        if not Path(init).is_file():
+            raise FileNotFoundError(f"--init {init}: no such file")
+        start = [plugin.read_file(init).float()]
     if conditions is None:
         val = chosen.dataset("val")
         conds = [val[i % len(val)].get("condition") for i in range(int(num))]
@@ -449,8 +472,9 @@ def sample(
     try:
         with Progress(len(conds), f"sampling {tcfg.name}", "samples") as progress:
             chosen.generate(
-                run.model, conds, device=resolve_device(str(cfg.run.device)), on_batch=write, **overrides
-            )
+                run.model, conds, device=resolve_device(str(cfg.run.device)), on_batch=write,
+                init=None if start is None else start * len(conds), strength=strength, **overrides,
+            )  # fmt: skip
     finally:
         if manifest.entries:
             manifest.save()

@@ -41,7 +41,21 @@ class CheckpointEvery(L.Callback):
             keep=self.keep,
         )
         module.last_checkpoint = path
+        if module.cfg.train.lora is not None:
+            self.save_adapter(module)
         return path
+
+    def save_adapter(self, module: Any) -> Path:
+        """``<run>/lora/adapter.safetensors``: the adapter (EMA factors) of the newest checkpoint, as ``lumina
+        lora merge|export`` and ``lumina sample --lora`` read it."""
+        from lumina_core.finetune.lora import save_adapter
+        from lumina_core.training.api import lora_settings
+
+        meta = {"step": module.step, "base": module.cfg.train.init_from, "run": str(module.run_dir)}
+        with module.ema_weights():
+            return save_adapter(
+                module.run_dir / "lora" / "adapter.safetensors", module.model, lora_settings(module.cfg), meta
+            )
 
     def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
         self._saved_step = module.step  # a resumed run does not rewrite the checkpoint it came from
@@ -59,7 +73,9 @@ class CheckpointEvery(L.Callback):
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         if isinstance(exception, SIGTERMException) and module.step != self._saved_step:
-            if module.world > 1:  # the other ranks may be gone: no collective; the last periodic checkpoint stands
+            if (
+                module.world > 1
+            ):  # the other ranks may be gone: no collective; the last periodic checkpoint stands
                 return
             self.save(module)
 
@@ -119,7 +135,11 @@ class PreviewSamples(L.Callback):
                     continue
                 conditions = [it.get("condition") for it in items]
                 samples = task.generate(
-                    module.model, conditions, task.shapes_of(items), device=module.device, batch_size=len(items)
+                    module.model,
+                    conditions,
+                    task.shapes_of(items),
+                    device=module.device,
+                    batch_size=len(items),
                 )
                 stem = f"{name}_step{module.step:07d}"
                 paths += list(task.plugin.write_preview(samples, conditions, self.out_dir, stem))

@@ -164,12 +164,15 @@ class Task:
         batch_size: int | None = None,
         on_batch: Callable[[int, list[Tensor], int], None] | None = None,
         return_nfe: bool = False,
+        init: Sequence[Tensor] | None = None,
+        strength: float | None = None,
         **overrides: Any,
     ) -> list[Tensor] | tuple[list[Tensor], int]:
         """Samples (detached, float32, on the CPU) for ``conditions`` (or for ``shapes`` alone), generated in
         batches of ``batch_size`` (default ``eval.batch_size``) with the task's sampling settings
         (``overrides`` replace them). ``on_batch(start, samples, seed)`` is called as each batch lands.
-        ``return_nfe``: also return the network evaluations per batch (a guided pair counts once)."""
+        ``return_nfe``: also return the network evaluations per batch (a guided pair counts once).
+        ``init`` (one sample per condition) and ``strength``: image-to-image (SDEdit; see ``generate``)."""
         from lumina_core.sampling import generate
 
         if not self.generative:
@@ -177,7 +180,7 @@ class Task:
                 f"task {self.name!r} is a classification task: it generates nothing; use `lumina predict` to "
                 "classify files, or pick a generative task"
             )
-        n = len(conditions) if conditions is not None else len(shapes or [])
+        n = len(conditions) if conditions is not None else len(shapes or init or [])
         conds = list(conditions) if conditions is not None else [None] * n
         settings = self.sampling_settings(**overrides)
         bs = max(1, int(batch_size or self.config.eval.batch_size))
@@ -186,10 +189,11 @@ class Task:
         for start in range(0, n, bs):
             chunk = conds[start : start + bs]
             seed = settings["seed"] + start
+            extra = {} if init is None else {"init": list(init[start : start + bs]), "strength": strength}
             batch, nfe = generate(
                 model, self.plugin, self.conditioner, self.name, chunk,
                 shapes=None if shapes is None else list(shapes[start : start + bs]),
-                device=device, return_nfe=True, **{**settings, "seed": seed},
+                device=device, return_nfe=True, **{**settings, "seed": seed}, **extra,
             )  # fmt: skip
             batch = [x.detach().float().cpu() for x in batch]
             if on_batch is not None:

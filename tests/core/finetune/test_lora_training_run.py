@@ -68,3 +68,23 @@ def test_lora_targets_that_match_nothing_are_named(base, tmp_path):
     )
     with pytest.raises(ValueError, match="match no linear layer"):
         train(cfg)
+
+
+def test_sample_with_the_runs_adapter_file_and_a_scale(base, tmp_path):
+    from lumina_core.training.api import sample
+
+    run = train(lora_recipe(tmp_path / "ft", base, 2, lr=0.05, ema_decay=0.0))  # a visible change in 2 steps
+    adapter = run / "lora" / "adapter.safetensors"
+    assert adapter.is_file()
+    plain_cfg = tiny_recipe(tmp_path / "plain", max_steps=3)
+
+    def csv(out, **kw):
+        paths = sample(plain_cfg, base, [1], 1, tmp_path / out, **kw)
+        return [p.read_text() for p in paths if p.suffix == ".csv"]
+
+    without, zero, full = csv("a"), csv("b", lora=[(adapter, 0.0)]), csv("c", lora=[(adapter, 1.0)])
+    assert without == zero and without != full  # scale 0 is the base, scale 1 the adapted model
+    tuned = sample(
+        lora_recipe(tmp_path / "ft", base, 2, lr=0.05, ema_decay=0.0), "last", [1], 1, tmp_path / "d"
+    )
+    assert [p.read_text() for p in tuned if p.suffix == ".csv"] == full  # the run itself samples the same
