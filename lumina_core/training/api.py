@@ -88,6 +88,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from lumina_core.data.stream import first_items, is_stream, stream_loader
     from lumina_core.errors import Preempted
     from lumina_core.training import checkpoint as ckpt_io
     from lumina_core.training.callbacks import CheckpointEvery, PreviewSamples, StepProgress
@@ -141,19 +142,20 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     val_items: dict[str, list[dict]] = {}
     for name, task in parts.tasks.items():
         module.datasets[name] = task.dataset("train", check_condition_kind=True)
-        val = task.dataset("val")
         # a classifier generates nothing, so it has no previews
-        val_items[name] = [val[j] for j in range(min(PREVIEW_ITEMS, len(val)))] if task.generative else []
+        val_items[name] = first_items(task.dataset("val"), PREVIEW_ITEMS) if task.generative else []
+
+    def loader(i: int, name: str, task: Any, rank: int, world: int) -> Any:
+        ds, workers = module.datasets[name], int(task.config.data.num_workers)
+        if is_stream(ds):  # webdataset shards: the stream resumes from the readers' saved positions
+            return stream_loader(ds, task.batch_size, workers, state=module.stream_positions[name].state_dict() or None)
+        return task_loader(
+            ds, task.batch_size, workers, int(cfg.run.seed) + i, module.data_position[name], rank, world
+        )
 
     def make_batches(rank: int, world: int) -> MultiTaskBatches:
         """The step stream of rank ``rank`` of ``world`` (called by the module once the ranks are known)."""
-        loaders = {
-            name: task_loader(
-                module.datasets[name], task.batch_size, int(task.config.data.num_workers), int(cfg.run.seed) + i,
-                module.data_position[name], rank, world,
-            )  # fmt: skip
-            for i, (name, task) in enumerate(parts.tasks.items())
-        }
+        loaders = {name: loader(i, name, task, rank, world) for i, (name, task) in enumerate(parts.tasks.items())}
         weights = {n: t.draw_weight for n, t in parts.tasks.items()}
         return MultiTaskBatches(loaders, str(tc.mixing), weights, int(cfg.run.seed), module.draws)
 
@@ -419,6 +421,7 @@ def sample(
     ``lora``: adapter files with a scale each, merged into the weights first (``W += scale * alpha/r * B A``).
     ``init``: a sample file the plugin reads (``plugin.read_file``): image-to-image (SDEdit) from it, re-running
     the last ``strength`` of the flow (0 returns the input, 1 ignores it)."""
+    from lumina_core.data.stream import first_items
     from lumina_core.progress import Progress
     from lumina_core.training import checkpoint as ckpt_io
     from lumina_core.training.manifest import Manifest, slug
@@ -447,8 +450,10 @@ def sample(
             raise FileNotFoundError(f"--init {init}: no such file")
         start = [plugin.read_file(init).float()]
     if conditions is None:
-        val = chosen.dataset("val")
-        conds = [val[i % len(val)].get("condition") for i in range(int(num))]
+        held_out = first_items(chosen.dataset("val"), int(num))
+        if not held_out:
+            raise ValueError(f"task {tcfg.name!r}: the val split is empty, so there are no held-out conditions")
+        conds = [held_out[i % len(held_out)].get("condition") for i in range(int(num))]
     else:
         conds = [_coerce_condition(c, chosen.conditioner) for c in conditions for _ in range(int(num))]
     settings = chosen.sampling_settings(**overrides)
@@ -485,6 +490,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
     """Generate for the first ``eval.num_samples`` held-out items of every task (their conditions and
     shapes, the task's sampling settings, EMA weights), score with ``plugin.evaluate(samples, items,
     dataset)``; return ``{"<task>/<metric>": value}`` and write it to ``<run_dir>/metrics.json``."""
+    from lumina_core.data.stream import first_items
     from lumina_core.progress import Progress
     from lumina_core.training import checkpoint as ckpt_io
 
@@ -497,7 +503,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
     for name, task in run.tasks.items():
         ev = task.config.eval
         for suffix, val in task.eval_splits():
-            items = [val[i] for i in range(min(int(ev.num_samples), len(val)))]
+            items = first_items(val, int(ev.num_samples))
             settings = task.sampling_settings(**overrides)
             if not task.generative:  # evaluates held-out items itself (a classifier)
                 scores, extra = task.objective.evaluate(

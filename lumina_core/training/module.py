@@ -70,6 +70,10 @@ class LuminaLightningModule(L.LightningModule):
         self.step = 0  # optimiser steps taken
         self.data_position = {n: 0 for n in self.task_names}  # batches consumed per task
         self.draws = 0  # batches of the mixed stream consumed (train.mixing=weighted: task draws made)
+        from lumina_core.data.stream import StreamPosition
+
+        #: per task, where a streamed (webdataset) dataset's readers are, from the batches trained on
+        self.stream_positions = {n: StreamPosition() for n in self.task_names}
         self._since_log: dict[str, list[float]] = {}  # task -> losses of the steps since the last log line
         self.nonfinite_skipped = 0
         self._consecutive_skips = 0
@@ -127,6 +131,8 @@ class LuminaLightningModule(L.LightningModule):
     def training_state(self) -> dict[str, Any]:
         """Everything besides the weights that an exact resume needs. In a distributed run every rank must
         call it (the ranks' random states are gathered: ``rng_ranks``); rank 0 writes it."""
+        from lumina_core.data.stream import gather_state
+
         opt = self.optimizers().optimizer
         sched = self.lr_schedulers()
         rng = self.rng_state()
@@ -138,6 +144,7 @@ class LuminaLightningModule(L.LightningModule):
             "step": self.step,
             "data_position": dict(self.data_position),
             "draws": self.draws,
+            "stream_positions": {n: gather_state(p) for n, p in self.stream_positions.items() if p.state_dict()},
             "nonfinite_skipped": self.nonfinite_skipped,
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
@@ -156,6 +163,9 @@ class LuminaLightningModule(L.LightningModule):
         self.step = int(state["step"])
         self.data_position = {n: int(state["data_position"].get(n, 0)) for n in self.task_names}
         self.draws = int(state.get("draws", self.step))
+        for name, saved in (state.get("stream_positions") or {}).items():
+            if name in self.stream_positions:
+                self.stream_positions[name].load_state_dict(saved)
         self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
         self._pending_state = state
 
@@ -213,6 +223,7 @@ class LuminaLightningModule(L.LightningModule):
             task = self.tasks[name]
             loss = task.loss(self._fwd_model, task_batch, self.generator, self.device)
             self.data_position[name] += 1
+            self.stream_positions[name].update(task_batch)
             losses[name] = loss.detach()
             total = task.loss_weight * loss if total is None else total + task.loss_weight * loss
         if not bool(torch.isfinite(total)):
