@@ -42,7 +42,9 @@ def grid_positions(*sizes: int | Sequence[int], device: torch.device | str | Non
 def patch_grid(sizes: Sequence[int], patch: Sequence[int], what: str = "sample") -> tuple[int, ...]:
     """Boxes per axis, ``S_a / p_a``; ValueError unless every size is a positive multiple of its patch."""
     if len(sizes) != len(patch):
-        raise ValueError(f"{what}: {len(patch)} patch sizes {tuple(patch)} for {len(sizes)} grid axes {tuple(sizes)}")
+        raise ValueError(
+            f"{what}: {len(patch)} patch sizes {tuple(patch)} for {len(sizes)} grid axes {tuple(sizes)}"
+        )
     if any(int(p) <= 0 for p in patch):
         raise ValueError(f"{what}: patch sizes must be positive; got {tuple(patch)}")
     if any(int(s) <= 0 or int(s) % int(p) for s, p in zip(sizes, patch, strict=True)):

@@ -569,9 +569,7 @@ def parse_component(node: Any, kind: str = "component") -> ComponentSpec:
     if not hasattr(node, "keys") and hasattr(node, "name") and hasattr(node, "params"):  # schema dataclass
         node = {"name": node.name, "params": node.params}
     if not (isinstance(node, Mapping) or hasattr(node, "keys")) or "name" not in node:
-        raise ValueError(
-            f"a {kind} is named as a string or as {{name: ..., params: {{...}}}}; got {node!r}"
-        )
+        raise ValueError(f"a {kind} is named as a string or as {{name: ..., params: {{...}}}}; got {node!r}")
     params = plain(node["params"]) if "params" in node and node["params"] is not None else {}
     if not isinstance(params, dict):
         raise ValueError(f"the params of {kind} {node['name']!r} must be a mapping; got {params!r}")
@@ -592,9 +590,7 @@ def with_defaults(func: Callable[..., Any], **defaults: Any) -> Callable[..., An
     signature (and its new defaults) like any other component's, and nothing is re-declared or forwarded.
     Only parameters that already have a default can get another one (TypeError otherwise)."""
     params = inspect.signature(func).parameters
-    positional = [
-        p.name for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    positional = [p.name for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     pos_defaults = tuple(func.__defaults__ or ())
     with_default = positional[len(positional) - len(pos_defaults) :]
     kw_defaults = dict(func.__kwdefaults__ or {})
@@ -640,7 +636,9 @@ CONDITIONERS: Registry = Registry(
     "conditioner", providers=("lumina_core.conditioning",), base="lumina_core.conditioning.base:Conditioner"
 )  # text encoders, ...
 OBJECTIVES: Registry = Registry(
-    "objective", providers=("lumina_core.flow", "lumina_core.recognition"), base="lumina_core.objective:Objective"
+    "objective",
+    providers=("lumina_core.flow", "lumina_core.recognition"),
+    base="lumina_core.objective:Objective",
 )
 SOLVERS: Registry = Registry(
     "solver", providers=("lumina_core.sampling",), base="lumina_core.sampling.solvers:Solver"

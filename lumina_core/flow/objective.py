@@ -81,4 +81,3 @@ class FlowMatching(Objective):
         per_sample = masked_mse(v, ps.dx_t, graded)  # (B,)
         loss = per_sample.mean()
         return loss, {"loss": loss.detach(), "t_mean": t.mean().detach()}
-

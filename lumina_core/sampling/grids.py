@@ -122,4 +122,3 @@ def time_grid(spec: Any = "uniform", steps: int | None = None, device=None) -> T
     if steps is None and not isinstance(grid, ExplicitGrid):
         raise ValueError(f"time grid {spec!r} needs a number of steps")
     return check_grid(grid(steps, device=device))
-

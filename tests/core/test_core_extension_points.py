@@ -40,7 +40,9 @@ def test_every_shipped_component_subclasses_its_registrys_base():
     contract's owner moves them onto ``LuminaDataset``); every other kind subclasses its base."""
     load_all_plugins()
     checked = 0
-    core = [r for r in vars(registry).values() if isinstance(r, registry.Registry)]  # not tests' own registries
+    core = [
+        r for r in vars(registry).values() if isinstance(r, registry.Registry)
+    ]  # not tests' own registries
     assert len(core) == 9
     for reg in core:
         kind, base = reg.kind, reg.base_class()
@@ -51,7 +53,9 @@ def test_every_shipped_component_subclasses_its_registrys_base():
             if _shipped(reg, name):
                 assert reg.conforms(name), f"{kind} {name!r} ({reg.origin(name)}) does not subclass {base}"
                 checked += 1
-    assert checked >= 30  # solvers, grids, samplers, objectives, conditioners, codecs, RoPE scalings, modalities
+    assert (
+        checked >= 30
+    )  # solvers, grids, samplers, objectives, conditioners, codecs, RoPE scalings, modalities
 
 
 def test_validation_reads_signatures_and_declared_nested_components():
@@ -64,8 +68,11 @@ def test_validation_reads_signatures_and_declared_nested_components():
     assert MODALITIES.nested("multiview") == {"autoencoder": CODECS}  # declared by kind, resolved
     assert SOLVERS.nested("euler") == {}
     info = SOLVERS.describe("dopri5")
-    assert info.base is Solver and info.conforms and set(info.signature.parameters) == {"rtol", "atol",
-                                                                                        "max_num_steps"}
+    assert (
+        info.base is Solver
+        and info.conforms
+        and set(info.signature.parameters) == {"rtol", "atol", "max_num_steps"}
+    )
 
 
 def test_what_a_signature_accepts_builds():
@@ -75,7 +82,11 @@ def test_what_a_signature_accepts_builds():
     from lumina_core.model.rope import RopeScaling
 
     assert list(ROPE_SCALINGS.signature("ntk").parameters) == [
-        "ntk_mode", "scale", "proportional_attention", "scale_mode", "train_tokens"
+        "ntk_mode",
+        "scale",
+        "proportional_attention",
+        "scale_mode",
+        "train_tokens",
     ]
     built = 0
     for reg in (SOLVERS, TIME_GRIDS, TIME_SAMPLERS, ROPE_SCALINGS):
@@ -105,8 +116,9 @@ def test_a_nested_component_of_an_unknown_kind_is_explained():
 
 def test_component_nodes_in_every_written_form():
     assert parse_component("heun") == ComponentSpec("heun", {})
-    node = OmegaConf.create({"s": 3.0, "solver": {"name": "heun", "params": {"final_euler": "${flag}"}},
-                             "flag": True})
+    node = OmegaConf.create(
+        {"s": 3.0, "solver": {"name": "heun", "params": {"final_euler": "${flag}"}}, "flag": True}
+    )
     spec = parse_component(node.solver)
     assert spec == ComponentSpec("heun", {"final_euler": True}) and type(spec.params) is dict
 
@@ -114,8 +126,12 @@ def test_component_nodes_in_every_written_form():
         name, params = "shift", {"s": 2.0}
 
     assert parse_component(Schema()) == ComponentSpec("shift", {"s": 2.0})
-    missing = OmegaConf.create({"name": "image", "params": {"autoencoder": {"name": "ae", "params": {"path": "???"}}}})
-    assert parse_component(missing).params["autoencoder"]["params"]["path"] == "???"  # the codec says what is missing
+    missing = OmegaConf.create(
+        {"name": "image", "params": {"autoencoder": {"name": "ae", "params": {"path": "???"}}}}
+    )
+    assert (
+        parse_component(missing).params["autoencoder"]["params"]["path"] == "???"
+    )  # the codec says what is missing
     with pytest.raises(ValueError, match="only `name` and `params`.*final_euler"):
         parse_component({"name": "heun", "final_euler": True}, "solver")
     with pytest.raises(ValueError, match="params of solver 'heun' must be a mapping"):

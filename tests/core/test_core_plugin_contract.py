@@ -27,7 +27,9 @@ def test_params_rebuild_an_equal_plugin(modalities, tmp_path, monkeypatch):
         plugin = MODALITIES.build(name)
         again = MODALITIES.build(plugin.component())
         assert type(again) is type(plugin) and again.params == plugin.params, name
-        assert again.adapter_spec() == plugin.adapter_spec() and again.default_shape() == plugin.default_shape()
+        assert (
+            again.adapter_spec() == plugin.adapter_spec() and again.default_shape() == plugin.default_shape()
+        )
         assert repr(plugin).startswith(type(plugin).__name__ + "(")
 
 
@@ -85,8 +87,11 @@ def _imports(path: Path, package: str) -> set[str]:
 
 def test_the_model_package_has_no_import_cycle():
     root = Path(lumina_core.__file__).parent / "model"
-    graph = {f"lumina_core.model.{p.stem}": _imports(p, "lumina_core.model.") for p in root.glob("*.py")
-             if p.stem != "__init__"}
+    graph = {
+        f"lumina_core.model.{p.stem}": _imports(p, "lumina_core.model.")
+        for p in root.glob("*.py")
+        if p.stem != "__init__"
+    }
     seen: dict[str, int] = {}
 
     def visit(node: str, path: list[str]) -> None:
