@@ -146,7 +146,9 @@ def sdedit_start(
     zero tokens (it carries what the plugin recorded about each input, such as a point cloud's normalisation),
     at strength 1 ``layout`` itself (the input ignored altogether)."""
     if len(init) != layout.batch_size:
-        raise ValueError(f"got {len(init)} init samples for {layout.batch_size} samples to make; give one per sample")
+        raise ValueError(
+            f"got {len(init)} init samples for {layout.batch_size} samples to make; give one per sample"
+        )
     device = layout.tokens.device
     batch = plugin.tokenize([s.to(device) for s in init]).to(device)
     if batch.tokens.shape != layout.tokens.shape or not torch.equal(batch.mask, layout.mask):
@@ -174,8 +176,8 @@ def generate(
     task: str,
     conditions: Sequence[Any] | None,
     shapes: Sequence[tuple[int, ...]] | None = None,
-    steps: int = 20,
-    solver: Any = "midpoint",
+    steps: int | None = None,
+    solver: Any = None,
     grid: Any = None,
     cfg_scale: float = 1.0,
     cfg_channels: Any = None,
@@ -199,7 +201,8 @@ def generate(
         conditioner: the task's conditioner (``encode``, ``null_value``), or None for an unconditional model.
         conditions: raw conditions (captions, class ids, ...), one per sample, or None.
         shapes: per-sample shape descriptors; default ``plugin.default_shape()`` for every sample.
-        steps, solver, grid: the time grid (default ``{"name": "shift", "params": {"s": 4}}``) and solver.
+        steps, solver, grid: solver steps, the solver and the time grid; None takes the recipe schema's
+            defaults (:class:`lumina_core.config.schema.SamplingConfig`: one set of defaults everywhere).
         cfg_scale: guidance scale ``w``; 1 disables guidance (one model call per evaluation).
         cfg_channels: None (guide all channels) or k / a mask (see :mod:`lumina_core.sampling.guidance`).
         rope_scaling: a ``RopeScaling`` or ``{name, params}`` node for resolution extrapolation.
@@ -221,7 +224,9 @@ def generate(
         init = list(init)
         strength = 0.8 if strength is None else float(strength)
         if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1] (0: return the input, 1: ignore it); got {strength}")
+            raise ValueError(
+                f"strength must be in [0, 1] (0: return the input, 1: ignore it); got {strength}"
+            )
         if shapes is None:
             shapes = [tuple(plugin.sample_shape(s)) for s in init]
     elif strength is not None:
@@ -234,8 +239,20 @@ def generate(
         conditions = [None] * len(shapes)
     if len(conditions) != len(shapes):
         raise ValueError(f"got {len(conditions)} conditions but {len(shapes)} shapes")
-    if grid is None:
-        grid = {"name": "shift", "params": {"s": 4}}
+    if steps is None or solver is None or grid is None:
+        from lumina_core.config.schema import SamplingConfig
+
+        default = SamplingConfig()
+        explicit = (
+            grid is not None
+            and not isinstance(grid, str)
+            and getattr(grid, "get", lambda k: None)("name") == "explicit"
+        )
+        steps = default.steps if steps is None and not explicit else steps  # an explicit grid has its own
+        solver = (
+            {"name": default.solver.name, "params": dict(default.solver.params)} if solver is None else solver
+        )
+        grid = {"name": default.grid.name, "params": dict(default.grid.params)} if grid is None else grid
     model_precision(precision, device)  # a bad name fails before the model is touched
 
     was_training = getattr(model, "training", False)
@@ -260,8 +277,16 @@ def generate(
             channel_mask(plugin, cfg_channels, tuple(shapes[0]), layout.dim) if uncond is not None else None
         )
         v = guided_velocity(
-            model, task, layout, cond, uncond, cfg_scale, mask, resolve_rope_scaling(rope_scaling),
-            _plain(context_drop) if hasattr(context_drop, "keys") else context_drop, precision,
+            model,
+            task,
+            layout,
+            cond,
+            uncond,
+            cfg_scale,
+            mask,
+            resolve_rope_scaling(rope_scaling),
+            _plain(context_drop) if hasattr(context_drop, "keys") else context_drop,
+            precision,
         )
         if layout.given is not None:  # given tokens start at their values and stay there
             x0, v = hold_given(layout, x0, v)
