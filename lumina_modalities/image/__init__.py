@@ -3,7 +3,8 @@
 Importing this package registers:
 
 * ``MODALITIES["image"]``: :class:`ImagePlugin` (pixel space, or latent space through a codec);
-* ``CODECS["autoencoder_kl"]``: a frozen diffusers ``AutoencoderKL`` loaded from a local path;
+* ``CODECS["autoencoder_kl"]``: a frozen diffusers ``AutoencoderKL`` loaded from a local path (its latents
+  optionally cached on disk: :class:`LatentCache`);
 * ``DATASETS``: ``"shapes"`` (procedural, with an analytic adherence checker), ``"digits"`` (real
   handwritten digits, with a classifier checker), ``"image_folder"``, ``"image_shards"`` and ``"image_stream"`` (a user's
   image + caption pairs), ``"labelled_images"`` (a user's folder of labelled images) and ``"digits_labelled"``
@@ -16,6 +17,7 @@ from .digits import DigitsDataset
 from .digits_labels import LabelledDigitsDataset
 from .folder import ImageFolderDataset, ImageShardsDataset, ImageStreamDataset
 from .labelled import LabelledImagesDataset
+from .latent_cache import LatentCache
 from .plugin import ImagePlugin
 from .shapes import ShapesDataset, describe, parse_caption, score_shapes
 
@@ -29,6 +31,7 @@ __all__ = [
     "ImageStreamDataset",
     "LabelledDigitsDataset",
     "LabelledImagesDataset",
+    "LatentCache",
     "ShapesDataset",
     "describe",
     "parse_caption",

@@ -100,6 +100,48 @@ class AutoencoderKLCodec(nn.Module, Codec):
         z = dist.sample(generator) if self.sample_posterior else dist.mode()
         return ((z - self.shift_factor) * self.scaling_factor).to(x.dtype)
 
+    # -- caching: the posterior's moments, from which encode's latents follow exactly --------------------
+    def fingerprint(self) -> str:
+        """What the posterior moments depend on: the autoencoder's class, weights' dtype and a digest of its
+        weights (:func:`lumina_core.conditioning.cache.weights_digest`), not its path (the same weights
+        anywhere give the same moments) nor the scale / shift (applied after the cache, in
+        :meth:`from_moments`)."""
+        if self._fingerprint is None:
+            from lumina_core.conditioning.cache import weights_digest
+
+            param = next(self.vae.parameters())
+            self._fingerprint = f"{type(self.vae).__name__}(dtype={param.dtype})|{weights_digest(self.vae)}"
+        return self._fingerprint
+
+    _fingerprint: str | None = None
+
+    @torch.no_grad()
+    def encode_moments(self, x: Tensor) -> dict[str, Tensor]:
+        """(B, C, H, W) images -> the posterior ``q(z|x) = N(mean, std^2)`` as ``{"mean", "std"}`` (B, c, h, w),
+        in the autoencoder's dtype and before normalisation (``std`` only with ``sample_posterior``: the mode
+        is the mean). ``from_moments(encode_moments(x))`` is ``encode(x)``."""
+        if x.dim() != 4 or x.shape[1] != self.image_channels:
+            raise ValueError(f"encode expects (B, {self.image_channels}, H, W) images; got {tuple(x.shape)}")
+        param = next(self.vae.parameters())
+        dist = self.vae.encode(x.to(param.device, param.dtype)).latent_dist
+        return {"mean": dist.mean, "std": dist.std} if self.sample_posterior else {"mean": dist.mean}
+
+    def from_moments(
+        self, moments: dict[str, Tensor], dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Normalised latents ``(z - shift) * scale`` from :meth:`encode_moments`' output: ``z`` is the mean, or
+        with ``sample_posterior`` ``mean + std * eps``, ``eps ~ N(0, I)`` drawn afresh (as ``encode`` does)."""
+        param = next(self.vae.parameters())
+        mean = moments["mean"].to(param.device)
+        if self.sample_posterior:
+            if "std" not in moments:
+                raise ValueError("sample_posterior needs the posterior's std; these moments hold the mean only")
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            z = mean + moments["std"].to(param.device) * eps
+        else:
+            z = mean
+        return ((z - self.shift_factor) * self.scaling_factor).to(dtype)
+
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
         """(B, c, h, w) normalised latents -> (B, C, h f, w f) images (nominally in [-1, 1], not clamped)."""

@@ -3,7 +3,9 @@
 Pixel space: an image in [-1, 1] of shape (C, H, W) is cut into p x p patches (see :mod:`.patches`).
 Latent space: the image first goes through a frozen codec from :data:`CODECS` (default a diffusers
 ``AutoencoderKL`` from a local path, :mod:`.autoencoder`), ``z = (E(x) - shift) * scale``, and the latent is
-patchified. Samples, shapes and previews are always in pixels; only tokens live in latent space.
+patchified. Samples, shapes and previews are always in pixels; only tokens live in latent space. With
+``latent_cache`` each image's latent is kept on disk (:mod:`.latent_cache`), so fine-tuning on a folder runs
+the encoder once per image rather than once per step.
 
 Positions are the (row, column) patch coordinates; the adapter splits each head's rotary dimension
 equally between them with the released interleaved layout, and ``train_extent`` is the patch grid of the
@@ -49,6 +51,8 @@ class ImagePlugin(ModalityPlugin):
         learn_sigma: predict twice the token width (the released model's "learn sigma" head); only the first
             half is the velocity.
         fid: add an FID-style score (in-project feature network, :mod:`.fid`) to :meth:`evaluate`.
+        latent_cache: with an autoencoder, keep each image's latent on disk so it goes through the encoder
+            once (:mod:`.latent_cache`): True for ``<cache dir>/latents``, or a folder; False: encode every time.
     """
 
     name = "image"
@@ -65,6 +69,7 @@ class ImagePlugin(ModalityPlugin):
         autoencoder: dict[str, Any] | None = None,
         learn_sigma: bool = False,
         fid: bool = True,
+        latent_cache: bool | str = False,
     ) -> None:
         super().__init__(
             patch_size=patch_size,
@@ -73,6 +78,7 @@ class ImagePlugin(ModalityPlugin):
             autoencoder=autoencoder,
             learn_sigma=learn_sigma,
             fid=fid,
+            latent_cache=latent_cache,
         )
         if patch_size < 1:
             raise ValueError(f"patch_size must be >= 1; got {patch_size}")
@@ -94,6 +100,19 @@ class ImagePlugin(ModalityPlugin):
             self.token_channels, self.factor = self.channels, 1
         check_divisible((self.channels, *self.image_size), self.patch_size * self.factor, "image_size")
         self._fid_net = None
+        self.latent_cache = self._latent_cache(latent_cache)
+
+    def _latent_cache(self, setting: bool | str | None):
+        if setting in (False, None, "", "false", "False"):
+            return None
+        if self.codec is None:
+            raise ValueError(
+                "latent_cache needs an autoencoder (modality.params.autoencoder): in pixel space there are no "
+                f"latents to cache; got latent_cache={setting!r} without one"
+            )
+        from .latent_cache import LatentCache
+
+        return LatentCache(self.codec, None if setting is True or setting == "true" else str(setting))
 
     # -- geometry ----------------------------------------------------------------------------------------
     @property
@@ -146,6 +165,8 @@ class ImagePlugin(ModalityPlugin):
     def _to_token_space(self, x: Tensor) -> Tensor:
         if self.codec is None:
             return x
+        if self.latent_cache is not None:
+            return self.latent_cache.encode(x)
         return self.codec.encode(x[None])[0]
 
     def _from_token_space(self, z: Tensor) -> Tensor:
