@@ -58,7 +58,12 @@ def _trainer_device(device: str, devices: int = 1, num_nodes: int = 1, strategy:
         out["num_nodes"] = int(num_nodes)
         # a step leaves parameters unused (the adapters of tasks not drawn, a pad token with no padding), so DDP
         # must look for them
-        out["strategy"] = "ddp_find_unused_parameters_true" if strategy in ("auto", "ddp") else strategy
+        if strategy == "fsdp":  # torch's FSDP2 through Lightning's ModelParallelStrategy (GPUs, or gloo on CPU)
+            from lumina_core.training.sharding import fsdp_strategy
+
+            out["strategy"] = fsdp_strategy(int(devices), int(num_nodes))
+        else:
+            out["strategy"] = "ddp_find_unused_parameters_true"
     return out
 
 

@@ -24,13 +24,17 @@ class CheckpointEvery(L.Callback):
 
         state = module.training_state()  # collective in a distributed run
         self._saved_step = module.step
+        if getattr(module, "sharded", False):  # gathered whole from the shards: every rank takes part
+            weights, ema = module.full_trainable_state(), module.full_ema_state()
+        else:
+            weights, ema = {k: v.detach() for k, v in module.trainable_state().items()}, module.ema.state_dict()
         if module.global_rank != 0:
             return None
         path = ckpt_io.save_checkpoint(
             self.root,
             module.step,
-            {k: v.detach() for k, v in module.trainable_state().items()},
-            module.ema.state_dict(),
+            weights,
+            ema,
             state,
             meta={
                 "tasks": module.task_names,
@@ -126,8 +130,11 @@ class PreviewSamples(L.Callback):
         self._done_step = -1
 
     def preview(self, module: Any) -> list[Path]:
+        """Generate and (rank 0) write the previews; a sharded model needs every rank to run the model, so
+        under ``train.strategy: fsdp`` every rank generates and only rank 0 writes."""
         paths: list[Path] = []
         writer = module.tb_writer()
+        writes = module.global_rank == 0
         with module.ema_weights():
             for name, task in module.tasks.items():
                 items = self.val_items.get(name, [])[: self.num]
@@ -141,6 +148,8 @@ class PreviewSamples(L.Callback):
                     device=module.device,
                     batch_size=len(items),
                 )
+                if not writes:
+                    continue
                 stem = f"{name}_step{module.step:07d}"
                 paths += list(task.plugin.write_preview(samples, conditions, self.out_dir, stem))
                 if writer is not None:
@@ -148,13 +157,18 @@ class PreviewSamples(L.Callback):
         self._done_step = module.step
         return paths
 
+    @staticmethod
+    def _runs_here(trainer: L.Trainer, module: Any) -> bool:
+        # DDP: every rank holds the same weights, rank 0 previews alone; FSDP: the ranks hold shards, all run
+        return trainer.is_global_zero or bool(getattr(module, "sharded", False))
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         due = self.every > 0 and module.step % self.every == 0 and module.step != self._done_step
-        if due and trainer.is_global_zero:  # every rank holds the same weights: rank 0 previews
+        if due and self._runs_here(trainer, module):
             with torch.no_grad():
                 self.preview(module)
 
     def on_train_end(self, trainer, module) -> None:
-        if module.step != self._done_step and trainer.is_global_zero:
+        if module.step != self._done_step and self._runs_here(trainer, module):
             with torch.no_grad():
                 self.preview(module)

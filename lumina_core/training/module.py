@@ -11,6 +11,9 @@ All randomness of a step (condition dropout, noise, times) comes from one CPU ``
 Data-parallel (``train.devices`` > 1): Lightning's DDP averages the ranks' gradients; rank r reads its own
 batches of the one seeded data stream and seeds its generator with ``run.seed + RANK_SEED_STRIDE * r``; every
 rank's random state is saved, so a resume on the same number of ranks is bit for bit too.
+Sharded (``train.strategy: fsdp``, :mod:`.sharding`): ``configure_model`` shards the trunk block by block and
+the EMA with it; checkpoints gather the full weights, EMA and optimiser state so rank 0 writes the same flat
+files as an unsharded run.
 LR: linear warm-up over ``train.warmup_steps``, then constant or cosine to 0 at ``train.max_steps``.
 """
 
@@ -64,6 +67,13 @@ class LuminaLightningModule(L.LightningModule):
         self.conditioners = nn.ModuleDict(parts.conditioners)
         self.tasks = parts.tasks  # {name: Task}, in recipe order
         self.task_names = list(parts.tasks)
+        self.sharded = str(cfg.train.strategy) == "fsdp"
+        if self.sharded and cfg.train.lora is not None:
+            raise ValueError(
+                "train.strategy=fsdp with train.lora is not supported (the adapter is small: use ddp)"
+            )
+        if self.sharded and cfg.train.compile:
+            raise ValueError("train.strategy=fsdp with train.compile=true is not supported yet; use one of them")
         self.ema = EMA(self.trainable_state(), cfg.train.ema_decay)
         self.generator = torch.Generator().manual_seed(int(cfg.run.seed))
         # bookkeeping restored on resume
@@ -98,6 +108,34 @@ class LuminaLightningModule(L.LightningModule):
 
     def load_trainable_state(self, weights: dict[str, Tensor]) -> None:
         load_trainable(self.trainable_modules(), weights, self.cfg.train.lora is not None)
+
+    def configure_model(self) -> None:
+        """Lightning's hook once the ranks exist: under ``train.strategy: fsdp`` shard the model (each block,
+        then the rest), the trainable conditioners (and frozen ones with ``train.fsdp_shard_encoders``) and the
+        EMA with them (see :mod:`.sharding`). Nothing to do otherwise."""
+        if not self.sharded:
+            return
+        from lumina_core.training.sharding import is_sharded, shard_run
+
+        if any(is_sharded(p) for p in self.model.parameters()):
+            return  # already sharded (configure_model may be called again)
+        mesh = self.device_mesh["data_parallel"]
+        shard_run(
+            self.model, dict(self.conditioners), mesh, str(self.cfg.train.precision),
+            bool(getattr(self.cfg.train, "fsdp_shard_encoders", False)),
+        )  # fmt: skip
+        self.ema.shard_like(self.trainable_state())
+
+    def full_trainable_state(self) -> dict[str, Tensor]:
+        """The whole trainable weights on the CPU, as a checkpoint stores them; sharded, every rank must call
+        it (the shards are gathered) and ranks > 0 get {}."""
+        from lumina_core.training.sharding import gather_full
+
+        return gather_full(self.trainable_state(), keep=int(self.global_rank) == 0)
+
+    def full_ema_state(self) -> dict[str, Tensor]:
+        """The whole EMA on the CPU (collective when sharded; ranks > 0 get {})."""
+        return self.ema.full_state_dict(keep=int(self.global_rank) == 0)
 
     @contextmanager
     def ema_weights(self):
@@ -135,6 +173,14 @@ class LuminaLightningModule(L.LightningModule):
 
         opt = self.optimizers().optimizer
         sched = self.lr_schedulers()
+        if self.sharded:  # gathered whole, keyed by parameter name (rank 0 gets it; collective)
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            opt_state = get_optimizer_state_dict(
+                self, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            )
+        else:
+            opt_state = opt.state_dict()
         rng = self.rng_state()
         ranks = None
         if self.world > 1:
@@ -146,7 +192,8 @@ class LuminaLightningModule(L.LightningModule):
             "draws": self.draws,
             "stream_positions": {n: gather_state(p) for n, p in self.stream_positions.items() if p.state_dict()},
             "nonfinite_skipped": self.nonfinite_skipped,
-            "optimizer": opt.state_dict(),
+            "optimizer": opt_state,
+            "optimizer_layout": "by_name" if self.sharded else "by_index",
             "scheduler": sched.state_dict(),
             "rng": rng,
         }
@@ -178,7 +225,7 @@ class LuminaLightningModule(L.LightningModule):
             self.generator.manual_seed(int(self.cfg.run.seed) + RANK_SEED_STRIDE * rank)
         st = self._pending_state
         if st is not None:
-            self.optimizers().optimizer.load_state_dict(st["optimizer"])
+            self._load_optimizer_state(st)
             self.lr_schedulers().load_state_dict(st["scheduler"])
             saved = st.get("rng_ranks") or [st["rng"]]
             if len(saved) != world:
@@ -191,6 +238,30 @@ class LuminaLightningModule(L.LightningModule):
             self._pending_state = None
         self._t_last, self._step_last = time.time(), self.step
 
+    def _load_optimizer_state(self, st: dict[str, Any]) -> None:
+        """The optimiser state of a checkpoint: by parameter index (unsharded runs) or by name, whole
+        (``train.strategy: fsdp``; every rank cuts out its own shard)."""
+        opt = self.optimizers().optimizer
+        layout = st.get("optimizer_layout", "by_index")
+        want = "by_name" if self.sharded else "by_index"
+        if layout != want:
+            saved, now = ("fsdp", "ddp/single") if layout == "by_name" else ("ddp/single", "fsdp")
+            raise ValueError(
+                f"this checkpoint's optimiser state was written by a {saved} run and this run uses {now}: resume "
+                f"with the strategy the run was trained with (train.strategy), or start from its weights with "
+                f"train.init_from=<checkpoint> (the optimiser starts fresh)"
+            )
+        if not self.sharded:
+            opt.load_state_dict(st["optimizer"])
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        # strict=False: a parameter that never had a gradient (an unused pad token, a task not drawn yet) has
+        # no AdamW state, in the checkpoint as in the uninterrupted run
+        set_optimizer_state_dict(
+            self, opt, st["optimizer"], options=StateDictOptions(full_state_dict=True, strict=False)
+        )
+
     def _set_rng_state(self, rng: dict[str, Any]) -> None:
         self.generator.set_state(rng["train_generator"])
         torch.set_rng_state(rng["torch"])
@@ -201,13 +272,13 @@ class LuminaLightningModule(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------------------
     def configure_optimizers(self):
+        from lumina_core.finetune.optim import build_optimizer
+
         tc = self.cfg.train
-        opt = torch.optim.AdamW(
-            self.trainable_parameters(),
-            lr=float(tc.lr),
-            betas=tuple(float(b) for b in tc.betas),
-            weight_decay=float(tc.weight_decay),
-        )
+        opt = build_optimizer(  # train.optimizer: adamw | adamw8bit | paged_adamw8bit (bitsandbytes, CUDA)
+            str(getattr(tc, "optimizer", "adamw")), self.trainable_parameters(), tc.lr, tc.betas, tc.weight_decay,
+            str(self.cfg.run.device),
+        )  # fmt: skip
         warm, total, kind = int(tc.warmup_steps), int(tc.max_steps), str(tc.lr_schedule)
         lr_factor(0, warm, total, kind)  # validates the schedule name up front
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warm, total, kind))
@@ -233,6 +304,10 @@ class LuminaLightningModule(L.LightningModule):
         clip = float(self.cfg.train.grad_clip)
         params = self.trainable_parameters()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        if self.sharded:
+            from lumina_core.training.sharding import full_tensor
+
+            grad_norm = full_tensor(grad_norm)  # the norm over every rank's shards
         if not bool(torch.isfinite(grad_norm)):
             opt.zero_grad(set_to_none=True)
             return self._nonfinite(f"gradient norm {grad_norm.item()}", losses)
