@@ -20,7 +20,10 @@ Paths are dotted and use list indices the way overrides do: ``tasks.0.data.batch
 
 from __future__ import annotations
 
+import builtins
 import difflib
+import inspect
+import sys
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -345,40 +348,52 @@ def _check_context_drop(node: Any, path: str, problems: list[str]) -> None:
 
 
 def _check_rope_scaling(node: Any, path: str, problems: list[str]) -> None:
-    """``{name: <registered RoPE scaling>, params: {...}}``: the params are the shared settings of
-    ``RopeScaling`` (scale, proportional_attention, ...) plus the registered rule's own constructor's."""
+    """``{name: <registered RoPE scaling>, params: {...}}``, checked against ``ROPE_SCALINGS.signature(name)``:
+    the rule's own constructor parameters plus the settings every scaling shares (``shared_parameters``)."""
     if not isinstance(node, dict):
         return
-    try:
-        from lumina_core.model.rope import COMMON_PARAMS, RopeScaling
-    except ImportError:
-        return
-    rule = _lookup(_registries().ROPE_SCALINGS, node.get("name"), _join(path, "name"), problems)
+    registry = _registries().ROPE_SCALINGS
+    rule = _lookup(registry, node.get("name"), _join(path, "name"), problems)
     params = dict(node.get("params") or {})
     if "kind" in params:
         problems.append(
             f"{_join(path, 'params.kind')}: give the kind as rope_scaling.name, not as a parameter"
         )
         params.pop("kind")
-    common = {k: v for k, v in params.items() if k in COMMON_PARAMS}
-    check_params(RopeScaling, common, _join(path, "params"), problems, "RopeScaling", complete=False)
     if rule is None:
         return
-    own = {k: v for k, v in params.items() if k not in COMMON_PARAMS}
-    accepted = accepted_params(rule)
-    if accepted is not None and not accepted[1]:
-        allowed = list(COMMON_PARAMS) + list(accepted[0])
-        for key in [k for k in own if k not in accepted[0]]:
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(
-                f"{_join(path, 'params.' + str(key))}: RoPE scaling {node.get('name')!r} does not take a "
-                f"parameter {key!r}{hint} (it takes: {', '.join(allowed)})"
-            )
-            own.pop(key)
+    name = str(node.get("name"))
     check_params(
-        rule, own, _join(path, "params"), problems, f"RoPE scaling {node.get('name')!r}", complete=False
-    )
+        _signed(registry.signature(name), rule), params, _join(path, "params"), problems,
+        f"RoPE scaling {name!r}", complete=False,
+    )  # fmt: skip
+
+
+def _signed(signature: inspect.Signature, owner: Any) -> Any:
+    """A callable that ``check_params`` reads as having ``signature`` (a registry's view of a component,
+    which may add shared parameters to the constructor's); string annotations are resolved in the modules
+    of ``owner`` and its bases (those that do not resolve are left unchecked)."""
+    namespace: dict[str, Any] = {}
+    for cls in reversed(inspect.getmro(owner) if inspect.isclass(owner) else (owner,)):
+        namespace.update(vars(sys.modules.get(cls.__module__, builtins)))
+
+    def component(**params: Any) -> None:  # pragma: no cover - never called, only inspected
+        """Stands for the component in signature checks."""
+
+    annotations = {}
+    for p in signature.parameters.values():
+        ann = p.annotation
+        if isinstance(ann, str):
+            try:
+                ann = eval(ann, namespace)  # noqa: S307 - an annotation of our own registered code
+            except Exception:  # noqa: BLE001 - an unresolvable annotation is simply not type-checked
+                continue
+        if ann is not inspect.Parameter.empty:
+            annotations[p.name] = ann
+    params = [p.replace(annotation=annotations.get(p.name, p.empty)) for p in signature.parameters.values()]
+    component.__signature__ = signature.replace(parameters=params)
+    component.__annotations__ = annotations
+    return component
 
 
 __all__ = ["validate_recipe", "check_params", "accepted_params", "Component"]

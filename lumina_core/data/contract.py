@@ -26,8 +26,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from lumina_core.plugin import CONDITION_KINDS  # noqa: F401  (the one list of condition kinds, re-exported)
+
 SPLITS = ("train", "val")
-CONDITION_KINDS = ("text", "class", "none")
 
 
 class LuminaDataset(torch.utils.data.Dataset):

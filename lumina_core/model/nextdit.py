@@ -14,6 +14,7 @@ from lumina_core.model.block import NextDiTBlock
 from lumina_core.model.config import NextDiTConfig
 from lumina_core.model.context_drop import DropPlan
 from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
+from lumina_core.model.masks import all_true
 
 
 class NextDiT(nn.Module):
@@ -71,10 +72,3 @@ class NextDiT(nn.Module):
                 x = layer(x, c, key_mask, cos, sin, prop, y, y_attn_mask, ld)
         return x, c
 
-
-def all_true(mask: Tensor) -> bool:
-    """True when no entry is masked, so attention can skip the mask. Under ``torch.compile`` this answers
-    False without looking (a data-dependent branch would break the graph; the mask is then always applied)."""
-    if torch.compiler.is_compiling():
-        return False
-    return bool(mask.all())

@@ -14,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from lumina_core.data import LuminaDataset
 from lumina_core.data.folder import list_pairs
 from lumina_core.data.robust import corrupt_on
 from lumina_core.data.stream import ShardStream
@@ -24,7 +23,7 @@ from lumina_core.registry import DATASETS
 from .io import AUDIO_EXTENSIONS, load_audio
 
 
-class _ReadsClips(torch.utils.data.Dataset):
+class _ReadsClips(LuminaDataset):
     """``__getitem__`` reads clip ``i`` with ``_read(i)``; an unreadable clip raises
     :class:`~lumina_core.data.robust.CorruptSampleError` naming it (``AudioReadError`` is one). Skipping and
     counting is the core's policy, applied when :func:`lumina_core.data.build_dataset` builds the dataset."""

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lumina_core.data import LuminaDataset
 from lumina_core.registry import DATASETS
 
 from . import analysis as A
@@ -126,7 +127,7 @@ def caption(meta: dict[str, Any]) -> str:
 
 
 @DATASETS.register("tones")
-class ToneDataset(torch.utils.data.Dataset):
+class ToneDataset(LuminaDataset):
     """Procedural tones, chords, sweeps, noise bursts, clicks and beeps with captions and ground truth.
 
     Args:

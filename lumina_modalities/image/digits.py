@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lumina_core.data import LuminaDataset
 from lumina_core.registry import DATASETS
 
 CAPTION = "a handwritten {}"
@@ -67,7 +68,7 @@ def classify_digits(samples: Sequence[Tensor]) -> np.ndarray:
 
 
 @DATASETS.register("digits")
-class DigitsDataset(torch.utils.data.Dataset):
+class DigitsDataset(LuminaDataset):
     """Handwritten digits upsampled to ``size`` px (bilinear), in [-1, 1] with bright ink on black.
 
     Args:

@@ -14,13 +14,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lumina_core.data import LuminaDataset
 from lumina_core.registry import DATASETS
 
 from .digits import split_arrays
 
 
 @DATASETS.register("digits_labelled")
-class LabelledDigitsDataset(torch.utils.data.Dataset):
+class LabelledDigitsDataset(LuminaDataset):
     """Digits at ``size`` px, or at each of ``sizes`` (item ``i`` is digit ``i // len(sizes)``).
 
     Args:

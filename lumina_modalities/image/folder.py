@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lumina_core.data import LuminaDataset
 from lumina_core.data.robust import CorruptSampleError, corrupt_on
 from lumina_core.data.stream import ShardStream
 from lumina_core.registry import DATASETS
@@ -106,7 +107,7 @@ def _split_indices(n: int, split: str, val_fraction: float) -> list[int]:
     return held if split != "train" else [i for i in range(n) if i % k != k - 1]
 
 
-class _ReadsFiles(torch.utils.data.Dataset):
+class _ReadsFiles(LuminaDataset):
     """``__getitem__`` reads item ``i`` with ``_read(i)``; a file that cannot be decoded raises
     :class:`~lumina_core.data.robust.CorruptSampleError` naming it. Skipping and counting is the core's policy,
     applied when :func:`lumina_core.data.build_dataset` builds the dataset (see

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lumina_core.data import LuminaDataset
 from lumina_core.data.robust import CorruptSampleError, SkipStats
 from lumina_core.registry import DATASETS
 
@@ -29,7 +30,7 @@ ADHERENCE_CHANCE = (1 / len(COLORS) + 1 / len(KINDS)) / 2
 
 
 @DATASETS.register("multiview_scenes")
-class MultiviewScenes(torch.utils.data.Dataset):
+class MultiviewScenes(LuminaDataset):
     """Random scenes of one or two primitives rendered from an orbit, with captions from the description.
 
     Scene ``i`` of a split is drawn from a generator seeded by ``(seed, split, i)``, so items are reproducible
@@ -152,7 +153,7 @@ def score_samples(samples: list[Tensor], items: list[dict], fov: float, given_vi
 
 
 @DATASETS.register("multiview_folder")
-class MultiviewFolder(torch.utils.data.Dataset):
+class MultiviewFolder(LuminaDataset):
     """A user's folder of posed views: every directory under ``root`` holding a ``cameras.json``::
 
         {"fov": 40.0, "caption": "a red box", "label": 3,

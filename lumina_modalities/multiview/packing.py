@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from lumina_core.data import LuminaDataset
 from lumina_core.data.robust import CorruptSampleError
 from lumina_core.registry import DATASETS
 
@@ -112,7 +113,7 @@ def scene_samples(root: str | Path) -> list:
 
 
 @DATASETS.register("multiview_shards")
-class MultiviewShards(torch.utils.data.Dataset):
+class MultiviewShards(LuminaDataset):
     """Scenes packed by ``lumina data pack SRC DST --modality multiview``, read by index from the shards.
 
     Items are those of ``multiview_folder`` (same decoding, same checks: a scene that cannot be read raises

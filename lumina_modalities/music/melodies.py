@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lumina_core.data import LuminaDataset
 from lumina_core.registry import DATASETS
 
 from . import analysis as A
@@ -121,7 +122,7 @@ def render(meta: dict[str, Any], sr: int, clip_seconds: float, rng: np.random.Ge
 
 
 @DATASETS.register("melodies")
-class MelodyDataset(torch.utils.data.Dataset):
+class MelodyDataset(LuminaDataset):
     """Procedural melodies and chord progressions (see the module doc).
 
     Args:

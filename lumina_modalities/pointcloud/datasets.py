@@ -25,6 +25,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
+from lumina_core.data import LuminaDataset
 from lumina_core.registry import DATASETS
 
 from .evaluation import score_pointclouds
@@ -67,7 +68,7 @@ class _Scored:
 
 
 @DATASETS.register("shapes_lite")
-class ShapesLite(_Scored):
+class ShapesLite(_Scored, LuminaDataset):
     """Procedural shapes: ``num_items`` clouds of ``num_points`` surface points, classes in turn.
 
     Args:
@@ -205,7 +206,7 @@ class _MeshItems(_Scored):
 
 
 @DATASETS.register("mesh_folder")
-class MeshFolder(_MeshItems):
+class MeshFolder(_MeshItems, LuminaDataset):
     """A folder of meshes (``root/<class>/<name>.obj`` + optional ``<name>.txt`` caption), ``num_points`` each.
 
     Files are listed by :func:`lumina_core.data.folder.list_pairs` (a missing caption reads as ""). The
