@@ -5,6 +5,7 @@ structure and registry passes (:mod:`.validate`), this pass builds what is cheap
 builds it, and records each refusal as a ``"path: message"`` problem:
 
 * ``run.device`` and ``train.precision`` against what the trainer accepts (Lightning's precision names);
+* ``train.optimizer``: a known name, and for the 8-bit ones bitsandbytes installed and a device other than the CPU;
 * the trunk: the model section through :class:`NextDiTConfig` (preset, heads dividing ``dim``, ...);
 * each task's plugin (skipped when its parameters name weights to load: an autoencoder or codec) and its
   ``AdapterSpec``: tokens no wider than the trunk (wider tokens cannot be spanned by the final layer);
@@ -50,6 +51,11 @@ def check_buildable(tree: dict, problems: list[str]) -> None:
         problems.append(
             f"train.precision: expected one of Lightning's {', '.join(LIGHTNING_PRECISIONS)}; got {precision!r}"
         )
+    optimizer = train.get("optimizer")
+    if isinstance(optimizer, str):  # bitsandbytes' 8-bit optimisers: installed, and not on a CPU run
+        from lumina_core.finetune.optim import optimizer_problem
+
+        problems.extend(filter(None, [optimizer_problem(optimizer, device if isinstance(device, str) else None)]))
     dim = None if any(p.startswith("model.") for p in problems) else _check_model(tree.get("model"), problems)
     tasks = tree.get("tasks")
     for i, task in enumerate(tasks if isinstance(tasks, list) else []):

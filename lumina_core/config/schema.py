@@ -139,6 +139,9 @@ class TrainConfig:
     lr: float = 1e-4  # AdamW learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    #: "adamw" | "adamw8bit" | "paged_adamw8bit": the last two keep AdamW's states in 8 bits through bitsandbytes
+    #: (CUDA GPUs only; bitsandbytes is not a dependency: pip install it yourself)
+    optimizer: str = "adamw"
     warmup_steps: int = 0  # linear learning-rate warm-up
     lr_schedule: str = "constant"  # "constant" | "cosine" (after warm-up)
     grad_clip: float = 2.0  # gradient-norm clipping (0: off)
