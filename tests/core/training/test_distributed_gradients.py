@@ -29,7 +29,7 @@ OVERRIDES = [
 
 #: run by every rank (Lightning's launcher starts rank 1 with the same command line): ``lumina train`` with an
 #: observer callback that saves the gradients of the first step, gathered whole under FSDP
-PROBE = '''
+PROBE = """
 import sys
 from pathlib import Path
 
@@ -59,7 +59,7 @@ L.Trainer.__init__ = _with_probe
 from lumina_core.cli.main import main
 
 sys.exit(main(["train", *sys.argv[2:]]))
-'''
+"""
 
 
 def reference_gradients(world: int = 2) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -76,9 +76,11 @@ def reference_gradients(world: int = 2) -> tuple[dict[str, torch.Tensor], list[d
     seed = int(cfg.run.seed)
     L.seed_everything(seed, verbose=False)  # as train() does before building the model
     parts = build_run(cfg)
-    (name, task), = parts.tasks.items()
+    ((name, task),) = parts.tasks.items()
     params = {f"model.{n}": p for n, p in parts.model.named_parameters()}
-    params |= {f"conditioners.{name}.{n}": p for n, p in task.conditioner.named_parameters() if p.requires_grad}
+    params |= {
+        f"conditioners.{name}.{n}": p for n, p in task.conditioner.named_parameters() if p.requires_grad
+    }
     ds = task.dataset("train", check_condition_kind=True)
     per_rank = []
     for rank in range(world):
@@ -87,7 +89,12 @@ def reference_gradients(world: int = 2) -> tuple[dict[str, torch.Tensor], list[d
         gen = torch.Generator().manual_seed(seed + RANK_SEED_STRIDE * rank)
         loss = task.loss(parts.model, batch, gen, "cpu")
         grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        per_rank.append({k: torch.zeros_like(p) if g is None else g for (k, p), g in zip(params.items(), grads)})
+        per_rank.append(
+            {
+                k: torch.zeros_like(p) if g is None else g
+                for (k, p), g in zip(params.items(), grads, strict=True)
+            }
+        )
     mean = {k: sum(r[k] for r in per_rank) / world for k in params}
     return mean, per_rank
 
