@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,9 +64,10 @@ class AdapterSpec:
 
     Attributes:
         in_dim: token width produced by ``tokenize`` (e.g. C * p * p for image patches).
-        out_dim: width the final layer predicts. Equal to ``in_dim`` for a velocity, or a multiple of it
-            (the released image model predicts 2C channels per pixel, "learn sigma"); the first ``in_dim``
-            output channels are always the prediction in the *same order as the input tokens*.
+        out_dim: width the final layer predicts. A plugin gives ``in_dim`` (a velocity per token value); a
+            task with ``learn_sigma`` predicts ``2 * in_dim`` (:meth:`with_learn_sigma`; the released image
+            model's head). The first ``in_dim`` output channels are always the prediction in the *same order
+            as the input tokens*.
         num_axes: number of position axes A (0: no RoPE, e.g. unordered point clouds).
         axis_split: relative share of each attention head's rotary dimension per axis, e.g. (1, 1) for the
             released 2D layout or (2, 3, 3) for d/4 : 3d/8 : 3d/8 on (t, h, w). Length ``num_axes``.
@@ -107,6 +108,13 @@ class AdapterSpec:
             problems.append(f"rope_layout must be 'interleaved' or 'blocked', got {self.rope_layout!r}")
         if problems:
             raise ValueError("invalid AdapterSpec: " + "; ".join(problems))
+
+    def with_learn_sigma(self, learn_sigma: bool = True) -> AdapterSpec:
+        """The spec of a task whose final layer also predicts a second value per token channel (the
+        released model's "learn sigma" head, ``tasks[i].learn_sigma``): ``out_dim = 2 * in_dim``. Only the
+        first ``in_dim`` outputs are the velocity; the rest are carried for weight compatibility. False
+        returns the spec unchanged."""
+        return replace(self, out_dim=2 * self.in_dim) if learn_sigma else self
 
 
 class ModalityPlugin(abc.ABC):

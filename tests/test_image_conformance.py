@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from lumina_core.testing import PluginConformance
@@ -35,7 +37,7 @@ class TestImageConformance(PluginConformance):
 
 class TestImageClassConformance(PluginConformance):
     plugin_name = "image"
-    plugin_params = {"patch_size": 2, "channels": 1, "image_size": 8, "learn_sigma": True, "fid": False}
+    plugin_params = {"patch_size": 2, "channels": 1, "image_size": 8, "fid": False}
     conditions = [3, 7]
     dataset_params = {"digits": {"size": 8, "channels": 1}, "digits_labelled": {"size": 8, "channels": 1}}
     # shapes are RGB (this plugin is greyscale); the others need a user's files
@@ -43,3 +45,11 @@ class TestImageClassConformance(PluginConformance):
 
     def make_samples(self):
         return [torch.rand(1, 8, 8) * 2 - 1, torch.rand(1, 12, 8) * 2 - 1]
+
+    def make_model(self, plugin, conditioner, randomize=False, seed=0):
+        """A task with ``learn_sigma`` (the released head, 2 x the token width), as build_run builds it."""
+        wide = copy.copy(plugin)
+        wide.adapter_spec = lambda: plugin.adapter_spec().with_learn_sigma()
+        model = super().make_model(wide, conditioner, randomize, seed)
+        assert model.adapters[self.task].spec.out_dim == 2 * plugin.adapter_spec().in_dim
+        return model

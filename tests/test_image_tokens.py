@@ -70,8 +70,8 @@ def test_mixed_sizes_are_padded_with_masks():
 
 
 def test_wider_predictions_use_the_first_channels():
-    plugin = ImagePlugin(patch_size=2, channels=3, image_size=8, learn_sigma=True)
-    spec = plugin.adapter_spec()
+    plugin = ImagePlugin(patch_size=2, channels=3, image_size=8)
+    spec = plugin.adapter_spec().with_learn_sigma()  # a task with learn_sigma
     assert (spec.in_dim, spec.out_dim, spec.num_axes, spec.axis_split) == (12, 24, 2, (1, 1))
     assert spec.train_extent == (4.0, 4.0) and spec.rope_layout == "interleaved"
     x = torch.randn(3, 8, 8)

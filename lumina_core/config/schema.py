@@ -116,6 +116,9 @@ class TaskConfig:
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     loss_weight: float = 1.0  # this task's loss is multiplied by it before the step's task losses are summed
     draw_weight: float = 1.0  # train.mixing=weighted: how often this task is drawn (relative to the others' draw_weight)
+    #: the final layer predicts 2 x the token width (the released image model's "learn sigma" head); only the
+    #: first half is the velocity. Set it to load released or diffusers checkpoints that have that head
+    learn_sigma: bool = False
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

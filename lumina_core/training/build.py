@@ -62,7 +62,7 @@ def build_run(cfg: Any) -> RunParts:
     tasks = {t.name: build_task(t) for t in recipe.tasks}
     model = LuminaModel(
         model_config(recipe, tasks),
-        {n: t.plugin.adapter_spec() for n, t in tasks.items()},
+        {n: t.plugin.adapter_spec().with_learn_sigma(t.config.learn_sigma) for n, t in tasks.items()},
         {n: t.context_dim for n, t in tasks.items()},
     )
     add_objective_heads(model, {n: t.objective for n, t in tasks.items()})

@@ -81,12 +81,11 @@ class MelPatchPlugin(ModalityPlugin):
         min_log: float = DEFAULT_MIN_LOG,
         max_log: float = DEFAULT_MAX_LOG,
         compress: float | None = None,
-        learn_sigma: bool = False,
         fad: bool = True,
     ) -> None:
         super().__init__(codec=codec, patch_size=patch_size, axes=axes, axis_split=axis_split,
                          rope_layout=rope_layout, clip_seconds=clip_seconds, mean=mean, std=std,
-                         min_log=min_log, max_log=max_log, compress=compress, learn_sigma=learn_sigma, fad=fad)
+                         min_log=min_log, max_log=max_log, compress=compress, fad=fad)
         self.codec = CODECS.build(codec)
         self.sample_rate = int(self.codec.sample_rate)
         self.n_mels = int(self.codec.n_mels)
@@ -113,7 +112,6 @@ class MelPatchPlugin(ModalityPlugin):
         if compress is not None and not 0 < float(compress) <= 1:
             raise ValueError(f"compress is a power-law exponent in (0, 1] (or None for log-mels); got {compress!r}")
         self.compress = None if compress is None else float(compress)
-        self.learn_sigma = bool(learn_sigma)
         self.use_fad = bool(fad)
 
     # -- normalisation -----------------------------------------------------------------------------------
@@ -166,7 +164,7 @@ class MelPatchPlugin(ModalityPlugin):
         nt, nf = self.grid(self.default_shape())
         return AdapterSpec(
             in_dim=in_dim,
-            out_dim=2 * in_dim if self.learn_sigma else in_dim,
+            out_dim=in_dim,
             num_axes=self.num_axes,
             axis_split=self.axis_split,
             rope_layout=self.rope_layout,
@@ -286,7 +284,6 @@ class AudioPlugin(MelPatchPlugin):
         compress: None (model space holds log-mels) or a power-law exponent g in (0, 1]: model space holds
             mel magnitudes to the power g (see the module doc: log-space errors decode far too loud).
         max_log: decoded log-mels are clipped here (louder than any full-scale signal).
-        learn_sigma: predict twice the token width; only the first half is used.
         fad: add the FAD-style ``fad`` score (:mod:`.fad`, an in-project feature network trained once on
             ``tones`` and cached) to :meth:`evaluate`.
     """

@@ -48,8 +48,6 @@ class ImagePlugin(ModalityPlugin):
         image_size: default (training) image size in pixels, an int or (H, W).
         autoencoder: a ``{"name": ..., "params": {...}}`` codec from CODECS (e.g. ``autoencoder_kl`` with a
             local ``path``) to work in its latent space; None works in pixel space.
-        learn_sigma: predict twice the token width (the released model's "learn sigma" head); only the first
-            half is the velocity.
         fid: add an FID-style score (in-project feature network, :mod:`.fid`) to :meth:`evaluate`.
         latent_cache: with an autoencoder, keep each image's latent on disk so it goes through the encoder
             once (:mod:`.latent_cache`): True for ``<cache dir>/latents``, or a folder; False: encode every time.
@@ -67,7 +65,6 @@ class ImagePlugin(ModalityPlugin):
         channels: int = 3,
         image_size: int | Sequence[int] = 32,
         autoencoder: dict[str, Any] | None = None,
-        learn_sigma: bool = False,
         fid: bool = True,
         latent_cache: bool | str = False,
     ) -> None:
@@ -76,7 +73,6 @@ class ImagePlugin(ModalityPlugin):
             channels=channels,
             image_size=image_size,
             autoencoder=autoencoder,
-            learn_sigma=learn_sigma,
             fid=fid,
             latent_cache=latent_cache,
         )
@@ -87,7 +83,6 @@ class ImagePlugin(ModalityPlugin):
         self.patch_size = int(patch_size)
         self.channels = int(channels)
         self.image_size = _size_pair(image_size)
-        self.learn_sigma = bool(learn_sigma)
         self.use_fid = bool(fid)
         self.codec = CODECS.build(dict(autoencoder)) if autoencoder else None
         if self.codec is not None:
@@ -133,7 +128,7 @@ class ImagePlugin(ModalityPlugin):
         gh, gw = self.grid((self.channels, *self.image_size))
         return AdapterSpec(
             in_dim=in_dim,
-            out_dim=2 * in_dim if self.learn_sigma else in_dim,
+            out_dim=in_dim,  # 2 * in_dim for a task with learn_sigma (the core applies it)
             num_axes=2,
             axis_split=(1, 1),
             rope_layout="interleaved",

@@ -87,7 +87,6 @@ class MultiviewPlugin(ModalityPlugin):
             trained on 4; they are spread evenly over the orbit unless ``azimuths`` lists them (degrees).
         axis_split: share of each head's rotary dimension for (view, h, w).
         rope_theta: RoPE base.
-        learn_sigma: predict ``2 * in_dim`` channels (only the first ``in_dim`` are the velocity).
         fps: frame rate of the turntable GIF previews.
         given_views: k, the number of leading views that are given (the condition image) rather than generated;
             0 (default): all views are generated.
@@ -120,7 +119,6 @@ class MultiviewPlugin(ModalityPlugin):
         azimuths: Sequence[float] | None = None,
         axis_split: Sequence[int] = (2, 3, 3),
         rope_theta: float = 10000.0,
-        learn_sigma: bool = False,
         fps: float = 4.0,
         autoencoder: dict | None = None,
         given_views: int = 0,
@@ -169,13 +167,13 @@ class MultiviewPlugin(ModalityPlugin):
         self.azimuths = None if azimuths is None else [float(a) for a in azimuths]
         self.sample_views = int(sample_views or (len(self.azimuths) if self.azimuths else views))
         self.axis_split = tuple(int(a) for a in axis_split)
-        self.rope_theta, self.learn_sigma, self.fps = float(rope_theta), bool(learn_sigma), float(fps)
+        self.rope_theta, self.fps = float(rope_theta), float(fps)
         self.given_views, self.given_image = int(given_views), given_image
         super().__init__(
             views=self.views, size=list(hw), channels=self.channels, patch=self.patch, camera=camera,
             fov=self.fov, elevation=self.elevation, radius=self.radius, sample_views=sample_views,
             azimuths=self.azimuths, axis_split=list(self.axis_split), rope_theta=self.rope_theta,
-            learn_sigma=self.learn_sigma, fps=self.fps, autoencoder=autoencoder, given_views=self.given_views,
+            fps=self.fps, autoencoder=autoencoder, given_views=self.given_views,
             given_image=given_image,
         )  # fmt: skip
 
@@ -194,7 +192,7 @@ class MultiviewPlugin(ModalityPlugin):
         h, w = self.size
         return AdapterSpec(
             in_dim=d,
-            out_dim=2 * d if self.learn_sigma else d,
+            out_dim=d,
             num_axes=3,
             axis_split=self.axis_split,
             rope_layout="blocked",

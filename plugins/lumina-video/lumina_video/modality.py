@@ -49,7 +49,6 @@ class VideoPlugin(ModalityPlugin):
         size: H = W of the default clip, or ``(H, W)``.
         axis_split: share of each head's rotary dimension per axis (t, h, w).
         rope_theta: RoPE base.
-        learn_sigma: predict ``2 * in_dim`` channels (only the first ``in_dim`` are the velocity).
         fps: frame rate of the GIF previews.
     """
 
@@ -67,7 +66,6 @@ class VideoPlugin(ModalityPlugin):
         size: int | Sequence[int] = 16,
         axis_split: Sequence[int] = (2, 3, 3),
         rope_theta: float = 10000.0,
-        learn_sigma: bool = False,
         fps: float = 4.0,
     ) -> None:
         self.patch = _triple(patch, "patch")
@@ -81,7 +79,6 @@ class VideoPlugin(ModalityPlugin):
         self.size = hw
         self.axis_split = tuple(int(a) for a in axis_split)
         self.rope_theta = float(rope_theta)
-        self.learn_sigma = bool(learn_sigma)
         self.fps = float(fps)
         grid_size(self.default_shape(), self.patch)  # fail early if the default clip does not tile
         super().__init__(
@@ -91,7 +88,6 @@ class VideoPlugin(ModalityPlugin):
             size=list(hw),
             axis_split=list(self.axis_split),
             rope_theta=self.rope_theta,
-            learn_sigma=self.learn_sigma,
             fps=self.fps,
         )
 
@@ -105,7 +101,7 @@ class VideoPlugin(ModalityPlugin):
         d = self.token_dim
         return AdapterSpec(
             in_dim=d,
-            out_dim=2 * d if self.learn_sigma else d,
+            out_dim=d,
             num_axes=3,
             axis_split=self.axis_split,
             rope_layout="blocked",

@@ -105,13 +105,13 @@ def test_adapter_spec_is_3d_blocked_with_the_d4_3d8_3d8_split():
     assert spec.axis_split == (2, 3, 3) and spec.rope_layout == "blocked"
     d = 32  # shares of a head dimension d: d/4, 3d/8, 3d/8
     assert [d * s // sum(spec.axis_split) for s in spec.axis_split] == [8, 12, 12]
-    assert VideoPlugin(patch=(1, 4, 4), learn_sigma=True).adapter_spec().out_dim == 96
+    assert VideoPlugin(patch=(1, 4, 4)).adapter_spec().with_learn_sigma().out_dim == 96  # a learn_sigma task
     grey = VideoPlugin(patch=(1, 2, 2), channels=1).adapter_spec()
     assert grey.in_dim == 4
 
 
 def test_detokenize_reads_only_the_velocity_channels():
-    plugin = VideoPlugin(patch=(1, 4, 4), learn_sigma=True)
+    plugin = VideoPlugin(patch=(1, 4, 4))
     clip = _clip(2, 8, 8)
     batch = plugin.tokenize([clip])
     wide = batch.with_tokens(torch.cat([batch.tokens, torch.full_like(batch.tokens, 9.0)], dim=-1))
