@@ -39,8 +39,6 @@ FULL = ROOT / "recipes" / "image" / "finetune_folder.yaml"
 LORA = ROOT / "recipes" / "image" / "finetune_folder_lora.yaml"
 COLOURS = [(220, 30, 30), (30, 60, 220), (40, 180, 60), (230, 200, 40)]
 
-pytestmark = pytest.mark.slow  # two training runs, a conversion and a sample: about a minute on 2 busy cores
-
 
 def write_folder(root: Path) -> list[Path]:
     """Four image + caption pairs: a coloured disc or square on grey, captioned from the tiny Gemma's words."""
