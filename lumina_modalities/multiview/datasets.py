@@ -278,10 +278,14 @@ def decode_scene(spec_bytes: bytes, view_bytes: Any, name: str, size: int | None
                 sizes.add(im.size)
                 images.append(np.asarray(im, dtype=np.float32) / 127.5 - 1)
         except (OSError, UnidentifiedImageError) as err:
-            raise CorruptSampleError(f"view file {e.get('file')!r} is not a readable picture ({err})", name) from err
+            raise CorruptSampleError(
+                f"view file {e.get('file')!r} is not a readable picture ({err})", name
+            ) from err
         mats.append(e.get("c2w"))
     if len(sizes) != 1:
-        raise CorruptSampleError(f"views of different sizes {sorted(sizes)}; all views must be the same size", name)
+        raise CorruptSampleError(
+            f"views of different sizes {sorted(sizes)}; all views must be the same size", name
+        )
     try:
         c2w = torch.tensor(mats, dtype=torch.float64)
         check_rigid(c2w)

@@ -87,7 +87,9 @@ def list_scenes(root: str | Path) -> PackListing:
     """Every scene folder (a directory holding ``cameras.json``) under ``root``, in sorted order."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"multiview folder {root} does not exist (expected scene folders with cameras.json)")
+        raise FileNotFoundError(
+            f"multiview folder {root} does not exist (expected scene folders with cameras.json)"
+        )
     folders = sorted(p.parent for p in root.rglob("cameras.json"))
     if not folders:
         raise FileNotFoundError(
@@ -103,7 +105,9 @@ def list_scenes(root: str | Path) -> PackListing:
             out.skipped.append((name, str(err)))
             logger.warning("multiview pack: skipped scene %s: %s", name, err)
     if out.skipped:
-        logger.warning("multiview pack: skipped %d of %d scenes (reasons above)", len(out.skipped), len(folders))
+        logger.warning(
+            "multiview pack: skipped %d of %d scenes (reasons above)", len(out.skipped), len(folders)
+        )
     return out
 
 

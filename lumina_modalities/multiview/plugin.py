@@ -148,7 +148,9 @@ class MultiviewPlugin(ModalityPlugin):
                 f"sample_views={sample_views}); got {given_views}"
             )
         if given_image is not None and not Path(given_image).is_file():
-            problems.append(f"given_image {given_image!r} is not a file (expected a picture of the first view)")
+            problems.append(
+                f"given_image {given_image!r} is not a file (expected a picture of the first view)"
+            )
         if given_image is not None and int(given_views) < 1:
             problems.append("given_image needs given_views >= 1 (it is the first view of the samples)")
         if not 0 < fov < 180:
@@ -300,7 +302,9 @@ class MultiviewPlugin(ModalityPlugin):
                     f"sample {i}: shape {shape[:4]} needs {n} tokens; the mask has {int(batch.mask[i].sum())}"
                 )
             latent_shape = (v, self.token_channels, h // self.factor, w // self.factor)
-            z = grid.unpatchify(batch.tokens[i, :n, :d], latent_shape, (1, self.patch, self.patch), channel_dim=1)
+            z = grid.unpatchify(
+                batch.tokens[i, :n, :d], latent_shape, (1, self.patch, self.patch), channel_dim=1
+            )
             images = z if self.codec is None else self.codec.decode(z).to(z.dtype)
             given = given_from_shape(shape)
             if given is not None and self.codec is not None:  # the condition, not its lossy reconstruction
@@ -360,7 +364,9 @@ class MultiviewPlugin(ModalityPlugin):
             self.codec.to(device)
         return self
 
-    def evaluate(self, samples: Sequence[Tensor], items: Sequence[dict], dataset: Any = None) -> dict[str, float]:
+    def evaluate(
+        self, samples: Sequence[Tensor], items: Sequence[dict], dataset: Any = None
+    ) -> dict[str, float]:
         """The dataset's checkers on the generated views only: with ``given_views`` k, the first k views (given,
         returned unchanged) are left out of the fidelity and adherence scores, and consistency is that of the
         generated views against the hull of all the others, given ones included."""

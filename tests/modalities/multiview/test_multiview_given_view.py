@@ -42,7 +42,10 @@ def test_given_is_padded_selected_and_checked():
     pos = [torch.arange(6.0)[:, None], torch.arange(3.0)[:, None]]
     given = [torch.tensor([1, 1, 0, 0, 0, 0], dtype=torch.bool), torch.tensor([1, 0, 0], dtype=torch.bool)]
     b = TokenBatch.from_sequences(toks, pos, [(6,), (3,)], given=given)
-    assert b.given.tolist() == [[True, True, False, False, False, False], [True, False, False, False, False, False]]
+    assert b.given.tolist() == [
+        [True, True, False, False, False, False],
+        [True, False, False, False, False, False],
+    ]
     assert torch.equal(b.with_tokens(torch.zeros_like(b.tokens)).given, b.given)
     assert torch.equal(b.select([1]).given, b.given[1:, :3]) and torch.equal(b.to("cpu").given, b.given)
     with pytest.raises(ValueError, match="given must be a bool tensor"):
@@ -128,7 +131,9 @@ def test_given_view_errors_say_what_was_expected(tmp_path):
         plugin.layout([shape[:-5]])
     (tmp_path / "bad.png").write_text("not a picture")
     with pytest.raises(ValueError, match="not a readable picture"):
-        MultiviewPlugin(views=3, size=16, given_views=1, given_image=str(tmp_path / "bad.png")).default_shape()
+        MultiviewPlugin(
+            views=3, size=16, given_views=1, given_image=str(tmp_path / "bad.png")
+        ).default_shape()
 
 
 def test_given_image_becomes_the_first_view_of_default_samples():

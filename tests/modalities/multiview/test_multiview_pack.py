@@ -90,7 +90,9 @@ def test_a_shard_scene_damaged_after_packing_is_a_named_corrupt_sample(scenes, t
     ds = MultiviewShards(str(tmp_path / "s"))
     names = [ds.item_name(i) for i in range(len(ds))]
     damaged = next(i for i, n in enumerate(names) if n.endswith("scene_0"))
-    with pytest.raises(CorruptSampleError, match="scene_0: view file 'view001.png' is not a readable picture"):
+    with pytest.raises(
+        CorruptSampleError, match="scene_0: view file 'view001.png' is not a readable picture"
+    ):
         ds[damaged]
     wrapped = build_dataset("multiview_shards", {"path": str(tmp_path / "s")}, "train")
     items = [wrapped[i] for i in range(len(wrapped))]  # the damaged scene is skipped and counted
