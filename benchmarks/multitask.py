@@ -464,6 +464,12 @@ def _load(m: Mapping[str, Any]) -> str:
     return "/".join(f"{x:.1f}" for x in m["loadavg"]) if m.get("loadavg") else "unknown"
 
 
+def note_of(saved: Mapping[str, Any]) -> str:
+    """The figures' footnote: command, CPUs, load average when the runs started, date."""
+    before = saved.get("machine", {}).get("before", {})
+    return f"{saved.get('command', '')}; {before.get('cpus')} CPUs, load average {_load(before)}; {saved.get('started')}"
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default=DEFAULT_RECIPE)
@@ -493,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         saved = json.loads(Path(args.table_from).read_text())
         print(report(saved))
         if args.plot:
-            print("figures:", *figures(saved["runs"], list(saved["task_steps"]), saved.get("note", "")))
+            print("figures:", *figures(saved["runs"], list(saved["task_steps"]), note_of(saved)))
         return saved
     if args.quick:
         args.steps = args.steps or 240
@@ -525,7 +531,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "command": command.strip(),
         "started": started,
         "machine": {"before": before, "after": machine()},
-        "note": f"{command.strip()}; {before['cpus']} CPUs, load average {_load(before)}; {started}",
         "runs": results,
     }
     print(report(saved))
@@ -534,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         Path(args.json).write_text(json.dumps(saved, indent=2) + "\n")
         print("results:", args.json)
     if args.plot:
-        print("figures:", *figures(results, list(counts), saved["note"]))
+        print("figures:", *figures(results, list(counts), note_of(saved)))
     return saved
 
 
