@@ -201,13 +201,15 @@ class ModalityPlugin(abc.ABC):
         batch = self.tokenize(zeros)
         return batch.with_tokens(torch.zeros_like(batch.tokens))
 
-    def cfg_channel_mask(self, k: int, shape: tuple[int, ...] | None = None) -> Tensor:
-        """(D,) bool: the token channels that hold the first ``k`` channels of a sample (channel-first).
+    def guidance_mask(self, k: int, shape: tuple[int, ...] | None = None) -> Tensor:
+        """(D,) bool: the token values classifier-free guidance acts on when a recipe restricts it to the
+        sample's first ``k`` channels (``sampling.cfg_channels: k``); the other values keep the conditional
+        prediction. What a "channel" is, and which ``k`` a released model was sampled with, is the plugin's
+        business.
 
-        Used by classifier-free guidance restricted to some channels (``sampling.cfg_channels: k``; the
-        released image pipeline guides 3 of 4 latent channels). The default finds them by tokenizing a probe
-        of ``shape`` (default: :meth:`default_shape`) whose first ``k`` channels differ from a zero sample;
-        this is right for tokens that rearrange a channel-first sample per position (patches, mel patches,
+        The default finds the token values holding the first ``k`` channels of a channel-first sample by
+        tokenizing a probe of ``shape`` (default: :meth:`default_shape`) whose first ``k`` channels differ from
+        a zero sample; this is right for tokens that rearrange a sample per position (patches, mel patches,
         point coordinates). Override it when tokenize is not such a rearrangement (e.g. an autoencoder).
         """
         shape = tuple(shape or self.default_shape())
@@ -223,7 +225,7 @@ class ModalityPlugin(abc.ABC):
         if bool((moved != col.unsqueeze(0)).any()) or not bool(col.any()):
             raise ValueError(
                 f"cannot tell which token channels hold the first {k} sample channels of "
-                f"{type(self).__name__} by probing; override cfg_channel_mask(k, shape) or pass a mask"
+                f"{type(self).__name__} by probing; override guidance_mask(k, shape) or pass a mask"
             )
         return col
 

@@ -657,3 +657,5 @@ CODECS: Registry = Registry("codec", base="lumina_core.codec:Codec")
 ROPE_SCALINGS: Registry = Registry(
     "RoPE scaling", providers=("lumina_core.model.rope",), base="lumina_core.model.rope:RopeScalingRule"
 )
+#: foreign checkpoint layouts ``lumina convert --from NAME`` reads, provided by plugins (image: released, diffusers)
+CHECKPOINT_FORMATS: Registry = Registry("checkpoint format", base="lumina_core.interop.checkpoint_format:CheckpointFormat")

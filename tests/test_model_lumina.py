@@ -178,10 +178,14 @@ def test_model_cast_to_bf16_runs():
 
 
 def test_preset_parameter_counts():
-    counts = preset_parameter_counts()
+    from lumina_modalities.image import RELEASED_IMAGE_ADAPTER
+
+    counts = preset_parameter_counts({"image": RELEASED_IMAGE_ADAPTER})
     assert set(counts) == set(PRESETS)
     assert 1.6e9 <= counts["2B"] <= 2.0e9
     assert list(counts.values()) == sorted(counts.values())
+    trunk = preset_parameter_counts()
+    assert all(trunk[name] < counts[name] for name in PRESETS)  # the adapter's weights are counted on top
     # the tiny count equals a real instantiation's
     cfg = NextDiTConfig.from_preset("tiny")
     real = LuminaModel(cfg, {"image": AdapterSpec(16, 32, 2, (1, 1))})

@@ -187,12 +187,12 @@ def test_converted_checkpoint_that_does_not_fit_the_recipe_is_refused(world, tmp
     with pytest.raises(ValueError, match=r"n_heads: checkpoint 4, recipe 8"):
         load_run(load_recipe(RECIPE, overrides(world, **{"model.n_heads": "8"})), conv)
     with pytest.raises(ValueError, match=r"out_dim: checkpoint 32, recipe 16"):
-        load_run(load_recipe(RECIPE, overrides(world, **{"tasks.0.modality.params.learn_sigma": "false"})), conv)
+        load_run(load_recipe(RECIPE, overrides(world, **{"tasks.0.learn_sigma": "false"})), conv)
     with pytest.raises(FileNotFoundError, match="converted checkpoint"):
         resolve_checkpoint(conv)  # weights only: sampling yes, resuming no
 
 
-def test_latent_cfg_channel_mask_selects_the_first_latent_channels(world):
+def test_latent_guidance_mask_selects_the_first_latent_channels(world):
     from lumina_core.plugin import ModalityPlugin
     from lumina_core.sampling import channel_mask
     from lumina_modalities.image import ImagePlugin
@@ -203,9 +203,9 @@ def test_latent_cfg_channel_mask_selects_the_first_latent_channels(world):
     assert mask.tolist() == [True] * 12 + [False] * 4  # latent channels 0-2 of (C, ph, pw) tokens
     pixel = ImagePlugin(patch_size=2, channels=3, image_size=8, fid=False)
     for k in (1, 2, 3):  # in pixel space the hook agrees with probing the tokenizer
-        assert torch.equal(pixel.cfg_channel_mask(k), ModalityPlugin.cfg_channel_mask(pixel, k, (3, 8, 8)))
+        assert torch.equal(pixel.guidance_mask(k), ModalityPlugin.guidance_mask(pixel, k, (3, 8, 8)))
     with pytest.raises(ValueError, match="between 1 and 4"):
-        latent.cfg_channel_mask(5)
+        latent.guidance_mask(5)
 
 
 def test_the_unchanged_2b_recipe_takes_a_full_size_released_conversion(tmp_path):
@@ -217,14 +217,14 @@ def test_the_unchanged_2b_recipe_takes_a_full_size_released_conversion(tmp_path)
 
     from diffusers import AutoencoderKL
 
+    from lumina_core.config.typed import component_spec, typed_recipe
     from lumina_core.interop import from_released
     from lumina_core.interop.formats import converted_meta, match_converted
     from lumina_core.model import LuminaModel, NextDiTConfig
-    from lumina_core.model.config import RELEASED_IMAGE_ADAPTER
     from lumina_core.plugin import AdapterSpec
     from lumina_core.registry import MODALITIES
-    from lumina_core.config.typed import component_spec, typed_recipe
     from lumina_core.training.build import model_config
+    from lumina_modalities.image import RELEASED_IMAGE_ADAPTER
 
     AutoencoderKL(
         latent_channels=4, block_out_channels=(4, 4, 4, 4), layers_per_block=1, norm_num_groups=2,
@@ -236,10 +236,11 @@ def test_the_unchanged_2b_recipe_takes_a_full_size_released_conversion(tmp_path)
         )
     converted = converted_meta(from_released(to_released_state_dict(released_model, patch_size=2), "2B"))
     cfg = load_recipe(RECIPE, [f"tasks.0.modality.params.autoencoder.params.path={tmp_path / 'vae'}"])
-    plugin = MODALITIES.build(component_spec(typed_recipe(cfg).tasks[0].modality))
+    task = typed_recipe(cfg).tasks[0]
+    spec = MODALITIES.build(component_spec(task.modality)).adapter_spec().with_learn_sigma(task.learn_sigma)
     gemma_2b = SimpleNamespace(context_dim=2048)  # a Task whose conditioner is Gemma-2B wide
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert match_converted(converted, model_config(cfg, {"t2i": gemma_2b}), {"t2i": plugin.adapter_spec()}) == (
+        assert match_converted(converted, model_config(cfg, {"t2i": gemma_2b}), {"t2i": spec}) == (
             "image", "t2i",
         )  # fmt: skip

@@ -115,7 +115,7 @@ def test_channel_mask_probe_and_checks():
             rolled = torch.stack([b.tokens[:, i].roll(i, dims=-1) for i in range(b.length)], dim=1)
             return b.with_tokens(rolled)
 
-    with pytest.raises(ValueError, match="cfg_channel_mask"):
+    with pytest.raises(ValueError, match="guidance_mask"):
         channel_mask(Rolling(channels=3, patch=2), 1, (3, 8), 6)
 
 

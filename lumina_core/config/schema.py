@@ -90,7 +90,7 @@ class SamplingConfig:
     grid: Component = field(default_factory=lambda: Component(name="sigmoid"))  # the time grid of the steps
     steps: int = 16  # solver steps
     cfg_scale: float = 1.0  # classifier-free guidance scale (1: no guidance)
-    cfg_channels: int | None = None  # None: guide all channels; 3 reproduces the released pipeline
+    cfg_channels: int | None = None  # None: guide all channels; k: the sample's first k channels (the plugin's guidance_mask)
     rope_scaling: Component | None = None  # RoPE scaling for sizes beyond training (ntk, pi, ...); null: none
     #: pooled self-attention keys/values (``lumina_core.model.context_drop.ContextDrop``): a mapping
     #: ``{factor, until, schedule, layers}``; None: off

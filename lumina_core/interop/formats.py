@@ -3,13 +3,17 @@
 Our on-disk format (what :func:`convert` writes and :func:`load_converted` reads) is a folder with
 ``model.safetensors`` (a :class:`LuminaModel` state dict) and ``config.json`` (trunk config, the image
 task's AdapterSpec, patch size and channels). :func:`converted_state_dict` maps such a folder onto a model a
-recipe builds (``lumina sample <recipe> --ckpt <converted>``), whatever the recipe calls its image task.
+recipe builds (``lumina sample <recipe> --ckpt <converted>``), whatever the recipe calls its task. Which
+foreign formats :func:`convert` reads is up to the plugins (``CHECKPOINT_FORMATS``, see
+:mod:`lumina_core.interop.checkpoint_format`); the image plugin registers ``released`` and ``diffusers``,
+which call :func:`from_released` and :func:`from_diffusers` here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +40,22 @@ def read_state_dict(path: str | Path) -> StateDict:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+            raise ValueError(f"{path} is not a readable safetensors file: {type(exc).__name__}: {exc}") from exc
     if path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except (EOFError, RuntimeError, OSError, ValueError) as exc:
+            raise ValueError(
+                f"{path} is not a readable PyTorch checkpoint (truncated or not a torch.save file): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        except pickle.UnpicklingError as exc:
+            raise ValueError(
+                f"{path} holds objects other than tensors (refused for safety: torch.load weights_only): {exc}"
+            ) from exc
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -319,35 +336,54 @@ def diffusers_config(model: LuminaImageModel) -> dict[str, Any]:
 
 
 def convert(src: str | Path, dst: str | Path, src_format: str, preset: str | None = None) -> Path:
-    """Convert a diffusers or released checkpoint to our format; returns the output folder ``dst``.
+    """Convert a checkpoint of the registered format ``src_format`` (``CHECKPOINT_FORMATS``; the image plugin
+    provides ``released`` and ``diffusers``) to our format; returns the output folder ``dst``.
 
     ``preset`` names the trunk config (e.g. ``"2B"``); None infers it from the checkpoint.
     """
     from safetensors.torch import save_file
 
-    if src_format == "diffusers":
-        image = from_diffusers(str(src), preset)
-    elif src_format == "released":
-        image = from_released(str(src), preset)
-    else:
-        raise ValueError(f"src_format must be 'diffusers' or 'released'; got {src_format!r}")
+    from lumina_core.interop.checkpoint_format import checkpoint_format
+
+    loaded = checkpoint_format(src_format).load(src, preset)
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in image.model.state_dict().items()}
+    state = {k: v.contiguous() for k, v in loaded.model.state_dict().items()}
     save_file(state, str(dst / "model.safetensors"))
-    (dst / "config.json").write_text(json.dumps(converted_meta(image, src, src_format), indent=2))
+    meta = checkpoint_meta(loaded.model, loaded.task, src, src_format, loaded.extra)
+    (dst / "config.json").write_text(json.dumps(meta, indent=2))
     return dst
 
 
-def converted_meta(image: LuminaImageModel, src: str | Path = "", src_format: str = "") -> dict[str, Any]:
-    """The ``config.json`` of a converted checkpoint of ``image``."""
+#: the keys of a converted ``config.json`` that the core writes (a format's ``extra`` may not replace them)
+CORE_META_KEYS = ("format", "model", "tasks", "source")
+
+
+def checkpoint_meta(
+    model: LuminaModel, task: str, src: str | Path = "", src_format: str = "", extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``config.json`` of a converted checkpoint: trunk config, the task's spec, the source, and what the
+    format records (``extra``)."""
+    clash = sorted(set(extra or {}) & set(CORE_META_KEYS))
+    if clash:
+        raise ValueError(f"checkpoint format {src_format!r} records keys the core owns: {clash}")
     return {
         "format": "lumina",
-        "model": image.model.config.to_dict(),
-        "tasks": {image.task: dataclasses.asdict(image.model.adapters[image.task].spec)},
-        "image": {"task": image.task, "patch_size": image.patch_size, "in_channels": image.in_channels},
+        "model": model.config.to_dict(),
+        "tasks": {task: dataclasses.asdict(model.adapters[task].spec)},
+        **(extra or {}),
         "source": {"path": str(src), "format": src_format},
     }
+
+
+def image_extra(image: LuminaImageModel) -> dict[str, Any]:
+    """What an image format records beside the task: the image view :func:`load_converted` rebuilds."""
+    return {"image": {"task": image.task, "patch_size": image.patch_size, "in_channels": image.in_channels}}
+
+
+def converted_meta(image: LuminaImageModel, src: str | Path = "", src_format: str = "") -> dict[str, Any]:
+    """The ``config.json`` of a converted image checkpoint of ``image``."""
+    return checkpoint_meta(image.model, image.task, src, src_format, image_extra(image))
 
 
 def load_converted(path: str | Path) -> LuminaImageModel:
@@ -386,7 +422,7 @@ def converted_state_dict(path: str | Path, config: NextDiTConfig, tasks: dict[st
     """The state dict of a converted checkpoint (:func:`convert`) for a LuminaModel built with ``config`` and
     ``tasks`` (e.g. from a recipe).
 
-    The converted folder holds one image task (named ``"image"`` by :func:`convert`); it is loaded under
+    The converted folder holds one task (the image formats name it ``"image"``); it is loaded under
     the name of the recipe's task: the same name if the recipe has it, otherwise the recipe's only task.
     The trunk settings and the task's token widths, RoPE axes and layout must agree; anything else raises
     a ValueError naming what the checkpoint has and what the recipe builds. The RoPE training extent is
@@ -429,19 +465,23 @@ def match_converted(
     else:
         raise ValueError(
             f"the converted checkpoint at {path} holds task {src!r}, which the recipe does not have, and the "
-            f"recipe has several tasks {sorted(tasks)}: name the image task {src!r} in the recipe"
+            f"recipe has several tasks {sorted(tasks)}: name the task {src!r} in the recipe"
         )
     have, need = _spec_fields(src_spec), _spec_fields(tasks[dst])
     bad = [f"{k}: checkpoint {have.get(k)!r}, recipe {need[k]!r}" for k in _SPEC_FIELDS if have.get(k) != need[k]]
     if bad:
+        from lumina_core.interop.checkpoint_format import fit_advice
+
+        source = (meta.get("source") or {}).get("format")
+        advice = fit_advice(source) or "check the modality's parameters and the task's learn_sigma"
         raise ValueError(
-            f"task {dst!r} of the recipe does not take the converted checkpoint's image tokens: " + "; ".join(bad)
-            + " (check the modality's patch_size, autoencoder latent channels and learn_sigma)"
+            f"task {dst!r} of the recipe does not take the converted checkpoint's tokens: " + "; ".join(bad)
+            + f" ({advice})"
         )
     if have.get("train_extent") != need.get("train_extent"):
         warnings.warn(
             f"the converted checkpoint was trained on a {have.get('train_extent')} patch grid; the recipe's "
-            f"image size gives {need.get('train_extent')}, which RoPE scaling will use",
+            f"task gives {need.get('train_extent')}, which RoPE scaling will use",
             stacklevel=3,
         )
     return src, dst

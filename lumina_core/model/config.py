@@ -123,7 +123,7 @@ class NextDiTConfig:
 
 
 #: The size table. ``2B`` is the released Lumina-Next text-to-image trunk (1.63 B parameters with its
-#: image adapter: 4-channel latents, patch 2, 2C output channels).
+#: image adapter: ``lumina_modalities.image.RELEASED_IMAGE_ADAPTER``).
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(dim=128, n_layers=2, n_heads=4, n_kv_heads=2),
     "small": dict(dim=384, n_layers=6, n_heads=6, n_kv_heads=2),
@@ -132,6 +132,3 @@ PRESETS: dict[str, dict[str, Any]] = {
     "600M": dict(dim=1536, n_layers=20, n_heads=24, n_kv_heads=8),
     "2B": dict(dim=2304, n_layers=24, n_heads=32, n_kv_heads=8, context_dim=2048),
 }
-
-#: The adapter of the released text-to-image model: patch 2 on 4-channel latents, learn-sigma output.
-RELEASED_IMAGE_ADAPTER = dict(in_dim=4 * 2 * 2, out_dim=2 * 4 * 2 * 2, num_axes=2, axis_split=(1, 1))

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from lumina_core.model.adapter import FinalLayer, ModalityAdapter
 from lumina_core.model.attention import Attention
 from lumina_core.model.block import NextDiTBlock
-from lumina_core.model.config import PRESETS, RELEASED_IMAGE_ADAPTER, NextDiTConfig
+from lumina_core.model.config import PRESETS, NextDiTConfig
 from lumina_core.model.context_drop import ContextDrop, drop_plan
 from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
 from lumina_core.model.nextdit import NextDiT
@@ -180,12 +180,10 @@ def count_parameters(config: NextDiTConfig, adapters: dict[str, Any] | None = No
     return LuminaModel.count_parameters(config, adapters)
 
 
-def preset_parameter_counts() -> dict[str, int]:
-    """Parameter count of every preset with the released image adapter (patch 2, 4 channels, 2C out)."""
-    return {
-        name: count_parameters(NextDiTConfig.from_preset(name), {"image": RELEASED_IMAGE_ADAPTER})
-        for name in PRESETS
-    }
+def preset_parameter_counts(adapters: dict[str, Any] | None = None) -> dict[str, int]:
+    """Parameter count of every preset with the task ``adapters`` (None: the trunk alone); the released model's
+    is ``{"image": lumina_modalities.image.RELEASED_IMAGE_ADAPTER}``."""
+    return {name: count_parameters(NextDiTConfig.from_preset(name), adapters) for name in PRESETS}
 
 
 def _init_module(module: nn.Module) -> None:

@@ -1,9 +1,9 @@
 """Classifier-free guidance: ``v = v_u + w (v_c - v_u)``, optionally on a subset of token channels.
 
-The released text-to-image pipeline guides only the first three of the four latent channels and keeps the
-conditional prediction on the rest (``cfg_channels = 3``, a compatibility switch; default: all channels).
-Which *token* channels hold the first k sample channels is the plugin's business:
-:meth:`lumina_core.plugin.ModalityPlugin.cfg_channel_mask` (a probing default that plugins may override).
+By default every token value is guided. A recipe may restrict guidance to the sample's first k channels
+(``sampling.cfg_channels: k``; the rest keep the conditional prediction); which *token* values those are is
+the plugin's business: :meth:`lumina_core.plugin.ModalityPlugin.guidance_mask` (a probing default that
+plugins override, e.g. the image plugin in latent space, whose docs say which k a released pipeline used).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def channel_mask(plugin: Any, cfg_channels: Any, shape: tuple[int, ...], in_dim:
         mask = torch.as_tensor(cfg_channels, dtype=torch.bool)
     else:
         k = int(cfg_channels)
-        mask = torch.as_tensor(plugin.cfg_channel_mask(k, shape), dtype=torch.bool)
+        mask = torch.as_tensor(plugin.guidance_mask(k, shape), dtype=torch.bool)
     if mask.shape != (in_dim,):
         raise ValueError(
             f"cfg channel mask must have one entry per token channel ({in_dim}); got {tuple(mask.shape)}"

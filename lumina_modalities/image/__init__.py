@@ -3,6 +3,8 @@
 Importing this package registers:
 
 * ``MODALITIES["image"]``: :class:`ImagePlugin` (pixel space, or latent space through a codec);
+* ``CHECKPOINT_FORMATS``: ``"released"`` and ``"diffusers"``, the public formats of the Lumina-Next image
+  model (``lumina convert --from NAME``);
 * ``CODECS["autoencoder_kl"]``: a frozen diffusers ``AutoencoderKL`` loaded from a local path (its latents
   optionally cached on disk: :class:`LatentCache`);
 * ``DATASETS``: ``"shapes"`` (procedural, with an analytic adherence checker), ``"digits"`` (real
@@ -13,6 +15,7 @@ Importing this package registers:
 
 from .autoencoder import AutoencoderKLCodec
 from .buckets import AspectRatioBucketSampler
+from .checkpoints import RELEASED_IMAGE_ADAPTER, DiffusersImageFormat, ReleasedImageFormat
 from .digits import DigitsDataset
 from .digits_labels import LabelledDigitsDataset
 from .folder import ImageFolderDataset, ImageShardsDataset, ImageStreamDataset
@@ -24,6 +27,7 @@ from .shapes import ShapesDataset, describe, parse_caption, score_shapes
 __all__ = [
     "AspectRatioBucketSampler",
     "AutoencoderKLCodec",
+    "DiffusersImageFormat",
     "DigitsDataset",
     "ImageFolderDataset",
     "ImagePlugin",
@@ -32,6 +36,8 @@ __all__ = [
     "LabelledDigitsDataset",
     "LabelledImagesDataset",
     "LatentCache",
+    "RELEASED_IMAGE_ADAPTER",
+    "ReleasedImageFormat",
     "ShapesDataset",
     "describe",
     "parse_caption",

@@ -135,10 +135,12 @@ class ImagePlugin(ModalityPlugin):
             train_extent=(float(gh), float(gw)),
         )
 
-    def cfg_channel_mask(self, k: int, shape: tuple[int, ...] | None = None) -> Tensor:
-        """(D,) bool: the token channels of the first ``k`` token-space channels (latent channels with an
-        autoencoder: ``cfg_channels: 3`` guides latent channels 0-2, as the released pipeline does). A token
-        is flattened in (C, ph, pw) order, so channel c holds columns ``c p^2 .. (c + 1) p^2 - 1``."""
+    def guidance_mask(self, k: int, shape: tuple[int, ...] | None = None) -> Tensor:
+        """(D,) bool: the token values of the first ``k`` token-space channels (latent channels with an
+        autoencoder). The released Lumina-Next pipeline guides latent channels 0-2 of 4 and keeps the
+        conditional prediction on the fourth: ``sampling.cfg_channels: 3`` reproduces it (a compatibility
+        switch; the default guides everything). A token is flattened in (C, ph, pw) order, so channel c holds
+        columns ``c p^2 .. (c + 1) p^2 - 1``."""
         if not 1 <= int(k) <= self.token_channels:
             raise ValueError(f"cfg_channels must be between 1 and {self.token_channels}; got {k}")
         p2 = self.patch_size**2

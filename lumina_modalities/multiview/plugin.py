@@ -376,7 +376,7 @@ class MultiviewPlugin(ModalityPlugin):
         return dict(score(list(samples), list(items), given_views=self.given_views) if self.given_views
                     else score(list(samples), list(items)))  # fmt: skip
 
-    def cfg_channel_mask(self, k: int, shape: tuple[Any, ...] | None = None) -> Tensor:
+    def guidance_mask(self, k: int, shape: tuple[Any, ...] | None = None) -> Tensor:
         """Token channels of the first ``k`` colour channels: patches are (C, ph, pw), so the first k p^2."""
         if not 1 <= int(k) <= self.token_channels:
             raise ValueError(f"cfg_channels={k} must be between 1 and {self.token_channels}")

@@ -1,0 +1,57 @@
+"""The public checkpoint formats of the Lumina-Next image model, registered in ``CHECKPOINT_FORMATS``:
+
+* ``released`` - the released ``consolidated*.pth`` / ``.safetensors`` (one file, or a folder holding one);
+* ``diffusers`` - diffusers' ``LuminaNextDiT2DModel`` folder (``transformer/`` of a pipeline, or a single file).
+
+Both hold the trunk and one image task: patch tokens of ``C p p`` values flattened in (C, ph, pw) order, and
+a final layer that predicts twice that (the released "learn sigma" head), so a recipe that samples them sets
+``tasks[i].learn_sigma: true``. ``lumina convert SRC DST --from released|diffusers`` writes our format; the
+key maps (released <-> ours <-> diffusers) are :mod:`lumina_core.interop.keys`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lumina_core.interop import from_diffusers, from_released
+from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint
+from lumina_core.interop.formats import image_extra
+from lumina_core.registry import CHECKPOINT_FORMATS
+
+#: the adapter of the released text-to-image model: patch 2 on 4-channel latents, learn-sigma output
+RELEASED_IMAGE_ADAPTER = dict(in_dim=4 * 2 * 2, out_dim=2 * 4 * 2 * 2, num_axes=2, axis_split=(1, 1))
+
+_FIT_ADVICE = (
+    "check the image modality's patch_size and autoencoder latent channels, and the task's learn_sigma: "
+    "released and diffusers image checkpoints predict 2 x the token width, so set tasks[i].learn_sigma: true"
+)
+
+
+@CHECKPOINT_FORMATS.register("released")
+class ReleasedImageFormat(CheckpointFormat):
+    """The released Lumina-Next checkpoint (:func:`lumina_core.interop.from_released`)."""
+
+    name = "released"
+    description = (
+        "released Lumina-Next image checkpoint: consolidated*.pth / .safetensors, or a folder holding one"
+    )
+    fit_advice = _FIT_ADVICE
+
+    def load(self, src: str | Path, preset: str | None = None) -> LoadedCheckpoint:
+        image = from_released(str(src), preset)
+        return LoadedCheckpoint(image.model, image.task, image_extra(image))
+
+
+@CHECKPOINT_FORMATS.register("diffusers")
+class DiffusersImageFormat(CheckpointFormat):
+    """diffusers' ``LuminaNextDiT2DModel`` (:func:`lumina_core.interop.from_diffusers`)."""
+
+    name = "diffusers"
+    description = (
+        "diffusers LuminaNextDiT2DModel: a transformer folder (config.json + safetensors) or one file"
+    )
+    fit_advice = _FIT_ADVICE
+
+    def load(self, src: str | Path, preset: str | None = None) -> LoadedCheckpoint:
+        image = from_diffusers(str(src), preset)
+        return LoadedCheckpoint(image.model, image.task, image_extra(image))
