@@ -356,6 +356,12 @@ def prepare_weights(parts: RunParts, cfg: Any) -> None:
 
     tc = cfg.train
     if tc.init_from:
+        if str(tc.init_from) != "last" and not Path(str(tc.init_from)).exists():
+            raise FileNotFoundError(
+                f"train.init_from={tc.init_from}: no such checkpoint. Give a run's checkpoint folder (e.g. "
+                "runs/<name>/checkpoints/last) or convert released / diffusers weights first: `lumina convert "
+                "SOURCE DEST --from released|diffusers` and set train.init_from=DEST"
+            )
         load_weights(parts, cfg, ckpt_io.resolve_weights(str(tc.init_from), cfg.run.output_dir), "ema")
     if tc.lora is not None:
         from lumina_core.finetune.lora import apply_lora
