@@ -55,15 +55,8 @@ def _ema_worker(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.mark.slow  # two spawned processes: about 10 s of imports and set-up
 def test_sharded_ema_gathers_to_the_ema_of_the_whole_parameters(tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "ema.pt"
-    mp.spawn(_ema_worker, args=(2, port, str(out)), nprocs=2, join=True)
+    spawn(_ema_worker, out)
     got = torch.load(out)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3))
@@ -77,6 +70,91 @@ def test_sharded_ema_gathers_to_the_ema_of_the_whole_parameters(tmp_path):
     for k, v in ema.shadow.items():
         assert torch.equal(got["full"][k], v), k
     assert got["local"]["0.weight"] == 4 * 5 and got["local"]["1.bias"] == 2  # rank 0 held a shard only
+
+
+class FrozenEncoder(nn.Module):
+    """A stand-in text encoder: frozen, called through ``encode`` (not ``forward``), as conditioners are."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(3, dim)
+        self.requires_grad_(False)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+def _shard_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from lumina_core.model import LuminaModel, NextDiTConfig
+    from lumina_core.plugin import AdapterSpec
+    from lumina_core.tokens import Condition, TokenBatch
+    from lumina_core.training.sharding import is_sharded, shard_run
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        results = {}
+        for shard_frozen in (False, True):
+            torch.manual_seed(0)
+            cfg = NextDiTConfig.from_preset("tiny", n_layers=2, context_dim=16)
+            spec = AdapterSpec(in_dim=4, out_dim=4, num_axes=2, axis_split=(1, 1))
+            model, enc = LuminaModel(cfg, {"img": spec}, {"img": 16}), FrozenEncoder(16)
+            with torch.no_grad():  # non-zero gates and final layer, so every block changes the output
+                for p in model.parameters():
+                    if not p.any():
+                        p.normal_(0, 0.05)
+            g = torch.Generator().manual_seed(1)
+            tokens = torch.randn(2, 16, 4, generator=g)
+            pos = torch.stack(
+                torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1
+            ).reshape(1, 16, 2)
+            batch = TokenBatch(
+                tokens, pos.expand(2, -1, -1), torch.ones(2, 16, dtype=torch.bool), [(4, 4)] * 2
+            )
+            words = torch.randn(2, 5, 3, generator=g)
+            t = torch.tensor([0.3, 0.8])
+            with torch.no_grad():
+                want = model(batch, t, Condition(enc.encode(words)), task="img")
+            units = shard_run(model, {"img": enc}, init_device_mesh("cpu", (world,)), "32-true", shard_frozen)
+            with torch.no_grad():
+                got = model(batch, t, Condition(enc.encode(words)), task="img")
+            results[shard_frozen] = {
+                "units": units,
+                "encoder_sharded": is_sharded(enc.proj.weight),
+                "block_sharded": is_sharded(model.trunk.layers[1].feed_forward.w2.weight),
+                "error": (got - want).abs().max().item(),
+            }
+        if rank == 0:
+            torch.save(results, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two spawned processes
+def test_shard_run_wraps_each_block_and_shards_the_frozen_encoder_by_choice(tmp_path):
+    out = tmp_path / "shard.pt"
+    spawn(_shard_worker, out)
+    results = torch.load(out)
+    for shard_frozen, r in results.items():
+        assert r["units"][:3] == ["model.trunk.layers.0", "model.trunk.layers.1", "model"]
+        assert r["block_sharded"]
+        assert r["encoder_sharded"] == shard_frozen
+        assert ("conditioners.img" in r["units"]) == shard_frozen
+        assert r["error"] < 1e-5  # the sharded model computes what the whole one does
+
+
+def spawn(worker, out: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(worker, args=(2, port, str(out)), nprocs=2, join=True)
 
 
 # -- lumina train with fsdp ----------------------------------------------------------------------------------
