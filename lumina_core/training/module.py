@@ -111,8 +111,9 @@ class LuminaLightningModule(L.LightningModule):
 
     def configure_model(self) -> None:
         """Lightning's hook once the ranks exist: under ``train.strategy: fsdp`` shard the model (each block,
-        then the rest), the trainable conditioners (and frozen ones with ``train.fsdp_shard_encoders``) and the
-        EMA with them (see :mod:`.sharding`). Nothing to do otherwise."""
+        then the rest), the trainable conditioners (and frozen ones with ``train.fsdp_shard_encoders``, a recipe
+        key still to be added to the schema: until then frozen encoders are replicated) and the EMA with them
+        (see :mod:`.sharding`). Nothing to do otherwise."""
         if not self.sharded:
             return
         from lumina_core.training.sharding import is_sharded, shard_run
