@@ -163,8 +163,10 @@ class TrainConfig:
     lora: LoraConfig | None = None  # LoRA fine-tuning of the init_from weights; None: train every weight
     devices: int = 1  # processes (GPUs, or CPU processes) per node; > 1 trains data-parallel
     num_nodes: int = 1  # machines (torchrun / SLURM give the rest)
-    #: Lightning strategy: "auto" (one device: none; several: ddp), "ddp" or "fsdp" (sharded; GPUs)
+    #: "auto" (one device: none; several: ddp), "ddp" or "fsdp" (torch's FSDP2: each Next-DiT block sharded
+    #: across the processes, the EMA sharded with it; CPU with gloo or GPUs; docs/distributed.md)
     strategy: str = "auto"
+    fsdp_shard_encoders: bool = False  # with fsdp: shard frozen text encoders too (default: a copy on every rank)
     #: how the tasks share the steps: "all" (every step takes one batch of data.batch_size from every task - a
     #: fixed per-step composition) or "weighted" (every step takes one batch from one task, drawn with the
     #: tasks' draw_weight from the run's seed, the same on every rank and after a resume)
