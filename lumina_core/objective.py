@@ -4,7 +4,8 @@ trainable weights and an evaluation of its own.
 One training step of a task calls, in order::
 
     targets = objective.targets(batch)             # from the collated items (None: the tokens are the target)
-    loss, stats = objective.loss(model, task, tokens, cond, generator=gen, targets=targets)
+    result = objective.loss(model, task, tokens, cond, generator=gen, targets=targets)
+    result.loss, result.stats                      # a LossResult; `loss, stats = ...` unpacks it too
 
 Weights: an objective that needs parameters beyond the trunk and the task's adapter (a classifier head)
 returns them from :meth:`Objective.make_head`; the run attaches the module to the model as
@@ -18,8 +19,9 @@ scores; any other objective evaluates held-out items itself with :meth:`Objectiv
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import torch
@@ -28,8 +30,17 @@ if TYPE_CHECKING:
     from lumina_core.tokens import Condition, TokenBatch
 
 
-class Objective:
-    """Base class of objectives; subclasses implement :meth:`loss` and override what they need."""
+class LossResult(NamedTuple):
+    """What :meth:`Objective.loss` returns: the scalar ``loss`` to minimise (with its graph) and detached
+    ``stats`` to log (``{"loss": ..., "t_mean": ...}``). A named tuple, so ``loss, stats = result`` works."""
+
+    loss: Tensor
+    stats: dict[str, Tensor]
+
+
+class Objective(abc.ABC):
+    """Base class of objectives (what ``OBJECTIVES`` holds); subclasses implement :meth:`loss` and override
+    what else they need."""
 
     #: True: evaluated by generating samples for held-out conditions and scoring them with the plugin
     generative: bool = True
@@ -44,6 +55,7 @@ class Objective:
         when the target comes from the tokens themselves (flow matching)."""
         return None
 
+    @abc.abstractmethod
     def loss(
         self,
         model: Any,
@@ -52,9 +64,8 @@ class Objective:
         cond: Condition,
         generator: torch.Generator | None = None,
         targets: Tensor | None = None,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    ) -> LossResult:
         """Scalar loss and detached statistics for one task's token batch."""
-        raise NotImplementedError
 
     def evaluate(
         self,

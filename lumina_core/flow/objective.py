@@ -20,7 +20,7 @@ from torch import Tensor
 
 from lumina_core.flow.path import LinearPath
 from lumina_core.flow.time_samplers import TimeSampler
-from lumina_core.objective import Objective
+from lumina_core.objective import LossResult, Objective
 from lumina_core.registry import OBJECTIVES, TIME_SAMPLERS
 from lumina_core.tokens import Condition, TokenBatch
 
@@ -62,7 +62,7 @@ class FlowMatching(Objective):
         cond: Condition,
         generator: torch.Generator | None = None,
         targets: Tensor | None = None,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    ) -> LossResult:
         """Scalar loss and detached stats (``loss``, ``t_mean``) for the data tokens in ``batch`` (the
         target is the data itself: ``targets`` is unused)."""
         x1 = batch.tokens
@@ -80,4 +80,4 @@ class FlowMatching(Objective):
         v = model.velocity(batch.with_tokens(x_t), t, cond, task=task)
         per_sample = masked_mse(v, ps.dx_t, graded)  # (B,)
         loss = per_sample.mean()
-        return loss, {"loss": loss.detach(), "t_mean": t.mean().detach()}
+        return LossResult(loss, {"loss": loss.detach(), "t_mean": t.mean().detach()})

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lumina_core.objective import Objective
+from lumina_core.objective import LossResult, Objective
 from lumina_core.recognition.heads import POOLS, ClassifierHead
 from lumina_core.recognition.metrics import accuracy, confusion_matrix, per_class_recall, top_k_accuracy
 from lumina_core.registry import OBJECTIVES
@@ -143,7 +143,7 @@ class Classification(Objective):
         cond: Condition,
         generator: torch.Generator | None = None,
         targets: Tensor | None = None,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    ) -> LossResult:
         """Label-smoothed cross-entropy; stats ``loss`` and ``accuracy`` (of this batch)."""
         if targets is None:
             raise ValueError("the classification objective needs the batch's labels (targets)")
@@ -156,7 +156,7 @@ class Classification(Objective):
         y = targets.to(logits.device)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         acc = (logits.argmax(-1) == y).float().mean()
-        return loss, {"loss": loss.detach(), "accuracy": acc.detach()}
+        return LossResult(loss, {"loss": loss.detach(), "accuracy": acc.detach()})
 
     # -- evaluation ----------------------------------------------------------------------------------------
     @torch.no_grad()
