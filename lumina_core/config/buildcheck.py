@@ -111,6 +111,8 @@ def _check_task(task: dict, base: str, dim: int | None, problems: list[str]) -> 
             problems.append(f"{base}.modality: modality {name!r} refused its parameters: {exc}")
         else:
             width = int(getattr(spec, "out_dim", 0) or 0)
+            if task.get("learn_sigma") is True:  # the core doubles the head of a learn_sigma task
+                width = 2 * int(getattr(spec, "in_dim", 0) or 0)
             if dim is not None and width > dim:
                 problems.append(
                     f"{base}.modality: the model must predict {width} values per token but the trunk is {dim} "

@@ -51,3 +51,14 @@ def test_learn_sigma_is_not_a_modality_parameter(tmp_path):
     problems = validate_recipe(dict(tiny_recipe(tmp_path, [task])))
     assert any("modality.params.learn_sigma" in p and "does not take a parameter 'learn_sigma'" in p
                for p in problems), problems  # fmt: skip
+
+
+def test_validation_counts_the_doubled_head_against_the_trunk_width(tmp_path):
+    task = seq_task()  # 4 values per token
+    cfg = tiny_recipe(tmp_path, [task])
+    cfg.model.dim = 6
+    assert validate_recipe(dict(cfg)) == []
+    task["learn_sigma"] = True  # 8 values per token on a 6-wide trunk
+    cfg = tiny_recipe(tmp_path, [task])
+    cfg.model.dim = 6
+    assert any("must predict 8 values per token but the trunk is 6 wide" in p for p in validate_recipe(dict(cfg)))
