@@ -93,7 +93,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exc.value.code == 0
     listed = set(re.findall(r"^    (\w+)  ", capsys.readouterr().out, flags=re.MULTILINE))  # "    NAME  help"
-    assert listed == {"train", "sample", "eval", "predict", "serve", "plugins", "config", "convert", "data"}
+    assert listed == {"train", "sample", "eval", "predict", "serve", "plugins", "config", "convert", "data", "lora"}
 
 
 # -- config ----------------------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def _describe_tasks(cfg: Any) -> str:
 
 # -- train / sample / eval ---------------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> int:
-    from lumina_core.training.api import launch_rank
+    from lumina_core.training.ranks import launch_rank
 
     cfg = _load(args)
     say = _say if launch_rank() == 0 else (lambda msg: None)  # the other ranks of a data-parallel run are quiet

@@ -265,5 +265,6 @@ class ServeSession:
                 f"nothing a page can show; its files are in {out}",
             )
         what = f"{task}: {num} sample(s) of shape {tuple(shapes[0])}"
-        how = f"{kw['solver']}, {kw['steps']} steps ({nfe} NFE), guidance {kw['cfg_scale']:g}, seed {kw['seed']}"
+        solver_name = kw["solver"].get("name") if isinstance(kw["solver"], dict) else kw["solver"]
+        how = f"{solver_name}, {kw['steps']} steps ({nfe} NFE), guidance {kw['cfg_scale']:g}, seed {kw['seed']}"
         return PageResult(True, f"{what} in {seconds:.1f} s; {how}", items)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 from lumina_core.config.schema import STRATEGIES
 from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
 from lumina_core.training.build import RunParts, build_run, load_trainable, resolve_device, trainable_modules
+from lumina_core.training.ranks import launch_rank
 
 #: how many held-out items per task the preview callback renders
 PREVIEW_ITEMS = 4
@@ -65,18 +66,6 @@ def _trainer_device(device: str, devices: int = 1, num_nodes: int = 1, strategy:
         else:
             out["strategy"] = "ddp_find_unused_parameters_true"
     return out
-
-
-def launch_rank() -> int:
-    """This process's global rank as the launcher set it before the trainer starts (torchrun / SLURM:
-    ``RANK``; Lightning's own launcher: ``NODE_RANK`` and ``LOCAL_RANK``); 0 for the process a user started."""
-    import os
-
-    if "RANK" in os.environ:
-        return int(os.environ["RANK"])
-    if "SLURM_PROCID" in os.environ and "SLURM_NTASKS" in os.environ and int(os.environ["SLURM_NTASKS"]) > 1:
-        return int(os.environ["SLURM_PROCID"])
-    return int(os.environ.get("LOCAL_RANK", 0)) + int(os.environ.get("NODE_RANK", 0))
 
 
 def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
