@@ -44,7 +44,7 @@ fp32 or bf16 (or autocast to another dtype, or bf16 without oneDNN bf16 support)
 (the compiler picks its own kernels), a PyTorch without oneDNN, or the backend set to ``"torch"``
 (:func:`set_linear_backend`, :func:`linear_backend` for a block, or ``LUMINA_LINEAR_BACKEND=torch`` in the
 environment). Both paths agree to float rounding (about 1e-6 relative in fp32, bf16 rounding in bf16);
-``tests/test_linear.py`` and ``tests/core/model/`` check values and gradients.
+``tests/core/model/test_linear.py`` and ``tests/core/model/`` check values and gradients.
 
 Safety: oneDNN's ``_linear_pointwise.binary`` compares only the ranks of a 2-D addend and the product (an
 (8, 32) addend to a (64, 32) product is accepted and read past its end), and the plain form reports

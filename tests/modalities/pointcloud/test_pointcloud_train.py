@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "pointcloud" / "shapes_tiny.yaml"
+RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "pointcloud" / "shapes_tiny.yaml"
 
 
 def test_recipe_loads_and_validates() -> None:

@@ -13,7 +13,7 @@ import lumina_modalities.music  # noqa: F401  (registers music; audio comes thro
 from lumina_core.registry import MODALITIES
 from lumina_modalities.music.melodies import MelodyDataset
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "music" / "melodies_tiny.yaml"
+RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "music" / "melodies_tiny.yaml"
 VOCAB = {"clip_seconds": 3.0, "tonics": ["C", "E", "G", "A"], "timbres": ["plucked string", "soft organ"]}
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from lumina_core.config import load_recipe, recipe_header_command
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def shipped_recipes() -> list[tuple[Path, Path]]:
@@ -65,8 +65,8 @@ def test_recipe_loads_and_validates(item):
 def test_recipe_tokens_are_no_wider_than_the_trunk(item):
     """The final layer maps the trunk width to the token width, so wider tokens keep the initial noise in the
     directions it cannot reach (tones_tiny at 320 and melodies_tiny at 256 values on a 128-wide trunk did)."""
-    from lumina_core.registry import MODALITIES
     from lumina_core.config.typed import component_spec, typed_recipe
+    from lumina_core.registry import MODALITIES
     from lumina_core.training.build import model_config
 
     cfg = typed_recipe(load_recipe(item[0]))

@@ -32,7 +32,7 @@ from lumina_core.cli.main import main  # noqa: E402
 from lumina_core.config import load_recipe, recipe_header_command  # noqa: E402
 from lumina_core.interop import from_diffusers, to_released_state_dict  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 RECIPE = ROOT / "recipes" / "image" / "lumina_next_2b.yaml"
 HEADER = shlex.split(recipe_header_command(RECIPE) or "")
 PROMPT = HEADER[HEADER.index("--prompt") + 1]  # the recipe's own example prompt

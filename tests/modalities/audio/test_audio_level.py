@@ -19,7 +19,7 @@ from lumina_core.registry import MODALITIES
 from lumina_modalities.audio import analysis as A
 from lumina_modalities.audio.tones import ToneDataset
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "audio" / "tones_tiny.yaml"
+RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "audio" / "tones_tiny.yaml"
 
 
 def recipe_plugin_params() -> dict:

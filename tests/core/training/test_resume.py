@@ -16,7 +16,7 @@ from toy_plugin import seq_task, tiny_recipe
 from lumina_core.training import checkpoint as ckpt_io
 from lumina_core.training.api import train
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[2]  # tests/ (toy_plugin)
 
 
 def _same_checkpoint(a: Path, b: Path) -> None:

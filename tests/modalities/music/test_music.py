@@ -31,7 +31,7 @@ def test_audio_comes_through_the_registry_in_a_fresh_process():
         "assert 'lumina_modalities.audio' in sys.modules\n"
         "print(type(p.codec).__name__, p.sample_rate)\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[3]
     env = {"PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
                          timeout=300)
@@ -153,7 +153,7 @@ class TestMusicConformance(PluginConformance):
 
     def test_round_trip(self) -> None:
         """Magnitude log-mels lose the phase: check tokens -> log-mel exactly, and the vocoder round trip in
-        normalised log-mel units (see tests/test_audio_conformance.py)."""
+        normalised log-mel units (see tests/modalities/audio/test_audio_conformance.py)."""
         plugin = self.make_plugin()
         samples = self._samples()
         batch = plugin.tokenize(samples)

@@ -14,7 +14,7 @@ from lumina_core import CORE_API_VERSION
 from lumina_core.scaffold import LAYOUT, create_plugin, plugin_identifiers
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _env(*paths: Path) -> dict[str, str]:

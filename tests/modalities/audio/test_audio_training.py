@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ def test_tones_recipe_trains_evaluates_and_extrapolates(tmp_path, monkeypatch):
     from lumina_core.sampling import generate
     from lumina_core.training.api import evaluate, load_run, train
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(Path(__file__).resolve().parents[3])
     cfg = load_recipe(
         os.path.join(root, RECIPE),
         overrides=[f"run.output_dir={tmp_path / 'run'}", "train.max_steps=200", "train.ckpt_every=200", "train.threads=1",

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from lumina_core.cli.main import EXIT_USER_ERROR, main
 from lumina_core.registry import DATASETS, MODALITIES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @MODALITIES.register("_cli_seq", override=True)
