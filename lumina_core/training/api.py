@@ -182,6 +182,8 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
+            # Lightning's own use of a deprecated torch pytree API; nothing a user can act on
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
             trainer.fit(module)
     except SIGTERMException as exc:  # Lightning stops after the step; CheckpointEvery saved it
         raise Preempted(
