@@ -45,10 +45,22 @@ MATMUL_OPS = (
 ATTENTION_OPS = ("scaled_dot_product", "flash_attention", "efficient_attention", "cudnn_attention")
 
 
+def _from_diffusers():
+    """The diffusers loader: the image plugin's; an older ``lumina_core`` timed by ``--before`` (from before the
+    image formats moved into the plugin) still has its own in ``lumina_core.interop``."""
+    import lumina_core.interop as core_interop
+
+    if hasattr(core_interop, "from_diffusers"):
+        return core_interop.from_diffusers
+    from lumina_modalities.image.interop import from_diffusers
+
+    return from_diffusers
+
+
 def build(args):
     from diffusers import LuminaNextDiT2DModel
 
-    from lumina_core.interop import from_diffusers
+    from_diffusers = _from_diffusers()
 
     torch.manual_seed(0)
     ref = LuminaNextDiT2DModel(

@@ -659,3 +659,5 @@ ROPE_SCALINGS: Registry = Registry(
 )
 #: foreign checkpoint layouts ``lumina convert --from NAME`` reads, provided by plugins (image: released, diffusers)
 CHECKPOINT_FORMATS: Registry = Registry("checkpoint format", base="lumina_core.interop.checkpoint_format:CheckpointFormat")
+#: LoRA layouts ``lumina lora export --format NAME`` writes, provided by plugins (image: diffusers, comfyui)
+LORA_FORMATS: Registry = Registry("LoRA export format", base="lumina_core.finetune.export:LoraExportFormat")

@@ -1,8 +1,8 @@
 """``lumina lora merge | export | info``: LoRA adapter files (:mod:`lumina_core.finetune.lora`).
 
     lumina lora merge CKPT ADAPTER[:SCALE] [ADAPTER[:SCALE] ...] --out DIR   # W += scale * alpha/r * B A
-    lumina lora export ADAPTER --format diffusers --out DIR_OR_FILE          # diffusers LoRA (peft keys)
-    lumina lora export ADAPTER --format comfyui --out FILE                   # ComfyUI generic LoRA keys
+    lumina lora export ADAPTER --format NAME --out DIR_OR_FILE               # a registered LoRA_FORMATS name
+                                                   # (image plugin: diffusers = peft keys, comfyui = ComfyUI keys)
     lumina lora info ADAPTER
 
 Parsing only at import (``lumina --help`` stays fast); the handler imports what it needs when it runs.
@@ -11,8 +11,6 @@ Parsing only at import (``lumina --help`` stays fast); the handler imports what 
 from __future__ import annotations
 
 import argparse
-
-FORMATS = ("diffusers", "comfyui")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,12 +34,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(handler=run)
     q = lsub.add_parser(
         "export",
-        help="write an adapter in the diffusers or ComfyUI LoRA format",
-        description="Write an adapter in the diffusers LoRA format (LuminaNextDiT2DModel, peft keys under "
-        "'transformer.') or ComfyUI's generic LoRA keys (diffusion_model.<released module>.lora_up/lora_down/alpha).",
+        help="write an adapter in another program's LoRA format (e.g. diffusers, comfyui)",
+        description="Write an adapter in a LoRA format a plugin registers (`lumina plugins list` shows them; "
+        "the image plugin: diffusers = LuminaNextDiT2DModel peft keys under 'transformer.', comfyui = ComfyUI's "
+        "generic keys diffusion_model.<released module>.lora_up/lora_down/alpha).",
     )
     q.add_argument("adapter", metavar="ADAPTER", help="adapter .safetensors file")
-    q.add_argument("--format", required=True, choices=FORMATS)
+    q.add_argument("--format", required=True, metavar="NAME", help="a registered LoRA export format")
     q.add_argument("--out", required=True, metavar="PATH", help="a .safetensors file, or a folder to write it into")
     q.set_defaults(handler=run)
     q = lsub.add_parser("info", help="show an adapter's settings and modules")
@@ -56,10 +55,11 @@ def run(args: argparse.Namespace) -> int:
         out = merge_checkpoint(args.base, args.adapters, args.out)
         print(f"merged {len(args.adapters)} adapter(s) into {out}")
     elif args.lora_command == "export":
-        from lumina_core.finetune import export_comfyui, export_diffusers
+        from lumina_core.finetune import export_adapter, lora_export_format
 
-        out = (export_diffusers if args.format == "diffusers" else export_comfyui)(args.adapter, args.out)
-        print(f"wrote {out}")
+        lora_export_format(args.format)  # an unknown name fails before the adapter is read
+        for out in export_adapter(args.adapter, args.out, args.format):
+            print(f"wrote {out}")
     else:
         from lumina_core.finetune import read_adapter
 

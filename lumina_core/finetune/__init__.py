@@ -1,5 +1,7 @@
-"""Fine-tuning: LoRA adapters on the trunk through peft (:mod:`lumina_core.finetune.lora`)."""
+"""Fine-tuning: LoRA adapters on the trunk through peft (:mod:`lumina_core.finetune.lora`) and the contract of
+the LoRA export formats plugins provide (:mod:`lumina_core.finetune.export`, ``LORA_FORMATS``)."""
 
+from lumina_core.finetune.export import LoraExportFormat, export_adapter, lora_export_format
 from lumina_core.finetune.lora import (
     DEFAULT_TARGETS,
     AdapterFile,
@@ -7,8 +9,6 @@ from lumina_core.finetune.lora import (
     adapter_parameters,
     adapter_state,
     apply_lora,
-    export_comfyui,
-    export_diffusers,
     load_adapter,
     load_adapter_state,
     load_adapters_for_sampling,
@@ -27,8 +27,9 @@ __all__ = [
     "adapter_parameters",
     "adapter_state",
     "apply_lora",
-    "export_comfyui",
-    "export_diffusers",
+    "LoraExportFormat",
+    "export_adapter",
+    "lora_export_format",
     "load_adapter",
     "load_adapter_state",
     "load_adapters_for_sampling",

@@ -16,12 +16,8 @@ Files: an adapter file is one ``.safetensors`` of the factors only, keyed ``<mod
 
 * merged into base weights (:func:`merge_adapter_into`, :func:`load_adapters_for_sampling`, ``lumina lora
   merge``): ``W += scale * s * B A`` for each adapter, any number of adapters each with its own scale;
-* exported in the diffusers LoRA format (:func:`export_diffusers`: peft keys ``transformer.<diffusers module>
-  .lora_A.weight`` / ``.lora_B.weight`` of ``LuminaNextDiT2DModel``, ``s`` folded into ``B`` so a loader's
-  default ``alpha = r`` is right) and the ComfyUI key format (:func:`export_comfyui`: ComfyUI's generic LoRA
-  keys ``diffusion_model.<module>.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` over the released
-  Lumina-Next module names). A fused projection's factor ``B`` is split into the row blocks of the parts it
-  fuses (q | k | v, W1 | W3), which share ``A``: the export is exact.
+* exported to another program's LoRA layout by a registered export format (``LORA_FORMATS``, the contract in
+  :mod:`lumina_core.finetune.export`; the image plugin provides ``diffusers`` and ``comfyui``).
 """
 
 from __future__ import annotations
@@ -386,76 +382,3 @@ def parse_adapter_arg(text: str) -> tuple[str, float]:
         except ValueError:
             pass
     return text, 1.0
-
-
-# -- export --------------------------------------------------------------------------------------------------
-def _export_parts(adapter: AdapterFile) -> tuple[Any, list[tuple[str, Tensor, Tensor]]]:
-    from lumina_core.interop import keys
-    from lumina_core.interop.formats import fused_splits
-    from lumina_core.model.config import NextDiTConfig
-
-    if adapter.model_config is None:
-        raise ValueError("the adapter file does not record its trunk config; it cannot be exported")
-    cfg = NextDiTConfig.from_dict(adapter.model_config)
-    splits = fused_splits(cfg)
-    parts = []
-    for module in adapter.modules:
-        a, b = adapter.factors(module)
-        parts += keys.lora_to_released(module, a, b, splits, cfg.head_dim)
-    return cfg, parts
-
-
-def _out_file(out: str | Path, default_name: str) -> Path:
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        out = out / default_name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def export_diffusers(adapter: str | Path | AdapterFile, out: str | Path) -> Path:
-    """Write the adapter in the diffusers LoRA format for ``LuminaNextDiT2DModel`` (a ``.safetensors`` path, or
-    a folder that gets ``pytorch_lora_weights.safetensors``): peft keys ``transformer.<module>.lora_A.weight``
-    / ``.lora_B.weight`` with ``alpha / r`` folded into ``B``; the shared query's factors go to both
-    ``attn1.to_q`` and ``attn2.to_q``. Loads with diffusers' ``load_lora_adapter(..., prefix="transformer")``."""
-    from safetensors.torch import save_file
-
-    from lumina_core.interop import keys
-
-    adapter = _adapter(adapter)
-    cfg, parts = _export_parts(adapter)
-    s = adapter.settings.scale
-    state = {}
-    for released, a, b in parts:
-        for module in keys.released_module_to_diffusers(released, cfg.separate_cross_query):
-            state[f"transformer.{module}.lora_A.weight"] = a.contiguous().clone()
-            state[f"transformer.{module}.lora_B.weight"] = (b * s).contiguous()
-    path = _out_file(out, "pytorch_lora_weights.safetensors")
-    save_file(state, str(path), metadata={"format": "pt"})
-    return path
-
-
-def export_comfyui(adapter: str | Path | AdapterFile, out: str | Path) -> Path:
-    """Write the adapter in ComfyUI's generic LoRA key format (a ``.safetensors`` path, or a folder that gets
-    ``lora_comfyui.safetensors``): ``diffusion_model.<released module>.lora_down.weight`` (A),
-    ``.lora_up.weight`` (B) and ``.alpha`` (so ``alpha / r`` scales ``up @ down``), over the released
-    Lumina-Next module names (``layers.N.attention.wq``, ``feed_forward.w1``...). A separate cross-attention
-    query has no place there (the released network shares its query): ValueError."""
-    from safetensors.torch import save_file
-
-    adapter = _adapter(adapter)
-    cfg, parts = _export_parts(adapter)
-    if any(".attention.wq_y" in released for released, _, _ in parts):
-        raise ValueError(
-            "the adapter adapts a separate cross-attention query (wq_y), which the released Lumina-Next network "
-            "and its ComfyUI key names do not have; export it to diffusers instead"
-        )
-    alpha = torch.tensor(float(adapter.settings.alpha))
-    state = {}
-    for released, a, b in parts:
-        state[f"diffusion_model.{released}.lora_down.weight"] = a.contiguous().clone()
-        state[f"diffusion_model.{released}.lora_up.weight"] = b.contiguous()
-        state[f"diffusion_model.{released}.alpha"] = alpha.clone()
-    path = _out_file(out, "lora_comfyui.safetensors")
-    save_file(state, str(path), metadata={"format": "pt"})
-    return path

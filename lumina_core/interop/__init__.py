@@ -1,39 +1,36 @@
-"""Interoperability with foreign checkpoint formats: the contract plugins register formats with
-(:mod:`lumina_core.interop.checkpoint_format`, ``CHECKPOINT_FORMATS``) and the key maps of the Lumina-Next image
-model's released and diffusers layouts (the image plugin's ``released`` and ``diffusers`` formats call them).
+"""Interoperability with foreign checkpoint formats, format-agnostic: the contract plugins register formats with
+(:mod:`lumina_core.interop.checkpoint_format`, ``CHECKPOINT_FORMATS``), our converted format (``convert``,
+``read_converted``, ``converted_state_dict``) and state-dict helpers a format may use. The key maps of a foreign
+layout belong to the plugin that registers the format (the image plugin's ``released`` and ``diffusers``:
+:mod:`lumina_modalities.image.interop`).
 
-    from lumina_core.interop import from_diffusers, from_released, to_diffusers_state_dict, to_released_state_dict, convert
-    image_model = from_diffusers(diffusers_transformer)      # forward(x (B,C,H,W), t, caption_feats, caption_mask)
+    from lumina_core.interop import convert, read_converted
     convert("consolidated.00-of-01.pth", "out/", src_format="released", preset="2B")
+    loaded = read_converted("out/")          # LoadedCheckpoint(model, task, extra)
 """
 
 from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint, checkpoint_format
 from lumina_core.interop.formats import (
+    check_keys,
+    checkpoint_meta,
     convert,
-    diffusers_config,
-    from_diffusers,
-    from_released,
-    infer_config,
-    load_converted,
-    to_diffusers_state_dict,
-    to_released_state_dict,
+    converted_state_dict,
+    fused_splits,
+    load_strict,
+    read_converted,
+    read_state_dict,
 )
-from lumina_core.interop.image import LuminaImageModel, patch_positions
-from lumina_core.interop.keys import readout_permutation
 
 __all__ = [
     "CheckpointFormat",
     "LoadedCheckpoint",
-    "LuminaImageModel",
+    "check_keys",
     "checkpoint_format",
+    "checkpoint_meta",
     "convert",
-    "diffusers_config",
-    "from_diffusers",
-    "from_released",
-    "infer_config",
-    "load_converted",
-    "patch_positions",
-    "readout_permutation",
-    "to_diffusers_state_dict",
-    "to_released_state_dict",
+    "converted_state_dict",
+    "fused_splits",
+    "load_strict",
+    "read_converted",
+    "read_state_dict",
 ]

@@ -1,12 +1,12 @@
-"""Load and export the public formats of the Lumina-Next image model, and convert them to ours.
+"""Our converted-checkpoint format, and the generic state-dict helpers checkpoint formats use.
 
-Our on-disk format (what :func:`convert` writes and :func:`load_converted` reads) is a folder with
-``model.safetensors`` (a :class:`LuminaModel` state dict) and ``config.json`` (trunk config, the image
-task's AdapterSpec, patch size and channels). :func:`converted_state_dict` maps such a folder onto a model a
-recipe builds (``lumina sample <recipe> --ckpt <converted>``), whatever the recipe calls its task. Which
-foreign formats :func:`convert` reads is up to the plugins (``CHECKPOINT_FORMATS``, see
-:mod:`lumina_core.interop.checkpoint_format`); the image plugin registers ``released`` and ``diffusers``,
-which call :func:`from_released` and :func:`from_diffusers` here.
+Our on-disk format (what :func:`convert` writes and :func:`read_converted` reads) is a folder with
+``model.safetensors`` (a :class:`LuminaModel` state dict holding the trunk and one task) and ``config.json``
+(trunk config, the task's AdapterSpec, the source, and what the format records beside them).
+:func:`converted_state_dict` maps such a folder onto a model a recipe builds (``lumina sample <recipe> --ckpt
+<converted>``), whatever the recipe calls its task. Which foreign formats :func:`convert` reads is up to the
+plugins (``CHECKPOINT_FORMATS``, see :mod:`lumina_core.interop.checkpoint_format`); nothing here knows a
+modality or a foreign key layout.
 """
 
 from __future__ import annotations
@@ -20,15 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from lumina_core.interop import keys
-from lumina_core.interop.image import LuminaImageModel
+from lumina_core.interop.checkpoint_format import LoadedCheckpoint
 from lumina_core.model.config import NextDiTConfig
 from lumina_core.model.lumina_model import LuminaModel
 from lumina_core.model.rope import NDRope
 from lumina_core.plugin import AdapterSpec
 
 StateDict = dict[str, torch.Tensor]
-TASK = "image"
 
 
 # -- reading files -------------------------------------------------------------------------------------------
@@ -64,113 +62,20 @@ def read_state_dict(path: str | Path) -> StateDict:
     raise ValueError(f"unsupported checkpoint file {path.name!r}: expected .safetensors or .pth/.pt/.bin")
 
 
-def _released_file(path: Path) -> Path:
-    if path.is_file():
-        return path
-    found = sorted(p for p in path.glob("consolidated*") if p.suffix in (".pth", ".safetensors"))
-    if len(found) != 1:
+def check_keys(got: set[str], expected: set[str], what: str) -> None:
+    """ValueError listing the missing and unexpected keys when ``got`` is not ``expected``."""
+    missing, unexpected = sorted(expected - got), sorted(got - expected)
+    if missing or unexpected:
         raise ValueError(
-            f"expected exactly one consolidated*.pth / consolidated*.safetensors in {path}; found "
-            f"{[p.name for p in found]} (model-parallel shards must be merged first)"
+            f"{what} state dict does not match: missing keys {missing or 'none'}; unexpected keys {unexpected or 'none'}"
         )
-    return found[0]
 
 
-def _diffusers_folder(path: Path) -> tuple[StateDict, dict[str, Any]]:
-    """State dict and config of a diffusers transformer folder (single file or sharded safetensors)."""
-    if path.is_file():
-        return read_state_dict(path), {}
-    if (path / "transformer" / "config.json").is_file():
-        path = path / "transformer"
-    config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
-    single = path / "diffusion_pytorch_model.safetensors"
-    index = path / "diffusion_pytorch_model.safetensors.index.json"
-    if single.is_file():
-        return read_state_dict(single), config
-    if index.is_file():
-        state: StateDict = {}
-        for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-            state.update(read_state_dict(path / shard))
-        return state, config
-    raise ValueError(f"no diffusion_pytorch_model.safetensors (or sharded index) in {path}")
-
-
-# -- config inference ---------------------------------------------------------------------------------------
-def infer_config(released: StateDict, n_heads: int | None = None, **overrides: Any) -> NextDiTConfig:
-    """Trunk config implied by a released-layout state dict (``n_heads`` is read from the cross-attention
-    gate; a model without captions must give it)."""
-    try:
-        dim = released["x_embedder.weight"].shape[0]
-        gate = released.get("layers.0.attention.gate")
-        if n_heads is None:
-            if gate is None:
-                raise ValueError("cannot infer n_heads from a state dict without attention gates; pass n_heads")
-            n_heads = gate.shape[0]
-        head_dim = dim // n_heads
-        n_kv = released["layers.0.attention.wk.weight"].shape[0] // head_dim
-        wk_y = released.get("layers.0.attention.wk_y.weight")
-        values = dict(
-            dim=dim,
-            n_layers=keys.num_layers(released),
-            n_heads=n_heads,
-            n_kv_heads=n_kv,
-            context_dim=None if wk_y is None else wk_y.shape[1],
-            qk_norm="layers.0.attention.q_norm.weight" in released,
-            separate_cross_query="layers.0.attention.wq_y.weight" in released,
-        )
-    except KeyError as err:
-        raise ValueError(f"released state dict lacks {err.args[0]!r}; cannot infer the model config") from err
-    values.update(overrides)
-    cfg = NextDiTConfig(**values)
-    hidden = released["layers.0.feed_forward.w1.weight"].shape[0]
-    if hidden != cfg.ffn_hidden:
-        raise ValueError(
-            f"FFN hidden width in the checkpoint is {hidden}; the config gives {cfg.ffn_hidden} "
-            f"(multiple_of={cfg.multiple_of}, ffn_dim_multiplier={cfg.ffn_dim_multiplier}): pass matching values"
-        )
-    return cfg
-
-
-def _resolve_config(config: NextDiTConfig | str | dict | None, released: StateDict) -> NextDiTConfig:
-    if config is None:
-        return infer_config(released)
-    if isinstance(config, str):
-        return NextDiTConfig.from_preset(config)
-    if isinstance(config, dict):
-        return NextDiTConfig.from_dict(config)
-    return config
-
-
-def build_from_released(
-    released: StateDict,
-    config: NextDiTConfig | str | dict | None,
-    patch_size: int,
-    train_extent: tuple[float, float] | None,
-) -> LuminaImageModel:
-    cfg = _resolve_config(config, released)
-    released = {k: v for k, v in released.items() if not keys.IGNORED_RELEASED_KEYS.match(k)}
-    try:
-        in_dim = released["x_embedder.weight"].shape[1]
-        out_dim = released["final_layer.linear.weight"].shape[0]
-    except KeyError as err:
-        raise ValueError(f"released state dict lacks {err.args[0]!r}") from err
-    p2 = patch_size * patch_size
-    if in_dim % p2:
-        raise ValueError(f"x_embedder takes {in_dim} values per token, not a multiple of patch_size^2 = {p2}")
-    spec = AdapterSpec(
-        in_dim=in_dim, out_dim=out_dim, num_axes=2, axis_split=(1, 1), rope_layout="interleaved",
-        train_extent=train_extent,
-    )
-    ours = keys.released_to_ours(released, TASK, patch_size, cfg.context_dim is not None, cfg.head_dim)
-    with torch.device("meta"):
-        model = LuminaModel(cfg, {TASK: spec})
-    _load_strict(model, ours)
-    return LuminaImageModel(model.eval(), patch_size, in_dim // p2, TASK)
-
-
-def _load_strict(model: nn.Module, state: StateDict) -> None:
+def load_strict(model: nn.Module, state: StateDict) -> None:
+    """Load ``state`` into ``model`` (built on the meta device) with every key and shape checked: a
+    ValueError lists what is missing, unexpected or of another shape rather than loading a partial model."""
     expected = model.state_dict()
-    keys._check_keys(set(state), set(expected), "converted")
+    check_keys(set(state), set(expected), "converted")
     bad = [f"{k}: expected {tuple(v.shape)}, got {tuple(state[k].shape)}" for k, v in expected.items()
            if tuple(state[k].shape) != tuple(v.shape)]
     if bad:
@@ -182,90 +87,6 @@ def _load_strict(model: nn.Module, state: StateDict) -> None:
             module.rebuild_tables("cpu")
 
 
-# -- public API ------------------------------------------------------------------------------------------------
-def from_released(
-    path_or_state_dict: str | Path | StateDict,
-    config: NextDiTConfig | str | dict | None = None,
-    patch_size: int = 2,
-    sample_size: int | None = 128,
-) -> LuminaImageModel:
-    """Load a released Lumina-Next checkpoint (``consolidated*.pth`` / ``.safetensors``, or its state dict).
-
-    ``config``: a NextDiTConfig, a preset name (``"2B"``) or None to infer it from the tensors. ``sample_size``
-    is the training latent size (released 1024 px models: 128), giving the RoPE training extent
-    ``sample_size / patch_size`` per axis; None leaves it unset.
-    """
-    if isinstance(path_or_state_dict, (str, Path)):
-        state = read_state_dict(_released_file(Path(path_or_state_dict)))
-    else:
-        state = dict(path_or_state_dict)
-    extent = None if sample_size is None else (sample_size / patch_size,) * 2
-    return build_from_released(state, config, patch_size, extent)
-
-
-def from_diffusers(
-    model_or_state_dict: Any,
-    config: NextDiTConfig | str | dict | None = None,
-    separate_cross_query: bool | None = None,
-) -> LuminaImageModel:
-    """Load diffusers' ``LuminaNextDiT2DModel`` (the module, its state dict, or a saved folder/file).
-
-    The module's (or folder's) config gives patch size, channels, heads and the training sample size; a
-    bare state dict is read with patch size 2 and the config inferred from the tensors. A model whose
-    ``attn2.to_q`` (or ``attn2.norm_q``) differs from ``attn1``'s loads with a separate cross-attention query
-    (``separate_cross_query``: None decides from the tensors, see :func:`keys.diffusers_to_released`).
-    """
-    dconf: dict[str, Any] = {}
-    if isinstance(model_or_state_dict, nn.Module):
-        state = model_or_state_dict.state_dict()
-        dconf = dict(getattr(model_or_state_dict, "config", {}) or {})
-    elif isinstance(model_or_state_dict, (str, Path)):
-        state, dconf = _diffusers_folder(Path(model_or_state_dict))
-    elif isinstance(model_or_state_dict, dict):
-        state = dict(model_or_state_dict)
-    else:
-        raise ValueError(
-            f"from_diffusers expects a LuminaNextDiT2DModel, its state dict or a saved folder; got {type(model_or_state_dict)}"
-        )
-    released = keys.diffusers_to_released(state, separate_cross_query=separate_cross_query)
-    if isinstance(config, NextDiTConfig) and config.separate_cross_query != (
-        "layers.0.attention.wq_y.weight" in released
-    ):
-        config = NextDiTConfig.from_dict(
-            {**config.to_dict(), "separate_cross_query": "layers.0.attention.wq_y.weight" in released}
-        )
-    if config is None and dconf:
-        config = _config_from_diffusers(dconf, released)
-    patch = int(dconf.get("patch_size") or 2)
-    sample = dconf.get("sample_size")
-    extent = None if sample is None else (sample / patch,) * 2
-    return build_from_released(released, config, patch, extent)
-
-
-def _config_from_diffusers(dconf: dict[str, Any], released: StateDict) -> NextDiTConfig:
-    return infer_config(
-        released,
-        n_heads=dconf.get("num_attention_heads"),
-        multiple_of=dconf.get("multiple_of") or 256,
-        ffn_dim_multiplier=dconf.get("ffn_dim_multiplier"),
-        norm_eps=dconf.get("norm_eps") or 1e-5,
-    )
-
-
-def _unwrap(model: LuminaImageModel | LuminaModel, task: str, patch_size: int | None) -> tuple[LuminaModel, str, int]:
-    if isinstance(model, LuminaImageModel):
-        return model.model, model.task, model.patch_size
-    if patch_size is None:
-        raise ValueError("exporting a LuminaModel needs patch_size (the image task's patch size)")
-    if task not in model.adapters:
-        raise ValueError(f"unknown task {task!r}; tasks: {model.tasks}")
-    return model, task, patch_size
-
-
-def _fused_splits(model: LuminaModel) -> dict[str, tuple[int, ...]]:
-    return fused_splits(model.config)
-
-
 def fused_splits(cfg: NextDiTConfig) -> dict[str, tuple[int, ...]]:
     """Row sizes of each fused trunk weight (``attention.wqkv.weight`` -> (q, k, v) ...) for this config."""
     q, kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
@@ -274,65 +95,6 @@ def fused_splits(cfg: NextDiTConfig) -> dict[str, tuple[int, ...]]:
         "attention.wkv_y.weight": (kv, kv),
         "feed_forward.w13.weight": (cfg.ffn_hidden, cfg.ffn_hidden),
     }
-
-
-def to_released_state_dict(
-    model: LuminaImageModel | LuminaModel, task: str = TASK, patch_size: int | None = None
-) -> StateDict:
-    """The released-layout state dict of the trunk and one image task (other tasks are left out)."""
-    m, _, _ = _unwrap(model, task, patch_size)
-    if m.config.separate_cross_query and m.config.context_dim is not None:
-        raise ValueError(
-            "the released Lumina-Next format has one query projection shared by self- and cross-attention; this "
-            "model has a separate cross-attention query (separate_cross_query): export it to diffusers instead"
-        )
-    return _released_layout(model, task, patch_size)
-
-
-def _released_layout(
-    model: LuminaImageModel | LuminaModel, task: str = TASK, patch_size: int | None = None
-) -> StateDict:
-    m, task, p = _unwrap(model, task, patch_size)
-    state = {k: v.detach() for k, v in m.state_dict().items()
-             if k.startswith("trunk.") or k.startswith(f"adapters.{task}.")}
-    return keys.ours_to_released(state, task, p, _fused_splits(m), m.config.head_dim)
-
-
-def to_diffusers_state_dict(
-    model: LuminaImageModel | LuminaModel, task: str = TASK, patch_size: int | None = None
-) -> StateDict:
-    """The state dict diffusers' ``LuminaNextDiT2DModel`` loads (query projection duplicated)."""
-    if isinstance(model, LuminaImageModel):
-        cfg = model.model.config
-    else:
-        cfg = model.config
-    if cfg.context_dim is None:
-        raise ValueError("diffusers' LuminaNextDiT2DModel always has a caption branch; this model has none")
-    return keys.released_to_diffusers(_released_layout(model, task, patch_size))
-
-
-def diffusers_config(model: LuminaImageModel) -> dict[str, Any]:
-    """Constructor arguments of the equivalent diffusers ``LuminaNextDiT2DModel``."""
-    cfg = model.model.config
-    spec = model.model.adapters[model.task].spec
-    extent = spec.train_extent
-    if spec.out_dim not in (spec.in_dim, 2 * spec.in_dim):
-        raise ValueError(f"diffusers predicts C or 2C channels; this model predicts {model.out_channels}")
-    return dict(
-        sample_size=int(extent[0] * model.patch_size) if extent else 128,
-        patch_size=model.patch_size,
-        in_channels=model.in_channels,
-        hidden_size=cfg.dim,
-        num_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads,
-        num_kv_heads=cfg.n_kv_heads,
-        multiple_of=cfg.multiple_of,
-        ffn_dim_multiplier=cfg.ffn_dim_multiplier,
-        norm_eps=cfg.norm_eps,
-        learn_sigma=spec.out_dim == 2 * spec.in_dim,
-        qk_norm=cfg.qk_norm,
-        cross_attention_dim=cfg.context_dim,
-    )
 
 
 def convert(src: str | Path, dst: str | Path, src_format: str, preset: str | None = None) -> Path:
@@ -376,32 +138,33 @@ def checkpoint_meta(
     }
 
 
-def image_extra(image: LuminaImageModel) -> dict[str, Any]:
-    """What an image format records beside the task: the image view :func:`load_converted` rebuilds."""
-    return {"image": {"task": image.task, "patch_size": image.patch_size, "in_channels": image.in_channels}}
-
-
-def converted_meta(image: LuminaImageModel, src: str | Path = "", src_format: str = "") -> dict[str, Any]:
-    """The ``config.json`` of a converted image checkpoint of ``image``."""
-    return checkpoint_meta(image.model, image.task, src, src_format, image_extra(image))
-
-
-def load_converted(path: str | Path) -> LuminaImageModel:
-    """Read back what :func:`convert` wrote."""
+def read_converted(path: str | Path) -> LoadedCheckpoint:
+    """Read back what :func:`convert` wrote: the model (trunk and its one task), the task's name, and the keys
+    of ``config.json`` the format recorded beside the core's (``extra``)."""
     from safetensors.torch import load_file
 
     path = Path(path)
-    meta = json.loads((path / "config.json").read_text())
+    config = path / "config.json"
+    if not config.is_file() or not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"{path} is not a converted checkpoint (expected config.json and model.safetensors written by "
+            "`lumina convert`)"
+        )
+    meta = json.loads(config.read_text())
+    if meta.get("format") != "lumina" or "model" not in meta or "tasks" not in meta:
+        raise ValueError(f"the config.json of {path} was not written by `lumina convert` (format 'lumina')")
     cfg = NextDiTConfig.from_dict(meta["model"])
     tasks = {}
     for name, fields in meta["tasks"].items():
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
         tasks[name] = AdapterSpec(**fields)
+    if len(tasks) != 1:
+        raise ValueError(f"a converted checkpoint holds one task; {path} holds {sorted(tasks)}")
     with torch.device("meta"):
         model = LuminaModel(cfg, tasks)
-    _load_strict(model, load_file(str(path / "model.safetensors")))
-    img = meta["image"]
-    return LuminaImageModel(model.eval(), img["patch_size"], img["in_channels"], img["task"])
+    load_strict(model, load_file(str(path / "model.safetensors")))
+    extra = {k: v for k, v in meta.items() if k not in CORE_META_KEYS}
+    return LoadedCheckpoint(model.eval(), next(iter(tasks)), extra)
 
 
 #: trunk settings that change the function a checkpoint computes (the rest, e.g. grad_checkpointing, do not)

@@ -10,7 +10,8 @@ rotation runs on contiguous halves:
 
 The released model stores pair ``j`` as ``(x[2j], x[2j+1])``; as query-key products only need both sides
 to agree, the importers permute the query/key projection rows (and their QK-norm parameters) once at load
-time (see ``lumina_core.interop.keys``), which keeps the run-time rotation cheap and real-valued.
+time (see the image plugin's ``lumina_modalities.image.interop.keys``), which keeps the run-time rotation
+cheap and real-valued.
 
 so the dot product of a rotated query and key depends only on the position difference. Axis ``a`` owns
 ``n_a`` pairs (its share of ``AdapterSpec.axis_split``) with frequencies ``w_k = theta^(-2k / d_a)``,

@@ -6,17 +6,17 @@
 Both hold the trunk and one image task: patch tokens of ``C p p`` values flattened in (C, ph, pw) order, and
 a final layer that predicts twice that (the released "learn sigma" head), so a recipe that samples them sets
 ``tasks[i].learn_sigma: true``. ``lumina convert SRC DST --from released|diffusers`` writes our format; the
-key maps (released <-> ours <-> diffusers) are :mod:`lumina_core.interop.keys`.
+key maps (released <-> ours <-> diffusers) are :mod:`lumina_modalities.image.interop.keys`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from lumina_core.interop import from_diffusers, from_released
 from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint
-from lumina_core.interop.formats import image_extra
 from lumina_core.registry import CHECKPOINT_FORMATS
+
+from .interop import from_diffusers, from_released, image_extra
 
 #: the adapter of the released text-to-image model: patch 2 on 4-channel latents, learn-sigma output
 RELEASED_IMAGE_ADAPTER = dict(in_dim=4 * 2 * 2, out_dim=2 * 4 * 2 * 2, num_axes=2, axis_split=(1, 1))
@@ -29,7 +29,7 @@ _FIT_ADVICE = (
 
 @CHECKPOINT_FORMATS.register("released")
 class ReleasedImageFormat(CheckpointFormat):
-    """The released Lumina-Next checkpoint (:func:`lumina_core.interop.from_released`)."""
+    """The released Lumina-Next checkpoint (:func:`lumina_modalities.image.interop.from_released`)."""
 
     name = "released"
     description = (
@@ -44,7 +44,7 @@ class ReleasedImageFormat(CheckpointFormat):
 
 @CHECKPOINT_FORMATS.register("diffusers")
 class DiffusersImageFormat(CheckpointFormat):
-    """diffusers' ``LuminaNextDiT2DModel`` (:func:`lumina_core.interop.from_diffusers`)."""
+    """diffusers' ``LuminaNextDiT2DModel`` (:func:`lumina_modalities.image.interop.from_diffusers`)."""
 
     name = "diffusers"
     description = (

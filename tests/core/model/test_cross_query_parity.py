@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lumina_core.interop import from_diffusers, to_diffusers_state_dict, to_released_state_dict
 from lumina_core.model import NextDiTConfig
+from lumina_modalities.image.interop import from_diffusers, to_diffusers_state_dict, to_released_state_dict
 
 diffusers = pytest.importorskip("diffusers")
 from diffusers import LuminaNextDiT2DModel  # noqa: E402
@@ -72,7 +72,7 @@ def test_separate_query_gradients_match_diffusers():
     attn = ours.model.trunk.layers[1].attention
     head_dim = 16
     # our query channels are in RoPE "halves" order: compare the gradient up to that row permutation
-    from lumina_core.interop.keys import rope_permutation
+    from lumina_modalities.image.interop.keys import rope_permutation
 
     perm = rope_permutation(64, head_dim)
     torch.testing.assert_close(attn.wq_y.weight.grad, ref.layers[1].attn2.to_q.weight.grad[perm], atol=1e-5, rtol=1e-4)

@@ -30,7 +30,7 @@ from test_interop import diffusers_forward, random_diffusers  # noqa: E402
 
 from lumina_core.cli.main import main  # noqa: E402
 from lumina_core.config import load_recipe, recipe_header_command  # noqa: E402
-from lumina_core.interop import from_diffusers, to_released_state_dict  # noqa: E402
+from lumina_modalities.image.interop import from_diffusers, to_released_state_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 RECIPE = ROOT / "recipes" / "image" / "lumina_next_2b.yaml"
@@ -218,13 +218,13 @@ def test_the_unchanged_2b_recipe_takes_a_full_size_released_conversion(tmp_path)
     from diffusers import AutoencoderKL
 
     from lumina_core.config.typed import component_spec, typed_recipe
-    from lumina_core.interop import from_released
-    from lumina_core.interop.formats import converted_meta, match_converted
+    from lumina_core.interop.formats import match_converted
     from lumina_core.model import LuminaModel, NextDiTConfig
     from lumina_core.plugin import AdapterSpec
     from lumina_core.registry import MODALITIES
     from lumina_core.training.build import model_config
     from lumina_modalities.image import RELEASED_IMAGE_ADAPTER
+    from lumina_modalities.image.interop import converted_meta, from_released
 
     AutoencoderKL(
         latent_channels=4, block_out_channels=(4, 4, 4, 4), layers_per_block=1, norm_num_groups=2,

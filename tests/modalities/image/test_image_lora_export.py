@@ -12,11 +12,15 @@ from lumina_core.finetune import (
     LoraSettings,
     adapter_parameters,
     apply_lora,
-    export_comfyui,
-    export_diffusers,
     save_adapter,
 )
-from lumina_core.interop import from_diffusers, from_released, to_released_state_dict
+from lumina_modalities.image.interop import (
+    export_comfyui,
+    export_diffusers,
+    from_diffusers,
+    from_released,
+    to_released_state_dict,
+)
 
 pytest.importorskip("peft")
 diffusers = pytest.importorskip("diffusers")

@@ -28,6 +28,8 @@ import re
 import torch
 from torch import Tensor
 
+from lumina_core.interop.formats import check_keys as _check_keys
+
 StateDict = dict[str, Tensor]
 
 #: buffers some released checkpoints carry that are not parameters (recomputed by us)
@@ -138,14 +140,6 @@ _RELEASED_TO_OURS_ADAPTER = {
 }
 
 _LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.+)$")
-
-
-def _check_keys(got: set[str], expected: set[str], what: str) -> None:
-    missing, unexpected = sorted(expected - got), sorted(got - expected)
-    if missing or unexpected:
-        raise ValueError(
-            f"{what} state dict does not match: missing keys {missing or 'none'}; unexpected keys {unexpected or 'none'}"
-        )
 
 
 def num_layers(state: StateDict) -> int:

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from lumina_core.interop import (
-    convert,
+from lumina_core.interop import convert
+from lumina_core.model import NextDiTConfig, RopeScaling
+from lumina_modalities.image.interop import (
     diffusers_config,
     from_diffusers,
     from_released,
@@ -17,7 +18,6 @@ from lumina_core.interop import (
     to_diffusers_state_dict,
     to_released_state_dict,
 )
-from lumina_core.model import NextDiTConfig, RopeScaling
 
 diffusers = pytest.importorskip("diffusers")
 from diffusers import LuminaNextDiT2DModel  # noqa: E402

@@ -1,0 +1,42 @@
+"""The public formats of the Lumina-Next image model: key maps (:mod:`.keys`: released <-> ours <-> diffusers),
+loaders and exporters (:mod:`.formats`), the image-level view :class:`LuminaImageModel` (:mod:`.model`) and the
+LoRA export formats ``diffusers`` / ``comfyui`` (:mod:`.lora_export`). The checkpoint formats ``released`` /
+``diffusers`` that ``lumina convert`` reads are registered in :mod:`lumina_modalities.image.checkpoints`.
+
+    from lumina_modalities.image.interop import from_diffusers, to_released_state_dict
+    image_model = from_diffusers(diffusers_transformer)      # forward(x (B,C,H,W), t, caption_feats, caption_mask)
+"""
+
+from .formats import (
+    converted_meta,
+    diffusers_config,
+    from_diffusers,
+    from_released,
+    image_extra,
+    infer_config,
+    load_converted,
+    to_diffusers_state_dict,
+    to_released_state_dict,
+)
+from .keys import readout_permutation
+from .lora_export import ComfyUILoraFormat, DiffusersLoraFormat, export_comfyui, export_diffusers
+from .model import LuminaImageModel, patch_positions
+
+__all__ = [
+    "ComfyUILoraFormat",
+    "DiffusersLoraFormat",
+    "LuminaImageModel",
+    "converted_meta",
+    "diffusers_config",
+    "export_comfyui",
+    "export_diffusers",
+    "from_diffusers",
+    "from_released",
+    "image_extra",
+    "infer_config",
+    "load_converted",
+    "patch_positions",
+    "readout_permutation",
+    "to_diffusers_state_dict",
+    "to_released_state_dict",
+]
