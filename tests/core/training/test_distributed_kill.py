@@ -84,9 +84,8 @@ def test_sigkill_of_rank_one_leaves_a_resumable_run(tmp_path):
         command(out, "train.max_steps=10000"), cwd=tmp_path, env=env, stdout=log, stderr=log
     )
     try:
-        wait_for(
-            lambda: (out / "checkpoints" / "step_0000002" / ckpt_io.META_FILE).is_file(), 400, "a checkpoint"
-        )
+        # any complete checkpoint (the first ones are pruned as training goes on: keep=3)
+        wait_for(lambda: (out / "checkpoints" / "last").is_file(), 400, "a checkpoint")
         ranks = [p for p in children(job.pid) if local_rank_of(p) == "1"]
         assert len(ranks) == 1, f"expected one rank-1 child of {job.pid}, found {ranks}"
         os.kill(ranks[0], signal.SIGKILL)
