@@ -89,3 +89,20 @@ def test_an_unknown_format_exits_2_with_a_suggestion_before_reading_the_adapter(
     assert code == 2
     assert "unknown LoRA export format 'difusers'" in err and "Did you mean: 'diffusers'" in err
     assert "comfyui" in err and not (tmp_path / "o").exists()
+
+
+def test_the_example_format_of_docs_plugins_md_exports_the_update(tmp_path):
+    """The LoRA export example printed in docs/plugins.md, run as printed: its file gives ``W' = W + s B A``."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "plugins.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", doc, flags=re.S) if "@LORA_FORMATS.register" in b]
+    a = adapter_file(tmp_path)
+    with temporary_registrations():
+        exec(compile(block, "docs/plugins.md", "exec"), {"__name__": "waves_lora_doc"})
+        (path,) = export_adapter(a, tmp_path / "out", "waves_tool")
+    assert path.name == "waves_lora.safetensors" and "waves_tool" not in LORA_FORMATS.names()
+    state, adapter = load_file(str(path)), read_adapter(a)
+    module = "trunk.layers.0.feed_forward.w13"
+    want = 3.0 * adapter.state[f"{module}.lora_B.weight"] @ adapter.state[f"{module}.lora_A.weight"]
+    torch.testing.assert_close(state["net.layers.0.feed_forward.w13.up"] @ state["net.layers.0.feed_forward.w13.down"], want)
