@@ -17,7 +17,7 @@ from pathlib import Path
 # tests in sub-folders (tests/core, tests/modalities/...) share the helpers at the top of tests/, and a few
 # modules whose fixtures other tests reuse (a tiny Gemma, random diffusers models, a tiny autoencoder)
 _TESTS = Path(__file__).resolve().parent / "tests"
-for _shared in ("", "core/conditioning", "core/interop", "modalities/image"):
+for _shared in ("", "core/conditioning", "modalities/image"):
     sys.path.insert(0, str(_TESTS / _shared))
 
 _SESSION_DIR: str | None = None
