@@ -96,7 +96,9 @@ class SamplingConfig:
     #: ``{factor, until, schedule, layers}``; None: off
     context_drop: dict[str, Any] | None = None
     seed: int = 0  # seed of the sampling noise
-    precision: str = "fp32"  # "fp32" | "bf16": the model's precision while sampling (integration stays fp32)
+    #: "fp32" | "bf16" | "auto" (bf16 where the device computes it natively: CUDA, CPUs with AVX-512 BF16 / AMX):
+    #: the model's precision while sampling (the integration stays fp32)
+    precision: str = "fp32"
 
 
 @dataclass

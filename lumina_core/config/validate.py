@@ -111,9 +111,9 @@ def _check_values(tree: dict, problems: list[str]) -> None:
             )
             samp = task.get("sampling") if isinstance(task.get("sampling"), dict) else {}
             rule(f"tasks.{i}.sampling.steps", samp.get("steps"), lambda v: v >= 1, "at least 1")
-            if isinstance(samp.get("precision"), str) and samp["precision"] not in ("fp32", "bf16"):
+            if isinstance(samp.get("precision"), str) and samp["precision"] not in ("fp32", "bf16", "auto"):
                 problems.append(
-                    f"tasks.{i}.sampling.precision: expected 'fp32' or 'bf16', got {samp['precision']!r}"
+                    f"tasks.{i}.sampling.precision: expected 'fp32', 'bf16' or 'auto', got {samp['precision']!r}"
                 )
             ev = task.get("eval") if isinstance(task.get("eval"), dict) else {}
             rule(f"tasks.{i}.eval.num_samples", ev.get("num_samples"), lambda v: v >= 0, "at least 0")

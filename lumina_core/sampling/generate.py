@@ -59,16 +59,32 @@ def resolve_rope_scaling(rope_scaling: Any) -> Any:
     return RopeScaling.build(rope_scaling if isinstance(rope_scaling, str) else _plain(rope_scaling))
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: a CUDA GPU that supports it, or a CPU with oneDNN bf16
+    (AVX-512 BF16 / AMX). Elsewhere bf16 is emulated and slower than fp32."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if kind == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
 
 
 def model_precision(precision: str, device: str | torch.device) -> Any:
-    """A context manager for the model calls of one sampling run: ``"fp32"`` (nothing) or ``"bf16"``
-    (bf16 autocast on the device's type)."""
+    """A context manager for the model calls of one sampling run: ``"fp32"`` (nothing), ``"bf16"`` (bf16
+    autocast on the device's type) or ``"auto"`` (bf16 where the device computes it natively, else fp32)."""
     import contextlib
 
     if precision not in PRECISIONS:
         raise ValueError(f"sampling precision must be one of {PRECISIONS}; got {precision!r}")
+    if precision == "auto":
+        precision = "bf16" if native_bf16(device) else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
