@@ -52,5 +52,5 @@ def test_bf16_sampling_runs_the_model_in_bf16_and_integrates_in_fp32(setup):
 
 def test_bad_precision_is_a_clear_error(setup):
     plugin, enc, model = setup
-    with pytest.raises(ValueError, match=r"sampling precision must be one of \('fp32', 'bf16'\); got 'fp16'"):
+    with pytest.raises(ValueError, match=r"sampling precision must be one of \('fp32', 'bf16', 'auto'\); got 'fp16'"):
         generate(model, plugin, enc, "img", [0], steps=2, precision="fp16")
