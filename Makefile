@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/lumina eval recipes/image/shapes_tiny.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
