@@ -7,7 +7,8 @@ builds it, and records each refusal as a ``"path: message"`` problem:
 * ``run.device`` and ``train.precision`` against what the trainer accepts (Lightning's precision names);
 * ``train.optimizer``: a known name, and for the 8-bit ones bitsandbytes installed and a device other than the CPU;
 * the trunk: the model section through :class:`NextDiTConfig` (preset, heads dividing ``dim``, ...);
-* each task's plugin (skipped when its parameters name weights to load: an autoencoder or codec) and its
+* each task's plugin (skipped when its parameters give it a nested component such as an autoencoder or a
+  codec, which may load weights) and its
   ``AdapterSpec``: tokens no wider than the trunk (wider tokens cannot be spanned by the final layer);
 * each task's dataset, built for ``train`` and ``val`` the way the trainer builds it (the split contract,
   paths that must exist, bad parameters), and its condition kind against the conditioner's.
@@ -86,11 +87,19 @@ def _check_model(model: Any, problems: list[str]) -> int | None:
         return None
 
 
-def _loads_weights(params: Any) -> bool:
-    """Whether a plugin's parameters name something that loads weights (an autoencoder or codec node)."""
+def _loads_weights(name: str, params: Any) -> bool:
+    """Whether a plugin's parameters give it a component of its own to build (what it declares in
+    ``nested_components``: an autoencoder, a codec), which may load weights from a user's path: building
+    such a plugin is left to the run."""
+    from lumina_core.registry import MODALITIES, RegistryError
+
     if not isinstance(params, dict):
         return False
-    return any(k in ("autoencoder", "codec", "vae") and v for k, v in params.items())
+    try:
+        nested = MODALITIES.nested(name)
+    except RegistryError:
+        return False
+    return any(params.get(key) for key in nested)
 
 
 def _check_task(task: dict, base: str, dim: int | None, problems: list[str]) -> None:
@@ -101,7 +110,7 @@ def _check_task(task: dict, base: str, dim: int | None, problems: list[str]) -> 
     if (
         isinstance(name, str)
         and name in MODALITIES
-        and not _loads_weights(params)
+        and not _loads_weights(name, params)
         and not _reported(problems, f"{base}.modality")
     ):
         try:

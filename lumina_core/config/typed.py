@@ -68,10 +68,13 @@ def as_dict(value: Any) -> Any:
 
 
 def component_spec(component: Component | str | dict | None) -> Any:
-    """A component as a registry's ``build`` takes it: ``{"name": ..., "params": {...}}`` (bare names and
-    None unchanged)."""
+    """A component as plain data, ``{"name": ..., "params": {...}}`` (for manifests and sampling settings;
+    registries build from a :class:`Component` directly). Bare names and None stay as they are."""
     if isinstance(component, Component):
-        return {"name": component.name, "params": dict(component.params)}
+        from lumina_core.registry import parse_component
+
+        spec = parse_component(component)
+        return {"name": spec.name, "params": dict(spec.params)}
     return component
 
 

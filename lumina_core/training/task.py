@@ -206,7 +206,7 @@ def build_task(config: TaskConfig) -> Task:
     """Plugin, conditioner and objective of one typed task section."""
     from lumina_core.registry import MODALITIES
 
-    plugin = MODALITIES.build(component_spec(config.modality))
+    plugin = MODALITIES.build(config.modality)
     return Task(config, plugin, build_conditioner(config), build_objective(config))
 
 
@@ -215,7 +215,7 @@ def build_objective(config: TaskConfig) -> Any:
     import lumina_core.flow  # noqa: F401  (registers objectives and time samplers)
     from lumina_core.registry import OBJECTIVES
 
-    return OBJECTIVES.build(component_spec(config.objective))
+    return OBJECTIVES.build(config.objective)
 
 
 def build_conditioner(config: TaskConfig) -> nn.Module:
@@ -223,7 +223,7 @@ def build_conditioner(config: TaskConfig) -> nn.Module:
     import lumina_core.conditioning  # noqa: F401  (registers the built-in conditioners)
     from lumina_core.registry import CONDITIONERS
 
-    enc = CONDITIONERS.build(component_spec(config.conditioning.encoder))
+    enc = CONDITIONERS.build(config.conditioning.encoder)
     if config.conditioning.cache and not getattr(enc, "trainable", False):
         from lumina_core.conditioning import CachedConditioner
 

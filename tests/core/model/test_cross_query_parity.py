@@ -12,21 +12,14 @@ from lumina_modalities.image.interop import from_diffusers, to_diffusers_state_d
 diffusers = pytest.importorskip("diffusers")
 from diffusers import LuminaNextDiT2DModel  # noqa: E402
 from diffusers.models.embeddings import get_2d_rotary_pos_embed_lumina  # noqa: E402
+from test_interop import random_diffusers  # noqa: E402  (tests/modalities/image is on the path: conftest.py)
 
 SAMPLE = 8
 
 
 def untied_diffusers(seed: int = 0, **kw) -> LuminaNextDiT2DModel:
     """Random values in every parameter, attn2's query projection and norm left different from attn1's."""
-    torch.manual_seed(seed)
-    args = dict(sample_size=SAMPLE, patch_size=2, in_channels=4, hidden_size=64, num_layers=2,
-                num_attention_heads=4, num_kv_heads=2, cross_attention_dim=24)
-    args.update(kw)
-    model = LuminaNextDiT2DModel(**args).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-    return model
+    return random_diffusers(seed, tie_query=False, **kw)
 
 
 def diffusers_forward(model, x, t, y, ymask):

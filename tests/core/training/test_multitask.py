@@ -83,7 +83,10 @@ def test_validate_names_every_multitask_problem_at_once(tmp_path):
     assert "tasks.1.name: task name 'wide' is already used by tasks.0" in text
     assert "tasks.0.loss_weight: must be at least 0" in text
     assert "train.mixing: expected one of all, weighted, got 'weightd' (did you mean 'weighted'?)" in text
-    assert "tasks.2" in text and "condition" in text  # the unconditional data under a class conditioner
+    assert (  # the unconditional data under a class conditioner
+        "tasks.2.conditioning.encoder: the dataset's items carry 'none' conditions but the conditioner encodes "
+        "'class' conditions" in text
+    )
     for t in tasks:
         t["draw_weight"] = 0.0
     cfg = OmegaConf.to_container(tiny_recipe(tmp_path, tasks, mixing="weighted"))

@@ -26,9 +26,10 @@ from diffusers.models.embeddings import get_2d_rotary_pos_embed_lumina  # noqa: 
 SAMPLE = 8  # training latent size: 4 x 4 patches of 2
 
 
-def random_diffusers(seed: int = 0, **kw) -> LuminaNextDiT2DModel:
+def random_diffusers(seed: int = 0, tie_query: bool = True, **kw) -> LuminaNextDiT2DModel:
     """A tiny diffusers model with random values in every parameter (its init zeroes gates and outputs);
-    the duplicated query projection of attn2 is tied to attn1's, as in every real checkpoint."""
+    the duplicated query projection of attn2 is tied to attn1's, as in every released checkpoint, unless
+    ``tie_query`` is False (a model fine-tuned in diffusers)."""
     torch.manual_seed(seed)
     args = dict(sample_size=SAMPLE, patch_size=2, in_channels=4, hidden_size=64, num_layers=2,
                 num_attention_heads=4, num_kv_heads=2, cross_attention_dim=24)
@@ -37,7 +38,7 @@ def random_diffusers(seed: int = 0, **kw) -> LuminaNextDiT2DModel:
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
-        for layer in model.layers:
+        for layer in model.layers if tie_query else ():
             layer.attn2.to_q.weight.copy_(layer.attn1.to_q.weight)
             if layer.attn1.norm_q is not None:
                 layer.attn2.norm_q.weight.copy_(layer.attn1.norm_q.weight)
