@@ -7,6 +7,9 @@ One training step of a task calls, in order::
     result = objective.loss(model, task, tokens, cond, generator=gen, targets=targets)
     result.loss, result.stats                      # a LossResult; `loss, stats = ...` unpacks it too
 
+An objective builds its result with ``LossResult.of(loss, **stats)``: the stats always hold the loss, and all
+of them are detached from the graph.
+
 Weights: an objective that needs parameters beyond the trunk and the task's adapter (a classifier head)
 returns them from :meth:`Objective.make_head`; the run attaches the module to the model as
 ``model.heads[task]`` (:meth:`lumina_core.model.LuminaModel.add_head`), so it is optimised, averaged (EMA),
@@ -36,6 +39,12 @@ class LossResult(NamedTuple):
 
     loss: Tensor
     stats: dict[str, Tensor]
+
+    @classmethod
+    def of(cls, loss: Tensor, **stats: Tensor) -> LossResult:
+        """The record of ``loss`` with ``stats = {"loss": loss, **stats}``, every statistic detached (the one
+        place an objective's bookkeeping lives: ``LossResult.of(loss, t_mean=t.mean())``)."""
+        return cls(loss, {name: value.detach() for name, value in {"loss": loss, **stats}.items()})
 
 
 class Objective(abc.ABC):

@@ -80,4 +80,4 @@ class FlowMatching(Objective):
         v = model.velocity(batch.with_tokens(x_t), t, cond, task=task)
         per_sample = masked_mse(v, ps.dx_t, graded)  # (B,)
         loss = per_sample.mean()
-        return LossResult(loss, {"loss": loss.detach(), "t_mean": t.mean().detach()})
+        return LossResult.of(loss, t_mean=t.mean())

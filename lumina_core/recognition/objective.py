@@ -156,7 +156,7 @@ class Classification(Objective):
         y = targets.to(logits.device)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         acc = (logits.argmax(-1) == y).float().mean()
-        return LossResult(loss, {"loss": loss.detach(), "accuracy": acc.detach()})
+        return LossResult.of(loss, accuracy=acc)
 
     # -- evaluation ----------------------------------------------------------------------------------------
     @torch.no_grad()
