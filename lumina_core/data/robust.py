@@ -22,6 +22,7 @@ import contextlib
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from torch.utils.data import Dataset, IterableDataset
@@ -255,6 +256,15 @@ def skip_corrupt(dataset: Any) -> Any:
     return SkipCorrupt(dataset)
 
 
+@dataclass
+class PassTally:
+    """One pass over a stream: samples decoded (``ok``), samples skipped (``bad``) and the first failure."""
+
+    ok: int = 0
+    bad: int = 0
+    first_error: BaseException | None = None
+
+
 class SkipCorruptIterable(CountsSkips, IterableDataset):
     """Decode a stream of raw samples, skipping (and counting) those whose ``decode`` raises.
 
@@ -287,43 +297,41 @@ class SkipCorruptIterable(CountsSkips, IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         return self.decode_stream(iter(self.source))
 
-    def decode_one(self, raw: Any) -> tuple[bool, Any]:
-        """``(True, item)``, or ``(False, error)`` for a raw sample that could not be decoded (counted and
-        logged here)."""
+    def decode_one(self, raw: Any, tally: PassTally) -> Any | None:
+        """The decoded item, or None for a raw sample that could not be decoded (logged, and counted both in
+        ``stats`` and in the pass's ``tally``)."""
         try:
             item = self.decode(raw)
             if item is None:
                 raise CorruptSampleError("decode returned None")
         except self.errors as err:
             self.stats.skip(_safe_name(self.name, raw), err)
-            return False, err
+            tally.bad += 1
+            tally.first_error = tally.first_error or err
+            return None
         self.stats.ok()
-        return True, item
+        tally.ok += 1
+        return item
 
-    def end_pass(self, ok: int, bad: int, first_error: BaseException | None) -> None:
+    def end_pass(self, tally: PassTally) -> None:
         """At the end of a pass: log the summary if anything was skipped; a pass in which every sample failed
         (at least ``min_bad_to_fail``) raises RuntimeError - a bug or the wrong data, not corrupt files."""
-        if self.log_summary and bad:
+        if self.log_summary and tally.bad:
             logger.warning(self.summary())
-        if bad >= self.min_bad_to_fail and not ok:
+        if tally.bad >= self.min_bad_to_fail and not tally.ok:
             raise RuntimeError(
-                f"every sample of this pass failed to decode ({bad} of {bad}); this looks like a bug in the "
-                f"decode function or the wrong data, not corrupt files. First error: {first_error!r}"
-            ) from first_error
+                f"every sample of this pass failed to decode ({tally.bad} of {tally.bad}); this looks like a bug "
+                f"in the decode function or the wrong data, not corrupt files. First error: {tally.first_error!r}"
+            ) from tally.first_error
 
     def decode_stream(self, raws: Iterator[Any]) -> Iterator[Any]:
         """Decode ``raws`` one by one, skipping and counting failures; one pass = one call."""
-        ok = bad = 0
-        first_error: BaseException | None = None
+        tally = PassTally()
         for raw in raws:
-            good, item = self.decode_one(raw)
-            if not good:
-                bad += 1
-                first_error = first_error or item
-                continue
-            ok += 1
-            yield item
-        self.end_pass(ok, bad, first_error)
+            item = self.decode_one(raw, tally)
+            if item is not None:
+                yield item
+        self.end_pass(tally)
 
 
 def skip_summary(dataset: Any) -> str | None:

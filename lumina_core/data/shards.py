@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from lumina_core.data.pack import PackReport, PackSample, pack_folder, pack_samples, shard_key  # noqa: F401
-from lumina_core.data.robust import CorruptSampleError, SkipCorruptIterable
+from lumina_core.data.robust import CorruptSampleError, PassTally, SkipCorruptIterable
 
 logger = logging.getLogger("lumina.data")
 
@@ -272,7 +272,9 @@ class ShardDataset(SkipCorruptIterable):
                 failed.append(err)
                 self.failed_shards.append(url)
                 reason = str(err.args[0] if err.args else err).split(" @ ")[0]
-                logger.warning("shard %s could not be read to the end (%s: %s)", url, type(err).__name__, reason)
+                logger.warning(
+                    "shard %s could not be read to the end (%s: %s)", url, type(err).__name__, reason
+                )
             return True  # go on with the next shard
 
         yield from tarfile_samples([{"url": url}], handler=handler)
@@ -325,8 +327,7 @@ class ShardDataset(SkipCorruptIterable):
         consumer, consumers = rank * nworkers + wid, world * nworkers
         limit = None if self.epoch_length is None else -(-self.epoch_length // consumers)
         while True:
-            ok = bad = 0
-            first_error: BaseException | None = None
+            tally = PassTally()
             stream = self.epoch_samples(epoch, (consumer, consumers))
             try:
                 for pos, raw in enumerate(stream):
@@ -334,12 +335,9 @@ class ShardDataset(SkipCorruptIterable):
                         continue  # resuming: replayed, not decoded
                     if limit is not None and count >= limit:
                         break
-                    good, item = self.decode_one(raw)
-                    if not good:
-                        bad += 1
-                        first_error = first_error or item
+                    item = self.decode_one(raw, tally)
+                    if item is None:
                         continue
-                    ok += 1
                     meta = item.get("meta") if isinstance(item, dict) else None
                     if isinstance(meta, dict):
                         meta[STREAM_KEY] = [rank, world, wid, nworkers, epoch, pos, count]
@@ -349,10 +347,10 @@ class ShardDataset(SkipCorruptIterable):
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
-            self.end_pass(ok, bad, first_error)
+            self.end_pass(tally)
             if not self.repeat:
                 return
-            if ok == 0 and skip < 0:
+            if tally.ok == 0 and skip < 0:
                 raise ValueError(
                     f"stream reader {consumer} of {consumers} got no readable sample in epoch {epoch} from "
                     f"{len(self.urls)} shard(s); give fewer workers or more samples"
