@@ -11,12 +11,13 @@ key maps (released <-> ours <-> diffusers) are :mod:`lumina_modalities.image.int
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint
 from lumina_core.registry import CHECKPOINT_FORMATS
 
-from .interop import from_diffusers, from_released, image_extra
+from .interop import LuminaImageModel, from_diffusers, from_released, image_extra
 
 #: the adapter of the released text-to-image model: patch 2 on 4-channel latents, learn-sigma output
 RELEASED_IMAGE_ADAPTER = dict(in_dim=4 * 2 * 2, out_dim=2 * 4 * 2 * 2, num_axes=2, axis_split=(1, 1))
@@ -27,31 +28,35 @@ _FIT_ADVICE = (
 )
 
 
+class _ImageModelFormat(CheckpointFormat):
+    """A public layout of the Lumina-Next image model: a subclass names its reader (``src``, ``preset`` ->
+    :class:`~lumina_modalities.image.interop.LuminaImageModel`); loading and what is recorded are the same."""
+
+    fit_advice = _FIT_ADVICE
+    read: Callable[[str, str | None], LuminaImageModel]
+
+    def load(self, src: str | Path, preset: str | None = None) -> LoadedCheckpoint:
+        image = self.read(str(src), preset)
+        return LoadedCheckpoint(image.model, image.task, image_extra(image))
+
+
 @CHECKPOINT_FORMATS.register("released")
-class ReleasedImageFormat(CheckpointFormat):
+class ReleasedImageFormat(_ImageModelFormat):
     """The released Lumina-Next checkpoint (:func:`lumina_modalities.image.interop.from_released`)."""
 
     name = "released"
     description = (
         "released Lumina-Next image checkpoint: consolidated*.pth / .safetensors, or a folder holding one"
     )
-    fit_advice = _FIT_ADVICE
-
-    def load(self, src: str | Path, preset: str | None = None) -> LoadedCheckpoint:
-        image = from_released(str(src), preset)
-        return LoadedCheckpoint(image.model, image.task, image_extra(image))
+    read = staticmethod(from_released)
 
 
 @CHECKPOINT_FORMATS.register("diffusers")
-class DiffusersImageFormat(CheckpointFormat):
+class DiffusersImageFormat(_ImageModelFormat):
     """diffusers' ``LuminaNextDiT2DModel`` (:func:`lumina_modalities.image.interop.from_diffusers`)."""
 
     name = "diffusers"
     description = (
         "diffusers LuminaNextDiT2DModel: a transformer folder (config.json + safetensors) or one file"
     )
-    fit_advice = _FIT_ADVICE
-
-    def load(self, src: str | Path, preset: str | None = None) -> LoadedCheckpoint:
-        image = from_diffusers(str(src), preset)
-        return LoadedCheckpoint(image.model, image.task, image_extra(image))
+    read = staticmethod(from_diffusers)
