@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import argparse
 
+from lumina_core.cli.main import add_command_group
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``lora`` and its sub-commands on the ``lumina`` sub-parsers."""
-    p = sub.add_parser(
+    lsub = add_command_group(
+        sub,
         "lora",
         help="merge LoRA adapters into a checkpoint, or export them for diffusers / ComfyUI",
         description="LoRA adapter files (what a recipe with train.lora writes): merge into base weights, export "
         "to the diffusers or ComfyUI LoRA formats, or show what one holds.",
     )
-    lsub = p.add_subparsers(dest="lora_command", metavar="SUBCOMMAND")
     q = lsub.add_parser(
         "merge",
         help="fold adapters into a checkpoint's weights (W += scale * alpha/r * B A)",
@@ -46,7 +48,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = lsub.add_parser("info", help="show an adapter's settings and modules")
     q.add_argument("adapter", metavar="ADAPTER", help="adapter .safetensors file")
     q.set_defaults(handler=run)
-    p.set_defaults(handler="help", help_parser=p)
 
 
 def run(args: argparse.Namespace) -> int:

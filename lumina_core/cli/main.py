@@ -25,13 +25,27 @@ Recipes are YAML files under recipes/<modality>/; append key=value overrides aft
 """
 
 
-def _overrides_arg(p: argparse.ArgumentParser) -> None:
+def _recipe_args(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    """The ``RECIPE`` positional and the ``KEY=VALUE`` overrides after it: what every command that reads a
+    recipe takes (``help`` describes the recipe)."""
+    p.add_argument("recipe", metavar="RECIPE", help=help)
     p.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
         help="recipe overrides, dotted keys with list indices (tasks.0.data.batch_size=8); ~key deletes",
     )
+
+
+def add_command_group(
+    sub: argparse._SubParsersAction, name: str, **kwargs: str
+) -> argparse._SubParsersAction:
+    """Add ``lumina NAME SUBCOMMAND`` (``kwargs``: ``help``, ``description``) and return the action to add its
+    sub-commands to: the one chosen lands in ``args.<NAME>_command``, and ``lumina NAME`` alone prints the
+    group's help."""
+    p = sub.add_parser(name, **kwargs)
+    p.set_defaults(handler="help", help_parser=p)
+    return p.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train", help="train a recipe", description="Train a recipe; the run folder is printed."
     )
-    p.add_argument("recipe", metavar="RECIPE", help="recipe YAML file")
-    _overrides_arg(p)
+    _recipe_args(p, "recipe YAML file")
     p.add_argument(
         "--resume", metavar="last|DIR", help="resume from the run's last checkpoint or a checkpoint folder"
     )
@@ -65,8 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate samples from a checkpoint",
         description="Generate samples from a trained checkpoint with a recipe's sampling settings; writes files.",
     )
-    p.add_argument("recipe", metavar="RECIPE", help="recipe YAML file the checkpoint was trained with")
-    _overrides_arg(p)
+    _recipe_args(p, "recipe YAML file the checkpoint was trained with")
     p.add_argument(
         "--ckpt",
         required=True,
@@ -112,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval", help="evaluate a checkpoint", description="Generate for held-out items and score them."
     )
-    p.add_argument("recipe", metavar="RECIPE")
-    _overrides_arg(p)
+    _recipe_args(p)
     p.add_argument(
         "--ckpt",
         metavar="DIR",
@@ -128,8 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Classify files (or every file of folders) with a recipe's classification task; prints "
         "the top-k labels of each. Files that cannot be decoded are skipped and counted.",
     )
-    p.add_argument("recipe", metavar="RECIPE", help="recipe YAML file the checkpoint was trained with")
-    _overrides_arg(p)
+    _recipe_args(p, "recipe YAML file the checkpoint was trained with")
     p.add_argument("--input", required=True, nargs="+", action="extend", metavar="PATH", help="files or folders")
     p.add_argument(
         "--ckpt", metavar="DIR", help="a checkpoint or run folder (default: the last checkpoint of this recipe's run)"
@@ -145,8 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start a local web page (gradio) to generate from a trained run: type a caption or a class, "
         "see images, hear audio, turn point clouds around. Binds to 127.0.0.1 unless --host says otherwise.",
     )
-    p.add_argument("recipe", metavar="RECIPE", help="recipe YAML file the run was trained with")
-    _overrides_arg(p)
+    _recipe_args(p, "recipe YAML file the run was trained with")
     p.add_argument(
         "--ckpt", default="last", metavar="DIR", help="a checkpoint or run folder, or 'last' (default)"
     )
@@ -157,8 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="keep the generated files here (default: a temporary folder)")
     p.set_defaults(handler="serve")
 
-    p = sub.add_parser("plugins", help="list installed plugins, scaffold a new one")
-    psub = p.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
+    psub = add_command_group(sub, "plugins", help="list installed plugins, scaffold a new one")
     q = psub.add_parser(
         "list",
         help="every registered name: name, kind, distribution, version, status",
@@ -177,22 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dir", default=".", metavar="DIR", help="parent folder (default: current folder)")
     q.add_argument("--force", action="store_true", help="write into an existing, non-empty folder")
     q.set_defaults(handler="plugins_new")
-    p.set_defaults(handler="help", help_parser=p)
 
-    p = sub.add_parser("config", help="validate a recipe or show it resolved")
-    csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    csub = add_command_group(sub, "config", help="validate a recipe or show it resolved")
     q = csub.add_parser("validate", help="report every problem of a recipe at once")
-    q.add_argument("recipe", metavar="RECIPE")
-    _overrides_arg(q)
+    _recipe_args(q)
     q.set_defaults(handler="config_validate")
     q = csub.add_parser("show", help="print the recipe merged with defaults and overrides, as YAML")
-    q.add_argument("recipe", metavar="RECIPE")
-    _overrides_arg(q)
+    _recipe_args(q)
     q.add_argument("--no-resolve", action="store_true", help="keep ${...} interpolations")
     q.set_defaults(handler="config_show")
     q = csub.add_parser("keys", help="every recipe key: type, default and what it does (Markdown)")
     q.set_defaults(handler="config_keys")
-    p.set_defaults(handler="help", help_parser=p)
 
     p = sub.add_parser(
         "convert",
@@ -207,8 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", metavar="P", help="trunk preset (default: inferred from the checkpoint)")
     p.set_defaults(handler="convert")
 
-    p = sub.add_parser("data", help="data tools")
-    dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    dsub = add_command_group(sub, "data", help="data tools")
     q = dsub.add_parser(
         "pack",
         help="pack a folder of FILE + FILE.txt pairs into webdataset shards",
@@ -227,7 +229,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--modality", metavar="NAME", help="pack SRC as NAME's folder dataset reads it (image, audio, ...)")
     q.add_argument("--overwrite", action="store_true", help="replace shards and a manifest already in DST")
     q.set_defaults(handler="data_pack")
-    p.set_defaults(handler="help", help_parser=p)
     from lumina_core.cli.lora import add_parser as add_lora_parser  # argparse only: start-up stays fast
 
     add_lora_parser(sub)
