@@ -30,9 +30,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Fold one or more LoRA adapters, each with its own scale, into a base checkpoint's weights "
         "(model and EMA); writes a checkpoint that samples without the adapters.",
     )
-    q.add_argument("base", metavar="CKPT", help="base checkpoint: a checkpoint folder, a run folder, or a converted folder")
-    q.add_argument("adapters", nargs="+", metavar="ADAPTER[:SCALE]", help="adapter .safetensors files (scale 1 if omitted)")
-    q.add_argument("--out", required=True, metavar="DIR", help="where the merged checkpoint goes (must not exist)")
+    q.add_argument(
+        "base",
+        metavar="CKPT",
+        help="base checkpoint: a checkpoint folder, a run folder, or a converted folder",
+    )
+    q.add_argument(
+        "adapters",
+        nargs="+",
+        metavar="ADAPTER[:SCALE]",
+        help="adapter .safetensors files (scale 1 if omitted)",
+    )
+    q.add_argument(
+        "--out", required=True, metavar="DIR", help="where the merged checkpoint goes (must not exist)"
+    )
     q.set_defaults(handler=run)
     q = lsub.add_parser(
         "export",
@@ -43,7 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("adapter", metavar="ADAPTER", help="adapter .safetensors file")
     q.add_argument("--format", required=True, metavar="NAME", help="a registered LoRA export format")
-    q.add_argument("--out", required=True, metavar="PATH", help="a .safetensors file, or a folder to write it into")
+    q.add_argument(
+        "--out", required=True, metavar="PATH", help="a .safetensors file, or a folder to write it into"
+    )
     q.set_defaults(handler=run)
     q = lsub.add_parser("info", help="show an adapter's settings and modules")
     q.add_argument("adapter", metavar="ADAPTER", help="adapter .safetensors file")
@@ -67,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
         adapter = read_adapter(args.adapter)
         s = adapter.settings
         n = sum(v.numel() for v in adapter.state.values())
-        print(f"{args.adapter}: rank {s.rank}, alpha {s.alpha} (scale {s.scale:g}), dropout {s.dropout}, "
-              f"{len(adapter.modules)} modules, {n} parameters")
+        print(
+            f"{args.adapter}: rank {s.rank}, alpha {s.alpha} (scale {s.scale:g}), dropout {s.dropout}, "
+            f"{len(adapter.modules)} modules, {n} parameters"
+        )
         print("targets: " + ", ".join(s.targets))
         for key, value in sorted(adapter.meta.items()):
             print(f"{key}: {value}")
@@ -115,8 +130,15 @@ def merge_checkpoint(base: str, adapters: list[str], out: str) -> str:
     step = int(info.get("step", 0))
     keep = {k: v for k, v in info.items() if k not in ("files", "step", "time")}
     try:
-        ck.save_checkpoint(dst, step, weights, ema, ck.load_state(src),
-                           {**keep, "lora_merged": merged_from, "base": str(src)}, keep=None)
+        ck.save_checkpoint(
+            dst,
+            step,
+            weights,
+            ema,
+            ck.load_state(src),
+            {**keep, "lora_merged": merged_from, "base": str(src)},
+            keep=None,
+        )
     except BaseException:
         shutil.rmtree(dst, ignore_errors=True)
         raise

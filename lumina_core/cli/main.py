@@ -140,9 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the top-k labels of each. Files that cannot be decoded are skipped and counted.",
     )
     _recipe_args(p, "recipe YAML file the checkpoint was trained with")
-    p.add_argument("--input", required=True, nargs="+", action="extend", metavar="PATH", help="files or folders")
     p.add_argument(
-        "--ckpt", metavar="DIR", help="a checkpoint or run folder (default: the last checkpoint of this recipe's run)"
+        "--input", required=True, nargs="+", action="extend", metavar="PATH", help="files or folders"
+    )
+    p.add_argument(
+        "--ckpt",
+        metavar="DIR",
+        help="a checkpoint or run folder (default: the last checkpoint of this recipe's run)",
     )
     p.add_argument("--top-k", type=int, default=3, metavar="K", help="labels per file (default 3)")
     p.add_argument("--task", metavar="NAME", help="which task (default: the first classification task)")
@@ -226,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file without FILE.txt: stop with an error (default without --modality), pack the empty "
         "caption, or skip it; with --modality the modality's folder dataset decides by default",
     )
-    q.add_argument("--modality", metavar="NAME", help="pack SRC as NAME's folder dataset reads it (image, audio, ...)")
+    q.add_argument(
+        "--modality", metavar="NAME", help="pack SRC as NAME's folder dataset reads it (image, audio, ...)"
+    )
     q.add_argument("--overwrite", action="store_true", help="replace shards and a manifest already in DST")
     q.set_defaults(handler="data_pack")
     from lumina_core.cli.lora import add_parser as add_lora_parser  # argparse only: start-up stays fast
