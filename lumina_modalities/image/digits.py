@@ -20,6 +20,8 @@ from torch import Tensor
 from lumina_core.data import LuminaDataset
 from lumina_core.registry import DATASETS
 
+from .conditions import ConditionParameter, check_condition
+
 CAPTION = "a handwritten {}"
 NUM_TRAIN = 1500  # of the 1797 images, in a fixed shuffled order; the rest are "val"/"test"
 
@@ -68,7 +70,7 @@ def classify_digits(samples: Sequence[Tensor]) -> np.ndarray:
 
 
 @DATASETS.register("digits")
-class DigitsDataset(LuminaDataset):
+class DigitsDataset(ConditionParameter, LuminaDataset):
     """Handwritten digits upsampled to ``size`` px (bilinear), in [-1, 1] with bright ink on black.
 
     Args:
@@ -80,16 +82,10 @@ class DigitsDataset(LuminaDataset):
 
     modality = "image"
 
-    @property
-    def condition_kind(self) -> str:
-        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
-        return self.condition
-
     def __init__(
         self, size: int = 16, split: str = "train", condition: str = "class", channels: int = 1
     ) -> None:
-        if condition not in ("class", "text", "none"):
-            raise ValueError(f"condition must be 'class', 'text' or 'none'; got {condition!r}")
+        check_condition(condition, ("class", "text", "none"))
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3; got {channels}")
         if size < 8:

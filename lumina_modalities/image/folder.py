@@ -14,7 +14,9 @@ logs the skip once with the file's name and reports it (``skipped`` / ``skipped_
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from lumina_core.data.stream import ShardStream
 from lumina_core.registry import DATASETS
 
 from .buckets import bucket_sizes, nearest_bucket
+from .conditions import ConditionParameter, check_condition
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
 #: what a broken file raises inside PIL / numpy
@@ -107,6 +110,22 @@ def _split_indices(n: int, split: str, val_fraction: float) -> list[int]:
     return held if split != "train" else [i for i in range(n) if i % k != k - 1]
 
 
+def _check_pixels(channels: int, condition: str) -> None:
+    """The parameters the folder, shard and stream readers share: grey or RGB, captions or nothing."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3; got {channels}")
+    check_condition(condition, ("text", "none"))
+
+
+def _item(image: Tensor, caption: str, condition: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """A dataset item: the caption is the condition when ``condition`` is "text" and ground truth always."""
+    return {
+        "sample": image,
+        "condition": caption if condition == "text" else None,
+        "meta": {**meta, "caption": caption},
+    }
+
+
 class _ReadsFiles(LuminaDataset):
     """``__getitem__`` reads item ``i`` with ``_read(i)``; a file that cannot be decoded raises
     :class:`~lumina_core.data.robust.CorruptSampleError` naming it. Skipping and counting is the core's policy,
@@ -128,7 +147,7 @@ class _ReadsFiles(LuminaDataset):
 
 
 @DATASETS.register("image_folder")
-class ImageFolderDataset(_ReadsFiles):
+class ImageFolderDataset(ConditionParameter, _ReadsFiles):
     """Image files under ``root`` (recursively), each with a caption in the same-named ``.txt`` file.
 
     Args:
@@ -146,11 +165,6 @@ class ImageFolderDataset(_ReadsFiles):
 
     modality = "image"
 
-    @property
-    def condition_kind(self) -> str:
-        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
-        return self.condition
-
     def __init__(
         self,
         root: str,
@@ -166,10 +180,7 @@ class ImageFolderDataset(_ReadsFiles):
     ) -> None:
         from lumina_core.data.folder import list_pairs
 
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3; got {channels}")
-        if condition not in ("text", "none"):
-            raise ValueError(f"condition must be 'text' or 'none'; got {condition!r}")
+        _check_pixels(channels, condition)
         pairs = list_pairs(root, IMAGE_EXTENSIONS, missing_caption=missing_caption)
         self.pairs = [pairs[i] for i in _split_indices(len(pairs), split, val_fraction)]
         if not self.pairs:
@@ -220,9 +231,7 @@ class ImageFolderDataset(_ReadsFiles):
     def _read(self, index: int) -> dict[str, Any]:
         pair = self.pairs[index]
         image = decode_image(pair.path, self.target_size(index), self.channels)
-        caption = pair.caption()
-        cond = caption if self.condition == "text" else None
-        return {"sample": image, "condition": cond, "meta": {"path": str(pair.path), "caption": caption}}
+        return _item(image, pair.caption(), self.condition, {"path": str(pair.path)})
 
 
 def decode_image_sample(
@@ -239,16 +248,17 @@ def decode_image_sample(
         image = decode_image(data, (size, size), channels)
     except DECODE_ERRORS as err:
         raise CorruptSampleError(f"cannot decode image: {err}", name=str(sample.get("__key__"))) from err
-    caption = sample_caption(sample)
-    return {
-        "sample": image,
-        "condition": caption if condition == "text" else None,
-        "meta": {"key": sample.get("__key__"), "caption": caption},
-    }
+    return _item(image, sample_caption(sample), condition, {"key": sample.get("__key__")})
+
+
+def _decoder(size: int, channels: int, condition: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """:func:`decode_image_sample` with a dataset's settings: the one decoding of ``image_shards`` (indexed and
+    streamed) and ``image_stream``."""
+    return functools.partial(decode_image_sample, size=size, channels=channels, condition=condition)
 
 
 @DATASETS.register("image_shards")
-class ImageShardsDataset(_ReadsFiles):
+class ImageShardsDataset(ConditionParameter, _ReadsFiles):
     """Image + caption pairs from local webdataset ``.tar`` shards (as written by ``lumina data pack``).
 
     Map-style, so the trainer's seeded, resumable sampler can index it: the shards are indexed once (the
@@ -263,11 +273,6 @@ class ImageShardsDataset(_ReadsFiles):
 
     modality = "image"
 
-    @property
-    def condition_kind(self) -> str:
-        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
-        return self.condition
-
     def __init__(
         self,
         path: str,
@@ -279,10 +284,7 @@ class ImageShardsDataset(_ReadsFiles):
     ) -> None:
         from lumina_core.data.shards import IndexedShards
 
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3; got {channels}")
-        if condition not in ("text", "none"):
-            raise ValueError(f"condition must be 'text' or 'none'; got {condition!r}")
+        _check_pixels(channels, condition)
         self.index = IndexedShards(path, where=lambda members: any(e in IMAGE_EXTENSIONS for e in members))
         self.urls = self.index.urls
         if not len(self.index):
@@ -305,18 +307,13 @@ class ImageShardsDataset(_ReadsFiles):
 
     def stream(self, **kwargs: Any):
         """The same shards as a streaming ``ShardDataset`` (kwargs: shuffle_shards, shuffle_buffer, seed)."""
-        import functools
-
         from lumina_core.data.shards import ShardDataset
 
-        decode = functools.partial(
-            decode_image_sample, size=self.size, channels=self.channels, condition=self.condition
-        )
-        return ShardDataset(self.urls, decode, **kwargs)
+        return ShardDataset(self.urls, _decoder(self.size, self.channels, self.condition), **kwargs)
 
 
 @DATASETS.register("image_stream")
-class ImageStreamDataset(ShardStream):
+class ImageStreamDataset(ConditionParameter, ShardStream):
     """Image + caption pairs streamed from webdataset shards, for sets too large to index: local files, or
     URLs and ``pipe:`` commands (``"pipe:aws s3 cp s3://bucket/train-{000000..000999}.tar -"``).
 
@@ -332,11 +329,6 @@ class ImageStreamDataset(ShardStream):
 
     modality = "image"
 
-    @property
-    def condition_kind(self) -> str:
-        """``text`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
-        return self.condition
-
     def __init__(
         self,
         urls: str | list[str],
@@ -350,12 +342,7 @@ class ImageStreamDataset(ShardStream):
         shuffle_shards: bool = True,
         seed: int = 0,
     ) -> None:
-        import functools
-
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3; got {channels}")
-        if condition not in ("text", "none"):
-            raise ValueError(f"condition must be 'text' or 'none'; got {condition!r}")
+        _check_pixels(channels, condition)
         self.size, self.channels, self.condition = int(size), channels, condition
-        decode = functools.partial(decode_image_sample, size=self.size, channels=channels, condition=condition)
+        decode = _decoder(self.size, channels, condition)
         super().__init__(urls, decode, split, resampled, epoch_length, shuffle_buffer, shuffle_shards, seed)

@@ -23,6 +23,8 @@ from torch import Tensor
 from lumina_core.data import LuminaDataset
 from lumina_core.registry import DATASETS
 
+from .conditions import ConditionParameter
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.86, 0.16, 0.16),
@@ -119,7 +121,7 @@ def render(spec: ShapeSpec, size: int) -> Tensor:
 
 # -- the dataset -------------------------------------------------------------------------------------------
 @DATASETS.register("shapes")
-class ShapesDataset(LuminaDataset):
+class ShapesDataset(ConditionParameter, LuminaDataset):
     """Procedural coloured shapes with captions and ground truth.
 
     Args:
@@ -133,11 +135,6 @@ class ShapesDataset(LuminaDataset):
     """
 
     modality = "image"
-
-    @property
-    def condition_kind(self) -> str:
-        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
-        return self.condition
 
     def __init__(
         self,
