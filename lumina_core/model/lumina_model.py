@@ -50,8 +50,7 @@ class LuminaModel(nn.Module):
         cfg = self.config
         adapter = ModalityAdapter(spec, cfg.dim, cfg.cond_dim, cfg.head_dim, context_dim, cfg.context_dim)
         self.initialize_weights(adapter)
-        ref = next(self.trunk.parameters())
-        self.adapters[name] = adapter.to(device=ref.device, dtype=ref.dtype)
+        self.adapters[name] = self._like_trunk(adapter)
         return self.adapters[name]
 
     def add_head(self, name: str, head: nn.Module) -> nn.Module:
@@ -60,9 +59,14 @@ class LuminaModel(nn.Module):
             raise ValueError(f"cannot add a head to unknown task {name!r}; tasks: {self.tasks}")
         if name in self.heads:
             raise ValueError(f"task {name!r} already has a head")
-        ref = next(self.trunk.parameters())
-        self.heads[name] = head.to(device=ref.device, dtype=ref.dtype)
+        self.heads[name] = self._like_trunk(head)
         return self.heads[name]
+
+    def _like_trunk(self, part: nn.Module) -> nn.Module:
+        """``part`` moved to the trunk's device and dtype: a part added later (a task's adapter, an objective's
+        head) follows a model that was already moved or cast."""
+        ref = next(self.trunk.parameters())
+        return part.to(device=ref.device, dtype=ref.dtype)
 
     @property
     def tasks(self) -> list[str]:
