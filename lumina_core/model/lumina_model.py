@@ -75,7 +75,9 @@ class LuminaModel(nn.Module):
     def _adapter(self, task: str | None) -> ModalityAdapter:
         if task is None:
             if len(self.adapters) != 1:
-                raise ValueError(f"task must be named when the model has {len(self.adapters)} tasks: {self.tasks}")
+                raise ValueError(
+                    f"task must be named when the model has {len(self.adapters)} tasks: {self.tasks}"
+                )
             task = self.tasks[0]
         if task not in self.adapters:
             raise ValueError(f"unknown task {task!r}; tasks: {self.tasks}")
@@ -132,7 +134,11 @@ class LuminaModel(nn.Module):
         drop = None
         if context_drop is not None:
             drop = drop_plan(
-                ContextDrop.build(context_drop), batch.positions, batch.mask, t, len(self.trunk.layers),
+                ContextDrop.build(context_drop),
+                batch.positions,
+                batch.mask,
+                t,
+                len(self.trunk.layers),
                 lambda pos: adapter.rope.key_tables(pos, batch.positions, batch.mask, t, scaling),
             )
         return self.trunk(x, batch.mask, t, y, y_mask, cos, sin, prop, drop)
@@ -173,7 +179,9 @@ class LuminaModel(nn.Module):
         Instantiated on the meta device, so the count is exact and free even for the 2B preset.
         ``adapters`` maps task names to :class:`AdapterSpec` (or dicts of its fields); None counts the trunk.
         """
-        specs = {k: v if isinstance(v, AdapterSpec) else AdapterSpec(**v) for k, v in (adapters or {}).items()}
+        specs = {
+            k: v if isinstance(v, AdapterSpec) else AdapterSpec(**v) for k, v in (adapters or {}).items()
+        }
         with torch.device("meta"):
             model = cls(config, specs)
         return sum(p.numel() for p in model.parameters())
