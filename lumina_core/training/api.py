@@ -491,10 +491,15 @@ def sample(
 def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -> dict[str, float]:
     """Generate for the first ``eval.num_samples`` held-out items of every task (their conditions and
     shapes, the task's sampling settings, EMA weights), score with ``plugin.evaluate(samples, items,
-    dataset)``; return ``{"<task>/<metric>": value}`` and write it to ``<run_dir>/metrics.json``."""
+    dataset)``; return ``{"<task>/<metric>": value}`` and write it to ``<run_dir>/metrics.json``.
+
+    Each sample is graded once where the checker allows it (``score_is_mean`` or ``score_with_verdicts``, see
+    :mod:`lumina_core.training.verdicts`): the same grading gives the scores and each sample's verdict in
+    ``<run_dir>/eval/<task>/manifest.json`` (:func:`write_scored_samples`)."""
     from lumina_core.data.stream import first_items
     from lumina_core.progress import Progress
     from lumina_core.training import checkpoint as ckpt_io
+    from lumina_core.training.verdicts import VerdictRecorder
 
     cfg = typed_recipe(cfg)
     ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
@@ -520,10 +525,14 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
                     run.model, [it.get("condition") for it in items], task.shapes_of(items), device=dev,
                     on_batch=lambda start, batch, seed: progress.update(len(batch)), **overrides,
                 )  # fmt: skip
-            for k, v in task.plugin.evaluate(samples, items, val).items():
+            recorder = VerdictRecorder(val, samples, items)  # each sample graded once (training/verdicts.py)
+            for k, v in task.plugin.evaluate(samples, items, recorder.dataset).items():
                 metrics[f"{name}/{k}{suffix}"] = float(v)
             scored_dir = Path(cfg.run.output_dir) / "eval" / f"{name}{suffix}"
-            write_scored_samples(scored_dir, task.plugin, val, items, samples, {"checkpoint": str(ck), **settings})
+            write_scored_samples(
+                scored_dir, task.plugin, val, items, samples, {"checkpoint": str(ck), **settings},
+                verdicts=recorder.verdicts, score_kwargs=recorder.kwargs,
+            )  # fmt: skip
     run_dir = Path(cfg.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     step = (
@@ -539,18 +548,30 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
 
 
 def write_scored_samples(
-    out_dir: Path, plugin: Any, dataset: Any, items: list[dict], samples: list[Any], settings: dict[str, Any]
+    out_dir: Path,
+    plugin: Any,
+    dataset: Any,
+    items: list[dict],
+    samples: list[Any],
+    settings: dict[str, Any],
+    verdicts: Sequence[dict[str, float]] | None = None,
+    score_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """The samples an evaluation scored, as files, with the checker's verdict on each one.
 
     ``out_dir`` gets one preview per sample (named ``<index>_<condition slug>``) and ``manifest.json``: per
-    file, the condition, the ground truth (``meta``) and the scores ``dataset.score`` gives that sample alone
+    file, the condition, the ground truth (``meta``) and the scores the checker gives that sample alone
     - so a checker that is too generous, or a model that fails on one kind of prompt, shows up by reading
-    it. Datasets without a checker get the files and conditions only."""
+    it. ``verdicts`` are those scores when the evaluation already has them (one per sample, in order: see
+    :class:`lumina_core.training.verdicts.VerdictRecorder`); otherwise each sample is graded here with
+    ``dataset.score([sample], [item], **score_kwargs)``. Datasets without a checker get the files and
+    conditions only."""
     import shutil
 
     from lumina_core.training.manifest import Manifest, slug
 
+    if verdicts is not None and len(verdicts) != len(samples):
+        raise ValueError(f"write_scored_samples: {len(verdicts)} verdicts for {len(samples)} samples")
     if out_dir.exists():
         shutil.rmtree(out_dir)  # the verdicts of the previous evaluation of this run
     score = getattr(dataset, "score", None)
@@ -558,6 +579,11 @@ def write_scored_samples(
     for i, (x, item) in enumerate(zip(samples, items, strict=True)):
         cond = item.get("condition")
         files = plugin.write_preview([x], [cond], out_dir, f"{i:05d}_{slug(cond)}")
-        verdict = {k: float(v) for k, v in score([x], [item]).items()} if callable(score) else None
+        if verdicts is not None:
+            verdict: dict[str, float] | None = {k: float(v) for k, v in verdicts[i].items()}
+        elif callable(score):
+            verdict = {k: float(v) for k, v in score([x], [item], **(score_kwargs or {})).items()}
+        else:
+            verdict = None
         manifest.add(files, condition=cond, meta=item.get("meta", {}), verdict=verdict)
     return manifest.save()
