@@ -81,6 +81,8 @@ class DigitsDataset(ConditionParameter, LuminaDataset):
     """
 
     modality = "image"
+    #: ``score`` of a set is the mean of each sample's (the classifier reads each image alone)
+    score_is_mean = True
 
     def __init__(
         self, size: int = 16, split: str = "train", condition: str = "class", channels: int = 1

@@ -135,6 +135,8 @@ class ShapesDataset(ConditionParameter, LuminaDataset):
     """
 
     modality = "image"
+    #: ``score`` of a set is the mean of each sample's (every shipped item set agrees on carrying a size or not)
+    score_is_mean = True
 
     def __init__(
         self,
