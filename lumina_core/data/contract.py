@@ -12,7 +12,9 @@ dataset that
 * yields items ``{"sample": Tensor, "condition": str | int | None, "meta": dict}`` (``meta`` carries the
   ground truth a checker needs);
 * may define ``score(samples, items) -> dict[str, float]``, a checker with ground truth: generated samples
-  for ``items``' conditions in, scores in [0, 1] out (``"chance"`` may report the score of a random guess).
+  for ``items``' conditions in, scores in [0, 1] out (``"chance"`` may report the score of a random guess);
+  ``score_is_mean = True`` or ``score_with_verdicts`` let ``lumina eval`` grade each sample once
+  (:mod:`lumina_core.data.checkers`).
 
 :class:`LuminaDataset` is the base class that writes this down; subclassing it is optional (the contract
 is checked by behaviour), but new datasets should.
@@ -41,6 +43,8 @@ class LuminaDataset(torch.utils.data.Dataset):
 
     modality: ClassVar[str] = ""
     condition_kind: str = "none"
+    #: ``score`` of a set is, key by key, the mean of each sample's ``score([sample], [item])`` (NaN left out)
+    score_is_mean: ClassVar[bool] = False
 
     def __init__(self, split: str = "train") -> None:
         self.split = check_split(split)

@@ -1,79 +1,25 @@
-"""Each evaluated sample graded once: the set's scores and every sample's own verdict from one grading.
+"""``lumina eval`` grades each sample once: the set's scores and every sample's own verdict from one grading.
 
 ``lumina eval`` reports a task's scores (``plugin.evaluate(samples, items, dataset)``, which calls the
-dataset's checker ``dataset.score``) and writes each sample with the checker's verdict on it alone. Grading
-is the costly part (the multi-view checker renders the ground truth of every view), so a checker that can
-says how its set score relates to its verdicts (the dataset contract, :mod:`lumina_core.data.contract`):
-
-* ``score_is_mean = True``: for every key, ``score(samples, items)`` is the mean over the samples of
-  ``score([sample], [item])``, NaN left out (a sample the checker cannot grade). Each sample is graded alone,
-  once, and the set's scores are :func:`mean_verdict` of the verdicts;
-* ``score_with_verdicts(samples, items, **kw) -> (scores, verdicts)``: one pass gives the set's scores and one
-  verdict per sample (e.g. a chance level measured against other items' captions, which is no mean);
-* neither: the set is graded as a whole for its scores and each sample alone for its verdict (twice, as
-  nothing says the two agree).
+dataset's checker ``dataset.score``) and writes each sample with the checker's verdict on it alone
+(``write_scored_samples``). Grading is the costly part (the multi-view checker renders the ground truth of
+every view), so both come from one grading, :func:`lumina_core.data.checkers.score_with_verdicts`: each
+sample graded once when the checker declares ``score_is_mean`` or gives ``score_with_verdicts``, else the set
+as a whole and each sample alone, as before.
 
 :class:`VerdictRecorder` does this inside ``plugin.evaluate`` without the plugin knowing: it stands in for the
-dataset, answers the plugin's ``score`` call on the evaluated samples as above (with the keywords the
-plugin passes, e.g. the multi-view plugin's ``given_views``) and keeps the verdicts for the manifest.
+dataset, answers the plugin's ``score`` call on the evaluated samples (with the keywords the plugin passes,
+e.g. the multi-view plugin's ``given_views``) and keeps the verdicts for the manifest.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from lumina_core.data.checkers import mean_verdict, score_with_verdicts
 
-def mean_verdict(verdicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Key by key, the mean of per-sample scores over the samples that have the key, NaN left out.
-
-    A key whose values are all equal (a checker's constant chance level) keeps that value exactly rather
-    than a sum divided back (``(0.1 + 0.1 + 0.1) / 3 != 0.1``); one whose values are all NaN stays NaN.
-    """
-    if not verdicts:
-        raise ValueError("mean_verdict: no verdicts to average (a checker grades at least one sample)")
-    keys = list(dict.fromkeys(k for v in verdicts for k in v))
-    out: dict[str, float] = {}
-    for key in keys:
-        values = [float(v[key]) for v in verdicts if key in v]
-        finite = [x for x in values if not math.isnan(x)]
-        if not finite:
-            out[key] = math.nan
-        elif all(x == finite[0] for x in finite):
-            out[key] = finite[0]
-        else:
-            out[key] = math.fsum(finite) / len(finite)
-    return out
-
-
-def _floats(scores: Mapping[str, Any]) -> dict[str, float]:
-    return {str(k): float(v) for k, v in scores.items()}
-
-
-def score_with_verdicts(
-    dataset: Any, samples: Sequence[Any], items: Sequence[dict], **kwargs: Any
-) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """The set's scores and each sample's verdict from ``dataset``'s checker, each sample graded once when the
-    checker says how (module doc). ``kwargs`` go to every checker call."""
-    if len(samples) != len(items):
-        raise ValueError(
-            f"score needs one sample per item; got {len(samples)} samples and {len(items)} items"
-        )
-    joint = getattr(dataset, "score_with_verdicts", None)
-    if callable(joint):
-        scores, verdicts = joint(samples, items, **kwargs)
-        if len(verdicts) != len(samples):
-            raise ValueError(
-                f"{type(dataset).__name__}.score_with_verdicts gave {len(verdicts)} verdicts for "
-                f"{len(samples)} samples; it must give one per sample, in order"
-            )
-        return _floats(scores), [_floats(v) for v in verdicts]
-    whole = (
-        None if getattr(dataset, "score_is_mean", False) else _floats(dataset.score(samples, items, **kwargs))
-    )
-    alone = [_floats(dataset.score([x], [it], **kwargs)) for x, it in zip(samples, items, strict=True)]
-    return (mean_verdict(alone) if whole is None else whole), alone
+__all__ = ["VerdictRecorder", "mean_verdict", "score_with_verdicts"]
 
 
 class VerdictRecorder:

@@ -18,9 +18,9 @@ import math
 import pytest
 from toy_plugin import BumpDataset, seq_task, tiny_recipe
 
+from lumina_core.data.checkers import mean_verdict
 from lumina_core.registry import DATASETS
 from lumina_core.training.api import evaluate, train
-from lumina_core.training.verdicts import mean_verdict
 
 #: (dataset name, method, samples in the call) of every checker call
 CALLS: list[tuple[str, str, int]] = []
@@ -121,16 +121,3 @@ def test_a_joint_checker_gives_aggregate_and_verdicts_in_one_pass(evaluated):
         sum(v["template_mse"] for v in verdicts) / 5, rel=1e-12
     )
     assert "joint/peak_spread" in metrics
-
-
-def test_mean_verdict_leaves_nan_out_and_keeps_constants_exact():
-    verdicts = [
-        {"acc": 1.0, "chance": 0.1, "iou": float("nan")},
-        {"acc": 0.0, "chance": 0.1, "iou": 0.5},
-        {"acc": 1.0, "chance": 0.1, "iou": 0.25},
-    ]
-    assert (0.1 + 0.1 + 0.1) / 3 != 0.1  # so a constant is not averaged, it is kept
-    assert mean_verdict(verdicts) == {"acc": 2 / 3, "chance": 0.1, "iou": 0.375}
-    assert math.isnan(mean_verdict([{"iou": float("nan")}])["iou"])
-    with pytest.raises(ValueError, match="no verdicts"):
-        mean_verdict([])

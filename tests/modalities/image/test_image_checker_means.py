@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lumina_core.data import build_dataset
-from lumina_core.training.verdicts import mean_verdict, score_with_verdicts
+from lumina_core.data.checkers import mean_verdict, score_with_verdicts
 
 
 def _mixed(items, seed=0):

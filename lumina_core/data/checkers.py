@@ -1,0 +1,100 @@
+"""Tools for a dataset's checker (``score(samples, items) -> dict[str, float]``, the dataset contract).
+
+A checker grades generated samples against their items' ground truth. ``lumina eval`` reports the set's
+scores and writes every sample with its own verdict (``score([sample], [item])``); to grade each sample once,
+a checker says how the two relate (:mod:`lumina_core.training.verdicts` uses these):
+
+* ``score_is_mean = True`` (a class attribute): every key of the set's score is the mean over the samples of
+  the sample's verdict, NaN left out; :func:`mean_verdict` computes it from the verdicts;
+* ``score_with_verdicts(samples, items, **kw) -> (scores, verdicts)``: one pass gives both, for a checker
+  whose set score is no mean - :func:`score_against_captions` is one.
+
+:func:`score_with_verdicts` gives ``(scores, verdicts)`` for any checker, grading each sample once where the
+checker allows it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+
+def mean_verdict(verdicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Key by key, the mean of per-sample scores over the samples that have the key, NaN left out.
+
+    A key whose values are all equal (a checker's constant chance level) keeps that value exactly rather
+    than a sum divided back (``(0.1 + 0.1 + 0.1) / 3 != 0.1``); one whose values are all NaN stays NaN.
+    """
+    if not verdicts:
+        raise ValueError("mean_verdict: no verdicts to average (a checker grades at least one sample)")
+    keys = list(dict.fromkeys(k for v in verdicts for k in v))
+    out: dict[str, float] = {}
+    for key in keys:
+        values = [float(v[key]) for v in verdicts if key in v]
+        finite = [x for x in values if not math.isnan(x)]
+        if not finite:
+            out[key] = math.nan
+        elif all(x == finite[0] for x in finite):
+            out[key] = finite[0]
+        else:
+            out[key] = math.fsum(finite) / len(finite)
+    return out
+
+
+def _floats(scores: Mapping[str, Any]) -> dict[str, float]:
+    return {str(k): float(v) for k, v in scores.items()}
+
+
+def score_with_verdicts(
+    dataset: Any, samples: Sequence[Any], items: Sequence[dict], **kwargs: Any
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """The set's scores and each sample's verdict from ``dataset``'s checker (``kwargs`` go to every call).
+
+    ``dataset.score_with_verdicts`` when it has one; else, with ``score_is_mean``, each sample graded alone and
+    the scores their :func:`mean_verdict`; else the set graded as a whole and each sample alone (twice: nothing
+    says the two agree)."""
+    if len(samples) != len(items):
+        raise ValueError(
+            f"score needs one sample per item; got {len(samples)} samples and {len(items)} items"
+        )
+    joint = getattr(dataset, "score_with_verdicts", None)
+    if callable(joint):
+        scores, verdicts = joint(samples, items, **kwargs)
+        if len(verdicts) != len(samples):
+            raise ValueError(
+                f"{type(dataset).__name__}.score_with_verdicts gave {len(verdicts)} verdicts for "
+                f"{len(samples)} samples; it must give one per sample, in order"
+            )
+        return _floats(scores), [_floats(v) for v in verdicts]
+    whole = (
+        None if getattr(dataset, "score_is_mean", False) else _floats(dataset.score(samples, items, **kwargs))
+    )
+    alone = [_floats(dataset.score([x], [it], **kwargs)) for x, it in zip(samples, items, strict=True)]
+    return (mean_verdict(alone) if whole is None else whole), alone
+
+
+def score_against_captions(
+    graded: Sequence[Any],
+    truths: Sequence[Mapping[str, Any]],
+    check: Callable[[Any, Mapping[str, Any]], Mapping[str, bool]],
+    aggregate: Callable[[Sequence[Mapping[str, bool]]], dict[str, float]],
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """A checker whose chance level is each sample graded against another item's caption.
+
+    ``check(graded[i], truth)`` says which attributes of ``truth`` (an item's ground truth) sample ``i``
+    satisfies (``graded[i]`` is the sample, or what was measured on it once); ``aggregate`` turns a list of
+    such checks into scores. The set's scores are ``aggregate`` of each sample checked against its own item
+    and, with two samples or more, the same against the next item's truth (``i -> i + 1 mod n``, a
+    derangement), keys suffixed ``_shuffled``: the score of the same samples for captions they were not made
+    for. The verdict of sample ``i`` is ``aggregate([its own check])`` - what the set's scores are for that
+    sample alone. Each sample is checked once against its own caption, once against the other.
+    """
+    if len(graded) != len(truths) or not graded:
+        raise ValueError(f"score needs as many samples as items (> 0); got {len(graded)} and {len(truths)}")
+    own = [check(g, t) for g, t in zip(graded, truths, strict=True)]
+    scores = aggregate(own)
+    if len(graded) > 1:
+        other = [check(g, truths[(i + 1) % len(truths)]) for i, g in enumerate(graded)]
+        scores.update({f"{k}_shuffled": v for k, v in aggregate(other).items()})
+    return scores, [aggregate([c]) for c in own]
