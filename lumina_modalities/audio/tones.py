@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from lumina_core.data import LuminaDataset
+from lumina_core.data.checkers import score_against_captions
 from lumina_core.registry import DATASETS
 
 from . import analysis as A
@@ -234,14 +235,16 @@ class ToneDataset(LuminaDataset):
 
     def score(self, samples: Sequence[Tensor], items: Sequence[dict]) -> dict[str, float]:
         """Per-attribute accuracy, ``adherence`` and the shuffled-caption chance level (module doc)."""
-        if len(samples) != len(items) or not samples:
-            raise ValueError(f"score needs as many samples as items (> 0); got {len(samples)} and {len(items)}")
-        metas = [it["meta"] for it in items]
-        result = _aggregate([self.check(s, m) for s, m in zip(samples, metas, strict=True)])
-        if len(samples) > 1:
-            shuffled = [self.check(s, metas[(i + 1) % len(metas)]) for i, s in enumerate(samples)]
-            result.update({f"{k}_shuffled": v for k, v in _aggregate(shuffled).items()})
-        return result
+        return self.score_with_verdicts(samples, items)[0]
+
+    def score_with_verdicts(
+        self, samples: Sequence[Tensor], items: Sequence[dict]
+    ) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """:meth:`score` and each clip's verdict (its score alone) from one grading: the per-attribute
+        accuracies count only the clips an attribute applies to, and the chance level grades each clip against
+        the next item's caption, so the scores are no mean of the verdicts
+        (:func:`lumina_core.data.checkers.score_against_captions`)."""
+        return score_against_captions(samples, [it["meta"] for it in items], self.check, _aggregate)
 
 
 def _aggregate(checks: Sequence[dict[str, bool]]) -> dict[str, float]:

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from lumina_core.data import LuminaDataset
+from lumina_core.data.checkers import score_against_captions
 from lumina_core.registry import DATASETS
 
 from . import analysis as A
@@ -215,15 +216,18 @@ class MelodyDataset(LuminaDataset):
 
     def score(self, samples: Sequence[Tensor], items: Sequence[dict]) -> dict[str, float]:
         """``key_acc``, ``mode_acc``, ``tempo_acc``, ``density_acc``, ``adherence`` and ``*_shuffled``."""
+        return self.score_with_verdicts(samples, items)[0]
+
+    def score_with_verdicts(
+        self, samples: Sequence[Tensor], items: Sequence[dict]
+    ) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """:meth:`score` and each clip's verdict (its score alone) from one measurement per clip; the chance
+        level checks that measurement against the next item's caption, so the scores are no mean of the
+        verdicts (:func:`lumina_core.data.checkers.score_against_captions`)."""
         if len(samples) != len(items) or not samples:
             raise ValueError(f"score needs as many samples as items (> 0); got {len(samples)} and {len(items)}")
-        metas = [it["meta"] for it in items]
         measured = [self.measure(s) for s in samples]
-        out = _aggregate([self.check(s, m) for s, m in zip(measured, metas, strict=True)])
-        if len(samples) > 1:
-            shuffled = [self.check(s, metas[(i + 1) % len(metas)]) for i, s in enumerate(measured)]
-            out.update({f"{k}_shuffled": v for k, v in _aggregate(shuffled).items()})
-        return out
+        return score_against_captions(measured, [it["meta"] for it in items], self.check, _aggregate)
 
 
 def _aggregate(checks: Sequence[dict[str, bool]]) -> dict[str, float]:
