@@ -52,6 +52,7 @@ class MultiviewScenes(LuminaDataset):
     """
 
     modality = "multiview"
+    score_is_mean = True  #: ``score`` is the mean over samples (NaN left out): ``lumina eval`` renders each once
 
     def __init__(
         self,
