@@ -108,6 +108,7 @@ class MovingShapes(LuminaDataset):
     """
 
     modality = "video"
+    score_is_mean = True  #: ``score`` is the mean over clips of each clip's (``lumina eval`` grades each once)
 
     @property
     def condition_kind(self) -> str:
