@@ -26,16 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from sampling_table import NFES, SOLVERS, plot_error_vs_nfe, print_table, sweep  # noqa: E402
 from shapes_model import ROOT, generate_for, grade, held_out, load_shapes  # noqa: E402
-
-SOLVERS = ("euler", "midpoint", "heun", "rk4", "ab2")
-GRIDS = {
-    "uniform": {"name": "uniform"},
-    "shift(0.5)": {"name": "shift", "params": {"s": 0.5}},
-    "shift(2)": {"name": "shift", "params": {"s": 2.0}},
-    "sigmoid(4)": {"name": "sigmoid", "params": {"k": 4.0}},
-}
-NFES = (4, 6, 8, 10, 16, 20, 32)
 
 
 def rms(a, b) -> float:
@@ -52,8 +44,6 @@ def main() -> None:
     ap.add_argument("--plot", action="store_true", help="write the figure through benchmarks/plotting.py")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from lumina_core.sampling import build_solver
-
     cfg, model, plugin, enc = load_shapes()
     cfg_scale = float(cfg.tasks[0].sampling.cfg_scale)
     data = held_out(32, args.samples)
@@ -71,28 +61,19 @@ def main() -> None:
           f"{ref_m['adherence']:.3f} fid {ref_m['fid']:.2f}; its distance to dopri5 1e-6: {rms(ref, tight):.2e}",
           flush=True)
 
-    table: dict[str, dict[int, dict[str, float]]] = {}
-    for name in SOLVERS:
-        solver = build_solver(name)
-        for gname, grid in GRIDS.items():
-            row = {}
-            for nfe in args.nfes:
-                steps = solver.steps_for_nfe(nfe)
-                if steps is None:
-                    continue
-                out = run(name, grid, steps)
-                m = grade(plugin, out, items, data)
-                row[nfe] = {"rms": rms(out, ref), "adherence": m["adherence"], "fid": m["fid"]}
-                print(f"{name:9s} {gname:11s} {nfe:3d} NFE: rms {row[nfe]['rms']:.2e} adherence "
-                      f"{m['adherence']:.3f} fid {m['fid']:6.2f}", flush=True)
-            table[f"{name} | {gname}"] = row
+    def cell(name, gname, grid, steps, nfe):
+        out = run(name, grid, steps)
+        m = grade(plugin, out, items, data)
+        c = {"rms": rms(out, ref), "adherence": m["adherence"], "fid": m["fid"]}
+        print(f"{name:9s} {gname:11s} {nfe:3d} NFE: rms {c['rms']:.2e} adherence "
+              f"{m['adherence']:.3f} fid {m['fid']:6.2f}", flush=True)
+        return c
+
+    table = sweep(SOLVERS, args.nfes, cell)
     Path(args.out).write_text(json.dumps({"reference": ref_m, "table": table}, indent=2))
 
-    print("\n| solver | grid | " + " | ".join(str(n) for n in args.nfes) + " |")
-    print("|---|---|" + "---|" * len(args.nfes))
-    for key, row in table.items():
-        cells = [f"{row[n]['rms']:.3f} / {row[n]['adherence']:.2f}" if n in row else "" for n in args.nfes]
-        print(f"| {key} | " + " | ".join(cells) + " |")
+    print()
+    print_table(table, args.nfes, lambda c: f"{c['rms']:.3f} / {c['adherence']:.2f}")
     ok = [(n, row[n]["rms"], key) for key, row in table.items() for n in row
           if row[n]["adherence"] >= ref_m["adherence"] - 0.02]  # fmt: skip
     cheapest = min(ok) if ok else None
@@ -105,15 +86,8 @@ def main() -> None:
         print(f"cheapest cell within 0.02 adherence of the reference: {cheapest[2]} at {cheapest[0]} NFE "
               f"(rms {cheapest[1]:.3e})")
     if args.plot:
-        from plotting import line_panels
-
-        panels: dict[str, dict] = {}
-        for key, row in table.items():
-            solver, gname = key.split(" | ")
-            panels.setdefault(gname, {})[solver] = (list(row), [row[n]["rms"] for n in row])
-        line_panels(panels, "sampling_images_error_vs_nfe", title="shapes model: RMS error vs dopri5 (CFG 3)",
-                    xlabel="NFE", ylabel="RMS error", logx=True, logy=True,
-                    note="benchmarks/sampling_images.py, 2-core CPU shared with other jobs")
+        plot_error_vs_nfe(table, "sampling_images_error_vs_nfe", "shapes model: RMS error vs dopri5 (CFG 3)",
+                          "RMS error", "benchmarks/sampling_images.py, 2-core CPU shared with other jobs")
 
 
 if __name__ == "__main__":

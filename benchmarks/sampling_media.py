@@ -29,32 +29,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from media_models import ROOT, RUNS, generate_tokens, grade, held_out, load, rms  # noqa: E402
+from sampling_table import (  # noqa: E402  (cheapest_within, grid_label: this module's names too)
+    NFES,
+    SOLVERS,
+    cheapest_within,
+    grid_label,
+    plot_error_vs_nfe,
+    print_table,
+    sweep,
+)
 
-SOLVERS = ("euler", "midpoint", "heun", "rk4", "ab2")
-GRIDS = {
-    "uniform": {"name": "uniform"},
-    "shift(0.5)": {"name": "shift", "params": {"s": 0.5}},
-    "shift(2)": {"name": "shift", "params": {"s": 2.0}},
-    "sigmoid(4)": {"name": "sigmoid", "params": {"k": 4.0}},
-}
-NFES = (4, 6, 8, 10, 16, 20, 32)
 HEADLINE = {"tones": "pitch_acc", "video": "direction_acc"}
-
-
-def grid_label(grid: dict) -> str | None:
-    """The GRIDS label of a recipe's grid node, or None when the table has no such grid."""
-    for label, g in GRIDS.items():
-        if g["name"] == grid.get("name") and {k: float(v) for k, v in (g.get("params") or {}).items()} == {
-            k: float(v) for k, v in (grid.get("params") or {}).items()
-        }:
-            return label
-    return None
-
-
-def cheapest_within(table: dict[str, dict[int, dict[str, float]]], limit: float) -> tuple[int, float, str] | None:
-    """``(nfe, rms, "solver | grid")`` of the fewest-NFE cell with rms <= ``limit`` (ties: lower rms)."""
-    ok = [(nfe, row[nfe]["rms"], key) for key, row in table.items() for nfe in row if row[nfe]["rms"] <= limit]
-    return min(ok) if ok else None
 
 
 def main() -> None:
@@ -93,32 +78,24 @@ def main() -> None:
           + (f" fad {ref_m['fad']:.2f}" if "fad" in ref_m else "")
           + f"; its distance to dopri5 1e-6: {rms(ref_tok, tight):.2e}", flush=True)
 
-    table: dict[str, dict[int, dict[str, float]]] = {}
-    for name in args.solvers:
-        solver = build_solver(name)
-        for gname, grid in GRIDS.items():
-            row = {}
-            for nfe in args.nfes:
-                steps = solver.steps_for_nfe(nfe)
-                if steps is None:
-                    continue
-                scored = args.score_nfes is None or nfe in args.score_nfes
-                tok, out = sample(name, grid, steps, decode=scored)
-                m = grade(run, out, items, data) if scored else {headline: float("nan"), "adherence": float("nan")}
-                row[nfe] = {"rms": rms(tok, ref_tok), **m}
-                print(f"{name:9s} {gname:11s} {nfe:3d} NFE: rms {row[nfe]['rms']:.2e} {headline} {m[headline]:.3f} "
-                      f"adherence {m['adherence']:.3f}" + (f" fad {m['fad']:6.2f}" if "fad" in m else ""), flush=True)
-            table[f"{name} | {gname}"] = row
-        out_path = Path(args.out or ROOT / "runs" / f"bench_sampling_{args.model}.json")
+    def cell(name, gname, grid, steps, nfe):
+        scored = args.score_nfes is None or nfe in args.score_nfes
+        tok, out = sample(name, grid, steps, decode=scored)
+        m = grade(run, out, items, data) if scored else {headline: float("nan"), "adherence": float("nan")}
+        c = {"rms": rms(tok, ref_tok), **m}
+        print(f"{name:9s} {gname:11s} {nfe:3d} NFE: rms {c['rms']:.2e} {headline} {m[headline]:.3f} "
+              f"adherence {m['adherence']:.3f}" + (f" fad {m['fad']:6.2f}" if "fad" in m else ""), flush=True)
+        return c
+
+    out_path = Path(args.out or ROOT / "runs" / f"bench_sampling_{args.model}.json")
+
+    def save(table):  # after each solver: a long run keeps what it measured
         out_path.write_text(json.dumps({"reference": ref_m, "table": table}, indent=2))
 
+    table = sweep(args.solvers, args.nfes, cell, after_solver=save)
+
     print(f"\nCells: RMS error / {headline} / adherence")
-    print("| solver | grid | " + " | ".join(str(n) for n in args.nfes) + " |")
-    print("|---|---|" + "---|" * len(args.nfes))
-    for key, row in table.items():
-        cells = [f"{row[n]['rms']:.3f} / {row[n][headline]:.2f} / {row[n]['adherence']:.2f}" if n in row else ""
-                 for n in args.nfes]  # fmt: skip
-        print(f"| {key} | " + " | ".join(cells) + " |")
+    print_table(table, args.nfes, lambda c: f"{c['rms']:.3f} / {c[headline]:.2f} / {c['adherence']:.2f}")
 
     solver0 = recipe["solver"] if isinstance(recipe["solver"], str) else recipe["solver"]["name"]
     nfe0 = build_solver(solver0).nfe(recipe["steps"]) if hasattr(build_solver(solver0), "nfe") else None
@@ -135,15 +112,8 @@ def main() -> None:
             print(f"cheapest cell at most as far from the reference as the recipe's: {cheap[2]} at {cheap[0]} NFE "
                   f"(rms {cheap[1]:.3e})")
     if args.plot:
-        from plotting import line_panels
-
-        panels: dict[str, dict] = {}
-        for key, row in table.items():
-            solver, gname = key.split(" | ")
-            panels.setdefault(gname, {})[solver] = (list(row), [row[n]["rms"] for n in row])
-        line_panels(panels, f"sampling_{args.model}_error_vs_nfe", title=f"{args.model} model: RMS error vs dopri5",
-                    xlabel="NFE", ylabel="RMS error (model space)", logx=True, logy=True,
-                    note="benchmarks/sampling_media.py, 2-core CPU shared with other jobs")
+        plot_error_vs_nfe(table, f"sampling_{args.model}_error_vs_nfe", f"{args.model} model: RMS error vs dopri5",
+                          "RMS error (model space)", "benchmarks/sampling_media.py, 2-core CPU shared with other jobs")
 
 
 if __name__ == "__main__":
