@@ -50,23 +50,38 @@ def main() -> None:
     items = [data[i] for i in range(args.samples)]
 
     def run(solver, grid, steps):
-        out, _ = generate_for(model, plugin, enc, items, (3, 32, 32), batch_size=args.samples, solver=solver,
-                              grid=grid, steps=steps, cfg_scale=cfg_scale)
+        out, _ = generate_for(
+            model,
+            plugin,
+            enc,
+            items,
+            (3, 32, 32),
+            batch_size=args.samples,
+            solver=solver,
+            grid=grid,
+            steps=steps,
+            cfg_scale=cfg_scale,
+        )
         return [s.clamp(-1, 1) for s in out]
 
     ref = run({"name": "dopri5", "params": {"rtol": 1e-5, "atol": 1e-5}}, "uniform", 1)
     tight = run({"name": "dopri5", "params": {"rtol": 1e-6, "atol": 1e-6}}, "uniform", 1)
     ref_m = grade(plugin, ref, items, data)
-    print(f"# {args.samples} held-out captions, CFG {cfg_scale}; reference dopri5 1e-5: adherence "
-          f"{ref_m['adherence']:.3f} fid {ref_m['fid']:.2f}; its distance to dopri5 1e-6: {rms(ref, tight):.2e}",
-          flush=True)
+    print(
+        f"# {args.samples} held-out captions, CFG {cfg_scale}; reference dopri5 1e-5: adherence "
+        f"{ref_m['adherence']:.3f} fid {ref_m['fid']:.2f}; its distance to dopri5 1e-6: {rms(ref, tight):.2e}",
+        flush=True,
+    )
 
     def cell(name, gname, grid, steps, nfe):
         out = run(name, grid, steps)
         m = grade(plugin, out, items, data)
         c = {"rms": rms(out, ref), "adherence": m["adherence"], "fid": m["fid"]}
-        print(f"{name:9s} {gname:11s} {nfe:3d} NFE: rms {c['rms']:.2e} adherence "
-              f"{m['adherence']:.3f} fid {m['fid']:6.2f}", flush=True)
+        print(
+            f"{name:9s} {gname:11s} {nfe:3d} NFE: rms {c['rms']:.2e} adherence "
+            f"{m['adherence']:.3f} fid {m['fid']:6.2f}",
+            flush=True,
+        )
         return c
 
     table = sweep(SOLVERS, args.nfes, cell)
@@ -80,14 +95,23 @@ def main() -> None:
     at10 = {key: row[10]["rms"] for key, row in table.items() if 10 in row}
     best10 = min(at10, key=at10.get) if at10 else None
     if best10:
-        print(f"best at 10 NFE (rms): {best10}: rms {at10[best10]:.3e}, adherence "
-              f"{table[best10][10]['adherence']:.3f}")
+        print(
+            f"best at 10 NFE (rms): {best10}: rms {at10[best10]:.3e}, adherence "
+            f"{table[best10][10]['adherence']:.3f}"
+        )
     if cheapest:
-        print(f"cheapest cell within 0.02 adherence of the reference: {cheapest[2]} at {cheapest[0]} NFE "
-              f"(rms {cheapest[1]:.3e})")
+        print(
+            f"cheapest cell within 0.02 adherence of the reference: {cheapest[2]} at {cheapest[0]} NFE "
+            f"(rms {cheapest[1]:.3e})"
+        )
     if args.plot:
-        plot_error_vs_nfe(table, "sampling_images_error_vs_nfe", "shapes model: RMS error vs dopri5 (CFG 3)",
-                          "RMS error", "benchmarks/sampling_images.py, 2-core CPU shared with other jobs")
+        plot_error_vs_nfe(
+            table,
+            "sampling_images_error_vs_nfe",
+            "shapes model: RMS error vs dopri5 (CFG 3)",
+            "RMS error",
+            "benchmarks/sampling_images.py, 2-core CPU shared with other jobs",
+        )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--nfes", type=int, nargs="*", default=list(NFES))
     ap.add_argument("--solvers", nargs="*", default=list(SOLVERS))
-    ap.add_argument("--score-nfes", type=int, nargs="*", help="decode and score only at these NFE (default: all)")
+    ap.add_argument(
+        "--score-nfes", type=int, nargs="*", help="decode and score only at these NFE (default: all)"
+    )
     ap.add_argument("--quick", action="store_true", help="8 captions, euler/midpoint/ab2 at 8 and 16 NFE")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="JSON of every cell (default runs/bench_sampling_<model>.json)")
@@ -67,24 +69,38 @@ def main() -> None:
     items = [data[i] for i in range(args.samples)]
 
     def sample(solver, grid, steps, decode=True):
-        return generate_tokens(run, items, batch_size=args.samples, decode=decode, solver=solver, grid=grid,
-                               steps=steps, cfg_scale=cfg_scale)
+        return generate_tokens(
+            run,
+            items,
+            batch_size=args.samples,
+            decode=decode,
+            solver=solver,
+            grid=grid,
+            steps=steps,
+            cfg_scale=cfg_scale,
+        )
 
     ref_tok, ref_samples = sample({"name": "dopri5", "params": {"rtol": 1e-5, "atol": 1e-5}}, "uniform", 1)
     tight, _ = sample({"name": "dopri5", "params": {"rtol": 1e-6, "atol": 1e-6}}, "uniform", 1, decode=False)
     ref_m = grade(run, ref_samples, items, data)
-    print(f"# {args.model}: {args.samples} held-out captions, CFG {cfg_scale}; reference dopri5 1e-5: {headline} "
-          f"{ref_m[headline]:.3f} adherence {ref_m['adherence']:.3f}"
-          + (f" fad {ref_m['fad']:.2f}" if "fad" in ref_m else "")
-          + f"; its distance to dopri5 1e-6: {rms(ref_tok, tight):.2e}", flush=True)
+    print(
+        f"# {args.model}: {args.samples} held-out captions, CFG {cfg_scale}; reference dopri5 1e-5: {headline} "
+        f"{ref_m[headline]:.3f} adherence {ref_m['adherence']:.3f}"
+        + (f" fad {ref_m['fad']:.2f}" if "fad" in ref_m else "")
+        + f"; its distance to dopri5 1e-6: {rms(ref_tok, tight):.2e}",
+        flush=True,
+    )
 
     def cell(name, gname, grid, steps, nfe):
         scored = args.score_nfes is None or nfe in args.score_nfes
         tok, out = sample(name, grid, steps, decode=scored)
         m = grade(run, out, items, data) if scored else {headline: float("nan"), "adherence": float("nan")}
         c = {"rms": rms(tok, ref_tok), **m}
-        print(f"{name:9s} {gname:11s} {nfe:3d} NFE: rms {c['rms']:.2e} {headline} {m[headline]:.3f} "
-              f"adherence {m['adherence']:.3f}" + (f" fad {m['fad']:6.2f}" if "fad" in m else ""), flush=True)
+        print(
+            f"{name:9s} {gname:11s} {nfe:3d} NFE: rms {c['rms']:.2e} {headline} {m[headline]:.3f} "
+            f"adherence {m['adherence']:.3f}" + (f" fad {m['fad']:6.2f}" if "fad" in m else ""),
+            flush=True,
+        )
         return c
 
     out_path = Path(args.out or ROOT / "runs" / f"bench_sampling_{args.model}.json")
@@ -102,18 +118,29 @@ def main() -> None:
     key0 = f"{solver0} | {grid_label(recipe['grid'] or {})}"
     if nfe0 is not None and key0 in table and nfe0 in table[key0]:
         r0 = table[key0][nfe0]
-        print(f"recipe's sampler: {key0} at {nfe0} NFE: rms {r0['rms']:.3e}, {headline} {r0[headline]:.3f}, "
-              f"adherence {r0['adherence']:.3f}")
+        print(
+            f"recipe's sampler: {key0} at {nfe0} NFE: rms {r0['rms']:.3e}, {headline} {r0[headline]:.3f}, "
+            f"adherence {r0['adherence']:.3f}"
+        )
         at = {key: row[nfe0]["rms"] for key, row in table.items() if nfe0 in row}
         best = min(at, key=at.get)
-        print(f"lowest error at {nfe0} NFE: {best}: rms {at[best]:.3e}, {headline} {table[best][nfe0][headline]:.3f}")
+        print(
+            f"lowest error at {nfe0} NFE: {best}: rms {at[best]:.3e}, {headline} {table[best][nfe0][headline]:.3f}"
+        )
         cheap = cheapest_within(table, r0["rms"])
         if cheap:
-            print(f"cheapest cell at most as far from the reference as the recipe's: {cheap[2]} at {cheap[0]} NFE "
-                  f"(rms {cheap[1]:.3e})")
+            print(
+                f"cheapest cell at most as far from the reference as the recipe's: {cheap[2]} at {cheap[0]} NFE "
+                f"(rms {cheap[1]:.3e})"
+            )
     if args.plot:
-        plot_error_vs_nfe(table, f"sampling_{args.model}_error_vs_nfe", f"{args.model} model: RMS error vs dopri5",
-                          "RMS error (model space)", "benchmarks/sampling_media.py, 2-core CPU shared with other jobs")
+        plot_error_vs_nfe(
+            table,
+            f"sampling_{args.model}_error_vs_nfe",
+            f"{args.model} model: RMS error vs dopri5",
+            "RMS error (model space)",
+            "benchmarks/sampling_media.py, 2-core CPU shared with other jobs",
+        )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,14 @@ from . import analysis as A
 
 KINDS = ("tone", "chord", "sweep", "noise", "clicks", "beeps")
 LEVELS = {"quiet": -30.0, "loud": -15.0}
-DURATION_WORDS = {0.25: "a quarter of a second", 0.5: "half a second", 0.75: "three quarters of a second",
-                  1.0: "one second", 1.5: "one and a half seconds", 2.0: "two seconds"}
+DURATION_WORDS = {
+    0.25: "a quarter of a second",
+    0.5: "half a second",
+    0.75: "three quarters of a second",
+    1.0: "one second",
+    1.5: "one and a half seconds",
+    2.0: "two seconds",
+}
 COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 START = 0.1
 EDGE = 0.01
@@ -83,8 +89,10 @@ def render(meta: dict[str, Any], sr: int, clip_seconds: float, rng: np.random.Ge
             sig = np.sin(2 * math.pi * meta["pitch"] * t)
         elif kind == "chord":
             third = 4 if meta["quality"] == "major" else 3
-            sig = sum(np.sin(2 * math.pi * meta["pitch"] * 2 ** (s / 12) * t + rng.uniform(0, 2 * math.pi))
-                      for s in (0, third, 7))
+            sig = sum(
+                np.sin(2 * math.pi * meta["pitch"] * 2 ** (s / 12) * t + rng.uniform(0, 2 * math.pi))
+                for s in (0, third, 7)
+            )
         elif kind == "sweep":
             f0, f1 = meta["start_hz"], meta["end_hz"]
             k = math.log(f1 / f0) / meta["duration"]
@@ -161,9 +169,14 @@ class ToneDataset(LuminaDataset):
         level_tol_db: float = 5.0,
     ) -> None:
         problems = [f"unknown kind {k!r}" for k in kinds if k not in KINDS]
-        problems += [f"unknown level {lv!r} (known: {', '.join(LEVELS)})" for lv in levels if lv not in LEVELS]
-        problems += [f"duration {d} s does not fit a {clip_seconds} s clip starting at {START} s"
-                     for d in durations if d + START > clip_seconds]
+        problems += [
+            f"unknown level {lv!r} (known: {', '.join(LEVELS)})" for lv in levels if lv not in LEVELS
+        ]
+        problems += [
+            f"duration {d} s does not fit a {clip_seconds} s clip starting at {START} s"
+            for d in durations
+            if d + START > clip_seconds
+        ]
         problems += [f"count {c} not in 1..6" for c in counts if c not in COUNT_WORDS]
         if size < 1 or not kinds or not pitches or not durations or not levels or not counts:
             problems.append("size and every vocabulary list must be non-empty")
@@ -205,7 +218,12 @@ class ToneDataset(LuminaDataset):
         if not 0 <= index < self.size:
             raise IndexError(f"tones index {index} out of range [0, {self.size})")
         meta = self.attributes(index)
-        y = render(meta, self.sample_rate, self.clip_seconds, np.random.default_rng([self.seed, self._stream, index, 1]))
+        y = render(
+            meta,
+            self.sample_rate,
+            self.clip_seconds,
+            np.random.default_rng([self.seed, self._stream, index, 1]),
+        )
         y *= 10 ** ((meta["level_db"] - A.loudness_db(y)) / 20)
         wav = torch.from_numpy(y.astype(np.float32))[None]
         return {"sample": wav, "condition": caption(meta), "meta": meta}
@@ -221,8 +239,9 @@ class ToneDataset(LuminaDataset):
         if kind == "sweep":
             f0, f1 = A.sweep_endpoints(y, sr)
             tol = 2 * self.pitch_tol
-            out["pitch"] = (abs(A.semitones(f0, meta["start_hz"])) <= tol
-                            and abs(A.semitones(f1, meta["end_hz"])) <= tol)
+            out["pitch"] = (
+                abs(A.semitones(f0, meta["start_hz"])) <= tol and abs(A.semitones(f1, meta["end_hz"])) <= tol
+            )
         if "duration" in meta:
             d = A.active_duration(y, sr)
             out["duration"] = not silent and abs(d - meta["duration"]) <= max(0.1, 0.25 * meta["duration"])

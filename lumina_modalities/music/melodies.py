@@ -49,8 +49,10 @@ def _tempo_word(bpm: float) -> str:
 
 
 def caption(meta: dict[str, Any]) -> str:
-    return (f"a {_tempo_word(meta['tempo'])} {meta['kind']} in {meta['tonic']} {meta['mode']} at "
-            f"{meta['tempo']:g} bpm, {meta['meter']}/4, played on a {meta['timbre']}")
+    return (
+        f"a {_tempo_word(meta['tempo'])} {meta['kind']} in {meta['tonic']} {meta['mode']} at "
+        f"{meta['tempo']:g} bpm, {meta['meter']}/4, played on a {meta['timbre']}"
+    )
 
 
 def _midi_hz(m: float) -> float:
@@ -85,7 +87,9 @@ def _note(freq: float, n: int, timbre: str, sr: int) -> np.ndarray:
     return out
 
 
-def render(meta: dict[str, Any], sr: int, clip_seconds: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def render(
+    meta: dict[str, Any], sr: int, clip_seconds: float, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
     """(waveform, number of notes / chords struck) of an item's attributes."""
     total = int(round(clip_seconds * sr))
     y = np.zeros(total + sr)
@@ -116,7 +120,11 @@ def render(meta: dict[str, Any], sr: int, clip_seconds: float, rng: np.random.Ge
             root = (0, 3, 4, 0)[(b // 2) % 4]
             notes = [degree_midi(root + i) for i in (0, 2, 4)] + [degree_midi(root) - 12]
         for m in notes:
-            sig = gain * _note(_midi_hz(m), max(int(0.92 * beat * sr), 1), meta["timbre"], sr) / len(notes) ** 0.5
+            sig = (
+                gain
+                * _note(_midi_hz(m), max(int(0.92 * beat * sr), 1), meta["timbre"], sr)
+                / len(notes) ** 0.5
+            )
             y[start : start + len(sig)] += sig
         struck += 1
     return y[:total], struck
@@ -180,18 +188,32 @@ class MelodyDataset(LuminaDataset):
         def pick(options):
             return options[int(rng.integers(len(options)))]
 
-        return {"tonic": pick(self.tonics), "mode": pick(self.modes), "tempo": pick(self.tempos),
-                "meter": int(pick(self.meters)), "timbre": pick(self.timbres), "kind": pick(self.kinds)}
+        return {
+            "tonic": pick(self.tonics),
+            "mode": pick(self.modes),
+            "tempo": pick(self.tempos),
+            "meter": int(pick(self.meters)),
+            "timbre": pick(self.timbres),
+            "kind": pick(self.kinds),
+        }
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.size:
             raise IndexError(f"melodies index {index} out of range [0, {self.size})")
         meta = self.attributes(index)
-        y, struck = render(meta, self.sample_rate, self.clip_seconds,
-                           np.random.default_rng([self.seed, self._stream, index, 1]))
+        y, struck = render(
+            meta,
+            self.sample_rate,
+            self.clip_seconds,
+            np.random.default_rng([self.seed, self._stream, index, 1]),
+        )
         y *= 10 ** (-20 / 20) / max(np.sqrt(np.mean(y**2)), 1e-9)
         meta["notes_per_second"] = struck / self.clip_seconds
-        return {"sample": torch.from_numpy(y.astype(np.float32))[None], "condition": caption(meta), "meta": meta}
+        return {
+            "sample": torch.from_numpy(y.astype(np.float32))[None],
+            "condition": caption(meta),
+            "meta": meta,
+        }
 
     # -- checker -------------------------------------------------------------------------------------
     def measure(self, sample: Tensor | np.ndarray) -> dict[str, Any]:
@@ -199,8 +221,12 @@ class MelodyDataset(LuminaDataset):
         y, sr = A.to_numpy(sample), self.sample_rate
         tonic, mode = A.estimate_key(y, sr)
         onsets = A.onset_times(y, sr)
-        return {"tonic": tonic, "mode": mode, "tempo": A.tempo_bpm(y, sr, onsets=onsets),
-                "density": len(onsets) / (len(y) / sr)}
+        return {
+            "tonic": tonic,
+            "mode": mode,
+            "tempo": A.tempo_bpm(y, sr, onsets=onsets),
+            "density": len(onsets) / (len(y) / sr),
+        }
 
     def check(self, sample: Tensor | np.ndarray | dict, meta: dict[str, Any]) -> dict[str, bool]:
         """Which of the caption's attributes a clip (or its :meth:`measure` result) satisfies."""
@@ -225,7 +251,9 @@ class MelodyDataset(LuminaDataset):
         level checks that measurement against the next item's caption, so the scores are no mean of the
         verdicts (:func:`lumina_core.data.checkers.score_against_captions`)."""
         if len(samples) != len(items) or not samples:
-            raise ValueError(f"score needs as many samples as items (> 0); got {len(samples)} and {len(items)}")
+            raise ValueError(
+                f"score needs as many samples as items (> 0); got {len(samples)} and {len(items)}"
+            )
         measured = [self.measure(s) for s in samples]
         return score_against_captions(measured, [it["meta"] for it in items], self.check, _aggregate)
 
