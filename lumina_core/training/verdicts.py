@@ -54,6 +54,8 @@ class _Recording:
         self._dataset, self._recorder = dataset, recorder
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("_dataset", "_recorder"):  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self._dataset, name)
 
     def score(self, samples: Sequence[Any], items: Sequence[dict], **kwargs: Any) -> dict[str, float]:

@@ -121,3 +121,25 @@ def test_a_joint_checker_gives_aggregate_and_verdicts_in_one_pass(evaluated):
         sum(v["template_mse"] for v in verdicts) / 5, rel=1e-12
     )
     assert "joint/peak_spread" in metrics
+
+
+def test_the_recorder_answers_only_the_evaluated_samples():
+    import copy
+
+    from lumina_core.training.verdicts import VerdictRecorder
+
+    ds = CountedMeanBumps(split="val", size=4)
+    items = [ds[i] for i in range(3)]
+    samples = [it["sample"] for it in items]
+    rec = VerdictRecorder(ds, samples, items)
+    assert (
+        rec.dataset.modality == "_test_seq" and copy.copy(rec.dataset) is not None
+    )  # the rest is the dataset's
+    CALLS.clear()
+    other = [s.clone() for s in samples]  # equal values, other objects: not the evaluated samples
+    assert rec.dataset.score(other, items) == ds.score(other, items)
+    assert rec.verdicts is None and [c[2] for c in CALLS] == [3, 3]  # passed through, nothing recorded
+    scores = rec.dataset.score(list(samples), list(items))  # the evaluated ones (a plugin may copy the lists)
+    assert len(rec.verdicts) == 3 and scores["class_acc"] == 1.0
+    plain = object()
+    assert VerdictRecorder(plain, samples, items).dataset is plain  # no checker: nothing to stand in for
