@@ -22,8 +22,10 @@ def collate_items(items: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
 from lumina_core.data.contract import (  # noqa: E402  (the contract, after the collation helper)
     CONDITION_KINDS,
     SPLITS,
+    ConditionParameter,
     LuminaDataset,
     build_dataset,
+    check_condition,
     check_condition_kinds,
     condition_kind_of,
 )
@@ -31,8 +33,10 @@ from lumina_core.data.contract import (  # noqa: E402  (the contract, after the 
 __all__ = [
     "CONDITION_KINDS",
     "SPLITS",
+    "ConditionParameter",
     "LuminaDataset",
     "build_dataset",
+    "check_condition",
     "check_condition_kinds",
     "collate_items",
     "condition_kind_of",

@@ -23,7 +23,7 @@ is checked by behaviour), but new datasets should.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -54,6 +54,27 @@ class LuminaDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
+
+
+class ConditionParameter:
+    """Mixin for datasets whose ``condition`` parameter chooses what an item's condition is (a caption, a
+    class id or nothing): ``condition_kind`` is that parameter. List it before the dataset base class."""
+
+    condition: str
+
+    @property
+    def condition_kind(self) -> str:
+        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
+        return self.condition
+
+
+def check_condition(condition: str, allowed: Sequence[str]) -> str:
+    """``condition`` when it is one of ``allowed``, else a ValueError naming both."""
+    if condition not in allowed:
+        names = [repr(a) for a in allowed]
+        choices = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        raise ValueError(f"condition must be {choices}; got {condition!r}")
+    return condition
 
 
 def check_split(split: str) -> str:

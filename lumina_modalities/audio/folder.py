@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lumina_core.data import LuminaDataset
+from lumina_core.data import ConditionParameter, LuminaDataset
 from lumina_core.data.folder import list_pairs
 from lumina_core.data.robust import corrupt_on
 from lumina_core.data.stream import ShardStream
@@ -23,7 +23,7 @@ from lumina_core.registry import DATASETS
 from .io import AUDIO_EXTENSIONS, load_audio
 
 
-class _ReadsClips(LuminaDataset):
+class _ReadsClips(ConditionParameter, LuminaDataset):
     """``__getitem__`` reads clip ``i`` with ``_read(i)``; an unreadable clip raises
     :class:`~lumina_core.data.robust.CorruptSampleError` naming it (``AudioReadError`` is one). Skipping and
     counting is the core's policy, applied when :func:`lumina_core.data.build_dataset` builds the dataset."""
@@ -72,11 +72,6 @@ class AudioFolderDataset(_ReadsClips):
     """
 
     modality = "audio"
-
-    @property
-    def condition_kind(self) -> str:
-        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
-        return self.condition
 
     def __init__(self, root: str, sample_rate: int = 22050, max_seconds: float | None = 10.0,
                  on_long: str = "crop", condition: str = "text", missing_caption: str = "empty",
@@ -127,11 +122,6 @@ class AudioShardsDataset(_ReadsClips):
 
     modality = "audio"
 
-    @property
-    def condition_kind(self) -> str:
-        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
-        return self.condition
-
     def __init__(self, path: str, sample_rate: int = 22050, max_seconds: float | None = 10.0,
                  on_long: str = "crop", condition: str = "text", split: str = "train") -> None:
         from lumina_core.data.shards import IndexedShards
@@ -164,7 +154,7 @@ class AudioShardsDataset(_ReadsClips):
 
 
 @DATASETS.register("audio_stream")
-class AudioStreamDataset(ShardStream):
+class AudioStreamDataset(ConditionParameter, ShardStream):
     """Audio + caption pairs streamed from webdataset shards, for sets too large to index: local files, or
     URLs and ``pipe:`` commands. Decoded by :func:`decode_audio_sample`, like ``audio_shards``; see
     :class:`lumina_core.data.stream.ShardStream` for the train/val streams.
@@ -176,11 +166,6 @@ class AudioStreamDataset(ShardStream):
     """
 
     modality = "audio"
-
-    @property
-    def condition_kind(self) -> str:
-        """``text`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
-        return self.condition
 
     def __init__(self, urls: str | list[str], sample_rate: int = 22050, max_seconds: float | None = 10.0,
                  on_long: str = "crop", condition: str = "text", split: str = "train", resampled: bool = False,

@@ -17,10 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lumina_core.data import LuminaDataset
+from lumina_core.data import ConditionParameter, LuminaDataset, check_condition
 from lumina_core.registry import DATASETS
-
-from .conditions import ConditionParameter, check_condition
 
 CAPTION = "a handwritten {}"
 NUM_TRAIN = 1500  # of the 1797 images, in a fixed shuffled order; the rest are "val"/"test"

@@ -24,13 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lumina_core.data import LuminaDataset
+from lumina_core.data import ConditionParameter, LuminaDataset, check_condition
 from lumina_core.data.robust import CorruptSampleError, corrupt_on
 from lumina_core.data.stream import ShardStream
 from lumina_core.registry import DATASETS
 
 from .buckets import bucket_sizes, nearest_bucket
-from .conditions import ConditionParameter, check_condition
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
 #: what a broken file raises inside PIL / numpy

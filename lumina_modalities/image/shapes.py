@@ -20,10 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lumina_core.data import LuminaDataset
+from lumina_core.data import ConditionParameter, LuminaDataset
 from lumina_core.registry import DATASETS
-
-from .conditions import ConditionParameter
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 COLORS: dict[str, tuple[float, float, float]] = {

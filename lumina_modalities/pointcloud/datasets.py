@@ -25,7 +25,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
-from lumina_core.data import LuminaDataset
+from lumina_core.data import ConditionParameter, LuminaDataset
 from lumina_core.registry import DATASETS
 
 from .evaluation import score_pointclouds
@@ -50,15 +50,11 @@ def _check_common(split: str, condition: str, num_points: int) -> None:
         raise ValueError("; ".join(problems))
 
 
-class _Scored:
+class _Scored(ConditionParameter):
     """Mixin: the PointFlow metrics and nearest-reference accuracy for generated clouds vs their items."""
 
     modality = "pointcloud"
 
-    @property
-    def condition_kind(self) -> str:
-        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
-        return self.condition
     normalization: str = "sphere"
     emd: bool = True
     emd_points: int = 128

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lumina_core.data import LuminaDataset
+from lumina_core.data import ConditionParameter, LuminaDataset
 from lumina_core.registry import DATASETS
 
 from .checker import COLOURS, DIRECTIONS, score_clips
@@ -88,7 +88,7 @@ def _as_list(value: int | Sequence[int], what: str) -> tuple[int, ...]:
 
 
 @DATASETS.register("moving_shapes")
-class MovingShapes(LuminaDataset):
+class MovingShapes(ConditionParameter, LuminaDataset):
     """Procedural captioned clips with ground truth; a map-style dataset of ``num`` items.
 
     Args:
@@ -109,11 +109,6 @@ class MovingShapes(LuminaDataset):
 
     modality = "video"
     score_is_mean = True  #: ``score`` is the mean over clips of each clip's (``lumina eval`` grades each once)
-
-    @property
-    def condition_kind(self) -> str:
-        """``text``, ``class`` or ``none``: what the items' conditions are (the ``condition`` parameter)."""
-        return self.condition
 
     def __init__(
         self,

@@ -8,9 +8,8 @@ import pytest
 from PIL import Image
 
 import lumina_modalities.image  # noqa: F401  (registers the datasets)
-from lumina_core.data import build_dataset, condition_kind_of
+from lumina_core.data import build_dataset, check_condition, condition_kind_of
 from lumina_core.data.shards import pack_folder
-from lumina_modalities.image.conditions import check_condition
 
 
 @pytest.fixture(scope="module")
