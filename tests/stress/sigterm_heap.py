@@ -10,14 +10,18 @@ Seen here at commit 2b85bf0: 1 abort (exit 134, "corrupted size vs. prev_size wh
 beside a CPU hog, none in 8 runs without it; at ea32b72 none in 8 + 16 runs beside a hog. Rare: hundreds of runs
 are needed to tell a fix from luck. ``--torch`` sets ``LUMINA_LINEAR_BACKEND=torch`` (the issue saw
 no abort in 2 runs that way). ``--malloc-check`` preloads glibc's ``libc_malloc_debug.so`` with
-``MALLOC_CHECK_=3`` and ``MALLOC_PERTURB_=165``.
+``MALLOC_CHECK_=3`` and ``MALLOC_PERTURB_=165``. Every child runs with ``PYTHONFAULTHANDLER=1`` (all threads'
+Python stacks on an abort) and, with ``--core``, an unlimited core size, so an abort leaves ``run_K.err`` and a
+``core`` file in the work folder for ``gdb -batch -ex 'thread apply all bt' python core``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -49,20 +53,43 @@ def make_images(root: Path) -> None:
         (root / f"im{i:02d}.txt").write_text(f"a grey picture number {i % 7}")
 
 
-def one_run(work: Path, env: dict[str, str], tag: str) -> tuple[int, str]:
+def _unlimited_core() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def one_run(
+    work: Path,
+    env: dict[str, str],
+    tag: str,
+    core: bool = False,
+    delay: float | None = None,
+    cold: bool = False,
+) -> tuple[int, str]:
     out = work / f"run_{tag}"
     recipe = work / f"recipe_{tag}.yaml"
     recipe.write_text(RECIPE.format(out=out, images=work / "images"))
+    if cold:  # the captions are encoded (MiniLM, the tokenizer's threads) in every run, as on a first run
+        env = {**env, "LUMINA_CACHE_DIR": tempfile.mkdtemp(prefix="cache-", dir=work)}
     child = subprocess.Popen(
         [sys.executable, "-m", "lumina_core.cli", "train", str(recipe)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=work,  # not a checkout: --src wins
+        preexec_fn=_unlimited_core if core else None,
     )  # fmt: skip
-    for line in child.stdout:
-        if line.startswith("step 10/"):
-            break
+    if delay is None:
+        for line in child.stdout:
+            if line.startswith("step 10/"):
+                break
+    else:  # any moment once the run is set up: Lightning's start, the steps, a checkpoint save
+        for line in child.stdout:
+            if "run folder" in line:
+                break
+        time.sleep(delay)
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=600)
-    return child.returncode, "; ".join(m.group(0) for m in HEAP.finditer(err))
+    heap = "; ".join(m.group(0) for m in HEAP.finditer(err))
+    if heap or child.returncode in (-signal.SIGABRT, 134, -signal.SIGSEGV, 139):
+        (work / f"run_{tag}.err").write_text(err)
+    return child.returncode, heap
 
 
 def main() -> None:
@@ -72,8 +99,17 @@ def main() -> None:
     ap.add_argument("--src", help="run another checkout (put first on PYTHONPATH)")
     ap.add_argument("--torch", action="store_true", help="LUMINA_LINEAR_BACKEND=torch")
     ap.add_argument("--malloc-check", action="store_true")
+    ap.add_argument(
+        "--random-time",
+        type=float,
+        metavar="S",
+        help="signal at a uniform time in [0, S) s after the run is set up",
+    )
+    ap.add_argument("--cold", action="store_true", help="an empty cache folder for every run")
+    ap.add_argument("--core", action="store_true", help="let an aborted child write a core file")
     args = ap.parse_args()
-    env = dict(os.environ)
+    work = Path(tempfile.mkdtemp(prefix="sigterm-heap-"))
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1", "LUMINA_CACHE_DIR": str(work / "cache")}
     if args.src:
         env["PYTHONPATH"] = args.src
     if args.torch:
@@ -83,17 +119,18 @@ def main() -> None:
         env.update(
             {"MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165", **({"LD_PRELOAD": str(lib)} if lib else {})}
         )
-    work = Path(tempfile.mkdtemp(prefix="sigterm-heap-"))
     make_images(work / "images")
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
     try:
         aborts = 0
         for k in range(args.runs):
             t0 = time.time()
-            code, heap = one_run(work, env, str(k))
+            delay = random.Random(k).uniform(0, args.random_time) if args.random_time else None
+            code, heap = one_run(work, env, str(k), core=args.core, delay=delay, cold=args.cold)
             aborts += code == -signal.SIGABRT or code == 134 or bool(heap)
-            print(f"run {k}: exit {code} in {time.time() - t0:.0f} s {heap}", flush=True)
-        print(f"{aborts} of {args.runs} runs aborted with a heap error")
+            at = "" if delay is None else f" (signal at {delay:.1f} s)"
+            print(f"run {k}: exit {code} in {time.time() - t0:.0f} s{at} {heap}", flush=True)
+        print(f"{aborts} of {args.runs} runs aborted with a heap error (evidence in {work})")
     finally:
         if hog is not None:
             hog.kill()
