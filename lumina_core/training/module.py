@@ -85,6 +85,7 @@ class LuminaLightningModule(L.LightningModule):
         #: per task, where a streamed (webdataset) dataset's readers are, from the batches trained on
         self.stream_positions = {n: StreamPosition() for n in self.task_names}
         self._since_log: dict[str, list[float]] = {}  # task -> losses of the steps since the last log line
+        self._totals_since_log: list[float] = []  # the weighted total loss of each step since then
         self.nonfinite_skipped = 0
         self._consecutive_skips = 0
         self.datasets: dict[str, Any] = {}  # the training datasets, for their skip counts (set by train)
@@ -320,7 +321,8 @@ class LuminaLightningModule(L.LightningModule):
         self._consecutive_skips = 0
         for name, loss in losses.items():
             self._since_log.setdefault(name, []).append(loss.item())
-        self._log_step(total.detach(), grad_norm.detach(), lr)
+        self._totals_since_log.append(total.item())
+        self._log_step(grad_norm.detach(), lr)
 
     def _nonfinite(self, what: str, losses: dict[str, Tensor]) -> None:
         """Skip a step whose loss or gradient is not finite (``train.skip_nonfinite``), up to
@@ -353,17 +355,19 @@ class LuminaLightningModule(L.LightningModule):
         )
 
     # -- logging -------------------------------------------------------------------------------------------
-    def _log_step(self, total: Tensor, grad_norm: Tensor, lr: float) -> None:
-        """Every ``train.log_every`` steps: a console line and TensorBoard scalars. Per-task losses are the
-        mean over the steps since the last line that ran the task (with ``weighted`` mixing not every task
-        runs every step; the line says how many steps each task ran)."""
+    def _log_step(self, grad_norm: Tensor, lr: float) -> None:
+        """Every ``train.log_every`` steps: a console line and TensorBoard scalars. The loss is the mean of
+        the steps' weighted totals since the last line; per-task losses are the mean over the steps since the
+        last line that ran the task (with ``weighted`` mixing not every task runs every step; the line says
+        how many steps each task ran). Gradient norm and learning rate are this step's."""
         tc = self.cfg.train
         every = max(1, int(tc.log_every))
         if self.step % every and self.step != int(tc.max_steps):
             return
         ran = {k: (sum(v) / len(v), len(v)) for k, v in self._since_log.items()}
-        self._since_log = {}
-        scalars = {"train/loss": total.item(), "train/grad_norm": grad_norm.item(), "train/lr": lr}
+        total = sum(self._totals_since_log) / max(len(self._totals_since_log), 1)
+        self._since_log, self._totals_since_log = {}, []
+        scalars = {"train/loss": total, "train/grad_norm": grad_norm.item(), "train/lr": lr}
         scalars.update({f"train/loss_{k}": mean for k, (mean, _) in ran.items()})
         if self.nonfinite_skipped:
             scalars["train/nonfinite_skipped"] = self.nonfinite_skipped
@@ -386,7 +390,7 @@ class LuminaLightningModule(L.LightningModule):
         if self.nonfinite_skipped:
             skipped += f"  non-finite steps skipped: {self.nonfinite_skipped}"
         self.print(
-            f"step {self.step}/{tc.max_steps}  loss {total.item():.4f} ({per_task})  "
+            f"step {self.step}/{tc.max_steps}  loss {total:.4f} ({per_task})  "
             f"grad {grad_norm.item():.3g}  lr {lr:.3g}  {rate:.2f} it/s"
             f"{self._eta(rate)}{skipped}"
         )

@@ -81,3 +81,19 @@ def test_write_curves_single_task_and_nothing_logged(tmp_path):
 def test_moving_average():
     assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
     assert moving_average([4.0], 10) == [4.0]
+
+
+def test_logged_total_is_the_mean_since_the_last_line_like_the_task_losses(tmp_path, monkeypatch):
+    """With log_every=2 each logged task loss is the mean of two steps; the total beside it must be the mean
+    of the same two steps' totals (it was the last step's alone, which did not match the task losses)."""
+    monkeypatch.setenv("LUMINA_CACHE_DIR", str(tmp_path / "cache"))
+    from lumina_core.training.api import train
+
+    cfg = _recipe(tmp_path / "run", 4)
+    cfg.train.log_every = 2
+    train(cfg)
+    rows = _rows(tmp_path / "run" / "curves" / "loss.csv")
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    for r in rows:
+        total = float(r["train/loss_near"]) + 0.5 * float(r["train/loss_far"])
+        assert float(r["train/loss"]) == pytest.approx(total, rel=1e-5)
