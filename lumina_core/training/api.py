@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 from lumina_core.config.schema import STRATEGIES
 from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
 from lumina_core.training.build import RunParts, build_run, load_trainable, resolve_device, trainable_modules
-from lumina_core.training.ranks import launch_rank
+from lumina_core.training.ranks import close_process_group, launch_rank
 
 #: how many held-out items per task the preview callback renders
 PREVIEW_ITEMS = 4
@@ -158,6 +158,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     tips = _DropLightningTips()
     lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     lightning_log.addFilter(tips)
+    finished = False
     try:
         trainer = L.Trainer(
             **_trainer_device(str(cfg.run.device), int(tc.devices), int(tc.num_nodes), str(tc.strategy)),
@@ -185,6 +186,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
             # Lightning's own use of a deprecated torch pytree API; nothing a user can act on
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
             trainer.fit(module)
+        finished = True
     except SIGTERMException as exc:  # Lightning stops after the step; CheckpointEvery saved it
         raise Preempted(
             f"stopped by SIGTERM after step {module.step}; checkpoint {module.last_checkpoint}. Continue with "
@@ -194,6 +196,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
         lightning_log.removeFilter(tips)
         if launch_rank() == 0:
             _write_data_report(run_dir, module)
+        close_process_group(synchronise=finished)  # every rank, before the interpreter exits (see ranks.py)
     if launch_rank() != 0:
         return run_dir
     if module.nonfinite_skipped:

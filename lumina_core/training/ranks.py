@@ -15,3 +15,21 @@ def launch_rank() -> int:
     if "SLURM_PROCID" in os.environ and "SLURM_NTASKS" in os.environ and int(os.environ["SLURM_NTASKS"]) > 1:
         return int(os.environ["SLURM_PROCID"])
     return int(os.environ.get("LOCAL_RANK", 0)) + int(os.environ.get("NODE_RANK", 0))
+
+
+def close_process_group(synchronise: bool) -> None:
+    """Destroy ``torch.distributed``'s process groups on this rank before the interpreter exits.
+
+    PyTorch asks every process to call ``destroy_process_group()`` once communication is over: a gloo group
+    left for interpreter finalisation may still have worker threads running when it is destroyed, and the
+    process then aborts ("terminate called without an active exception", SIGABRT) after a run that
+    succeeded. With ``synchronise`` every rank first waits for the others (a barrier), so no rank leaves
+    while another still talks to it; without it (a rank that is failing) the group is only closed. Nothing
+    happens in a single-process run."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if synchronise:
+        dist.barrier()
+    dist.destroy_process_group()
