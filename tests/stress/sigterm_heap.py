@@ -103,7 +103,8 @@ def main() -> None:
         "--random-time",
         type=float,
         metavar="S",
-        help="signal at a uniform time in [0, S) s after the run is set up",
+        help="signal at a uniform time in [0, S) s after the run is set up (a signal in the first 2-3 s comes"
+        " before Lightning installs its handler and ends the process at once: exit -15, start-up only)",
     )
     ap.add_argument("--cold", action="store_true", help="an empty cache folder for every run")
     ap.add_argument("--core", action="store_true", help="let an aborted child write a core file")
