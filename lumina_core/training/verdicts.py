@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lumina_core.data.checkers import mean_verdict, score_with_verdicts
+from lumina_core.data.checkers import score_with_verdicts
 
-__all__ = ["VerdictRecorder", "mean_verdict", "score_with_verdicts"]
+__all__ = ["VerdictRecorder"]
 
 
 class VerdictRecorder:
