@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lumina_core.data import LuminaDataset
 from lumina_core.plugin import AdapterSpec, ModalityPlugin
 from lumina_core.registry import DATASETS, MODALITIES
 from lumina_core.tokens import TokenBatch
@@ -95,7 +96,7 @@ def bump_template(k: int, num_classes: int, channels: int, length: int) -> Tenso
 
 
 @DATASETS.register("_test_bumps", override=True)
-class BumpDataset(torch.utils.data.Dataset):
+class BumpDataset(LuminaDataset):
     modality = "_test_seq"
 
     @property

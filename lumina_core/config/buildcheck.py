@@ -115,7 +115,7 @@ def _check_task(task: dict, base: str, dim: int | None, problems: list[str]) -> 
     ):
         try:
             plugin = MODALITIES.build({"name": name, "params": params})
-            spec = plugin.adapter_spec() if hasattr(plugin, "adapter_spec") else None
+            spec = plugin.adapter_spec()
         except Exception as exc:  # noqa: BLE001 - any refusal of the plugin is the recipe's problem
             problems.append(f"{base}.modality: modality {name!r} refused its parameters: {exc}")
         else:

@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 
 import pytest
+from fixtures.stubs import ValidationOnlyDataset, ValidationOnlyPlugin
 from omegaconf import OmegaConf
 
 from lumina_core.cli.main import EXIT_USER_ERROR, main
@@ -21,21 +22,16 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @MODALITIES.register("_cli_seq", override=True)
-class CliSeq:
+class CliSeq(ValidationOnlyPlugin):
     name = "_cli_seq"
     conditions = frozenset({"class", "text", "none"})
 
     def __init__(self, channels: int = 1) -> None:
         self.channels = channels
 
-    def adapter_spec(self):  # what `config validate` asks every plugin for (token width vs the trunk)
-        from lumina_core.plugin import AdapterSpec
-
-        return AdapterSpec(in_dim=self.channels, out_dim=self.channels, num_axes=1, axis_split=(1,))
-
 
 @DATASETS.register("_cli_data", override=True)
-class CliData:
+class CliData(ValidationOnlyDataset):
     modality = "_cli_seq"
 
     def __init__(self, size: int = 4, split: str = "train") -> None:
@@ -320,9 +316,10 @@ def test_plugins_list_shows_entry_points_and_broken_plugins(fake_plugins_only, c
         "cligood",
         "cli_good_mod",
         """
+        from fixtures.stubs import ValidationOnlyPlugin
         from lumina_core.registry import MODALITIES
         @MODALITIES.register("cligood")
-        class P:
+        class P(ValidationOnlyPlugin):
             pass
     """,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from fixtures.stubs import ValidationOnlyDataset, ValidationOnlyPlugin
 from omegaconf import DictConfig
 
 from lumina_core.config import RecipeError, load_recipe, recipe_header_command, validate_recipe
@@ -12,7 +13,7 @@ from lumina_core.registry import DATASETS, MODALITIES
 
 
 @MODALITIES.register("_cfg_seq", override=True)
-class CfgSeqPlugin:
+class CfgSeqPlugin(ValidationOnlyPlugin):
     name = "_cfg_seq"
     conditions = frozenset({"class", "none"})
 
@@ -21,7 +22,7 @@ class CfgSeqPlugin:
 
 
 @MODALITIES.register("_cfg_textonly", override=True)
-class CfgTextOnly:
+class CfgTextOnly(ValidationOnlyPlugin):
     name = "_cfg_textonly"
     conditions = frozenset({"text"})
 
@@ -30,8 +31,9 @@ class CfgTextOnly:
 
 
 @DATASETS.register("_cfg_waves", override=True)
-class CfgWaves:
+class CfgWaves(ValidationOnlyDataset):
     modality = "_cfg_seq"
+    condition_kind = "class"
 
     def __init__(self, size: int = 8, num_classes: int = 3, seed: int = 0, split: str = "train") -> None:
         self.size = size
