@@ -138,8 +138,8 @@ def test_parse_shape():
 
 
 def test_cli_refuses_a_bad_port_before_loading_anything(tmp_path, capsys):
+    from fixtures.serve_run import tiny_recipe
     from omegaconf import OmegaConf
-    from serve_run import tiny_recipe
 
     from lumina_core.cli.main import EXIT_USER_ERROR, main
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.toy_plugin import SeqPlugin
 from torch import Tensor
-from toy_plugin import SeqPlugin
 
 from lumina_core.data import LuminaDataset
 from lumina_core.plugin import AdapterSpec
@@ -21,7 +21,7 @@ from lumina_core.testing import PluginConformance
 
 
 class WavePlugin(SeqPlugin):
-    """The test-suite's 1-D signal plugin (tests/toy_plugin.py: a (C, N) signal -> N/p tokens of width C p,
+    """The test-suite's 1-D signal plugin (tests/fixtures/toy_plugin.py: a (C, N) signal -> N/p tokens of width C p,
     one position axis), registered under its own name and accepting text conditions too."""
 
     name = "_conf_wave"
