@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from lumina_core.cli.main import add_command_group
+from lumina_core.cli.groups import add_command_group
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

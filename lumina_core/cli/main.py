@@ -14,6 +14,8 @@ import re
 import sys
 from collections.abc import Sequence
 
+from lumina_core.cli.groups import add_command_group
+
 EXIT_USER_ERROR = 2
 _OVERRIDE = re.compile(r"^[~+]?[A-Za-z_][\w\-]*(\.[\w\-]+)*(=|$)")
 
@@ -35,17 +37,6 @@ def _recipe_args(p: argparse.ArgumentParser, help: str | None = None) -> None:
         metavar="KEY=VALUE",
         help="recipe overrides, dotted keys with list indices (tasks.0.data.batch_size=8); ~key deletes",
     )
-
-
-def add_command_group(
-    sub: argparse._SubParsersAction, name: str, **kwargs: str
-) -> argparse._SubParsersAction:
-    """Add ``lumina NAME SUBCOMMAND`` (``kwargs``: ``help``, ``description``) and return the action to add its
-    sub-commands to: the one chosen lands in ``args.<NAME>_command``, and ``lumina NAME`` alone prints the
-    group's help."""
-    p = sub.add_parser(name, **kwargs)
-    p.set_defaults(handler="help", help_parser=p)
-    return p.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
 
 
 def build_parser() -> argparse.ArgumentParser:

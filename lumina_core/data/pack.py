@@ -181,7 +181,7 @@ def pack_samples(
     """
     import webdataset as wds
 
-    from lumina_core.data.shards import _scan_tar
+    from lumina_core.data.tar_index import scan_tar
 
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1; got {shard_size}")
@@ -226,7 +226,7 @@ def pack_samples(
         shards.append(
             {
                 "file": shard.name,
-                "samples": len(_scan_tar(str(shard))[1]),
+                "samples": len(scan_tar(str(shard))[1]),
                 "bytes": shard.stat().st_size,
                 "sha256": digest.hexdigest(),
             }

@@ -28,6 +28,7 @@ from typing import Any
 
 from lumina_core.data.pack import PackReport, PackSample, pack_folder, pack_samples, shard_key  # noqa: F401
 from lumina_core.data.robust import CorruptSampleError, PassTally, SkipCorruptIterable
+from lumina_core.data.tar_index import scan_tar
 
 logger = logging.getLogger("lumina.data")
 
@@ -396,7 +397,7 @@ class IndexedShards:
         # one entry per sample: (shard index, key, {ext: (member name, data offset, size)})
         self._entries: list[tuple[int, str, dict[str, tuple[str, int, int]]]] = []
         for u, url in enumerate(self.urls):
-            plain, groups = _scan_tar(url)
+            plain, groups = scan_tar(url)
             self._plain.append(plain)
             for key, members in groups.items():
                 if where is None or where({ext: m[0] for ext, m in members.items()}):
@@ -455,39 +456,6 @@ class IndexedShards:
             raise CorruptSampleError(f"cannot read from shard: {err}", name=f"{url}:{key}") from err
         sample["__key__"], sample["__url__"] = key, url
         return sample
-
-
-def _scan_tar(url: str) -> tuple[bool, dict[str, dict[str, tuple[str, int, int]]]]:
-    """(is an uncompressed tar, {key: {ext: (member name, data offset, size)}}) in member order."""
-    import tarfile
-
-    groups: dict[str, dict[str, tuple[str, int, int]]] = {}
-    try:
-        plain = not _compressed(url)
-        with tarfile.open(url) as tar:
-            for m in tar:
-                if not m.isfile():
-                    continue
-                head, _, base = m.name.rpartition("/")
-                key, dot, ext = base.partition(".")
-                if not (key and dot and ext):
-                    continue  # not a "<key>.<ext>" member: webdataset skips these too
-                groups.setdefault(f"{head}/{key}" if head else key, {})[ext.lower()] = (
-                    m.name,
-                    m.offset_data,
-                    m.size,
-                )
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise ValueError(
-            f"cannot index shard {url} (expected a tar file): {type(err).__name__}: {err}"
-        ) from err
-    return plain, groups
-
-
-def _compressed(url: str) -> bool:
-    with open(url, "rb") as f:
-        magic = f.read(6)
-    return magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00"
 
 
 def _buffer_shuffle(items: Iterator[Any], size: int, rng: random.Random) -> Iterator[Any]:

@@ -359,22 +359,13 @@ def prepare_weights(parts: RunParts, cfg: Any) -> None:
         load_weights(parts, cfg, ckpt_io.resolve_weights(str(tc.init_from), cfg.run.output_dir), "ema")
     if tc.lora is not None:
         from lumina_core.finetune.lora import apply_lora
+        from lumina_core.finetune.settings import lora_settings
 
         settings = lora_settings(cfg)
         if not apply_lora(parts.model, settings):
             raise ValueError(f"train.lora.targets {settings.targets} match no linear layer of the model")
         for enc in parts.conditioners.values():  # a class table stays as the base run trained it
             enc.requires_grad_(False)
-
-
-def lora_settings(cfg: Any) -> Any:
-    """``train.lora`` as :class:`lumina_core.finetune.lora.LoraSettings` (None without it)."""
-    from lumina_core.finetune.lora import DEFAULT_TARGETS, LoraSettings
-
-    lc = cfg.train.lora
-    if lc is None:
-        return None
-    return LoraSettings(int(lc.rank), float(lc.alpha), float(lc.dropout), list(lc.targets or DEFAULT_TARGETS))
 
 
 def _converted_weights(path: Path, model: Any, mods: dict[str, Any]) -> dict[str, Any]:

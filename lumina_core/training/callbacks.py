@@ -53,7 +53,7 @@ class CheckpointEvery(L.Callback):
         """``<run>/lora/adapter.safetensors``: the adapter (EMA factors) of the newest checkpoint, as ``lumina
         lora merge|export`` and ``lumina sample --lora`` read it."""
         from lumina_core.finetune.lora import save_adapter
-        from lumina_core.training.api import lora_settings
+        from lumina_core.finetune.settings import lora_settings
 
         meta = {"step": module.step, "base": module.cfg.train.init_from, "run": str(module.run_dir)}
         with module.ema_weights():
