@@ -278,7 +278,7 @@ def plugins_list(args: argparse.Namespace) -> int:
 def plugins_new(args: argparse.Namespace) -> int:
     from lumina_core.scaffold import create_plugin
 
-    root = create_plugin(args.name, args.dir, force=args.force)
+    root = create_plugin(args.name, args.dir, force=args.force, condition=args.condition)
     _say(f"created plugin package {root}")
     for p in sorted(root.rglob("*")):
         if p.is_file():

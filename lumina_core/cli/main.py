@@ -179,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name", metavar="NAME", help="plugin (modality) name, e.g. 'tones' (lowercase identifier)")
     q.add_argument("--dir", default=".", metavar="DIR", help="parent folder (default: current folder)")
     q.add_argument("--force", action="store_true", help="write into an existing, non-empty folder")
+    q.add_argument(
+        "--condition",
+        choices=("class", "text"),
+        default="class",
+        help="what the generated dataset's items carry: class labels (default) or text captions (a MiniLM "
+        "recipe, a checker whose chance level is the shuffled captions)",
+    )
     q.set_defaults(handler="plugins_new")
 
     csub = add_command_group(sub, "config", help="validate a recipe or show it resolved")
