@@ -35,7 +35,9 @@ def _recipe_args(p: argparse.ArgumentParser, help: str | None = None) -> None:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="recipe overrides, dotted keys with list indices (tasks.0.data.batch_size=8); ~key deletes",
+        help="recipe overrides, dotted keys with list indices (tasks.0.data.batch_size=8); ~key deletes; a "
+        "mapping merges into the recipe's (a component with another name replaces it). More recipe files "
+        "(*.yaml) here compose with RECIPE: their tasks join one run (docs/multitask.md)",
     )
 
 

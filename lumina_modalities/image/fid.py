@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lumina_core.progress import first_use
+
 FEATURE_NET_VERSION = "shapes-cnn-v2"
 NUM_FEATURES = 128
 _TRAIN_ITEMS, _EPOCHS, _BATCH, _LR = 3000, 3, 64, 3e-3
@@ -108,6 +110,7 @@ def _fit_feature_net(num_items: int, epochs: int, seed: int) -> ShapesFeatureNet
     opt = torch.optim.AdamW(net.parameters(), lr=_LR, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     net.train()
+    bar = first_use("training the FID-style feature network on procedural shapes", cache_dir())
     for _ in range(epochs):
         order = torch.randperm(num_items, generator=gen)
         for start in range(0, num_items, _BATCH):
@@ -119,6 +122,8 @@ def _fit_feature_net(num_items: int, epochs: int, seed: int) -> ShapesFeatureNet
             opt.zero_grad()
             loss.backward()
             opt.step()
+            bar.update()
+    bar.close()
     return net.eval().requires_grad_(False)
 
 

@@ -251,3 +251,17 @@ def test_params_for_a_component_without_a_constructor_are_reported(tmp_path):
     text = GOOD.replace("grid: {name: shift, params: {s: 4}}", "grid: {name: uniform, params: {s: 0.5}}")
     with pytest.raises(RecipeError, match=r"sampling\.grid\.params\.s: time grid 'uniform' does not take"):
         load_recipe(write(tmp_path, text))
+
+
+def test_a_mapping_override_merges_but_another_component_replaces_the_node(tmp_path):
+    """``encoder={name: class, ...}`` over a MiniLM encoder must not inherit ``max_length`` (it failed with
+    'conditioner class does not take max_length'); the same component's mapping still merges."""
+    path = write(tmp_path, GOOD.replace("{name: class, params: {num_classes: 3, dim: 64}}",
+                                        "{name: class, params: {num_classes: 3, dim: 64, init_std: 0.5}}"))
+    same = load_recipe(path, ["tasks.0.conditioning.encoder={name: class, params: {num_classes: 3}}"])
+    assert dict(same.tasks[0].conditioning.encoder.params) == {"num_classes": 3, "dim": 64, "init_std": 0.5}
+    other = load_recipe(path, ["tasks.0.conditioning.encoder={name: none}"])
+    assert other.tasks[0].conditioning.encoder.name == "none" and not other.tasks[0].conditioning.encoder.params
+    merged = load_recipe(path, ["train={lr: 0.01}"])
+    assert merged.train.lr == 0.01 and merged.train.max_steps == 20
+
