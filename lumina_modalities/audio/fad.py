@@ -144,10 +144,19 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 _EXTRACTORS: dict[tuple, FeatureExtractor] = {}
 
 
-def fad_score(generated: Sequence[Tensor], reference: Sequence[Tensor], sample_rate: int, **kwargs) -> float:
-    """Frechet distance between the embeddings of ``generated`` and ``reference`` waveforms."""
+def _extractor(**kwargs) -> FeatureExtractor:
     key = tuple(sorted(kwargs.items()))
     if key not in _EXTRACTORS:
         _EXTRACTORS[key] = FeatureExtractor(**kwargs)
-    ext = _EXTRACTORS[key]
+    return _EXTRACTORS[key]
+
+
+def embed_clips(waveforms: Sequence[Tensor], sample_rate: int, **kwargs) -> Tensor:
+    """``(N, D)`` embeddings of waveforms from the cached feature network (the FAD-style score's)."""
+    return torch.from_numpy(_extractor(**kwargs).embed(waveforms, sample_rate))
+
+
+def fad_score(generated: Sequence[Tensor], reference: Sequence[Tensor], sample_rate: int, **kwargs) -> float:
+    """Frechet distance between the embeddings of ``generated`` and ``reference`` waveforms."""
+    ext = _extractor(**kwargs)
     return frechet_distance(ext.embed(generated, sample_rate), ext.embed(reference, sample_rate))

@@ -162,6 +162,15 @@ def _batch01(images: Sequence[Tensor]) -> Tensor:
 
 
 @torch.no_grad()
+def embed_images(images: Sequence[Tensor], batch_size: int = 256) -> Tensor:
+    """``(N, D)`` features of images in [-1, 1] from the cached feature network (the FID-style score's)."""
+    net = feature_net()
+    return torch.cat(
+        [net.features(_batch01(images[s : s + batch_size])) for s in range(0, len(images), batch_size)]
+    )
+
+
+@torch.no_grad()
 def fid_score(generated: Sequence[Tensor], real: Sequence[Tensor], batch_size: int = 256) -> float:
     """Frechet distance between feature statistics of ``generated`` and ``real`` images (both in [-1, 1])."""
     from torchmetrics.image.fid import FrechetInceptionDistance
