@@ -62,8 +62,15 @@ def test_same_seed_same_result_other_seed_other_result(session):
         ("shapes", "a cat", {"shape": "3 by 16"}, "positive integers separated by commas"),
         ("shapes", "a cat", {"shape": "3, 15, 16"}, "multiples of 2"),
         ("shapes", "a cat", {"solver": "eulr"}, "unknown solver 'eulr'"),
-        ("shapes", "a cat", {"num": 0}, "must be 1 to 4"),
-        ("shapes", "a cat", {"steps": 0}, "steps must be at least 1"),
+        ("shapes", "a cat", {"num": 0}, "number of samples must be a whole number from 1 to 4"),
+        ("shapes", "a cat", {"steps": 0}, "steps must be a whole number from 1 to 100"),
+        # values a client can send past the page's sliders: each one line, no traceback (issue 27)
+        ("shapes", "a cat", {"steps": 1000}, "steps must be a whole number from 1 to 100 (the page's limit, --max-steps); got 1000"),
+        ("shapes", "a cat", {"steps": 2.5}, "steps must be a whole number"),
+        ("shapes", "a cat", {"num": 99}, "number of samples must be a whole number from 1 to 4"),
+        ("shapes", "a cat", {"seed": "abc"}, "the seed must be a whole number"),
+        ("shapes", "a cat", {"cfg_scale": "nan"}, "the guidance scale must be a number"),
+        ("shapes", "x" * 1001, {}, "the page takes up to 1000"),
         ("video", "a cat", {}, "unknown task 'video'; this recipe's tasks: shapes, clouds"),
     ],
 )
