@@ -21,7 +21,9 @@ def session(tiny_run, tmp_path_factory):
 # -- bounds of one request ------------------------------------------------------------------------------
 def test_a_shape_far_beyond_the_trained_size_is_refused_before_it_starts(session):
     # trained on 16x16 pixels in 2x2 patches: 64 tokens per sample; the page allows 4x that
-    r = session.generate("shapes", "a red circle", shape="3, 48, 48")  # 576 tokens: small enough to run, refused
+    r = session.generate(
+        "shapes", "a red circle", shape="3, 48, 48"
+    )  # 576 tokens: small enough to run, refused
     assert not r.ok and "that shape is 576 tokens per sample, the limit is 256" in r.message
     assert session.trained_tokens("shapes") == 64 and session.max_tokens("shapes") == 256
     r = session.generate("shapes", "a red circle", shape="3, 1024, 1024")
@@ -41,15 +43,24 @@ def test_the_operators_limits_replace_the_defaults(tiny_run, tmp_path):
     assert "up to 2 samples, 5 steps, 100 tokens per sample (trained on 64)" in s.limits_text("shapes")
     r = s.generate("shapes", "a cat", shape="3, 24, 24")  # 144 tokens
     assert "the limit is 100 (set by the operator (--max-tokens))" in r.message
-    assert "from 1 to 5 (the page's limit, --max-steps); got 6" in s.generate("shapes", "a cat", steps=6).message
-    assert "from 1 to 2 (the page's limit, --max-samples); got 3" in s.generate("shapes", "a cat", num=3).message
+    assert (
+        "from 1 to 5 (the page's limit, --max-steps); got 6" in s.generate("shapes", "a cat", steps=6).message
+    )
+    assert (
+        "from 1 to 2 (the page's limit, --max-samples); got 3" in s.generate("shapes", "a cat", num=3).message
+    )
     assert s.generate("shapes", "a cat", steps=5, num=2).ok
     health = s.health()
-    assert health["limits"]["max_tokens"] == {"shapes": 100, "clouds": 100} and health["limits"]["max_steps"] == 5
+    assert (
+        health["limits"]["max_tokens"] == {"shapes": 100, "clouds": 100}
+        and health["limits"]["max_steps"] == 5
+    )
 
 
 def test_bad_operator_limits_are_one_message():
-    with pytest.raises(ValueError, match=r"--max-samples must be 1 to 16, got 0; --max-seconds must be a positive"):
+    with pytest.raises(
+        ValueError, match=r"--max-samples must be 1 to 16, got 0; --max-seconds must be a positive"
+    ):
         Limits(max_samples=0, max_seconds=float("nan"))
 
 
@@ -60,7 +71,9 @@ def test_a_request_estimated_over_the_seconds_limit_is_refused(tiny_run, tmp_pat
     # euler, 3 steps: 3 evaluations of 0.5 s, guided (cfg 2): fits
     assert s.prepare("shapes", "a cat").estimate.seconds == pytest.approx(1.5)
     r = s.generate("shapes", "a cat", steps=61)  # 61 x 0.5 s = 30.5 s
-    assert not r.ok and r.message.startswith("too slow for this page: 1 sample(s) x 64 tokens, 61 network evaluations")
+    assert not r.ok and r.message.startswith(
+        "too slow for this page: 1 sample(s) x 64 tokens, 61 network evaluations"
+    )
     assert "about 30.5 s on this machine, the limit is 30.0 s per request (--max-seconds)" in r.message
     r = s.generate("shapes", "a cat", steps=40, solver="midpoint")  # 2 evaluations a step: 40 s
     assert not r.ok and "80 network evaluations" in r.message
@@ -107,12 +120,16 @@ def test_a_ticket_stops_when_cancelled_abandoned_or_late():
     t.check()  # polled at 0, 3 s ago: still there
     t.poll()
     clock.now = 7.5
-    with pytest.raises(Cancelled, match=r"stopped after 1 of about 10 evaluations: the client went away \(no word"):
+    with pytest.raises(
+        Cancelled, match=r"stopped after 1 of about 10 evaluations: the client went away \(no word"
+    ):
         t.check()
 
     late = Ticket("tab", estimate_s=5, evals=10, deadline_s=20, abandon_s=100, clock=clock)
     late.started, clock.now = 0.0, 21.0
-    with pytest.raises(Cancelled, match=r"it ran past 20 s, twice the page's limit per request \(estimated 5.0 s\)"):
+    with pytest.raises(
+        Cancelled, match=r"it ran past 20 s, twice the page's limit per request \(estimated 5.0 s\)"
+    ):
         late.check()
 
     cancelled = Ticket("tab", 5, 10, 20, 100, clock=clock)
@@ -144,7 +161,9 @@ def test_small_requests_go_before_a_large_one_and_the_queue_is_bounded():
     order: list[str] = []
     large = q.submit(lambda t: order.append("large"), estimate_s=100.0, evals=1)
     small = q.submit(lambda t: order.append("small"), estimate_s=1.0, evals=1)
-    with pytest.raises(Busy, match=r"busy: 2 requests are already waiting \(the operator allows 2, --max-waiting\)"):
+    with pytest.raises(
+        Busy, match=r"busy: 2 requests are already waiting \(the operator allows 2, --max-waiting\)"
+    ):
         q.submit(lambda t: None, estimate_s=1.0, evals=1)
     assert q.snapshot()["waiting"] == 2 and q.snapshot()["running"] is not None
     assert q.ahead_of(large)[0] == 2  # the running one and the small one

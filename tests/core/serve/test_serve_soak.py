@@ -109,7 +109,7 @@ def test_many_clients_mixed_sizes_some_abandoned_the_page_answers_and_memory_sta
     url, session = server
     caplog.set_level(logging.INFO, logger="lumina.serve")
     with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT) as c:  # warm-up: one of each, one at a time
-        for name, data, abandon in MIX:
+        for _, data, abandon in MIX:
             generate(c, data, abandon)
     rss_before = _rss_mib()
 
@@ -135,7 +135,9 @@ def test_many_clients_mixed_sizes_some_abandoned_the_page_answers_and_memory_sta
 
     def health_loop() -> None:
         with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT) as c:
-            for _ in range(int(SOAK_SECONDS * 20)):  # bounded: one poll per 50 ms at most while the soak lasts
+            for _ in range(
+                int(SOAK_SECONDS * 20)
+            ):  # bounded: one poll per 50 ms at most while the soak lasts
                 if stop.wait(0.05):
                     return
                 try:
@@ -155,12 +157,16 @@ def test_many_clients_mixed_sizes_some_abandoned_the_page_answers_and_memory_sta
 
     assert failures == [], failures
     assert health_polls and all(h["ok"] for h in health_polls)
-    assert any(h["running"] is not None for h in health_polls), "the health endpoint never saw a request running"
+    assert any(h["running"] is not None for h in health_polls), (
+        "the health endpoint never saw a request running"
+    )
     for name, expected in REFUSALS.items():
         assert answers[name] and all(expected in a for a in answers[name]), (name, answers[name])
     done = [a for name in ("small", "largest allowed", "points") for a in answers[name]]
     assert done, "no request was answered"
-    for a in done:  # made, refused as busy, or (on a very slow machine) stopped: always one line, never a hang
+    for (
+        a
+    ) in done:  # made, refused as busy, or (on a very slow machine) stopped: always one line, never a hang
         assert "sample(s) of shape" in a or "busy:" in a or "stopped after" in a, a
     assert any("sample(s) of shape" in a for a in done)
 
