@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 import tempfile
 import threading
 import time
@@ -141,6 +140,9 @@ class ServeSession:
         weights: ``"ema"`` (default) or ``"model"``.
         limits: the operator's bounds on one request (default :class:`Limits`()).
         abandon_s: a queued request whose client has not asked for it for this long is cancelled.
+        recalibrate_s: a cost measured longer ago than this is measured again (when the model is free) before a
+            request is refused as too slow: a load on the machine at that moment may have made every estimate
+            too high.
     """
 
     def __init__(
@@ -152,6 +154,7 @@ class ServeSession:
         weights: str = "ema",
         limits: Limits | None = None,
         abandon_s: float = 10.0,
+        recalibrate_s: float = 30.0,
     ) -> None:
         from lumina_core.config.typed import typed_recipe
 
@@ -161,12 +164,14 @@ class ServeSession:
         self.weights = weights
         self.limits = limits or Limits()
         self.abandon_s = float(abandon_s)
+        self.recalibrate_s = float(recalibrate_s)
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lumina-serve-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.tasks = {str(t.name): _task_info(t) for t in self.cfg.tasks}
         self.jobs = JobQueue(self.limits.max_waiting)
         self.cost: CostModel | None = None  # measured when the run loads (_calibrate)
         self.observed = Observed()  # how far off the estimates have been here
+        self._calibrated_at = -math.inf
         self._lock = threading.Lock()  # one generation at a time on the model
         self._load_lock = threading.Lock()
         self._parts: Any = None  # the loaded run (lumina_core.training.build.RunParts)
@@ -222,12 +227,16 @@ class ServeSession:
         tokens = self.tokens_of(name, shape)
         t1, t4 = (self._time_evaluation(name, shape, b) for b in (1, 4))
         cost = fit_cost(params, layers, dim, heads, tokens, t1, t4)
+        self._calibrated_at = time.monotonic()
+        self.observed = Observed()  # ratios to an earlier measurement no longer apply
         log.info("cost here: %.2g s per evaluation + %.3g s per Gflop (%s, %d tokens: %.3g s at batch 1, %.3g s at 4)",
                  cost.overhead_s, cost.seconds_per_flop * 1e9, name, tokens, t1, t4)  # fmt: skip
         return cost
 
     def _time_evaluation(self, name: str, shape: tuple[int, ...], batch: int, steps: int = 5) -> float:
-        """Median seconds between successive network evaluations of an Euler run at ``batch`` x ``shape``."""
+        """The fewest seconds between two successive network evaluations of an Euler run at ``batch`` x
+        ``shape`` (other work on the machine only ever adds time; requests that then take longer raise the
+        estimates through :attr:`observed`)."""
         from lumina_core.sampling import generate
 
         run_task = self._parts.tasks[name]
@@ -240,7 +249,7 @@ class ServeSession:
             generate(self._parts.model, run_task.plugin, run_task.conditioner, name, [null] * batch,
                      shapes=[shape] * batch, device=self._device,
                      hooks=[lambda step, t: stamps.append(time.perf_counter())], **kw)  # fmt: skip
-        return statistics.median(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+        return min(b - a for a, b in zip(stamps, stamps[1:], strict=False))
 
     def default_shape(self, task: str) -> tuple[int, ...] | None:
         """The task plugin's ``default_shape()`` once the run is loaded, else None."""
@@ -394,6 +403,9 @@ class ServeSession:
         guided = kw["cfg_scale"] != 1.0 and getattr(run_task.conditioner, "kind", "none") != "none"
         tokens = self.tokens_of(task, shp)
         est = estimate(self.cost, tokens, num, evals, guided, self.observed.factor)
+        if est.seconds > lim.max_seconds and self._stale_cost():  # measure again before saying "too slow"
+            self.cost = self._calibrate()
+            est = estimate(self.cost, tokens, num, evals, guided, self.observed.factor)
         why = refusal(
             est, self.max_tokens(task), self.trained_tokens(task), lim, available_memory(self._device)
         )
@@ -471,6 +483,11 @@ class ServeSession:
 
     def close(self) -> None:
         self.jobs.close()
+
+    def _stale_cost(self) -> bool:
+        """Whether the cost was measured more than ``recalibrate_s`` ago and the model is free to measure it
+        again now."""
+        return time.monotonic() - self._calibrated_at > self.recalibrate_s and not self._lock.locked()
 
     def _deadline(self) -> float:
         return 2.0 * self.limits.max_seconds

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -66,7 +67,7 @@ def test_bad_operator_limits_are_one_message():
 
 def test_a_request_estimated_over_the_seconds_limit_is_refused(tiny_run, tmp_path):
     cfg, _ = tiny_run
-    s = ServeSession(cfg, "last", out_dir=tmp_path, limits=Limits(max_seconds=30))
+    s = ServeSession(cfg, "last", out_dir=tmp_path, limits=Limits(max_seconds=30), recalibrate_s=math.inf)
     s.cost = CostModel(params=10_000, layers=1, dim=32, heads=2, overhead_s=0.5, seconds_per_flop=0.0)
     # euler, 3 steps: 3 evaluations of 0.5 s, guided (cfg 2): fits
     assert s.prepare("shapes", "a cat").estimate.seconds == pytest.approx(1.5)
@@ -77,6 +78,18 @@ def test_a_request_estimated_over_the_seconds_limit_is_refused(tiny_run, tmp_pat
     assert "about 30.5 s on this machine, the limit is 30.0 s per request (--max-seconds)" in r.message
     r = s.generate("shapes", "a cat", steps=40, solver="midpoint")  # 2 evaluations a step: 40 s
     assert not r.ok and "80 network evaluations" in r.message
+
+
+def test_a_stale_cost_is_measured_again_before_a_request_is_refused_as_too_slow(tiny_run, tmp_path):
+    """A machine busy at start-up makes every estimate too high; the page measures again rather than refuse."""
+    cfg, _ = tiny_run
+    s = ServeSession(cfg, "last", out_dir=tmp_path, limits=Limits(max_seconds=600), recalibrate_s=0.0)
+    s.cost = too_high = CostModel(
+        params=10_000, layers=1, dim=32, heads=2, overhead_s=1000, seconds_per_flop=0.0
+    )
+    r = s.generate("shapes", "a cat")  # 3 evaluations "of 1000 s" each
+    assert r.ok, r.message
+    assert s.cost != too_high and s.cost.eval_seconds(64, 2) < 200  # the tiny trunk, measured again
 
 
 def test_cost_model_known_answers():
