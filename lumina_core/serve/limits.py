@@ -35,6 +35,8 @@ from pathlib import Path
 MAX_SAMPLES = 4
 #: most samples an operator may allow (one slot per sample on the page)
 MAX_SAMPLES_CEILING = 16
+#: most requests an operator may let wait (each waiting request holds one of the server's worker threads)
+MAX_WAITING_CEILING = 32
 #: default bound on tokens per sample, as a multiple of the tokens the run was trained on per sample
 TOKEN_FACTOR = 4
 #: network evaluations assumed for an adaptive solver (dopri5 does not take a step count; about 100 at its
@@ -70,6 +72,8 @@ class Limits:
                 problems.append(
                     f"--{name.replace('_', '-')} must be at least {0 if name == 'max_waiting' else 1}, got {value}"
                 )
+        if int(self.max_waiting) > MAX_WAITING_CEILING:
+            problems.append(f"--max-waiting must be at most {MAX_WAITING_CEILING}, got {self.max_waiting}")
         if not 1 <= int(self.max_samples) <= MAX_SAMPLES_CEILING:
             problems.append(f"--max-samples must be 1 to {MAX_SAMPLES_CEILING}, got {self.max_samples}")
         if not (math.isfinite(float(self.max_seconds)) and float(self.max_seconds) > 0):

@@ -50,6 +50,8 @@ from lumina_core.serve.limits import (
 
 log = logging.getLogger("lumina.serve")
 
+#: longest shape text and largest size on one axis a request may type (the token limit refuses far less)
+MAX_SHAPE_CHARS, MAX_SIDE = 100, 1_000_000
 #: longest prompt a request may type (captions are a sentence; the text encoders truncate far below this)
 MAX_PROMPT_CHARS = 1000
 
@@ -94,13 +96,16 @@ def _task_info(task: Any) -> TaskInfo:
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
     """``"3, 48, 64"`` (or ``3x48x64``) -> ``(3, 48, 64)``; empty -> None (the plugin's default shape)."""
-    text = (text or "").strip().strip("()[]")
+    text = str(text or "").strip().strip("()[]")
     if not text:
         return None
+    if len(text) > MAX_SHAPE_CHARS:
+        raise ValueError(f"the shape is {len(text)} characters; a shape is a few numbers, e.g. '3, 32, 32'")
     parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p]
-    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+    if not parts or not all(p.isdigit() and 0 < int(p) <= MAX_SIDE for p in parts):
         raise ValueError(
-            f"the shape must be positive integers separated by commas, e.g. '3, 32, 32'; got {text!r}"
+            f"the shape must be positive integers separated by commas (each at most {MAX_SIDE}), e.g. "
+            f"'3, 32, 32'; got {text!r}"
         )
     return tuple(int(p) for p in parts)
 
@@ -292,6 +297,8 @@ class ServeSession:
                 rough = self.tokens_of(task, default) * math.prod(shape) / math.prod(default)
                 if rough > 16 * self.max_tokens(task):
                     return int(rough)
+            if len(self._tokens) >= 256:  # shapes come from clients: keep the cache bounded
+                self._tokens.clear()
             self._tokens[key] = int(plugin.layout([tuple(shape)]).lengths[0])
         return self._tokens[key]
 
@@ -422,6 +429,9 @@ class ServeSession:
             req = self.prepare(task, prompt, **request)
         except (ValueError, FileNotFoundError, KeyError) as exc:
             return self._refused(exc)
+        except Exception as exc:  # noqa: BLE001 - a request the checks did not foresee: said, logged
+            log.exception("checking a request failed")
+            return PageResult(False, f"could not check the request: {type(exc).__name__}: {exc}")
         ticket = Ticket(None, req.estimate.seconds, req.estimate.evals, self._deadline(), math.inf)
         ticket.started = time.monotonic()
         return self._run(req, ticket)
@@ -438,9 +448,13 @@ class ServeSession:
                 deadline_s=self._deadline(), abandon_s=self.abandon_s,
             )  # fmt: skip
         except (ValueError, FileNotFoundError, KeyError) as exc:
-            done = Ticket(owner, 0.0, 0, 0.0, math.inf)
-            done.finish(self._refused(exc))
-            return done
+            result = self._refused(exc)
+        except Exception as exc:  # noqa: BLE001 - a request the checks did not foresee: said, logged
+            log.exception("checking a request failed")
+            result = PageResult(False, f"could not check the request: {type(exc).__name__}: {exc}")
+        done = Ticket(owner, 0.0, 0, 0.0, math.inf)
+        done.finish(result)
+        return done
 
     def cancel(self, owner: str | None) -> int:
         """Cancel the unfinished requests of ``owner``; return how many."""
