@@ -70,11 +70,14 @@ def browser(tmp_path_factory):
 
 
 def _status_contains(page, text: str) -> None:
-    page.wait_for_function(
-        "t => (document.querySelector('#lumina-status') || {}).innerText.includes(t)",
-        arg=text,
-        timeout=60_000,
-    )
+    try:
+        page.wait_for_function(
+            "t => (document.querySelector('#lumina-status') || {}).innerText.includes(t)",
+            arg=text,
+            timeout=60_000,
+        )
+    except sync_api.TimeoutError:
+        pytest.fail(f"the status line never said {text!r}; it says {page.inner_text('#lumina-status')!r}")
 
 
 def _local_page(browser, url: str):

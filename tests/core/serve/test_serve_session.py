@@ -71,6 +71,7 @@ def test_same_seed_same_result_other_seed_other_result(session):
         ("shapes", "a cat", {"seed": "abc"}, "the seed must be a whole number"),
         ("shapes", "a cat", {"cfg_scale": "nan"}, "the guidance scale must be a number"),
         ("shapes", "x" * 1001, {}, "the page takes up to 1000"),
+        ("shapes", "a cat", {"shape": "3, " + "9" * 4000 + ", 2"}, "the shape is 4006 characters"),
         ("video", "a cat", {}, "unknown task 'video'; this recipe's tasks: shapes, clouds"),
     ],
 )
