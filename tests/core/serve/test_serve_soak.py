@@ -157,17 +157,15 @@ def test_many_clients_mixed_sizes_some_abandoned_the_page_answers_and_memory_sta
 
     assert failures == [], failures
     assert health_polls and all(h["ok"] for h in health_polls)
-    assert any(h["running"] is not None for h in health_polls), (
-        "the health endpoint never saw a request running"
-    )
+    assert any(h["running"] is not None for h in health_polls), "no poll saw a request running"
     for name, expected in REFUSALS.items():
         assert answers[name] and all(expected in a for a in answers[name]), (name, answers[name])
     done = [a for name in ("small", "largest allowed", "points") for a in answers[name]]
     assert done, "no request was answered"
-    for (
-        a
-    ) in done:  # made, refused as busy, or (on a very slow machine) stopped: always one line, never a hang
-        assert "sample(s) of shape" in a or "busy:" in a or "stopped after" in a, a
+    # made, or (on a very busy machine) refused or stopped: always one line, never a hang
+    outcomes = ("sample(s) of shape", "busy:", "stopped after", "too slow for this page")
+    for a in done:
+        assert any(o in a for o in outcomes), a
     assert any("sample(s) of shape" in a for a in done)
 
     with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT) as c:  # the queue drains: abandoned work stops
