@@ -184,18 +184,27 @@ def eval(args: argparse.Namespace) -> int:  # noqa: A001 - the command is called
 
 
 def serve(args: argparse.Namespace) -> int:
+    from lumina_core.serve.access import exposure, resolve_token
+    from lumina_core.serve.limits import Limits
+
     cfg = _load(args)
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    limits = Limits(args.max_tokens, args.max_samples, args.max_steps, args.max_seconds, args.max_waiting)
+    token, source = resolve_token(args.host, args.token)
     _say(f"lumina serve: {args.recipe}, checkpoint {args.ckpt}; tasks: {_describe_tasks(cfg)}")
     from lumina_core.serve.app import launch
     from lumina_core.serve.session import ServeSession
 
-    session = ServeSession(cfg, args.ckpt, out_dir=args.out)
+    session = ServeSession(cfg, args.ckpt, out_dir=args.out, limits=limits)
     if session.load_error:
         _say(f"  not loaded yet (the page will say so and retry on each request): {session.load_error}")
-    _say(f"  files go to {session.out_dir}; open http://{args.host}:{args.port} (Ctrl+C stops)")
-    launch(session, host=args.host, port=args.port)
+    for task in session.tasks:
+        _say(f"  limits for {task}: {session.limits_text(task)}")
+    _say(f"  files go to {session.out_dir} (Ctrl+C stops)")
+    for line in exposure(args.host, args.port, token, source):
+        _say(line)
+    launch(session, host=args.host, port=args.port, token=token)
     return 0
 
 

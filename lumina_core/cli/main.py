@@ -157,10 +157,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--ckpt", default="last", metavar="DIR", help="a checkpoint or run folder, or 'last' (default)"
     )
     p.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; any other needs an access token)",
     )
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--out", metavar="DIR", help="keep the generated files here (default: a temporary folder)")
+    p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="access token asked on the page's login (default: $LUMINA_SERVE_TOKEN; for a non-local --host "
+        "one is generated and printed)",
+    )
+    limits = p.add_argument_group("limits of one request (shown on the page)")
+    limits.add_argument(
+        "--max-tokens", type=int, metavar="N", help="tokens per sample (default: 4x each task's trained size)"
+    )
+    limits.add_argument(
+        "--max-samples", type=int, default=4, metavar="N", help="samples (default 4, at most 16)"
+    )
+    limits.add_argument("--max-steps", type=int, default=100, metavar="N", help="solver steps (default 100)")
+    limits.add_argument(
+        "--max-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="estimated compute seconds on this machine; a running request stops at twice this (default 60)",
+    )
+    limits.add_argument(
+        "--max-waiting", type=int, default=8, metavar="N", help="requests waiting behind the running one (8)"
+    )
     p.set_defaults(handler="serve")
 
     psub = add_command_group(sub, "plugins", help="list installed plugins, scaffold a new one")
