@@ -26,6 +26,7 @@ from lumina_core.config.schema import STRATEGIES
 from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
 from lumina_core.training.build import RunParts, build_run, load_trainable, resolve_device, trainable_modules
 from lumina_core.training.ranks import close_process_group, launch_rank
+from lumina_core.training.runlock import LockHolder, RunLock
 
 #: how many held-out items per task the preview callback renders
 PREVIEW_ITEMS = 4
@@ -76,9 +77,43 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     A run directory that already holds checkpoints is never overwritten silently: without ``resume`` it is
     refused (:class:`RunExistsError`) unless ``overwrite``, which moves the earlier run aside (renamed
     ``<name>.old-<time>``, never deleted). SIGTERM stops the run after the current step with a checkpoint
-    and raises :class:`lumina_core.errors.Preempted`."""
-    import lightning as L
+    and raises :class:`lumina_core.errors.Preempted`.
+
+    The run holds a lock on its folder from before it reads or writes anything there until it ends
+    (:mod:`.runlock`): a second run into a folder in use is refused with
+    :class:`~.runlock.RunFolderLocked`, naming the process that holds it."""
     import torch
+
+    cfg = typed_recipe(cfg)
+    tc = cfg.train
+    if resume is not None and overwrite:
+        raise ValueError("--resume continues a run and --overwrite starts it again: give one of them")
+    if tc.threads:
+        torch.set_num_threads(int(tc.threads))
+    run_dir = Path(cfg.run.output_dir)
+    # one writer per run folder, from before anything there is read or written until the run ends; the other
+    # ranks of a data-parallel run are rank 0's helpers, not second writers
+    lock = RunLock(run_dir) if launch_rank() == 0 else None
+    if lock is not None:
+        _say_taken_over(lock.acquire(), run_dir)
+    try:
+        return _train_in(run_dir, lock, cfg, resume, overwrite)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _say_taken_over(left_behind: LockHolder | None, run_dir: Path) -> None:
+    if left_behind is not None:
+        print(
+            f"note: {run_dir} was locked by a run that ended without releasing it ({left_behind.describe()}); "
+            "that process is gone, so this run takes the folder over"
+        )
+
+
+def _train_in(run_dir: Path, lock: RunLock | None, cfg: Any, resume: str | None, overwrite: bool) -> Path:
+    """:func:`train`'s work, with the run folder's lock held (``lock``; None on ranks other than 0)."""
+    import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -90,13 +125,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     from lumina_core.training.data import MultiTaskBatches, task_loader
     from lumina_core.training.module import LuminaLightningModule
 
-    cfg = typed_recipe(cfg)
     tc = cfg.train
-    if resume is not None and overwrite:
-        raise ValueError("--resume continues a run and --overwrite starts it again: give one of them")
-    if tc.threads:
-        torch.set_num_threads(int(tc.threads))
-    run_dir = Path(cfg.run.output_dir)
     ckpt_root = run_dir / "checkpoints"
     if resume is None and _has_checkpoints(ckpt_root):
         if not overwrite:
@@ -106,6 +135,9 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
                 "deleted), or choose another folder with run.output_dir=... (or run.name=...)"
             )
         print(f"--overwrite: the earlier run was moved to {_move_aside(run_dir)}")
+        if lock is not None:  # the lock file went aside with the old run: lock the new folder
+            lock.release()
+            _say_taken_over(lock.acquire(), run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_io.clean_temporaries(ckpt_root)
 
