@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 from lumina_core.config.schema import STRATEGIES
 from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
+from lumina_core.errors import LuminaError
 from lumina_core.training.build import RunParts, build_run, load_trainable, resolve_device, trainable_modules
 from lumina_core.training.ranks import close_process_group, launch_rank
 from lumina_core.training.runlock import LockHolder, RunLock
@@ -69,7 +70,7 @@ def _trainer_device(device: str, devices: int = 1, num_nodes: int = 1, strategy:
     return out
 
 
-def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
+def train(cfg: Any, resume: str | None = None, overwrite: bool = False, allow_changes: bool = False) -> Path:
     """Train the recipe ``cfg``; return the run directory. ``resume``: a checkpoint (or run) directory, or
     ``"last"`` for the newest checkpoint of this run's directory. Everything is restored: weights, EMA,
     optimiser, LR schedule, step, RNG states and each task's data position.
@@ -88,6 +89,8 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     tc = cfg.train
     if resume is not None and overwrite:
         raise ValueError("--resume continues a run and --overwrite starts it again: give one of them")
+    if allow_changes and resume is None:
+        raise ValueError("--allow-changes is for --resume: a new run has no earlier recipe to differ from")
     if tc.threads:
         torch.set_num_threads(int(tc.threads))
     run_dir = Path(cfg.run.output_dir)
@@ -97,7 +100,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     if lock is not None:
         _say_taken_over(lock.acquire(), run_dir)
     try:
-        return _train_in(run_dir, lock, cfg, resume, overwrite)
+        return _train_in(run_dir, lock, cfg, resume, overwrite, allow_changes)
     finally:
         if lock is not None:
             lock.release()
@@ -111,7 +114,9 @@ def _say_taken_over(left_behind: LockHolder | None, run_dir: Path) -> None:
         )
 
 
-def _train_in(run_dir: Path, lock: RunLock | None, cfg: Any, resume: str | None, overwrite: bool) -> Path:
+def _train_in(
+    run_dir: Path, lock: RunLock | None, cfg: Any, resume: str | None, overwrite: bool, allow_changes: bool
+) -> Path:
     """:func:`train`'s work, with the run folder's lock held (``lock``; None on ranks other than 0)."""
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -155,10 +160,16 @@ def _train_in(run_dir: Path, lock: RunLock | None, cfg: Any, resume: str | None,
         except (RuntimeError, ValueError) as exc:
             raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, weights, exc)) from exc
         module.last_checkpoint = ck
+        changed = check_recipe_changes(ck, cfg, allow_changes)
         if launch_rank() == 0:
             print(f"resuming from {ck} at step {module.step}")
+            if changed:
+                print("the recipe changed since that checkpoint: " + "; ".join(str(c) for c in changed))
     if launch_rank() == 0:
-        _save_recipe(cfg, run_dir / "config.yaml")
+        keep_as = f"config.before-{ck.name}.yaml" if resume is not None else None
+        kept = _save_recipe(cfg, run_dir / "config.yaml", keep_as=keep_as)
+        if kept is not None:
+            print(f"the earlier config.yaml (the recipe of the steps before) is kept as {kept}")
 
     remaining = int(tc.max_steps) - module.step
     if remaining <= 0:
@@ -236,10 +247,66 @@ def _train_in(run_dir: Path, lock: RunLock | None, cfg: Any, resume: str | None,
     return run_dir
 
 
-def _save_recipe(recipe: Any, path: Path) -> None:
+def _save_recipe(recipe: Any, path: Path, keep_as: str | None = None) -> Path | None:
+    """Write ``recipe`` to ``path``. ``keep_as``: if ``path`` holds a recipe that trains differently (a resume
+    with ``--allow-changes``; not a mere change of ``train.max_steps``, see
+    :data:`.recipe_changes.BOOKKEEPING`), rename it to this name beside it first (``-2``, ``-3``, ... if
+    taken) and return its new path."""
     from omegaconf import OmegaConf
 
+    from lumina_core.training.recipe_changes import changes
+
+    kept = None
+    if keep_as is not None and path.is_file():
+        try:
+            earlier: Any = typed_recipe(OmegaConf.load(path))
+        except Exception:  # noqa: BLE001 - unreadable or no longer fits the schema: keep it, whatever it is
+            earlier = None
+        if earlier is None or any(c.breaks_exact_resume for c in changes(earlier, recipe)):
+            kept = _free_name(path.with_name(keep_as))
+            path.rename(kept)
     OmegaConf.save(recipe_node(recipe), path)
+    return kept
+
+
+def _free_name(path: Path) -> Path:
+    n, candidate = 1, path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+class RecipeChangedError(LuminaError):
+    """``--resume`` with a recipe whose training keys differ from the checkpoint's, without ``--allow-changes``."""
+
+
+def check_recipe_changes(ck: Path, cfg: Any, allow_changes: bool) -> list[Any]:
+    """The keys in which ``cfg`` differs from the recipe checkpoint ``ck`` was trained with (see
+    :mod:`.recipe_changes`); raises :class:`RecipeChangedError` if one of them changes the training steps
+    and ``allow_changes`` is false. A checkpoint that records no recipe is not compared (with a warning)."""
+    from lumina_core.training.recipe_changes import changes, recorded_recipe
+
+    recorded = recorded_recipe(ck)
+    if recorded is None:
+        warnings.warn(
+            f"{ck} records no recipe (no meta.json recipe, no config.yaml in its run folder): the recipe "
+            "cannot be compared with the one it was trained with",
+            stacklevel=2,
+        )
+        return []
+    earlier, source = recorded
+    changed = changes(earlier, cfg)
+    breaking = [c for c in changed if c.breaks_exact_resume]
+    if breaking and not allow_changes:
+        raise RecipeChangedError(
+            f"--resume {ck}: the recipe differs from the one that checkpoint was trained with ({source}) in "
+            f"{len(breaking)} key(s) that change the training steps: " + "; ".join(str(c) for c in breaking)
+            + ". The resumed run would not be the run that stopped. Resume with the earlier values, start a "
+            "new run in another folder (run.name=...), or pass --allow-changes to continue with the new "
+            "values anyway (the earlier config.yaml is kept beside the new one)"
+        )
+    return changed
 
 
 class RunExistsError(FileExistsError):
