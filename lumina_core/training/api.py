@@ -520,15 +520,18 @@ def sample(
 
     Files are written batch by batch as they are generated (``on_file`` is called for each as it lands),
     named ``<task>_<index>_<caption slug>`` and listed in ``out_dir/manifest.json`` with their condition,
-    seed, sampler settings and checkpoint (:mod:`.manifest`).
+    seed, sampler settings and checkpoint (:mod:`.manifest`); the manifest is rewritten as files land
+    (:meth:`~.manifest.Manifest.save_if_due`). SIGTERM stops after the batch being written, with the
+    manifest complete (:class:`lumina_core.stop_request.WorkStopped`, exit status 143).
 
     ``lora``: adapter files with a scale each, merged into the weights first (``W += scale * alpha/r * B A``).
     ``init``: a sample file the plugin reads (``plugin.read_file``): image-to-image (SDEdit) from it, re-running
     the last ``strength`` of the flow (0 returns the input, 1 ignores it)."""
     from lumina_core.data.stream import first_items
     from lumina_core.progress import Progress
+    from lumina_core.stop_request import StopOnSigterm, WorkStopped
     from lumina_core.training import checkpoint as ckpt_io
-    from lumina_core.training.manifest import Manifest, slug
+    from lumina_core.training.manifest import MANIFEST, Manifest, slug
     from lumina_core.training.task import build_objective
 
     cfg = typed_recipe(cfg)
@@ -577,9 +580,16 @@ def sample(
                 if on_file is not None:
                     on_file(p)
         progress.update(len(samples))
+        manifest.save_if_due()  # a run stopped at any point keeps its files mapped to their conditions
+        if stop.requested:
+            manifest.save()
+            raise WorkStopped(
+                f"stopped by SIGTERM after {start + len(samples)} of {len(conds)} samples; the {len(paths)} "
+                f"file(s) written are listed in {out / MANIFEST}"
+            )
 
     try:
-        with Progress(len(conds), f"sampling {tcfg.name}", "samples") as progress:
+        with StopOnSigterm() as stop, Progress(len(conds), f"sampling {tcfg.name}", "samples") as progress:
             chosen.generate(
                 run.model, conds, device=resolve_device(str(cfg.run.device)), on_batch=write,
                 init=None if start is None else start * len(conds), strength=strength, **overrides,
