@@ -92,7 +92,14 @@ def changes(before: Any, after: Any) -> list[KeyChange]:
 def recorded_recipe(checkpoint: Path) -> tuple[Any, str] | None:
     """The recipe ``checkpoint`` was trained with and where it was found: its ``meta.json`` (``recipe``,
     written since checkpoints record it), else the ``config.yaml`` of the run folder it sits in; None when
-    neither says."""
+    neither says.
+
+    The recorded recipe is merged over today's schema, so a key added to the schema since (with its default)
+    is no change; one the schema no longer has is compared as it was recorded."""
+    from omegaconf import OmegaConf
+
+    from lumina_core.config.typed import typed_recipe
+
     meta = checkpoint / "meta.json"
     if meta.is_file():
         try:
@@ -100,13 +107,12 @@ def recorded_recipe(checkpoint: Path) -> tuple[Any, str] | None:
         except (OSError, ValueError):
             recipe = None
         if isinstance(recipe, dict):
-            return recipe, str(meta)
+            try:
+                return typed_recipe(recipe), str(meta)
+            except Exception:  # noqa: BLE001 - keys today's schema does not know: compare as recorded
+                return recipe, str(meta)
     config = checkpoint.parent.parent / "config.yaml"
     if config.is_file():
-        from omegaconf import OmegaConf
-
-        from lumina_core.config.typed import typed_recipe
-
         try:
             return typed_recipe(OmegaConf.load(config)), str(config)
         except Exception:  # noqa: BLE001 - an old or hand-edited config that no longer fits the schema

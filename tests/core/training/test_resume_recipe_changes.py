@@ -71,6 +71,17 @@ def test_a_checkpoint_without_a_recorded_recipe_is_compared_with_its_run_config(
         train(tiny_recipe(out, max_steps=4, grad_clip=0.5), resume="last")
 
 
+def test_a_key_added_to_the_schema_since_the_checkpoint_is_no_change(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_recipe(out, max_steps=2))
+    meta = out / "checkpoints" / "step_0000002" / "meta.json"
+    record = json.loads(meta.read_text())
+    del record["recipe"]["train"]["threads"], record["recipe"]["tasks"][0]["sampling"]["precision"]
+    meta.write_text(json.dumps(record))  # as a checkpoint from before those keys existed
+    train(tiny_recipe(out, max_steps=3), resume="last")  # their defaults are what it trained with
+    assert ckpt_io.resolve_checkpoint("last", out).name == "step_0000003"
+
+
 def test_lumina_train_resume_with_a_changed_key_exits_2_and_allow_changes_goes_on(tmp_path, capsys):
     import toy_plugin  # noqa: F401  (registers the toy modality for the command)
 
