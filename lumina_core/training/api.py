@@ -7,7 +7,9 @@
     metrics = evaluate(cfg, None)             # generate for held-out items, plugin.evaluate, metrics.json
 
 A run directory holds ``config.yaml``, ``checkpoints/`` (see :mod:`.checkpoint`), ``tb/`` (TensorBoard),
-``previews/`` and ``metrics.json``.
+``previews/`` and ``metrics.json``; ``.lumina-lock``, the lock a run holds on it while it runs
+(:mod:`.runlock`); and ``config.before-<checkpoint>.yaml`` for each resume that changed the training keys
+(:mod:`.recipe_changes`).
 """
 
 from __future__ import annotations
