@@ -65,7 +65,12 @@ def train(args: argparse.Namespace) -> int:
     )
     from lumina_core.training.api import train as run_training
 
-    run_dir = run_training(cfg, resume=args.resume, overwrite=bool(getattr(args, "overwrite", False)))
+    run_dir = run_training(
+        cfg,
+        resume=args.resume,
+        overwrite=bool(getattr(args, "overwrite", False)),
+        allow_changes=bool(getattr(args, "allow_changes", False)),
+    )
     say(f"done: run folder {run_dir} (checkpoints, previews and logs; `tensorboard --logdir {run_dir}`)")
     return 0
 

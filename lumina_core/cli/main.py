@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the run folder holds an earlier run: move it aside (renamed, never deleted) and start again",
     )
+    p.add_argument(
+        "--allow-changes",
+        action="store_true",
+        help="with --resume: continue although keys that change the training steps differ from the "
+        "checkpoint's recipe (the resumed run is then not the run that stopped)",
+    )
     p.set_defaults(handler="train")
 
     p = sub.add_parser(

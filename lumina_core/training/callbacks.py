@@ -21,6 +21,7 @@ class CheckpointEvery(L.Callback):
     def save(self, module: Any) -> Path | None:
         """Write a checkpoint (rank 0; in a distributed run every rank calls this, to gather its random state)."""
         from lumina_core.config.typed import as_dict
+        from lumina_core.training.recipe_changes import recipe_tree
 
         state = module.training_state()  # collective in a distributed run
         self._saved_step = module.step
@@ -41,6 +42,7 @@ class CheckpointEvery(L.Callback):
                 "data_position": module.data_position,
                 "nonfinite_skipped": module.nonfinite_skipped,
                 "model": as_dict(module.cfg.model),
+                "recipe": recipe_tree(module.cfg),  # what a resume compares its recipe with
             },
             keep=self.keep,
         )

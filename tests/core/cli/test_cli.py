@@ -138,7 +138,7 @@ def test_unrecognized_arguments_are_argparse_errors(recipe):
 
 def test_a_bug_keeps_its_traceback(recipe, fake_api, monkeypatch):
     api = sys.modules["lumina_core.training.api"]  # the fake installed by fake_api
-    monkeypatch.setattr(api, "train", lambda cfg, resume=None, overwrite=False: {}["oops"])  # a KeyError from a bug
+    monkeypatch.setattr(api, "train", lambda cfg, resume=None, overwrite=False, allow_changes=False: {}["oops"])  # a KeyError from a bug
     with pytest.raises(KeyError):
         main(["train", str(recipe)])
 
@@ -147,7 +147,7 @@ def test_unknown_registered_name_is_a_clean_error(recipe, fake_api, monkeypatch,
     from lumina_core.registry import SOLVERS
 
     api = sys.modules["lumina_core.training.api"]
-    monkeypatch.setattr(api, "train", lambda cfg, resume=None, overwrite=False: SOLVERS.get("eulr"))
+    monkeypatch.setattr(api, "train", lambda cfg, resume=None, overwrite=False, allow_changes=False: SOLVERS.get("eulr"))
     assert main(["train", str(recipe)]) == EXIT_USER_ERROR
     assert "unknown solver 'eulr'" in capsys.readouterr().err
 
@@ -163,8 +163,9 @@ def fake_api(monkeypatch):
     calls: dict[str, tuple] = {}
     api = types.ModuleType("lumina_core.training.api")
 
-    def train(cfg, resume=None, overwrite=False):
+    def train(cfg, resume=None, overwrite=False, allow_changes=False):
         calls["train"] = (cfg, resume)
+        calls["allow_changes"] = allow_changes
         return Path("runs/cli")
 
     def sample(cfg, checkpoint, conditions, num, out_dir, task=None, on_file=None):
@@ -186,7 +187,9 @@ def fake_api(monkeypatch):
 def test_train_passes_validated_recipe_and_resume(recipe, fake_api, capsys):
     assert main(["train", str(recipe), "train.max_steps=7", "--resume", "last"]) == 0
     cfg, resume = fake_api["train"]
-    assert cfg.train.max_steps == 7 and resume == "last"
+    assert cfg.train.max_steps == 7 and resume == "last" and fake_api["allow_changes"] is False
+    assert main(["train", str(recipe), "--resume", "last", "--allow-changes"]) == 0
+    assert fake_api["allow_changes"] is True
     out = capsys.readouterr().out
     assert "runs/cli" in out and "seq (_cli_seq on _cli_data" in out
 
