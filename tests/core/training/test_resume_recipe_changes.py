@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixtures.toy_plugin import seq_task, tiny_recipe
 from omegaconf import OmegaConf
-from toy_plugin import seq_task, tiny_recipe
 
 from lumina_core.cli.main import main
 from lumina_core.config.typed import typed_recipe
@@ -83,7 +83,7 @@ def test_a_key_added_to_the_schema_since_the_checkpoint_is_no_change(tmp_path):
 
 
 def test_lumina_train_resume_with_a_changed_key_exits_2_and_allow_changes_goes_on(tmp_path, capsys):
-    import toy_plugin  # noqa: F401  (registers the toy modality for the command)
+    import fixtures.toy_plugin  # noqa: F401  (registers the toy modality for the command)
 
     out = tmp_path / "run"
     recipe = tmp_path / "toy.yaml"

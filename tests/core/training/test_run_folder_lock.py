@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures.toy_plugin import tiny_recipe
 from omegaconf import OmegaConf
-from toy_plugin import tiny_recipe
 
 from lumina_core.cli.main import main
 from lumina_core.errors import LuminaError
@@ -65,7 +65,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_with_the_first_ones_pid_an
 
 
 def test_lumina_train_into_a_folder_in_use_exits_2_naming_the_holder(tmp_path, capsys):
-    import toy_plugin  # noqa: F401  (registers the toy modality for the command)
+    import fixtures.toy_plugin  # noqa: F401  (registers the toy modality for the command)
 
     out = tmp_path / "run"
     recipe = tmp_path / "toy.yaml"

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures.toy_plugin import tiny_recipe
 from omegaconf import OmegaConf
-from toy_plugin import tiny_recipe
 
 from lumina_core.training.api import train
 from lumina_core.training.manifest import MANIFEST, SAVE_GROWTH, Manifest
@@ -23,7 +23,7 @@ TESTS = Path(__file__).resolve().parents[2]
 CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
-import toy_plugin  # registers the toy modality
+import fixtures.toy_plugin  # registers the toy modality
 from lumina_core.cli.main import main
 raise SystemExit(main(["sample", {recipe!r}, "--ckpt", "last", "--class", "0", "1", "--num", "5000",
                        "--out", {out!r}]))
