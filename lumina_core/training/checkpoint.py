@@ -90,6 +90,7 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     root = Path(root)
+    _refuse_nonfinite(weights, ema)
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
     tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
@@ -118,6 +119,23 @@ def save_checkpoint(
     if keep:
         _prune(root, keep, protect=final.name)
     return final
+
+
+def _refuse_nonfinite(weights: dict[str, Tensor], ema: dict[str, Tensor] | None) -> None:
+    """CheckpointError naming the first tensors that hold a NaN or an infinity: a checkpoint of such weights
+    only ever samples NaN (black images), so none is written."""
+    bad = [
+        f"{which}:{k}"
+        for which, state in (("model", weights), ("ema", ema or {}))
+        for k, v in state.items()
+        if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"refusing to write a checkpoint with non-finite weights (NaN or infinity) in {len(bad)} tensor(s): "
+            f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}; the weights diverged or were merged with a "
+            "non-finite scale"
+        )
 
 
 def _write_pointer(root: Path, name: str) -> None:

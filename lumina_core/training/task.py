@@ -196,10 +196,25 @@ class Task:
                 device=device, return_nfe=True, **{**settings, "seed": seed}, **extra,
             )  # fmt: skip
             batch = [x.detach().float().cpu() for x in batch]
+            _refuse_nonfinite_samples(self.name, start, batch)
             if on_batch is not None:
                 on_batch(start, batch, seed)
             out += batch
         return (out, nfe) if return_nfe else out
+
+
+def _refuse_nonfinite_samples(task: str, start: int, batch: list[Tensor]) -> None:
+    """ValueError when a generated sample holds a NaN or an infinity: written out it would be a black image or
+    a silent file, and it means the weights make the flow diverge, not that the input was odd."""
+    import torch
+
+    bad = [start + i for i, x in enumerate(batch) if not bool(torch.isfinite(x).all())]
+    if bad:
+        raise ValueError(
+            f"task {task!r}: {len(bad)} of the {len(batch)} samples from number {start} on came out non-finite "
+            f"(NaN or infinity; samples {bad[:5]}), so none of them is written. The weights make the flow "
+            "diverge: a LoRA scale far too large, or a diverged or damaged checkpoint"
+        )
 
 
 def build_task(config: TaskConfig) -> Task:
@@ -229,4 +244,3 @@ def build_conditioner(config: TaskConfig) -> nn.Module:
 
         enc = CachedConditioner(enc)
     return enc
-
