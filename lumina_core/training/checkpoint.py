@@ -215,9 +215,12 @@ def _newest_intact(root: Path, broken: Path, why: str, fallback: bool = True) ->
             continue
         if not fallback:
             raise CheckpointError(f"{why}. The newest intact checkpoint is {c}: pass it with --ckpt")
+        from lumina_core.errors import LuminaWarning
+
         warnings.warn(
             f"checkpoint {broken} cannot be used ({why}); falling back to {c.name}, the newest intact "
             "checkpoint",
+            LuminaWarning,
             stacklevel=3,
         )
         return c
@@ -238,8 +241,9 @@ def _fingerprint(path: Path) -> dict[str, Any]:
 def verify(ckpt: str | Path, names: tuple[str, ...] | None = None) -> None:
     """Check ``ckpt``'s files (all, or ``names``) against the sizes and SHA-256 sums in its ``meta.json``.
 
-    Raises CheckpointError naming the first damaged or missing file. Checkpoints written before sums were
-    recorded (no ``files`` in ``meta.json``) and converted checkpoints are only checked for presence."""
+    Raises CheckpointError naming the first damaged or missing file. Checkpoints without ``meta.json``, or
+    written before sums were recorded (no ``files`` in it), are only checked for presence, with a
+    :class:`~lumina_core.errors.LuminaWarning` saying they cannot be verified."""
     ckpt = Path(ckpt)
     meta_path = ckpt / META_FILE
     recorded: dict[str, Any] = {}
@@ -248,6 +252,10 @@ def verify(ckpt: str | Path, names: tuple[str, ...] | None = None) -> None:
             recorded = json.loads(meta_path.read_text()).get("files") or {}
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{meta_path} cannot be read ({exc}): the checkpoint is damaged") from exc
+        if not recorded:
+            _warn_unverified(ckpt, f"its {META_FILE} records no file sizes or checksums (an older checkpoint)")
+    else:
+        _warn_unverified(ckpt, f"it has no {META_FILE}, where each file's size and SHA-256 are recorded")
     for name in names or tuple(recorded):
         f = ckpt / name
         if not f.is_file():
@@ -264,6 +272,24 @@ def verify(ckpt: str | Path, names: tuple[str, ...] | None = None) -> None:
             )
         if _fingerprint(f)["sha256"] != want["sha256"]:
             raise CheckpointError(f"{f} is damaged: its SHA-256 differs from the one recorded when it was written")
+
+
+_WARNED_UNVERIFIED: set[str] = set()
+
+
+def _warn_unverified(ckpt: Path, why: str) -> None:
+    """Warn, once per checkpoint and process (it is read file by file), that ``ckpt`` is used unverified."""
+    from lumina_core.errors import LuminaWarning
+
+    if str(ckpt.resolve()) in _WARNED_UNVERIFIED:
+        return
+    _WARNED_UNVERIFIED.add(str(ckpt.resolve()))
+    warnings.warn(
+        f"checkpoint {ckpt} cannot be verified ({why}); it is used as it is, so damage to its files would go "
+        "unnoticed",
+        LuminaWarning,
+        stacklevel=3,
+    )
 
 
 def is_converted(path: str | Path) -> bool:
