@@ -116,7 +116,7 @@ def _check_values(tree: dict, problems: list[str]) -> None:
                     f"tasks.{i}.sampling.precision: expected 'fp32', 'bf16' or 'auto', got {samp['precision']!r}"
                 )
             ev = task.get("eval") if isinstance(task.get("eval"), dict) else {}
-            rule(f"tasks.{i}.eval.num_samples", ev.get("num_samples"), lambda v: v >= 0, "at least 0")
+            rule(f"tasks.{i}.eval.num_samples", ev.get("num_samples"), lambda v: v >= 1, "at least 1 (items scored by `lumina eval`)")
             rule(f"tasks.{i}.eval.batch_size", ev.get("batch_size"), lambda v: v >= 1, "at least 1")
     train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
     _check_mixing(tasks if isinstance(tasks, list) else [], train, problems)
