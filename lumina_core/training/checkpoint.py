@@ -180,6 +180,7 @@ def resolve_checkpoint(
         if root is not None:
             why = f"its pointer {root / LAST} names {p.name}, which is incomplete"
             return _newest_intact(root, p, why, fallback)
+        _refuse_absent(path_or_last, p, run_dir)
         hint = (
             f"; {p} is a converted checkpoint (weights only, from `lumina convert`): it can be sampled or "
             "evaluated, not resumed"
@@ -197,6 +198,30 @@ def resolve_checkpoint(
             raise
         return _newest_intact(root, p, str(exc), fallback)
     return p
+
+
+def _refuse_absent(asked: str | Path, p: Path, run_dir: str | Path | None) -> None:
+    """FileNotFoundError with the real cause when there is nothing at all where a checkpoint was looked for:
+    no run folder (never trained, or run.output_dir is relative to another folder), a run folder without a
+    checkpoint yet, or a ``--ckpt`` path that does not exist."""
+    if str(asked) == LAST and run_dir is not None:
+        run = Path(run_dir)
+        if not run.exists():
+            raise FileNotFoundError(
+                f"there is no run folder at {run} (run.output_dir; {run.resolve()} from here): the recipe has not "
+                "been trained here. Train it with `lumina train RECIPE` (a relative run.output_dir is relative "
+                "to the folder you run in), or give the checkpoint with --ckpt"
+            )
+        if not any(run.glob(f"checkpoints/{LAST}")) and not any(run.glob("checkpoints/step_*")):
+            raise FileNotFoundError(
+                f"the run folder {run} holds no checkpoint yet (the run stopped before its first checkpoint, "
+                "or is still at its first steps); give another with --ckpt"
+            )
+    elif not p.exists():
+        raise FileNotFoundError(
+            f"no complete checkpoint at {asked}: nothing exists there ({p.resolve()}); give a checkpoint folder, "
+            "a run folder, or 'last'"
+        )
 
 
 def _newest_intact(root: Path, broken: Path, why: str, fallback: bool = True) -> Path:
