@@ -126,6 +126,9 @@ def sample(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.num < 1:
         raise ValueError(f"--num must be at least 1, got {args.num}")
+    from lumina_core.finetune.lora import parse_adapter_arg  # bad scales are refused before anything is read
+
+    lora = [parse_adapter_arg(a) for a in args.lora]
     tasks = [str(t.name) for t in cfg.tasks]
     if args.task and args.task not in tasks:
         raise ValueError(
@@ -163,10 +166,8 @@ def sample(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {"task": args.task} if args.task else {}
     if args.strength is not None and not args.init:
         raise ValueError("--strength needs --init FILE (the sample to start from)")
-    if args.lora:
-        from lumina_core.finetune.lora import parse_adapter_arg
-
-        extra["lora"] = [parse_adapter_arg(a) for a in args.lora]
+    if lora:
+        extra["lora"] = lora
     if args.init:
         extra["init"], extra["strength"] = args.init, args.strength
     paths = run_sampling(

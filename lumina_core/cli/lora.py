@@ -111,7 +111,7 @@ def merge_checkpoint(base: str, adapters: list[str], out: str) -> str:
     if dst.exists():
         raise FileExistsError(f"{dst} exists; give --out a new folder (nothing is overwritten)")
     src = ck.resolve_weights(base)
-    parsed = [parse_adapter_arg(a) for a in adapters]
+    parsed = [parse_adapter_arg(a, "adapter") for a in adapters]
     files = [(read_adapter(path), scale) for path, scale in parsed]
     merged_from = [{"adapter": str(path), "scale": scale} for path, scale in parsed]
 

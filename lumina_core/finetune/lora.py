@@ -381,8 +381,9 @@ def load_adapters_for_sampling(
     return model
 
 
-def parse_adapter_arg(text: str) -> tuple[str, float]:
-    """``"PATH[:SCALE]"`` -> ``(PATH, SCALE)`` (scale 1 when absent), as ``--lora`` takes it.
+def parse_adapter_arg(text: str, option: str = "--lora") -> tuple[str, float]:
+    """``"PATH[:SCALE]"`` -> ``(PATH, SCALE)`` (scale 1 when absent), as ``--lora`` takes it (``option``
+    names the argument in messages).
 
     ``SCALE`` must be a finite number: ``nan`` or ``inf`` would turn every merged weight into NaN (black
     images, a checkpoint of NaNs), so they are refused here, before anything is read. A tail after the last
@@ -397,12 +398,12 @@ def parse_adapter_arg(text: str) -> tuple[str, float]:
         if Path(text).is_file() or not (Path(path).is_file() or path.endswith(".safetensors")):
             return text, 1.0
         raise ValueError(
-            f"--lora {text}: the scale {tail!r} after the last ':' is not a number; expected ADAPTER[:SCALE] "
+            f"{option} {text}: the scale {tail!r} after the last ':' is not a number; expected ADAPTER[:SCALE] "
             "with SCALE a finite number such as 0.8 or -1 (1 when left out)"
         ) from None
     if not math.isfinite(scale):
         raise ValueError(
-            f"--lora {text}: the scale {tail!r} is not a finite number; a non-finite scale turns every adapted "
+            f"{option} {text}: the scale {tail!r} is not a finite number; a non-finite scale turns every adapted "
             "weight into NaN or infinity. Give a number such as 0.8 or -1 (1 when left out)"
         )
     return path, scale
