@@ -362,7 +362,7 @@ class ShardDataset(SkipCorruptIterable):
 
     def summary(self) -> str:
         text = super().summary()
-        failed = max(len(self.stats.failed_sources), len(self.failed_shards))  # the workers' shards too
+        failed = len(set(self.stats.failed_sources) | set(self.failed_shards))  # each shard once, workers' too
         if failed:
             text += f"; {failed} shard(s) could not be read to the end"
         return text

@@ -32,3 +32,4 @@ def test_a_truncated_shard_is_listed_in_the_skip_report(tmp_path, workers):
     assert "1 shard(s) could not be read to the end" in ds.summary()
     list(ds)  # a second pass (in this process) meets the same shard: still one
     assert skip_report(ds)["failed_shards"] == 1
+    assert "1 shard(s) could not be read to the end" in ds.summary()
