@@ -166,13 +166,16 @@ class Task:
         return_nfe: bool = False,
         init: Sequence[Tensor] | None = None,
         strength: float | None = None,
+        refuse_nonfinite: bool = True,
         **overrides: Any,
     ) -> list[Tensor] | tuple[list[Tensor], int]:
         """Samples (detached, float32, on the CPU) for ``conditions`` (or for ``shapes`` alone), generated in
         batches of ``batch_size`` (default ``eval.batch_size``) with the task's sampling settings
         (``overrides`` replace them). ``on_batch(start, samples, seed)`` is called as each batch lands.
         ``return_nfe``: also return the network evaluations per batch (a guided pair counts once).
-        ``init`` (one sample per condition) and ``strength``: image-to-image (SDEdit; see ``generate``)."""
+        ``init`` (one sample per condition) and ``strength``: image-to-image (SDEdit; see ``generate``).
+        A batch with a non-finite sample raises ValueError before ``on_batch`` sees it (``refuse_nonfinite=False``:
+        returned as it is, e.g. for training previews, where the run's non-finite checks decide)."""
         from lumina_core.sampling import generate
 
         if not self.generative:
@@ -196,7 +199,8 @@ class Task:
                 device=device, return_nfe=True, **{**settings, "seed": seed}, **extra,
             )  # fmt: skip
             batch = [x.detach().float().cpu() for x in batch]
-            _refuse_nonfinite_samples(self.name, start, batch)
+            if refuse_nonfinite:
+                _refuse_nonfinite_samples(self.name, start, batch)
             if on_batch is not None:
                 on_batch(start, batch, seed)
             out += batch

@@ -108,3 +108,13 @@ def test_sampling_with_a_huge_finite_scale_stops_instead_of_writing_black_files(
     err = capsys.readouterr().err
     assert code == 2 and "non-finite" in err and "LoRA scale" in err and "Traceback" not in err
     assert not list(out.glob("*.csv"))
+    # the library call refuses the same; training previews ask for the samples as they are (the run's own
+    # non-finite checks decide whether it stops, not a preview)
+    run = load_run(cfg)
+    with torch.no_grad():
+        next(iter(run.model.parameters())).fill_(float("nan"))
+    task = run.task("seq")
+    with pytest.raises(ValueError, match="came out non-finite"):
+        task.generate(run.model, [1, 2])
+    samples = task.generate(run.model, [1, 2], refuse_nonfinite=False)
+    assert len(samples) == 2 and not torch.isfinite(samples[0]).all()
