@@ -4,8 +4,8 @@ is unreadable, `eval.num_samples: 0`."""
 from __future__ import annotations
 
 import pytest
+from fixtures.toy_plugin import seq_task, tiny_recipe
 from omegaconf import OmegaConf
-from toy_plugin import seq_task, tiny_recipe
 
 from lumina_core.cli.main import main
 from lumina_core.config.validate import validate_recipe

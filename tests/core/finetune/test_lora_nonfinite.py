@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fixtures.toy_plugin import tiny_recipe
 from omegaconf import OmegaConf
-from toy_plugin import tiny_recipe
 
 from lumina_core.cli.main import main
 from lumina_core.finetune import (
@@ -93,7 +93,7 @@ def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
 
 
 def test_sampling_with_a_huge_finite_scale_stops_instead_of_writing_black_files(tmp_path, capsys):
-    import toy_plugin  # noqa: F401  (registers the toy modality)
+    import fixtures.toy_plugin  # noqa: F401  (registers the toy modality)
 
     from lumina_core.training.api import load_run, train
 
@@ -103,6 +103,7 @@ def test_sampling_with_a_huge_finite_scale_stops_instead_of_writing_black_files(
     OmegaConf.save(cfg, recipe)
     path = _random_adapter(load_run(cfg).model, tmp_path / "toy_adapter.safetensors")
     out = tmp_path / "samples"
+    capsys.readouterr()  # the training's own output is not the command's
     code = main(["sample", str(recipe), "--ckpt", "last", "--class", "1", "--num", "2", "--out", str(out),
                  "--lora", f"{path}:1e30"])  # fmt: skip
     err = capsys.readouterr().err

@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 import torch
+from fixtures.toy_plugin import tiny_recipe
 from omegaconf import OmegaConf
-from toy_plugin import tiny_recipe
 
 from lumina_core.cli.main import main
 from lumina_core.errors import LuminaWarning
@@ -44,7 +44,7 @@ def test_a_verified_checkpoint_does_not_warn(tmp_path, recwarn):
 
 
 def test_sampling_an_unverifiable_checkpoint_says_so_in_one_line(tmp_path, capsys):
-    import toy_plugin  # noqa: F401  (registers the toy modality)
+    import fixtures.toy_plugin  # noqa: F401  (registers the toy modality)
 
     from lumina_core.training.api import train
 
