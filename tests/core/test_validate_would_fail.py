@@ -67,3 +67,20 @@ def test_validate_on_the_command_line_says_what_the_run_would_meet(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "none of its 2 items can be read" in err and "tasks.0.eval.num_samples" in err
+
+
+@pytest.mark.parametrize(
+    "where,value,says",
+    [
+        (("train", "threads"), -2, "train.threads: must be at least 1"),
+        (("train", "preview_every"), -1, "train.preview_every: must be at least 0"),
+        (("tasks", 0, "eval", "sweep"), {"size": []}, "tasks.0.eval.sweep.size: must be a non-empty list"),
+    ],
+)
+def test_other_values_the_run_would_refuse(tmp_path, where, value, says):
+    cfg = OmegaConf.to_container(tiny_recipe(tmp_path / "run"), resolve=False)
+    node = cfg
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    assert any(p.startswith(says) for p in validate_recipe(cfg)), validate_recipe(cfg)
