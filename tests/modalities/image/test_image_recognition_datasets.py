@@ -135,3 +135,20 @@ def test_read_scale_keeps_a_files_own_size_within_its_range(tmp_path):
     np.testing.assert_allclose(native, files["native"][1] / 255.0 * 2 - 1, atol=1e-5)
     with pytest.raises(ValueError, match="read_scale must be"):
         ImagePlugin(patch_size=4, channels=1, image_size=32, fid=False, read_scale=[2, 1])
+
+
+def test_shapes_at_several_resolutions_draw_each_item_once_per_size():
+    """``resolutions``: drawing i at every side, the same drawing the single-size set renders at that side."""
+    from lumina_modalities.image.shapes import ShapesDataset
+
+    multi = ShapesDataset(length=3, condition="none", resolutions=[16, 32])
+    assert len(multi) == 6
+    for i in range(3):
+        for j, side in enumerate((16, 32)):
+            item, single = multi[2 * i + j], ShapesDataset(size=side, length=3, condition="none")[i]
+            assert item["sample"].shape == (3, side, side)
+            torch.testing.assert_close(item["sample"], single["sample"])
+            assert item["meta"]["shape"] == single["meta"]["shape"]
+    assert len(ShapesDataset(length=3, condition="none")) == 3  # default: one size
+    with pytest.raises(ValueError, match="resolutions must be at least 12"):
+        ShapesDataset(length=3, resolutions=[8, 32])
