@@ -469,25 +469,29 @@ def sweep_table(name: str, result: dict, sizes: Sequence[int]) -> str:
 
 
 #: the rows the figure draws (the tables have them all)
-FIGURE_ROWS = ("ours", "ours, 32 px only, none", "ours, 32 px only, pi, shrink")
+FIGURE_ROWS = ("ours", f"ours, {PREDICT_ROW}", "ours, 32 px only, none", "ours, 32 px only, pi, shrink")
 
 
 def figure(results: dict, train_size: int, note: str = "") -> tuple:
-    """Accuracy against evaluation size, one panel per data set: ours as shipped, the 32 px-trained trunk
-    with and without scaling, and every peer (dashed); mean over the seeds."""
+    """Accuracy against evaluation size, one panel per data set: ours as shipped (read as it is, and as
+    ``lumina predict`` reads), the 32 px-trained trunk with and without scaling, and every peer read as it is
+    (dashed) plus the mean-pooled one resized to 32 px; mean over the seeds."""
     from plotting import line_panels
 
     panels = {}
     for name, result in results.items():
         series = {}
         for label, cells in mean_rows(result).items():
-            if label in FIGURE_ROWS or label.startswith("timm"):
+            peer = label.startswith("timm") and (
+                "resized" not in label or label == "timm ViT, mean-pooled, resized to 32 px"
+            )
+            if label in FIGURE_ROWS or peer:
                 sizes = sorted(cells)
                 series[label] = (sizes, [cells[s][0] for s in sizes])
         panels[f"{name} (chance {1 / result['classes']:.2f}; trained at {train_size} px)"] = series
     styles = {label: {"linestyle": "--"} for s in panels.values() for label in s if label.startswith("timm")}
     return line_panels(
-        panels, "recognition_accuracy_vs_size", title="classification accuracy at unseen resolutions",
+        panels, "recognition_accuracy_vs_size", title="classification accuracy from 16 to 64 px",
         xlabel="evaluation size (px)", ylabel="accuracy", styles=styles, note=note,
     )  # fmt: skip
 
