@@ -192,7 +192,8 @@ def test_derived_scale_shrinks_only_when_asked():
     shrunk = rope.axis_scale(pos, mask, RopeScaling("pi", shrink=True))
     torch.testing.assert_close(shrunk, torch.tensor([[0.5, 2.0]]))
     # PI on the shrunk scale: the 4-row grid is read at rows 0, 2, 4, 6 of the 8-row training grid
-    small = torch.stack(torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1).reshape(1, -1, 2)
+    rows, cols = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
+    small = torch.stack([rows, cols], -1).reshape(1, -1, 2)
     cos, sin, _ = rope(small, torch.ones(1, 16, dtype=torch.bool), scaling=RopeScaling("pi", shrink=True))
     ref_cos, ref_sin, _ = rope(small * 2, torch.ones(1, 16, dtype=torch.bool), scaling=RopeScaling("none"))
     torch.testing.assert_close((cos, sin), (ref_cos, ref_sin), atol=1e-5, rtol=1e-5)
