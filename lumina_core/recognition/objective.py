@@ -9,8 +9,9 @@ For a token batch with labels ``y`` (B,) in ``0..K-1``::
 
 With ``rope_scaling`` the trunk runs under that RoPE scaling in training, evaluation and prediction alike;
 the shipped recognition recipes (digits_tiny, shapes_attributes_tiny) use ``{name: pi, params: {shrink:
-true}}``: PI on the derived scale ``s = grid / training grid`` per axis in both directions, so every input's positions span the training grid
-(an image of any size is read as the same field of view; see docs/recognition.md). The trunk sees the clean
+true}}``: PI on the derived scale ``s = grid / training grid`` per axis in both directions, so every
+input's positions span the training grid (an image of any size is read as the same field of view; see
+docs/recognition.md). The trunk sees the clean
 tokens (``time = 1``, the data end of the flow) unless the recipe picks another fixed time, so a trunk shared
 with a flow-matching task reads images as it does at the end of generation. The label of an item is its
 ``condition`` or one of its ``meta`` entries (``label: meta.shape``); string labels are looked up in the
