@@ -7,15 +7,14 @@ For a token batch with labels ``y`` (B,) in ``0..K-1``::
     loss   = 1/B sum_b CE_eps(logits_b, y_b)            # cross-entropy with label smoothing eps:
     CE_eps(z, y) = -(1 - eps) log p_y - eps/K sum_k log p_k,   p = softmax(z)
 
-With ``rope_scaling`` the trunk runs under that RoPE scaling in training, evaluation and prediction alike;
-the shipped recognition recipes (digits_tiny, shapes_attributes_tiny) use ``{name: pi, params: {shrink:
-true}}``: PI on the derived scale ``s = grid / training grid`` per axis in both directions, so every
-input's positions span the training grid (an image of any size is read as the same field of view; see
-docs/recognition.md). The trunk sees the clean
-tokens (``time = 1``, the data end of the flow) unless the recipe picks another fixed time, so a trunk shared
-with a flow-matching task reads images as it does at the end of generation. The label of an item is its
-``condition`` or one of its ``meta`` entries (``label: meta.shape``); string labels are looked up in the
-declared ``classes`` and anything outside them is an error naming the label and the classes.
+With ``rope_scaling`` the trunk runs under that RoPE scaling in training, evaluation and prediction alike; the
+shipped recognition recipes (digits_tiny, shapes_attributes_tiny) use ``{name: pi, params: {shrink: true}}``:
+PI on the derived scale ``s = grid / training grid`` per axis in both directions, so every input's positions
+span the training grid (an image of any size is read as the same field of view; see docs/recognition.md). The
+trunk sees the clean tokens (``time = 1``, the data end of the flow) unless the recipe picks another fixed
+time, so a trunk shared with a flow-matching task reads images as it does at the end of generation. The label
+of an item is its ``condition`` or one of its ``meta`` entries (``label: meta.shape``); string labels are
+looked up in the declared ``classes`` and anything outside them is an error naming the label and the classes.
 """
 
 from __future__ import annotations
