@@ -22,7 +22,8 @@ so the dot product of a rotated query and key depends only on the position diffe
   drops out of the rotation;
 * ``"blocked"`` - each axis owns a contiguous run of pairs.
 
-Scaling (``s`` per axis, >= 1 beyond the training extent ``L``; ``d`` the head dimension). Each kind is a
+Scaling (``s`` per axis, >= 1 beyond the training extent ``L``, and below 1 on a smaller input only with
+``shrink``; ``d`` the head dimension). Each kind is a
 registered :class:`RopeScalingRule` in :data:`lumina_core.registry.ROPE_SCALINGS`, so a plugin or a user
 adds one with ``@ROPE_SCALINGS.register("name")``; :class:`RopeScaling` names the kind and the settings
 every kind shares. Built in:
@@ -66,7 +67,7 @@ from lumina_core.registry import ROPE_SCALINGS
 #: the first six built-in kinds (kept for callers that iterate them); every name: ``ROPE_SCALINGS.names()``
 ROPE_KINDS = ("none", "pi", "ntk", "freq_aware", "time_aware", "time_aware_stepwise")
 #: settings every kind shares (fields of RopeScaling); the rest of a recipe's params go to the kind's rule
-COMMON_PARAMS = ("scale", "proportional_attention", "scale_mode", "train_tokens")
+COMMON_PARAMS = ("scale", "proportional_attention", "scale_mode", "train_tokens", "shrink")
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,9 @@ class RopeScaling:
             rule when its constructor takes them): NTK "linear" / "dd2"; the stepwise switch time; the
             NTK-by-parts blend bounds on ``r = train_extent / wavelength``.
         train_tokens: ``N_train`` of proportional attention; None: product of ``train_extent``.
+        shrink: let a derived scale go below 1 on a smaller input (``s = extent / train``, not
+            ``max(1, extent / train)``): with ``pi`` every input's positions then span the training extent
+            (``p w / s``: a 4-patch axis of a model trained on 8 patches is read at positions 0, 2, 4, 6).
         options: other parameters of the kind's rule, as ``((name, value), ...)`` (a plugin's kind).
     """
 
@@ -262,6 +266,7 @@ class RopeScaling:
     freq_low: float = 0.25
     freq_high: float = 1.0
     train_tokens: int | None = None
+    shrink: bool = False
     options: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -537,7 +542,7 @@ class NDRope(torch.nn.Module):
             s = torch.sqrt(extent.prod(-1, keepdim=True) / train.prod()).expand(b, a)
         else:
             s = extent / train
-        return s.clamp(min=1.0)
+        return s if scaling.shrink else s.clamp(min=1.0)
 
     def forward(
         self,

@@ -7,7 +7,11 @@ For a token batch with labels ``y`` (B,) in ``0..K-1``::
     loss   = 1/B sum_b CE_eps(logits_b, y_b)            # cross-entropy with label smoothing eps:
     CE_eps(z, y) = -(1 - eps) log p_y - eps/K sum_k log p_k,   p = softmax(z)
 
-The trunk sees the clean tokens (``time = 1``, the data end of the flow) unless the recipe picks another fixed
+With ``rope_scaling`` the trunk runs under that RoPE scaling in training, evaluation and prediction alike; the
+shipped recognition recipes (digits_tiny, shapes_attributes_tiny) use ``{name: pi, params: {shrink: true}}``:
+PI on the derived scale ``s = grid / training grid`` per axis in both directions, so every input's positions
+span the training grid (an image of any size is read as the same field of view; see docs/recognition.md). The
+trunk sees the clean tokens (``time = 1``, the data end of the flow) unless the recipe picks another fixed
 time, so a trunk shared with a flow-matching task reads images as it does at the end of generation. The label
 of an item is its ``condition`` or one of its ``meta`` entries (``label: meta.shape``); string labels are
 looked up in the declared ``classes`` and anything outside them is an error naming the label and the classes.
@@ -40,6 +44,9 @@ class Classification(Objective):
         label_smoothing: eps of the smoothed cross-entropy (0: plain cross-entropy).
         time: the fixed flow time the trunk is run at (1: clean data).
         top_k: the k of the top-k accuracy reported by evaluation.
+        rope_scaling: the RoPE scaling the trunk runs with in training and, unless the caller passes another
+            (the task's ``sampling.rope_scaling``), in evaluation and prediction: a recipe component
+            ``{name: pi, params: {shrink: true}}``, a kind's name, or None (plain positions).
     """
 
     generative = False
@@ -52,7 +59,10 @@ class Classification(Objective):
         label_smoothing: float = 0.1,
         time: float = 1.0,
         top_k: int = 5,
+        rope_scaling: dict[str, Any] | str | None = None,
     ) -> None:
+        from lumina_core.model.rope import RopeScaling
+
         problems = []
         if isinstance(classes, bool) or not isinstance(classes, int | Sequence) or isinstance(classes, str):
             problems.append(f"classes must be a number of classes or a list of names; got {classes!r}")
@@ -75,11 +85,17 @@ class Classification(Objective):
             problems.append(f"time must be in [0, 1] (flow time; 1 = data); got {time}")
         if int(top_k) < 1:
             problems.append(f"top_k must be at least 1; got {top_k}")
+        scaling = None
+        try:
+            scaling = RopeScaling.build(rope_scaling)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"rope_scaling: {exc}")
         if problems:
             raise ValueError("invalid classification objective: " + "; ".join(problems))
         self.class_names = names
         self.label, self.pool = label, pool
         self.label_smoothing, self.time, self.top_k = float(label_smoothing), float(time), int(top_k)
+        self.rope_scaling = scaling
         self._index = {n: i for i, n in enumerate(names)}
 
     @property
@@ -129,10 +145,11 @@ class Classification(Objective):
         cond: Condition | None = None,
         rope_scaling: Any = None,
     ) -> Tensor:
-        """(B, K) class logits of a token batch."""
+        """(B, K) class logits of a token batch, under ``rope_scaling`` (None: the objective's own)."""
         if task not in model.heads:
             raise ValueError(f"task {task!r} has no classifier head; tasks with heads: {list(model.heads)}")
-        h, _ = model.encode(batch, self.time, cond, task=task, rope_scaling=rope_scaling)
+        scaling = self.rope_scaling if rope_scaling is None else rope_scaling
+        h, _ = model.encode(batch, self.time, cond, task=task, rope_scaling=scaling)
         return model.heads[task](h, batch.mask).float()
 
     def loss(

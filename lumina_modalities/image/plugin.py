@@ -52,6 +52,10 @@ class ImagePlugin(ModalityPlugin):
         fid: add an FID-style score (in-project feature network, :mod:`.fid`) to :meth:`evaluate`.
         latent_cache: with an autoencoder, keep each image's latent on disk so it goes through the encoder
             once (:mod:`.latent_cache`): True for ``<cache dir>/latents``, or a folder; False: encode every time.
+        read_scale: ``[lo, hi]``: :meth:`read_file` (``lumina predict``) keeps a file at its own size, as a
+            multiple ``f`` of ``image_size`` clipped to ``lo <= f <= hi`` (a smaller file is upsampled to
+            ``lo x``, a larger one downsampled to ``hi x``); None: every file at ``image_size``. Either way
+            the file is resized to cover and centre-cropped to the aspect of ``image_size``.
     """
 
     name = "image"
@@ -69,6 +73,7 @@ class ImagePlugin(ModalityPlugin):
         autoencoder: dict[str, Any] | None = None,
         fid: bool = True,
         latent_cache: bool | str = False,
+        read_scale: Sequence[float] | None = None,
     ) -> None:
         super().__init__(
             patch_size=patch_size,
@@ -77,6 +82,7 @@ class ImagePlugin(ModalityPlugin):
             autoencoder=autoencoder,
             fid=fid,
             latent_cache=latent_cache,
+            read_scale=read_scale,
         )
         if patch_size < 1:
             raise ValueError(f"patch_size must be >= 1; got {patch_size}")
@@ -98,6 +104,11 @@ class ImagePlugin(ModalityPlugin):
         check_divisible((self.channels, *self.image_size), self.patch_size * self.factor, "image_size")
         self._fid_net = None
         self.latent_cache = self._latent_cache(latent_cache)
+        self.read_scale = None if read_scale is None else tuple(float(f) for f in read_scale)
+        if self.read_scale is not None and (
+            len(self.read_scale) != 2 or not 0 < self.read_scale[0] <= self.read_scale[1]
+        ):
+            raise ValueError(f"read_scale must be [lo, hi] with 0 < lo <= hi; got {list(read_scale)}")
 
     def _latent_cache(self, setting: bool | str | None):
         if setting in (False, None, "", "false", "False"):
@@ -149,10 +160,25 @@ class ImagePlugin(ModalityPlugin):
         return torch.arange(self.token_channels * p2) // p2 < int(k)
 
     def read_file(self, path: str | Path) -> Tensor:
-        """An image file as a (C, H, W) sample in [-1, 1] at ``image_size`` (resize to cover, centre crop)."""
+        """An image file as a (C, H, W) sample in [-1, 1] at :meth:`read_size` (resize to cover, centre crop)."""
         from .folder import decode_image
 
-        return decode_image(path, self.image_size, self.channels)
+        return decode_image(path, self.read_size(path), self.channels)
+
+    def read_size(self, path: str | Path) -> tuple[int, int]:
+        """The (H, W) a file is read at: ``image_size``, or with ``read_scale = [lo, hi]`` the file's own
+        size as ``f x image_size``, ``f = clip(min(h / H, w / W), lo, hi)``, each side rounded down to a
+        multiple of the patch (at least one patch)."""
+        if self.read_scale is None:
+            return self.image_size
+        from PIL import Image
+
+        with Image.open(path) as img:  # reads the header only
+            w, h = img.size
+        th, tw = self.image_size
+        f = min(max(min(h / th, w / tw), self.read_scale[0]), self.read_scale[1])
+        m = self.multiple
+        return max(m, int(th * f + 1e-6) // m * m), max(m, int(tw * f + 1e-6) // m * m)
 
     def sample_shape(self, sample: Tensor) -> tuple[int, ...]:
         return tuple(int(s) for s in sample.shape)

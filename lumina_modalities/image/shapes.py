@@ -130,6 +130,10 @@ class ShapesDataset(ConditionParameter, LuminaDataset):
         condition: "text" (caption), "class" (id of the shape x colour x position combination) or "none".
         sizes: add a size word ("small"/"large") to each caption; otherwise sizes jitter around medium.
         shapes, colors, positions: restrict the vocabulary (defaults: all).
+        resolutions: render every drawing at each of these sides in pixels (any-resolution training; the same
+            shape, colour and position, scaled with the canvas): item ``i`` is drawing ``i // n`` at side
+            ``resolutions[i % n]``, ``n = len(resolutions)``, so the set has ``length * n`` items; None: every
+            item at ``size``.
     """
 
     modality = "image"
@@ -147,6 +151,7 @@ class ShapesDataset(ConditionParameter, LuminaDataset):
         shapes: Sequence[str] | None = None,
         colors: Sequence[str] | None = None,
         positions: Sequence[str] | None = None,
+        resolutions: Sequence[int] | None = None,
     ) -> None:
         problems = []
         if split not in SPLIT_STREAMS:
@@ -157,6 +162,9 @@ class ShapesDataset(ConditionParameter, LuminaDataset):
             problems.append(f"size must be at least 12 pixels, got {size}")
         if length < 1:
             problems.append(f"length must be positive, got {length}")
+        sides = [int(r) for r in resolutions] if resolutions else [int(size)]
+        if any(r < 12 for r in sides):
+            problems.append(f"resolutions must be at least 12 pixels, got {list(resolutions or [])}")
         self.shapes = tuple(shapes or SHAPES)
         self.colors = tuple(colors or COLORS)
         self.positions = tuple(positions or POSITIONS)
@@ -172,9 +180,10 @@ class ShapesDataset(ConditionParameter, LuminaDataset):
             raise ValueError("invalid shapes dataset: " + "; ".join(problems))
         self.size, self.length, self.split, self.seed = int(size), int(length), split, int(seed)
         self.condition, self.sizes = condition, bool(sizes)
+        self.resolutions = sides
 
     def __len__(self) -> int:
-        return self.length
+        return self.length * len(self.resolutions)
 
     @property
     def num_classes(self) -> int:
@@ -194,15 +203,16 @@ class ShapesDataset(ConditionParameter, LuminaDataset):
         s, c = divmod(rest, len(self.colors))
         return self.shapes[s], self.colors[c], self.positions[p]
 
-    def spec(self, index: int) -> ShapeSpec:
-        """The ground truth of item ``index`` (deterministic)."""
+    def spec(self, index: int, side: int | None = None) -> ShapeSpec:
+        """The ground truth of drawing ``index`` (deterministic) on a canvas of ``side`` px (default ``size``;
+        every coordinate scales with the side)."""
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a shapes dataset of length {self.length}")
         rng = np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index])
         shape = self.shapes[rng.integers(len(self.shapes))]
         color = self.colors[rng.integers(len(self.colors))]
         position = self.positions[rng.integers(len(self.positions))]
-        s = self.size
+        s = self.size if side is None else int(side)
         if self.sizes:
             size_word = ("small", "large")[rng.integers(2)]
             radius = SIZES[size_word] * s * rng.uniform(0.95, 1.05)
@@ -223,10 +233,12 @@ class ShapesDataset(ConditionParameter, LuminaDataset):
         return None
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        spec = self.spec(int(index))
+        drawing, which = divmod(int(index), len(self.resolutions))
+        side = self.resolutions[which]
+        spec = self.spec(drawing, side)
         meta = spec.meta()
         meta["caption"] = spec.caption()
-        return {"sample": render(spec, self.size), "condition": self.condition_of(spec), "meta": meta}
+        return {"sample": render(spec, side), "condition": self.condition_of(spec), "meta": meta}
 
     def score(self, samples: Sequence[Tensor], items: Sequence[dict]) -> dict[str, float]:
         """Prompt adherence of generated ``samples`` to the attributes of ``items`` (see :func:`score_shapes`)."""

@@ -87,6 +87,7 @@ def test_what_a_signature_accepts_builds():
         "proportional_attention",
         "scale_mode",
         "train_tokens",
+        "shrink",
     ]
     built = 0
     for reg in (SOLVERS, TIME_GRIDS, TIME_SAMPLERS, ROPE_SCALINGS):

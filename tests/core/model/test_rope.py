@@ -181,6 +181,31 @@ def test_derived_scale_per_axis_and_area():
         rope.axis_scale(pos, mask, RopeScaling("pi", scale=(1.0, 2.0, 3.0)))
 
 
+def test_derived_scale_shrinks_only_when_asked():
+    """A smaller input keeps s = 1 (its positions as they are) unless ``shrink`` lets s = extent / train go
+    below 1; with PI every input's positions then span the training extent."""
+    rope = NDRope(D, (1, 1), "interleaved", THETA, train_extent=(8, 8))
+    hh, ww = torch.meshgrid(torch.arange(4.0), torch.arange(16.0), indexing="ij")
+    pos = torch.stack([hh, ww], -1).reshape(1, -1, 2)
+    mask = torch.ones(1, 64, dtype=torch.bool)
+    torch.testing.assert_close(rope.axis_scale(pos, mask, RopeScaling("pi")), torch.tensor([[1.0, 2.0]]))
+    shrunk = rope.axis_scale(pos, mask, RopeScaling("pi", shrink=True))
+    torch.testing.assert_close(shrunk, torch.tensor([[0.5, 2.0]]))
+    # PI on the shrunk scale: the 4-row grid is read at rows 0, 2, 4, 6 of the 8-row training grid
+    rows, cols = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
+    small = torch.stack([rows, cols], -1).reshape(1, -1, 2)
+    cos, sin, _ = rope(small, torch.ones(1, 16, dtype=torch.bool), scaling=RopeScaling("pi", shrink=True))
+    ref_cos, ref_sin, _ = rope(small * 2, torch.ones(1, 16, dtype=torch.bool), scaling=RopeScaling("none"))
+    torch.testing.assert_close((cos, sin), (ref_cos, ref_sin), atol=1e-5, rtol=1e-5)
+    # an explicit scale is used as given either way; `none` ignores shrink
+    torch.testing.assert_close(
+        rope.axis_scale(pos, mask, RopeScaling("pi", scale=0.75, shrink=True)), torch.full((1, 2), 0.75)
+    )
+    torch.testing.assert_close(rope.axis_scale(pos, mask, RopeScaling("none", shrink=True)), torch.ones(1, 2))
+    # a recipe names it like the other shared settings
+    assert RopeScaling.build({"name": "pi", "params": {"shrink": True}}) == RopeScaling("pi", shrink=True)
+
+
 def test_proportional_attention_factor():
     rope = NDRope(D, (1, 1), "interleaved", THETA, train_extent=(4, 4))
     mask = torch.zeros(2, 64, dtype=torch.bool)

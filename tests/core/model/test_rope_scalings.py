@@ -121,7 +121,7 @@ def test_a_user_kind_registers_and_reaches_the_model_and_the_validator():
         problems = validate_recipe({"tasks": [task]})
         assert problems == [
             "tasks.0.sampling.rope_scaling.params.alpah: RoPE scaling 'half_pi' does not take a parameter 'alpah'; "
-            "did you mean 'alpha'? (it takes: alpha, scale, proportional_attention, scale_mode, train_tokens)"
+            "did you mean 'alpha'? (it takes: alpha, scale, proportional_attention, scale_mode, train_tokens, shrink)"
         ]
     finally:
         ROPE_SCALINGS.unregister("half_pi")

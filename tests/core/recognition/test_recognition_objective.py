@@ -87,6 +87,30 @@ def test_loss_is_label_smoothed_cross_entropy():
     assert 0.0 <= float(stats["accuracy"]) <= 1.0
 
 
+def test_the_objectives_rope_scaling_runs_in_training_and_inference():
+    """``rope_scaling: {name: pi, params: {shrink: true}}``: a 6-token sequence of a trunk trained on 12
+    positions is read at positions 0, 2, .., 10, in the loss and in the logits; a caller's scaling replaces it."""
+    model, plain = tiny_classifier()
+    with torch.no_grad():  # off the zero-initialised modulation, so that attention (and RoPE) matter
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    shrunk = Classification(3, label_smoothing=0.1, rope_scaling={"name": "pi", "params": {"shrink": True}})
+    short = sequences([0, 1], [6, 6])
+    spread = TokenBatch.from_sequences(
+        [short.tokens[i] for i in range(2)], [short.positions[i] * 2 for i in range(2)], [(6,), (6,)]
+    )
+    expected = plain.logits(model, "seq", spread)
+    torch.testing.assert_close(shrunk.logits(model, "seq", short), expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(plain.logits(model, "seq", short), expected, atol=1e-3)
+    y = torch.tensor([0, 1])
+    loss, _ = shrunk.loss(model, "seq", short, Condition(), targets=y)
+    assert loss.item() == pytest.approx(F.cross_entropy(expected, y, label_smoothing=0.1).item(), rel=1e-5)
+    caller = shrunk.logits(model, "seq", short, rope_scaling={"name": "none"})
+    torch.testing.assert_close(caller, plain.logits(model, "seq", short))
+    with pytest.raises(ValueError, match="rope_scaling: .*kind must be one of"):
+        Classification(3, rope_scaling={"name": "stretchy"})
+
+
 def test_zero_initialised_head_starts_at_the_uniform_prediction():
     model, obj = tiny_classifier()
     batch = sequences([0, 1, 2], [12, 12, 12])

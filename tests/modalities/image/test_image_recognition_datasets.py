@@ -110,3 +110,45 @@ def test_digits_at_several_sizes():
     assert float((small - a["sample"]).abs().mean()) < 0.1
     with pytest.raises(ValueError, match="at least 8 pixels"):
         LabelledDigitsDataset(sizes=[4, 16])
+
+
+def test_read_scale_keeps_a_files_own_size_within_its_range(tmp_path):
+    """``lumina predict`` reads a file at its own size when that is 1-2x the training size (``read_scale``),
+    upsamples a smaller one and downsamples a larger one; without ``read_scale`` every file is read at
+    ``image_size``."""
+    from lumina_modalities.image import ImagePlugin
+
+    rng = np.random.default_rng(0)
+    files = {}
+    for name, (h, w) in {"small": (16, 16), "native": (48, 48), "big": (100, 100), "wide": (50, 70)}.items():
+        pixels = rng.integers(0, 256, size=(h, w), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
+        files[name] = (tmp_path / f"{name}.png", pixels)
+    ranged = ImagePlugin(patch_size=4, channels=1, image_size=32, fid=False, read_scale=[1, 2])
+    fixed = ImagePlugin(patch_size=4, channels=1, image_size=32, fid=False)
+    expected = {"small": 32, "native": 48, "big": 64, "wide": 48}  # wide: 50 px rounded down to 12 patches
+    for name, side in expected.items():
+        assert ranged.read_file(files[name][0]).shape == (1, side, side)
+        assert fixed.read_file(files[name][0]).shape == (1, 32, 32)
+    # a file already within the range is read pixel for pixel (no resampling)
+    native = ranged.read_file(files["native"][0])[0].numpy()
+    np.testing.assert_allclose(native, files["native"][1] / 255.0 * 2 - 1, atol=1e-5)
+    with pytest.raises(ValueError, match="read_scale must be"):
+        ImagePlugin(patch_size=4, channels=1, image_size=32, fid=False, read_scale=[2, 1])
+
+
+def test_shapes_at_several_resolutions_draw_each_item_once_per_size():
+    """``resolutions``: drawing i at every side, the same drawing the single-size set renders at that side."""
+    from lumina_modalities.image.shapes import ShapesDataset
+
+    multi = ShapesDataset(length=3, condition="none", resolutions=[16, 32])
+    assert len(multi) == 6
+    for i in range(3):
+        for j, side in enumerate((16, 32)):
+            item, single = multi[2 * i + j], ShapesDataset(size=side, length=3, condition="none")[i]
+            assert item["sample"].shape == (3, side, side)
+            torch.testing.assert_close(item["sample"], single["sample"])
+            assert item["meta"]["shape"] == single["meta"]["shape"]
+    assert len(ShapesDataset(length=3, condition="none")) == 3  # default: one size
+    with pytest.raises(ValueError, match="resolutions must be at least 12"):
+        ShapesDataset(length=3, resolutions=[8, 32])
