@@ -4,7 +4,9 @@
 structure and registry passes (:mod:`.validate`), this pass builds what is cheap to build, exactly as a run
 builds it, and records each refusal as a ``"path: message"`` problem:
 
-* ``run.device`` and ``train.precision`` against what the trainer accepts (Lightning's precision names);
+* ``run.device``: a device name, and one this machine has (:mod:`.devices`: ``cuda`` where torch sees no GPU,
+  ``cuda:7`` on a one-GPU machine and ``mps`` off a Mac are refused here, not at the first step);
+* ``train.precision`` against what the trainer accepts (Lightning's precision names);
 * ``train.optimizer``: a known name, and for the 8-bit ones bitsandbytes installed and a device other than the CPU;
 * the trunk: the model section through :class:`NextDiTConfig` (preset, heads dividing ``dim``, ...);
 * each task's plugin (skipped when its parameters give it a nested component such as an autoencoder or a
@@ -19,11 +21,9 @@ load weights.
 
 from __future__ import annotations
 
-import re
 from typing import Any, get_args
 
-DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-
+from lumina_core.config.devices import device_problem
 
 #: what Lightning's Trainer accepts as ``precision`` (importing Lightning to ask would cost seconds on every
 #: ``config validate``; a test keeps this list equal to Lightning's own)
@@ -44,9 +44,10 @@ def check_buildable(tree: dict, problems: list[str]) -> None:
     """Append a problem for each part of the resolved recipe ``tree`` that building the run would refuse."""
     run = tree.get("run") if isinstance(tree.get("run"), dict) else {}
     device = run.get("device")
-    if isinstance(device, str) and not DEVICE.match(device):
-        problems.append(f"run.device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}")
     train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
+    if isinstance(device, str):
+        processes = train.get("devices") if isinstance(train.get("devices"), int) else 1
+        problems.extend(filter(None, [device_problem(device, processes)]))
     precision = train.get("precision")
     if isinstance(precision, str) and precision not in LIGHTNING_PRECISIONS:
         problems.append(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     pass
 
+from lumina_core.config.devices import require_device
 from lumina_core.config.schema import STRATEGIES
 from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
 from lumina_core.errors import LuminaError
@@ -49,6 +50,8 @@ def _trainer_device(device: str, devices: int = 1, num_nodes: int = 1, strategy:
         out: dict[str, Any] = {"accelerator": "auto", "devices": int(devices) if distributed else 1}
     elif device == "cpu":
         out = {"accelerator": "cpu", "devices": int(devices)}
+    elif device == "mps":  # Apple's GPU (Lightning's MPSAccelerator): one device
+        out = {"accelerator": "mps", "devices": 1}
     elif device.startswith("cuda"):
         if distributed:
             out = {"accelerator": "gpu", "devices": int(devices)}
@@ -56,7 +59,7 @@ def _trainer_device(device: str, devices: int = 1, num_nodes: int = 1, strategy:
             index = int(device.split(":")[1]) if ":" in device else 0
             out = {"accelerator": "gpu", "devices": [index]}
     else:
-        raise ValueError(f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+        raise ValueError(f"run.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}")
     if distributed:
         if strategy not in STRATEGIES:
             raise ValueError(f"train.strategy must be one of {STRATEGIES}; got {strategy!r}")
@@ -89,6 +92,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False, allow_ch
 
     cfg = typed_recipe(cfg)
     tc = cfg.train
+    require_device(str(cfg.run.device), int(tc.devices))  # before the run folder is touched
     if resume is not None and overwrite:
         raise ValueError("--resume continues a run and --overwrite starts it again: give one of them")
     if allow_changes and resume is None:
