@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from lumina_core.config.devices import require_device
 from lumina_core.config.schema import STRATEGIES
 from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
 from lumina_core.errors import LuminaError
+from lumina_core.safe_write import DiskFull, disk_full, is_out_of_space, write_atomic
 from lumina_core.training.build import RunParts, build_run, load_trainable, resolve_device, trainable_modules
 from lumina_core.training.ranks import close_process_group, launch_rank
 from lumina_core.training.runlock import LockHolder, RunLock
@@ -241,10 +243,23 @@ def _train_in(
             f"stopped by SIGTERM after step {module.step}; checkpoint {module.last_checkpoint}. Continue with "
             "`lumina train ... --resume last` (exit status 143, so a scheduler does not count the job as done)"
         ) from exc
+    except Exception as exc:  # a full disk under a preview, a curve or a log: one paragraph, not a traceback
+        if isinstance(exc, DiskFull) or not is_out_of_space(exc):
+            raise
+        raise disk_full(
+            getattr(exc, "filename", None) or run_dir, None, f"a file of the run, after step {module.step}",
+            f"Training stopped; the newest checkpoint is {module.last_checkpoint}. Free some space, then "
+            "continue with `lumina train RECIPE --resume last`.",
+        ) from exc  # fmt: skip
     finally:
         lightning_log.removeFilter(tips)
         if launch_rank() == 0:
-            _write_data_report(run_dir, module)
+            try:
+                _write_data_report(run_dir, module)
+            except DiskFull as exc:  # the earlier report is left whole; the run's own error (if any) comes first
+                if finished:
+                    raise
+                print(f"note: {exc}", file=sys.stderr)
         close_process_group(synchronise=finished)  # every rank, before the interpreter exits (see ranks.py)
     if launch_rank() != 0:
         return run_dir
@@ -271,7 +286,7 @@ def _save_recipe(recipe: Any, path: Path, keep_as: str | None = None) -> Path | 
         if earlier is None or any(c.breaks_exact_resume for c in changes(earlier, recipe)):
             kept = _free_name(path.with_name(keep_as))
             path.rename(kept)
-    OmegaConf.save(recipe_node(recipe), path)
+    write_atomic(path, OmegaConf.to_yaml(recipe_node(recipe)), "the run's recipe")
     return kept
 
 
@@ -343,11 +358,12 @@ def _move_aside(run_dir: Path) -> Path:
 
 
 def _write_data_report(run_dir: Path, module: Any) -> None:
-    """``<run_dir>/data_report.json``: per task, samples seen and unreadable samples skipped (with names)."""
+    """``<run_dir>/data_report.json``: per task, samples seen and unreadable samples skipped (with names);
+    written whole or not at all (a full disk leaves the earlier report as it was)."""
     report = module.skipped_samples()
     if not report:
         return
-    (run_dir / "data_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_atomic(run_dir / "data_report.json", json.dumps(report, indent=2) + "\n", "the data report")
     for name, r in report.items():
         if r["skipped"]:
             print(f"task {name}: skipped {r['skipped']} unreadable sample(s); see {run_dir / 'data_report.json'}")
@@ -652,7 +668,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
     record = {"checkpoint": str(ck), "step": step, "metrics": metrics}
     if details:
         record["details"] = details
-    (run_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(run_dir / "metrics.json", json.dumps(record, indent=2) + "\n", "the evaluation's metrics")
     return metrics
 
 
