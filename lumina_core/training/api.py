@@ -31,7 +31,16 @@ from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
 from lumina_core.errors import LuminaError
 from lumina_core.safe_write import DiskFull, disk_full, is_out_of_space, write_atomic
 from lumina_core.training.build import RunParts, build_run, load_trainable, resolve_device, trainable_modules
-from lumina_core.training.ranks import close_process_group, launch_rank
+from lumina_core.training.ranks import (
+    RankLost,
+    claim_report,
+    close_process_group,
+    dead_ranks,
+    exit_status_text,
+    is_lost_peer,
+    launch_rank,
+    resume_command,
+)
 from lumina_core.training.runlock import LockHolder, RunLock
 
 #: how many held-out items per task the preview callback renders
@@ -133,7 +142,7 @@ def _train_in(
     from lumina_core.data.stream import first_items, is_stream, stream_loader
     from lumina_core.errors import Preempted
     from lumina_core.training import checkpoint as ckpt_io
-    from lumina_core.training.callbacks import CheckpointEvery, PreviewSamples, StepProgress
+    from lumina_core.training.callbacks import CheckpointEvery, PreviewSamples, SayWhichRankDied, StepProgress
     from lumina_core.training.curves import LossCurves
     from lumina_core.training.data import MultiTaskBatches, task_loader
     from lumina_core.training.module import LuminaLightningModule
@@ -209,7 +218,7 @@ def _train_in(
     tips = _DropLightningTips()
     lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     lightning_log.addFilter(tips)
-    finished = False
+    finished, trainer = False, None
     try:
         trainer = L.Trainer(
             **_trainer_device(str(cfg.run.device), int(tc.devices), int(tc.num_nodes), str(tc.strategy)),
@@ -221,6 +230,7 @@ def _train_in(
                 CheckpointEvery(ckpt_root, int(tc.ckpt_every)),
                 PreviewSamples(run_dir / "previews", int(tc.preview_every), val_items, PREVIEW_ITEMS),
                 LossCurves(run_dir),  # curves/loss.png: the loss per task, beside TensorBoard
+                SayWhichRankDied(lambda dead: rank_lost_text(module, dead, ckpt_root, None)),
                 StepProgress(),
             ],
             enable_checkpointing=False,
@@ -240,10 +250,12 @@ def _train_in(
         finished = True
     except SIGTERMException as exc:  # Lightning stops after the step; CheckpointEvery saved it
         raise Preempted(
-            f"stopped by SIGTERM after step {module.step}; checkpoint {module.last_checkpoint}. Continue with "
-            "`lumina train ... --resume last` (exit status 143, so a scheduler does not count the job as done)"
+            f"stopped by SIGTERM after step {module.step}; {_newest_checkpoint(module, ckpt_root)}. Continue "
+            f"with `{resume_command()}` (exit status 143, so a scheduler does not count the job as done)"
         ) from exc
-    except Exception as exc:  # a full disk under a preview, a curve or a log: one paragraph, not a traceback
+    except Exception as exc:  # a lost rank, or a full disk under a preview, a curve or a log: one paragraph
+        if module.world > 1 and is_lost_peer(exc):
+            raise _rank_lost(module, trainer, ckpt_root, exc) from exc
         if isinstance(exc, DiskFull) or not is_out_of_space(exc):
             raise
         raise disk_full(
@@ -266,6 +278,44 @@ def _train_in(
     if module.nonfinite_skipped:
         print(f"{module.nonfinite_skipped} step(s) with a non-finite loss were skipped")
     return run_dir
+
+
+def _newest_checkpoint(module: Any, ckpt_root: Path) -> str:
+    """Where ``--resume last`` will continue from, in words (every rank knows it: rank 0 wrote it)."""
+    ck = module.last_checkpoint
+    if ck is None and (ckpt_root / "last").is_file():
+        ck = ckpt_root / (ckpt_root / "last").read_text().strip()
+    if ck is None:
+        return "no checkpoint was written yet, so the steps so far are lost"
+    return f"the newest checkpoint is {ck}"
+
+
+def _rank_lost(module: Any, trainer: Any, ckpt_root: Path, exc: BaseException) -> BaseException:
+    """The one paragraph for a collective that failed because another rank died (see :mod:`.ranks`)."""
+    launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+    dead = dead_ranks(launcher) if module.global_rank == 0 else []
+    if not claim_report():  # the launcher's watcher is saying it (and ending this process)
+        return exc
+    return RankLost(rank_lost_text(module, dead, ckpt_root, exc))
+
+
+def rank_lost_text(module: Any, dead: list[tuple[int, int]], ckpt_root: Path, exc: BaseException | None) -> str:
+    """Which rank died (``dead``: rank and exit status, where known), at which step, the newest checkpoint and
+    the command that continues the run."""
+    world = module.world
+    if dead:
+        who = "; ".join(f"rank {r} of {world} died ({exit_status_text(code)})" for r, code in dead)
+    elif module.global_rank != 0:
+        who = f"rank {module.global_rank} of {world} lost its connection to the other ranks (rank 0 ended?)"
+    else:
+        who = f"another rank of the {world} ended (see its own log: torchrun or the scheduler started it)"
+    why = f" ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]})" if exc is not None else ""
+    newest = _newest_checkpoint(module, ckpt_root)
+    return (
+        f"{who} during step {module.step + 1}, so this data-parallel run cannot go on: every rank takes part in "
+        f"every step{why}. {newest[0].upper()}{newest[1:]}; the steps after it are lost. Continue with "
+        f"`{resume_command()}`"
+    )
 
 
 def _save_recipe(recipe: Any, path: Path, keep_as: str | None = None) -> Path | None:
