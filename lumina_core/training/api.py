@@ -140,7 +140,6 @@ def _train_in(
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from lumina_core.data.stream import first_items, is_stream, stream_loader
-    from lumina_core.errors import Preempted
     from lumina_core.training import checkpoint as ckpt_io
     from lumina_core.training.callbacks import CheckpointEvery, PreviewSamples, SayWhichRankDied, StepProgress
     from lumina_core.training.curves import LossCurves
@@ -249,12 +248,11 @@ def _train_in(
             trainer.fit(module)
         finished = True
     except SIGTERMException as exc:  # Lightning stops after the step; CheckpointEvery saved it
-        raise Preempted(
-            f"stopped by SIGTERM after step {module.step}; {_newest_checkpoint(module, ckpt_root)}. Continue "
-            f"with `{resume_command()}` (exit status 143, so a scheduler does not count the job as done)"
-        ) from exc
+        raise _preempted(module, ckpt_root) from exc
     except Exception as exc:  # a lost rank, or a full disk under a preview, a curve or a log: one paragraph
         if module.world > 1 and is_lost_peer(exc):
+            if getattr(trainer, "received_sigterm", False):  # the whole job was stopped; a peer just went first
+                raise _preempted(module, ckpt_root) from exc
             raise _rank_lost(module, trainer, ckpt_root, exc) from exc
         if isinstance(exc, DiskFull) or not is_out_of_space(exc):
             raise
@@ -278,6 +276,15 @@ def _train_in(
     if module.nonfinite_skipped:
         print(f"{module.nonfinite_skipped} step(s) with a non-finite loss were skipped")
     return run_dir
+
+
+def _preempted(module: Any, ckpt_root: Path) -> Exception:
+    from lumina_core.errors import Preempted
+
+    return Preempted(
+        f"stopped by SIGTERM after step {module.step}; {_newest_checkpoint(module, ckpt_root)}. Continue "
+        f"with `{resume_command()}` (exit status 143, so a scheduler does not count the job as done)"
+    )
 
 
 def _newest_checkpoint(module: Any, ckpt_root: Path) -> str:
