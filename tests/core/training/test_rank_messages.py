@@ -46,3 +46,37 @@ def test_a_dead_rank_is_named_with_how_it_ended_and_the_resume_command(tmp_path,
     assert exit_status_text(1) == "exit status 1"
     assert resume_command(["python", "x.py"]) == "lumina train RECIPE [KEY=VALUE ...] --resume last"
     assert resume_command(["lumina", "train", "r.yaml", "--overwrite"]) == "lumina train r.yaml --resume last"
+
+
+WATCHED = """
+import os, signal, subprocess, sys
+from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+from lumina_core.training.ranks import speak_before_the_launcher_kills
+
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+watcher = _ChildProcessObserver(main_pid=os.getpid(), child_processes=[child], sleep_period=60)  # Lightning's own watcher
+watcher.start()  # its thread first sleeps a minute: the test makes its check below
+assert speak_before_the_launcher_kills(lambda dead: f"rank {dead[0][0]} died with {dead[0][1]}")
+child.send_signal(signal.SIGKILL)
+child.wait()
+watcher._run()  # what its thread does every 5 s: finds the dead child and ends the run
+print("not reached")
+"""
+
+
+def test_lightnings_watcher_says_which_rank_died_before_it_ends_the_run(tmp_path):
+    """Where the watcher sees the dead rank before rank 0's collective fails, it prints the paragraph and ends
+    the run with exit status 2 (it sent SIGKILL to rank 0 itself: exit 137, nothing said)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", WATCHED], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)}, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "lumina train: error: rank 1 died with -9" in done.stderr
+    assert "not reached" not in done.stdout and "Traceback" not in done.stderr
