@@ -57,7 +57,12 @@ def check_buildable(tree: dict, problems: list[str]) -> None:
     if isinstance(optimizer, str):  # bitsandbytes' 8-bit optimisers: installed, and not on a CPU run
         from lumina_core.finetune.optim import optimizer_problem
 
-        problems.extend(filter(None, [optimizer_problem(optimizer, device if isinstance(device, str) else None)]))
+        where = device if isinstance(device, str) else None
+        if where == "auto":  # the device the run will take here (8-bit optimisers need a CUDA GPU)
+            import torch
+
+            where = "cuda" if torch.cuda.is_available() else "cpu"
+        problems.extend(filter(None, [optimizer_problem(optimizer, where)]))
     dim = None if any(p.startswith("model.") for p in problems) else _check_model(tree.get("model"), problems)
     tasks = tree.get("tasks")
     for i, task in enumerate(tasks if isinstance(tasks, list) else []):

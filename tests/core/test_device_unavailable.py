@@ -85,3 +85,18 @@ def test_train_refuses_mps_off_a_mac_and_too_many_gpus(recipe, tmp_path, monkeyp
 def test_the_gpu_recipes_take_the_gpu_when_there_is_one_else_the_cpu(name):
     """They say ``auto``: validated on this machine whatever it has; ``cuda`` is for a user who insists."""
     assert OmegaConf.load(ROOT / "recipes" / name).run.device == "auto"
+
+
+def test_auto_on_a_machine_without_a_gpu_is_validated_as_the_cpu(monkeypatch):
+    """``auto`` takes the CPU here, so an 8-bit optimiser (CUDA only) is refused at validation, not at step 1."""
+    import importlib.util
+
+    from lumina_core.config.buildcheck import check_buildable
+
+    gpus(monkeypatch, 0)
+    find_spec = importlib.util.find_spec  # bitsandbytes "installed", so only the device can be the problem
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "bitsandbytes" else find_spec(n, *a))
+    problems: list[str] = []
+    check_buildable({"run": {"device": "auto"}, "train": {"optimizer": "adamw8bit"}}, problems)
+    assert any(p.startswith("train.optimizer:") and "CUDA GPUs only" in p for p in problems), problems
+    assert not any(p.startswith("run.device") for p in problems)
