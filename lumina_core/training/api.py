@@ -297,12 +297,14 @@ def _newest_checkpoint(module: Any, ckpt_root: Path) -> str:
     return f"the newest checkpoint is {ck}"
 
 
-def _rank_lost(module: Any, trainer: Any, ckpt_root: Path, exc: BaseException) -> BaseException:
+def _rank_lost(module: Any, trainer: Any, ckpt_root: Path, exc: BaseException) -> RankLost:
     """The one paragraph for a collective that failed because another rank died (see :mod:`.ranks`)."""
     launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
     dead = dead_ranks(launcher) if module.global_rank == 0 else []
-    if not claim_report():  # the launcher's watcher is saying it (and ending this process)
-        return exc
+    if not claim_report():  # the launcher's watcher is saying it and ends this process: let it, say nothing
+        import time
+
+        time.sleep(30)
     return RankLost(rank_lost_text(module, dead, ckpt_root, exc))
 
 

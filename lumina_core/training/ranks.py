@@ -83,7 +83,7 @@ def dead_ranks(launcher: Any, wait_s: float = 2.0) -> list[tuple[int, int]]:
 
 
 def exit_status_text(code: int) -> str:
-    """``-9`` -> ``"killed by SIGKILL"``; ``1`` -> ``"exit status 1"``."""
+    """``-9`` -> ``"killed by SIGKILL"``; ``2`` -> ``"exit status 2; its own message is above"``."""
     import signal
 
     if code < 0:
@@ -91,7 +91,7 @@ def exit_status_text(code: int) -> str:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
-    return f"exit status {code}"
+    return f"exit status {code}; its own message is above"
 
 
 def resume_command(argv: list[str] | None = None) -> str:

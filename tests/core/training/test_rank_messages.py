@@ -43,7 +43,7 @@ def test_a_dead_rank_is_named_with_how_it_ended_and_the_resume_command(tmp_path,
     assert text.startswith("rank 1 of 2 died (killed by SIGKILL) during step 7")
     assert f"The newest checkpoint is {tmp_path / 'step_0000006'}" in text
     assert text.endswith("Continue with `lumina train r.yaml train.devices=2 --resume last`")
-    assert exit_status_text(1) == "exit status 1"
+    assert exit_status_text(2) == "exit status 2; its own message is above"
     assert resume_command(["python", "x.py"]) == "lumina train RECIPE [KEY=VALUE ...] --resume last"
     assert resume_command(["lumina", "train", "r.yaml", "--overwrite"]) == "lumina train r.yaml --resume last"
 
