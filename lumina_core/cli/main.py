@@ -305,6 +305,23 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, ValueError | FileNotFoundError | NotADirectoryError | FileExistsError)
 
 
+def _install_warning_format() -> None:
+    """Print a :class:`lumina_core.errors.LuminaWarning` as one line (``lumina: warning: ...``), without the
+    file, line number and source line Python adds; other warnings keep Python's format."""
+    import warnings
+
+    python_format = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        errors = sys.modules.get("lumina_core.errors")
+        if errors is not None and issubclass(category, errors.LuminaWarning):
+            return f"lumina: warning: {message}\n"
+        return python_format(message, category, filename, lineno, line)
+
+    if getattr(python_format, "__name__", "") != "one_line":
+        warnings.formatwarning = one_line
+
+
 def _exit_code(exc: BaseException) -> int:
     code = getattr(exc, "exit_code", EXIT_USER_ERROR)
     return code if isinstance(code, int) and code > 0 else EXIT_USER_ERROR
@@ -332,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from lumina_core.cli import commands
 
+    _install_warning_format()
     try:
         handler = args.handler if callable(args.handler) else getattr(commands, args.handler)
         return int(handler(args) or 0)

@@ -208,7 +208,8 @@ class ShardDataset(SkipCorruptIterable):
         self.epoch_length = None if epoch_length is None else int(epoch_length)
         self.repeat = bool(repeat)
         self.epoch = 0
-        self.failed_shards: list[str] = []
+        self.failed_shards: list[str] = []  # this process's; stats.failed_sources: every worker's
+        self.stats.track_sources(self.urls)
         self._resume: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
@@ -272,6 +273,7 @@ class ShardDataset(SkipCorruptIterable):
             if not failed:  # webdataset reports one broken tar at two levels: count it once
                 failed.append(err)
                 self.failed_shards.append(url)
+                self.stats.fail_source(url)  # a shared flag: the main process sees the workers' failures
                 reason = str(err.args[0] if err.args else err).split(" @ ")[0]
                 logger.warning(
                     "shard %s could not be read to the end (%s: %s)", url, type(err).__name__, reason
@@ -360,8 +362,9 @@ class ShardDataset(SkipCorruptIterable):
 
     def summary(self) -> str:
         text = super().summary()
-        if self.failed_shards:
-            text += f"; {len(self.failed_shards)} shard(s) could not be read to the end"
+        failed = len(set(self.stats.failed_sources) | set(self.failed_shards))  # each shard once, workers' too
+        if failed:
+            text += f"; {failed} shard(s) could not be read to the end"
         return text
 
     def reset(self) -> None:

@@ -164,6 +164,7 @@ class PreviewSamples(L.Callback):
                     task.shapes_of(items),
                     device=module.device,
                     batch_size=len(items),
+                    refuse_nonfinite=False,  # a preview never stops a run: the loss checks decide
                 )
                 if not writes:
                     continue

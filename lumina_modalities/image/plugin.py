@@ -25,6 +25,7 @@ from lumina_core.plugin import AdapterSpec, ModalityPlugin
 from lumina_core.registry import CODECS, MODALITIES
 from lumina_core.tokens import TokenBatch
 
+from .folder import IMAGE_EXTENSIONS
 from .patches import check_divisible, grid_positions, patchify, unpatchify
 from .preview import preview_to_tensorboard, write_image_preview
 
@@ -56,6 +57,7 @@ class ImagePlugin(ModalityPlugin):
     name = "image"
     conditions = frozenset({"text", "class", "none"})
     preview_formats = ("png",)
+    read_extensions = IMAGE_EXTENSIONS
     default_recipe = "recipes/image/shapes_tiny.yaml"
     nested_components = {"autoencoder": CODECS}
 
