@@ -36,6 +36,17 @@ def _load(args: argparse.Namespace) -> Any:
     return load_recipe(args.recipe, overrides, include=extra)
 
 
+def _load_runnable(args: argparse.Namespace, training: bool = False) -> Any:
+    """The recipe of a command that runs the model (train, sample, eval, serve, predict), refused in one
+    paragraph (exit 2) when ``run.device`` names a device this machine lacks, before anything is built
+    (``training``: each of the ``train.devices`` processes needs one)."""
+    from lumina_core.config.devices import require_device
+
+    cfg = _load(args)
+    require_device(str(cfg.run.device), int(cfg.train.devices) if training else 1)
+    return cfg
+
+
 def _did_you_mean(name: str, known: list[str]) -> str:
     import difflib
 
@@ -57,7 +68,7 @@ def _describe_tasks(cfg: Any) -> str:
 def train(args: argparse.Namespace) -> int:
     from lumina_core.training.ranks import launch_rank
 
-    cfg = _load(args)
+    cfg = _load_runnable(args, training=True)
     say = _say if launch_rank() == 0 else (lambda msg: None)  # the other ranks of a data-parallel run are quiet
     say(f"lumina train: {args.recipe}: {len(cfg.tasks)} task(s): {_describe_tasks(cfg)}")
     ranks = int(cfg.train.devices) * int(cfg.train.num_nodes)
@@ -123,7 +134,7 @@ def _task_condition_kind(cfg: Any, task_name: str | None) -> tuple[str, str]:
 
 
 def sample(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = _load_runnable(args)
     if args.num < 1:
         raise ValueError(f"--num must be at least 1, got {args.num}")
     from lumina_core.finetune.lora import parse_adapter_arg  # bad scales are refused before anything is read
@@ -178,7 +189,7 @@ def sample(args: argparse.Namespace) -> int:
 
 
 def eval(args: argparse.Namespace) -> int:  # noqa: A001 - the command is called eval
-    cfg = _load(args)
+    cfg = _load_runnable(args)
     check_output_file(args.json, "--json")  # before the evaluation, not after it
     _say(f"lumina eval: {args.recipe}, checkpoint {args.ckpt or 'last of the run'}")
     from lumina_core.training.api import evaluate
@@ -198,7 +209,7 @@ def serve(args: argparse.Namespace) -> int:
     from lumina_core.serve.access import exposure, resolve_token
     from lumina_core.serve.limits import Limits
 
-    cfg = _load(args)
+    cfg = _load_runnable(args)
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
     limits = Limits(args.max_tokens, args.max_samples, args.max_steps, args.max_seconds, args.max_waiting)
@@ -220,7 +231,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = _load_runnable(args)
     check_output_file(args.json, "--json")
     _say(f"lumina predict: {args.recipe}, checkpoint {args.ckpt or 'last of the run'}, top {args.top_k}")
     from lumina_core.recognition.predict import predict as run_prediction

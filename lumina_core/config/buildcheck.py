@@ -4,7 +4,9 @@
 structure and registry passes (:mod:`.validate`), this pass builds what is cheap to build, exactly as a run
 builds it, and records each refusal as a ``"path: message"`` problem:
 
-* ``run.device`` and ``train.precision`` against what the trainer accepts (Lightning's precision names);
+* ``run.device``: a device name, and one this machine has (:mod:`.devices`: ``cuda`` where torch sees no GPU,
+  ``cuda:7`` on a one-GPU machine and ``mps`` off a Mac are refused here, not at the first step);
+* ``train.precision`` against what the trainer accepts (Lightning's precision names);
 * ``train.optimizer``: a known name, and for the 8-bit ones bitsandbytes installed and a device other than the CPU;
 * the trunk: the model section through :class:`NextDiTConfig` (preset, heads dividing ``dim``, ...);
 * each task's plugin (skipped when its parameters give it a nested component such as an autoencoder or a
@@ -20,11 +22,9 @@ streams are not read); plugins are not built when that would load weights.
 
 from __future__ import annotations
 
-import re
 from typing import Any, get_args
 
-DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-
+from lumina_core.config.devices import device_problem
 
 #: what Lightning's Trainer accepts as ``precision`` (importing Lightning to ask would cost seconds on every
 #: ``config validate``; a test keeps this list equal to Lightning's own)
@@ -45,9 +45,10 @@ def check_buildable(tree: dict, problems: list[str]) -> None:
     """Append a problem for each part of the resolved recipe ``tree`` that building the run would refuse."""
     run = tree.get("run") if isinstance(tree.get("run"), dict) else {}
     device = run.get("device")
-    if isinstance(device, str) and not DEVICE.match(device):
-        problems.append(f"run.device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}")
     train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
+    if isinstance(device, str):
+        processes = train.get("devices") if isinstance(train.get("devices"), int) else 1
+        problems.extend(filter(None, [device_problem(device, processes)]))
     precision = train.get("precision")
     if isinstance(precision, str) and precision not in LIGHTNING_PRECISIONS:
         problems.append(
@@ -57,7 +58,12 @@ def check_buildable(tree: dict, problems: list[str]) -> None:
     if isinstance(optimizer, str):  # bitsandbytes' 8-bit optimisers: installed, and not on a CPU run
         from lumina_core.finetune.optim import optimizer_problem
 
-        problems.extend(filter(None, [optimizer_problem(optimizer, device if isinstance(device, str) else None)]))
+        where = device if isinstance(device, str) else None
+        if where == "auto":  # the device the run will take here (8-bit optimisers need a CUDA GPU)
+            import torch
+
+            where = "cuda" if torch.cuda.is_available() else "cpu"
+        problems.extend(filter(None, [optimizer_problem(optimizer, where)]))
     dim = None if any(p.startswith("model.") for p in problems) else _check_model(tree.get("model"), problems)
     tasks = tree.get("tasks")
     for i, task in enumerate(tasks if isinstance(tasks, list) else []):

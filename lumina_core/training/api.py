@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,11 +25,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     pass
 
+from lumina_core.config.devices import require_device
 from lumina_core.config.schema import STRATEGIES
 from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
 from lumina_core.errors import LuminaError
+from lumina_core.safe_write import DiskFull, disk_full, is_out_of_space, write_atomic
 from lumina_core.training.build import RunParts, build_run, load_trainable, resolve_device, trainable_modules
-from lumina_core.training.ranks import close_process_group, launch_rank
+from lumina_core.training.ranks import (
+    RankLost,
+    claim_report,
+    close_process_group,
+    dead_ranks,
+    exit_status_text,
+    is_lost_peer,
+    launch_rank,
+    resume_command,
+)
 from lumina_core.training.runlock import LockHolder, RunLock
 
 #: how many held-out items per task the preview callback renders
@@ -49,6 +61,8 @@ def _trainer_device(device: str, devices: int = 1, num_nodes: int = 1, strategy:
         out: dict[str, Any] = {"accelerator": "auto", "devices": int(devices) if distributed else 1}
     elif device == "cpu":
         out = {"accelerator": "cpu", "devices": int(devices)}
+    elif device == "mps":  # Apple's GPU (Lightning's MPSAccelerator): one device
+        out = {"accelerator": "mps", "devices": 1}
     elif device.startswith("cuda"):
         if distributed:
             out = {"accelerator": "gpu", "devices": int(devices)}
@@ -56,7 +70,7 @@ def _trainer_device(device: str, devices: int = 1, num_nodes: int = 1, strategy:
             index = int(device.split(":")[1]) if ":" in device else 0
             out = {"accelerator": "gpu", "devices": [index]}
     else:
-        raise ValueError(f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+        raise ValueError(f"run.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}")
     if distributed:
         if strategy not in STRATEGIES:
             raise ValueError(f"train.strategy must be one of {STRATEGIES}; got {strategy!r}")
@@ -89,6 +103,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False, allow_ch
 
     cfg = typed_recipe(cfg)
     tc = cfg.train
+    require_device(str(cfg.run.device), int(tc.devices))  # before the run folder is touched
     if resume is not None and overwrite:
         raise ValueError("--resume continues a run and --overwrite starts it again: give one of them")
     if allow_changes and resume is None:
@@ -125,9 +140,8 @@ def _train_in(
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from lumina_core.data.stream import first_items, is_stream, stream_loader
-    from lumina_core.errors import Preempted
     from lumina_core.training import checkpoint as ckpt_io
-    from lumina_core.training.callbacks import CheckpointEvery, PreviewSamples, StepProgress
+    from lumina_core.training.callbacks import CheckpointEvery, PreviewSamples, SayWhichRankDied, StepProgress
     from lumina_core.training.curves import LossCurves
     from lumina_core.training.data import MultiTaskBatches, task_loader
     from lumina_core.training.module import LuminaLightningModule
@@ -203,7 +217,7 @@ def _train_in(
     tips = _DropLightningTips()
     lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     lightning_log.addFilter(tips)
-    finished = False
+    finished, trainer = False, None
     try:
         trainer = L.Trainer(
             **_trainer_device(str(cfg.run.device), int(tc.devices), int(tc.num_nodes), str(tc.strategy)),
@@ -215,6 +229,7 @@ def _train_in(
                 CheckpointEvery(ckpt_root, int(tc.ckpt_every)),
                 PreviewSamples(run_dir / "previews", int(tc.preview_every), val_items, PREVIEW_ITEMS),
                 LossCurves(run_dir),  # curves/loss.png: the loss per task, beside TensorBoard
+                SayWhichRankDied(lambda dead: rank_lost_text(module, dead, ckpt_root, None)),
                 StepProgress(),
             ],
             enable_checkpointing=False,
@@ -233,20 +248,83 @@ def _train_in(
             trainer.fit(module)
         finished = True
     except SIGTERMException as exc:  # Lightning stops after the step; CheckpointEvery saved it
-        raise Preempted(
-            f"stopped by SIGTERM after step {module.step}; checkpoint {module.last_checkpoint}. Continue with "
-            "`lumina train ... --resume last` (exit status 143, so a scheduler does not count the job as done)"
-        ) from exc
+        raise _preempted(module, ckpt_root) from exc
+    except Exception as exc:  # a lost rank, or a full disk under a preview, a curve or a log: one paragraph
+        if module.world > 1 and is_lost_peer(exc):
+            if getattr(trainer, "received_sigterm", False):  # the whole job was stopped; a peer just went first
+                raise _preempted(module, ckpt_root) from exc
+            raise _rank_lost(module, trainer, ckpt_root, exc) from exc
+        if isinstance(exc, DiskFull) or not is_out_of_space(exc):
+            raise
+        raise disk_full(
+            getattr(exc, "filename", None) or run_dir, None, f"a file of the run, after step {module.step}",
+            f"Training stopped; the newest checkpoint is {module.last_checkpoint}. Free some space, then "
+            "continue with `lumina train RECIPE --resume last`.",
+        ) from exc  # fmt: skip
     finally:
         lightning_log.removeFilter(tips)
         if launch_rank() == 0:
-            _write_data_report(run_dir, module)
+            try:
+                _write_data_report(run_dir, module)
+            except DiskFull as exc:  # the earlier report is left whole; the run's own error (if any) comes first
+                if finished:
+                    raise
+                print(f"note: {exc}", file=sys.stderr)
         close_process_group(synchronise=finished)  # every rank, before the interpreter exits (see ranks.py)
     if launch_rank() != 0:
         return run_dir
     if module.nonfinite_skipped:
         print(f"{module.nonfinite_skipped} step(s) with a non-finite loss were skipped")
     return run_dir
+
+
+def _preempted(module: Any, ckpt_root: Path) -> Exception:
+    from lumina_core.errors import Preempted
+
+    return Preempted(
+        f"stopped by SIGTERM after step {module.step}; {_newest_checkpoint(module, ckpt_root)}. Continue "
+        f"with `{resume_command()}` (exit status 143, so a scheduler does not count the job as done)"
+    )
+
+
+def _newest_checkpoint(module: Any, ckpt_root: Path) -> str:
+    """Where ``--resume last`` will continue from, in words (every rank knows it: rank 0 wrote it)."""
+    ck = module.last_checkpoint
+    if ck is None and (ckpt_root / "last").is_file():
+        ck = ckpt_root / (ckpt_root / "last").read_text().strip()
+    if ck is None:
+        return "no checkpoint was written yet, so the steps so far are lost"
+    return f"the newest checkpoint is {ck}"
+
+
+def _rank_lost(module: Any, trainer: Any, ckpt_root: Path, exc: BaseException) -> RankLost:
+    """The one paragraph for a collective that failed because another rank died (see :mod:`.ranks`)."""
+    launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+    dead = dead_ranks(launcher) if module.global_rank == 0 else []
+    if not claim_report():  # the launcher's watcher is saying it and ends this process: let it, say nothing
+        import time
+
+        time.sleep(30)
+    return RankLost(rank_lost_text(module, dead, ckpt_root, exc))
+
+
+def rank_lost_text(module: Any, dead: list[tuple[int, int]], ckpt_root: Path, exc: BaseException | None) -> str:
+    """Which rank died (``dead``: rank and exit status, where known), at which step, the newest checkpoint and
+    the command that continues the run."""
+    world = module.world
+    if dead:
+        who = "; ".join(f"rank {r} of {world} died ({exit_status_text(code)})" for r, code in dead)
+    elif module.global_rank != 0:
+        who = f"rank {module.global_rank} of {world} lost its connection to the other ranks (rank 0 ended?)"
+    else:
+        who = f"another rank of the {world} ended (see its own log: torchrun or the scheduler started it)"
+    why = f" ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]})" if exc is not None else ""
+    newest = _newest_checkpoint(module, ckpt_root)
+    return (
+        f"{who} during step {module.step + 1}, so this data-parallel run cannot go on: every rank takes part in "
+        f"every step{why}. {newest[0].upper()}{newest[1:]}; the steps after it are lost. Continue with "
+        f"`{resume_command()}`"
+    )
 
 
 def _save_recipe(recipe: Any, path: Path, keep_as: str | None = None) -> Path | None:
@@ -267,7 +345,7 @@ def _save_recipe(recipe: Any, path: Path, keep_as: str | None = None) -> Path | 
         if earlier is None or any(c.breaks_exact_resume for c in changes(earlier, recipe)):
             kept = _free_name(path.with_name(keep_as))
             path.rename(kept)
-    OmegaConf.save(recipe_node(recipe), path)
+    write_atomic(path, OmegaConf.to_yaml(recipe_node(recipe)), "the run's recipe")
     return kept
 
 
@@ -339,11 +417,12 @@ def _move_aside(run_dir: Path) -> Path:
 
 
 def _write_data_report(run_dir: Path, module: Any) -> None:
-    """``<run_dir>/data_report.json``: per task, samples seen and unreadable samples skipped (with names)."""
+    """``<run_dir>/data_report.json``: per task, samples seen and unreadable samples skipped (with names);
+    written whole or not at all (a full disk leaves the earlier report as it was)."""
     report = module.skipped_samples()
     if not report:
         return
-    (run_dir / "data_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_atomic(run_dir / "data_report.json", json.dumps(report, indent=2) + "\n", "the data report")
     for name, r in report.items():
         if r["skipped"]:
             print(f"task {name}: skipped {r['skipped']} unreadable sample(s); see {run_dir / 'data_report.json'}")
@@ -648,7 +727,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
     record = {"checkpoint": str(ck), "step": step, "metrics": metrics}
     if details:
         record["details"] = details
-    (run_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(run_dir / "metrics.json", json.dumps(record, indent=2) + "\n", "the evaluation's metrics")
     return metrics
 
 

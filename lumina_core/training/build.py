@@ -128,9 +128,13 @@ def load_trainable(mods: dict[str, nn.Module], weights: dict[str, Any], lora: bo
 
 
 def resolve_device(device: str) -> str:
-    """``run.device`` -> a torch device string (``auto``: the first GPU if there is one, else CPU)."""
+    """``run.device`` -> a torch device string (``auto``: the first GPU if there is one, else CPU); a device
+    this machine lacks raises :class:`~lumina_core.config.devices.DeviceUnavailable` (one paragraph)."""
     import torch
 
+    from lumina_core.config.devices import require_device
+
+    require_device(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device

@@ -29,7 +29,8 @@ class CheckpointEvery(L.Callback):
             weights, ema = module.full_trainable_state(), module.full_ema_state()
         else:
             weights, ema = {k: v.detach() for k, v in module.trainable_state().items()}, module.ema.state_dict()
-        if module.global_rank != 0:
+        if module.global_rank != 0:  # rank 0 writes it; the others know where (for their own messages)
+            module.last_checkpoint = self.root / ckpt_io.checkpoint_name(module.step)
             return None
         path = ckpt_io.save_checkpoint(
             self.root,
@@ -84,6 +85,20 @@ class CheckpointEvery(L.Callback):
             ):  # the other ranks may be gone: no collective; the last periodic checkpoint stands
                 return
             self.save(module)
+
+
+class SayWhichRankDied(L.Callback):
+    """On rank 0 of a run Lightning's launcher started: when a child rank dies, the launcher's watcher says which
+    one in a paragraph (``describe``) before it ends the run (:func:`.ranks.speak_before_the_launcher_kills`)."""
+
+    def __init__(self, describe: Any) -> None:
+        self.describe = describe
+
+    def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
+        if trainer.world_size > 1 and trainer.is_global_zero:
+            from lumina_core.training.ranks import speak_before_the_launcher_kills
+
+            speak_before_the_launcher_kills(self.describe)
 
 
 class StepProgress(L.Callback):

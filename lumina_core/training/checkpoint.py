@@ -18,7 +18,9 @@ A *converted* checkpoint (what ``lumina convert`` writes from a released or diff
 
 A checkpoint is written into a hidden temporary directory, flushed, then renamed into place; ``last`` is
 rewritten the same way (temporary file, then ``os.replace``). A kill at any moment leaves either the previous
-or the new checkpoint, never a half-written one under a real name.
+or the new checkpoint, never a half-written one under a real name. A full disk (or a spent quota) while writing
+removes the temporary directory and raises :class:`lumina_core.safe_write.DiskFull`, naming the file that did
+not fit, the space the checkpoint needs and the space free: the previous checkpoint stays the newest.
 
 Reading verifies: every file is checked against the size and SHA-256 that ``meta.json`` records, and a file
 that fails (truncated, overwritten, bit rot) raises :class:`CheckpointError` naming it. ``resume="last"``
@@ -40,6 +42,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from lumina_core.safe_write import disk_full, is_out_of_space, write_atomic
 
 LAST = "last"
 MODEL_FILE, EMA_FILE, STATE_FILE, META_FILE = "model.safetensors", "ema.safetensors", "state.pt", "meta.json"
@@ -97,16 +101,28 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file(_contiguous(weights), str(tmp / MODEL_FILE))
-    if ema is not None:
-        save_file(_contiguous(ema), str(tmp / EMA_FILE))
-    torch.save(state, tmp / STATE_FILE)
-    files = {f.name: _fingerprint(f) for f in sorted(tmp.iterdir())}
-    info = {"step": int(step), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {}), "files": files}
-    (tmp / META_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
-    for f in tmp.iterdir():
-        _fsync_file(f)
-    _fsync_dir(tmp)
+    writing = MODEL_FILE
+    try:
+        save_file(_contiguous(weights), str(tmp / MODEL_FILE))
+        if ema is not None:
+            writing = EMA_FILE
+            save_file(_contiguous(ema), str(tmp / EMA_FILE))
+        writing = STATE_FILE
+        with open(tmp / STATE_FILE, "wb") as f:  # a Python file: a full disk is an OSError, not torch's riddle
+            torch.save(state, f)
+        files = {f.name: _fingerprint(f) for f in sorted(tmp.iterdir())}
+        info = {"step": int(step), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {}), "files": files}
+        writing = META_FILE
+        (tmp / META_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+        for f in tmp.iterdir():  # a file system that allocates late reports a full disk here
+            writing = f.name
+            _fsync_file(f)
+        _fsync_dir(tmp)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a partial checkpoint behind
+        if isinstance(exc, Exception) and is_out_of_space(exc):
+            raise _no_room(root, final / writing, step, weights, ema, state) from exc
+        raise
     if final.exists():  # re-saving the same step (e.g. after a resume): move the old one out of the way
         old = root / f".old-{checkpoint_name(step)}-{os.getpid()}"
         os.replace(final, old)
@@ -139,11 +155,37 @@ def _refuse_nonfinite(weights: dict[str, Tensor], ema: dict[str, Tensor] | None)
 
 
 def _write_pointer(root: Path, name: str) -> None:
-    tmp = root / f".{LAST}.tmp-{os.getpid()}"
-    tmp.write_text(name + "\n")
-    _fsync_file(tmp)
-    os.replace(tmp, root / LAST)
+    write_atomic(root / LAST, name + "\n", "the pointer to the newest checkpoint")
     _fsync_dir(root)
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in ``value`` (nested dicts, lists and tuples), as they are written."""
+    if isinstance(value, Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+def _no_room(
+    root: Path, file: Path, step: int, weights: dict[str, Tensor], ema: dict[str, Tensor] | None, state: Any
+) -> Exception:
+    """The one-paragraph error for a checkpoint that did not fit on its disk (the partial one is removed)."""
+    needed = _tensor_bytes(weights) + _tensor_bytes(ema) + _tensor_bytes(state)
+    previous = (root / LAST).read_text().strip() if (root / LAST).is_file() else None
+    kept = (
+        f"the previous checkpoint, {root / previous}, is intact" if previous else "no earlier checkpoint exists"
+    )
+    return disk_full(
+        file,
+        needed,
+        f"the checkpoint of step {step}",
+        f"The partial checkpoint was removed and {kept}. Free some space (or point run.output_dir at a larger "
+        "disk), then continue with `lumina train RECIPE --resume last`.",
+    )
 
 
 def _prune(root: Path, keep: int, protect: str) -> None:

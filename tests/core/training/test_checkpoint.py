@@ -62,6 +62,7 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint(tmp_path, monkeypatc
     monkeypatch.undo()
     assert ckpt_io.resolve_checkpoint(tmp_path) == good  # "last" still names the complete one
     assert not (tmp_path / "step_0000002").exists()
-    assert any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())  # the partial write is hidden...
+    assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())  # a failed write removes its part
+    (tmp_path / ".tmp-step_0000002-12345").mkdir()  # what a run killed mid-write leaves: hidden...
     ckpt_io.clean_temporaries(tmp_path)
     assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())  # ...and cleaned on the next start

@@ -4,7 +4,8 @@ The run is the real ``lumina train ... train.devices=2``; rank 1 is the child pr
 started with ``LOCAL_RANK=1``. After a checkpoint exists it is killed outright (no handler runs, as when a node
 dies or the OOM killer strikes); rank 0 is then stopped like a scheduler stops a job (its collective fails,
 or SIGTERM, then SIGKILL). The newest complete checkpoint must verify, and a second ``lumina train --resume
-last`` on 2 processes must continue from it to the end.
+last`` on 2 processes must continue from it to the end. Rank 0 says so in one paragraph (exit 2): which rank
+died, how, the newest checkpoint and the ``--resume last`` command, with no traceback.
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ def test_sigkill_of_rank_one_leaves_a_resumable_run(tmp_path):
         log.close()
     assert job.returncode != 0, "the job must not end as if it had finished"
     killed_log = (tmp_path / "killed.log").read_text()
+    # one paragraph naming the rank that died and the command that continues, exit 2; no traceback
+    assert job.returncode == 2, killed_log[-3000:]
+    assert "Traceback" not in killed_log and "[rank0]:" not in killed_log, killed_log[-3000:]
+    assert "lumina train: error: rank 1 of 2 died (killed by SIGKILL) during step " in killed_log
+    assert "train.devices=2" in killed_log and "--resume last`" in killed_log
     saved = ckpt_io.resolve_checkpoint("last", out)  # the newest complete checkpoint, verified
     step = int(ckpt_io.load_state(saved)["step"])
     assert step >= 2 and step % 2 == 0, killed_log[-2000:]
