@@ -33,6 +33,7 @@ per forward into a :class:`Stream`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -47,7 +48,7 @@ from lumina_core.model.embedders import TimestepEmbedder
 from lumina_core.model.family import Trunk, TrunkBlock
 from lumina_core.model.masks import all_true
 from lumina_core.model.norm import RMSNorm
-from lumina_core.model.rope import NDRope, RopeScaling
+from lumina_core.model.rope import NDRope, RopeScaling, sample_extent
 from lumina_core.plugin import AdapterSpec
 from lumina_core.registry import TRUNK_FAMILIES
 
@@ -77,6 +78,42 @@ def caption_axis_pairs(head_dim: int, fraction: float, axis_split: tuple[int, ..
             f"{tuple(axis_split)}: every axis needs at least one rotation pair; use wider heads (dim / n_heads)"
         )
     return (caption, *task)
+
+
+class CaptionAxisRope(NDRope):
+    """RoPE tables with the caption axis in front of a task's axes (``pairs[0]`` on the caption axis).
+
+    Scaling for positions beyond the training extent concerns the task's axes only: the caption axis is never
+    scaled (its scale factor is 1; an explicit ``RopeScaling.scale`` gives one factor per task axis, or one for
+    all), the ``area`` scale and proportional attention read the task's extents and tokens.
+    """
+
+    #: nominal training extent of the caption axis (positions 0..n): never reached by a caption, so never scaled
+    CAPTION_EXTENT = 4096.0
+
+    def __init__(self, head_dim: int, pairs: tuple[int, ...], layout: str, theta: float, task_extent=None) -> None:
+        extent = None if task_extent is None else (self.CAPTION_EXTENT, *task_extent)
+        super().__init__(head_dim, (), layout, theta, extent, pairs=pairs)
+        self.task_extent = None if task_extent is None else tuple(float(e) for e in task_extent)
+
+    def axis_scale(self, positions: Tensor, mask: Tensor, scaling: RopeScaling) -> Tensor:
+        b, task_axes = positions.shape[0], self.num_axes - 1
+        if isinstance(scaling.scale, (tuple, list)) and len(scaling.scale) == task_axes:
+            scaling = dataclasses.replace(scaling, scale=(1.0, *scaling.scale))
+        if scaling.scale is None and scaling.kind != "none" and scaling.scale_mode == "area" and self.task_extent:
+            train = torch.tensor(self.task_extent, dtype=torch.float32, device=positions.device)
+            extent = sample_extent(positions[..., 1:], mask)
+            s = torch.sqrt(extent.prod(-1, keepdim=True) / train.prod()).expand(b, task_axes).clamp(min=1.0)
+            return torch.cat([s.new_ones(b, 1), s], -1)
+        s = super().axis_scale(positions, mask, scaling).clone()
+        s[:, 0] = 1.0
+        return s
+
+    def proportional_factor(self, mask: Tensor, scaling: RopeScaling) -> Tensor | None:
+        """``sqrt(log N / log N_train)`` over the task's tokens (``mask``) and the task's training extent."""
+        if not scaling.proportional_attention or scaling.train_tokens is not None or not self.task_extent:
+            return super().proportional_factor(mask, scaling)
+        return super().proportional_factor(mask, dataclasses.replace(scaling, train_tokens=math.prod(self.task_extent)))
 
 
 @dataclass
@@ -149,11 +186,12 @@ class UnifiedNextDiT(Trunk):
         self.noise_refiner = nn.ModuleList(UnifiedBlock(cfg) for _ in range(cfg.n_refiner_layers))
         self.layers = nn.ModuleList(UnifiedBlock(cfg) for _ in range(cfg.n_layers))
 
-    def task_rope(self, spec: AdapterSpec) -> NDRope:
+    def task_rope(self, spec: AdapterSpec) -> CaptionAxisRope:
         """The caption axis, then the task's axes (layout and base of the task's spec)."""
         cfg = self.config
         pairs = caption_axis_pairs(cfg.head_dim, cfg.caption_rope_fraction, tuple(spec.axis_split[: spec.num_axes]))
-        return NDRope(cfg.head_dim, (), spec.rope_layout, spec.rope_theta, None, pairs=pairs)
+        extent = spec.train_extent if spec.num_axes else None
+        return CaptionAxisRope(cfg.head_dim, pairs, spec.rope_layout, spec.rope_theta, extent)
 
     def _run(self, blocks: nn.ModuleList, x: Tensor, stream: Stream) -> Tensor:
         for block in blocks:
@@ -215,7 +253,7 @@ class UnifiedNextDiT(Trunk):
             src = torch.where(in_cap, j, torch.where(in_x, lc + rel, 0))  # (B, J) index into [caption | task]
             joint_mask = in_cap | (in_x & mask.gather(1, rel.clamp(0, n_tok - 1)))
             joint_pos = torch.cat([cap_pos, x_pos], 1).gather(1, src[..., None].expand(-1, -1, x_pos.shape[-1]))
-        freqs = rope.frequencies(joint_pos, joint_mask, t, scaling)
+        freqs = rope.frequencies(x_pos, mask, t, scaling)  # scaled (if at all) by the task tokens' extent
 
         x = self._run(
             self.noise_refiner,
@@ -232,7 +270,7 @@ class UnifiedNextDiT(Trunk):
             cap = self._run(self.context_refiner, cap, Stream(cap_keys, *rope.tables(cap_pos, freqs)))
             h = torch.cat([cap, x], 1).gather(1, src[..., None].expand(-1, -1, dim))
         joint = Stream(
-            key_mask(joint_mask), *rope.tables(joint_pos, freqs), rope.proportional_factor(joint_mask, scaling), c
+            key_mask(joint_mask), *rope.tables(joint_pos, freqs), rope.proportional_factor(mask, scaling), c
         )
         h = self._run(self.layers, h, joint)
         if y is not None:
