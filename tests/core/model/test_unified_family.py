@@ -151,3 +151,26 @@ def test_lumina_image_2_size_counted_on_the_meta_device():
     assert cfg.family == "unified"
     spec = {"image": dict(in_dim=64, out_dim=64, num_axes=2, axis_split=(1, 1), rope_layout="blocked")}
     assert LuminaModel.count_parameters(cfg, spec) == 2_609_769_152 + 2304
+
+
+def test_rope_scaling_scales_the_task_axes_and_never_the_caption_axis():
+    """A recipe's ``sampling.rope_scaling`` (derived from the task's training extent) works with the unified
+    family: the task's axes are scaled as in next_dit, the caption axis never (it failed before: the caption axis
+    had no training extent)."""
+    from lumina_core.model.rope import RopeScaling
+
+    spec = AdapterSpec(in_dim=12, out_dim=12, num_axes=2, axis_split=(1, 1), train_extent=(3.0, 4.0))
+    model = _model(spec)
+    rope = model.adapters["task"].rope
+    batch = _grid_batch(1, 6, 8, spec=spec)  # twice the training extent on both axes
+    pos = torch.cat([torch.full((1, 48, 1), 5.0), batch.positions], -1)
+    for mode in ("axis", "area"):
+        scale = rope.axis_scale(pos, batch.mask, RopeScaling(kind="pi", scale_mode=mode))
+        assert scale.tolist() == [[1.0, 2.0, 2.0]]
+    assert rope.axis_scale(pos, batch.mask, RopeScaling(kind="pi", scale=(3.0, 1.5))).tolist() == [[1.0, 3.0, 1.5]]
+    prop = rope.proportional_factor(batch.mask, RopeScaling(proportional_attention=True))
+    assert torch.allclose(prop, torch.tensor([(torch.log(torch.tensor(48.0)) / torch.log(torch.tensor(12.0))).sqrt()]))
+    cond = Condition(torch.randn(1, 3, 24), None)
+    with torch.no_grad():
+        plain, scaled = model(batch, 0.5, cond), model(batch, 0.5, cond, rope_scaling="pi")
+    assert torch.isfinite(scaled).all() and not torch.allclose(plain, scaled)
