@@ -70,7 +70,8 @@ def config_from_lumina2(dconf: dict[str, Any]) -> tuple[NextDiTConfig, AdapterSp
 
 def infer_lumina2_config(released: StateDict, patch_size: int = 2) -> dict[str, Any]:
     """The ``Lumina2Transformer2DModel`` config of a released-layout state dict, read from the tensor shapes
-    (heads from the per-head q/k norm width; the SwiGLU width must follow the rule with ``multiple_of`` 256)."""
+    (heads from the per-head q/k norm width, ``multiple_of`` from the SwiGLU width; the RoPE axes, which no
+    tensor records, are the release's (32, 32, 32) for 96-wide heads, else an even three-way split)."""
     counts = ukeys.block_counts(released)
     x_w = released["x_embedder.weight"]
     dim = x_w.shape[0]
@@ -84,13 +85,17 @@ def infer_lumina2_config(released: StateDict, patch_size: int = 2) -> dict[str, 
         num_kv_heads=(qkv_rows - dim) // 2 // head_dim, cap_feat_dim=released["cap_embedder.0.weight"].shape[0],
         axes_dim_rope=LUMINA2_RELEASE["axes_dim_rope"] if head_dim == 96 else _equal_axes(head_dim),
     )
-    hidden = released["layers.0.feed_forward.w1.weight"].shape[0]
-    cfg, _, _ = config_from_lumina2(conf)
-    if unified_ffn_hidden(cfg) != hidden:
-        raise ValueError(
-            f"the SwiGLU width {hidden} does not follow multiple_of 256 from dim {dim}: pass the model's config"
-        )
+    conf.update(_ffn_rule(dim, released["layers.0.feed_forward.w1.weight"].shape[0]))
     return conf
+
+
+def _ffn_rule(dim: int, hidden: int) -> dict[str, Any]:
+    """``multiple_of`` (and ``ffn_dim_multiplier`` if need be) giving SwiGLU width ``hidden`` from ``dim``: the
+    largest power of two up to 256 that does, else a multiplier with ``multiple_of`` 1."""
+    for m in (256, 128, 64, 32, 16, 8, 4, 2, 1):
+        if unified_ffn_hidden(NextDiTConfig(family="unified", dim=dim, n_heads=1, multiple_of=m)) == hidden:
+            return {"multiple_of": m, "ffn_dim_multiplier": None}
+    return {"multiple_of": 1, "ffn_dim_multiplier": hidden / (4 * dim)}
 
 
 def _equal_axes(head_dim: int) -> tuple[int, int, int]:
@@ -123,8 +128,13 @@ def from_lumina2(source: Any, config: dict[str, Any] | None = None) -> LuminaIma
         from .formats import _diffusers_folder
 
         path = Path(source)
-        if path.is_file():
-            state = read_state_dict(path)
+        consolidated = sorted(path.glob("consolidated*")) if path.is_dir() else []
+        if path.is_file() or consolidated:
+            from .formats import _released_file
+
+            state = read_state_dict(_released_file(path))
+        elif not path.exists():
+            raise ValueError(f"no Lumina-Image 2.0 checkpoint at {path}: the path does not exist")
         else:
             state, folder_conf = _diffusers_folder(path)
             dconf = {**folder_conf, **dconf}
