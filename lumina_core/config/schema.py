@@ -61,6 +61,7 @@ class ModelConfig:
     n_refiner_layers: int = 2  # unified: context-refiner and noise-refiner blocks (released: 2 each)
     caption_rope_fraction: float = 1 / 3  # unified: share of each head's RoPE pairs on the caption axis
     qk_norm_eps: float | None = None  # unified: per-head q/k RMSNorm epsilon (None: norm_eps)
+    unified_variant: str = "lumina2"  # unified: lumina2 ([caption | tokens]) or z_image (Z-Image's sequence layout)
 
 
 @dataclass

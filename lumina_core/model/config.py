@@ -46,6 +46,10 @@ class NextDiTConfig:
             (released: 1/3, i.e. 32 of 96 dims); the task's axes share the rest in their ``axis_split`` ratios.
         qk_norm_eps: unified family: epsilon of the per-head query/key RMSNorm (None: ``norm_eps``; diffusers
             uses 1e-5, the original Lumina-Image 2.0 code 1e-6).
+        unified_variant: unified family: ``"lumina2"`` (Lumina-Image 2.0: ``[caption | tokens]``) or
+            ``"z_image"`` (Z-Image's sequence: ``[tokens | caption]``, each padded to a multiple of 32 with
+            learned pad tokens, positions from 1, ``t`` scaled by 1000, no SiLU before the block modulation,
+            SwiGLU width ``int(8 dim / 3)``; see :mod:`lumina_core.model.unified`).
     """
 
     dim: int = 384
@@ -65,6 +69,7 @@ class NextDiTConfig:
     n_refiner_layers: int = 2
     caption_rope_fraction: float = 1 / 3
     qk_norm_eps: float | None = None
+    unified_variant: str = "lumina2"
 
     def __post_init__(self) -> None:
         if self.n_kv_heads is None:
@@ -72,6 +77,8 @@ class NextDiTConfig:
         problems = []
         if self.n_refiner_layers < 0:
             problems.append(f"n_refiner_layers must be >= 0, got {self.n_refiner_layers}")
+        if self.unified_variant not in ("lumina2", "z_image"):
+            problems.append(f"unified_variant must be 'lumina2' or 'z_image', got {self.unified_variant!r}")
         if not 0 < self.caption_rope_fraction < 1:
             problems.append(f"caption_rope_fraction must lie strictly between 0 and 1, got {self.caption_rope_fraction}")
         for name in ("dim", "n_layers", "n_heads", "n_kv_heads", "multiple_of", "t_freq_dim", "max_cond_dim"):

@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -52,9 +53,17 @@ from lumina_core.model.rope import NDRope, RopeScaling, sample_extent
 from lumina_core.plugin import AdapterSpec
 from lumina_core.registry import TRUNK_FAMILIES
 
+#: Z-Image pads the task tokens and the caption each to a multiple of this many tokens (learned pad tokens)
+Z_IMAGE_MULTIPLE = 32
+#: Z-Image's time scale (``t_emb(1000 t)``) and its time MLP's hidden width
+Z_IMAGE_T_SCALE, Z_IMAGE_T_HIDDEN = 1000.0, 1024
+
 
 def unified_ffn_hidden(cfg: NextDiTConfig) -> int:
-    """SwiGLU hidden width of the unified family: ``multiple_of * ceil(4 dim [* ffn_dim_multiplier] / multiple_of)``."""
+    """SwiGLU hidden width of the unified family: ``multiple_of * ceil(4 dim [* ffn_dim_multiplier] / multiple_of)``
+    (Lumina-Image 2.0), ``int(dim / 3 * 8)`` for the ``z_image`` variant."""
+    if cfg.unified_variant == "z_image":
+        return int(cfg.dim / 3 * 8)
     hidden = 4 * cfg.dim
     if cfg.ffn_dim_multiplier is not None:
         hidden = int(cfg.ffn_dim_multiplier * hidden)
@@ -154,7 +163,8 @@ class UnifiedBlock(TrunkBlock):
         self.attention_norm2 = RMSNorm(dim, eps=eps)
         self.ffn_norm1 = RMSNorm(dim, eps=eps)
         self.ffn_norm2 = RMSNorm(dim, eps=eps)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(cfg.cond_dim, 4 * dim)) if modulated else None
+        act = nn.Identity() if cfg.unified_variant == "z_image" else nn.SiLU()  # Z-Image: Linear(t_emb) alone
+        self.adaLN_modulation = nn.Sequential(act, nn.Linear(cfg.cond_dim, 4 * dim)) if modulated else None
 
     def forward(self, x: Tensor, s: Stream) -> Tensor:
         if self.adaLN_modulation is None:
@@ -175,7 +185,12 @@ class UnifiedNextDiT(Trunk):
 
     def __init__(self, cfg: NextDiTConfig) -> None:
         super().__init__(cfg)
-        self.t_embedder = TimestepEmbedder(cfg.cond_dim, cfg.t_freq_dim)
+        self.z_image = cfg.unified_variant == "z_image"
+        self.t_scale = Z_IMAGE_T_SCALE if self.z_image else 1.0
+        self.t_embedder = TimestepEmbedder(cfg.cond_dim, cfg.t_freq_dim, Z_IMAGE_T_HIDDEN if self.z_image else None)
+        if self.z_image:  # fill the task tokens and the caption up to a multiple of 32
+            self.x_pad_token = nn.Parameter(torch.zeros(1, cfg.dim))
+            self.cap_pad_token = nn.Parameter(torch.zeros(1, cfg.dim))
         self.cap_embedder = None
         self.context_refiner = nn.ModuleList()
         if cfg.context_dim:
@@ -220,7 +235,7 @@ class UnifiedNextDiT(Trunk):
             )
         b, n_tok, dim = x.shape
         scaling = scaling or RopeScaling()
-        c = self.t_embedder(t)
+        c = self.t_embedder(t * self.t_scale)
         dev = x.device
         if self.cap_embedder is None:
             y = None
@@ -237,6 +252,8 @@ class UnifiedNextDiT(Trunk):
             n_cap = y_mask.sum(1)
         else:
             n_cap = torch.zeros(b, dtype=torch.long, device=dev)
+        if self.z_image:
+            return self._encode_z_image(x, mask, positions, t, y, n_cap, rope, scaling, c)
         lc = 0 if y is None else y.shape[1]
 
         # positions on (caption axis, task axes...): caption token i at (i, 0...), task tokens at (n_cap, p)
@@ -277,3 +294,59 @@ class UnifiedNextDiT(Trunk):
             at = n_cap[:, None] + torch.arange(n_tok, device=dev)[None]  # the task tokens' joint positions
             h = h.gather(1, at[..., None].expand(-1, -1, dim))
         return h, c
+
+    def _encode_z_image(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        positions: Tensor,
+        t: Tensor,
+        y: Tensor | None,
+        n_cap: Tensor,
+        rope: CaptionAxisRope,
+        scaling: RopeScaling,
+        c: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Z-Image's sequence: per sample ``[task tokens | caption]``, each filled up to a multiple of 32 with a
+        learned pad token that takes part in attention (only the batch's padding is masked). Caption row j
+        (pads included) sits at (1 + j, 0...); a task token at (c + 1, p) with c the filled caption length; the
+        task's pad rows at (0, 0...). The task tokens must be right-padded (the real ones first)."""
+        b, n_tok, dim = x.shape
+        dev, mult = x.device, Z_IMAGE_MULTIPLE
+        m = mask.sum(1)
+        x_len, c_len = m + (-m) % mult, n_cap + (-n_cap) % mult
+        lx = int(x_len.max())
+        j = torch.arange(lx, device=dev)[None]
+        real, filler = j < m[:, None], (j >= m[:, None]) & (j < x_len[:, None])
+        grow = (0, 0, 0, max(0, lx - n_tok))
+        xs = torch.where(filler[..., None], self.x_pad_token.to(x.dtype), F.pad(x, grow)[:, :lx])
+        task_pos = F.pad(positions.float(), grow)[:, :lx]
+        x_pos = torch.cat([(c_len.float() + 1)[:, None, None].expand(b, lx, 1), task_pos], -1)
+        x_pos = torch.where(real[..., None], x_pos, 0.0)
+        freqs = rope.frequencies(x_pos, real, t, scaling)
+        prop = rope.proportional_factor(mask, scaling)
+        xs = self._run(self.noise_refiner, xs, Stream(key_mask(j < x_len[:, None]), *rope.tables(x_pos, freqs), prop, c))
+        lc = int(c_len.max()) if y is not None else 0
+        if lc == 0:
+            h, pos, joint_mask = xs, x_pos, j < x_len[:, None]
+        else:
+            jc = torch.arange(lc, device=dev)[None]
+            cap = self.cap_embedder(F.pad(y, (0, 0, 0, max(0, lc - y.shape[1])))[:, :lc].to(x.dtype))
+            cap_filler = (jc >= n_cap[:, None]) & (jc < c_len[:, None])
+            cap = torch.where(cap_filler[..., None], self.cap_pad_token.to(cap.dtype), cap)
+            cap_pos = torch.zeros(b, lc, x_pos.shape[-1], device=dev)
+            cap_pos[..., 0] = (jc + 1).float()
+            cap_rows = jc < c_len[:, None]
+            cap_keys = key_mask(cap_rows | ~cap_rows.any(-1, keepdim=True))
+            cap = self._run(self.context_refiner, cap, Stream(cap_keys, *rope.tables(cap_pos, freqs)))
+            span = int((x_len + c_len).max())
+            jj = torch.arange(span, device=dev)[None]
+            rel = jj - x_len[:, None]
+            in_x, in_c = jj < x_len[:, None], (rel >= 0) & (rel < c_len[:, None])
+            src = torch.where(in_x, jj, torch.where(in_c, lx + rel, 0))  # index into [task stream | caption]
+            h = torch.cat([xs, cap], 1).gather(1, src[..., None].expand(-1, -1, dim))
+            pos = torch.cat([x_pos, cap_pos], 1).gather(1, src[..., None].expand(-1, -1, x_pos.shape[-1]))
+            joint_mask = in_x | in_c
+        h = self._run(self.layers, h, Stream(key_mask(joint_mask), *rope.tables(pos, freqs), prop, c))
+        at = torch.arange(n_tok, device=dev).clamp(max=h.shape[1] - 1)[None].expand(b, -1)  # task rows come first
+        return h.gather(1, at[..., None].expand(-1, -1, dim)), c

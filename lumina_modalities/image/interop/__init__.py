@@ -25,6 +25,7 @@ from .keys import readout_permutation
 from .lora_export import ComfyUILoraFormat, DiffusersLoraFormat, export_comfyui, export_diffusers
 from .lumina2 import from_lumina2, lumina2_config, to_lumina2_diffusers, to_lumina2_released
 from .model import LuminaImageModel, patch_positions
+from .z_image import from_z_image
 
 __all__ = [
     "ComfyUILoraFormat",
@@ -37,6 +38,7 @@ __all__ = [
     "from_diffusers",
     "from_lumina2",
     "from_released",
+    "from_z_image",
     "image_extra",
     "infer_config",
     "load_converted",

@@ -30,6 +30,7 @@ from lumina_core.plugin import AdapterSpec
 from . import keys, unified_keys
 from .lumina2 import from_lumina2
 from .model import LuminaImageModel
+from .z_image import from_z_image, is_z_image
 
 StateDict = dict[str, torch.Tensor]
 TASK = "image"
@@ -189,6 +190,10 @@ def from_diffusers(
         if config is not None and not isinstance(config, dict):
             raise ValueError("a Lumina2Transformer2DModel takes its config as Lumina2Transformer2DModel keywords (a dict)")
         return from_lumina2(state, {**dconf, **(config or {})})
+    if is_z_image(state):  # Z-Image: the unified family's z_image variant
+        if config is not None and not isinstance(config, dict):
+            raise ValueError("a ZImageTransformer2DModel takes its config as ZImageTransformer2DModel keywords (a dict)")
+        return from_z_image(state, {**dconf, **(config or {})})
     released = keys.diffusers_to_released(state, separate_cross_query=separate_cross_query)
     if isinstance(config, NextDiTConfig) and config.separate_cross_query != (
         "layers.0.attention.wq_y.weight" in released

@@ -174,3 +174,27 @@ def test_rope_scaling_scales_the_task_axes_and_never_the_caption_axis():
     with torch.no_grad():
         plain, scaled = model(batch, 0.5, cond), model(batch, 0.5, cond, rope_scaling="pi")
     assert torch.isfinite(scaled).all() and not torch.allclose(plain, scaled)
+
+
+def test_z_image_variant_fills_to_32_and_a_sample_is_the_same_alone_and_in_a_batch():
+    model = _model(unified_variant="z_image", max_cond_dim=256)
+    trunk = model.trunk
+    assert trunk.x_pad_token.shape == (1, 128) and trunk.t_scale == 1000.0
+    assert isinstance(trunk.layers[0].adaLN_modulation[0], torch.nn.Identity)  # Linear(c), no SiLU
+    assert trunk.layers[0].feed_forward.hidden == int(128 / 3 * 8)
+    batch = _grid_batch(2)
+    batch.mask[1, 7:] = False
+    ctx = torch.randn(2, 35, 24, generator=torch.Generator().manual_seed(4))
+    cmask = torch.arange(35)[None] < torch.tensor([35, 3])[:, None]  # 35 fills to 64, 3 to 32
+    t = torch.tensor([0.3, 0.6])
+    with torch.no_grad():
+        full = model(batch, t, Condition(ctx, cmask))
+        for i, n_cap in enumerate((35, 3)):
+            n_tok = int(batch.mask[i].sum())
+            alone = TokenBatch(batch.tokens[i : i + 1, :n_tok], batch.positions[i : i + 1, :n_tok],
+                               torch.ones(1, n_tok, dtype=torch.bool), [batch.shapes[i]])
+            out = model(alone, t[i : i + 1], Condition(ctx[i : i + 1, :n_cap], None))
+            assert torch.allclose(out, full[i : i + 1, :n_tok], atol=1e-5, rtol=1e-4)
+        # the learned fillers take part in attention: changing one changes the prediction
+        trunk.cap_pad_token.add_(1.0)
+        assert not torch.allclose(model(batch, t, Condition(ctx, cmask)), full, atol=1e-4)

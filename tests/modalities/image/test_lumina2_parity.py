@@ -1,4 +1,5 @@
-"""Lumina-Image 2.0 (the unified trunk family) against diffusers' ``Lumina2Transformer2DModel``, in fp32.
+"""Lumina-Image 2.0 and Z-Image (the unified trunk family) against diffusers' ``Lumina2Transformer2DModel`` and
+``ZImageTransformer2DModel``, in fp32.
 
 Randomly initialised small models (every parameter perturbed, so no zero-initialised part hides a mismatch):
 captions of different lengths in one padded batch, non-square and odd grids, several GQA ratios. The output
@@ -135,3 +136,56 @@ def test_released_and_comfyui_layouts_round_trip_bit_for_bit():
 def test_not_a_lumina2_checkpoint_is_refused_with_the_keys_expected():
     with pytest.raises(ValueError, match="not a Lumina-Image 2.0 checkpoint"):
         from_lumina2({"foo.weight": torch.zeros(1)})
+
+
+# -- Z-Image: the unified family's z_image variant against ZImageTransformer2DModel --------------------------
+Z_CONFIGS = {
+    # 3 x 5 grid (15 tokens, filled to 32), captions of 40 / 2 / 33 valid tokens (filled to 64 / 32 / 64)
+    "z-odd-grid": dict(
+        model=dict(in_channels=4, dim=64, n_layers=2, n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=24,
+                   axes_dims=[8, 12, 12], axes_lens=[256, 64, 64]),
+        hw=(6, 10), caption_lengths=(40, 2, 33), caption_width=40,
+    ),
+    # 5 x 3 grid, equal captions, two refiner blocks, 3 heads of 32, 3 channels
+    "z-tall": dict(
+        model=dict(in_channels=3, dim=96, n_layers=1, n_refiner_layers=2, n_heads=3, n_kv_heads=3, cap_feat_dim=16,
+                   axes_dims=[8, 12, 12], axes_lens=[256, 64, 64], norm_eps=1e-6),
+        hw=(10, 6), caption_lengths=(5, 5), caption_width=5,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(Z_CONFIGS))
+def test_z_image_forward_and_gradients_match_diffusers(name):
+    from diffusers import ZImageTransformer2DModel
+
+    from lumina_modalities.image.interop.z_image import z_image_to_ours
+
+    case = Z_CONFIGS[name]
+    torch.manual_seed(0)
+    ref = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), rope_theta=256.0, **case["model"])
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    ours = from_diffusers(ref)
+    assert ours.model.config.unified_variant == "z_image"
+    x, t, cap, mask = _inputs(case)
+    x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
+    lengths = case["caption_lengths"]
+    out_ref = torch.stack(ref([x_ref[i][:, None] for i in range(len(lengths))], t,
+                              [cap[i, :n] for i, n in enumerate(lengths)]).sample)[:, :, 0]  # fmt: skip
+    out = ours(x_ours, t, cap, mask)
+    scale = out_ref.abs().max().item()
+    assert (out - out_ref).abs().max().item() <= TOL * scale
+
+    g = torch.randn(out_ref.shape, generator=torch.Generator().manual_seed(2))
+    (out_ref * g).sum().backward()
+    (out * g).sum().backward()
+    assert (x_ours.grad - x_ref.grad).abs().max().item() <= TOL * x_ref.grad.abs().max().item()
+    ref_grads = {k: p.grad for k, p in ref.named_parameters()}
+    expected = z_image_to_ours(ref_grads, "image", 2, ours.model.config.head_dim)
+    for k, p in ours.model.named_parameters():
+        if k.endswith("adapters.image.pad_token"):
+            continue
+        assert p.grad is not None, k
+        assert (p.grad - expected[k]).abs().max().item() <= TOL * expected[k].abs().max().item() + 1e-12, k
