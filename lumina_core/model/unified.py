@@ -237,8 +237,8 @@ class UnifiedNextDiT(Trunk):
         scaling = scaling or RopeScaling()
         c = self.t_embedder(t * self.t_scale)
         dev = x.device
-        if self.cap_embedder is None:
-            y = None
+        if self.cap_embedder is None or (y is not None and y.shape[1] == 0):
+            y = None  # no caption branch, or a condition of no tokens: the task tokens alone
         if y is not None:
             if y.shape[-1] != self.config.context_dim:
                 raise ValueError(
