@@ -1,5 +1,7 @@
 """Backbone speed: our Next-DiT trunk vs diffusers' LuminaNextDiT2DModel, same weights, same inputs.
 
+    PYTHONPATH=. python benchmarks/backbone.py --family unified   # our unified trunk vs Lumina2Transformer2DModel
+
     PYTHONPATH=. python benchmarks/backbone.py                    # default: dim 384, 6 layers, 6/2 heads, fp32
     PYTHONPATH=. python benchmarks/backbone.py --bf16 --compile   # add bf16-autocast and torch.compile rows
                                                                   # (bf16: also each runner's bf16/fp32 ratio)
@@ -63,6 +65,20 @@ def build(args):
     from_diffusers = _from_diffusers()
 
     torch.manual_seed(0)
+    if args.family == "unified":  # Lumina-Image 2.0's trunk: diffusers' Lumina2Transformer2DModel
+        from diffusers import Lumina2Transformer2DModel
+
+        head = args.dim // args.heads
+        third = head // 3 // 2 * 2
+        ref = Lumina2Transformer2DModel(
+            sample_size=args.size, patch_size=args.patch, in_channels=args.channels, hidden_size=args.dim,
+            num_layers=args.layers, num_refiner_layers=2, num_attention_heads=args.heads,
+            num_kv_heads=args.kv_heads, axes_dim_rope=(head - 2 * third, third, third), cap_feat_dim=args.context_dim,
+        )
+        with torch.no_grad():
+            for p in ref.parameters():
+                p.copy_(torch.randn_like(p) * 0.02)
+        return from_diffusers(ref).to(args.device), ref.to(args.device)
     ref = LuminaNextDiT2DModel(
         sample_size=args.size, patch_size=args.patch, in_channels=args.channels, hidden_size=args.dim,
         num_layers=args.layers, num_attention_heads=args.heads, num_kv_heads=args.kv_heads,
@@ -106,6 +122,8 @@ def runners(ours, ref, inputs):
             return model(x, t, y, ymask)
 
     def ref_fwd(model=ref):
+        if type(model).__name__ == "Lumina2Transformer2DModel":
+            return model(x, t, y, ymask.bool(), return_dict=False)[0]
         return model(x, t, y, ymask, emb, cross_attention_kwargs={}, return_dict=False)[0]
 
     return ours_fwd, ours_torch_kernels, ref_fwd
@@ -232,6 +250,8 @@ def kernel_table(ours, args, tokens: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--family", choices=("next_dit", "unified"), default="next_dit",
+                    help="next_dit: vs LuminaNextDiT2DModel; unified: vs Lumina2Transformer2DModel")
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--heads", type=int, default=6)

@@ -691,5 +691,11 @@ ROPE_SCALINGS: Registry = Registry(
 )
 #: foreign checkpoint layouts ``lumina convert --from NAME`` reads, provided by plugins (image: released, diffusers)
 CHECKPOINT_FORMATS: Registry = Registry("checkpoint format", base="lumina_core.interop.checkpoint_format:CheckpointFormat")
+#: trunk families ``model.family`` names: the shared network between the tasks' adapters (next_dit, unified)
+TRUNK_FAMILIES: Registry = Registry(
+    "trunk family",
+    providers=("lumina_core.model.nextdit", "lumina_core.model.unified"),
+    base="lumina_core.model.family:Trunk",
+)
 #: LoRA layouts ``lumina lora export --format NAME`` writes, provided by plugins (image: diffusers, comfyui)
 LORA_FORMATS: Registry = Registry("LoRA export format", base="lumina_core.finetune.export:LoraExportFormat")

@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
     p.add_argument("--from", dest="src_format", required=True, metavar="FORMAT",
-                   help="a registered checkpoint format (image plugin: released, diffusers)")  # fmt: skip
+                   help="a registered checkpoint format (image plugin: released, diffusers, lumina2)")  # fmt: skip
     p.add_argument("--preset", metavar="P", help="trunk preset (default: inferred from the checkpoint)")
     p.set_defaults(handler="convert")
 

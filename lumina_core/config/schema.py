@@ -55,6 +55,13 @@ class ModelConfig:
     #: cross-attention with its own query projection (diffusers models fine-tuned in diffusers have one; the
     #: released model shares the self-attention query)
     separate_cross_query: bool = False
+    #: the trunk family: next_dit (Lumina-Next, cross-attention to the caption) or unified (Lumina-Image 2.0:
+    #: caption and noisy tokens in one self-attention sequence; docs/lumina2.md)
+    family: str = "next_dit"
+    n_refiner_layers: int = 2  # unified: context-refiner and noise-refiner blocks (released: 2 each)
+    caption_rope_fraction: float = 1 / 3  # unified: share of each head's RoPE pairs on the caption axis
+    qk_norm_eps: float | None = None  # unified: per-head q/k RMSNorm epsilon (None: norm_eps)
+    unified_variant: str = "lumina2"  # unified: lumina2 ([caption | tokens]) or z_image (Z-Image's sequence layout)
 
 
 @dataclass

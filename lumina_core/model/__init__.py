@@ -15,6 +15,7 @@ from lumina_core.model.linear import linear_backend, set_linear_backend
 from lumina_core.model.lumina_model import LuminaModel, count_parameters, preset_parameter_counts
 from lumina_core.model.nextdit import NextDiT
 from lumina_core.model.rope import NDRope, RopeScaling
+from lumina_core.model.unified import UnifiedNextDiT
 
 __all__ = [
     "PRESETS",
@@ -25,6 +26,7 @@ __all__ = [
     "NextDiT",
     "NextDiTConfig",
     "RopeScaling",
+    "UnifiedNextDiT",
     "count_parameters",
     "linear_backend",
     "preset_parameter_counts",

@@ -45,6 +45,17 @@ class FinalLayer(nn.Module):
         return self.linear(self.norm_final(h) * (1 + scale))
 
 
+def spec_rope(spec: AdapterSpec, head_dim: int) -> NDRope:
+    """The RoPE tables of a task on its own axes: ``spec.axis_split`` of the head, ``spec.rope_layout``."""
+    return NDRope(
+        head_dim,
+        spec.axis_split if spec.num_axes else (),
+        spec.rope_layout,
+        spec.rope_theta,
+        spec.train_extent if spec.num_axes else None,
+    )
+
+
 class ModalityAdapter(nn.Module):
     def __init__(
         self,
@@ -54,7 +65,10 @@ class ModalityAdapter(nn.Module):
         head_dim: int,
         context_in: int | None = None,
         context_out: int | None = None,
+        rope: NDRope | None = None,
     ) -> None:
+        """``rope``: the task's RoPE tables as the trunk family lays them out (:meth:`Trunk.task_rope`); None
+        builds them from the spec alone (the ``next_dit`` layout)."""
         super().__init__()
         if spec.out_dim > dim:
             warnings.warn(
@@ -77,13 +91,7 @@ class ModalityAdapter(nn.Module):
         self.context_proj = (
             nn.Linear(context_in, context_out) if context_in and context_out and context_in != context_out else None
         )
-        self.rope = NDRope(
-            head_dim,
-            spec.axis_split if spec.num_axes else (),
-            spec.rope_layout,
-            spec.rope_theta,
-            spec.train_extent if spec.num_axes else None,
-        )
+        self.rope = rope if rope is not None else spec_rope(spec, head_dim)
 
     def project_context(self, context: Tensor) -> Tensor:
         """The task's condition features in the trunk's context width (unchanged without a projection)."""

@@ -1,6 +1,7 @@
 """Next-DiT attention: self-attention with N-D RoPE and GQA, plus a gated parallel cross-attention.
 
-    q = LN_q(W_q x), k = LN_k(W_k x), v = W_v x          (QK-norm over the whole projected width)
+    q = LN_q(W_q x), k = LN_k(W_k x), v = W_v x          (QK-norm over the whole projected width; with
+                                                          ``qk_norm_kind="head_rms"``: RMSNorm of each head)
     q, k <- RoPE(q), RoPE(k)                              (fp32 rotation, per-axis frequencies)
     o_self  = softmax(q k^T * a / sqrt(d) + mask) v       (a: proportional-attention factor, default 1)
     o_cross = softmax(q k_y^T / sqrt(d) + mask_y) v_y     (k_y = LN_ky(W_ky y), v_y = W_vy y, no RoPE)
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 
 from lumina_core.model.context_drop import LayerDrop
 from lumina_core.model.linear import Linear, RowBlockLinear, row_blocks
+from lumina_core.model.norm import RMSNorm
 from lumina_core.model.rope import apply_rope
 from lumina_core.model.sdpa import sdpa
 
@@ -41,15 +43,27 @@ class Attention(nn.Module):
         context_dim: int | None,
         qk_norm: bool = True,
         separate_cross_query: bool = False,
+        qk_norm_kind: str = "layer",
+        qk_norm_eps: float = 1e-5,
     ) -> None:
+        """``qk_norm_kind``: ``"layer"`` (Lumina-Next: affine LayerNorm over the whole projected width) or
+        ``"head_rms"`` (Lumina-Image 2.0 / Z-Image: RMSNorm of each head, weight (head_dim,), eps
+        ``qk_norm_eps``)."""
         super().__init__()
+        if qk_norm_kind not in ("layer", "head_rms"):
+            raise ValueError(f"qk_norm_kind must be 'layer' or 'head_rms', got {qk_norm_kind!r}")
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
         self.head_dim = dim // n_heads
         q_width, kv_width = n_heads * self.head_dim, n_kv_heads * self.head_dim
         self.splits = (q_width, kv_width, kv_width)
         self.wqkv = RowBlockLinear(dim, self.splits, bias=False)
-        self.q_norm = nn.LayerNorm(q_width) if qk_norm else nn.Identity()
-        self.k_norm = nn.LayerNorm(kv_width) if qk_norm else nn.Identity()
+        self.per_head_norm = qk_norm and qk_norm_kind == "head_rms"
+        if self.per_head_norm:
+            self.q_norm = RMSNorm(self.head_dim, eps=qk_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, eps=qk_norm_eps)
+        else:
+            self.q_norm = nn.LayerNorm(q_width) if qk_norm else nn.Identity()
+            self.k_norm = nn.LayerNorm(kv_width) if qk_norm else nn.Identity()
         self.has_context = context_dim is not None
         if self.has_context:
             self.wkv_y = RowBlockLinear(context_dim, self.splits[1:], bias=False)
@@ -78,8 +92,12 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         hd = self.head_dim
         q, k, v = row_blocks(self.wqkv, x, self.splits)
-        q = self.q_norm(q).view(b, n, self.n_heads, hd)
-        k = self.k_norm(k).view(b, n, self.n_kv_heads, hd)
+        if self.per_head_norm:
+            q = self.q_norm(q.view(b, n, self.n_heads, hd))
+            k = self.k_norm(k.view(b, n, self.n_kv_heads, hd))
+        else:
+            q = self.q_norm(q).view(b, n, self.n_heads, hd)
+            k = self.k_norm(k).view(b, n, self.n_kv_heads, hd)
         v = v.view(b, n, self.n_kv_heads, hd)
         gqa = self.n_kv_heads != self.n_heads
         if drop is not None:  # keys and values pooled before their rotation; queries at full resolution

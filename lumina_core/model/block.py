@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from lumina_core.model.attention import Attention
 from lumina_core.model.config import NextDiTConfig
 from lumina_core.model.context_drop import LayerDrop
+from lumina_core.model.family import TrunkBlock
 from lumina_core.model.linear import Linear, is_bare, swiglu_hidden
 from lumina_core.model.norm import RMSNorm
 
@@ -45,7 +46,7 @@ class SwiGLU(nn.Module):
         return self.w2(h)
 
 
-class NextDiTBlock(nn.Module):
+class NextDiTBlock(TrunkBlock):
     def __init__(self, cfg: NextDiTConfig) -> None:
         super().__init__()
         dim, eps = cfg.dim, cfg.norm_eps

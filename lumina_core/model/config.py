@@ -38,6 +38,18 @@ class NextDiTConfig:
         separate_cross_query: the cross-attention has its own query projection and query norm instead of
             reusing the self-attention's (released: False; diffusers models whose ``attn2.to_q`` differs
             from ``attn1.to_q``, e.g. after fine-tuning in diffusers, need True).
+        family: the trunk family (:data:`lumina_core.registry.TRUNK_FAMILIES`): ``"next_dit"`` (Lumina-Next,
+            cross-attention to the caption) or ``"unified"`` (Lumina-Image 2.0: caption and noisy tokens in
+            one self-attention sequence, :mod:`lumina_core.model.unified`).
+        n_refiner_layers: unified family: context-refiner and noise-refiner blocks (released: 2 each).
+        caption_rope_fraction: unified family: share of each head's rotation pairs on the caption axis
+            (released: 1/3, i.e. 32 of 96 dims); the task's axes share the rest in their ``axis_split`` ratios.
+        qk_norm_eps: unified family: epsilon of the per-head query/key RMSNorm (None: ``norm_eps``; diffusers
+            uses 1e-5, the original Lumina-Image 2.0 code 1e-6).
+        unified_variant: unified family: ``"lumina2"`` (Lumina-Image 2.0: ``[caption | tokens]``) or
+            ``"z_image"`` (Z-Image's sequence: ``[tokens | caption]``, each padded to a multiple of 32 with
+            learned pad tokens, positions from 1, ``t`` scaled by 1000, no SiLU before the block modulation,
+            SwiGLU width ``int(8 dim / 3)``; see :mod:`lumina_core.model.unified`).
     """
 
     dim: int = 384
@@ -53,11 +65,22 @@ class NextDiTConfig:
     t_freq_dim: int = 256
     max_cond_dim: int = 1024
     separate_cross_query: bool = False
+    family: str = "next_dit"
+    n_refiner_layers: int = 2
+    caption_rope_fraction: float = 1 / 3
+    qk_norm_eps: float | None = None
+    unified_variant: str = "lumina2"
 
     def __post_init__(self) -> None:
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
         problems = []
+        if self.n_refiner_layers < 0:
+            problems.append(f"n_refiner_layers must be >= 0, got {self.n_refiner_layers}")
+        if self.unified_variant not in ("lumina2", "z_image"):
+            problems.append(f"unified_variant must be 'lumina2' or 'z_image', got {self.unified_variant!r}")
+        if not 0 < self.caption_rope_fraction < 1:
+            problems.append(f"caption_rope_fraction must lie strictly between 0 and 1, got {self.caption_rope_fraction}")
         for name in ("dim", "n_layers", "n_heads", "n_kv_heads", "multiple_of", "t_freq_dim", "max_cond_dim"):
             if int(getattr(self, name)) <= 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
@@ -70,6 +93,12 @@ class NextDiTConfig:
                 problems.append(f"t_freq_dim must be even, got {self.t_freq_dim}")
         if self.context_dim is not None and self.context_dim <= 0:
             problems.append(f"context_dim must be positive or None, got {self.context_dim}")
+        from lumina_core.registry import TRUNK_FAMILIES, RegistryError  # stdlib-only module: no import cycle
+
+        try:
+            TRUNK_FAMILIES.get(self.family)
+        except RegistryError:
+            problems.append(f"unknown family {self.family!r}; known families: {', '.join(TRUNK_FAMILIES.names())}")
         if problems:
             raise ValueError("invalid NextDiTConfig: " + "; ".join(problems))
 
@@ -123,7 +152,8 @@ class NextDiTConfig:
 
 
 #: The size table. ``2B`` is the released Lumina-Next text-to-image trunk (1.63 B parameters with its
-#: image adapter: ``lumina_modalities.image.RELEASED_IMAGE_ADAPTER``).
+#: image adapter: ``lumina_modalities.image.RELEASED_IMAGE_ADAPTER``); ``lumina2`` is Lumina-Image 2.0's
+#: unified trunk (2,609,769,152 parameters with a 16-channel, patch-2 image adapter, not counting our pad token).
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(dim=128, n_layers=2, n_heads=4, n_kv_heads=2),
     "small": dict(dim=384, n_layers=6, n_heads=6, n_kv_heads=2),
@@ -131,4 +161,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "large": dict(dim=1024, n_layers=24, n_heads=16, n_kv_heads=8),
     "600M": dict(dim=1536, n_layers=20, n_heads=24, n_kv_heads=8),
     "2B": dict(dim=2304, n_layers=24, n_heads=32, n_kv_heads=8, context_dim=2048),
+    # Lumina-Image 2.0 (unified family): 2,609,769,152 parameters with its 16-channel, patch-2 image adapter
+    "lumina2": dict(family="unified", dim=2304, n_layers=26, n_heads=24, n_kv_heads=8, context_dim=2304),
 }

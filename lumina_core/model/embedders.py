@@ -22,10 +22,14 @@ def timestep_features(t: Tensor, dim: int = 256, max_period: float = 10000.0) ->
 
 
 class TimestepEmbedder(nn.Module):
-    def __init__(self, cond_dim: int, freq_dim: int = 256) -> None:
+    """``Linear(F, M) - SiLU - Linear(M, C)`` of the sinusoidal features; the hidden width ``M`` is ``C`` unless
+    given (Z-Image: 1024 on a 256-wide conditioning)."""
+
+    def __init__(self, cond_dim: int, freq_dim: int = 256, hidden_dim: int | None = None) -> None:
         super().__init__()
         self.freq_dim = freq_dim
-        self.mlp = nn.Sequential(nn.Linear(freq_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+        mid = hidden_dim or cond_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, mid), nn.SiLU(), nn.Linear(mid, cond_dim))
 
     def forward(self, t: Tensor) -> Tensor:
         feats = timestep_features(t, self.freq_dim)

@@ -1,4 +1,4 @@
-"""LuminaModel: one shared Next-DiT trunk, one modality adapter per task.
+"""LuminaModel: one shared trunk (family ``config.family``: ``next_dit`` or ``unified``), one adapter per task.
 
     out = adapter.final(trunk(adapter.embed(tokens), t, condition, adapter.rope(positions)))   # (B, L, out_dim)
 
@@ -14,11 +14,10 @@ from torch import Tensor, nn
 
 from lumina_core.model.adapter import FinalLayer, ModalityAdapter
 from lumina_core.model.attention import Attention
-from lumina_core.model.block import NextDiTBlock
 from lumina_core.model.config import PRESETS, NextDiTConfig
-from lumina_core.model.context_drop import ContextDrop, drop_plan
+from lumina_core.model.context_drop import ContextDrop
 from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
-from lumina_core.model.nextdit import NextDiT
+from lumina_core.model.family import TrunkBlock, build_trunk
 from lumina_core.model.rope import RopeScaling
 from lumina_core.plugin import AdapterSpec
 from lumina_core.tokens import Condition, TokenBatch
@@ -33,7 +32,7 @@ class LuminaModel(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        self.trunk = NextDiT(config)
+        self.trunk = build_trunk(config)
         self.adapters = nn.ModuleDict()
         self.heads = nn.ModuleDict()  # per-task heads owned by objectives (empty for flow matching)
         self.initialize_weights(self.trunk)
@@ -48,7 +47,9 @@ class LuminaModel(nn.Module):
         if name in self.adapters:
             raise ValueError(f"task {name!r} already exists; tasks: {sorted(self.adapters)}")
         cfg = self.config
-        adapter = ModalityAdapter(spec, cfg.dim, cfg.cond_dim, cfg.head_dim, context_dim, cfg.context_dim)
+        adapter = ModalityAdapter(
+            spec, cfg.dim, cfg.cond_dim, cfg.head_dim, context_dim, cfg.context_dim, rope=self.trunk.task_rope(spec)
+        )
         self.initialize_weights(adapter)
         self.adapters[name] = self._like_trunk(adapter)
         return self.adapters[name]
@@ -130,18 +131,9 @@ class LuminaModel(nn.Module):
             y, y_mask = adapter.project_context(cond.context), cond.mask
         x = adapter.embed(batch.tokens, batch.mask, batch.token_cond)
         scaling = RopeScaling.build(rope_scaling)
-        cos, sin, prop = adapter.rope(batch.positions, batch.mask, t, scaling)
-        drop = None
-        if context_drop is not None:
-            drop = drop_plan(
-                ContextDrop.build(context_drop),
-                batch.positions,
-                batch.mask,
-                t,
-                len(self.trunk.layers),
-                lambda pos: adapter.rope.key_tables(pos, batch.positions, batch.mask, t, scaling),
-            )
-        return self.trunk(x, batch.mask, t, y, y_mask, cos, sin, prop, drop)
+        return self.trunk.encode_tokens(
+            x, batch.mask, batch.positions, t, y, y_mask, adapter.rope, scaling, context_drop
+        )
 
     def velocity(
         self,
@@ -211,7 +203,7 @@ def _init_module(module: nn.Module) -> None:
         nn.init.zeros_(module.net[1].weight)
     elif isinstance(module, Attention) and module.has_context:
         nn.init.zeros_(module.gate)
-    elif isinstance(module, NextDiTBlock):
+    elif isinstance(module, TrunkBlock) and getattr(module, "adaLN_modulation", None) is not None:
         nn.init.zeros_(module.adaLN_modulation[1].weight)
     elif isinstance(module, FinalLayer):
         for lin in (module.adaLN_modulation[1], module.linear):

@@ -1,7 +1,8 @@
-"""The shared Next-DiT trunk: conditioning embedders and the stack of blocks.
+"""The ``next_dit`` trunk family (Lumina-Next): conditioning embedders and the stack of blocks.
 
 The trunk works on embedded tokens (B, L, dim) and never knows the modality: the per-task input
 projection, pad token, final layer and RoPE layout live in :class:`~lumina_core.model.adapter.ModalityAdapter`.
+The caption enters every block by gated cross-attention, and pooled into ``c = t_emb + cap_emb``.
 """
 
 from __future__ import annotations
@@ -10,21 +11,55 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from lumina_core.model.adapter import spec_rope
 from lumina_core.model.block import NextDiTBlock
 from lumina_core.model.config import NextDiTConfig
-from lumina_core.model.context_drop import DropPlan
+from lumina_core.model.context_drop import ContextDrop, DropPlan, drop_plan
 from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
+from lumina_core.model.family import Trunk
 from lumina_core.model.masks import all_true
+from lumina_core.model.rope import NDRope, RopeScaling
+from lumina_core.plugin import AdapterSpec
+from lumina_core.registry import TRUNK_FAMILIES
 
 
-class NextDiT(nn.Module):
+@TRUNK_FAMILIES.register("next_dit")
+class NextDiT(Trunk):
     def __init__(self, cfg: NextDiTConfig) -> None:
-        super().__init__()
-        self.config = cfg
+        super().__init__(cfg)
         self.t_embedder = TimestepEmbedder(cfg.cond_dim, cfg.t_freq_dim)
         self.cap_embedder = CaptionEmbedder(cfg.context_dim, cfg.cond_dim) if cfg.context_dim else None
         self.layers = nn.ModuleList(NextDiTBlock(cfg) for _ in range(cfg.n_layers))
-        self.grad_checkpointing = cfg.grad_checkpointing
+
+    def task_rope(self, spec: AdapterSpec) -> NDRope:
+        """The task's own axes (``spec.axis_split``, ``spec.rope_layout``)."""
+        return spec_rope(spec, self.config.head_dim)
+
+    def encode_tokens(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        positions: Tensor,
+        t: Tensor,
+        y: Tensor | None,
+        y_mask: Tensor | None,
+        rope: NDRope,
+        scaling: RopeScaling | None,
+        context_drop: ContextDrop | dict | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """RoPE tables (and the context-drop plan) of the batch, then :meth:`forward`."""
+        cos, sin, prop = rope(positions, mask, t, scaling)
+        drop = None
+        if context_drop is not None:
+            drop = drop_plan(
+                ContextDrop.build(context_drop),
+                positions,
+                mask,
+                t,
+                len(self.layers),
+                lambda pos: rope.key_tables(pos, positions, mask, t, scaling),
+            )
+        return self(x, mask, t, y, y_mask, cos, sin, prop, drop)
 
     def condition(self, t: Tensor, y: Tensor | None, y_mask: Tensor | None) -> Tensor:
         """(B, cond_dim) conditioning vector ``c = t_emb + cap_emb`` (no caption: ``t_emb``)."""

@@ -497,12 +497,23 @@ class NDRope(torch.nn.Module):
         layout: str = "interleaved",
         theta: float = 10000.0,
         train_extent: Sequence[float] | None = None,
+        pairs: Sequence[int] | None = None,
     ) -> None:
+        """``pairs``: rotation pairs per axis, given explicitly (they must add up to ``head_dim / 2``);
+        None shares the pairs in the ratios of ``axis_split`` (:func:`axis_pairs`)."""
         super().__init__()
         self.head_dim = head_dim
         self.theta = float(theta)
-        self.num_axes = len(axis_split)
-        self.pairs = axis_pairs(head_dim, axis_split)
+        if pairs is None:
+            self.num_axes = len(axis_split)
+            self.pairs = axis_pairs(head_dim, axis_split)
+        else:
+            self.pairs = tuple(int(n) for n in pairs)
+            self.num_axes = len(self.pairs)
+            if sum(self.pairs) != head_dim // 2 or any(n <= 0 for n in self.pairs):
+                raise ValueError(
+                    f"RoPE pairs {self.pairs} must be positive and add up to head_dim / 2 = {head_dim // 2}"
+                )
         self.train_extent = None if train_extent is None else tuple(float(e) for e in train_extent)
         if self.train_extent is not None and len(self.train_extent) != self.num_axes:
             raise ValueError(

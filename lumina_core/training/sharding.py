@@ -8,7 +8,7 @@ GPUs (NCCL) and on the CPU (gloo), so the sharded path is tested on 2 CPU proces
 
 What is sharded, by module (the auto-wrap policy):
 
-* every Next-DiT block (``NextDiTBlock``) is its own unit: its parameters are all-gathered just before the
+* every trunk block (``TrunkBlock``: ``NextDiTBlock``, ``UnifiedBlock``) is its own unit: its parameters are all-gathered just before the
   block runs and freed after it (again in the backward), so at any moment a rank holds one block unsharded
   plus its shards of everything else;
 * the rest of the LuminaModel (embedders, adapters, heads) is one root unit;
@@ -73,7 +73,7 @@ def shard_run(
     sharded units, outermost last. Idempotent: a module already sharded is left alone."""
     from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 
-    from lumina_core.model.block import NextDiTBlock
+    from lumina_core.model.family import TrunkBlock
 
     mp = mixed_precision_policy(precision)
     units: list[str] = []
@@ -86,7 +86,7 @@ def shard_run(
         units.append(name)
 
     for name, sub in model.named_modules():
-        if isinstance(sub, NextDiTBlock):
+        if isinstance(sub, TrunkBlock):  # every family's block
             shard(f"model.{name}", sub)
     # the root (embedders, adapters, heads: small) stays gathered from forward to backward; ``encode`` is an
     # entry point of its own (objectives with a head call it) and is also called inside ``forward``

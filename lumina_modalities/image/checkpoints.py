@@ -1,7 +1,10 @@
 """The public checkpoint formats of the Lumina-Next image model, registered in ``CHECKPOINT_FORMATS``:
 
 * ``released`` - the released ``consolidated*.pth`` / ``.safetensors`` (one file, or a folder holding one);
-* ``diffusers`` - diffusers' ``LuminaNextDiT2DModel`` folder (``transformer/`` of a pipeline, or a single file).
+* ``diffusers`` - diffusers' ``LuminaNextDiT2DModel`` folder (``transformer/`` of a pipeline, or a single file);
+  a ``Lumina2Transformer2DModel`` folder loads as Lumina-Image 2.0 (the ``unified`` trunk family);
+* ``lumina2`` - Lumina-Image 2.0 in any of its layouts: the original release's file (or a folder holding one),
+  ComfyUI's single file (``model.diffusion_model.`` prefix) or diffusers' folder (``docs/lumina2.md``).
 
 Both hold the trunk and one image task: patch tokens of ``C p p`` values flattened in (C, ph, pw) order, and
 a final layer that predicts twice that (the released "learn sigma" head), so a recipe that samples them sets
@@ -17,7 +20,7 @@ from pathlib import Path
 from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint
 from lumina_core.registry import CHECKPOINT_FORMATS
 
-from .interop import LuminaImageModel, from_diffusers, from_released, image_extra
+from .interop import LuminaImageModel, from_diffusers, from_lumina2, from_released, image_extra
 
 #: the adapter of the released text-to-image model: patch 2 on 4-channel latents, learn-sigma output
 RELEASED_IMAGE_ADAPTER = dict(in_dim=4 * 2 * 2, out_dim=2 * 4 * 2 * 2, num_axes=2, axis_split=(1, 1))
@@ -60,3 +63,28 @@ class DiffusersImageFormat(_ImageModelFormat):
         "diffusers LuminaNextDiT2DModel: a transformer folder (config.json + safetensors) or one file"
     )
     read = staticmethod(from_diffusers)
+
+
+def _read_lumina2(src: str, preset: str | None = None) -> LuminaImageModel:
+    if preset not in (None, "lumina2"):
+        raise ValueError(
+            f"--preset {preset!r} does not apply to Lumina-Image 2.0: its sizes come from the checkpoint "
+            "(a diffusers folder's config.json, or the tensor shapes of a released / ComfyUI file)"
+        )
+    return from_lumina2(src)
+
+
+@CHECKPOINT_FORMATS.register("lumina2")
+class Lumina2ImageFormat(_ImageModelFormat):
+    """Lumina-Image 2.0 (:func:`lumina_modalities.image.interop.from_lumina2`): the unified trunk family."""
+
+    name = "lumina2"
+    description = (
+        "Lumina-Image 2.0: the released consolidated*.pth / .safetensors (or a folder holding one), ComfyUI's "
+        "single file (model.diffusion_model. prefix) or diffusers' Lumina2Transformer2DModel folder"
+    )
+    fit_advice = (
+        "Lumina-Image 2.0 predicts the token width itself (no learn-sigma head): leave tasks[i].learn_sigma false, "
+        "and use model.family: unified with a 16-channel autoencoder and patch size 2"
+    )
+    read = staticmethod(_read_lumina2)

@@ -5,6 +5,9 @@ LoRA export formats ``diffusers`` / ``comfyui`` (:mod:`.lora_export`). The check
 
     from lumina_modalities.image.interop import from_diffusers, to_released_state_dict
     image_model = from_diffusers(diffusers_transformer)      # forward(x (B,C,H,W), t, caption_feats, caption_mask)
+
+Lumina-Image 2.0 (diffusers' ``Lumina2Transformer2DModel``, the released / ComfyUI layouts) loads into the
+``unified`` trunk family: :func:`from_lumina2` (:mod:`.lumina2`, key maps :mod:`.unified_keys`).
 """
 
 from .formats import (
@@ -20,7 +23,9 @@ from .formats import (
 )
 from .keys import readout_permutation
 from .lora_export import ComfyUILoraFormat, DiffusersLoraFormat, export_comfyui, export_diffusers
+from .lumina2 import from_lumina2, lumina2_config, to_lumina2_diffusers, to_lumina2_released
 from .model import LuminaImageModel, patch_positions
+from .z_image import from_z_image
 
 __all__ = [
     "ComfyUILoraFormat",
@@ -31,12 +36,17 @@ __all__ = [
     "export_comfyui",
     "export_diffusers",
     "from_diffusers",
+    "from_lumina2",
     "from_released",
+    "from_z_image",
     "image_extra",
     "infer_config",
     "load_converted",
+    "lumina2_config",
     "patch_positions",
     "readout_permutation",
     "to_diffusers_state_dict",
+    "to_lumina2_diffusers",
+    "to_lumina2_released",
     "to_released_state_dict",
 ]

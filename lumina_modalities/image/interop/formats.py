@@ -27,8 +27,10 @@ from lumina_core.model.config import NextDiTConfig
 from lumina_core.model.lumina_model import LuminaModel
 from lumina_core.plugin import AdapterSpec
 
-from . import keys
+from . import keys, unified_keys
+from .lumina2 import from_lumina2
 from .model import LuminaImageModel
+from .z_image import from_z_image, is_z_image
 
 StateDict = dict[str, torch.Tensor]
 TASK = "image"
@@ -164,7 +166,8 @@ def from_diffusers(
     config: NextDiTConfig | str | dict | None = None,
     separate_cross_query: bool | None = None,
 ) -> LuminaImageModel:
-    """Load diffusers' ``LuminaNextDiT2DModel`` (the module, its state dict, or a saved folder/file).
+    """Load diffusers' ``LuminaNextDiT2DModel`` or ``Lumina2Transformer2DModel`` (the module, its state dict, or a
+    saved folder/file). Lumina-Image 2.0 loads into the ``unified`` trunk family (:func:`.lumina2.from_lumina2`).
 
     The module's (or folder's) config gives patch size, channels, heads and the training sample size; a
     bare state dict is read with patch size 2 and the config inferred from the tensors. A model whose
@@ -183,6 +186,14 @@ def from_diffusers(
         raise ValueError(
             f"from_diffusers expects a LuminaNextDiT2DModel, its state dict or a saved folder; got {type(model_or_state_dict)}"
         )
+    if unified_keys.is_lumina2_diffusers(state):  # Lumina-Image 2.0: the unified trunk family
+        if config is not None and not isinstance(config, dict):
+            raise ValueError("a Lumina2Transformer2DModel takes its config as Lumina2Transformer2DModel keywords (a dict)")
+        return from_lumina2(state, {**dconf, **(config or {})})
+    if is_z_image(state):  # Z-Image: the unified family's z_image variant
+        if config is not None and not isinstance(config, dict):
+            raise ValueError("a ZImageTransformer2DModel takes its config as ZImageTransformer2DModel keywords (a dict)")
+        return from_z_image(state, {**dconf, **(config or {})})
     released = keys.diffusers_to_released(state, separate_cross_query=separate_cross_query)
     if isinstance(config, NextDiTConfig) and config.separate_cross_query != (
         "layers.0.attention.wq_y.weight" in released

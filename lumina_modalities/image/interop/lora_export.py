@@ -32,6 +32,12 @@ def released_parts(adapter: AdapterFile) -> tuple[NextDiTConfig, list[tuple[str,
     if adapter.model_config is None:
         raise ValueError("the adapter file does not record its trunk config; it cannot be exported")
     cfg = NextDiTConfig.from_dict(adapter.model_config)
+    if cfg.family != "next_dit":
+        raise ValueError(
+            f"this adapter was trained on a {cfg.family!r} trunk; the diffusers and comfyui LoRA exports map onto "
+            "Lumina-Next (LuminaNextDiT2DModel) and would name the wrong modules. Exporting LoRAs of the unified "
+            "family (Lumina-Image 2.0 / Z-Image) is not implemented yet: sample them here with `lumina sample --lora`"
+        )
     splits = fused_splits(cfg)
     parts = []
     for module in adapter.modules:

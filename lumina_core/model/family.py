@@ -1,0 +1,83 @@
+"""Trunk families: the shared network between the tasks' adapters, chosen by ``model.family`` in a recipe.
+
+    h, c = trunk.encode_tokens(x, batch, t, y, y_mask, rope, scaling, context_drop)    # (B, L, dim), (B, C)
+    out  = adapter.final_layer(h, c)
+
+A family is a :class:`Trunk` subclass registered in :data:`lumina_core.registry.TRUNK_FAMILIES`; it is built
+from the one :class:`~lumina_core.model.config.NextDiTConfig` and decides three things:
+
+* the modules of the trunk (blocks, conditioning embedders);
+* :meth:`Trunk.task_rope`: the RoPE tables of a task (the task's axes, plus any axes the family adds, e.g. the
+  unified family's caption axis);
+* :meth:`Trunk.encode_tokens`: how the embedded tokens, the flow time and the condition become hidden tokens
+  and the conditioning vector ``c`` the task's final layer reads.
+
+Built in: ``next_dit`` (Lumina-Next: gated cross-attention to the caption, :mod:`.nextdit`) and ``unified``
+(Lumina-Image 2.0 / Z-Image: caption and noisy tokens in one self-attention sequence, :mod:`.unified`). A
+third family is one new module with a ``@TRUNK_FAMILIES.register("name")`` class, plus its module in the
+registry's providers (or a plugin's entry point).
+"""
+
+from __future__ import annotations
+
+import abc
+
+from torch import Tensor, nn
+
+from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.rope import NDRope, RopeScaling
+from lumina_core.plugin import AdapterSpec
+from lumina_core.registry import TRUNK_FAMILIES, RegistryError
+
+
+class TrunkBlock(nn.Module):
+    """Marker base of every family's block: the unit of FSDP sharding and of activation checkpointing. A block's
+    ``adaLN_modulation`` (absent or None for an unmodulated block) is zero-initialised, so it starts as the
+    identity."""
+
+
+class Trunk(nn.Module, abc.ABC):
+    """Base class of a trunk family (see the module docstring)."""
+
+    #: the blocks, in order (context drop, LoRA targets and sharding address them as ``trunk.layers.N``)
+    layers: nn.ModuleList
+    grad_checkpointing: bool = False
+
+    def __init__(self, cfg: NextDiTConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.grad_checkpointing = cfg.grad_checkpointing
+
+    @abc.abstractmethod
+    def task_rope(self, spec: AdapterSpec) -> NDRope:
+        """The RoPE tables a task with this spec uses in this trunk."""
+
+    @abc.abstractmethod
+    def encode_tokens(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        positions: Tensor,
+        t: Tensor,
+        y: Tensor | None,
+        y_mask: Tensor | None,
+        rope: NDRope,
+        scaling: RopeScaling | None,
+        context_drop: object | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Hidden tokens (B, L, dim) and conditioning vector (B, cond_dim) of embedded tokens ``x`` (B, L, dim)
+        with ``mask`` (B, L) and ``positions`` (B, L, A) at flow time ``t`` (B,), under condition features
+        ``y`` (B, Lc, context_dim) / ``y_mask`` (B, Lc) or None."""
+
+
+def trunk_class(family: str) -> type[Trunk]:
+    """The registered trunk class of ``family``; ValueError naming the known families otherwise."""
+    try:
+        return TRUNK_FAMILIES.get(family)
+    except RegistryError as exc:
+        raise ValueError(f"model.family: {exc.args[0] if exc.args else exc}") from None
+
+
+def build_trunk(cfg: NextDiTConfig) -> Trunk:
+    """A freshly built trunk of ``cfg.family`` (weights initialised by :meth:`LuminaModel.initialize_weights`)."""
+    return trunk_class(cfg.family)(cfg)
