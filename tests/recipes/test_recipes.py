@@ -7,25 +7,15 @@ import shlex
 from pathlib import Path
 
 import pytest
+from fixtures.recipes import recipe_id, shipped_recipes
 
 from lumina_core.config import load_recipe, recipe_header_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def shipped_recipes() -> list[tuple[Path, Path]]:
-    """(recipe, its project root): the repository's recipes/ and each plugin distribution's under plugins/."""
-    found = [(p, ROOT) for p in sorted((ROOT / "recipes").rglob("*.yaml"))]
-    for plugin_root in sorted((ROOT / "plugins").glob("*/")):
-        found += [(p, plugin_root) for p in sorted((plugin_root / "recipes").rglob("*.yaml"))]
-    return found
-
-
 RECIPES = shipped_recipes()
-
-
-def _id(item: tuple[Path, Path]) -> str:
-    return str(item[0].relative_to(ROOT))
+_id = recipe_id
 
 
 def test_recipes_are_shipped():

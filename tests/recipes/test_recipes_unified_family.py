@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_recipes import RECIPES, _id  # the same list of shipped recipes
+from fixtures.recipes import recipe_id as _id
+from fixtures.recipes import shipped_recipes
 
 from lumina_core.config import load_recipe
 from lumina_core.data import collate_items
 from lumina_core.training.build import build_run
+
+RECIPES = shipped_recipes()  # the same list test_recipes.py runs
 
 #: a tiny unified trunk (the recipe's conditioners, data and adapters are kept)
 TINY_UNIFIED = [

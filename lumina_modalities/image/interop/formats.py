@@ -9,7 +9,6 @@ the core); :func:`to_released_state_dict` and :func:`to_diffusers_state_dict` wr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,43 +27,13 @@ from lumina_core.model.lumina_model import LuminaModel
 from lumina_core.plugin import AdapterSpec
 
 from . import keys, unified_keys
+from .checkpoint_files import diffusers_folder, released_file
 from .lumina2 import from_lumina2
 from .model import LuminaImageModel
 from .z_image import from_z_image, is_z_image
 
 StateDict = dict[str, torch.Tensor]
 TASK = "image"
-
-
-def _released_file(path: Path) -> Path:
-    if path.is_file():
-        return path
-    found = sorted(p for p in path.glob("consolidated*") if p.suffix in (".pth", ".safetensors"))
-    if len(found) != 1:
-        raise ValueError(
-            f"expected exactly one consolidated*.pth / consolidated*.safetensors in {path}; found "
-            f"{[p.name for p in found]} (model-parallel shards must be merged first)"
-        )
-    return found[0]
-
-
-def _diffusers_folder(path: Path) -> tuple[StateDict, dict[str, Any]]:
-    """State dict and config of a diffusers transformer folder (single file or sharded safetensors)."""
-    if path.is_file():
-        return read_state_dict(path), {}
-    if (path / "transformer" / "config.json").is_file():
-        path = path / "transformer"
-    config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
-    single = path / "diffusion_pytorch_model.safetensors"
-    index = path / "diffusion_pytorch_model.safetensors.index.json"
-    if single.is_file():
-        return read_state_dict(single), config
-    if index.is_file():
-        state: StateDict = {}
-        for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-            state.update(read_state_dict(path / shard))
-        return state, config
-    raise ValueError(f"no diffusion_pytorch_model.safetensors (or sharded index) in {path}")
 
 
 # -- config inference ---------------------------------------------------------------------------------------
@@ -154,7 +123,7 @@ def from_released(
     ``sample_size / patch_size`` per axis; None leaves it unset.
     """
     if isinstance(path_or_state_dict, (str, Path)):
-        state = read_state_dict(_released_file(Path(path_or_state_dict)))
+        state = read_state_dict(released_file(Path(path_or_state_dict)))
     else:
         state = dict(path_or_state_dict)
     extent = None if sample_size is None else (sample_size / patch_size,) * 2
@@ -179,7 +148,7 @@ def from_diffusers(
         state = model_or_state_dict.state_dict()
         dconf = dict(getattr(model_or_state_dict, "config", {}) or {})
     elif isinstance(model_or_state_dict, (str, Path)):
-        state, dconf = _diffusers_folder(Path(model_or_state_dict))
+        state, dconf = diffusers_folder(Path(model_or_state_dict))
     elif isinstance(model_or_state_dict, dict):
         state = dict(model_or_state_dict)
     else:

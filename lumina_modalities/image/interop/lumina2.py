@@ -125,18 +125,18 @@ def from_lumina2(source: Any, config: dict[str, Any] | None = None) -> LuminaIma
         state = source.state_dict()
         dconf = {**dict(getattr(source, "config", {}) or {}), **dconf}
     elif isinstance(source, (str, Path)):
-        from .formats import _diffusers_folder
+        from .checkpoint_files import diffusers_folder
 
         path = Path(source)
         consolidated = sorted(path.glob("consolidated*")) if path.is_dir() else []
         if path.is_file() or consolidated:
-            from .formats import _released_file
+            from .checkpoint_files import released_file
 
-            state = read_state_dict(_released_file(path))
+            state = read_state_dict(released_file(path))
         elif not path.exists():
             raise ValueError(f"no Lumina-Image 2.0 checkpoint at {path}: the path does not exist")
         else:
-            state, folder_conf = _diffusers_folder(path)
+            state, folder_conf = diffusers_folder(path)
             dconf = {**folder_conf, **dconf}
     elif isinstance(source, dict):
         state = dict(source)

@@ -142,9 +142,9 @@ def from_z_image(source: Any, config: dict[str, Any] | None = None) -> LuminaIma
         state = source.state_dict()
         dconf = {**dict(getattr(source, "config", {}) or {}), **dconf}
     elif isinstance(source, (str, Path)):
-        from .formats import _diffusers_folder
+        from .checkpoint_files import diffusers_folder
 
-        state, folder_conf = _diffusers_folder(Path(source))
+        state, folder_conf = diffusers_folder(Path(source))
         dconf = {**folder_conf, **dconf}
     elif isinstance(source, dict):
         state = dict(source)
