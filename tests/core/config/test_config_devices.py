@@ -17,7 +17,7 @@ from lumina_core.cli.main import main
 from lumina_core.config.devices import DeviceUnavailable
 from lumina_core.training.api import train
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def gpus(monkeypatch, count: int, mps: bool = False) -> None:

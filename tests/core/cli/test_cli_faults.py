@@ -15,7 +15,7 @@ from lumina_core.cli import commands
 from lumina_core.cli.main import main
 from lumina_core.progress import Progress
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TEXT_RECIPE = str(ROOT / "recipes" / "image" / "shapes_tiny.yaml")
 
 

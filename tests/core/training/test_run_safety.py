@@ -21,7 +21,7 @@ from lumina_core.training import checkpoint as ckpt_io
 from lumina_core.training.api import RunExistsError, load_run, train
 from lumina_core.training.module import NonFiniteLossError
 
-TESTS = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parents[2]
 
 
 def test_a_second_run_in_the_same_folder_is_refused_and_overwrite_moves_the_first_aside(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from lumina_core.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TEXT_RECIPE = str(ROOT / "recipes" / "image" / "shapes_tiny.yaml")
 
 
