@@ -78,7 +78,7 @@ def test_defaults_target_attention_and_ffn_and_start_as_identity():
 def test_training_moves_only_the_adapter_and_the_optimiser_holds_only_adapter_state():
     model = tiny()
     frozen = {k: v.clone() for k, v in model.state_dict().items()}
-    apply_lora(model, LoraSettings(rank=4, alpha=8, dropout=0.1))
+    apply_lora(model, LoraSettings(rank=4, alpha=8, dropout=0.1, train_also=[]))  # the factors only
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == set(adapter_parameters(model)) and len(trainable) == 2 * 10
     opt = torch.optim.AdamW(adapter_parameters(model).values(), lr=1e-2)
