@@ -232,6 +232,16 @@ def lora_trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if _is_adapter(n) or n in full}
 
 
+def stop_full_training(model: nn.Module, names: Sequence[str]) -> None:
+    """Freeze parameters :func:`apply_lora` kept trainable for ``train_also`` (e.g. to load a run trained
+    before ``train_also`` existed, which trained the factors only): they are no longer trained or saved."""
+    base = model.__dict__.get(_BASE, {})
+    params = dict(model.named_parameters())
+    for name in names:
+        params[name].requires_grad_(False)
+        base.pop(name, None)
+
+
 def full_state(model: nn.Module) -> dict[str, Tensor]:
     """``{name + '.diff': trained - base}`` of the parameters trained in full (``train_also``) of a model under
     :func:`apply_lora` (on the CPU, float32-exact in the parameter's dtype); ``{}`` when there are none."""

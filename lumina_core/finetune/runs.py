@@ -20,9 +20,9 @@ def is_lora_checkpoint(keys: Iterable[str]) -> bool:
 
 def _run_dir(ck: Path) -> Path | None:
     """The run folder of a checkpoint folder ``<run>/checkpoints/<step>`` (None when it is not laid out so)."""
-    ck = Path(ck).resolve()
-    if ck.parent.name == "checkpoints" and (ck.parent.parent / "config.yaml").is_file():
-        return ck.parent.parent
+    for path in (Path(ck), Path(ck).resolve()):  # as given (relative stays relative), then without links
+        if path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file():
+            return path.parent.parent
     return None
 
 

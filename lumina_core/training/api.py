@@ -346,6 +346,13 @@ def load_weights(parts: RunParts, cfg: Any, ck: Path, weights: str = "ema", lora
 
         if is_lora_checkpoint(state):
             raise ckpt_io.CheckpointError(lora_run_message(ck))
+    elif cfg.train.lora.train_also is None:  # the default: a run from before train_also trained the factors only
+        from lumina_core.finetune.lora import stop_full_training
+
+        absent = [k for k in expected if k not in state and ".lora_" not in k]
+        if absent and set(state) <= set(expected) and all(k.startswith("model.") for k in absent):
+            stop_full_training(parts.model, [k[len("model.") :] for k in absent])
+            expected = {k: v for k, v in expected.items() if k not in absent}
     try:
         load_trainable(mods, state, lora=lora)
     except (RuntimeError, ValueError) as exc:

@@ -112,8 +112,8 @@ def test_sampling_a_lora_run_with_the_plain_recipe_says_how(base, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "is a checkpoint of a LoRA run" in err and "missing from the checkpoint" not in err
-    assert f"lumina sample {run.resolve()}/config.yaml" in err
-    assert f"--ckpt {base} --lora {run.resolve()}/lora/adapter.safetensors" in err
+    assert f"lumina sample {run}/config.yaml" in err
+    assert f"--ckpt {base} --lora {run}/lora/adapter.safetensors" in err
     # and the two ways it names work
     assert main(["sample", str(run / "config.yaml"), "--ckpt", str(run), "--num", "1",
                  "--out", str(tmp_path / "a")]) == 0
@@ -129,3 +129,13 @@ def test_a_lora_recipe_without_its_base_is_refused(base, tmp_path):
     no_base = tiny_recipe(tmp_path / "ft", max_steps=2, lora=LORA)
     with pytest.raises(CheckpointError, match=f"no train.init_from.*train.init_from={base}"):
         load_run(no_base, run)
+
+
+def test_a_run_from_before_train_also_still_loads_with_the_default(base, tmp_path):
+    """A factors-only checkpoint (what every LoRA run wrote before train_also) and a recipe that leaves
+    train_also at its default: the task adapter stays as the base has it."""
+    factors_only = lora_recipe(tmp_path / "old", base, 2, lora={**LORA, "train_also": []})
+    train(factors_only)
+    default = lora_recipe(tmp_path / "old", base, 2)
+    a, b = load_run(factors_only, "last").model.state_dict(), load_run(default, "last").model.state_dict()
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
