@@ -15,6 +15,7 @@ from lumina_core.finetune import (
     apply_lora,
     load_adapter,
     load_adapters_for_sampling,
+    lora_trainable_parameters,
     merge_adapter_into,
     merge_lora,
     parse_adapter_arg,
@@ -129,7 +130,7 @@ def test_adapter_file_holds_only_the_adapter_and_loads_back(tmp_path):
     fresh = tiny()
     load_adapter(fresh, path)
     torch.testing.assert_close(out(fresh), want, atol=1e-6, rtol=0)
-    assert {n for n, p in fresh.named_parameters() if p.requires_grad} == set(adapter_parameters(fresh))
+    assert {n for n, p in fresh.named_parameters() if p.requires_grad} == set(lora_trainable_parameters(fresh))
 
 
 def test_several_adapters_with_scales_merge_for_sampling(tmp_path):
