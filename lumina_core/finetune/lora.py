@@ -6,16 +6,20 @@ A LoRA adapter adds a low-rank update to a linear layer's weight:
 
 :func:`apply_lora` injects peft's ``lora.Linear`` around every linear layer whose name matches one of
 ``LoraSettings.targets`` (regular expressions matched against the end of the module name at a dot boundary;
-the defaults are the attention and FFN projections of every block) and freezes everything else, so an
-optimiser and an EMA built from :func:`adapter_parameters` hold state for the adapter only. The trunk calls
+the defaults are the attention and FFN projections of every block), keeps the parameters
+``LoraSettings.train_also`` names trainable in full (default: every task's modality adapter - patch embedder
+and final layer, which LoRA on the blocks cannot reach and a new domain needs) and freezes everything else, so
+an optimiser and an EMA built from :func:`lora_trainable_parameters` hold state for what the run trains only. The trunk calls
 every projection through its module (``lumina_core/model/linear.py``), so the wrapped layers are really run.
 
-Files: an adapter file is one ``.safetensors`` of the factors only, keyed ``<module>.lora_A.weight`` /
+Files: an adapter file is one ``.safetensors`` of the factors, keyed ``<module>.lora_A.weight`` /
 ``<module>.lora_B.weight`` (``<module>`` a name under :class:`~lumina_core.model.LuminaModel`, e.g.
-``trunk.layers.0.attention.wqkv``), with the settings and the trunk config in its metadata. It can be
+``trunk.layers.0.attention.wqkv``), and ``<parameter>.diff`` = trained - base for each parameter trained in
+full, with the settings and the trunk config in its metadata. It can be
 
 * merged into base weights (:func:`merge_adapter_into`, :func:`load_adapters_for_sampling`, ``lumina lora
-  merge``): ``W += scale * s * B A`` for each adapter, any number of adapters each with its own scale;
+  merge``): ``W += scale * s * B A`` and ``p += scale * diff`` for each adapter, any number of adapters each
+  with its own scale;
 * exported to another program's LoRA layout by a registered export format (``LORA_FORMATS``, the contract in
   :mod:`lumina_core.finetune.export`; the image plugin provides ``diffusers`` and ``comfyui``).
 """
