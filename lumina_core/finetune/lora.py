@@ -216,8 +216,13 @@ def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> list[s
     _inject(model, settings, modules, ADAPTER)
     for name, p in model.named_parameters():
         p.requires_grad_(_is_adapter(name) or name in full)
-    model.__dict__[_BASE] = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if n in full}
+    model.__dict__[_BASE] = {n: _copy(p) for n, p in model.named_parameters() if n in full}
     return modules
+
+
+def _copy(p: Tensor) -> Tensor:
+    """A detached copy on the CPU (on the meta device for a model built there, e.g. to count memory)."""
+    return p.detach().clone() if p.is_meta else p.detach().cpu().clone()
 
 
 def _is_adapter(param_name: str) -> bool:
@@ -407,7 +412,7 @@ def load_adapter(model: nn.Module, adapter: str | Path | AdapterFile) -> list[st
     _inject(model, adapter.settings, adapter.modules, ADAPTER)
     for name, p in model.named_parameters():
         p.requires_grad_(_is_adapter(name) or name in adapter.diffs)
-    model.__dict__[_BASE] = {n: params[n].detach().cpu().clone() for n in adapter.diffs}
+    model.__dict__[_BASE] = {n: _copy(params[n]) for n in adapter.diffs}
     load_adapter_state(model, adapter.state)
     with torch.no_grad():
         for name, diff in adapter.diffs.items():
