@@ -47,7 +47,7 @@ def build(size: int, rank: int | None):
     if rank:
         from lumina_core.finetune.lora import LoraSettings, apply_lora
 
-        apply_lora(model, LoraSettings(rank=rank, alpha=float(rank)))
+        apply_lora(model, LoraSettings(rank=rank, alpha=float(rank), train_also=[]))  # as finetune_folder_lora.yaml
     return model, grid
 
 

@@ -89,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
             f"{len(adapter.modules)} modules, {n} parameters"
         )
         print("targets: " + ", ".join(s.targets))
+        full = sum(v.numel() for v in adapter.diffs.values())
+        print(f"trained in full (train_also: {', '.join(s.train_also) or 'none'}): {len(adapter.diffs)} tensors, "
+              f"{full} parameters")
         for key, value in sorted(adapter.meta.items()):
             print(f"{key}: {value}")
     return 0

@@ -143,6 +143,9 @@ class LoraConfig:
     #: regular expressions matched against the end of linear layers' names; None: every block's attention and
     #: feed-forward projections
     targets: list[str] | None = None
+    #: modules or parameters trained in full next to the factors (regular expressions matched against the end
+    #: of their names); None: every task's modality adapter (patch embedder, final layer); []: factors only
+    train_also: list[str] | None = None
 
 
 @dataclass

@@ -35,6 +35,9 @@ class LoraExportFormat(abc.ABC):
     description: ClassVar[str] = ""
     #: the file written when ``out`` is a folder
     default_filename: ClassVar[str] = "lora.safetensors"
+    #: whether :meth:`export` writes the parameters an adapter trained in full (``AdapterFile.diffs``, from
+    #: ``train.lora.train_also``); when False, :func:`export_adapter` refuses such an adapter
+    carries_full_weights: ClassVar[bool] = False
 
     @abc.abstractmethod
     def export(self, adapter: AdapterFile, out: str | Path) -> list[Path]:
@@ -72,6 +75,16 @@ def export_adapter(adapter: str | Path | AdapterFile, out: str | Path, format: s
     fmt = lora_export_format(format)
     if not isinstance(adapter, AdapterFile):
         adapter = read_adapter(adapter)
+    moved = sorted(n for n, d in adapter.diffs.items() if bool(d.ne(0).any()))  # an untouched one carries nothing
+    if moved and not fmt.carries_full_weights:
+        names = moved
+        raise ValueError(
+            f"this adapter also trained {len(names)} tensors in full (train.lora.train_also: "
+            f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}), which the {fmt.name!r} LoRA format "
+            "cannot carry: exported, the adapter would lose them and sample differently. Merge it into the base "
+            "instead (`lumina lora merge BASE ADAPTER --out DIR`), or train with train.lora.train_also=[] "
+            "(factors only) for an adapter to export"
+        )
     return list(fmt.export(adapter, out))
 
 

@@ -6,16 +6,20 @@ A LoRA adapter adds a low-rank update to a linear layer's weight:
 
 :func:`apply_lora` injects peft's ``lora.Linear`` around every linear layer whose name matches one of
 ``LoraSettings.targets`` (regular expressions matched against the end of the module name at a dot boundary;
-the defaults are the attention and FFN projections of every block) and freezes everything else, so an
-optimiser and an EMA built from :func:`adapter_parameters` hold state for the adapter only. The trunk calls
+the defaults are the attention and FFN projections of every block), keeps the parameters
+``LoraSettings.train_also`` names trainable in full (default: every task's modality adapter - patch embedder
+and final layer, which LoRA on the blocks cannot reach and a new domain needs) and freezes everything else, so
+an optimiser and an EMA built from :func:`lora_trainable_parameters` hold state for what the run trains only. The trunk calls
 every projection through its module (``lumina_core/model/linear.py``), so the wrapped layers are really run.
 
-Files: an adapter file is one ``.safetensors`` of the factors only, keyed ``<module>.lora_A.weight`` /
+Files: an adapter file is one ``.safetensors`` of the factors, keyed ``<module>.lora_A.weight`` /
 ``<module>.lora_B.weight`` (``<module>`` a name under :class:`~lumina_core.model.LuminaModel`, e.g.
-``trunk.layers.0.attention.wqkv``), with the settings and the trunk config in its metadata. It can be
+``trunk.layers.0.attention.wqkv``), and ``<parameter>.diff`` = trained - base for each parameter trained in
+full, with the settings and the trunk config in its metadata. It can be
 
 * merged into base weights (:func:`merge_adapter_into`, :func:`load_adapters_for_sampling`, ``lumina lora
-  merge``): ``W += scale * s * B A`` for each adapter, any number of adapters each with its own scale;
+  merge``): ``W += scale * s * B A`` and ``p += scale * diff`` for each adapter, any number of adapters each
+  with its own scale;
 * exported to another program's LoRA layout by a registered export format (``LORA_FORMATS``, the contract in
   :mod:`lumina_core.finetune.export`; the image plugin provides ``diffusers`` and ``comfyui``).
 """
@@ -42,7 +46,13 @@ DEFAULT_TARGETS: tuple[str, ...] = (
     r"feed_forward\.w13",
     r"feed_forward\.w2",
 )
+#: name patterns of what a LoRA run trains in full by default, besides the low-rank factors: every task's
+#: modality adapter (patch embedder, final layer, caption projection; small). A new domain (other pixel
+#: statistics, another modality's tokens) needs its input and output layers to move, and LoRA on the blocks
+#: cannot reach them: frozen, a LoRA run on such data stalls (docs/lora.md, "What a LoRA run trains").
+DEFAULT_TRAIN_ALSO: tuple[str, ...] = (r"adapters",)
 ADAPTER = "default"  # peft's adapter name for the adapter being trained
+DIFF = ".diff"  # an adapter file's key suffix for a tensor trained in full: trained minus base
 FORMAT = "lumina-lora"
 
 
@@ -57,12 +67,18 @@ class LoraSettings:
         targets: regular expressions; a linear layer is adapted when one matches the end of its name at a
             dot boundary (``attention\\.wo`` matches ``trunk.layers.3.attention.wo``; ``layers\\.[0-5]\\..*``
             the first six blocks' linears). Default: :data:`DEFAULT_TARGETS`.
+        train_also: regular expressions of modules or parameters trained in full next to the factors (peft's
+            ``modules_to_save``): a parameter is trained when one matches the end of its name or of one of the
+            modules holding it, at a dot boundary (``adapters`` = every task's modality adapter;
+            ``final_layer``; ``adaLN_modulation``; ``norm``). They are saved (as ``trained - base``) in the
+            checkpoint and the adapter file. Default: :data:`DEFAULT_TRAIN_ALSO`; ``[]``: the factors only.
     """
 
     rank: int = 16
     alpha: float = 16.0
     dropout: float = 0.0
     targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    train_also: list[str] = field(default_factory=lambda: list(DEFAULT_TRAIN_ALSO))
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,11 +93,15 @@ class LoraSettings:
         self.targets = list(self.targets)
         if not self.targets:
             problems.append("targets must name at least one module pattern")
-        for pat in self.targets:
-            try:
-                re.compile(pat)
-            except (re.error, TypeError) as err:
-                problems.append(f"target {pat!r} is not a regular expression ({err})")
+        if isinstance(self.train_also, str):
+            self.train_also = [self.train_also]
+        self.train_also = list(self.train_also)
+        for what, pats in (("target", self.targets), ("train_also", self.train_also)):
+            for pat in pats:
+                try:
+                    re.compile(pat)
+                except (re.error, TypeError) as err:
+                    problems.append(f"{what} {pat!r} is not a regular expression ({err})")
         if problems:
             raise ValueError("invalid LoRA settings: " + "; ".join(problems))
 
@@ -95,11 +115,13 @@ class LoraSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LoraSettings:
+        """Settings from a dict (an adapter file's metadata): a file written before ``train_also`` existed
+        trained the factors only, so a missing ``train_also`` reads as ``[]``."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown LoRA settings {unknown}; known: {sorted(known)}")
-        return cls(**dict(values))
+        return cls(**{"train_also": [], **dict(values)})
 
 
 # -- injection -----------------------------------------------------------------------------------------------
@@ -150,17 +172,58 @@ def _inject(model: nn.Module, settings: LoraSettings, modules: list[str], adapte
     inject_adapter_in_model(config, model, adapter_name=adapter)
 
 
+def full_parameters(model: nn.Module, patterns: Sequence[str]) -> list[str]:
+    """Names of the parameters of ``model`` that ``patterns`` (``LoraSettings.train_also``) select for full
+    training: a pattern selects a parameter when it matches, at a dot boundary, the end of the parameter's
+    name or of the name of a module holding it. LoRA factors and the adapted layers' base weights are never
+    selected. ValueError when a pattern selects nothing (naming the model's top-level modules)."""
+    names = [n for n, _ in model.named_parameters() if not _is_adapter(n) and ".base_layer." not in n]
+    compiled = [(p, re.compile(rf"(?:^|\.)(?:{p})$")) for p in patterns]
+    chosen, unused = [], []
+    for pat, rx in compiled:
+        hits = [n for n in names if any(rx.search(prefix) for prefix in _prefixes(n))]
+        if not hits and pat not in DEFAULT_TRAIN_ALSO:  # a model without tasks has no adapters
+            unused.append(pat)
+        chosen += [n for n in hits if n not in chosen]
+    if unused:
+        tops = sorted({n.split(".")[0] for n in names})
+        raise ValueError(
+            f"LoRA train_also {unused} match no parameter of the model (patterns are matched against the end of "
+            f"a parameter's or module's name, e.g. 'adapters', 'final_layer', 'adaLN_modulation'); its top-level "
+            f"modules are {tops}"
+        )
+    return [n for n in names if n in chosen]
+
+
+def _prefixes(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+#: attribute of a model under :func:`apply_lora`: the base values of its ``train_also`` parameters
+_BASE = "_lora_full_base"
+
+
 def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> list[str]:
-    """Inject a LoRA adapter (peft) into the linear layers ``settings.targets`` select and freeze every other
-    parameter; returns the adapted module names. The adapter starts as a no-op (``B = 0``)."""
+    """Inject a LoRA adapter (peft) into the linear layers ``settings.targets`` select, keep the parameters
+    ``settings.train_also`` selects trainable (trained in full) and freeze every other parameter; returns the
+    adapted module names. The adapter starts as a no-op (``B = 0``); the base values of the fully trained
+    parameters are kept (on the CPU) so that an adapter file can store ``trained - base``."""
     settings = settings or LoraSettings()
     if _lora_layers(model):
         raise ValueError("the model already carries LoRA adapters; merge them (merge_lora) before adding another")
     modules = target_modules(model, settings.targets)
+    full = set(full_parameters(model, settings.train_also))
     _inject(model, settings, modules, ADAPTER)
     for name, p in model.named_parameters():
-        p.requires_grad_(_is_adapter(name))
+        p.requires_grad_(_is_adapter(name) or name in full)
+    model.__dict__[_BASE] = {n: _copy(p) for n, p in model.named_parameters() if n in full}
     return modules
+
+
+def _copy(p: Tensor) -> Tensor:
+    """A detached copy on the CPU (on the meta device for a model built there, e.g. to count memory)."""
+    return p.detach().clone() if p.is_meta else p.detach().cpu().clone()
 
 
 def _is_adapter(param_name: str) -> bool:
@@ -168,9 +231,33 @@ def _is_adapter(param_name: str) -> bool:
 
 
 def adapter_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The live adapter parameters (peft names), the only trainable ones after :func:`apply_lora`: what the
-    optimiser and the EMA should hold."""
+    """The live LoRA factors (peft names ``...lora_A.default.weight`` / ``lora_B``)."""
     return {n: p for n, p in model.named_parameters() if _is_adapter(n)}
+
+
+def lora_trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Everything a LoRA run trains after :func:`apply_lora`: the factors and the parameters ``train_also``
+    selects (trained in full). What the optimiser and the EMA should hold."""
+    full = model.__dict__.get(_BASE, {})
+    return {n: p for n, p in model.named_parameters() if _is_adapter(n) or n in full}
+
+
+def stop_full_training(model: nn.Module, names: Sequence[str]) -> None:
+    """Freeze parameters :func:`apply_lora` kept trainable for ``train_also`` (e.g. to load a run trained
+    before ``train_also`` existed, which trained the factors only): they are no longer trained or saved."""
+    base = model.__dict__.get(_BASE, {})
+    params = dict(model.named_parameters())
+    for name in names:
+        params[name].requires_grad_(False)
+        base.pop(name, None)
+
+
+def full_state(model: nn.Module) -> dict[str, Tensor]:
+    """``{name + '.diff': trained - base}`` of the parameters trained in full (``train_also``) of a model under
+    :func:`apply_lora` (on the CPU, float32-exact in the parameter's dtype); ``{}`` when there are none."""
+    base = model.__dict__.get(_BASE, {})
+    params = dict(model.named_parameters())
+    return {n + DIFF: (params[n].detach().cpu().float() - b.float()).to(b.dtype) for n, b in base.items()}
 
 
 def adapter_state(model: nn.Module, adapter: str = ADAPTER) -> dict[str, Tensor]:
@@ -216,6 +303,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
         setattr(model.get_submodule(parent) if parent else model, child, layer.get_base_layer())
     for p in model.parameters():
         p.requires_grad_(True)
+    model.__dict__.pop(_BASE, None)
     return model
 
 
@@ -228,6 +316,8 @@ class AdapterFile:
     settings: LoraSettings
     model_config: dict[str, Any] | None
     meta: dict[str, Any]
+    #: ``{parameter name: trained - base}`` of the parameters trained in full (``settings.train_also``)
+    diffs: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def modules(self) -> list[str]:
@@ -240,8 +330,9 @@ class AdapterFile:
 def save_adapter(
     path: str | Path, model: nn.Module, settings: LoraSettings, meta: dict[str, Any] | None = None
 ) -> Path:
-    """Write the model's adapter (factors only) to ``path`` (``.safetensors``), with the settings, the trunk
-    config (``model.config``) and ``meta`` in the file's metadata."""
+    """Write the model's adapter to ``path`` (``.safetensors``): the factors, and ``<name>.diff`` = trained -
+    base for each parameter trained in full (``settings.train_also``), with the settings, the trunk config
+    (``model.config``) and ``meta`` in the file's metadata."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -249,6 +340,7 @@ def save_adapter(
         raise ValueError(f"an adapter file ends in .safetensors; got {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in adapter_state(model).items()}
+    state.update({k: v.contiguous() for k, v in full_state(model).items()})
     config = getattr(model, "config", None)
     header = {
         "format": FORMAT,
@@ -282,10 +374,13 @@ def read_adapter(path: str | Path) -> AdapterFile:
         )
     settings = LoraSettings.from_dict(json.loads(header.get("settings", "{}")))
     problems = []
+    diffs = {k[: -len(DIFF)]: state.pop(k) for k in list(state) if k.endswith(DIFF)}
     for key in state:
         if not key.endswith((".lora_A.weight", ".lora_B.weight")):
             problems.append(f"unexpected tensor {key!r}")
-    adapter = AdapterFile(state, settings, json.loads(header.get("model", "null")), json.loads(header.get("meta", "{}")))
+    adapter = AdapterFile(
+        state, settings, json.loads(header.get("model", "null")), json.loads(header.get("meta", "{}")), diffs
+    )
     for module in adapter.modules:
         a, b = state.get(f"{module}.lora_A.weight"), state.get(f"{module}.lora_B.weight")
         if a is None or b is None:
@@ -311,10 +406,18 @@ def load_adapter(model: nn.Module, adapter: str | Path | AdapterFile) -> list[st
     missing = sorted(set(adapter.modules) - set(_linear_names(model)))
     if missing:
         raise ValueError(f"the adapter adapts modules the model lacks: {missing[:6]}")
+    params = dict(model.named_parameters())
+    absent = sorted(set(adapter.diffs) - set(params))
+    if absent:
+        raise ValueError(f"the adapter trained parameters the model lacks: {absent[:6]}")
     _inject(model, adapter.settings, adapter.modules, ADAPTER)
     for name, p in model.named_parameters():
-        p.requires_grad_(_is_adapter(name))
+        p.requires_grad_(_is_adapter(name) or name in adapter.diffs)
+    model.__dict__[_BASE] = {n: _copy(params[n]) for n in adapter.diffs}
     load_adapter_state(model, adapter.state)
+    with torch.no_grad():
+        for name, diff in adapter.diffs.items():
+            params[name].copy_((params[name].float() + diff.to(params[name].device).float()).to(params[name].dtype))
     return adapter.modules
 
 
@@ -336,14 +439,18 @@ def _check_config(model: nn.Module, adapter: AdapterFile) -> None:
 def merge_adapter_into(
     weights: dict[str, Tensor], adapter: str | Path | AdapterFile, scale: float = 1.0, prefix: str = ""
 ) -> dict[str, Tensor]:
-    """``weights[prefix + module + '.weight'] += scale * s * B A`` for every module of the adapter (a new dict;
-    the sum in fp32, stored in each weight's dtype). ``prefix``: ``"model."`` for a training checkpoint's
-    weights, ``""`` for a LuminaModel state dict."""
+    """``weights[prefix + module + '.weight'] += scale * s * B A`` for every module of the adapter, and
+    ``weights[prefix + name] += scale * diff`` for every parameter it trained in full (a new dict; the sums in
+    fp32, stored in each weight's dtype). ``prefix``: ``"model."`` for a training checkpoint's weights, ``""``
+    for a LuminaModel state dict."""
     adapter = _adapter(adapter)
     out = dict(weights)
     missing = [m for m in adapter.modules if prefix + m + ".weight" not in out]
+    missing += [n for n in adapter.diffs if prefix + n not in out]
     if missing:
-        raise ValueError(f"the base weights lack the adapted modules {missing[:6]} (keys {prefix!r}<module>.weight)")
+        raise ValueError(
+            f"the base weights lack the adapted modules or parameters {missing[:6]} (keys {prefix!r}<module>.weight)"
+        )
     s = float(scale) * adapter.settings.scale
     if not math.isfinite(s):
         raise ValueError(f"LoRA scale {scale!r} is not a finite number: the merged weights would be NaN")
@@ -353,11 +460,21 @@ def merge_adapter_into(
         w = out[key]
         if w.shape != (b.shape[0], a.shape[1]):
             raise ValueError(f"{key} is {tuple(w.shape)}; the adapter's B A is {(b.shape[0], a.shape[1])}")
-        out[key] = (w.float() + s * (b.float() @ a.float())).to(w.dtype)
+        out[key] = (w.float() + s * (b.float() @ a.float()).to(w.device)).to(w.dtype)
         if not bool(torch.isfinite(out[key]).all()):
             raise ValueError(
                 f"merging the LoRA adapter with scale {scale:g} makes {key} non-finite (NaN or infinity: the update "
                 f"overflows {w.dtype}); use a smaller scale"
+            )
+    for name, diff in adapter.diffs.items():
+        w = out[prefix + name]
+        if w.shape != diff.shape:
+            raise ValueError(f"{prefix + name} is {tuple(w.shape)}; the adapter's difference is {tuple(diff.shape)}")
+        out[prefix + name] = (w.float() + float(scale) * diff.to(w.device).float()).to(w.dtype)
+        if not bool(torch.isfinite(out[prefix + name]).all()):
+            raise ValueError(
+                f"merging the LoRA adapter with scale {scale:g} makes {prefix + name} non-finite (NaN or infinity: "
+                f"the update overflows {w.dtype}); use a smaller scale"
             )
     return out
 
@@ -374,8 +491,8 @@ def load_adapters_for_sampling(
         for source, scale in adapters:
             adapter = _adapter(source)
             _check_config(model, adapter)
-            merged = merge_adapter_into({m + ".weight": params.get(m + ".weight") for m in adapter.modules
-                                         if m + ".weight" in params}, adapter, scale)
+            keys = [m + ".weight" for m in adapter.modules] + list(adapter.diffs)
+            merged = merge_adapter_into({k: params[k] for k in keys if k in params}, adapter, scale)
             for key, value in merged.items():
                 params[key].copy_(value)
     return model

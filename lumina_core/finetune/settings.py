@@ -8,9 +8,11 @@ from typing import Any
 
 def lora_settings(cfg: Any) -> Any:
     """``train.lora`` as :class:`lumina_core.finetune.lora.LoraSettings` (None without it)."""
-    from lumina_core.finetune.lora import DEFAULT_TARGETS, LoraSettings
+    from lumina_core.finetune.lora import DEFAULT_TARGETS, DEFAULT_TRAIN_ALSO, LoraSettings
 
     lc = cfg.train.lora
     if lc is None:
         return None
-    return LoraSettings(int(lc.rank), float(lc.alpha), float(lc.dropout), list(lc.targets or DEFAULT_TARGETS))
+    also = getattr(lc, "train_also", None)
+    also = list(DEFAULT_TRAIN_ALSO) if also is None else list(also)
+    return LoraSettings(int(lc.rank), float(lc.alpha), float(lc.dropout), list(lc.targets or DEFAULT_TARGETS), also)

@@ -487,6 +487,10 @@ def load_run(
     ck = ckpt_io.resolve_weights(checkpoint or "last", cfg.run.output_dir)
     parts = build_run(cfg)
     lora = cfg.train.lora is not None
+    if lora and not cfg.train.init_from and not ckpt_io.is_converted(ck):
+        from lumina_core.finetune.runs import missing_base_message
+
+        raise ckpt_io.CheckpointError(missing_base_message(ck))
     if lora:
         prepare_weights(parts, cfg)  # the frozen base the adapter was trained on, then the adapter
     load_weights(parts, cfg, ck, weights, lora=lora)
@@ -514,9 +518,21 @@ def load_weights(parts: RunParts, cfg: Any, ck: Path, weights: str = "ema", lora
         return
     have_ema = (ck / ckpt_io.EMA_FILE).is_file()
     state = ckpt_io.load_weights(ck, "ema" if weights == "ema" and have_ema else "model")
-    expected = {f"{p}.{k}": v for p, m in mods.items() for k, v in m.state_dict().items()}
-    if lora:
-        expected = {k: v for k, v in expected.items() if ".lora_A." in k or ".lora_B." in k}
+    from lumina_core.training.build import trainable_state
+
+    expected = {k: v.detach() for k, v in trainable_state(mods, lora=lora).items()}
+    if not lora:
+        from lumina_core.finetune.runs import is_lora_checkpoint, lora_run_message
+
+        if is_lora_checkpoint(state):
+            raise ckpt_io.CheckpointError(lora_run_message(ck))
+    elif cfg.train.lora.train_also is None:  # the default: a run from before train_also trained the factors only
+        from lumina_core.finetune.lora import stop_full_training
+
+        absent = [k for k in expected if k not in state and ".lora_" not in k]
+        if absent and set(state) <= set(expected) and all(k.startswith("model.") for k in absent):
+            stop_full_training(parts.model, [k[len("model.") :] for k in absent])
+            expected = {k: v for k, v in expected.items() if k not in absent}
     try:
         load_trainable(mods, state, lora=lora)
     except (RuntimeError, ValueError) as exc:

@@ -97,11 +97,12 @@ def is_lora_key(key: str) -> bool:
 
 def trainable_state(mods: dict[str, nn.Module], lora: bool = False) -> dict[str, Any]:
     """Flat ``{prefix.name: tensor}`` of :func:`trainable_modules`' live parameters and persistent buffers; with
-    ``lora`` the adapter factors only (the frozen base is not saved with a LoRA run)."""
+    ``lora`` what the LoRA run trains: the adapter factors and the parameters ``train.lora.train_also`` keeps
+    trainable (the frozen base is not saved with a LoRA run)."""
     out = {}
     for prefix, mod in mods.items():
         for k, v in mod.state_dict(keep_vars=True).items():
-            if not lora or is_lora_key(k):
+            if not lora or is_lora_key(k) or (getattr(v, "requires_grad", False)):
                 out[f"{prefix}.{k}"] = v
     return out
 
@@ -115,7 +116,7 @@ def load_trainable(mods: dict[str, nn.Module], weights: dict[str, Any], lora: bo
         if missing or extra:
             raise ValueError(
                 f"the LoRA checkpoint does not fit the adapter this recipe builds: missing {missing[:5]}, "
-                f"unexpected {extra[:5]} (check train.lora.rank and targets)"
+                f"unexpected {extra[:5]} (check train.lora.rank, targets and train_also)"
             )
     known = set()
     for prefix, mod in mods.items():

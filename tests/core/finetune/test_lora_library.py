@@ -15,6 +15,7 @@ from lumina_core.finetune import (
     apply_lora,
     load_adapter,
     load_adapters_for_sampling,
+    lora_trainable_parameters,
     merge_adapter_into,
     merge_lora,
     parse_adapter_arg,
@@ -78,7 +79,7 @@ def test_defaults_target_attention_and_ffn_and_start_as_identity():
 def test_training_moves_only_the_adapter_and_the_optimiser_holds_only_adapter_state():
     model = tiny()
     frozen = {k: v.clone() for k, v in model.state_dict().items()}
-    apply_lora(model, LoraSettings(rank=4, alpha=8, dropout=0.1))
+    apply_lora(model, LoraSettings(rank=4, alpha=8, dropout=0.1, train_also=[]))  # the factors only
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == set(adapter_parameters(model)) and len(trainable) == 2 * 10
     opt = torch.optim.AdamW(adapter_parameters(model).values(), lr=1e-2)
@@ -129,7 +130,7 @@ def test_adapter_file_holds_only_the_adapter_and_loads_back(tmp_path):
     fresh = tiny()
     load_adapter(fresh, path)
     torch.testing.assert_close(out(fresh), want, atol=1e-6, rtol=0)
-    assert {n for n, p in fresh.named_parameters() if p.requires_grad} == set(adapter_parameters(fresh))
+    assert {n for n, p in fresh.named_parameters() if p.requires_grad} == set(lora_trainable_parameters(fresh))
 
 
 def test_several_adapters_with_scales_merge_for_sampling(tmp_path):

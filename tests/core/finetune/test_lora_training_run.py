@@ -26,16 +26,17 @@ def lora_recipe(out, base_ck, steps, **train_cfg):
         max_steps=steps,
         ckpt_every=2,
         init_from=str(base_ck),
-        lora=LORA,
         lr_schedule="constant",
-        **train_cfg,
+        **{"lora": LORA, **train_cfg},
     )
 
 
 def test_lora_run_saves_the_adapter_only_and_leaves_the_base_frozen(base, tmp_path):
     run = train(lora_recipe(tmp_path / "ft", base, 4))
     w = ckpt_io.load_weights(run / "checkpoints" / "step_0000004", "model")
-    assert w and all(".lora_A." in k or ".lora_B." in k for k in w)
+    # the factors, and the task adapter (train.lora.train_also's default), trained in full
+    assert w and all(".lora_A." in k or ".lora_B." in k or k.startswith("model.adapters.seq.") for k in w)
+    assert "model.adapters.seq.final_layer.linear.weight" in w
     assert any(".lora_B." in k and v.abs().sum() > 0 for k, v in w.items())  # the adapter trained
     base_w = ckpt_io.load_weights(base, "ema")
     tuned = load_run(lora_recipe(tmp_path / "ft", base, 4), "last")  # base + merged adapter
@@ -44,7 +45,8 @@ def test_lora_run_saves_the_adapter_only_and_leaves_the_base_frozen(base, tmp_pa
         k for k, v in tuned.model.state_dict().items() if not torch.equal(v, plain.model.state_dict()[k])
     ]
     assert changed and all(
-        k.split(".")[-2] in ("wqkv", "wo", "w13", "w2", "wq_y", "wkv_y") for k in changed
+        k.split(".")[-2] in ("wqkv", "wo", "w13", "w2", "wq_y", "wkv_y") or k.startswith("adapters.seq.")
+        for k in changed
     ), changed
     assert set(f"model.{k}" for k in tuned.model.state_dict()) == {
         k for k in base_w if k.startswith("model.")
@@ -88,3 +90,52 @@ def test_sample_with_the_runs_adapter_file_and_a_scale(base, tmp_path):
         lora_recipe(tmp_path / "ft", base, 2, lr=0.05, ema_decay=0.0), "last", [1], 1, tmp_path / "d"
     )
     assert [p.read_text() for p in tuned if p.suffix == ".csv"] == full  # the run itself samples the same
+
+
+def test_factors_only_when_train_also_is_empty(base, tmp_path):
+    run = train(lora_recipe(tmp_path / "f", base, 2, lora={**LORA, "train_also": []}))
+    w = ckpt_io.load_weights(run / "checkpoints" / "step_0000002", "model")
+    assert w and all(".lora_A." in k or ".lora_B." in k for k in w)
+
+
+def test_sampling_a_lora_run_with_the_plain_recipe_says_how(base, tmp_path, capsys):
+    """The recipe the run started from, without its train.lora: one paragraph naming both ways, exit 2 (it
+    listed every base weight as missing before)."""
+    from omegaconf import OmegaConf
+
+    from lumina_core.cli.main import main
+
+    run = train(lora_recipe(tmp_path / "ft", base, 2))
+    plain = tmp_path / "plain.yaml"
+    OmegaConf.save(tiny_recipe(tmp_path / "plain", max_steps=3), plain)
+    code = main(["sample", str(plain), "--ckpt", str(run), "--num", "1", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "is a checkpoint of a LoRA run" in err and "missing from the checkpoint" not in err
+    assert f"lumina sample {run}/config.yaml" in err
+    assert f"--ckpt {base} --lora {run}/lora/adapter.safetensors" in err
+    # and the two ways it names work
+    assert main(["sample", str(run / "config.yaml"), "--ckpt", str(run), "--num", "1",
+                 "--out", str(tmp_path / "a")]) == 0
+    adapter = str(run / "lora" / "adapter.safetensors")
+    assert main(["sample", str(plain), "--ckpt", str(base), "--lora", adapter, "--num", "1",
+                 "--out", str(tmp_path / "b")]) == 0
+
+
+def test_a_lora_recipe_without_its_base_is_refused(base, tmp_path):
+    from lumina_core.training.checkpoint import CheckpointError
+
+    run = train(lora_recipe(tmp_path / "ft", base, 2))
+    no_base = tiny_recipe(tmp_path / "ft", max_steps=2, lora=LORA)
+    with pytest.raises(CheckpointError, match=f"no train.init_from.*train.init_from={base}"):
+        load_run(no_base, run)
+
+
+def test_a_run_from_before_train_also_still_loads_with_the_default(base, tmp_path):
+    """A factors-only checkpoint (what every LoRA run wrote before train_also) and a recipe that leaves
+    train_also at its default: the task adapter stays as the base has it."""
+    factors_only = lora_recipe(tmp_path / "old", base, 2, lora={**LORA, "train_also": []})
+    train(factors_only)
+    default = lora_recipe(tmp_path / "old", base, 2)
+    a, b = load_run(factors_only, "last").model.state_dict(), load_run(default, "last").model.state_dict()
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
