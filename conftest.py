@@ -8,6 +8,7 @@ fresh machine or in CI. Set ``LUMINA_TEST_KEEP_CACHE=1`` to keep an existing ``L
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -22,6 +23,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 pytest_plugins = ["fixtures.text_encoders"]
 
 _SESSION_DIR: str | None = None
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is when it emits (like logging's last resort)."""
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _lightning_logs_to_the_current_stderr() -> None:
+    """Lightning's loggers get a ``StreamHandler`` bound to ``sys.stderr`` as it is when lightning is first
+    imported. Under pytest that can be one test's captured stream, closed after it, so a later test's log
+    line becomes a '--- Logging error ---' traceback in that test's stderr (failing tests that assert no
+    traceback, depending on order). Here they write to the current ``sys.stderr`` instead."""
+    import lightning  # noqa: F401  (imports lightning.fabric / lightning.pytorch's loggers lazily below)
+    import lightning.fabric  # noqa: F401
+    import lightning.pytorch  # noqa: F401
+
+    for name in ("lightning", "lightning.fabric", "lightning.pytorch"):
+        log = logging.getLogger(name)
+        for i, handler in enumerate(list(log.handlers)):
+            if type(handler) is logging.StreamHandler:
+                replacement = _CurrentStderr()
+                replacement.setLevel(handler.level)
+                replacement.setFormatter(handler.formatter)
+                log.handlers[i] = replacement
 
 
 def pytest_configure(config) -> None:
@@ -40,6 +72,7 @@ def pytest_configure(config) -> None:
     if not (os.environ.get("LUMINA_TEST_KEEP_CACHE") and os.environ.get("LUMINA_CACHE_DIR")):
         env["LUMINA_CACHE_DIR"] = os.path.join(_SESSION_DIR, "lumina")
     os.environ.update(env)
+    _lightning_logs_to_the_current_stderr()
 
 
 def pytest_unconfigure(config) -> None:
