@@ -1,6 +1,6 @@
 """Recipe validation: every problem at once, as ``"path: message"`` strings.
 
-Two passes over the recipe (a plain tree of dicts and lists, with the schema's defaults filled in):
+Three passes over the recipe (a plain tree of dicts and lists, with the schema's defaults filled in):
 
 1. *structure*, against the dataclasses of :mod:`lumina_core.config.schema`: unknown keys (with the closest
    known key as a suggestion), wrong types, missing required values (``???``), interpolations that do not
