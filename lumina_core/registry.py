@@ -659,5 +659,12 @@ ROPE_SCALINGS: Registry = Registry(
 )
 #: foreign checkpoint layouts ``lumina convert --from NAME`` reads, provided by plugins (image: released, diffusers)
 CHECKPOINT_FORMATS: Registry = Registry("checkpoint format", base="lumina_core.interop.checkpoint_format:CheckpointFormat")
+#: how tasks share one trunk in a multi-task run (``train.composition``): loss normalisation, PCGrad, task
+#: embeddings, temperature-scaled draws (lumina_core/training/composition)
+COMPOSITIONS: Registry = Registry(
+    "composition method",
+    providers=("lumina_core.training.composition",),
+    base="lumina_core.training.composition.base:Composition",
+)
 #: LoRA layouts ``lumina lora export --format NAME`` writes, provided by plugins (image: diffusers, comfyui)
 LORA_FORMATS: Registry = Registry("LoRA export format", base="lumina_core.finetune.export:LoraExportFormat")

@@ -141,7 +141,10 @@ class LuminaModel(nn.Module):
                 len(self.trunk.layers),
                 lambda pos: adapter.rope.key_tables(pos, batch.positions, batch.mask, t, scaling),
             )
-        return self.trunk(x, batch.mask, t, y, y_mask, cos, sin, prop, drop)
+        shift = getattr(adapter, "task_embedding", None)  # train.composition task_embedding: added to c
+        if shift is None:
+            return self.trunk(x, batch.mask, t, y, y_mask, cos, sin, prop, drop)
+        return self.trunk(x, batch.mask, t, y, y_mask, cos, sin, prop, drop, c_shift=shift)
 
     def velocity(
         self,

@@ -26,11 +26,16 @@ class NextDiT(nn.Module):
         self.layers = nn.ModuleList(NextDiTBlock(cfg) for _ in range(cfg.n_layers))
         self.grad_checkpointing = cfg.grad_checkpointing
 
-    def condition(self, t: Tensor, y: Tensor | None, y_mask: Tensor | None) -> Tensor:
-        """(B, cond_dim) conditioning vector ``c = t_emb + cap_emb`` (no caption: ``t_emb``)."""
+    def condition(
+        self, t: Tensor, y: Tensor | None, y_mask: Tensor | None, c_shift: Tensor | None = None
+    ) -> Tensor:
+        """(B, cond_dim) conditioning vector ``c = t_emb + cap_emb`` (no caption: ``t_emb``), plus ``c_shift``
+        ((cond_dim,), e.g. a task embedding) when given."""
         c = self.t_embedder(t)
         if y is not None and self.cap_embedder is not None:
             c = c + self.cap_embedder(y, y_mask)
+        if c_shift is not None:
+            c = c + c_shift.to(c.dtype)
         return c
 
     def forward(
@@ -44,9 +49,11 @@ class NextDiT(nn.Module):
         sin: Tensor | None = None,
         prop: Tensor | None = None,
         drop: DropPlan | None = None,
+        c_shift: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run the blocks. x (B, L, dim) embedded tokens, mask (B, L) bool (False: padding, never a key),
-        t (B,), y (B, Lc, context_dim) / y_mask (B, Lc) or None, drop: the context-drop plan or None.
+        t (B,), y (B, Lc, context_dim) / y_mask (B, Lc) or None, drop: the context-drop plan or None,
+        c_shift: (cond_dim,) added to the conditioning vector (a task embedding) or None.
         Returns (hidden (B, L, dim), c (B, cond_dim))."""
         if self.cap_embedder is None:
             y = y_mask = None
@@ -58,7 +65,7 @@ class NextDiT(nn.Module):
             if y_mask is None:
                 y_mask = torch.ones(y.shape[:2], dtype=torch.bool, device=y.device)
             y = y.to(x.dtype)
-        c = self.condition(t, y, y_mask)
+        c = self.condition(t, y, y_mask, c_shift)
         key_mask = None if all_true(mask) else mask[:, None, None, :]
         y_attn_mask = None
         if y is not None and not all_true(y_mask):
