@@ -13,6 +13,17 @@ from __future__ import annotations
 
 from lumina_core.training.composition import loss_norm, pcgrad, plain, task_embedding, temperature  # noqa: F401
 from lumina_core.training.composition.base import Composition
-from lumina_core.training.composition.chain import CompositionChain, build_composition, composition_problems
+from lumina_core.training.composition.chain import (
+    CompositionChain,
+    build_composition,
+    composition_problems,
+    planned_draw_weights,
+)
 
-__all__ = ["Composition", "CompositionChain", "build_composition", "composition_problems"]
+__all__ = [
+    "Composition",
+    "CompositionChain",
+    "build_composition",
+    "composition_problems",
+    "planned_draw_weights",
+]

@@ -90,3 +90,26 @@ def composition_problems(
     if len(owners) > 1:
         problems.append(f"train.composition: at most one method may compute the gradients; got {owners}")
     return problems
+
+
+def planned_draw_weights(cfg: Any) -> dict[str, float]:
+    """The draw weights a run of recipe ``cfg`` will use under ``weighted`` mixing, before it starts (what
+    ``LuminaLightningModule.task_draw_weights`` gives): the recipe's ``draw_weight`` through
+    ``train.composition``; the training sets are built for their sizes only when a method draws by size."""
+    from lumina_core.config.typed import typed_recipe
+
+    recipe = typed_recipe(cfg)
+    chain = build_composition(recipe.train.composition)
+    weights = {t.name: float(t.draw_weight) for t in recipe.tasks}
+    if all(type(m).draw_weights is Composition.draw_weights for m in chain.methods):
+        return weights
+    from lumina_core.data.contract import build_dataset
+
+    sizes: dict[str, int | None] = {}
+    for t in recipe.tasks:
+        ds = build_dataset(t.data.name, dict(t.data.params), "train", dict(t.data.val_params))
+        try:
+            sizes[t.name] = len(ds)
+        except TypeError:
+            sizes[t.name] = None
+    return chain.draw_weights(weights, sizes)
