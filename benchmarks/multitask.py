@@ -447,6 +447,12 @@ def main_mechanisms(args: argparse.Namespace, argv: Sequence[str] | None) -> dic
     runs, groups = plan_mechanisms(args)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     before = machine()
+    if args.only:
+        unknown = sorted(set(args.only) - set(runs))
+        if unknown:
+            raise ValueError(f"--only: no run(s) {unknown} in the plan; its runs: {', '.join(runs)}")
+        launch({k: v for k, v in runs.items() if k in args.only}, args)
+        return {}
     if not args.reuse:
         launch(runs, args)
     results = collect(runs)
@@ -700,6 +706,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="steps of the @all runs (every task every step; default: --steps / number of tasks, the same task-steps)",
     )  # fmt: skip
     p.add_argument("--skip-done", action="store_true", help="keep runs of --out already trained and scored")
+    p.add_argument(
+        "--only", nargs="+", default=None, metavar="RUN",
+        help="--mechanisms: train only these runs of the plan (to split it across processes); --reuse then tabulates",
+    )  # fmt: skip
     p.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:

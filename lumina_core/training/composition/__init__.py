@@ -2,6 +2,7 @@
 
     plain           the weighted sum of the task losses (the baseline; also what [] means)
     loss_norm       each task's loss divided by its running mean
+    grad_norm       each task's gradient divided by the running mean of its trunk gradient norm
     pcgrad          projecting conflicting task gradients on the trunk (train.mixing: all)
     task_embedding  a learned, zero-initialised vector per task added to the conditioning vector
     temperature     draw weights proportional to data size^(1/T) (train.mixing: weighted)
@@ -11,7 +12,14 @@ See docs/multitask.md for what each does to a run and which one the shipped reci
 
 from __future__ import annotations
 
-from lumina_core.training.composition import loss_norm, pcgrad, plain, task_embedding, temperature  # noqa: F401
+from lumina_core.training.composition import (  # noqa: F401  (registers the methods)
+    grad_norm,
+    loss_norm,
+    pcgrad,
+    plain,
+    task_embedding,
+    temperature,
+)
 from lumina_core.training.composition.base import Composition
 from lumina_core.training.composition.chain import (
     CompositionChain,

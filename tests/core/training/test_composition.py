@@ -83,6 +83,31 @@ def test_pcgrad_backward_projects_the_shared_gradient_and_leaves_task_parameters
         assert torch.allclose(p.grad, per["a"][2 + i])
 
 
+def test_grad_norm_brings_each_task_gradient_on_the_trunk_to_its_running_norm():
+    from lumina_core.training.composition.grad_norm import GradientNormalisation
+
+    torch.manual_seed(0)
+    shared, head_a, head_b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    x = torch.randn(5, 3)
+    trunk = list(shared.parameters())
+    params = trunk + list(head_a.parameters()) + list(head_b.parameters())
+    method = GradientNormalisation(beta=0.5)
+    for scale in (1.0, 10.0):  # task b's loss (and gradient) ten times bigger the second time
+        losses = {"a": head_a(shared(x)).sum(), "b": 100.0 * scale * head_b(shared(x)).sum()}
+        per = {k: torch.autograd.grad(v, params, retain_graph=True, allow_unused=True) for k, v in losses.items()}
+        method.backward(losses, trunk, params)
+        norms = {k: torch.cat([g.reshape(-1) for g in per[k][:2]]).norm().item() for k in per}
+        divisor = {k: method.running_norm(k) for k in per}
+        want = sum(torch.cat([g.reshape(-1) for g in per[k][:2]]) / divisor[k] for k in per)
+        assert torch.allclose(torch.cat([p.grad.reshape(-1) for p in trunk]), want, rtol=1e-5)
+        assert torch.allclose(params[2].grad, per["a"][2] / divisor["a"], rtol=1e-5)
+    assert method.count == {"a": 2, "b": 2}
+    assert divisor["b"] == pytest.approx(
+        (0.25 * norms["b"] / 10 + 0.5 * norms["b"]) / 0.75
+    )  # bias-corrected mean
+    assert norms["b"] / divisor["b"] < 2.0  # a task ten times louder is not ten times stronger
+
+
 def test_temperature_draws_follow_data_size_to_the_power_one_over_T():
     sizes = {"big": 10000, "small": 100, "off": 50}
     w = TemperatureDraws(T=2.0).draw_weights({"big": 0.2, "small": 0.8, "off": 0.0}, sizes)
@@ -146,6 +171,8 @@ def test_validate_names_a_composition_the_recipe_cannot_use(tmp_path):
     ), found
     found = problems("weighted", [{"name": "loss_norm", "params": {"betta": 0.9}}])
     assert any("train.composition.0.params" in p and "betta" in p for p in found), found
+    found = problems("all", ["pcgrad", "grad_norm"])
+    assert any("at most one method may compute the gradients" in p for p in found), found
     assert problems("all", ["pcgrad", "loss_norm", "task_embedding"]) == []
     assert problems("weighted", ["temperature", "loss_norm"]) == []
 
