@@ -79,7 +79,8 @@ class GradientNormalisation(Composition):
         devices, nodes = train.get("devices", 1), train.get("num_nodes", 1)
         if (isinstance(devices, int) and devices > 1) or (isinstance(nodes, int) and nodes > 1):
             out.append(
-                "grad_norm runs on one process only (train.devices=1): its per-task gradients bypass DDP's averaging"
+                "grad_norm runs on one process only (train.devices=1): its per-task gradients bypass DDP's "
+                "averaging; for a multi-process run set train.composition=[] (or loss_norm, task_embedding)"
             )
         if train.get("strategy") == "fsdp":
             out.append(
