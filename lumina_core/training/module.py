@@ -7,7 +7,7 @@ One training step (manual optimisation, so that skipped steps, exact resume and 
     loss = sum_k loss_weight_k loss_k ; backward ; clip grad norm ; AdamW step ; LR schedule step ; EMA update
 
 ``train.composition`` (:mod:`.composition`) may rescale the task losses before the sum (``loss_norm``) or compute
-the gradients itself (``pcgrad``); its running state is saved with every checkpoint. ``train.diagnostics_every``
+the gradients itself (``grad_norm``, ``pcgrad``); its running state is saved with every checkpoint. ``train.diagnostics_every``
 (:mod:`.diagnostics`) logs each task's pull on the shared trunk without changing the run.
 
 All randomness of a step (condition dropout, noise, times) comes from one CPU ``torch.Generator`` seeded by
@@ -339,7 +339,7 @@ class LuminaLightningModule(L.LightningModule):
             total = sum(weighted.values())
         opt.zero_grad(set_to_none=True)
         params = self.trainable_parameters()
-        if self.composition.gradient_method is not None:  # pcgrad: per-task gradients, projected
+        if self.composition.gradient_method is not None:  # grad_norm, pcgrad: per-task gradients
             self.composition.gradient_method.backward(weighted, self.shared_parameters(), params)
         else:
             self.manual_backward(total)
