@@ -14,11 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-# tests in sub-folders (tests/core, tests/modalities/...) share the helpers at the top of tests/, and a few
-# modules whose fixtures other tests reuse (a tiny Gemma, random diffusers models, a tiny autoencoder)
-_TESTS = Path(__file__).resolve().parent / "tests"
-for _shared in ("", "core/conditioning", "modalities/image"):
-    sys.path.insert(0, str(_TESTS / _shared))
+# tests share helpers through the package tests/fixtures (imported as ``fixtures``), never by importing one
+# another (tests/core/test_test_layout.py holds the suite to that)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
+
+# pytest fixtures shared across folders (a tiny Gemma and BERT saved as local models)
+pytest_plugins = ["fixtures.text_encoders"]
 
 _SESSION_DIR: str | None = None
 

@@ -25,3 +25,8 @@ class Preempted(TrainingStopped):
     the job does not look successful and a requeue resumes with ``--resume last``."""
 
     exit_code = 143
+
+
+class LuminaWarning(UserWarning):
+    """Something the user should know that does not stop the command (a checkpoint that cannot be verified,
+    a fallback taken); the ``lumina`` command prints it as one line, ``lumina: warning: <message>``."""

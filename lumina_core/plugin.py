@@ -137,6 +137,9 @@ class ModalityPlugin(abc.ABC):
     preview_formats: ClassVar[tuple[str, ...]] = ()
     #: path of the default recipe, relative to the repository / plugin root (:meth:`default_recipe_path`)
     default_recipe: ClassVar[str | None] = None
+    #: file extensions :meth:`read_file` reads (lower case, no dot, e.g. ``("png", "jpg")``): ``lumina predict``
+    #: takes only these from a folder and counts the other files as ignored; empty: every file is tried
+    read_extensions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         #: the constructor keywords (the recipe's ``modality.params``), as the subclass passes them on

@@ -91,6 +91,14 @@ class Progress:
             self._line()
 
 
+def first_use(what: str, where: Any, stream: Any = None) -> Progress:
+    """Progress for a one-off job a command does on its first use on a machine (training an evaluation
+    network, say): a line saying so at once, so minutes of work are never silent, then the usual progress."""
+    stream = stream if stream is not None else sys.stderr
+    print(f"first use on this machine: {what} (once; cached in {where})", file=stream, flush=True)
+    return Progress(None, what, "steps", stream=stream)
+
+
 def _is_terminal(stream: Any) -> bool:
     try:
         return bool(stream.isatty())

@@ -95,6 +95,10 @@ class IncompatiblePluginError(RegistryError, ValueError):
     """A component written for another major version of the core API."""
 
 
+class NonConformingError(RegistryError, TypeError):
+    """A component registered under a kind whose abstract base it does not subclass or leaves abstract."""
+
+
 class PluginImportError(RegistryError, ImportError):
     """A plugin's entry point module failed to import (names distribution, version and cause)."""
 
@@ -317,6 +321,7 @@ class Registry(Generic[T]):
                     f"provides API {CORE_API_VERSION} (the major versions differ); install a version of the "
                     "plugin built for this core, or a core matching the plugin"
                 )
+            self._check_conforms(key, obj, origin)
             with _lock:
                 if key in self._items and not override and self._items[key] is not obj:
                     raise DuplicateNameError(
@@ -330,6 +335,32 @@ class Registry(Generic[T]):
             return obj
 
         return deco
+
+    def _check_conforms(self, key: str, obj: Any, origin: Origin) -> None:
+        """Refuse ``obj`` unless it is a concrete subclass of the registry's base, naming what is missing."""
+        base = self.base_class()
+        if base is None:
+            return
+        base_name = f"{base.__module__}.{base.__qualname__}"
+        required = sorted(getattr(base, "__abstractmethods__", ()))
+        if not (inspect.isclass(obj) and issubclass(obj, base)):
+            what = "class" if inspect.isclass(obj) else type(obj).__name__
+            lacking = [m for m in required if not callable(getattr(obj, m, None))]
+            how = getattr(base, "how_to_conform", None) or (
+                f"subclass it, implementing {', '.join(required)}" if required else "subclass it"
+            )
+            raise NonConformingError(
+                f"{self.kind} {key!r} from {origin} is a {what} that does not subclass {base_name}, which "
+                f"every {self.kind} must: {how}"
+                + (f" ({key!r} lacks {', '.join(lacking)})" if lacking else "")
+                + "; then register it again."
+            )
+        unimplemented = sorted(getattr(obj, "__abstractmethods__", ()))
+        if unimplemented:
+            raise NonConformingError(
+                f"{self.kind} {key!r} from {origin} subclasses {base_name} but does not implement "
+                f"{', '.join(unimplemented)}; implement them (see the base's docstrings) and register again."
+            )
 
     @staticmethod
     def _origin_for(obj: Any) -> Origin:
@@ -452,7 +483,8 @@ class Registry(Generic[T]):
         return out
 
     def conforms(self, name: str) -> bool:
-        """Whether ``name`` subclasses the registry's base class (True when the registry declares none)."""
+        """Whether ``name`` subclasses the registry's base class (True when the registry declares none).
+        Registration refuses any other, so this holds for every registered name."""
         base = self.base_class()
         obj = self.get(name)
         return base is None or (inspect.isclass(obj) and issubclass(obj, base))
@@ -649,7 +681,7 @@ TIME_GRIDS: Registry = Registry(
 TIME_SAMPLERS: Registry = Registry(
     "time sampler", providers=("lumina_core.flow",), base="lumina_core.flow.time_samplers:TimeSampler"
 )
-DATASETS: Registry = Registry("dataset", base="lumina_core.data.contract:LuminaDataset")
+DATASETS: Registry = Registry("dataset", base="lumina_core.data.contract:DatasetContract")
 #: frozen representation transforms with encode()/decode(): image autoencoders, mel frontend + vocoder, ...
 #: Lets one modality use another package's codec by name, without importing it.
 CODECS: Registry = Registry("codec", base="lumina_core.codec:Codec")

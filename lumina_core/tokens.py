@@ -10,7 +10,7 @@ number of points, ...). The trunk never looks at ``shapes``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -128,6 +128,22 @@ class TokenBatch:
             token_cond=None if self.token_cond is None else self.token_cond[idx, :keep],
             given=None if self.given is None else self.given[idx, :keep],
         )
+
+    def repeat(self, n: int) -> TokenBatch:
+        """``n`` copies of the batch one after another on the batch axis, every field kept (per-sample tensors
+        and ``shapes`` repeated, ``meta`` shared): classifier-free guidance runs its conditional and
+        unconditional halves as ``batch.repeat(2)`` in one model call."""
+        if int(n) < 1:
+            raise ValueError(f"repeat needs n >= 1; got {n}")
+
+        def copies(value: Any) -> Any:
+            if isinstance(value, Tensor):
+                return torch.cat([value] * int(n))
+            if isinstance(value, list):
+                return list(value) * int(n)
+            return dict(value) if isinstance(value, dict) else value  # meta (per batch) and None
+
+        return TokenBatch(**{f.name: copies(getattr(self, f.name)) for f in fields(self)})
 
     def unpad(self) -> list[tuple[Tensor, Tensor]]:
         """Per-sample ``(tokens (L_i, D), positions (L_i, A))`` without padding (real tokens come first)."""

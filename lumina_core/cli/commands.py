@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from lumina_core.cli.outputs import check_output_file, check_output_folder
 
 
 def _say(msg: str) -> None:
@@ -65,7 +68,12 @@ def train(args: argparse.Namespace) -> int:
     )
     from lumina_core.training.api import train as run_training
 
-    run_dir = run_training(cfg, resume=args.resume, overwrite=bool(getattr(args, "overwrite", False)))
+    run_dir = run_training(
+        cfg,
+        resume=args.resume,
+        overwrite=bool(getattr(args, "overwrite", False)),
+        allow_changes=bool(getattr(args, "allow_changes", False)),
+    )
     say(f"done: run folder {run_dir} (checkpoints, previews and logs; `tensorboard --logdir {run_dir}`)")
     return 0
 
@@ -118,6 +126,9 @@ def sample(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.num < 1:
         raise ValueError(f"--num must be at least 1, got {args.num}")
+    from lumina_core.finetune.lora import parse_adapter_arg  # bad scales are refused before anything is read
+
+    lora = [parse_adapter_arg(a) for a in args.lora]
     tasks = [str(t.name) for t in cfg.tasks]
     if args.task and args.task not in tasks:
         raise ValueError(
@@ -146,6 +157,7 @@ def sample(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     out_dir = args.out or str(Path("samples") / str(cfg.run.name))
+    check_output_folder(out_dir, "--out")
     what = f"{len(conditions)} condition(s) x {args.num}" if conditions else f"{args.num} sample(s)"
     task = f" (task {args.task})" if args.task else ""
     _say(f"lumina sample: {what}{task} from checkpoint {args.ckpt}; writing to {out_dir}")
@@ -154,10 +166,8 @@ def sample(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {"task": args.task} if args.task else {}
     if args.strength is not None and not args.init:
         raise ValueError("--strength needs --init FILE (the sample to start from)")
-    if args.lora:
-        from lumina_core.finetune.lora import parse_adapter_arg
-
-        extra["lora"] = [parse_adapter_arg(a) for a in args.lora]
+    if lora:
+        extra["lora"] = lora
     if args.init:
         extra["init"], extra["strength"] = args.init, args.strength
     paths = run_sampling(
@@ -169,6 +179,7 @@ def sample(args: argparse.Namespace) -> int:
 
 def eval(args: argparse.Namespace) -> int:  # noqa: A001 - the command is called eval
     cfg = _load(args)
+    check_output_file(args.json, "--json")  # before the evaluation, not after it
     _say(f"lumina eval: {args.recipe}, checkpoint {args.ckpt or 'last of the run'}")
     from lumina_core.training.api import evaluate
 
@@ -184,23 +195,33 @@ def eval(args: argparse.Namespace) -> int:  # noqa: A001 - the command is called
 
 
 def serve(args: argparse.Namespace) -> int:
+    from lumina_core.serve.access import exposure, resolve_token
+    from lumina_core.serve.limits import Limits
+
     cfg = _load(args)
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    limits = Limits(args.max_tokens, args.max_samples, args.max_steps, args.max_seconds, args.max_waiting)
+    token, source = resolve_token(args.host, args.token)
     _say(f"lumina serve: {args.recipe}, checkpoint {args.ckpt}; tasks: {_describe_tasks(cfg)}")
     from lumina_core.serve.app import launch
     from lumina_core.serve.session import ServeSession
 
-    session = ServeSession(cfg, args.ckpt, out_dir=args.out)
+    session = ServeSession(cfg, args.ckpt, out_dir=args.out, limits=limits)
     if session.load_error:
         _say(f"  not loaded yet (the page will say so and retry on each request): {session.load_error}")
-    _say(f"  files go to {session.out_dir}; open http://{args.host}:{args.port} (Ctrl+C stops)")
-    launch(session, host=args.host, port=args.port)
+    for task in session.tasks:
+        _say(f"  limits for {task}: {session.limits_text(task)}")
+    _say(f"  files go to {session.out_dir} (Ctrl+C stops)")
+    for line in exposure(args.host, args.port, token, source):
+        _say(line)
+    launch(session, host=args.host, port=args.port, token=token)
     return 0
 
 
 def predict(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    check_output_file(args.json, "--json")
     _say(f"lumina predict: {args.recipe}, checkpoint {args.ckpt or 'last of the run'}, top {args.top_k}")
     from lumina_core.recognition.predict import predict as run_prediction
 
@@ -209,13 +230,25 @@ def predict(args: argparse.Namespace) -> int:
         _say(f"  {pred.path}  " + "  ".join(f"{label} ({p:.2f})" for label, p in pred.top))
     for path, reason in report.skipped:
         _say(f"  skipped {path}: {reason}")
+    if report.ignored:
+        kinds = Counter(p.suffix.lower() or "(no extension)" for p in report.ignored)
+        _say(
+            f"  ignored {len(report.ignored)} file(s) of the folders that are not files this task reads: "
+            + ", ".join(f"{n} {ext}" for ext, n in kinds.most_common())
+        )
     if args.json:
         rows = [{"path": str(p.path), "top": [[lab, v] for lab, v in p.top]} for p in report.predictions]
         skipped = [{"path": str(f), "reason": r} for f, r in report.skipped]
+        ignored = [str(f) for f in report.ignored]
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"predictions": rows, "skipped": skipped}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"predictions": rows, "skipped": skipped, "ignored": ignored}, indent=2) + "\n"
+        )
         _say(f"wrote {args.json}")
-    _say(f"done: {len(report.predictions)} file(s) classified, {len(report.skipped)} skipped (unreadable)")
+    _say(
+        f"done: {len(report.predictions)} file(s) classified, {len(report.skipped)} skipped (unreadable)"
+        + (f", {len(report.ignored)} ignored" if report.ignored else "")
+    )
     return 0 if report.predictions else 2
 
 
@@ -278,7 +311,7 @@ def plugins_list(args: argparse.Namespace) -> int:
 def plugins_new(args: argparse.Namespace) -> int:
     from lumina_core.scaffold import create_plugin
 
-    root = create_plugin(args.name, args.dir, force=args.force)
+    root = create_plugin(args.name, args.dir, force=args.force, condition=args.condition)
     _say(f"created plugin package {root}")
     for p in sorted(root.rglob("*")):
         if p.is_file():
@@ -325,6 +358,7 @@ def convert(args: argparse.Namespace) -> int:
     src = Path(args.src)
     if not src.exists():
         raise FileNotFoundError(f"no checkpoint at {src}")
+    check_output_folder(args.dst, "DST")
     _say(f"lumina convert: {args.src_format} checkpoint {src} -> {args.dst}")
     from lumina_core.interop import convert as run_convert
 
@@ -340,6 +374,8 @@ def data_pack(args: argparse.Namespace) -> int:
     if args.shard_size is not None and args.shard_size < 1:
         raise ValueError(f"--shard-size must be at least 1, got {args.shard_size}")
     modality = getattr(args, "modality", None)
+    dst = str(args.dst)
+    check_output_folder(Path(dst).parent if "%" in dst or dst.endswith(".tar") else dst, "DST")  # a pattern's folder
     _say(f"lumina data pack: {src} -> shards in {args.dst}" + (f" (as {modality} data)" if modality else ""))
     from lumina_core.data.pack import pack_folder
 

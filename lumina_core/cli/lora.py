@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from lumina_core.cli.main import add_command_group
+from lumina_core.cli.groups import add_command_group
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,13 +65,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``lumina lora ...``."""
+    from lumina_core.cli.outputs import check_output_file, check_output_folder
+
     if args.lora_command == "merge":
+        check_output_folder(args.out, "--out")
         out = merge_checkpoint(args.base, args.adapters, args.out)
         print(f"merged {len(args.adapters)} adapter(s) into {out}")
     elif args.lora_command == "export":
         from lumina_core.finetune import export_adapter, lora_export_format
 
         lora_export_format(args.format)  # an unknown name fails before the adapter is read
+        (check_output_file if args.out.endswith(".safetensors") else check_output_folder)(args.out, "--out")
         for out in export_adapter(args.adapter, args.out, args.format):
             print(f"wrote {out}")
     else:
@@ -107,7 +111,7 @@ def merge_checkpoint(base: str, adapters: list[str], out: str) -> str:
     if dst.exists():
         raise FileExistsError(f"{dst} exists; give --out a new folder (nothing is overwritten)")
     src = ck.resolve_weights(base)
-    parsed = [parse_adapter_arg(a) for a in adapters]
+    parsed = [parse_adapter_arg(a, "adapter") for a in adapters]
     files = [(read_adapter(path), scale) for path, scale in parsed]
     merged_from = [{"adapter": str(path), "scale": scale} for path, scale in parsed]
 

@@ -14,6 +14,8 @@ import re
 import sys
 from collections.abc import Sequence
 
+from lumina_core.cli.groups import add_command_group
+
 EXIT_USER_ERROR = 2
 _OVERRIDE = re.compile(r"^[~+]?[A-Za-z_][\w\-]*(\.[\w\-]+)*(=|$)")
 
@@ -33,19 +35,10 @@ def _recipe_args(p: argparse.ArgumentParser, help: str | None = None) -> None:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="recipe overrides, dotted keys with list indices (tasks.0.data.batch_size=8); ~key deletes",
+        help="recipe overrides, dotted keys with list indices (tasks.0.data.batch_size=8); ~key deletes; a "
+        "mapping merges into the recipe's (a component with another name replaces it). More recipe files "
+        "(*.yaml) here compose with RECIPE: their tasks join one run (docs/multitask.md)",
     )
-
-
-def add_command_group(
-    sub: argparse._SubParsersAction, name: str, **kwargs: str
-) -> argparse._SubParsersAction:
-    """Add ``lumina NAME SUBCOMMAND`` (``kwargs``: ``help``, ``description``) and return the action to add its
-    sub-commands to: the one chosen lands in ``args.<NAME>_command``, and ``lumina NAME`` alone prints the
-    group's help."""
-    p = sub.add_parser(name, **kwargs)
-    p.set_defaults(handler="help", help_parser=p)
-    return p.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite",
         action="store_true",
         help="the run folder holds an earlier run: move it aside (renamed, never deleted) and start again",
+    )
+    p.add_argument(
+        "--allow-changes",
+        action="store_true",
+        help="with --resume: continue although keys that change the training steps differ from the "
+        "checkpoint's recipe (the resumed run is then not the run that stopped)",
     )
     p.set_defaults(handler="train")
 
@@ -164,10 +163,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--ckpt", default="last", metavar="DIR", help="a checkpoint or run folder, or 'last' (default)"
     )
     p.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; any other needs an access token)",
     )
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--out", metavar="DIR", help="keep the generated files here (default: a temporary folder)")
+    p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="access token asked on the page's login (default: $LUMINA_SERVE_TOKEN; for a non-local --host "
+        "one is generated and printed)",
+    )
+    limits = p.add_argument_group("limits of one request (shown on the page)")
+    limits.add_argument(
+        "--max-tokens", type=int, metavar="N", help="tokens per sample (default: 4x each task's trained size)"
+    )
+    limits.add_argument(
+        "--max-samples", type=int, default=4, metavar="N", help="samples (default 4, at most 16)"
+    )
+    limits.add_argument("--max-steps", type=int, default=100, metavar="N", help="solver steps (default 100)")
+    limits.add_argument(
+        "--max-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="estimated compute seconds on this machine; a running request stops at twice this (default 60)",
+    )
+    limits.add_argument(
+        "--max-waiting", type=int, default=8, metavar="N", help="requests waiting behind the running one (8)"
+    )
     p.set_defaults(handler="serve")
 
     psub = add_command_group(sub, "plugins", help="list installed plugins, scaffold a new one")
@@ -188,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name", metavar="NAME", help="plugin (modality) name, e.g. 'tones' (lowercase identifier)")
     q.add_argument("--dir", default=".", metavar="DIR", help="parent folder (default: current folder)")
     q.add_argument("--force", action="store_true", help="write into an existing, non-empty folder")
+    q.add_argument(
+        "--condition",
+        choices=("class", "text"),
+        default="class",
+        help="what the generated dataset's items carry: class labels (default) or text captions (a MiniLM "
+        "recipe, a checker whose chance level is the shuffled captions)",
+    )
     q.set_defaults(handler="plugins_new")
 
     csub = add_command_group(sub, "config", help="validate a recipe or show it resolved")
@@ -273,6 +305,23 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, ValueError | FileNotFoundError | NotADirectoryError | FileExistsError)
 
 
+def _install_warning_format() -> None:
+    """Print a :class:`lumina_core.errors.LuminaWarning` as one line (``lumina: warning: ...``), without the
+    file, line number and source line Python adds; other warnings keep Python's format."""
+    import warnings
+
+    python_format = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        errors = sys.modules.get("lumina_core.errors")
+        if errors is not None and issubclass(category, errors.LuminaWarning):
+            return f"lumina: warning: {message}\n"
+        return python_format(message, category, filename, lineno, line)
+
+    if getattr(python_format, "__name__", "") != "one_line":
+        warnings.formatwarning = one_line
+
+
 def _exit_code(exc: BaseException) -> int:
     code = getattr(exc, "exit_code", EXIT_USER_ERROR)
     return code if isinstance(code, int) and code > 0 else EXIT_USER_ERROR
@@ -300,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from lumina_core.cli import commands
 
+    _install_warning_format()
     try:
         handler = args.handler if callable(args.handler) else getattr(commands, args.handler)
         return int(handler(args) or 0)

@@ -12,6 +12,7 @@ null condition goes through exactly the same encoder as at sampling time.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,8 +25,9 @@ from lumina_core.tokens import Condition
 KINDS = ("text", "class", "none")
 
 
-class Conditioner(nn.Module):
-    """Base class of every conditioner (an ``nn.Module`` so trainable ones train with the model).
+class Conditioner(nn.Module, abc.ABC):
+    """Abstract base of every conditioner (an ``nn.Module`` so trainable ones train with the model); a
+    subclass implements :meth:`encode`.
 
     Attributes:
         dim: width of the context tokens, or None for an unconditional model.
@@ -48,9 +50,9 @@ class Conditioner(nn.Module):
         self.padding_side = "right"
         self.pad_to_multiple_of: int | None = None
 
+    @abc.abstractmethod
     def encode(self, values: Sequence[Any], device: torch.device | str | None = None) -> Condition:
         """Encode a batch of raw conditions into context tokens ``(B, Lc, dim)`` and mask ``(B, Lc)``."""
-        raise NotImplementedError
 
     def forward(self, values: Sequence[Any], device: torch.device | str | None = None) -> Condition:
         return self.encode(values, device=device)

@@ -11,10 +11,11 @@ builds it, and records each refusal as a ``"path: message"`` problem:
   codec, which may load weights) and its
   ``AdapterSpec``: tokens no wider than the trunk (wider tokens cannot be spanned by the final layer);
 * each task's dataset, built for ``train`` and ``val`` the way the trainer builds it (the split contract,
-  paths that must exist, bad parameters), and its condition kind against the conditioner's.
+  paths that must exist, bad parameters), its condition kind against the conditioner's, and (map-style
+  datasets) that at least one item can be read: a folder whose every file is unreadable is refused here.
 
-Datasets are constructed (file lists are read, nothing is decoded); plugins are not built when that would
-load weights.
+Datasets are constructed (file lists are read) and read up to their first readable item (usually one item;
+streams are not read); plugins are not built when that would load weights.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def _check_task(task: dict, base: str, dim: int | None, problems: list[str]) -> 
     ):
         try:
             plugin = MODALITIES.build({"name": name, "params": params})
-            spec = plugin.adapter_spec() if hasattr(plugin, "adapter_spec") else None
+            spec = plugin.adapter_spec()
         except Exception as exc:  # noqa: BLE001 - any refusal of the plugin is the recipe's problem
             problems.append(f"{base}.modality: modality {name!r} refused its parameters: {exc}")
         else:
@@ -155,3 +156,31 @@ def _check_task(task: dict, base: str, dim: int | None, problems: list[str]) -> 
         if problem:
             problems.append(problem)
             return
+        problem = _nothing_readable(ds)
+        if problem:
+            problems.append(f"{base}.data: dataset {dname!r} ({split} split): {problem}")
+            return
+
+
+def _nothing_readable(dataset: Any) -> str | None:
+    """Why no item of a map-style ``dataset`` can be read (every file unreadable: the run would stop at its
+    first batch), or None. Items are read in order until one decodes, so a dataset whose first item is fine
+    costs one read; streams are not read (they may be remote)."""
+    from lumina_core.data.robust import SkipCorrupt
+    from lumina_core.data.stream import is_stream
+
+    if is_stream(dataset) or not hasattr(dataset, "__len__"):
+        return None
+    raw = dataset.dataset if isinstance(dataset, SkipCorrupt) else dataset
+    first: Exception | None = None
+    for i in range(len(raw)):
+        try:
+            raw[i]
+        except Exception as exc:  # noqa: BLE001 - what the trainer's reader would meet, reported not raised
+            first = first or exc
+            continue
+        return None
+    if first is None:
+        return None  # no items: the dataset's own constructor says so when that matters
+    reason = f"{type(first).__name__}: {first}".splitlines()[0][:300]
+    return f"none of its {len(raw)} items can be read (the first failure: {reason}); the run would stop at its first batch"

@@ -47,7 +47,11 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(cfg: Any, overrides: Sequence[str] | None) -> list[str]:
-    """Apply ``key=value`` / ``~key`` overrides to an OmegaConf node in place; return the problems."""
+    """Apply ``key=value`` / ``~key`` overrides to an OmegaConf node in place; return the problems.
+
+    A mapping value merges into the mapping already there (``train={lr: 1e-4}`` keeps the other train keys),
+    except where it names another component (``encoder={name: class, ...}`` over ``{name: minilm, ...}``):
+    a different component does not inherit the old one's ``params``, so the node is replaced."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -83,8 +87,15 @@ def apply_overrides(cfg: Any, overrides: Sequence[str] | None) -> list[str]:
         if bad_index:
             problems.append(f"override {raw!r}: {bad_index}")
             continue
+        existing = OmegaConf.select(cfg, key, default=None)
+        other_component = (
+            isinstance(parsed, dict)
+            and "name" in parsed
+            and isinstance(existing, DictConfig)
+            and existing.get("name") != parsed["name"]
+        )
         try:
-            OmegaConf.update(cfg, key, parsed, merge=True, force_add=True)
+            OmegaConf.update(cfg, key, parsed, merge=not other_component, force_add=True)
         except (OmegaConfBaseException, IndexError, KeyError, ValueError) as exc:
             problems.append(f"override {raw!r}: {str(exc).splitlines()[0]}")
     return problems

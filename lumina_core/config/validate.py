@@ -116,8 +116,14 @@ def _check_values(tree: dict, problems: list[str]) -> None:
                     f"tasks.{i}.sampling.precision: expected 'fp32', 'bf16' or 'auto', got {samp['precision']!r}"
                 )
             ev = task.get("eval") if isinstance(task.get("eval"), dict) else {}
-            rule(f"tasks.{i}.eval.num_samples", ev.get("num_samples"), lambda v: v >= 0, "at least 0")
+            rule(f"tasks.{i}.eval.num_samples", ev.get("num_samples"), lambda v: v >= 1, "at least 1 (items scored by `lumina eval`)")
             rule(f"tasks.{i}.eval.batch_size", ev.get("batch_size"), lambda v: v >= 1, "at least 1")
+            sweep = ev.get("sweep")
+            for param, values in (sweep.items() if isinstance(sweep, dict) else ()):
+                if not isinstance(values, list) or not values:
+                    problems.append(
+                        f"tasks.{i}.eval.sweep.{param}: must be a non-empty list of values, got {values!r}"
+                    )
     train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
     _check_mixing(tasks if isinstance(tasks, list) else [], train, problems)
     rule("train.max_steps", train.get("max_steps"), lambda v: v >= 0, "at least 0")
@@ -141,6 +147,8 @@ def _check_values(tree: dict, problems: list[str]) -> None:
     rule("train.log_every", train.get("log_every"), lambda v: v >= 1, "at least 1")
     rule("train.diagnostics_every", train.get("diagnostics_every"), lambda v: v >= 0, "at least 0 (0: off)")
     rule("train.ckpt_every", train.get("ckpt_every"), lambda v: v >= 0, "at least 0")
+    rule("train.preview_every", train.get("preview_every"), lambda v: v >= 0, "at least 0 (0: at the end only)")
+    rule("train.threads", train.get("threads"), lambda v: v >= 1, "at least 1 (or null: torch's default)")
     sched = train.get("lr_schedule")
     if isinstance(sched, str) and sched not in ("constant", "cosine"):
         problems.append(f"train.lr_schedule: expected 'constant' or 'cosine', got {sched!r}")

@@ -16,7 +16,7 @@ checker allows it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 
@@ -79,6 +79,7 @@ def score_against_captions(
     truths: Sequence[Mapping[str, Any]],
     check: Callable[[Any, Mapping[str, Any]], Mapping[str, bool]],
     aggregate: Callable[[Sequence[Mapping[str, bool]]], dict[str, float]],
+    constants: Collection[str] = ("chance",),
 ) -> tuple[dict[str, float], list[dict[str, float]]]:
     """A checker whose chance level is each sample graded against another item's caption.
 
@@ -87,8 +88,10 @@ def score_against_captions(
     such checks into scores. The set's scores are ``aggregate`` of each sample checked against its own item
     and, with two samples or more, the same against the next item's truth (``i -> i + 1 mod n``, a
     derangement), keys suffixed ``_shuffled``: the score of the same samples for captions they were not made
-    for. The verdict of sample ``i`` is ``aggregate([its own check])`` - what the set's scores are for that
-    sample alone. Each sample is checked once against its own caption, once against the other.
+    for. Keys in ``constants`` (a chance level ``aggregate`` computes from the classes, not from the checks)
+    are the same either way and are reported once, unsuffixed. The verdict of sample ``i`` is
+    ``aggregate([its own check])`` - what the set's scores are for that sample alone. Each sample is checked
+    once against its own caption, once against the other.
     """
     if len(graded) != len(truths) or not graded:
         raise ValueError(f"score needs as many samples as items (> 0); got {len(graded)} and {len(truths)}")
@@ -96,5 +99,5 @@ def score_against_captions(
     scores = aggregate(own)
     if len(graded) > 1:
         other = [check(g, truths[(i + 1) % len(truths)]) for i, g in enumerate(graded)]
-        scores.update({f"{k}_shuffled": v for k, v in aggregate(other).items()})
+        scores.update({f"{k}_shuffled": v for k, v in aggregate(other).items() if k not in constants})
     return scores, [aggregate([c]) for c in own]

@@ -16,14 +16,17 @@ dataset that
   ``score_is_mean = True`` or ``score_with_verdicts`` let ``lumina eval`` grade each sample once
   (:mod:`lumina_core.data.checkers`).
 
-:class:`LuminaDataset` is the base class that writes this down; subclassing it is optional (the contract
-is checked by behaviour), but new datasets should.
+:class:`DatasetContract` writes this down, and ``DATASETS.register`` refuses a class that does not
+subclass it: map-style datasets subclass :class:`LuminaDataset` (abstract ``__len__`` and
+``__getitem__``), iterable ones :class:`LuminaStream` (abstract ``__iter__``; the core's shard streams
+already do).
 """
 
 from __future__ import annotations
 
+import abc
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -33,27 +36,53 @@ from lumina_core.plugin import CONDITION_KINDS  # noqa: F401  (the one list of c
 SPLITS = ("train", "val")
 
 
-class LuminaDataset(torch.utils.data.Dataset):
-    """Base class of a dataset (see the module doc for the contract).
+class DatasetContract(abc.ABC):  # noqa: B024 - its two concrete contracts below add the abstract methods
+    """What every registered dataset declares (see the module doc for the whole contract).
 
-    Subclasses set ``modality`` and ``condition_kind`` (class attributes, or ``condition_kind`` per
-    instance when a parameter chooses it), call ``super().__init__(split)`` and implement ``__len__`` and
-    ``__getitem__``; ``score`` is optional.
+    Attributes:
+        modality: the modality its samples are for (a class attribute).
+        condition_kind: ``"text"``, ``"class"`` or ``"none"`` (a class attribute, or a property when a
+            parameter chooses it: :class:`ConditionParameter`).
+        score_is_mean: ``score`` of a set is, key by key, the mean of each sample's
+            ``score([sample], [item])`` (NaN left out), so ``lumina eval`` may grade each sample once.
     """
 
     modality: ClassVar[str] = ""
     condition_kind: str = "none"
-    #: ``score`` of a set is, key by key, the mean of each sample's ``score([sample], [item])`` (NaN left out)
     score_is_mean: ClassVar[bool] = False
+    #: what the registry's refusal tells the author of a class that does not subclass this one
+    how_to_conform: ClassVar[str] = (
+        "subclass lumina_core.data.LuminaDataset (map-style: __len__ and __getitem__) or "
+        "lumina_core.data.LuminaStream (iterable: __iter__)"
+    )
+
+
+class LuminaDataset(DatasetContract, torch.utils.data.Dataset):
+    """Base class of a map-style dataset.
+
+    Subclasses set ``modality`` and ``condition_kind``, call ``super().__init__(split)`` and implement
+    ``__len__`` and ``__getitem__``; ``score`` is optional.
+    """
 
     def __init__(self, split: str = "train") -> None:
         self.split = check_split(split)
 
-    def __len__(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} must implement __len__")
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """The number of items."""
 
-    def __getitem__(self, index: int) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Item ``index``: ``{"sample": Tensor, "condition": ..., "meta": dict}``."""
+
+
+class LuminaStream(DatasetContract, torch.utils.data.IterableDataset):
+    """Base class of an iterable (streaming) dataset: implement ``__iter__`` yielding items as above;
+    ``__len__`` is optional (an estimate where the stream knows one)."""
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """The items of one pass."""
 
 
 class ConditionParameter:

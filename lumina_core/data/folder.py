@@ -3,7 +3,8 @@
 Optional side files with the same stem: ``FILE.json`` (metadata) and ``FILE.cls`` (an integer label).
 Used by the image / audio / point-cloud folder datasets and by :func:`lumina_core.data.shards.pack_folder`.
 
-Missing captions are an error by default (``missing_caption="error"``, listing the files); pass
+Missing captions are an error by default (``missing_caption="error"``, listing the files); a caption file
+that is empty or holds only whitespace counts as missing (it would silently train an unconditional sample). Pass
 ``missing_caption="empty"`` to read them as the empty caption ``""`` (the null condition, i.e. trained as
 unconditional samples) or ``"skip"`` to leave those files out. Captions are read as UTF-8 and stripped.
 """
@@ -54,12 +55,33 @@ class FolderPair:
         return "" if self.caption_path is None else read_caption(self.caption_path)
 
 
+class PairList(list):
+    """What :func:`list_pairs` returns: the pairs (a list of :class:`FolderPair`), plus ``without_caption``,
+    the data files that had no caption or a blank one (those left out under ``missing_caption="skip"``
+    included), so that what was skipped can still be counted."""
+
+    def __init__(self, pairs: Iterable[FolderPair] = (), without_caption: Iterable[Path] = ()) -> None:
+        super().__init__(pairs)
+        self.without_caption: list[Path] = list(without_caption)
+
+
 def read_caption(path: str | os.PathLike) -> str:
     """Read a caption file as UTF-8 text, stripped of surrounding whitespace."""
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except UnicodeDecodeError as err:
         raise ValueError(f"caption file {path} is not UTF-8 text: {err}") from err
+
+
+def is_blank_caption(path: str | os.PathLike, chunk: int = 4096) -> bool:
+    """True when the caption file holds nothing but whitespace (0 bytes included): such a file would train its
+    sample with the empty caption, unconditionally, without anyone having asked for that. Reads only until
+    the first non-whitespace character (for a real caption, the first block)."""
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            if block.strip():
+                return False
+    return True
 
 
 def _normalise_exts(extensions: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -79,8 +101,9 @@ def list_pairs(
     caption_ext: str = "txt",
     missing_caption: str = "error",
     recursive: bool = True,
-) -> list[FolderPair]:
-    """List ``FILE.<ext>`` + ``FILE.<caption_ext>`` pairs under ``folder``, sorted by key.
+) -> PairList:
+    """List ``FILE.<ext>`` + ``FILE.<caption_ext>`` pairs under ``folder``, sorted by key (a :class:`PairList`:
+    the files without a caption are in its ``without_caption``, skipped or not).
 
     Hidden files and folders (names starting with ".") are ignored; extensions match case-insensitively.
     A stem with two data files (``a.png`` and ``a.jpg``) is ambiguous and raises ValueError.
@@ -108,7 +131,7 @@ def list_pairs(
         stem = rel.with_suffix("").as_posix()
         by_stem.setdefault(stem, {})[path.suffix[1:].lower()] = path
 
-    pairs, missing, orphans = [], [], 0
+    pairs, missing, blank, orphans = [], [], [], 0
     for stem in sorted(by_stem):
         found = by_stem[stem]
         data = [e for e in exts if e in found]
@@ -118,6 +141,9 @@ def list_pairs(
         if len(data) > 1:
             raise ValueError(f"{root / stem}: more than one data file for one stem ({', '.join(data)})")
         caption = found.get(caption_ext)
+        if caption is not None and is_blank_caption(caption):
+            blank.append(found[data[0]])
+            caption = None  # an empty caption file is a missing caption, counted as one
         if caption is None:
             missing.append(found[data[0]])
             if missing_caption == "skip":
@@ -128,18 +154,23 @@ def list_pairs(
     if missing and missing_caption == "error":
         shown = ", ".join(str(p.relative_to(root)) for p in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        empty = f" ({len(blank)} of them an empty or blank .{caption_ext} file)" if blank else ""
         raise ValueError(
-            f"{len(missing)} file(s) in {root} have no .{caption_ext} caption: {shown}{more}. Add the captions, "
+            f"{len(missing)} file(s) in {root} have no .{caption_ext} caption{empty}: {shown}{more}. Add the captions, "
             "or pass missing_caption='empty' (train them with the empty caption) or 'skip' (leave them out); "
             "`lumina data pack` takes --missing-caption empty|skip"
         )
     if missing:
-        logger.warning("%d file(s) in %s have no caption (%s)", len(missing), root, missing_caption)
+        logger.warning(
+            "%d file(s) in %s have no caption%s (%s)", len(missing), root,
+            f", {len(blank)} of them an empty .{caption_ext} file" if blank else "", missing_caption,
+        )  # fmt: skip
     if orphans:
         logger.warning("%d caption file(s) in %s have no data file; ignored", orphans, root)
     if not pairs:
         raise ValueError(
             f"no data files with extensions {list(exts)} in {root}"
             + (" (searched recursively)" if recursive else "")
+            + (f"; {len(missing)} left out for want of a caption (missing_caption='skip')" if missing else "")
         )
-    return pairs
+    return PairList(pairs, missing)

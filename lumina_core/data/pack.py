@@ -20,8 +20,9 @@ caption under ``txt`` (``b""`` when a caption is missing and ``missing_caption="
 ``json`` / ``cls`` when present, and the original relative file path under ``path``.
 
 Every pack writes ``manifest.json`` beside the shards: the modality, the source folder, per shard its
-file name, sample count, size and SHA-256, and in all the samples, bytes, members by extension and the keys
-packed without a caption.
+file name, sample count, size and SHA-256, and in all the samples, bytes, members by extension and the files
+without a caption (``missing_captions``: those packed with the empty caption plus those left out, counted
+apart as ``packed_without_caption`` and ``skipped_without_caption``; their keys in ``missing_caption_keys``).
 """
 
 from __future__ import annotations
@@ -73,13 +74,16 @@ class PackReport:
     num_bytes: int
     missing_captions: list[str] = field(default_factory=list)
     manifest: Path | None = None
+    skipped_without_caption: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         text = f"packed {self.num_samples} samples into {len(self.shards)} shard(s), {self.num_bytes / 1e6:.1f} MB"
         if self.shards:
             text += f" ({self.shards[0]} ...)" if len(self.shards) > 1 else f" ({self.shards[0]})"
         if self.missing_captions:
-            text += f"; {len(self.missing_captions)} without caption"
+            text += f"; {len(self.missing_captions)} packed without caption (the empty caption)"
+        if self.skipped_without_caption:
+            text += f"; {len(self.skipped_without_caption)} left out for want of a caption"
         return text
 
 
@@ -102,16 +106,29 @@ def pair_sample(pair: FolderPair, root: str | os.PathLike) -> PackSample:
     return PackSample(shard_key(pair.key), members, pair.caption_path is None)
 
 
+class SampleList(list):
+    """A lister's samples (a list of :class:`PackSample`) plus ``skipped_without_caption``: the keys of the
+    files left out because they had no caption (``missing_caption="skip"``), counted in the manifest. A
+    plugin's ``list_samples`` may return a plain list (nothing skipped)."""
+
+    def __init__(self, samples: Iterable[PackSample] = (), skipped_without_caption: Iterable[str] = ()) -> None:
+        super().__init__(samples)
+        self.skipped_without_caption: list[str] = list(skipped_without_caption)
+
+
 def folder_samples(
     src: str | os.PathLike,
     extensions: Iterable[str] | str | None = None,
     missing_caption: str = "error",
     recursive: bool = True,
-) -> list[PackSample]:
+) -> SampleList:
     """The generic layout: ``FILE.<ext>`` + ``FILE.txt`` pairs (see :func:`lumina_core.data.folder.list_pairs`)
     - what a folder dataset's ``list_samples`` returns when its folder is laid out that way."""
     pairs = list_pairs(src, extensions, missing_caption=missing_caption, recursive=recursive)
-    return [pair_sample(p, src) for p in pairs]
+    packed = {p.path for p in pairs}
+    skipped = [shard_key(Path(f).relative_to(src).with_suffix("").as_posix()) for f in pairs.without_caption
+               if f not in packed]  # fmt: skip
+    return SampleList((pair_sample(p, src) for p in pairs), skipped)
 
 
 def pack_lister(modality: str) -> Callable[..., list[PackSample]]:
@@ -181,7 +198,7 @@ def pack_samples(
     """
     import webdataset as wds
 
-    from lumina_core.data.shards import _scan_tar
+    from lumina_core.data.tar_index import scan_tar
 
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1; got {shard_size}")
@@ -215,8 +232,9 @@ def pack_samples(
             members.update(data.keys())
             sink.write({"__key__": s.key, **data})
     missing = [s.key for s in samples if s.missing_caption]
+    skipped = list(getattr(samples, "skipped_without_caption", ()))
     manifest_path = Path(pattern % 0).parent / MANIFEST
-    report = PackReport(written, len(samples), total, missing, manifest_path)
+    report = PackReport(written, len(samples), total, missing, manifest_path, skipped)
     shards = []
     for shard in written:
         digest = hashlib.sha256()
@@ -226,7 +244,7 @@ def pack_samples(
         shards.append(
             {
                 "file": shard.name,
-                "samples": len(_scan_tar(str(shard))[1]),
+                "samples": len(scan_tar(str(shard))[1]),
                 "bytes": shard.stat().st_size,
                 "sha256": digest.hexdigest(),
             }
@@ -239,8 +257,10 @@ def pack_samples(
         "num_samples": len(samples),
         "num_bytes": total,
         "members": dict(sorted(members.items())),
-        "missing_captions": len(missing),
-        "missing_caption_keys": missing[:100],
+        "missing_captions": len(missing) + len(skipped),
+        "missing_caption_keys": (missing + skipped)[:100],
+        "packed_without_caption": len(missing),
+        "skipped_without_caption": len(skipped),
         "shards": shards,
     }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

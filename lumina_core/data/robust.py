@@ -53,6 +53,8 @@ class SkipStats:
         self.keep_names = keep_names
         self.names: list[str] = []
         self.reasons: list[str] = []
+        self.sources: list[str] = []  # what track_sources named (a stream's shards)
+        self._failed = multiprocessing.Array("b", 0)  # per source: could not be read to the end
 
     @property
     def seen(self) -> int:
@@ -61,6 +63,23 @@ class SkipStats:
     @property
     def skipped(self) -> int:
         return int(self._skipped.value)
+
+    def track_sources(self, names: list[str]) -> None:
+        """Name the sources (a stream's shards) whose failures :meth:`fail_source` records, one shared flag
+        each, so that every worker's failures are seen, each source counted once however often it fails."""
+        self.sources = [str(n) for n in names]
+        self._failed = multiprocessing.Array("b", len(self.sources))
+
+    def fail_source(self, name: str) -> None:
+        """Record that the source ``name`` (one of :meth:`track_sources`) could not be read to the end: its
+        remaining samples were never seen, so it is counted apart from the skipped samples."""
+        if name in self.sources:
+            self._failed[self.sources.index(name)] = 1
+
+    @property
+    def failed_sources(self) -> list[str]:
+        """The tracked sources that could not be read to the end (in every worker, so far)."""
+        return [name for name, bad in zip(self.sources, self._failed[:], strict=True) if bad]
 
     def ok(self) -> None:
         with self._seen.get_lock():
@@ -91,12 +110,17 @@ class SkipStats:
             # an ordinary copy (deepcopy, pickle to disk): detach the counters, keeping their values
             state["_seen"] = int(self._seen.value)
             state["_skipped"] = int(self._skipped.value)
+            state["_failed"] = list(self._failed[:])
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for key in ("_seen", "_skipped"):
             if isinstance(state[key], int):
                 state[key] = multiprocessing.Value("q", state[key])
+        failed = state.setdefault("_failed", [])
+        if isinstance(failed, list):
+            state["_failed"] = multiprocessing.Array("b", failed)
+        state.setdefault("sources", [])
         self.__dict__.update(state)
 
     def reset(self) -> None:
@@ -106,6 +130,7 @@ class SkipStats:
             self._skipped.value = 0
         self.names.clear()
         self.reasons.clear()
+        self._failed[:] = [0] * len(self.sources)
         self.__dict__.get("_known", set()).clear()
 
     def summary(self) -> str:
@@ -364,10 +389,16 @@ def _safe_name(namer: Callable[[Any], str], raw: Any) -> str:
 
 def skip_report(dataset: Any) -> dict[str, Any] | None:
     """``{"seen", "skipped", "names"}`` of a dataset that skips unreadable samples (one with ``stats``, a
-    :class:`SkipStats`, or ``skipped`` / ``seen`` counts); None for a dataset that does not skip."""
+    :class:`SkipStats`, or ``skipped`` / ``seen`` counts); None for a dataset that does not skip. A stream
+    with shards that could not be read to the end adds ``failed_shards`` (how many) and
+    ``failed_shard_names``."""
     stats = getattr(dataset, "stats", None)
     if isinstance(stats, SkipStats):
-        return {"seen": stats.seen, "skipped": stats.skipped, "names": list(stats.names)}
+        report: dict[str, Any] = {"seen": stats.seen, "skipped": stats.skipped, "names": list(stats.names)}
+        failed = stats.failed_sources
+        if failed:
+            report.update(failed_shards=len(failed), failed_shard_names=failed[: stats.keep_names])
+        return report
     skipped = getattr(dataset, "skipped", None)
     if isinstance(skipped, int):
         names = getattr(dataset, "skipped_names", [])

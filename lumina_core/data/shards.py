@@ -28,6 +28,7 @@ from typing import Any
 
 from lumina_core.data.pack import PackReport, PackSample, pack_folder, pack_samples, shard_key  # noqa: F401
 from lumina_core.data.robust import CorruptSampleError, PassTally, SkipCorruptIterable
+from lumina_core.data.tar_index import scan_tar
 
 logger = logging.getLogger("lumina.data")
 
@@ -207,7 +208,8 @@ class ShardDataset(SkipCorruptIterable):
         self.epoch_length = None if epoch_length is None else int(epoch_length)
         self.repeat = bool(repeat)
         self.epoch = 0
-        self.failed_shards: list[str] = []
+        self.failed_shards: list[str] = []  # this process's; stats.failed_sources: every worker's
+        self.stats.track_sources(self.urls)
         self._resume: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
@@ -271,6 +273,7 @@ class ShardDataset(SkipCorruptIterable):
             if not failed:  # webdataset reports one broken tar at two levels: count it once
                 failed.append(err)
                 self.failed_shards.append(url)
+                self.stats.fail_source(url)  # a shared flag: the main process sees the workers' failures
                 reason = str(err.args[0] if err.args else err).split(" @ ")[0]
                 logger.warning(
                     "shard %s could not be read to the end (%s: %s)", url, type(err).__name__, reason
@@ -359,8 +362,9 @@ class ShardDataset(SkipCorruptIterable):
 
     def summary(self) -> str:
         text = super().summary()
-        if self.failed_shards:
-            text += f"; {len(self.failed_shards)} shard(s) could not be read to the end"
+        failed = len(set(self.stats.failed_sources) | set(self.failed_shards))  # each shard once, workers' too
+        if failed:
+            text += f"; {failed} shard(s) could not be read to the end"
         return text
 
     def reset(self) -> None:
@@ -396,7 +400,7 @@ class IndexedShards:
         # one entry per sample: (shard index, key, {ext: (member name, data offset, size)})
         self._entries: list[tuple[int, str, dict[str, tuple[str, int, int]]]] = []
         for u, url in enumerate(self.urls):
-            plain, groups = _scan_tar(url)
+            plain, groups = scan_tar(url)
             self._plain.append(plain)
             for key, members in groups.items():
                 if where is None or where({ext: m[0] for ext, m in members.items()}):
@@ -455,39 +459,6 @@ class IndexedShards:
             raise CorruptSampleError(f"cannot read from shard: {err}", name=f"{url}:{key}") from err
         sample["__key__"], sample["__url__"] = key, url
         return sample
-
-
-def _scan_tar(url: str) -> tuple[bool, dict[str, dict[str, tuple[str, int, int]]]]:
-    """(is an uncompressed tar, {key: {ext: (member name, data offset, size)}}) in member order."""
-    import tarfile
-
-    groups: dict[str, dict[str, tuple[str, int, int]]] = {}
-    try:
-        plain = not _compressed(url)
-        with tarfile.open(url) as tar:
-            for m in tar:
-                if not m.isfile():
-                    continue
-                head, _, base = m.name.rpartition("/")
-                key, dot, ext = base.partition(".")
-                if not (key and dot and ext):
-                    continue  # not a "<key>.<ext>" member: webdataset skips these too
-                groups.setdefault(f"{head}/{key}" if head else key, {})[ext.lower()] = (
-                    m.name,
-                    m.offset_data,
-                    m.size,
-                )
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise ValueError(
-            f"cannot index shard {url} (expected a tar file): {type(err).__name__}: {err}"
-        ) from err
-    return plain, groups
-
-
-def _compressed(url: str) -> bool:
-    with open(url, "rb") as f:
-        magic = f.read(6)
-    return magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00"
 
 
 def _buffer_shuffle(items: Iterator[Any], size: int, rng: random.Random) -> Iterator[Any]:

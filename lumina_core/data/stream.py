@@ -34,6 +34,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from lumina_core.data.contract import LuminaStream
 from lumina_core.data.shards import STREAM_KEY, ShardDataset
 
 
@@ -168,7 +169,7 @@ def first_items(dataset: Any, n: int) -> list[Any]:
     return list(itertools.islice(iter(dataset), int(n)))
 
 
-class ShardStream(ShardDataset):
+class ShardStream(ShardDataset, LuminaStream):
     """Base of a registered streaming dataset: webdataset shards decoded by the modality's one decode function
     (the same one its indexed ``*_shards`` dataset uses), for data sets too large to index.
 

@@ -23,6 +23,7 @@ Files: an adapter file is one ``.safetensors`` of the factors only, keyed ``<mod
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -344,6 +345,8 @@ def merge_adapter_into(
     if missing:
         raise ValueError(f"the base weights lack the adapted modules {missing[:6]} (keys {prefix!r}<module>.weight)")
     s = float(scale) * adapter.settings.scale
+    if not math.isfinite(s):
+        raise ValueError(f"LoRA scale {scale!r} is not a finite number: the merged weights would be NaN")
     for module in adapter.modules:
         key = prefix + module + ".weight"
         a, b = adapter.factors(module)
@@ -351,6 +354,11 @@ def merge_adapter_into(
         if w.shape != (b.shape[0], a.shape[1]):
             raise ValueError(f"{key} is {tuple(w.shape)}; the adapter's B A is {(b.shape[0], a.shape[1])}")
         out[key] = (w.float() + s * (b.float() @ a.float())).to(w.dtype)
+        if not bool(torch.isfinite(out[key]).all()):
+            raise ValueError(
+                f"merging the LoRA adapter with scale {scale:g} makes {key} non-finite (NaN or infinity: the update "
+                f"overflows {w.dtype}); use a smaller scale"
+            )
     return out
 
 
@@ -373,12 +381,29 @@ def load_adapters_for_sampling(
     return model
 
 
-def parse_adapter_arg(text: str) -> tuple[str, float]:
-    """``"PATH[:SCALE]"`` -> ``(PATH, SCALE)`` (scale 1 when absent), as ``--lora`` takes it."""
+def parse_adapter_arg(text: str, option: str = "--lora") -> tuple[str, float]:
+    """``"PATH[:SCALE]"`` -> ``(PATH, SCALE)`` (scale 1 when absent), as ``--lora`` takes it (``option``
+    names the argument in messages).
+
+    ``SCALE`` must be a finite number: ``nan`` or ``inf`` would turn every merged weight into NaN (black
+    images, a checkpoint of NaNs), so they are refused here, before anything is read. A tail after the last
+    ``:`` that is not a number is an error when what comes before it names an adapter file (an existing file
+    or a ``.safetensors`` name); otherwise the whole text is the path (``C:/x/lora.safetensors``)."""
     path, sep, tail = text.rpartition(":")
-    if sep and path:
-        try:
-            return path, float(tail)
-        except ValueError:
-            pass
-    return text, 1.0
+    if not (sep and path):
+        return text, 1.0
+    try:
+        scale = float(tail)
+    except ValueError:
+        if Path(text).is_file() or not (Path(path).is_file() or path.endswith(".safetensors")):
+            return text, 1.0
+        raise ValueError(
+            f"{option} {text}: the scale {tail!r} after the last ':' is not a number; expected ADAPTER[:SCALE] "
+            "with SCALE a finite number such as 0.8 or -1 (1 when left out)"
+        ) from None
+    if not math.isfinite(scale):
+        raise ValueError(
+            f"{option} {text}: the scale {tail!r} is not a finite number; a non-finite scale turns every adapted "
+            "weight into NaN or infinity. Give a number such as 0.8 or -1 (1 when left out)"
+        )
+    return path, scale

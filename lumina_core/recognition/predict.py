@@ -1,8 +1,10 @@
 """Top-k labels of a user's files with a trained classification task (``lumina predict``).
 
 Files are read by the task's plugin (:meth:`~lumina_core.plugin.ModalityPlugin.read_file`); a folder means
-every file under it, recursively, in sorted order (hidden files left out). A file that cannot be decoded is
-skipped and counted, with its name and the reason, not fatal.
+every file under it, recursively, in sorted order (hidden files left out), of the extensions the plugin
+reads (``ModalityPlugin.read_extensions``; the folder's other files - captions, notes - are counted as
+ignored, not tried). A file that cannot be decoded is skipped and counted, with its name and the reason, not
+fatal.
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ class Prediction:
 @dataclass
 class PredictionReport:
     predictions: list[Prediction] = field(default_factory=list)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason): could not be decoded
+    ignored: list[Path] = field(default_factory=list)  # files of the folders that are not the modality's files
 
 
-def list_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """The files named, and every non-hidden file under the folders named (sorted)."""
+def list_inputs(inputs: Sequence[str | Path], extensions: Sequence[str] = ()) -> tuple[list[Path], list[Path]]:
+    """``(files, ignored)``: the files named, and the non-hidden files under the folders named (sorted) whose
+    extension is one of ``extensions`` (all when empty); ``ignored`` holds the folders' other files (captions,
+    notes), which are not tried. A file named on its own is always tried."""
+    wanted = {e.lower().lstrip(".") for e in extensions}
     files: list[Path] = []
+    ignored: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -43,12 +50,19 @@ def list_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             )
             if not found:
                 raise ValueError(f"{p} is an empty folder: nothing to predict")
-            files += found
+            kept = [f for f in found if not wanted or f.suffix[1:].lower() in wanted]
+            if not kept:
+                raise ValueError(
+                    f"{p} holds {len(found)} file(s) but none with the extensions this modality reads "
+                    f"({', '.join(sorted(wanted))}): nothing to predict"
+                )
+            files += kept
+            ignored += [f for f in found if f not in kept]
         elif p.is_file():
             files.append(p)
         else:
-            raise FileNotFoundError(f"{p} does not exist (expected a file or a folder of files)")
-    return files
+            raise FileNotFoundError(f"--input {p} does not exist (expected a file or a folder of files)")
+    return files, ignored
 
 
 def classification_task(cfg: Any, task: str | None) -> Any:
@@ -89,15 +103,18 @@ def predict(
 
     if top_k < 1:
         raise ValueError(f"top-k must be at least 1; got {top_k}")
+    from lumina_core.registry import MODALITIES
+
     cfg = typed_recipe(cfg)
     tcfg = classification_task(cfg, task)
-    files = list_inputs(inputs)
+    plugin_class = MODALITIES.get(str(tcfg.modality.name))
+    if plugin_class.read_file is ModalityPlugin.read_file:
+        raise ValueError(f"the {plugin_class.name!r} modality cannot read files, so it cannot predict from them")
+    files, ignored = list_inputs(inputs, plugin_class.read_extensions)  # before the checkpoint: input errors first
     run = load_run(cfg, checkpoint)
     model, chosen = run.model, run.task(tcfg.name)
     plugin, objective = chosen.plugin, chosen.objective
-    if type(plugin).read_file is ModalityPlugin.read_file:
-        raise ValueError(f"the {plugin.name!r} modality cannot read files, so it cannot predict from them")
-    report = PredictionReport()
+    report = PredictionReport(ignored=ignored)
     samples, kept = [], []
     for f in files:
         try:

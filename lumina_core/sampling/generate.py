@@ -122,14 +122,7 @@ def guided_velocity(
 
         return v
 
-    both = TokenBatch(
-        tokens=torch.cat([layout.tokens, layout.tokens]),
-        positions=torch.cat([layout.positions, layout.positions]),
-        mask=torch.cat([layout.mask, layout.mask]),
-        shapes=list(layout.shapes) * 2,
-        meta=dict(layout.meta),
-        token_cond=None if layout.token_cond is None else torch.cat([layout.token_cond, layout.token_cond]),
-    )
+    both = layout.repeat(2)  # conditional and unconditional halves, every field kept (given tokens too)
     cond2 = Condition.cat([cond, uncond])
 
     def v_cfg(x: Tensor, t: Tensor, **extra: Any) -> Tensor:

@@ -7,7 +7,9 @@
     metrics = evaluate(cfg, None)             # generate for held-out items, plugin.evaluate, metrics.json
 
 A run directory holds ``config.yaml``, ``checkpoints/`` (see :mod:`.checkpoint`), ``tb/`` (TensorBoard),
-``previews/`` and ``metrics.json``.
+``previews/`` and ``metrics.json``; ``.lumina-lock``, the lock a run holds on it while it runs
+(:mod:`.runlock`); and ``config.before-<checkpoint>.yaml`` for each resume that changed the training keys
+(:mod:`.recipe_changes`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ if TYPE_CHECKING:
 
 from lumina_core.config.schema import STRATEGIES
 from lumina_core.config.typed import as_dict, recipe_node, typed_recipe
+from lumina_core.errors import LuminaError
 from lumina_core.training.build import RunParts, build_run, load_trainable, resolve_device, trainable_modules
 from lumina_core.training.ranks import close_process_group, launch_rank
+from lumina_core.training.runlock import LockHolder, RunLock
 
 #: how many held-out items per task the preview callback renders
 PREVIEW_ITEMS = 4
@@ -68,7 +72,7 @@ def _trainer_device(device: str, devices: int = 1, num_nodes: int = 1, strategy:
     return out
 
 
-def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
+def train(cfg: Any, resume: str | None = None, overwrite: bool = False, allow_changes: bool = False) -> Path:
     """Train the recipe ``cfg``; return the run directory. ``resume``: a checkpoint (or run) directory, or
     ``"last"`` for the newest checkpoint of this run's directory. Everything is restored: weights, EMA,
     optimiser, LR schedule, step, RNG states and each task's data position.
@@ -76,9 +80,47 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     A run directory that already holds checkpoints is never overwritten silently: without ``resume`` it is
     refused (:class:`RunExistsError`) unless ``overwrite``, which moves the earlier run aside (renamed
     ``<name>.old-<time>``, never deleted). SIGTERM stops the run after the current step with a checkpoint
-    and raises :class:`lumina_core.errors.Preempted`."""
-    import lightning as L
+    and raises :class:`lumina_core.errors.Preempted`.
+
+    The run holds a lock on its folder from before it reads or writes anything there until it ends
+    (:mod:`.runlock`): a second run into a folder in use is refused with
+    :class:`~.runlock.RunFolderLocked`, naming the process that holds it."""
     import torch
+
+    cfg = typed_recipe(cfg)
+    tc = cfg.train
+    if resume is not None and overwrite:
+        raise ValueError("--resume continues a run and --overwrite starts it again: give one of them")
+    if allow_changes and resume is None:
+        raise ValueError("--allow-changes is for --resume: a new run has no earlier recipe to differ from")
+    if tc.threads:
+        torch.set_num_threads(int(tc.threads))
+    run_dir = Path(cfg.run.output_dir)
+    # one writer per run folder, from before anything there is read or written until the run ends; the other
+    # ranks of a data-parallel run are rank 0's helpers, not second writers
+    lock = RunLock(run_dir) if launch_rank() == 0 else None
+    if lock is not None:
+        _say_taken_over(lock.acquire(), run_dir)
+    try:
+        return _train_in(run_dir, lock, cfg, resume, overwrite, allow_changes)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _say_taken_over(left_behind: LockHolder | None, run_dir: Path) -> None:
+    if left_behind is not None:
+        print(
+            f"note: {run_dir} was locked by a run that ended without releasing it ({left_behind.describe()}); "
+            "that process is gone, so this run takes the folder over"
+        )
+
+
+def _train_in(
+    run_dir: Path, lock: RunLock | None, cfg: Any, resume: str | None, overwrite: bool, allow_changes: bool
+) -> Path:
+    """:func:`train`'s work, with the run folder's lock held (``lock``; None on ranks other than 0)."""
+    import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -90,13 +132,7 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     from lumina_core.training.data import MultiTaskBatches, task_loader
     from lumina_core.training.module import LuminaLightningModule
 
-    cfg = typed_recipe(cfg)
     tc = cfg.train
-    if resume is not None and overwrite:
-        raise ValueError("--resume continues a run and --overwrite starts it again: give one of them")
-    if tc.threads:
-        torch.set_num_threads(int(tc.threads))
-    run_dir = Path(cfg.run.output_dir)
     ckpt_root = run_dir / "checkpoints"
     if resume is None and _has_checkpoints(ckpt_root):
         if not overwrite:
@@ -106,6 +142,9 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
                 "deleted), or choose another folder with run.output_dir=... (or run.name=...)"
             )
         print(f"--overwrite: the earlier run was moved to {_move_aside(run_dir)}")
+        if lock is not None:  # the lock file went aside with the old run: lock the new folder
+            lock.release()
+            _say_taken_over(lock.acquire(), run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_io.clean_temporaries(ckpt_root)
 
@@ -123,10 +162,16 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
         except (RuntimeError, ValueError) as exc:
             raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, weights, exc)) from exc
         module.last_checkpoint = ck
+        changed = check_recipe_changes(ck, cfg, allow_changes)
         if launch_rank() == 0:
             print(f"resuming from {ck} at step {module.step}")
+            if changed:
+                print("the recipe changed since that checkpoint: " + "; ".join(str(c) for c in changed))
     if launch_rank() == 0:
-        _save_recipe(cfg, run_dir / "config.yaml")
+        keep_as = f"config.before-{ck.name}.yaml" if resume is not None else None
+        kept = _save_recipe(cfg, run_dir / "config.yaml", keep_as=keep_as)
+        if kept is not None:
+            print(f"the earlier config.yaml (the recipe of the steps before) is kept as {kept}")
 
     remaining = int(tc.max_steps) - module.step
     if remaining <= 0:
@@ -204,10 +249,66 @@ def train(cfg: Any, resume: str | None = None, overwrite: bool = False) -> Path:
     return run_dir
 
 
-def _save_recipe(recipe: Any, path: Path) -> None:
+def _save_recipe(recipe: Any, path: Path, keep_as: str | None = None) -> Path | None:
+    """Write ``recipe`` to ``path``. ``keep_as``: if ``path`` holds a recipe that trains differently (a resume
+    with ``--allow-changes``; not a mere change of ``train.max_steps``, see
+    :data:`.recipe_changes.BOOKKEEPING`), rename it to this name beside it first (``-2``, ``-3``, ... if
+    taken) and return its new path."""
     from omegaconf import OmegaConf
 
+    from lumina_core.training.recipe_changes import changes
+
+    kept = None
+    if keep_as is not None and path.is_file():
+        try:
+            earlier: Any = typed_recipe(OmegaConf.load(path))
+        except Exception:  # noqa: BLE001 - unreadable or no longer fits the schema: keep it, whatever it is
+            earlier = None
+        if earlier is None or any(c.breaks_exact_resume for c in changes(earlier, recipe)):
+            kept = _free_name(path.with_name(keep_as))
+            path.rename(kept)
     OmegaConf.save(recipe_node(recipe), path)
+    return kept
+
+
+def _free_name(path: Path) -> Path:
+    n, candidate = 1, path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+class RecipeChangedError(LuminaError):
+    """``--resume`` with a recipe whose training keys differ from the checkpoint's, without ``--allow-changes``."""
+
+
+def check_recipe_changes(ck: Path, cfg: Any, allow_changes: bool) -> list[Any]:
+    """The keys in which ``cfg`` differs from the recipe checkpoint ``ck`` was trained with (see
+    :mod:`.recipe_changes`); raises :class:`RecipeChangedError` if one of them changes the training steps
+    and ``allow_changes`` is false. A checkpoint that records no recipe is not compared (with a warning)."""
+    from lumina_core.training.recipe_changes import changes, recorded_recipe
+
+    recorded = recorded_recipe(ck)
+    if recorded is None:
+        warnings.warn(
+            f"{ck} records no recipe (no meta.json recipe, no config.yaml in its run folder): the recipe "
+            "cannot be compared with the one it was trained with",
+            stacklevel=2,
+        )
+        return []
+    earlier, source = recorded
+    changed = changes(earlier, cfg)
+    breaking = [c for c in changed if c.breaks_exact_resume]
+    if breaking and not allow_changes:
+        raise RecipeChangedError(
+            f"--resume {ck}: the recipe differs from the one that checkpoint was trained with ({source}) in "
+            f"{len(breaking)} key(s) that change the training steps: " + "; ".join(str(c) for c in breaking)
+            + ". The resumed run would not be the run that stopped. Resume with the earlier values, start a "
+            "new run in another folder (run.name=...), or pass --allow-changes to continue with the new "
+            "values anyway (the earlier config.yaml is kept beside the new one)"
+        )
+    return changed
 
 
 class RunExistsError(FileExistsError):
@@ -359,22 +460,13 @@ def prepare_weights(parts: RunParts, cfg: Any) -> None:
         load_weights(parts, cfg, ckpt_io.resolve_weights(str(tc.init_from), cfg.run.output_dir), "ema")
     if tc.lora is not None:
         from lumina_core.finetune.lora import apply_lora
+        from lumina_core.finetune.settings import lora_settings
 
         settings = lora_settings(cfg)
         if not apply_lora(parts.model, settings):
             raise ValueError(f"train.lora.targets {settings.targets} match no linear layer of the model")
         for enc in parts.conditioners.values():  # a class table stays as the base run trained it
             enc.requires_grad_(False)
-
-
-def lora_settings(cfg: Any) -> Any:
-    """``train.lora`` as :class:`lumina_core.finetune.lora.LoraSettings` (None without it)."""
-    from lumina_core.finetune.lora import DEFAULT_TARGETS, LoraSettings
-
-    lc = cfg.train.lora
-    if lc is None:
-        return None
-    return LoraSettings(int(lc.rank), float(lc.alpha), float(lc.dropout), list(lc.targets or DEFAULT_TARGETS))
 
 
 def _converted_weights(path: Path, model: Any, mods: dict[str, Any]) -> dict[str, Any]:
@@ -421,15 +513,18 @@ def sample(
 
     Files are written batch by batch as they are generated (``on_file`` is called for each as it lands),
     named ``<task>_<index>_<caption slug>`` and listed in ``out_dir/manifest.json`` with their condition,
-    seed, sampler settings and checkpoint (:mod:`.manifest`).
+    seed, sampler settings and checkpoint (:mod:`.manifest`); the manifest is rewritten as files land
+    (:meth:`~.manifest.Manifest.save_if_due`). SIGTERM stops after the batch being written, with the
+    manifest complete (:class:`lumina_core.stop_request.WorkStopped`, exit status 143).
 
     ``lora``: adapter files with a scale each, merged into the weights first (``W += scale * alpha/r * B A``).
     ``init``: a sample file the plugin reads (``plugin.read_file``): image-to-image (SDEdit) from it, re-running
     the last ``strength`` of the flow (0 returns the input, 1 ignores it)."""
     from lumina_core.data.stream import first_items
     from lumina_core.progress import Progress
+    from lumina_core.stop_request import StopOnSigterm, WorkStopped
     from lumina_core.training import checkpoint as ckpt_io
-    from lumina_core.training.manifest import Manifest, slug
+    from lumina_core.training.manifest import MANIFEST, Manifest, slug
     from lumina_core.training.task import build_objective
 
     cfg = typed_recipe(cfg)
@@ -478,9 +573,16 @@ def sample(
                 if on_file is not None:
                     on_file(p)
         progress.update(len(samples))
+        manifest.save_if_due()  # a run stopped at any point keeps its files mapped to their conditions
+        if stop.requested:
+            manifest.save()
+            raise WorkStopped(
+                f"stopped by SIGTERM after {start + len(samples)} of {len(conds)} samples; the {len(paths)} "
+                f"file(s) written are listed in {out / MANIFEST}"
+            )
 
     try:
-        with Progress(len(conds), f"sampling {tcfg.name}", "samples") as progress:
+        with StopOnSigterm() as stop, Progress(len(conds), f"sampling {tcfg.name}", "samples") as progress:
             chosen.generate(
                 run.model, conds, device=resolve_device(str(cfg.run.device)), on_batch=write,
                 init=None if start is None else start * len(conds), strength=strength, **overrides,

@@ -21,6 +21,7 @@ class CheckpointEvery(L.Callback):
     def save(self, module: Any) -> Path | None:
         """Write a checkpoint (rank 0; in a distributed run every rank calls this, to gather its random state)."""
         from lumina_core.config.typed import as_dict
+        from lumina_core.training.recipe_changes import recipe_tree
 
         state = module.training_state()  # collective in a distributed run
         self._saved_step = module.step
@@ -41,6 +42,7 @@ class CheckpointEvery(L.Callback):
                 "data_position": module.data_position,
                 "nonfinite_skipped": module.nonfinite_skipped,
                 "model": as_dict(module.cfg.model),
+                "recipe": recipe_tree(module.cfg),  # what a resume compares its recipe with
             },
             keep=self.keep,
         )
@@ -53,7 +55,7 @@ class CheckpointEvery(L.Callback):
         """``<run>/lora/adapter.safetensors``: the adapter (EMA factors) of the newest checkpoint, as ``lumina
         lora merge|export`` and ``lumina sample --lora`` read it."""
         from lumina_core.finetune.lora import save_adapter
-        from lumina_core.training.api import lora_settings
+        from lumina_core.finetune.settings import lora_settings
 
         meta = {"step": module.step, "base": module.cfg.train.init_from, "run": str(module.run_dir)}
         with module.ema_weights():
@@ -147,6 +149,7 @@ class PreviewSamples(L.Callback):
                     task.shapes_of(items),
                     device=module.device,
                     batch_size=len(items),
+                    refuse_nonfinite=False,  # a preview never stops a run: the loss checks decide
                 )
                 if not writes:
                     continue

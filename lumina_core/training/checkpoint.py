@@ -90,6 +90,7 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     root = Path(root)
+    _refuse_nonfinite(weights, ema)
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
     tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
@@ -118,6 +119,23 @@ def save_checkpoint(
     if keep:
         _prune(root, keep, protect=final.name)
     return final
+
+
+def _refuse_nonfinite(weights: dict[str, Tensor], ema: dict[str, Tensor] | None) -> None:
+    """CheckpointError naming the first tensors that hold a NaN or an infinity: a checkpoint of such weights
+    only ever samples NaN (black images), so none is written."""
+    bad = [
+        f"{which}:{k}"
+        for which, state in (("model", weights), ("ema", ema or {}))
+        for k, v in state.items()
+        if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"refusing to write a checkpoint with non-finite weights (NaN or infinity) in {len(bad)} tensor(s): "
+            f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}; the weights diverged or were merged with a "
+            "non-finite scale"
+        )
 
 
 def _write_pointer(root: Path, name: str) -> None:
@@ -162,6 +180,7 @@ def resolve_checkpoint(
         if root is not None:
             why = f"its pointer {root / LAST} names {p.name}, which is incomplete"
             return _newest_intact(root, p, why, fallback)
+        _refuse_absent(path_or_last, p, run_dir)
         hint = (
             f"; {p} is a converted checkpoint (weights only, from `lumina convert`): it can be sampled or "
             "evaluated, not resumed"
@@ -181,6 +200,30 @@ def resolve_checkpoint(
     return p
 
 
+def _refuse_absent(asked: str | Path, p: Path, run_dir: str | Path | None) -> None:
+    """FileNotFoundError with the real cause when there is nothing at all where a checkpoint was looked for:
+    no run folder (never trained, or run.output_dir is relative to another folder), a run folder without a
+    checkpoint yet, or a ``--ckpt`` path that does not exist."""
+    if str(asked) == LAST and run_dir is not None:
+        run = Path(run_dir)
+        if not run.exists():
+            raise FileNotFoundError(
+                f"there is no run folder at {run} (run.output_dir; {run.resolve()} from here): the recipe has not "
+                "been trained here. Train it with `lumina train RECIPE` (a relative run.output_dir is relative "
+                "to the folder you run in), or give the checkpoint with --ckpt"
+            )
+        if not any(run.glob(f"checkpoints/{LAST}")) and not any(run.glob("checkpoints/step_*")):
+            raise FileNotFoundError(
+                f"the run folder {run} holds no checkpoint yet (the run stopped before its first checkpoint, "
+                "or is still at its first steps); give another with --ckpt"
+            )
+    elif not p.exists():
+        raise FileNotFoundError(
+            f"no complete checkpoint at {asked}: nothing exists there ({p.resolve()}); give a checkpoint folder, "
+            "a run folder, or 'last'"
+        )
+
+
 def _newest_intact(root: Path, broken: Path, why: str, fallback: bool = True) -> Path:
     """The newest checkpoint under ``root`` other than ``broken`` that verifies; warns about ``broken``
     (``fallback=False``: raises CheckpointError naming both instead)."""
@@ -197,9 +240,12 @@ def _newest_intact(root: Path, broken: Path, why: str, fallback: bool = True) ->
             continue
         if not fallback:
             raise CheckpointError(f"{why}. The newest intact checkpoint is {c}: pass it with --ckpt")
+        from lumina_core.errors import LuminaWarning
+
         warnings.warn(
             f"checkpoint {broken} cannot be used ({why}); falling back to {c.name}, the newest intact "
             "checkpoint",
+            LuminaWarning,
             stacklevel=3,
         )
         return c
@@ -220,8 +266,9 @@ def _fingerprint(path: Path) -> dict[str, Any]:
 def verify(ckpt: str | Path, names: tuple[str, ...] | None = None) -> None:
     """Check ``ckpt``'s files (all, or ``names``) against the sizes and SHA-256 sums in its ``meta.json``.
 
-    Raises CheckpointError naming the first damaged or missing file. Checkpoints written before sums were
-    recorded (no ``files`` in ``meta.json``) and converted checkpoints are only checked for presence."""
+    Raises CheckpointError naming the first damaged or missing file. Checkpoints without ``meta.json``, or
+    written before sums were recorded (no ``files`` in it), are only checked for presence, with a
+    :class:`~lumina_core.errors.LuminaWarning` saying they cannot be verified."""
     ckpt = Path(ckpt)
     meta_path = ckpt / META_FILE
     recorded: dict[str, Any] = {}
@@ -230,6 +277,10 @@ def verify(ckpt: str | Path, names: tuple[str, ...] | None = None) -> None:
             recorded = json.loads(meta_path.read_text()).get("files") or {}
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{meta_path} cannot be read ({exc}): the checkpoint is damaged") from exc
+        if not recorded:
+            _warn_unverified(ckpt, f"its {META_FILE} records no file sizes or checksums (an older checkpoint)")
+    else:
+        _warn_unverified(ckpt, f"it has no {META_FILE}, where each file's size and SHA-256 are recorded")
     for name in names or tuple(recorded):
         f = ckpt / name
         if not f.is_file():
@@ -246,6 +297,24 @@ def verify(ckpt: str | Path, names: tuple[str, ...] | None = None) -> None:
             )
         if _fingerprint(f)["sha256"] != want["sha256"]:
             raise CheckpointError(f"{f} is damaged: its SHA-256 differs from the one recorded when it was written")
+
+
+_WARNED_UNVERIFIED: set[str] = set()
+
+
+def _warn_unverified(ckpt: Path, why: str) -> None:
+    """Warn, once per checkpoint and process (it is read file by file), that ``ckpt`` is used unverified."""
+    from lumina_core.errors import LuminaWarning
+
+    if str(ckpt.resolve()) in _WARNED_UNVERIFIED:
+        return
+    _WARNED_UNVERIFIED.add(str(ckpt.resolve()))
+    warnings.warn(
+        f"checkpoint {ckpt} cannot be verified ({why}); it is used as it is, so damage to its files would go "
+        "unnoticed",
+        LuminaWarning,
+        stacklevel=3,
+    )
 
 
 def is_converted(path: str | Path) -> bool:

@@ -166,13 +166,16 @@ class Task:
         return_nfe: bool = False,
         init: Sequence[Tensor] | None = None,
         strength: float | None = None,
+        refuse_nonfinite: bool = True,
         **overrides: Any,
     ) -> list[Tensor] | tuple[list[Tensor], int]:
         """Samples (detached, float32, on the CPU) for ``conditions`` (or for ``shapes`` alone), generated in
         batches of ``batch_size`` (default ``eval.batch_size``) with the task's sampling settings
         (``overrides`` replace them). ``on_batch(start, samples, seed)`` is called as each batch lands.
         ``return_nfe``: also return the network evaluations per batch (a guided pair counts once).
-        ``init`` (one sample per condition) and ``strength``: image-to-image (SDEdit; see ``generate``)."""
+        ``init`` (one sample per condition) and ``strength``: image-to-image (SDEdit; see ``generate``).
+        A batch with a non-finite sample raises ValueError before ``on_batch`` sees it (``refuse_nonfinite=False``:
+        returned as it is, e.g. for training previews, where the run's non-finite checks decide)."""
         from lumina_core.sampling import generate
 
         if not self.generative:
@@ -196,10 +199,26 @@ class Task:
                 device=device, return_nfe=True, **{**settings, "seed": seed}, **extra,
             )  # fmt: skip
             batch = [x.detach().float().cpu() for x in batch]
+            if refuse_nonfinite:
+                _refuse_nonfinite_samples(self.name, start, batch)
             if on_batch is not None:
                 on_batch(start, batch, seed)
             out += batch
         return (out, nfe) if return_nfe else out
+
+
+def _refuse_nonfinite_samples(task: str, start: int, batch: list[Tensor]) -> None:
+    """ValueError when a generated sample holds a NaN or an infinity: written out it would be a black image or
+    a silent file, and it means the weights make the flow diverge, not that the input was odd."""
+    import torch
+
+    bad = [start + i for i, x in enumerate(batch) if not bool(torch.isfinite(x).all())]
+    if bad:
+        raise ValueError(
+            f"task {task!r}: {len(bad)} of the {len(batch)} samples from number {start} on came out non-finite "
+            f"(NaN or infinity; samples {bad[:5]}), so none of them is written. The weights make the flow "
+            "diverge: a LoRA scale far too large, or a diverged or damaged checkpoint"
+        )
 
 
 def build_task(config: TaskConfig) -> Task:
@@ -229,4 +248,3 @@ def build_conditioner(config: TaskConfig) -> nn.Module:
 
         enc = CachedConditioner(enc)
     return enc
-

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lumina_core.progress import first_use
+
 from .mel import MelFrontend, MelSettings
 from .tones import KINDS, ToneDataset
 
@@ -102,12 +104,15 @@ class FeatureExtractor:
         labels = torch.tensor([_label(it["meta"], self.pitches) for it in items])
         opt = torch.optim.AdamW(self.net.parameters(), lr=3e-3)
         self.net.train()
+        bar = first_use("training the FAD-style audio feature network on procedural tones", self.path.parent)
         for _ in range(s["steps"]):
             idx = torch.randint(len(items), (32,), generator=gen)
             loss = nn.functional.cross_entropy(self.net(mels[idx]), labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
+            bar.update()
+        bar.close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         torch.save(self.net.state_dict(), tmp)
@@ -139,10 +144,19 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 _EXTRACTORS: dict[tuple, FeatureExtractor] = {}
 
 
-def fad_score(generated: Sequence[Tensor], reference: Sequence[Tensor], sample_rate: int, **kwargs) -> float:
-    """Frechet distance between the embeddings of ``generated`` and ``reference`` waveforms."""
+def _extractor(**kwargs) -> FeatureExtractor:
     key = tuple(sorted(kwargs.items()))
     if key not in _EXTRACTORS:
         _EXTRACTORS[key] = FeatureExtractor(**kwargs)
-    ext = _EXTRACTORS[key]
+    return _EXTRACTORS[key]
+
+
+def embed_clips(waveforms: Sequence[Tensor], sample_rate: int, **kwargs) -> Tensor:
+    """``(N, D)`` embeddings of waveforms from the cached feature network (the FAD-style score's)."""
+    return torch.from_numpy(_extractor(**kwargs).embed(waveforms, sample_rate))
+
+
+def fad_score(generated: Sequence[Tensor], reference: Sequence[Tensor], sample_rate: int, **kwargs) -> float:
+    """Frechet distance between the embeddings of ``generated`` and ``reference`` waveforms."""
+    ext = _extractor(**kwargs)
     return frechet_distance(ext.embed(generated, sample_rate), ext.embed(reference, sample_rate))

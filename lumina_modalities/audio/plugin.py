@@ -257,13 +257,22 @@ class MelPatchPlugin(ModalityPlugin):
 
     # -- metrics -----------------------------------------------------------------------------------------
     def evaluate(self, samples: Sequence[Tensor], items: Sequence[dict], dataset: Any = None) -> dict[str, float]:
-        """The dataset's ground-truth checker (if any) plus ``fad`` (:mod:`.fad`) against the items' clips."""
+        """The dataset's ground-truth checker (if any) plus ``fad`` (:mod:`.fad`) against the items' clips and
+        the within-condition ``spread``, ``spread_real`` and ``spread_ratio`` in the same embedding
+        (:mod:`lumina_core.data.diversity`): samples of one prompt that all sound the same show a ratio
+        far below 1."""
         metrics = super().evaluate(samples, items, dataset)
         reals = [it["sample"] for it in items if isinstance(it.get("sample"), Tensor)]
         if self.use_fad and len(samples) >= 2 and len(reals) >= 2:
-            from .fad import fad_score
+            from lumina_core.data.diversity import condition_key, within_condition_spread
+
+            from .fad import embed_clips, fad_score
 
             metrics["fad"] = fad_score(samples, reals, self.sample_rate)
+            if len(reals) == len(samples):
+                keys = [condition_key(it.get("condition")) for it in items]
+                gen, real = embed_clips(samples, self.sample_rate), embed_clips(reals, self.sample_rate)
+                metrics.update(within_condition_spread(gen, real, keys))
         return metrics
 
 

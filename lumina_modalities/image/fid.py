@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lumina_core.progress import first_use
+
 FEATURE_NET_VERSION = "shapes-cnn-v2"
 NUM_FEATURES = 128
 _TRAIN_ITEMS, _EPOCHS, _BATCH, _LR = 3000, 3, 64, 3e-3
@@ -108,6 +110,7 @@ def _fit_feature_net(num_items: int, epochs: int, seed: int) -> ShapesFeatureNet
     opt = torch.optim.AdamW(net.parameters(), lr=_LR, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     net.train()
+    bar = first_use("training the FID-style feature network on procedural shapes", cache_dir())
     for _ in range(epochs):
         order = torch.randperm(num_items, generator=gen)
         for start in range(0, num_items, _BATCH):
@@ -119,6 +122,8 @@ def _fit_feature_net(num_items: int, epochs: int, seed: int) -> ShapesFeatureNet
             opt.zero_grad()
             loss.backward()
             opt.step()
+            bar.update()
+    bar.close()
     return net.eval().requires_grad_(False)
 
 
@@ -154,6 +159,15 @@ def _batch01(images: Sequence[Tensor]) -> Tensor:
         x = ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2).expand(3, -1, -1)[None]
         out.append(F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True))
     return torch.cat(out)
+
+
+@torch.no_grad()
+def embed_images(images: Sequence[Tensor], batch_size: int = 256) -> Tensor:
+    """``(N, D)`` features of images in [-1, 1] from the cached feature network (the FID-style score's)."""
+    net = feature_net()
+    return torch.cat(
+        [net.features(_batch01(images[s : s + batch_size])) for s in range(0, len(images), batch_size)]
+    )
 
 
 @torch.no_grad()

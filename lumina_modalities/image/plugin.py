@@ -25,6 +25,7 @@ from lumina_core.plugin import AdapterSpec, ModalityPlugin
 from lumina_core.registry import CODECS, MODALITIES
 from lumina_core.tokens import TokenBatch
 
+from .folder import IMAGE_EXTENSIONS
 from .patches import check_divisible, grid_positions, patchify, unpatchify
 from .preview import preview_to_tensorboard, write_image_preview
 
@@ -56,6 +57,7 @@ class ImagePlugin(ModalityPlugin):
     name = "image"
     conditions = frozenset({"text", "class", "none"})
     preview_formats = ("png",)
+    read_extensions = IMAGE_EXTENSIONS
     default_recipe = "recipes/image/shapes_tiny.yaml"
     nested_components = {"autoencoder": CODECS}
 
@@ -233,11 +235,19 @@ class ImagePlugin(ModalityPlugin):
     def evaluate(
         self, samples: Sequence[Tensor], items: Sequence[dict], dataset: Any = None
     ) -> dict[str, float]:
-        """The dataset's ground-truth checker (if any) plus ``fid`` against the items' real images."""
+        """The dataset's ground-truth checker (if any) plus ``fid`` against the items' real images and the
+        within-condition ``spread``, ``spread_real`` and ``spread_ratio``
+        (:mod:`lumina_core.data.diversity`, in the same feature space): a composition that collapses the
+        samples of one caption shows a ratio far below 1 even where the checker is satisfied."""
         metrics = super().evaluate(samples, items, dataset)
         reals = [it["sample"] for it in items if isinstance(it.get("sample"), Tensor)]
         if self.use_fid and self.channels in (1, 3) and len(samples) >= 2 and len(reals) >= 2:
-            from .fid import fid_score
+            from lumina_core.data.diversity import condition_key, within_condition_spread
+
+            from .fid import embed_images, fid_score
 
             metrics["fid"] = fid_score(samples, reals)
+            if len(reals) == len(samples):
+                keys = [condition_key(it.get("condition")) for it in items]
+                metrics.update(within_condition_spread(embed_images(samples), embed_images(reals), keys))
         return metrics

@@ -219,8 +219,8 @@ class MultiviewFolder(LuminaDataset):
     @classmethod
     def list_samples(cls, root: str, missing_caption: str = "empty") -> list:
         """Every scene under ``root`` for ``lumina data pack --modality multiview`` (``multiview_shards`` reads
-        the shards back); see :func:`.packing.scene_samples`."""
-        from .packing import scene_samples
+        the shards back); see :func:`.listing.scene_samples`."""
+        from .listing import scene_samples
 
         return scene_samples(root)
 

@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 from torch import Tensor
-from torch.utils.data import IterableDataset
 
-from lumina_core.data import ConditionParameter, LuminaDataset
+from lumina_core.data import ConditionParameter, LuminaDataset, LuminaStream
 from lumina_core.registry import DATASETS
 
 from .evaluation import score_pointclouds
@@ -283,7 +282,7 @@ class MeshFolder(_MeshItems, LuminaDataset):
 
 
 @DATASETS.register("mesh_shards")
-class MeshShards(_MeshItems, IterableDataset):
+class MeshShards(_MeshItems, LuminaStream):
     """Meshes from webdataset shards packed by ``lumina data pack``: streamed, or read by index.
 
     Each shard sample holds the mesh bytes under its extension (``obj``, ``ply``, ``stl``, ``off``), the

@@ -11,10 +11,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "tests"))
 
-import toy_plugin  # noqa: E402
 from extrapolation_media import pick_default  # noqa: E402
+from fixtures import toy_plugin  # noqa: E402
 from media_models import Loaded, generate_tokens, load, rms  # noqa: E402
 from sampling_media import cheapest_within, grid_label  # noqa: E402
 

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.toy_plugin import tiny_recipe
 from omegaconf import OmegaConf
-from toy_plugin import tiny_recipe
 
 from lumina_core.cli import commands
 from lumina_core.cli.main import main
@@ -43,7 +43,7 @@ def test_blank_prompts_are_refused_with_their_line(tmp_path, capsys):
 @pytest.fixture
 def toy_run(tmp_path):
     """A trained toy run (2 steps) and its recipe file."""
-    import toy_plugin  # noqa: F401  (registers the toy modality)
+    import fixtures.toy_plugin  # noqa: F401  (registers the toy modality)
 
     from lumina_core.training.api import train
 
@@ -77,7 +77,7 @@ def test_a_second_train_in_the_same_folder_is_one_paragraph(toy_run, capsys):
 
 
 def test_non_finite_loss_is_one_paragraph_and_exit_2(tmp_path, capsys):
-    import toy_plugin  # noqa: F401
+    import fixtures.toy_plugin  # noqa: F401
 
     recipe = tmp_path / "nan.yaml"
     OmegaConf.save(tiny_recipe(tmp_path / "run", max_steps=5, lr=1e30), recipe)
@@ -130,7 +130,7 @@ def test_docs_hold_the_generated_recipe_key_reference(capsys):
 
 
 def test_config_validate_runs_the_build_pass(tmp_path, capsys):
-    import toy_plugin  # noqa: F401
+    import fixtures.toy_plugin  # noqa: F401
 
     recipe = tmp_path / "bad.yaml"
     OmegaConf.save(tiny_recipe(tmp_path / "run", max_steps=2), recipe)

@@ -12,13 +12,17 @@ import textwrap
 import uuid
 
 import pytest
+import torch
+from fixtures.stubs import ValidationOnlyPlugin
 
 from lumina_core import CORE_API_VERSION, registry
+from lumina_core.plugin import ModalityPlugin
 from lumina_core.registry import (
     DATASETS,
     MODALITIES,
     DuplicateNameError,
     IncompatiblePluginError,
+    NonConformingError,
     PluginImportError,
     Registry,
     UnknownNameError,
@@ -71,17 +75,18 @@ def _uid(prefix: str) -> str:
 
 
 PLUGIN_SOURCE = """
+from fixtures.stubs import ValidationOnlyDataset, ValidationOnlyPlugin
 from lumina_core.registry import MODALITIES, DATASETS
 
 @MODALITIES.register("{name}")
-class Plugin:
+class Plugin(ValidationOnlyPlugin):
     name = "{name}"
     api_version = "{api}"
     def __init__(self, size=3):
         self.size = size
 
 @DATASETS.register("{name}_data")
-class Data:
+class Data(ValidationOnlyDataset):
     modality = "{name}"
 """
 
@@ -148,11 +153,42 @@ def test_incompatible_api_version_is_refused(fresh_registry_state):
         MODALITIES.register("_future_plugin")(Future)
     assert "_future_plugin" not in MODALITIES
 
-    class SameMajor:
+    class SameMajor(ValidationOnlyPlugin):
         api_version = f"{major}.7"
 
     MODALITIES.register("_same_major_plugin")(SameMajor)
     assert MODALITIES.get("_same_major_plugin") is SameMajor
+
+
+def test_registration_refuses_what_does_not_conform_to_the_base_naming_what_is_missing(fresh_registry_state):
+    """Each registry's abstract base is enforced at ``register()``: not a subclass, or a subclass that leaves
+    abstract methods, is refused with the methods named; a conforming class registers."""
+
+    class Duck:  # has some of the methods, subclasses nothing
+        def tokenize(self, samples): ...
+
+    with pytest.raises(NonConformingError) as err:
+        MODALITIES.register("_duck_plugin")(Duck)
+    msg = str(err.value)
+    assert "does not subclass lumina_core.plugin.ModalityPlugin" in msg
+    assert "lacks adapter_spec, default_shape, detokenize, sample_shape, write_preview" in msg
+    assert "_duck_plugin" not in MODALITIES
+
+    class Half(ModalityPlugin):
+        def tokenize(self, samples): ...
+
+    with pytest.raises(NonConformingError, match="does not implement adapter_spec, default_shape, detokenize"):
+        MODALITIES.register("_half_plugin")(Half)
+
+    with pytest.raises(NonConformingError, match="LuminaDataset .map-style.*LuminaStream .iterable"):
+        DATASETS.register("_plain_torch_data")(type("Plain", (torch.utils.data.Dataset,), {}))
+    with pytest.raises(NonConformingError, match="not subclass lumina_core.sampling.solvers.Solver"):
+        registry.SOLVERS.register("_lambda_solver")(lambda: 1)
+
+    class Whole(ValidationOnlyPlugin):
+        pass
+
+    assert MODALITIES.register("_whole_plugin")(Whole) is Whole and MODALITIES.conforms("_whole_plugin")
 
 
 def test_core_providers_are_imported_on_first_lookup(fresh_registry_state):
@@ -248,7 +284,8 @@ def test_broken_plugin_names_distribution_version_and_cause_and_others_work(make
     )
     source = f"""
     from lumina_core.registry import MODALITIES
-    MODALITIES.register("{bad}")(type("Half", (), {{}}))  # registered, then the import fails
+    from fixtures.stubs import ValidationOnlyPlugin
+    MODALITIES.register("{bad}")(type("Half", (ValidationOnlyPlugin,), {{}}))  # registered, then the import fails
     import lumina_missing_dependency_xyz
     """
     make_dist("fake-bad", "9.9.1", {bad: bad_mod}, {bad_mod: source})
@@ -309,8 +346,9 @@ def test_two_distributions_registering_one_name(make_dist):
     other = _uid("other")
     source_b = f"""
     from lumina_core.registry import MODALITIES
+    from fixtures.stubs import ValidationOnlyPlugin
     @MODALITIES.register("{name}")
-    class Clash:
+    class Clash(ValidationOnlyPlugin):
         pass
     """
     make_dist("fake-b", "2.0", {other: mod_b}, {mod_b: source_b})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from toy_plugin import tiny_recipe
+from fixtures.toy_plugin import tiny_recipe
 
 from lumina_core.errors import LuminaError
 from lumina_core.training import checkpoint as ckpt_io
@@ -99,7 +99,7 @@ def test_skipping_non_finite_steps_ends(tmp_path):
 CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
-import toy_plugin  # registers the toy modality
+import fixtures.toy_plugin  # registers the toy modality
 from lumina_core.cli.main import main
 raise SystemExit(main(["train", {recipe!r}] + sys.argv[1:]))
 """

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from fixtures.toy_plugin import seq_task, tiny_recipe
 from omegaconf import OmegaConf
-from toy_plugin import seq_task, tiny_recipe
 
 from lumina_core.config.buildcheck import LIGHTNING_PRECISIONS, lightning_precisions
 from lumina_core.config.validate import validate_recipe

@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 
 import pytest
+from fixtures.stubs import ValidationOnlyDataset, ValidationOnlyPlugin
 from omegaconf import OmegaConf
 
 from lumina_core.cli.main import EXIT_USER_ERROR, main
@@ -21,21 +22,16 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @MODALITIES.register("_cli_seq", override=True)
-class CliSeq:
+class CliSeq(ValidationOnlyPlugin):
     name = "_cli_seq"
     conditions = frozenset({"class", "text", "none"})
 
     def __init__(self, channels: int = 1) -> None:
         self.channels = channels
 
-    def adapter_spec(self):  # what `config validate` asks every plugin for (token width vs the trunk)
-        from lumina_core.plugin import AdapterSpec
-
-        return AdapterSpec(in_dim=self.channels, out_dim=self.channels, num_axes=1, axis_split=(1,))
-
 
 @DATASETS.register("_cli_data", override=True)
-class CliData:
+class CliData(ValidationOnlyDataset):
     modality = "_cli_seq"
 
     def __init__(self, size: int = 4, split: str = "train") -> None:
@@ -142,7 +138,7 @@ def test_unrecognized_arguments_are_argparse_errors(recipe):
 
 def test_a_bug_keeps_its_traceback(recipe, fake_api, monkeypatch):
     api = sys.modules["lumina_core.training.api"]  # the fake installed by fake_api
-    monkeypatch.setattr(api, "train", lambda cfg, resume=None, overwrite=False: {}["oops"])  # a KeyError from a bug
+    monkeypatch.setattr(api, "train", lambda cfg, resume=None, overwrite=False, allow_changes=False: {}["oops"])  # a KeyError from a bug
     with pytest.raises(KeyError):
         main(["train", str(recipe)])
 
@@ -151,7 +147,7 @@ def test_unknown_registered_name_is_a_clean_error(recipe, fake_api, monkeypatch,
     from lumina_core.registry import SOLVERS
 
     api = sys.modules["lumina_core.training.api"]
-    monkeypatch.setattr(api, "train", lambda cfg, resume=None, overwrite=False: SOLVERS.get("eulr"))
+    monkeypatch.setattr(api, "train", lambda cfg, resume=None, overwrite=False, allow_changes=False: SOLVERS.get("eulr"))
     assert main(["train", str(recipe)]) == EXIT_USER_ERROR
     assert "unknown solver 'eulr'" in capsys.readouterr().err
 
@@ -167,8 +163,9 @@ def fake_api(monkeypatch):
     calls: dict[str, tuple] = {}
     api = types.ModuleType("lumina_core.training.api")
 
-    def train(cfg, resume=None, overwrite=False):
+    def train(cfg, resume=None, overwrite=False, allow_changes=False):
         calls["train"] = (cfg, resume)
+        calls["allow_changes"] = allow_changes
         return Path("runs/cli")
 
     def sample(cfg, checkpoint, conditions, num, out_dir, task=None, on_file=None):
@@ -190,7 +187,9 @@ def fake_api(monkeypatch):
 def test_train_passes_validated_recipe_and_resume(recipe, fake_api, capsys):
     assert main(["train", str(recipe), "train.max_steps=7", "--resume", "last"]) == 0
     cfg, resume = fake_api["train"]
-    assert cfg.train.max_steps == 7 and resume == "last"
+    assert cfg.train.max_steps == 7 and resume == "last" and fake_api["allow_changes"] is False
+    assert main(["train", str(recipe), "--resume", "last", "--allow-changes"]) == 0
+    assert fake_api["allow_changes"] is True
     out = capsys.readouterr().out
     assert "runs/cli" in out and "seq (_cli_seq on _cli_data" in out
 
@@ -320,9 +319,10 @@ def test_plugins_list_shows_entry_points_and_broken_plugins(fake_plugins_only, c
         "cligood",
         "cli_good_mod",
         """
+        from fixtures.stubs import ValidationOnlyPlugin
         from lumina_core.registry import MODALITIES
         @MODALITIES.register("cligood")
-        class P:
+        class P(ValidationOnlyPlugin):
             pass
     """,
     )

@@ -13,83 +13,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+from fixtures.text_encoders import CORPUS, word_tokenizer  # noqa: E402  (tiny_gemma, tiny_bert: fixtures)
+
 from lumina_core.conditioning import CachedConditioner, HFTextConditioner  # noqa: E402
 from lumina_core.registry import CONDITIONERS  # noqa: E402
-
-CORPUS = [
-    "a red circle at the top left",
-    "a blue square on the right",
-    "a green triangle in the middle",
-    "two small yellow stars below a big purple heart",
-]
-
-
-def _word_tokenizer(bos: bool, cls_sep: bool = False):
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "[CLS]", "[SEP]"]
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(CORPUS, trainers.WordLevelTrainer(special_tokens=specials))
-    if bos:
-        tok.post_processor = processors.TemplateProcessing(
-            single="<bos> $A", special_tokens=[("<bos>", tok.token_to_id("<bos>"))]
-        )
-    if cls_sep:
-        tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]",
-            special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
-        )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny_gemma(tmp_path_factory):
-    from transformers import GemmaConfig, GemmaForCausalLM
-
-    path = tmp_path_factory.mktemp("tiny_gemma")
-    tok = _word_tokenizer(bos=True)
-    cfg = GemmaConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    torch.manual_seed(0)
-    model = GemmaForCausalLM(cfg).eval()
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path, tok, model
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    from transformers import BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("tiny_bert")
-    tok = _word_tokenizer(bos=False, cls_sep=True)
-    cfg = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=24,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = BertModel(cfg).eval()
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path, tok, model
 
 
 def _reference_hidden(model, tok, texts, layer, padding_side="right", max_length=256):
@@ -197,7 +124,7 @@ def test_copies_reload_lazily(tiny_gemma):
 
 def test_caption_with_no_tokens_becomes_one_zero_token(tiny_bert, tmp_path):
     _, _, model = tiny_bert
-    bare = _word_tokenizer(bos=False)  # no special tokens: "" tokenizes to nothing
+    bare = word_tokenizer(bos=False)  # no special tokens: "" tokenizes to nothing
     model.save_pretrained(tmp_path)
     bare.save_pretrained(tmp_path)
     cond = HFTextConditioner(str(tmp_path))

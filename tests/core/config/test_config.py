@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from fixtures.stubs import ValidationOnlyDataset, ValidationOnlyPlugin
 from omegaconf import DictConfig
 
 from lumina_core.config import RecipeError, load_recipe, recipe_header_command, validate_recipe
@@ -12,7 +13,7 @@ from lumina_core.registry import DATASETS, MODALITIES
 
 
 @MODALITIES.register("_cfg_seq", override=True)
-class CfgSeqPlugin:
+class CfgSeqPlugin(ValidationOnlyPlugin):
     name = "_cfg_seq"
     conditions = frozenset({"class", "none"})
 
@@ -21,7 +22,7 @@ class CfgSeqPlugin:
 
 
 @MODALITIES.register("_cfg_textonly", override=True)
-class CfgTextOnly:
+class CfgTextOnly(ValidationOnlyPlugin):
     name = "_cfg_textonly"
     conditions = frozenset({"text"})
 
@@ -30,8 +31,9 @@ class CfgTextOnly:
 
 
 @DATASETS.register("_cfg_waves", override=True)
-class CfgWaves:
+class CfgWaves(ValidationOnlyDataset):
     modality = "_cfg_seq"
+    condition_kind = "class"
 
     def __init__(self, size: int = 8, num_classes: int = 3, seed: int = 0, split: str = "train") -> None:
         self.size = size
@@ -249,3 +251,17 @@ def test_params_for_a_component_without_a_constructor_are_reported(tmp_path):
     text = GOOD.replace("grid: {name: shift, params: {s: 4}}", "grid: {name: uniform, params: {s: 0.5}}")
     with pytest.raises(RecipeError, match=r"sampling\.grid\.params\.s: time grid 'uniform' does not take"):
         load_recipe(write(tmp_path, text))
+
+
+def test_a_mapping_override_merges_but_another_component_replaces_the_node(tmp_path):
+    """``encoder={name: class, ...}`` over a MiniLM encoder must not inherit ``max_length`` (it failed with
+    'conditioner class does not take max_length'); the same component's mapping still merges."""
+    path = write(tmp_path, GOOD.replace("{name: class, params: {num_classes: 3, dim: 64}}",
+                                        "{name: class, params: {num_classes: 3, dim: 64, init_std: 0.5}}"))
+    same = load_recipe(path, ["tasks.0.conditioning.encoder={name: class, params: {num_classes: 3}}"])
+    assert dict(same.tasks[0].conditioning.encoder.params) == {"num_classes": 3, "dim": 64, "init_std": 0.5}
+    other = load_recipe(path, ["tasks.0.conditioning.encoder={name: none}"])
+    assert other.tasks[0].conditioning.encoder.name == "none" and not other.tasks[0].conditioning.encoder.params
+    merged = load_recipe(path, ["train={lr: 0.01}"])
+    assert merged.train.lr == 0.01 and merged.train.max_steps == 20
+

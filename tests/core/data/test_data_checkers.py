@@ -87,3 +87,17 @@ def test_score_against_captions_chance_is_the_next_items_truth():
     assert score_against_captions(["a"], truths[:1], check, _aggregate) == ({"acc": 1.0}, [{"acc": 1.0}])
     with pytest.raises(ValueError, match="as many samples as items"):
         score_against_captions([], [], check, _aggregate)
+
+
+def test_score_against_captions_reports_a_constant_chance_key_once():
+    """A plugin whose aggregate also returns its class-count chance level gets no ``chance_shuffled``."""
+
+    def with_chance(checks):
+        return {**_aggregate(checks), "chance": 0.25}
+
+    truths = [{"want": w} for w in ("a", "b")]
+    scores, verdicts = score_against_captions(
+        ["a", "x"], truths, lambda s, t: {"ok": s == t["want"]}, with_chance
+    )
+    assert scores == {"acc": 0.5, "chance": 0.25, "acc_shuffled": 0.0}
+    assert verdicts == [{"acc": 1.0, "chance": 0.25}, {"acc": 0.0, "chance": 0.25}]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lumina_core.data import collate_items
+from lumina_core.data import collate_items, robust
 from lumina_core.data.robust import CorruptSampleError, SkipCorrupt, SkipCorruptIterable
 
 BAD = {2, 7}
@@ -36,7 +36,9 @@ class Flaky(Dataset):
         return {"n": float(len(samples))}
 
 
-def test_skip_corrupt_drops_counts_and_names(caplog):
+def test_skip_corrupt_drops_counts_and_names(caplog, monkeypatch):
+    # each unreadable sample is logged once per process: start from none logged, whatever ran before
+    monkeypatch.setattr(robust, "_LOGGED", set())
     ds = SkipCorrupt(Flaky(), substitute=False)
     with caplog.at_level(logging.WARNING, logger="lumina.data"):
         batches = list(DataLoader(ds, batch_size=4, collate_fn=collate_items))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
-from lumina_core.data import LuminaDataset, build_dataset, collate_items
+from lumina_core.data import LuminaDataset, LuminaStream, build_dataset, collate_items
 from lumina_core.data.robust import CorruptSampleError, SkipCorrupt, SkipStats, corrupt_on, skip_report
 from lumina_core.registry import DATASETS
 
@@ -45,7 +45,7 @@ class _OwnLoop(_Files):
         self.stats = SkipStats()
 
 
-class _Stream(IterableDataset):
+class _Stream(LuminaStream):
     modality = "test"
     condition_kind = "none"
 

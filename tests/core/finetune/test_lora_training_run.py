@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from toy_plugin import tiny_recipe
+from fixtures.toy_plugin import tiny_recipe
 
 from lumina_core.training import checkpoint as ckpt_io
 from lumina_core.training.api import load_run, train

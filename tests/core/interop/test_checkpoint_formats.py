@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from toy_plugin import seq_task, tiny_recipe
+from fixtures.toy_plugin import seq_task, tiny_recipe
 
 from lumina_core.cli.main import main
 from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint

@@ -197,7 +197,7 @@ def test_factor_per_axis_must_match_the_axes():
 
 # -- from a recipe to generation ---------------------------------------------------------------------------
 def test_recipe_context_drop_reaches_generation(tmp_path, monkeypatch):
-    from toy_plugin import seq_task, tiny_recipe
+    from fixtures.toy_plugin import seq_task, tiny_recipe
 
     from lumina_core.sampling import generate
     from lumina_core.training.build import build_run

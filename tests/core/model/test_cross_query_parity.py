@@ -12,7 +12,7 @@ from lumina_modalities.image.interop import from_diffusers, to_diffusers_state_d
 diffusers = pytest.importorskip("diffusers")
 from diffusers import LuminaNextDiT2DModel  # noqa: E402
 from diffusers.models.embeddings import get_2d_rotary_pos_embed_lumina  # noqa: E402
-from test_interop import random_diffusers  # noqa: E402  (tests/modalities/image is on the path: conftest.py)
+from fixtures.diffusers_models import random_diffusers  # noqa: E402
 
 SAMPLE = 8
 

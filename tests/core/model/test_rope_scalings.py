@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from toy_plugin import seq_task
+from fixtures.toy_plugin import seq_task
 
 from lumina_core.config.validate import validate_recipe
 from lumina_core.model import LuminaModel, NextDiTConfig

@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from toy_plugin import OracleModel, SeqPlugin
+from fixtures.toy_plugin import OracleModel, SeqPlugin
 
 from lumina_core.model import LuminaModel, NextDiTConfig
 from lumina_core.registry import MODALITIES

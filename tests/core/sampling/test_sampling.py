@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from toy_plugin import OracleModel, SeqPlugin
+from fixtures.toy_plugin import OracleModel, SeqPlugin
 
 from lumina_core.registry import CONDITIONERS
 from lumina_core.sampling import cfg_combine, channel_mask, generate, token_noise

@@ -45,9 +45,10 @@ def test_layout_and_pyproject(tmp_path):
         compile(path.read_text(), str(path), "exec")  # valid Python after substitution
 
 
-def test_generated_code_passes_ruff_with_the_project_settings(tmp_path):
+@pytest.mark.parametrize("condition", ["class", "text"])
+def test_generated_code_passes_ruff_with_the_project_settings(tmp_path, condition):
     pytest.importorskip("ruff")
-    root = create_plugin("sea_waves", tmp_path)
+    root = create_plugin("sea_waves", tmp_path, condition=condition)
     generated = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["ruff"]
     ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]
     isort = generated["lint"].pop("isort")
@@ -68,23 +69,35 @@ def test_generated_code_passes_ruff_with_the_project_settings(tmp_path):
 def test_bad_names_are_refused(tmp_path, bad):
     with pytest.raises(ValueError, match="lowercase identifier"):
         create_plugin(bad, tmp_path)
+    with pytest.raises(ValueError, match="condition must be one of 'class', 'text'; got 'audio'"):
+        create_plugin("waves", tmp_path, condition="audio")
 
 
-def test_generated_conformance_tests_pass_in_process(tmp_path, monkeypatch):
+def test_text_plugin_layout_names_its_captioned_dataset(tmp_path):
+    root = create_plugin("sea_waves", tmp_path, condition="text")
+    assert 'conditions = frozenset({"text", "none"})' in (root / "lumina_sea_waves" / "plugin.py").read_text()
+    recipe = (root / "recipes" / "sea_waves" / "tiny.yaml").read_text()
+    assert "name: sea_waves_captioned" in recipe and "name: minilm" in recipe
+    assert "`sea_waves_captioned`" in (root / "README.md").read_text()
+
+
+@pytest.mark.parametrize("condition", ["class", "text"])
+def test_generated_conformance_tests_pass_in_process(tmp_path, monkeypatch, condition):
     """Quick loop: import the generated test module and run each of its tests (the slow test below runs
-    the same file under pytest in a fresh process, found through a real entry point)."""
+    the same file under pytest in a fresh process, found through a real entry point); a text-conditioned
+    plugin's checker is tested there against ground truth, shuffled captions and noise."""
     import importlib.util
     import inspect
 
-    name = "quickwaves"
-    root = create_plugin(name, tmp_path)
+    name = f"quick{condition}"  # one package per variant: each registers its own names
+    root = create_plugin(name, tmp_path, condition=condition)
     monkeypatch.syspath_prepend(str(root))
     spec = importlib.util.spec_from_file_location(
-        "generated_quickwaves_test", root / "tests" / "test_quickwaves_conformance.py"
+        f"generated_{name}_test", root / "tests" / f"test_{name}_conformance.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    suite = module.TestQuickwavesConformance()
+    suite = getattr(module, f"Test{name.capitalize()}Conformance")()
     ran = []
     for attr in dir(suite):
         if attr.startswith("test_"):
@@ -94,8 +107,10 @@ def test_generated_conformance_tests_pass_in_process(tmp_path, monkeypatch):
             )
             method(**kwargs)
             ran.append(attr)
-    module.test_recipe_is_valid()
-    module.test_checker_recognises_ground_truth()
+    module_tests = [f for n, f in vars(module).items() if n.startswith("test_") and callable(f)]
+    for test in module_tests:
+        test()
+    assert len(module_tests) == (3 if condition == "class" else 4)
     assert {
         "test_round_trip",
         "test_padding_invariance",

@@ -13,8 +13,8 @@ os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="lumina-test-mpl-"
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """``(cfg, run_dir)`` of the tiny two-task run of :mod:`serve_run`, trained for 2 steps."""
-    from serve_run import train_tiny
+    """``(cfg, run_dir)`` of the tiny two-task run of :mod:`fixtures.serve_run`, trained for 2 steps."""
+    from fixtures.serve_run import train_tiny
 
     root = tmp_path_factory.mktemp("serve")
     os.environ.setdefault("LUMINA_CACHE_DIR", str(root / "cache"))

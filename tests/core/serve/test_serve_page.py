@@ -30,6 +30,9 @@ BROWSER_ARGS = [
 ]  # fmt: skip
 
 
+_SESSIONS: list = []  # the session behind the page, for tests that slow its model down
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -44,11 +47,13 @@ def page_url(tiny_run, tmp_path_factory):
     cfg, _ = tiny_run
     session = ServeSession(cfg, "last", out_dir=tmp_path_factory.mktemp("page"))
     port = _free_port()
+    _SESSIONS.append(session)
     blocks = launch(session, host="127.0.0.1", port=port, block=False)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
         blocks.close()
+        session.close()
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +70,14 @@ def browser(tmp_path_factory):
 
 
 def _status_contains(page, text: str) -> None:
-    page.wait_for_function(
-        "t => (document.querySelector('#lumina-status') || {}).innerText.includes(t)",
-        arg=text,
-        timeout=60_000,
-    )
+    try:
+        page.wait_for_function(
+            "t => (document.querySelector('#lumina-status') || {}).innerText.includes(t)",
+            arg=text,
+            timeout=60_000,
+        )
+    except sync_api.TimeoutError:
+        pytest.fail(f"the status line never said {text!r}; it says {page.inner_text('#lumina-status')!r}")
 
 
 def _local_page(browser, url: str):
@@ -131,3 +139,43 @@ def test_point_cloud_task_shows_a_3d_viewer(page_url, browser):
     assert page.locator("#lumina-model3d-1").is_hidden()  # one sample, one viewer
     page.wait_for_timeout(1000)  # let the viewer load what it needs
     assert outside == [], f"the 3-D viewer fetched from outside the machine: {outside}"
+
+
+def test_limits_are_shown_a_huge_shape_is_refused_and_cancel_stops_a_running_request(page_url, browser):
+    """Issue 27: a request of shape 3, 1024, 1024 held the page for 12 minutes with no way to stop it."""
+    import threading
+
+    page, outside = _local_page(browser, page_url)
+    page.wait_for_selector("#lumina-generate", timeout=60_000)
+    limits = page.inner_text("#lumina-task-info")
+    assert "up to 4 samples, 100 steps, 256 tokens per sample (trained on 64)" in limits
+    page.fill("#lumina-prompt textarea", "a red circle")
+    page.fill("#lumina-shape textarea", "3, 1024, 1024")
+    page.click("#lumina-generate")
+    _status_contains(page, "too large for this page: that shape is 262144 tokens per sample, the limit is")
+
+    session = _SESSIONS[-1]
+    model = session._parts.model
+    real_velocity, inside, release = model.velocity, threading.Event(), threading.Event()
+
+    def slow_velocity(*args, **kwargs):
+        inside.set()
+        release.wait(10)  # bounded: at most 10 s per evaluation
+        return real_velocity(*args, **kwargs)
+
+    model.velocity = slow_velocity
+    try:
+        page.fill("#lumina-shape textarea", "")
+        page.click("#lumina-generate")
+        assert inside.wait(60)
+        _status_contains(page, "generating: ")
+        page.click("#lumina-cancel")
+        release.set()
+        _status_contains(page, "cancelled on the page")
+        assert page.inner_text("#lumina-status").startswith("Error:")
+    finally:
+        release.set()
+        del model.velocity  # the class's own method again
+    page.click("#lumina-generate")
+    _status_contains(page, "1 sample(s) of shape (3, 16, 16)")
+    assert outside == []

@@ -62,8 +62,16 @@ def test_same_seed_same_result_other_seed_other_result(session):
         ("shapes", "a cat", {"shape": "3 by 16"}, "positive integers separated by commas"),
         ("shapes", "a cat", {"shape": "3, 15, 16"}, "multiples of 2"),
         ("shapes", "a cat", {"solver": "eulr"}, "unknown solver 'eulr'"),
-        ("shapes", "a cat", {"num": 0}, "must be 1 to 4"),
-        ("shapes", "a cat", {"steps": 0}, "steps must be at least 1"),
+        ("shapes", "a cat", {"num": 0}, "number of samples must be a whole number from 1 to 4"),
+        ("shapes", "a cat", {"steps": 0}, "steps must be a whole number from 1 to 100"),
+        # values a client can send past the page's sliders: each one line, no traceback (issue 27)
+        ("shapes", "a cat", {"steps": 1000}, "from 1 to 100 (the page's limit, --max-steps); got 1000"),
+        ("shapes", "a cat", {"steps": 2.5}, "steps must be a whole number"),
+        ("shapes", "a cat", {"num": 99}, "number of samples must be a whole number from 1 to 4"),
+        ("shapes", "a cat", {"seed": "abc"}, "the seed must be a whole number"),
+        ("shapes", "a cat", {"cfg_scale": "nan"}, "the guidance scale must be a number"),
+        ("shapes", "x" * 1001, {}, "the page takes up to 1000"),
+        ("shapes", "a cat", {"shape": "3, " + "9" * 4000 + ", 2"}, "the shape is 4006 characters"),
         ("video", "a cat", {}, "unknown task 'video'; this recipe's tasks: shapes, clouds"),
     ],
 )
@@ -135,11 +143,15 @@ def test_parse_shape():
     assert parse_shape("  ") is None
     with pytest.raises(ValueError, match="got '3, -1'"):
         parse_shape("3, -1")
+    with pytest.raises(ValueError, match=r"each at most 1000000"):  # never a 10**80-token estimate
+        parse_shape("3, " + "9" * 80 + ", 2")
+    with pytest.raises(ValueError, match="the shape is 5000 characters"):
+        parse_shape("3" * 5000)
 
 
 def test_cli_refuses_a_bad_port_before_loading_anything(tmp_path, capsys):
+    from fixtures.serve_run import tiny_recipe
     from omegaconf import OmegaConf
-    from serve_run import tiny_recipe
 
     from lumina_core.cli.main import EXIT_USER_ERROR, main
 

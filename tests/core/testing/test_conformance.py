@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.toy_plugin import SeqPlugin
 from torch import Tensor
-from toy_plugin import SeqPlugin
 
+from lumina_core.data import LuminaDataset
 from lumina_core.plugin import AdapterSpec
 from lumina_core.registry import DATASETS, MODALITIES
 from lumina_core.testing import PluginConformance
 
 
 class WavePlugin(SeqPlugin):
-    """The test-suite's 1-D signal plugin (tests/toy_plugin.py: a (C, N) signal -> N/p tokens of width C p,
+    """The test-suite's 1-D signal plugin (tests/fixtures/toy_plugin.py: a (C, N) signal -> N/p tokens of width C p,
     one position axis), registered under its own name and accepting text conditions too."""
 
     name = "_conf_wave"
@@ -34,7 +35,7 @@ MODALITIES.register("_conf_wave", override=True)(WavePlugin)
 
 
 @DATASETS.register("_conf_waves", override=True)
-class WaveDataset:
+class WaveDataset(LuminaDataset):
     """Sine waves: class k has frequency k + 1 cycles per sample; caption says so."""
 
     modality = "_conf_wave"
@@ -148,7 +149,7 @@ class BadData(WavePlugin):
 
 
 @DATASETS.register("_conf_no_split", override=True)
-class NoSplitWaves:
+class NoSplitWaves(LuminaDataset):
     """The scaffold's old bug: a constructor without ``split``, which the trainer always passes."""
 
     modality = "_conf_no_split_data"

@@ -7,14 +7,11 @@ tests check the cause deterministically: after ``train`` returns, no process gro
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_training_curves' toy recipe
-
-from lumina_core.training.ranks import close_process_group  # noqa: E402
+from lumina_core.training.ranks import close_process_group
 
 
 def _open_group(tmp_path: Path) -> None:
@@ -34,7 +31,7 @@ def test_close_process_group_destroys_the_group_and_is_a_no_op_without_one(tmp_p
 
 def test_train_leaves_no_process_group_open(tmp_path, monkeypatch):
     monkeypatch.setenv("LUMINA_CACHE_DIR", str(tmp_path / "cache"))
-    from test_training_curves import _recipe
+    from fixtures.toy_plugin import two_task_recipe as _recipe
 
     from lumina_core.training.api import train
 

@@ -16,7 +16,7 @@ import json
 import math
 
 import pytest
-from toy_plugin import BumpDataset, seq_task, tiny_recipe
+from fixtures.toy_plugin import BumpDataset, seq_task, tiny_recipe
 
 from lumina_core.data.checkers import mean_verdict
 from lumina_core.registry import DATASETS

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from toy_plugin import seq_task, tiny_recipe
+from fixtures.toy_plugin import seq_task, tiny_recipe
 
 from lumina_core.training import checkpoint as ckpt_io
 from lumina_core.training.api import train
 
-TESTS = Path(__file__).resolve().parents[2]  # tests/ (toy_plugin)
+TESTS = Path(__file__).resolve().parents[2]  # tests/ (the fixtures package)
 
 
 def _same_checkpoint(a: Path, b: Path) -> None:
@@ -48,7 +48,7 @@ def test_n_steps_plus_resume_equals_2n_steps_bitwise(tmp_path):
 CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
-from toy_plugin import tiny_recipe
+from fixtures.toy_plugin import tiny_recipe
 from lumina_core.training.api import train
 train(tiny_recipe({out!r}, max_steps=100000, ckpt_every=1, log_every=1000, preview_every=0))
 """

@@ -4,7 +4,7 @@ task's final layer predicts ``2 * in_dim`` values per token; training and genera
 from __future__ import annotations
 
 import torch
-from toy_plugin import seq_task, tiny_recipe
+from fixtures.toy_plugin import seq_task, tiny_recipe
 
 from lumina_core.config.validate import validate_recipe
 from lumina_core.plugin import AdapterSpec

@@ -4,40 +4,17 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 # matplotlib reads its configuration and writes its font cache under ~ unless told otherwise
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="lumina-test-mpl-"))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the procedural toy plugin
+from fixtures.toy_plugin import two_task_recipe as _recipe
 
-from lumina_core.training.curves import moving_average, read_losses, write_curves  # noqa: E402
-
-
-def _recipe(run_dir: Path, steps: int):
-    import toy_plugin  # noqa: F401  (registers _test_seq / _test_bumps)
-
-    task = {
-        "modality": {"name": "_test_seq", "params": {"channels": 2, "patch": 2, "length": 8}},
-        "data": {"name": "_test_bumps", "params": {"size": 16, "lengths": [8]}, "batch_size": 4},
-        "conditioning": {"encoder": {"name": "class", "params": {"num_classes": 4, "dim": 16}}},
-    }
-    return OmegaConf.create(
-        {
-            "run": {"name": "curves", "output_dir": str(run_dir), "device": "cpu", "seed": 0},
-            "model": {"dim": 16, "n_layers": 1, "n_heads": 2, "n_kv_heads": 1, "multiple_of": 16},
-            "tasks": [{"name": "near", **task}, {"name": "far", **task, "loss_weight": 0.5}],
-            "train": {
-                "max_steps": steps, "lr": 1e-3, "warmup_steps": 1, "log_every": 1, "ckpt_every": 3,
-                "preview_every": 0, "threads": 1,
-            },
-        }
-    )  # fmt: skip
+from lumina_core.training.curves import moving_average, read_losses, write_curves
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -26,9 +26,9 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from test_conditioning_hf import CORPUS, tiny_gemma  # noqa: E402, F401  (module fixture: a tiny Gemma folder)
-from test_interop import random_diffusers  # noqa: E402
-from test_released_sampling import IMAGE, read_png, tiny_autoencoder  # noqa: E402
+from fixtures.diffusers_models import random_diffusers  # noqa: E402
+from fixtures.images import IMAGE, read_png, tiny_autoencoder  # noqa: E402
+from fixtures.text_encoders import CORPUS  # noqa: E402  (tiny_gemma: a fixture)
 
 from lumina_core.cli.main import main  # noqa: E402
 from lumina_core.config import recipe_header_command  # noqa: E402
@@ -59,7 +59,7 @@ def write_folder(root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_gemma):  # noqa: F811
+def world(tmp_path_factory, tiny_gemma):
     root = tmp_path_factory.mktemp("finetune")
     random_diffusers(seed=0, cross_attention_dim=32).save_pretrained(root / "dit")  # Gemma's width: 32
     tiny_autoencoder(root / "vae")

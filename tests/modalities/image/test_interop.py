@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -21,29 +19,7 @@ from lumina_modalities.image.interop import (
 
 diffusers = pytest.importorskip("diffusers")
 from diffusers import LuminaNextDiT2DModel  # noqa: E402
-from diffusers.models.embeddings import get_2d_rotary_pos_embed_lumina  # noqa: E402
-
-SAMPLE = 8  # training latent size: 4 x 4 patches of 2
-
-
-def random_diffusers(seed: int = 0, tie_query: bool = True, **kw) -> LuminaNextDiT2DModel:
-    """A tiny diffusers model with random values in every parameter (its init zeroes gates and outputs);
-    the duplicated query projection of attn2 is tied to attn1's, as in every released checkpoint, unless
-    ``tie_query`` is False (a model fine-tuned in diffusers)."""
-    torch.manual_seed(seed)
-    args = dict(sample_size=SAMPLE, patch_size=2, in_channels=4, hidden_size=64, num_layers=2,
-                num_attention_heads=4, num_kv_heads=2, cross_attention_dim=24)
-    args.update(kw)
-    model = LuminaNextDiT2DModel(**args).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-        for layer in model.layers if tie_query else ():
-            layer.attn2.to_q.weight.copy_(layer.attn1.to_q.weight)
-            if layer.attn1.norm_q is not None:
-                layer.attn2.norm_q.weight.copy_(layer.attn1.norm_q.weight)
-                layer.attn2.norm_q.bias.copy_(layer.attn1.norm_q.bias)
-    return model
+from fixtures.diffusers_models import SAMPLE, diffusers_forward, random_diffusers  # noqa: E402
 
 
 def inputs(h=12, w=8, seed=1):
@@ -52,17 +28,6 @@ def inputs(h=12, w=8, seed=1):
     y = torch.randn(2, 5, 24, generator=g)
     ymask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     return x, y, ymask
-
-
-def diffusers_forward(model, x, t, y, ymask, t_switch=1.0, proportional=True):
-    """What diffusers' Lumina pipeline feeds its transformer at flow time t (same t for the batch)."""
-    head_dim = model.config.hidden_size // model.config.num_attention_heads
-    image_size = model.config.sample_size * 8
-    scale = math.sqrt((x.shape[2] * 8) * (x.shape[3] * 8) / image_size**2)
-    linear, ntk = (scale, 1.0) if float(t[0]) < t_switch else (1.0, scale)
-    emb = get_2d_rotary_pos_embed_lumina(head_dim, 384, 384, linear_factor=linear, ntk_factor=ntk)
-    kwargs = {"base_sequence_length": (image_size // 16) ** 2} if proportional else {}
-    return model(x, t, y, ymask, emb, cross_attention_kwargs=kwargs, return_dict=False)[0]
 
 
 @pytest.mark.parametrize("t_value", [0.15, 0.7])

@@ -25,8 +25,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from test_conditioning_hf import tiny_gemma  # noqa: E402, F401  (module fixture: a random tiny Gemma folder)
-from test_interop import diffusers_forward, random_diffusers  # noqa: E402
+from fixtures.diffusers_models import diffusers_forward, random_diffusers  # noqa: E402
+from fixtures.images import IMAGE, SCALE, read_png, tiny_autoencoder  # noqa: E402
 
 from lumina_core.cli.main import main  # noqa: E402
 from lumina_core.config import load_recipe, recipe_header_command  # noqa: E402
@@ -36,24 +36,10 @@ ROOT = Path(__file__).resolve().parents[3]
 RECIPE = ROOT / "recipes" / "image" / "lumina_next_2b.yaml"
 HEADER = shlex.split(recipe_header_command(RECIPE) or "")
 PROMPT = HEADER[HEADER.index("--prompt") + 1]  # the recipe's own example prompt
-IMAGE = 16  # pixels: an 8 x 8 latent (autoencoder factor 2), 4 x 4 patches = diffusers' sample_size 8
-SCALE = 0.13025  # the SDXL latent scale the recipe uses
-
-
-def tiny_autoencoder(path: Path) -> None:
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=4, sample_size=IMAGE, scaling_factor=SCALE,
-    )  # fmt: skip
-    vae.save_pretrained(path)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_gemma):  # noqa: F811
+def world(tmp_path_factory, tiny_gemma):
     """Local folders of what a user brings: diffusers and released DiT weights, VAE, Gemma."""
     root = tmp_path_factory.mktemp("released")
     gemma_path = tiny_gemma[0]
@@ -91,13 +77,6 @@ def header_sample_command(ckpt: Path, out: Path, ov: list[str]) -> list[str]:
     words = [str(ckpt) if w == "<converted-checkpoint>" else w for w in words[1:]]
     words[1] = str(RECIPE)
     return [*words[:2], *ov, *words[2:], "--num", "1", "--out", str(out)]
-
-
-def read_png(path: Path) -> torch.Tensor:
-    import numpy as np
-    from PIL import Image
-
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).to(torch.int16)
 
 
 def reference_png(world, cfg_scale: float, steps: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ from lumina_core.cli.main import main
 from lumina_core.data import build_dataset
 from lumina_modalities.multiview import MultiviewFolder, MultiviewScenes
 from lumina_modalities.multiview.datasets import write_scene_folder
-from lumina_modalities.multiview.packing import list_scenes
+from lumina_modalities.multiview.listing import list_scenes
 
 
 @pytest.fixture(autouse=True)

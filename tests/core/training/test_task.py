@@ -1,0 +1,93 @@
+"""The Task: what a built recipe task says about itself, its datasets and evaluation splits, its sampling
+settings, one training loss and one generate loop (on the toy 1-D plugin and a real trunk)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from fixtures.toy_plugin import seq_task, tiny_recipe
+
+from lumina_core.training.build import build_run
+
+
+def _run(tmp_path, *tasks: dict):
+    return build_run(tiny_recipe(tmp_path, list(tasks) or None))
+
+
+def test_facts_come_from_the_typed_recipe_and_the_built_parts(tmp_path):
+    task_cfg = {**seq_task("a"), "loss_weight": 0.5, "draw_weight": 3.0}
+    parts = _run(tmp_path, task_cfg, seq_task("b", conditioned=False))
+    a, b = parts.tasks["a"], parts.tasks["b"]
+    assert (a.name, a.loss_weight, a.draw_weight, a.batch_size) == ("a", 0.5, 3.0, 6)
+    assert a.generative and a.context_dim == 16 and b.context_dim is None
+    assert repr(a) == f"Task('a', modality='_test_seq', conditioner={a.conditioner!r})"
+
+
+def test_datasets_per_split_and_condition_kind_refusal(tmp_path):
+    parts = _run(tmp_path, seq_task("a"), {**seq_task("b", conditioned=False), "name": "b"})
+    train, val = parts.tasks["a"].dataset("train"), parts.tasks["a"].dataset("val")
+    assert len(train) == 24 and train.split == "train" and val.split == "val"
+    assert not torch.equal(train[0]["sample"], val[0]["sample"])  # another stream for held-out items
+    mismatched = _run(
+        tmp_path, {**seq_task("c", conditioned=False), "conditioning": seq_task()["conditioning"]}
+    )
+    with pytest.raises(ValueError, match="task 'c'"):
+        mismatched.tasks["c"].dataset("train", check_condition_kind=True)
+
+
+def test_eval_splits_plain_and_swept(tmp_path):
+    plain = _run(tmp_path).tasks["seq"]
+    assert [suffix for suffix, _ in plain.eval_splits()] == [""]
+    swept = _run(tmp_path, {**seq_task(), "eval": {"sweep": {"size": [4, 8]}}}).tasks["seq"]
+    assert [(suffix, len(ds)) for suffix, ds in swept.eval_splits()] == [("@size=4", 4), ("@size=8", 8)]
+    two = _run(tmp_path, {**seq_task(), "eval": {"sweep": {"size": [4], "seed": [1]}}}).tasks["seq"]
+    with pytest.raises(ValueError, match="one dataset parameter"):
+        list(two.eval_splits())
+
+
+def test_sampling_settings_take_overrides_and_refuse_unknown_ones(tmp_path):
+    task = _run(tmp_path).tasks["seq"]
+    settings = task.sampling_settings(steps=7, cfg_scale=None)
+    assert settings["steps"] == 7 and settings["cfg_scale"] == float(task.config.sampling.cfg_scale)
+    assert settings["solver"]["name"] == "euler"
+    with pytest.raises(ValueError, match=r"unknown sampling settings \['stepz'\]"):
+        task.sampling_settings(stepz=3)
+
+
+def test_loss_is_a_scalar_fixed_by_the_generator(tmp_path):
+    parts = _run(tmp_path)
+    task = parts.tasks["seq"]
+    data = task.dataset("train")
+    items = [data[i] for i in range(4)]
+    batch = {"samples": [it["sample"] for it in items], "conditions": [it["condition"] for it in items],
+             "meta": [it["meta"] for it in items]}  # fmt: skip
+    first = task.loss(parts.model, batch, torch.Generator().manual_seed(3))
+    again = task.loss(parts.model, batch, torch.Generator().manual_seed(3))
+    other = task.loss(parts.model, batch, torch.Generator().manual_seed(4))
+    assert first.dim() == 0 and torch.equal(first, again) and not torch.equal(first, other)
+    first.backward()
+    assert any(p.grad is not None for p in parts.model.parameters())
+
+
+def test_a_samples_noise_does_not_depend_on_how_many_are_asked_for(tmp_path):
+    parts = _run(tmp_path)
+    task = parts.tasks["seq"]
+    parts.model.eval()
+    with torch.no_grad():
+        five = task.generate(parts.model, [0, 1, 2, 3, 0], shapes=[(2, 16)] * 5, batch_size=2)
+        two = task.generate(parts.model, [0, 1], shapes=[(2, 16)] * 2, batch_size=2)
+    assert [tuple(x.shape) for x in five] == [(2, 16)] * 5 and all(x.dtype == torch.float32 for x in five)
+    assert torch.equal(five[0], two[0]) and torch.equal(five[1], two[1])
+    calls = []
+    task.generate(parts.model, [0, 1, 2], shapes=[(2, 8)] * 3, batch_size=2,
+                  on_batch=lambda start, batch, seed: calls.append((start, len(batch), seed)))  # fmt: skip
+    base = int(task.config.sampling.seed)
+    assert calls == [(0, 2, base), (2, 1, base + 2)]
+
+
+def test_a_classification_task_generates_nothing(tmp_path):
+    classify = {**seq_task("cls"), "objective": {"name": "classification", "params": {"classes": 4}}}
+    task = _run(tmp_path, classify).tasks["cls"]
+    assert not task.generative
+    with pytest.raises(ValueError, match="classification task: it generates nothing"):
+        task.generate(None, [0])
