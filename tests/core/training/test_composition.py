@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from toy_plugin import seq_task, tiny_recipe
+from fixtures.toy_plugin import seq_task, tiny_recipe
 
 from lumina_core.training import checkpoint as ckpt_io
 from lumina_core.training.api import train
