@@ -71,12 +71,14 @@ def load(recipe: str | Path, overrides: Sequence[str] = ()) -> Any:
 def task_step_counts(cfg: Any, steps: int) -> dict[str, int]:
     """Steps each task gets in ``steps`` steps of the composed run: exact under ``weighted`` mixing (the draw of
     step ``i`` is a function of ``(run.seed, i)``), every step for every task under ``all``."""
+    from lumina_core.training.composition import planned_draw_weights
     from lumina_core.training.data import draw_task
 
     names = [str(t.name) for t in cfg.tasks]
     if str(cfg.train.mixing) != "weighted":
         return {n: int(steps) for n in names}
-    weights = [float(t.draw_weight) for t in cfg.tasks]
+    planned = planned_draw_weights(cfg)  # the recipe's draw_weight, through train.composition (temperature)
+    weights = [float(planned[n]) for n in names]
     counts = dict.fromkeys(names, 0)
     for i in range(int(steps)):
         counts[names[draw_task(weights, int(cfg.run.seed), i)]] += 1
@@ -221,6 +223,9 @@ def launch(runs: Mapping[str, Any], args: argparse.Namespace) -> None:
         while pending and len(active) < max(1, args.jobs):
             name, cfg = pending.pop(0)
             run_dir = Path(cfg.run.output_dir)
+            if getattr(args, "skip_done", False) and _finished(run_dir, int(cfg.train.max_steps)):
+                print(f"already done: {name} ({run_dir})", flush=True)
+                continue
             if run_dir.exists():  # the benchmark's own folder: a rerun starts clean
                 shutil.rmtree(run_dir)
             spec = out / f"{name}.spec.json"
@@ -279,6 +284,206 @@ def check_positions(results: Mapping[str, Any], counts: Mapping[str, int]) -> No
                 f"says it consumed {pos[name]} batches; the alone runs would not match (was the run resumed "
                 "with other weights?)"
             )
+
+
+# -- mechanisms: one composed run per composition method, each against the tasks alone (issue #25) -----------------
+#: ``--mechanisms`` entries: ``NAME[+NAME...][@MIXING]``; ``plain`` is the empty composition. The recipe's
+#: own mixing is ``weighted``; ``@all`` runs every task every step (PCGrad needs it) for ``--all-steps`` steps
+DEFAULT_MECHANISMS = ("plain", "loss_norm", "task_embedding", "temperature", "plain@all", "pcgrad@all")
+#: parameters of a method in the table's runs (the rest take their defaults)
+MECHANISM_PARAMS: dict[str, dict[str, Any]] = {"temperature": {"T": 2.0}}
+#: the distribution metric of each task (lower is better): FID-style, FAD-style, 1-NNA (Chamfer, ideal 0.5)
+DISTRIBUTION: dict[str, str] = {"shapes": "fid", "tones": "fad", "points": "cd_1nna"}
+
+
+def parse_mechanism(entry: str) -> tuple[str, list[dict[str, Any]]]:
+    """``"loss_norm+task_embedding@all"`` -> ``("all", [{name: loss_norm}, {name: task_embedding}])``."""
+    methods, _, mixing = entry.partition("@")
+    mixing = mixing or "weighted"
+    names = [m for m in methods.split("+") if m and m != "plain"]
+    return mixing, [{"name": m, "params": dict(MECHANISM_PARAMS.get(m, {}))} for m in names]
+
+
+def _label(entry: str) -> str:
+    return entry.replace("+", "_").replace("@", "_at_")
+
+
+def plan_mechanisms(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``({run name: recipe}, {mechanism: {"composed", "alone": {task: run}, "counts", "mixing"}})``: one
+    composed run per mechanism and, per task, one alone run per distinct step count (shared between the
+    mechanisms that give the task the same number of steps)."""
+
+    out = Path(args.out)
+    base = [f"train.threads={args.threads}", *args.override]
+    runs: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    dim = None
+    for entry in args.mechanisms:
+        mixing, methods = parse_mechanism(entry)
+        steps = int(args.steps) if mixing == "weighted" else int(args.all_steps)
+        name = f"composed_{_label(entry)}"
+        cfg = load(
+            args.recipe,
+            [
+                *base, f"train.max_steps={steps}", f"train.mixing={mixing}", f"run.output_dir={out / name}",
+                f"train.composition={json.dumps(methods)}",
+            ],
+        )  # fmt: skip
+        if args.eval_samples:
+            for t in cfg.tasks:
+                t.eval.num_samples = int(args.eval_samples)
+        dim = trunk_context_dim(cfg) if dim is None else dim
+        counts = task_step_counts(cfg, steps)
+        runs[name] = cfg
+        alone = {}
+        for task, n in counts.items():
+            run = f"alone_{task}_{n}"
+            if run not in runs:  # the plain recipe with that task alone: no composition method
+                one = single_task_recipe(cfg, task, n, dim, out / run)
+                one.train.composition = []
+                one.train.mixing = "weighted"
+                runs[run] = one
+            alone[task] = run
+        groups[entry] = {"composed": name, "alone": alone, "counts": counts, "mixing": mixing, "steps": steps}
+    return runs, groups
+
+
+def _finished(run_dir: Path, steps: int) -> bool:
+    """A benchmark run already trained to ``steps`` and scored (``--skip-done``)."""
+    timing, metrics = run_dir / "timing.json", run_dir / "bench_metrics.json"
+    if not (timing.is_file() and metrics.is_file()):
+        return False
+    return int(json.loads(timing.read_text()).get("step") or -1) == int(steps)
+
+
+def _metric(results: Mapping[str, Any], run: str, task: str, key: str) -> float | None:
+    value = results[run]["metrics"].get(f"{task}/{key}")
+    return None if value is None else float(value)
+
+
+def mechanism_rows(results: Mapping[str, Any], groups: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per mechanism: each task's headline and distribution metric composed and alone, and the ratios; the
+    mean and the worst headline ratio (composed / alone; for the distribution metrics alone / composed, so
+    above 1 is better there too)."""
+    rows = []
+    for entry, g in groups.items():
+        row: dict[str, Any] = {
+            "mechanism": entry,
+            "mixing": g["mixing"],
+            "steps": g["steps"],
+            "counts": g["counts"],
+        }
+        ratios = []
+        for task, alone_run in g["alone"].items():
+            head = HEADLINE[task][0]
+            c, a = _metric(results, g["composed"], task, head), _metric(results, alone_run, task, head)
+            d_c = _metric(results, g["composed"], task, DISTRIBUTION[task])
+            d_a = _metric(results, alone_run, task, DISTRIBUTION[task])
+            row[task] = {"head": c, "head_alone": a, "dist": d_c, "dist_alone": d_a}
+            if c is not None and a:
+                ratios.append(c / a)
+        row["mean_ratio"] = sum(ratios) / len(ratios) if ratios else float("nan")
+        row["min_ratio"] = min(ratios) if ratios else float("nan")
+        rows.append(row)
+    return sorted(rows, key=lambda r: -r["mean_ratio"])
+
+
+def mechanism_table(rows: Sequence[Mapping[str, Any]], tasks: Sequence[str]) -> str:
+    """Markdown, best mean headline ratio first: per task ``composed / alone (ratio)`` of the headline score and
+    of the distribution metric."""
+    head = (
+        "| mechanism | mixing, steps (per task) | "
+        + " | ".join(f"{t} {HEADLINE[t][0]} | {t} {DISTRIBUTION[t]}" for t in tasks)
+        + " | mean / worst headline ratio |"
+    )
+    lines = [head, "|" + "---|" * (3 + 2 * len(tasks))]
+    for r in rows:
+        cells = []
+        for t in tasks:
+            m = r[t]
+            hr = _ratio(m["head"], m["head_alone"])
+            dr = _ratio(
+                m["dist_alone"], m["dist"]
+            )  # lower is better: alone / composed, above 1 = composed better
+            cells.append(f"{_fmt(m['head'])} / {_fmt(m['head_alone'])} ({hr})")
+            cells.append(f"{_fmt(m['dist'])} / {_fmt(m['dist_alone'])} ({dr})")
+        per_task = ", ".join(f"{t} {n}" for t, n in r["counts"].items())
+        lines.append(
+            f"| {r['mechanism']} | {r['mixing']}, {r['steps']} ({per_task}) | "
+            + " | ".join(cells)
+            + f" | **{r['mean_ratio']:.2f}x** / {r['min_ratio']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}")
+
+
+def diagnostics_summary(runs: Mapping[str, Any], names: Sequence[str]) -> str:
+    """Markdown of the composed runs' diagnostics (``train.diagnostics_every``), averaged over their probes:
+    per task trunk gradient norm, trunk update per step, LR mean; cosines between the tasks' gradients."""
+    from lumina_core.training.diagnostics import read_diagnostics
+
+    lines = []
+    for name in names:
+        rows = read_diagnostics(Path(runs[name].run.output_dir))
+        if not rows:
+            continue
+        keys = sorted({k for r in rows for k in r if k != "step" and not k.startswith(("steps_", "lr_sum_"))})
+        means = {k: sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r) for k in keys}
+        lines.append(
+            f"{name} ({len(rows)} probes, steps {rows[0]['step']}-{rows[-1]['step']}): "
+            + ", ".join(f"{k}={v:.3g}" for k, v in means.items())
+        )
+    return "\n".join(lines)
+
+
+def main_mechanisms(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
+    """``--mechanisms``: train (or, with ``--reuse``, read) every run, then print and save the ranking table."""
+    if args.all_steps is None:
+        n_tasks = len(load(args.recipe).tasks)
+        args.all_steps = max(1, int(args.steps) // n_tasks)
+    runs, groups = plan_mechanisms(args)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    before = machine()
+    if args.only:
+        unknown = sorted(set(args.only) - set(runs))
+        if unknown:
+            raise ValueError(f"--only: no run(s) {unknown} in the plan; its runs: {', '.join(runs)}")
+        launch({k: v for k, v in runs.items() if k in args.only}, args)
+        return {}
+    if not args.reuse:
+        launch(runs, args)
+    results = collect(runs)
+    for g in groups.values():
+        check_positions({MULTI: results[g["composed"]]}, g["counts"])
+    tasks = list(next(iter(groups.values()))["counts"])
+    rows = mechanism_rows(results, groups)
+    command = "PYTHONPATH=. python benchmarks/multitask.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    saved = {
+        "recipe": args.recipe,
+        "mechanisms": {k: {**v, "methods": parse_mechanism(k)[1]} for k, v in groups.items()},
+        "mechanism_params": MECHANISM_PARAMS,
+        "rows": rows,
+        "command": command.strip(),
+        "started": started,
+        "threads": args.threads,
+        "jobs": args.jobs,
+        "machine": {"before": before, "after": machine()},
+        "runs": results,
+    }
+    print(mechanism_table(rows, tasks))
+    summary = diagnostics_summary(runs, [g["composed"] for g in groups.values()])
+    if summary:
+        print("\ndiagnostics (means over the probes):\n" + summary)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(saved, indent=2) + "\n")
+        print("results:", args.json)
+    return saved
 
 
 # -- tables and figures ----------------------------------------------------------------------------------------------
@@ -491,10 +696,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--table-from", metavar="FILE", help="only print the tables of a --json file written before"
     )
     p.add_argument("--plot", action="store_true", help="also draw the figures (benchmarks/plotting.py)")
+    p.add_argument(
+        "--mechanisms", nargs="*", default=None, metavar="NAME[@MIXING]",
+        help="rank composition methods: one composed run per entry (e.g. plain loss_norm pcgrad@all; no value: "
+        f"{' '.join(DEFAULT_MECHANISMS)}), each against every task alone at its steps",
+    )  # fmt: skip
+    p.add_argument(
+        "--all-steps", type=int, default=None,
+        help="steps of the @all runs (every task every step; default: --steps / number of tasks, the same task-steps)",
+    )  # fmt: skip
+    p.add_argument("--skip-done", action="store_true", help="keep runs of --out already trained and scored")
+    p.add_argument(
+        "--only", nargs="+", default=None, metavar="RUN",
+        help="--mechanisms: train only these runs of the plan (to split it across processes); --reuse then tabulates",
+    )  # fmt: skip
     p.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         return run_worker(json.loads(Path(args.worker).read_text()))
+    if args.mechanisms is not None:
+        if not args.mechanisms:
+            args.mechanisms = list(DEFAULT_MECHANISMS)
+        if args.steps is None:
+            args.steps = int(load(args.recipe).train.max_steps)
+        if args.json == DEFAULT_JSON:
+            args.json = "benchmarks/results/multitask_mechanisms.json"
+        if args.out == "runs/bench_multitask":
+            args.out = "runs/bench_multitask_mechanisms"
+        return main_mechanisms(args, argv)
     if args.table_from:
         saved = json.loads(Path(args.table_from).read_text())
         print(report(saved))

@@ -697,5 +697,12 @@ TRUNK_FAMILIES: Registry = Registry(
     providers=("lumina_core.model.nextdit", "lumina_core.model.unified"),
     base="lumina_core.model.family:Trunk",
 )
+#: how tasks share one trunk in a multi-task run (``train.composition``): loss normalisation, PCGrad, task
+#: embeddings, temperature-scaled draws (lumina_core/training/composition)
+COMPOSITIONS: Registry = Registry(
+    "composition method",
+    providers=("lumina_core.training.composition",),
+    base="lumina_core.training.composition.base:Composition",
+)
 #: LoRA layouts ``lumina lora export --format NAME`` writes, provided by plugins (image: diffusers, comfyui)
 LORA_FORMATS: Registry = Registry("LoRA export format", base="lumina_core.finetune.export:LoraExportFormat")

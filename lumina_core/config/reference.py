@@ -78,7 +78,9 @@ def rows() -> list[tuple[str, str, str, str]]:
                 walk(key, tp)
                 continue
             kind = "component `{name, params}`" if tp is schema.Component else _type_name(tp)
-            if typing.get_args(tp) and schema.Component in typing.get_args(tp):
+            if typing.get_origin(tp) is list and typing.get_args(tp) == (schema.Component,):
+                kind = "list of components `{name, params}` (or bare names)"
+            elif typing.get_args(tp) and schema.Component in typing.get_args(tp):
                 kind = "component `{name, params}` or null"
             out.append((key, kind, _default(f), notes.get(f.name, "")))
 

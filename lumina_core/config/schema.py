@@ -183,6 +183,14 @@ class TrainConfig:
     #: fixed per-step composition) or "weighted" (every step takes one batch from one task, drawn with the
     #: tasks' draw_weight from the run's seed, the same on every rank and after a resume)
     mixing: str = "all"
+    #: how the tasks share the trunk beyond the mixing (docs/multitask.md): registered composition methods,
+    #: applied in order - plain, loss_norm, pcgrad (mixing all), task_embedding, temperature (mixing weighted).
+    #: [] is the plain sum of the weighted task losses
+    composition: list[Component] = field(default_factory=list)
+    #: every N steps log each task's loss and gradient norm on the shared trunk, the cosines between the tasks'
+    #: trunk gradients, and the learning rate and trunk update each task got (TensorBoard diag/*, and
+    #: <run_dir>/diagnostics.jsonl); 0: off. Costs one forward and backward per task every N steps
+    diagnostics_every: int = 0
     threads: int | None = None  # torch.set_num_threads; None leaves the default
 
 

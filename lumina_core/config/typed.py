@@ -43,6 +43,8 @@ def _instantiate(cls: type, tree: dict) -> Any:
         value, kind = tree[f.name], nested.get(f.name)
         if kind == "component" and isinstance(value, dict):
             value = Component(**value)
+        elif kind == "component" and isinstance(value, list):
+            value = [Component(**v) if isinstance(v, dict) else v for v in value]
         elif dataclasses.is_dataclass(kind) and isinstance(value, dict):
             value = _instantiate(kind, value)
         elif dataclasses.is_dataclass(kind) and isinstance(value, list):
@@ -106,6 +108,11 @@ def normalise_components(tree: Any, cls: type = RecipeConfig) -> Any:
         if kind == "component":
             if isinstance(value, str) and not value.startswith("${") and value != "???":
                 out[key] = {"name": value}
+            elif isinstance(value, list):  # a list of components (train.composition): bare names too
+                out[key] = [
+                    {"name": v} if isinstance(v, str) and not v.startswith("${") and v != "???" else v
+                    for v in value
+                ]
         elif isinstance(value, list):
             out[key] = [normalise_components(v, kind) for v in value]
         elif isinstance(value, dict):

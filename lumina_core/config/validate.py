@@ -145,6 +145,7 @@ def _check_values(tree: dict, problems: list[str]) -> None:
     rule("train.max_consecutive_skips", train.get("max_consecutive_skips"), lambda v: v >= 0, "at least 0")
     rule("train.max_skipped_steps", train.get("max_skipped_steps"), lambda v: v >= 0, "at least 0")
     rule("train.log_every", train.get("log_every"), lambda v: v >= 1, "at least 1")
+    rule("train.diagnostics_every", train.get("diagnostics_every"), lambda v: v >= 0, "at least 0 (0: off)")
     rule("train.ckpt_every", train.get("ckpt_every"), lambda v: v >= 0, "at least 0")
     rule("train.preview_every", train.get("preview_every"), lambda v: v >= 0, "at least 0 (0: at the end only)")
     rule("train.threads", train.get("threads"), lambda v: v >= 1, "at least 1 (or null: torch's default)")
@@ -254,9 +255,30 @@ def _check_registered(tree: dict, problems: list[str]) -> None:
             )
 
 
+def _check_composition(tree: dict, problems: list[str]) -> None:
+    """``train.composition``: registered methods with valid parameters, each usable with the recipe's mixing
+    and strategy (PCGrad needs ``mixing: all``, temperature draws need ``weighted``), one gradient method."""
+    train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
+    specs = train.get("composition")
+    if not isinstance(specs, list) or not specs:
+        return
+    reg = _registries()
+    before = len(problems)
+    for i, spec in enumerate(specs):
+        _check_component(spec, reg.COMPOSITIONS, f"train.composition.{i}", problems)
+    if len(problems) > before:
+        return
+    from lumina_core.training.composition import composition_problems
+
+    tasks = tree.get("tasks") if isinstance(tree.get("tasks"), list) else []
+    names = [t.get("name") for t in tasks if isinstance(t, dict)]
+    problems += composition_problems(specs, str(train.get("mixing")), names, train)
+
+
 def _check_registered_names(tree: dict, problems: list[str]) -> None:
     reg = _registries()
     _check_model(tree.get("model"), problems)
+    _check_composition(tree, problems)
     tasks = tree.get("tasks")
     if not isinstance(tasks, list):
         return

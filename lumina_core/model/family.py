@@ -64,10 +64,12 @@ class Trunk(nn.Module, abc.ABC):
         rope: NDRope,
         scaling: RopeScaling | None,
         context_drop: object | None = None,
+        c_shift: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Hidden tokens (B, L, dim) and conditioning vector (B, cond_dim) of embedded tokens ``x`` (B, L, dim)
         with ``mask`` (B, L) and ``positions`` (B, L, A) at flow time ``t`` (B,), under condition features
-        ``y`` (B, Lc, context_dim) / ``y_mask`` (B, Lc) or None."""
+        ``y`` (B, Lc, context_dim) / ``y_mask`` (B, Lc) or None; ``c_shift`` (cond_dim,) is added to the
+        conditioning vector (a task embedding, ``train.composition: [task_embedding]``)."""
 
 
 def trunk_class(family: str) -> type[Trunk]:

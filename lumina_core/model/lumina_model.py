@@ -131,8 +131,9 @@ class LuminaModel(nn.Module):
             y, y_mask = adapter.project_context(cond.context), cond.mask
         x = adapter.embed(batch.tokens, batch.mask, batch.token_cond)
         scaling = RopeScaling.build(rope_scaling)
+        shift = getattr(adapter, "task_embedding", None)  # train.composition task_embedding: added to c
         return self.trunk.encode_tokens(
-            x, batch.mask, batch.positions, t, y, y_mask, adapter.rope, scaling, context_drop
+            x, batch.mask, batch.positions, t, y, y_mask, adapter.rope, scaling, context_drop, c_shift=shift
         )
 
     def velocity(

@@ -46,6 +46,7 @@ class NextDiT(Trunk):
         rope: NDRope,
         scaling: RopeScaling | None,
         context_drop: ContextDrop | dict | None = None,
+        c_shift: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """RoPE tables (and the context-drop plan) of the batch, then :meth:`forward`."""
         cos, sin, prop = rope(positions, mask, t, scaling)
@@ -59,13 +60,18 @@ class NextDiT(Trunk):
                 len(self.layers),
                 lambda pos: rope.key_tables(pos, positions, mask, t, scaling),
             )
-        return self(x, mask, t, y, y_mask, cos, sin, prop, drop)
+        return self(x, mask, t, y, y_mask, cos, sin, prop, drop, c_shift=c_shift)
 
-    def condition(self, t: Tensor, y: Tensor | None, y_mask: Tensor | None) -> Tensor:
-        """(B, cond_dim) conditioning vector ``c = t_emb + cap_emb`` (no caption: ``t_emb``)."""
+    def condition(
+        self, t: Tensor, y: Tensor | None, y_mask: Tensor | None, c_shift: Tensor | None = None
+    ) -> Tensor:
+        """(B, cond_dim) conditioning vector ``c = t_emb + cap_emb`` (no caption: ``t_emb``), plus ``c_shift``
+        ((cond_dim,), e.g. a task embedding) when given."""
         c = self.t_embedder(t)
         if y is not None and self.cap_embedder is not None:
             c = c + self.cap_embedder(y, y_mask)
+        if c_shift is not None:
+            c = c + c_shift.to(c.dtype)
         return c
 
     def forward(
@@ -79,9 +85,11 @@ class NextDiT(Trunk):
         sin: Tensor | None = None,
         prop: Tensor | None = None,
         drop: DropPlan | None = None,
+        c_shift: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run the blocks. x (B, L, dim) embedded tokens, mask (B, L) bool (False: padding, never a key),
-        t (B,), y (B, Lc, context_dim) / y_mask (B, Lc) or None, drop: the context-drop plan or None.
+        t (B,), y (B, Lc, context_dim) / y_mask (B, Lc) or None, drop: the context-drop plan or None,
+        c_shift: (cond_dim,) added to the conditioning vector (a task embedding) or None.
         Returns (hidden (B, L, dim), c (B, cond_dim))."""
         if self.cap_embedder is None:
             y = y_mask = None
@@ -93,7 +101,7 @@ class NextDiT(Trunk):
             if y_mask is None:
                 y_mask = torch.ones(y.shape[:2], dtype=torch.bool, device=y.device)
             y = y.to(x.dtype)
-        c = self.condition(t, y, y_mask)
+        c = self.condition(t, y, y_mask, c_shift)
         key_mask = None if all_true(mask) else mask[:, None, None, :]
         y_attn_mask = None
         if y is not None and not all_true(y_mask):

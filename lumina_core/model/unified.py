@@ -227,6 +227,7 @@ class UnifiedNextDiT(Trunk):
         rope: NDRope,
         scaling: RopeScaling | None,
         context_drop: object | None = None,
+        c_shift: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         if context_drop is not None:
             raise ValueError(
@@ -236,6 +237,8 @@ class UnifiedNextDiT(Trunk):
         b, n_tok, dim = x.shape
         scaling = scaling or RopeScaling()
         c = self.t_embedder(t * self.t_scale)
+        if c_shift is not None:  # a task embedding (train.composition: [task_embedding]): the modulation's input
+            c = c + c_shift.to(c.dtype)
         dev = x.device
         if self.cap_embedder is None or (y is not None and y.shape[1] == 0):
             y = None  # no caption branch, or a condition of no tokens: the task tokens alone

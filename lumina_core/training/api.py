@@ -209,7 +209,7 @@ def _train_in(
     def make_batches(rank: int, world: int) -> MultiTaskBatches:
         """The step stream of rank ``rank`` of ``world`` (called by the module once the ranks are known)."""
         loaders = {name: loader(i, name, task, rank, world) for i, (name, task) in enumerate(parts.tasks.items())}
-        weights = {n: t.draw_weight for n, t in parts.tasks.items()}
+        weights = module.task_draw_weights()  # the recipe's draw_weight, through train.composition
         return MultiTaskBatches(loaders, str(tc.mixing), weights, int(cfg.run.seed), module.draws)
 
     module.make_batches = make_batches

@@ -22,6 +22,7 @@ class RunParts:
     model: nn.Module
     tasks: dict[str, Task]  # in recipe order
     checkpoint: Path | None = None  # the checkpoint the weights came from (load_run)
+    composition: Any = None  # the recipe's train.composition (a CompositionChain), already applied to the model
 
     def task(self, name: str | None = None) -> Task:
         """The task called ``name`` (None: the recipe's first)."""
@@ -66,7 +67,11 @@ def build_run(cfg: Any) -> RunParts:
         {n: t.context_dim for n, t in tasks.items()},
     )
     add_objective_heads(model, {n: t.objective for n, t in tasks.items()})
-    return RunParts(model, tasks)
+    from lumina_core.training.composition import build_composition
+
+    composition = build_composition(recipe.train.composition)
+    composition.prepare_model(model, names)  # e.g. task embeddings: the same model for train, eval and sample
+    return RunParts(model, tasks, composition=composition)
 
 
 def add_objective_heads(model: Any, objectives: dict[str, Any]) -> None:

@@ -6,6 +6,10 @@ One training step (manual optimisation, so that skipped steps, exact resume and 
         loss_k = task_k.loss(model, batch_k, gen)          # see lumina_core.training.task.Task.loss
     loss = sum_k loss_weight_k loss_k ; backward ; clip grad norm ; AdamW step ; LR schedule step ; EMA update
 
+``train.composition`` (:mod:`.composition`) may rescale the task losses before the sum (``loss_norm``) or compute
+the gradients itself (``grad_norm``, ``pcgrad``); its running state is saved with every checkpoint. ``train.diagnostics_every``
+(:mod:`.diagnostics`) logs each task's pull on the shared trunk without changing the run.
+
 All randomness of a step (condition dropout, noise, times) comes from one CPU ``torch.Generator`` seeded by
 ``run.seed`` and stored in every checkpoint, so a resumed run repeats the uninterrupted one bit for bit.
 Data-parallel (``train.devices`` > 1): Lightning's DDP averages the ranks' gradients; rank r reads its own
@@ -93,6 +97,12 @@ class LuminaLightningModule(L.LightningModule):
         self._pending_state: dict[str, Any] | None = None
         self._t_last, self._step_last = time.time(), 0
         self._fwd_model = torch.compile(self.model) if cfg.train.compile else self.model
+        from lumina_core.training.composition import CompositionChain
+        from lumina_core.training.diagnostics import TaskDiagnostics
+
+        self.composition = parts.composition if parts.composition is not None else CompositionChain()
+        every = int(getattr(cfg.train, "diagnostics_every", 0) or 0)
+        self.diagnostics = TaskDiagnostics(every, self.task_names, int(cfg.run.seed)) if every > 0 else None
         self.make_batches: Any = None  # (rank, world) -> the step stream; set by lumina_core.training.api.train
 
     # -- what is checkpointed ---------------------------------------------------------------------------
@@ -198,7 +208,10 @@ class LuminaLightningModule(L.LightningModule):
             "optimizer_layout": "by_name" if self.sharded else "by_index",
             "scheduler": sched.state_dict(),
             "rng": rng,
+            "composition": self.composition.state_dict(),
         }
+        if self.diagnostics is not None:
+            state["diagnostics"] = self.diagnostics.state_dict()
         if ranks is not None:
             state["rng_ranks"] = ranks
         return state
@@ -216,6 +229,9 @@ class LuminaLightningModule(L.LightningModule):
             if name in self.stream_positions:
                 self.stream_positions[name].load_state_dict(saved)
         self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
+        self.composition.load_state_dict(state.get("composition"))
+        if self.diagnostics is not None:
+            self.diagnostics.load_state_dict(state.get("diagnostics"))
         self._pending_state = state
 
     def on_train_start(self) -> None:
@@ -286,10 +302,22 @@ class LuminaLightningModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warm, total, kind))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def task_draw_weights(self) -> dict[str, float]:
+        """Each task's draw weight under ``weighted`` mixing: the recipe's ``draw_weight``, through
+        ``train.composition`` (temperature draws use the training sets' sizes: ``self.datasets``)."""
+        weights = {n: t.draw_weight for n, t in self.tasks.items()}
+        sizes = {n: _size(self.datasets.get(n)) for n in self.task_names}
+        return self.composition.draw_weights(weights, sizes)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters of the shared trunk (what every task's gradient lands on)."""
+        return [p for p in self.model.trunk.parameters() if p.requires_grad]
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         opt = self.optimizers()
         sched = self.lr_schedulers()
         losses = {}
+        task_losses = {}
         total = None
         self.draws += 1
         for name, task_batch in batch.items():
@@ -298,13 +326,29 @@ class LuminaLightningModule(L.LightningModule):
             self.data_position[name] += 1
             self.stream_positions[name].update(task_batch)
             losses[name] = loss.detach()
+            task_losses[name] = loss
             total = task.loss_weight * loss if total is None else total + task.loss_weight * loss
+        if self.diagnostics is not None:
+            self.diagnostics.remember(batch)
         if not bool(torch.isfinite(total)):
             return self._nonfinite(f"loss {total.item()}", losses)
+        weighted = None
+        if self.composition.methods:  # rescaled task losses (loss_norm), summed again
+            scaled = self.composition.scale_losses(task_losses, self._rank_mean(losses))
+            weighted = {n: self.tasks[n].loss_weight * v for n, v in scaled.items()}
+            total = sum(weighted.values())
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(total)
-        clip = float(self.cfg.train.grad_clip)
         params = self.trainable_parameters()
+        if self.composition.gradient_method is not None:  # grad_norm, pcgrad: per-task gradients
+            self.composition.gradient_method.backward(weighted, self.shared_parameters(), params)
+        else:
+            self.manual_backward(total)
+        step_grad = before = None
+        if self.diagnostics is not None:
+            shared = self.shared_parameters()
+            step_grad = float(torch.stack([p.grad.detach().double().norm() for p in shared if p.grad is not None]).norm())
+            before = torch.cat([p.detach().reshape(-1) for p in shared]).clone()
+        clip = float(self.cfg.train.grad_clip)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
         if self.sharded:
             from lumina_core.training.sharding import full_tensor
@@ -319,10 +363,32 @@ class LuminaLightningModule(L.LightningModule):
         self.ema.update(self.trainable_state(), self.step)
         self.step += 1
         self._consecutive_skips = 0
+        if self.diagnostics is not None:
+            after = torch.cat([p.detach().reshape(-1) for p in self.shared_parameters()])
+            self.diagnostics.record_step(list(batch), lr, step_grad, float((after - before).double().norm()))
+            self._probe()
         for name, loss in losses.items():
             self._since_log.setdefault(name, []).append(loss.item())
         self._totals_since_log.append(total.item())
         self._log_step(grad_norm.detach(), lr)
+
+    def _rank_mean(self, losses: dict[str, Tensor]) -> dict[str, float]:
+        """Each task loss's value averaged over the ranks (one all-reduce in a distributed run), so every
+        rank updates a composition method's running statistics alike."""
+        if self.world == 1 or not torch.distributed.is_initialized():
+            return {k: float(v) for k, v in losses.items()}
+        names = sorted(losses)
+        values = torch.stack([losses[k].float() for k in names])
+        torch.distributed.all_reduce(values)
+        return {k: float(v) / self.world for k, v in zip(names, values, strict=True)}
+
+    def _probe(self) -> None:
+        """``train.diagnostics_every``: the per-task probe of :mod:`.diagnostics`, written by rank 0."""
+        if not self.diagnostics.due(self.step):
+            return
+        scalars = self.diagnostics.probe(self.model, self.tasks, self.shared_parameters(), self.device, self.step)
+        if int(self.global_rank) == 0:
+            self.diagnostics.write(self.run_dir, self.step, scalars, self.tb_writer())
 
     def _nonfinite(self, what: str, losses: dict[str, Tensor]) -> None:
         """Skip a step whose loss or gradient is not finite (``train.skip_nonfinite``), up to
@@ -415,6 +481,14 @@ class LuminaLightningModule(L.LightningModule):
     def tb_writer(self):
         logger = self.logger
         return getattr(logger, "experiment", None) if logger is not None else None
+
+
+def _size(dataset: Any) -> int | None:
+    """A dataset's length, or None (no dataset, or a stream without one)."""
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:
+        return None
 
 
 # -- RNG states as tensors and primitives (loadable with weights_only=True) ---------------------------------

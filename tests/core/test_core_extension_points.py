@@ -43,7 +43,7 @@ def test_every_shipped_component_subclasses_its_registrys_base():
     core = [
         r for r in vars(registry).values() if isinstance(r, registry.Registry)
     ]  # not tests' own registries
-    assert len(core) == 12  # ... CHECKPOINT_FORMATS, LORA_FORMATS and TRUNK_FAMILIES
+    assert len(core) == 13  # ... CHECKPOINT_FORMATS, LORA_FORMATS, TRUNK_FAMILIES and COMPOSITIONS
     for reg in core:
         kind, base = reg.kind, reg.base_class()
         assert base is not None and base.__module__.startswith("lumina_core."), kind

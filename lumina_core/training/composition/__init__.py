@@ -1,0 +1,37 @@
+"""How tasks share one trunk (``train.composition``): registered composition methods and their chain.
+
+    plain           the weighted sum of the task losses (the baseline; also what [] means)
+    loss_norm       each task's loss divided by its running mean
+    grad_norm       each task's gradient divided by the running mean of its trunk gradient norm
+    pcgrad          projecting conflicting task gradients on the trunk (train.mixing: all)
+    task_embedding  a learned, zero-initialised vector per task added to the conditioning vector
+    temperature     draw weights proportional to data size^(1/T) (train.mixing: weighted)
+
+See docs/multitask.md for what each does to a run and which one the shipped recipe uses (and why).
+"""
+
+from __future__ import annotations
+
+from lumina_core.training.composition import (  # noqa: F401  (registers the methods)
+    grad_norm,
+    loss_norm,
+    pcgrad,
+    plain,
+    task_embedding,
+    temperature,
+)
+from lumina_core.training.composition.base import Composition
+from lumina_core.training.composition.chain import (
+    CompositionChain,
+    build_composition,
+    composition_problems,
+    planned_draw_weights,
+)
+
+__all__ = [
+    "Composition",
+    "CompositionChain",
+    "build_composition",
+    "composition_problems",
+    "planned_draw_weights",
+]

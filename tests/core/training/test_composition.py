@@ -1,0 +1,259 @@
+"""Composition methods (train.composition) and the per-task diagnostics (train.diagnostics_every): the maths of
+each method, that the recipe selects them, that validation names a method the recipe cannot use, that their
+state resumes bit for bit, and that diagnostics measure without changing the run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from fixtures.toy_plugin import seq_task, tiny_recipe
+
+from lumina_core.training import checkpoint as ckpt_io
+from lumina_core.training.api import train
+from lumina_core.training.build import build_run
+from lumina_core.training.composition import build_composition
+from lumina_core.training.composition.loss_norm import LossNormalisation
+from lumina_core.training.composition.pcgrad import PCGrad, project_conflicting
+from lumina_core.training.composition.temperature import TemperatureDraws
+from lumina_core.training.diagnostics import read_diagnostics
+
+
+def two_tasks(w: tuple[float, float] = (0.6, 0.4)) -> list[dict]:
+    a, b = seq_task("a"), seq_task("b")
+    a["draw_weight"], b["draw_weight"] = w
+    return [a, b]
+
+
+def methods(*specs) -> list[dict]:
+    """``train.composition`` entries as components (bare names are for recipe files and overrides)."""
+    return [{"name": s} if isinstance(s, str) else s for s in specs]
+
+
+def weights_of(run, step: int) -> dict[str, torch.Tensor]:
+    return ckpt_io.load_weights(run / "checkpoints" / f"step_{step:07d}", "model")
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- the methods' maths -----------------------------------------------------------------------------------------
+def test_loss_norm_divides_each_task_by_the_bias_corrected_running_mean_of_its_own_loss():
+    method = LossNormalisation(beta=0.5)
+    first = method.scale_losses({"a": torch.tensor(4.0), "b": torch.tensor(0.1)}, {"a": 4.0, "b": 0.1})
+    assert first["a"].item() == pytest.approx(1.0) and first["b"].item() == pytest.approx(1.0)
+    second = method.scale_losses({"a": torch.tensor(2.0)}, {"a": 2.0})  # only a ran: b's mean stays
+    mean_a = (0.5 * 0.5 * 4.0 + 0.5 * 2.0) / (1 - 0.5**2)  # EMA of 4, 2 with bias correction = 2.667
+    assert second["a"].item() == pytest.approx(2.0 / mean_a)
+    assert method.count == {"a": 2, "b": 1} and method.running_mean("b") == pytest.approx(0.1)
+    restored = LossNormalisation(beta=0.5)
+    restored.load_state_dict(method.state_dict())
+    assert restored.running_mean("a") == method.running_mean("a")
+
+
+def test_pcgrad_removes_only_the_conflicting_component_against_the_original_gradients():
+    g1, g2, g3 = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0]), torch.tensor([0.0, 2.0])
+    p1, p2 = project_conflicting([g1, g2], torch.Generator().manual_seed(0))
+    assert torch.allclose(p1, torch.tensor([0.5, 0.5])) and torch.allclose(p2, torch.tensor([0.0, 1.0]))
+    assert p1.dot(g2) == pytest.approx(0.0, abs=1e-7) and p2.dot(g1) == pytest.approx(0.0, abs=1e-7)
+    q1, q3 = project_conflicting([g1, g3], torch.Generator().manual_seed(0))  # orthogonal: no conflict
+    assert torch.equal(q1, g1) and torch.equal(q3, g3)
+    assert torch.equal(g1, torch.tensor([1.0, 0.0]))  # inputs untouched
+
+
+def test_pcgrad_backward_projects_the_shared_gradient_and_leaves_task_parameters_alone():
+    torch.manual_seed(0)
+    shared, head_a, head_b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    with torch.no_grad():  # b's head mostly opposes a's: the two trunk gradients conflict
+        head_b.weight.copy_(-head_a.weight + 0.3 * torch.randn_like(head_a.weight))
+    x = torch.randn(5, 3)
+    losses = {"a": head_a(shared(x)).sum(), "b": 3.0 * head_b(shared(x)).sum()}
+    trunk = list(shared.parameters())
+    params = trunk + list(head_a.parameters()) + list(head_b.parameters())
+    per = {k: torch.autograd.grad(v, params, retain_graph=True, allow_unused=True) for k, v in losses.items()}
+    PCGrad().backward(losses, trunk, params)
+    flat = [torch.cat([g.reshape(-1) for g in per[k][:2]]) for k in ("a", "b")]
+    assert flat[0].dot(flat[1]) < 0
+    want = sum(project_conflicting(flat, torch.Generator().manual_seed(0)))
+    got = torch.cat([p.grad.reshape(-1) for p in trunk])
+    assert torch.allclose(got, want, atol=1e-6) and not torch.allclose(got, flat[0] + flat[1], atol=1e-4)
+    for i, p in enumerate(params[2:4]):  # head a: its own gradient, as plain backward gives it
+        assert torch.allclose(p.grad, per["a"][2 + i])
+
+
+def test_grad_norm_brings_each_task_gradient_on_the_trunk_to_its_running_norm():
+    from lumina_core.training.composition.grad_norm import GradientNormalisation
+
+    torch.manual_seed(0)
+    shared, head_a, head_b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    x = torch.randn(5, 3)
+    trunk = list(shared.parameters())
+    params = trunk + list(head_a.parameters()) + list(head_b.parameters())
+    method = GradientNormalisation(beta=0.5)
+    for scale in (1.0, 10.0):  # task b's loss (and gradient) ten times bigger the second time
+        losses = {"a": head_a(shared(x)).sum(), "b": 100.0 * scale * head_b(shared(x)).sum()}
+        per = {k: torch.autograd.grad(v, params, retain_graph=True, allow_unused=True) for k, v in losses.items()}
+        method.backward(losses, trunk, params)
+        norms = {k: torch.cat([g.reshape(-1) for g in per[k][:2]]).norm().item() for k in per}
+        divisor = {k: method.running_norm(k) for k in per}
+        want = sum(torch.cat([g.reshape(-1) for g in per[k][:2]]) / divisor[k] for k in per)
+        assert torch.allclose(torch.cat([p.grad.reshape(-1) for p in trunk]), want, rtol=1e-5)
+        assert torch.allclose(params[2].grad, per["a"][2] / divisor["a"], rtol=1e-5)
+    assert method.count == {"a": 2, "b": 2}
+    assert divisor["b"] == pytest.approx(
+        (0.25 * norms["b"] / 10 + 0.5 * norms["b"]) / 0.75
+    )  # bias-corrected mean
+    assert norms["b"] / divisor["b"] < 2.0  # a task ten times louder is not ten times stronger
+
+
+def test_temperature_draws_follow_data_size_to_the_power_one_over_T():
+    sizes = {"big": 10000, "small": 100, "off": 50}
+    w = TemperatureDraws(T=2.0).draw_weights({"big": 0.2, "small": 0.8, "off": 0.0}, sizes)
+    assert w["big"] / w["small"] == pytest.approx(10.0) and w["off"] == 0.0
+    w1 = TemperatureDraws(T=1.0).draw_weights({"big": 1.0, "small": 1.0, "off": 1.0}, sizes)
+    assert w1["big"] / w1["small"] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="no size"):
+        TemperatureDraws().draw_weights({"a": 1.0}, {"a": None})
+
+
+def test_task_embedding_starts_at_zero_so_the_model_starts_as_the_plain_one(tmp_path):
+    from lumina_core.data import collate_items
+
+    torch.manual_seed(0)
+    plain = build_run(tiny_recipe(tmp_path, two_tasks()))
+    torch.manual_seed(0)
+    with_emb = build_run(tiny_recipe(tmp_path, two_tasks(), composition=methods("task_embedding")))
+    assert with_emb.composition.names == ["task_embedding"]
+    emb = with_emb.model.adapters["a"].task_embedding
+    assert emb.shape == (with_emb.model.config.cond_dim,) and not emb.any()
+    for model in (plain.model, with_emb.model):  # make the blocks' modulation read c
+        torch.manual_seed(1)
+        for p in model.parameters():
+            p.data.add_(0.05 * torch.randn_like(p)) if p.dim() > 1 else None
+    task = plain.task("a")
+    items = collate_items([task.dataset("train")[i] for i in range(2)])
+    batch, cond = task.plugin.tokenize(items["samples"]), task.conditioner.encode(items["conditions"])
+    for p, q in zip(
+        plain.model.parameters(),
+        [p for n, p in with_emb.model.named_parameters() if "task_embedding" not in n],
+        strict=True,
+    ):
+        q.data.copy_(p.data)
+    out_plain = plain.model(batch, 0.3, cond, task="a")
+    assert torch.equal(with_emb.model(batch, 0.3, cond, task="a"), out_plain)
+    with torch.no_grad():
+        emb.add_(1.0)
+    assert not torch.allclose(with_emb.model(batch, 0.3, cond, task="a"), out_plain)
+    assert torch.equal(with_emb.model(batch, 0.3, cond, task="b"), plain.model(batch, 0.3, cond, task="b"))
+
+
+# -- validation -----------------------------------------------------------------------------------------------------
+def test_validate_names_a_composition_the_recipe_cannot_use(tmp_path):
+    from omegaconf import OmegaConf
+
+    from lumina_core.config.validate import validate_recipe
+
+    def problems(mixing: str, composition: list) -> list[str]:
+        cfg = OmegaConf.to_container(tiny_recipe(tmp_path, two_tasks(), mixing=mixing))
+        cfg["train"]["composition"] = composition
+        return validate_recipe(cfg, check_build=False)
+
+    found = problems("weighted", ["pcgrad"])
+    assert any("train.composition.0: pcgrad needs train.mixing=all" in p for p in found), found
+    found = problems("all", [{"name": "temperature", "params": {"T": 2.0}}])
+    assert any("temperature needs train.mixing=weighted" in p for p in found), found
+    found = problems("all", ["pcgard"])
+    assert any(
+        "train.composition.0.name: unknown composition method 'pcgard'; did you mean 'pcgrad'" in p
+        for p in found
+    ), found
+    found = problems("weighted", [{"name": "loss_norm", "params": {"betta": 0.9}}])
+    assert any("train.composition.0.params" in p and "betta" in p for p in found), found
+    found = problems("all", ["pcgrad", "grad_norm"])
+    assert any("at most one method may compute the gradients" in p for p in found), found
+    assert problems("all", ["pcgrad", "loss_norm", "task_embedding"]) == []
+    assert problems("weighted", ["temperature", "loss_norm"]) == []
+
+
+# -- runs ---------------------------------------------------------------------------------------------------------------
+def test_diagnostics_log_each_task_and_leave_the_run_unchanged(tmp_path):
+    common = dict(max_steps=6, ckpt_every=6, mixing="weighted")
+    plain = train(tiny_recipe(tmp_path / "plain", two_tasks(), **common))
+    diag = train(tiny_recipe(tmp_path / "diag", two_tasks(), diagnostics_every=2, **common))
+    assert same(weights_of(plain, 6), weights_of(diag, 6))  # the probes do not move the run
+    assert not (plain / "diagnostics.jsonl").exists()
+    rows = read_diagnostics(diag)
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    last = rows[-1]
+    assert last["steps_a"] + last["steps_b"] == 6
+    assert -1.0 <= last["cos_a_b"] <= 1.0 and last["trunk_grad_norm_a"] > 0 and last["trunk_grad_norm_b"] > 0
+    assert last["lr_sum_a"] + last["lr_sum_b"] == pytest.approx(6e-3)  # constant LR 1e-3, six steps
+    state = ckpt_io.load_state(diag / "checkpoints" / "step_0000006")
+    assert state["diagnostics"]["steps"] == {"a": last["steps_a"], "b": last["steps_b"]}
+    assert any(
+        json.loads(line)["step"] == 4 for line in (diag / "diagnostics.jsonl").read_text().splitlines()
+    )
+
+
+@pytest.mark.parametrize(
+    ("mixing", "composition"),
+    [
+        ("weighted", ["loss_norm", "task_embedding", {"name": "temperature", "params": {"T": 3.0}}]),
+        ("all", ["pcgrad", "loss_norm"]),
+    ],
+)
+def test_composition_state_resumes_bitwise(tmp_path, mixing, composition):
+    def recipe(out, steps):
+        return tiny_recipe(
+            out, two_tasks(), max_steps=steps, ckpt_every=3, mixing=mixing, composition=methods(*composition)
+        )
+
+    straight = train(recipe(tmp_path / "a", 6))
+    train(recipe(tmp_path / "b", 3))
+    resumed = train(recipe(tmp_path / "b", 6), resume="last")
+    assert same(weights_of(straight, 6), weights_of(resumed, 6))
+    sa = ckpt_io.load_state(straight / "checkpoints" / "step_0000006")
+    sb = ckpt_io.load_state(resumed / "checkpoints" / "step_0000006")
+    assert sa["composition"] == sb["composition"]
+    names = [c if isinstance(c, str) else c["name"] for c in composition]
+    assert sa["composition"]["methods"] == names
+    norm = sa["composition"]["state"][names.index("loss_norm")]
+    assert sum(norm["count"].values()) == (6 if mixing == "weighted" else 12)
+    if "task_embedding" in names:  # trained away from zero, saved with the weights
+        assert weights_of(straight, 6)["model.adapters.a.task_embedding"].abs().sum() > 0
+    if mixing == "weighted":  # temperature: equal sizes of the toy data, so equal weights whatever the recipe
+        state = ckpt_io.load_state(straight / "checkpoints" / "step_0000006")
+        assert sum(state["data_position"].values()) == 6
+
+
+def test_resume_with_another_composition_is_refused(tmp_path):
+    train(
+        tiny_recipe(
+            tmp_path / "r",
+            two_tasks(),
+            max_steps=2,
+            ckpt_every=2,
+            mixing="weighted",
+            composition=methods("loss_norm"),
+        )
+    )
+    with pytest.raises(ckpt_io.CheckpointError, match="train.composition"):
+        train(
+            tiny_recipe(
+                tmp_path / "r",
+                two_tasks(),
+                max_steps=4,
+                ckpt_every=2,
+                mixing="weighted",
+                composition=methods("plain"),
+            ),
+            resume="last",
+        )
+
+
+def test_build_composition_takes_names_and_components():
+    chain = build_composition(["plain", {"name": "loss_norm", "params": {"beta": 0.9}}])
+    assert chain.names == ["plain", "loss_norm"] and chain.gradient_method is None
+    assert build_composition(["pcgrad"]).gradient_method is not None
