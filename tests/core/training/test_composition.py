@@ -118,13 +118,19 @@ def test_temperature_draws_follow_data_size_to_the_power_one_over_T():
         TemperatureDraws().draw_weights({"a": 1.0}, {"a": None})
 
 
-def test_task_embedding_starts_at_zero_so_the_model_starts_as_the_plain_one(tmp_path):
+@pytest.mark.parametrize("family", ["next_dit", "unified"])
+def test_task_embedding_starts_at_zero_so_the_model_starts_as_the_plain_one(tmp_path, family):
     from lumina_core.data import collate_items
 
+    def recipe(**train):
+        cfg = tiny_recipe(tmp_path, two_tasks(), **train)
+        cfg.model.family = family  # the embedding reaches either trunk family's conditioning vector
+        return cfg
+
     torch.manual_seed(0)
-    plain = build_run(tiny_recipe(tmp_path, two_tasks()))
+    plain = build_run(recipe())
     torch.manual_seed(0)
-    with_emb = build_run(tiny_recipe(tmp_path, two_tasks(), composition=methods("task_embedding")))
+    with_emb = build_run(recipe(composition=methods("task_embedding")))
     assert with_emb.composition.names == ["task_embedding"]
     emb = with_emb.model.adapters["a"].task_embedding
     assert emb.shape == (with_emb.model.config.cond_dim,) and not emb.any()
