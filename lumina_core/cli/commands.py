@@ -85,6 +85,13 @@ def train(args: argparse.Namespace) -> int:
         overwrite=bool(getattr(args, "overwrite", False)),
         allow_changes=bool(getattr(args, "allow_changes", False)),
     )
+    if len(cfg.tasks) > 1:
+        from lumina_core.training import checkpoint as ckpt_io
+
+        last = Path(run_dir) / "checkpoints" / "last"
+        steps = ckpt_io.task_steps(Path(run_dir) / "checkpoints" / last.read_text().strip()) if last.is_file() else None
+        if steps:
+            say("steps per task: " + ", ".join(f"{name} {n}" for name, n in steps.items()))
     say(f"done: run folder {run_dir} (checkpoints, previews and logs; `tensorboard --logdir {run_dir}`)")
     return 0
 

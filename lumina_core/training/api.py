@@ -740,7 +740,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
         if (ck / ckpt_io.META_FILE).is_file()
         else None
     )
-    record = {"checkpoint": str(ck), "step": step, "metrics": metrics}
+    record = {"checkpoint": str(ck), "step": step, "task_steps": ckpt_io.task_steps(ck), "metrics": metrics}
     if details:
         record["details"] = details
     write_atomic(run_dir / "metrics.json", json.dumps(record, indent=2) + "\n", "the evaluation's metrics")

@@ -411,6 +411,20 @@ def load_state(ckpt: Path) -> dict[str, Any]:
         raise CheckpointError(f"{file} cannot be read ({exc}): the file is damaged (truncated?)") from exc
 
 
+def task_steps(ckpt: str | Path) -> dict[str, int] | None:
+    """The training steps each task has had up to checkpoint ``ckpt`` (its batches drawn: under
+    ``train.mixing: weighted`` the draws, under ``all`` every step), from its ``meta.json``; None when the
+    checkpoint does not record them (a converted checkpoint, an older one)."""
+    meta = Path(ckpt) / META_FILE
+    try:
+        positions = json.loads(meta.read_text()).get("data_position")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(positions, dict):
+        return None
+    return {str(k): int(v) for k, v in positions.items()}
+
+
 def clean_temporaries(root: str | Path) -> None:
     """Remove half-written checkpoints left by a killed run (hidden ``.tmp-*`` / ``.old-*`` entries)."""
     root = Path(root)

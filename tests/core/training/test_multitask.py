@@ -91,3 +91,25 @@ def test_validate_names_every_multitask_problem_at_once(tmp_path):
         t["draw_weight"] = 0.0
     cfg = OmegaConf.to_container(tiny_recipe(tmp_path, tasks, mixing="weighted"))
     assert any("all 3 task(s) have draw_weight 0" in p for p in validate_recipe(cfg))
+
+
+def test_a_composed_runs_steps_per_task_end_the_log_and_go_into_metrics(tmp_path, capsys):
+    """What each task got of a weighted run: the last line before 'done' and ``task_steps`` in metrics.json."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from lumina_core.cli.main import main
+
+    cfg = tiny_recipe(tmp_path / "run", three_tasks(), max_steps=8, ckpt_every=8, mixing="weighted")
+    recipe = tmp_path / "three.yaml"
+    OmegaConf.save(cfg, recipe)
+    assert main(["train", str(recipe)]) == 0
+    names = ["wide", "narrow", "free"]
+    drawn = collections.Counter(names[draw_task([0.5, 0.3, 0.2], 0, i)] for i in range(8))
+    expected = ", ".join(f"{n} {drawn[n]}" for n in names)
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2] == f"steps per task: {expected}" and out[-1].startswith("done: run folder")
+    assert main(["eval", str(recipe), "tasks.0.eval.num_samples=2", "tasks.1.eval.num_samples=2"]) == 0
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["step"] == 8 and record["task_steps"] == {n: drawn[n] for n in names}
