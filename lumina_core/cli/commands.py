@@ -233,7 +233,10 @@ def serve(args: argparse.Namespace) -> int:
     _say(f"  files go to {session.out_dir} (Ctrl+C stops)")
     for line in exposure(args.host, args.port, token, source):
         _say(line)
-    launch(session, host=args.host, port=args.port, token=token)
+    try:
+        launch(session, host=args.host, port=args.port, token=token)
+    finally:
+        session.close()  # also on Ctrl+C: the queue stops and an unused temporary folder goes
     return 0
 
 

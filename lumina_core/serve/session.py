@@ -170,6 +170,7 @@ class ServeSession:
         self.limits = limits or Limits()
         self.abandon_s = float(abandon_s)
         self.recalibrate_s = float(recalibrate_s)
+        self._temporary_out = not out_dir  # a folder of our own: removed on close when nothing was written
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lumina-serve-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.tasks = {str(t.name): _task_info(t) for t in self.cfg.tasks}
@@ -496,7 +497,10 @@ class ServeSession:
         }  # fmt: skip
 
     def close(self) -> None:
+        """Stop the request queue; remove the temporary files folder if no request wrote into it."""
         self.jobs.close()
+        if self._temporary_out and self.out_dir.is_dir() and not any(self.out_dir.iterdir()):
+            self.out_dir.rmdir()
 
     def _stale_cost(self) -> bool:
         """Whether the cost was measured more than ``recalibrate_s`` ago and the model is free to measure it

@@ -166,3 +166,23 @@ def test_examples_are_held_out_conditions_the_prompt_box_accepts(session):
     assert captions and all(not c.isdigit() for c in captions) and len(set(captions)) == len(captions)
     assert classes and all(c.isdigit() and 0 <= int(c) < 8 for c in classes)
     assert session.generate("shapes", captions[0]).ok and session.generate("clouds", classes[-1]).ok
+
+
+def test_closing_removes_an_unused_temporary_folder_and_keeps_a_used_or_given_one(tiny_run, tmp_path, monkeypatch):
+    """`lumina serve` stopped before any request left an empty lumina-serve-* folder in /tmp."""
+    cfg, _ = tiny_run
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    unused = ServeSession(cfg, "last")
+    assert unused.out_dir.parent == tmp_path and unused.out_dir.name.startswith("lumina-serve-")
+    unused.close()
+    assert not unused.out_dir.exists()
+    used = ServeSession(cfg, "last")
+    assert used.generate("shapes", "a red circle").ok
+    used.close()
+    assert any(used.out_dir.iterdir())  # the page's files stay for the user
+    given = ServeSession(cfg, "last", out_dir=tmp_path / "mine")
+    given.close()
+    assert (tmp_path / "mine").is_dir()
