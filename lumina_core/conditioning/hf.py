@@ -100,6 +100,8 @@ class HFTextConditioner(Conditioner):
         template: None, or a text holding ``{caption}`` that every non-empty caption is put into before it is
             tokenized (Lumina-Image 2.0: ``"<system prompt> <Prompt Start> {caption}"``). The empty caption of
             classifier-free guidance and caption dropout stays empty, as the release encodes its negative prompt.
+        tokenizer: a local folder holding the tokenizer when it is not in ``path`` (a diffusers pipeline folder
+            keeps it in ``tokenizer/`` next to ``text_encoder/``); None: ``path``.
     """
 
     kind = "text"
@@ -116,6 +118,7 @@ class HFTextConditioner(Conditioner):
         pad_to_multiple_of: int | None = None,
         trust_remote_code: bool = False,
         template: str | None = None,
+        tokenizer: str | None = None,
     ) -> None:
         super().__init__(dim=None, null_value="")
         if template is not None and "{caption}" not in template:
@@ -123,6 +126,7 @@ class HFTextConditioner(Conditioner):
                 f"template must hold {{caption}} where the caption goes; got {template!r}"
             )
         self.template = template
+        self.tokenizer_path = str(tokenizer) if tokenizer else None
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left'; got {padding_side!r}")
         if architecture not in ("auto", "decoder", "encoder"):
@@ -174,7 +178,7 @@ class HFTextConditioner(Conditioner):
             from transformers import AutoModel, AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(
-                self.path, local_files_only=True, trust_remote_code=self.trust_remote_code
+                self.tokenizer_path or self.path, local_files_only=True, trust_remote_code=self.trust_remote_code
             )
             tokenizer.padding_side = self.padding_side
             if tokenizer.pad_token is None:

@@ -63,8 +63,10 @@ def world(tmp_path_factory, tiny_gemma):
         norm_num_groups=4, sample_size=IMAGE, scaling_factor=0.3611, shift_factor=0.1159,
     ).save_pretrained(root / "vae")  # fmt: skip
     assert main(["convert", str(root / "dit"), str(root / "converted"), "--from", "diffusers"]) == 0
-    gemma_path, tokenizer, gemma = tiny_gemma
-    return {"root": root, "dit": dit, "gemma": gemma_path, "tokenizer": tokenizer, "text_encoder": gemma}
+    _, tokenizer, gemma = tiny_gemma
+    gemma.save_pretrained(root / "text_encoder")  # the release's layout: weights and tokenizer in two folders
+    tokenizer.save_pretrained(root / "tokenizer")
+    return {"root": root, "dit": dit, "tokenizer": tokenizer, "text_encoder": gemma}
 
 
 def sample_ours(world, out: Path, steps: int, cfg_trunc: float) -> torch.Tensor:
@@ -77,7 +79,8 @@ def sample_ours(world, out: Path, steps: int, cfg_trunc: float) -> torch.Tensor:
         "tasks.0.modality.params.image_size": str(IMAGE),
         "tasks.0.modality.params.autoencoder.params.path": str(w["root"] / "vae"),
         "tasks.0.modality.params.autoencoder.params.dtype": "float32",
-        "tasks.0.conditioning.encoder.params.path": str(w["gemma"]),
+        "tasks.0.conditioning.encoder.params.path": str(w["root"] / "text_encoder"),
+        "tasks.0.conditioning.encoder.params.tokenizer": str(w["root"] / "tokenizer"),
         "tasks.0.conditioning.encoder.params.dtype": "float32",
         "tasks.0.sampling.steps": str(steps),
         "tasks.0.sampling.cfg_trunc": repr(cfg_trunc),
@@ -131,5 +134,7 @@ def test_lumina_sample_with_the_recipe_reproduces_lumina2_pipeline(world, tmp_pa
     got = sample_ours(world, tmp_path / "ours", steps, cfg_trunc)
     want = sample_diffusers(world, steps, ratio)
     assert got.shape == want.shape == (IMAGE, IMAGE, 3)
-    assert (got - want).abs().max() <= 1, "lumina sample does not reproduce Lumina2Pipeline"
+    diff = (got - want).abs().max()
+    print(f"{steps} step(s), cfg_trunc_ratio {ratio}: max |ours - diffusers| = {int(diff)} / 255")
+    assert diff <= 1, "lumina sample does not reproduce Lumina2Pipeline"
     assert got.float().std() > 1  # a real image, not a flat one that any weights would give
