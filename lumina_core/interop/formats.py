@@ -254,9 +254,11 @@ def match_converted(
             + f" ({advice})"
         )
     if have.get("train_extent") != need.get("train_extent"):
+        trained = have.get("train_extent")
+        what = "records no training patch grid" if trained is None else f"was trained on a {trained} patch grid"
         warnings.warn(
-            f"the converted checkpoint was trained on a {have.get('train_extent')} patch grid; the recipe's "
-            f"task gives {need.get('train_extent')}, which RoPE scaling will use",
+            f"the converted checkpoint {what}; the recipe's task gives {need.get('train_extent')}, which RoPE "
+            "scaling will use",
             stacklevel=3,
         )
     return src, dst

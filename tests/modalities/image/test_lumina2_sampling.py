@@ -138,3 +138,55 @@ def test_lumina_sample_with_the_recipe_reproduces_lumina2_pipeline(world, tmp_pa
     print(f"{steps} step(s), cfg_trunc_ratio {ratio}: max |ours - diffusers| = {int(diff)} / 255")
     assert diff <= 1, "lumina sample does not reproduce Lumina2Pipeline"
     assert got.float().std() > 1  # a real image, not a flat one that any weights would give
+
+
+def _full_size_conversion(tmp_path):
+    """The converted meta of a full-size (meta-device) Lumina-Image 2.0 transformer, and a 16-channel
+    factor-8 autoencoder folder (tiny widths) for the recipe."""
+    from diffusers import AutoencoderKL, Lumina2Transformer2DModel
+
+    from lumina_modalities.image.interop import converted_meta, from_diffusers
+
+    AutoencoderKL(
+        latent_channels=16, block_out_channels=(4, 4, 4, 4), layers_per_block=1, norm_num_groups=2,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    ).save_pretrained(tmp_path / "vae")  # fmt: skip
+    with torch.device("meta"):
+        ref = Lumina2Transformer2DModel(
+            sample_size=128, patch_size=2, in_channels=16, hidden_size=2304, num_layers=26, num_refiner_layers=2,
+            num_attention_heads=24, num_kv_heads=8, multiple_of=256, norm_eps=1e-5, axes_dim_rope=(32, 32, 32),
+            axes_lens=(300, 512, 512), cap_feat_dim=2304,
+        )  # fmt: skip
+    return converted_meta(from_diffusers(ref))
+
+
+def _match(meta, tmp_path, overrides=()):
+    from types import SimpleNamespace
+
+    from lumina_core.config import load_recipe
+    from lumina_core.config.typed import component_spec, typed_recipe
+    from lumina_core.interop.formats import match_converted
+    from lumina_core.registry import MODALITIES
+    from lumina_core.training.build import model_config
+
+    cfg = load_recipe(RECIPE, [f"tasks.0.modality.params.autoencoder.params.path={tmp_path / 'vae'}", *overrides])
+    task = typed_recipe(cfg).tasks[0]
+    spec = MODALITIES.build(component_spec(task.modality)).adapter_spec().with_learn_sigma(task.learn_sigma)
+    gemma2 = SimpleNamespace(context_dim=2304)  # a Task whose conditioner is Gemma-2-2B wide
+    return match_converted(meta, model_config(cfg, {"t2i": gemma2}), {"t2i": spec})
+
+
+def test_the_unchanged_recipe_takes_a_full_size_lumina2_conversion(tmp_path):
+    """The shipped recipe (only local paths given) builds the released trunk - preset lumina2's unified family
+    is not overridden by the schema's defaults - with the release's RoPE layout and axes (32, 32 pairs on a
+    (1, 1) split), q/k epsilon and caption width; the converted release carries no training grid (a warning)."""
+    meta = _full_size_conversion(tmp_path)
+    with pytest.warns(UserWarning, match="records no training patch grid"):
+        assert _match(meta, tmp_path) == ("image", "t2i")
+    # a recipe whose trunk computes another function is refused with the difference named
+    with pytest.raises(ValueError, match="family: checkpoint 'unified', recipe 'next_dit'"):
+        _match(meta, tmp_path, ["model.family=next_dit"])
+    with pytest.raises(ValueError, match="qk_norm_eps: checkpoint 1e-05, recipe 1e-06"):
+        _match(meta, tmp_path, ["model.qk_norm_eps=1e-6"])
+    with pytest.raises(ValueError, match="rope_layout: checkpoint 'blocked', recipe 'interleaved'"):
+        _match(meta, tmp_path, ["tasks.0.modality.params.rope_layout=interleaved"])
