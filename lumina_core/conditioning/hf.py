@@ -97,6 +97,11 @@ class HFTextConditioner(Conditioner):
         architecture: ``"auto"``, ``"decoder"`` or ``"encoder"`` (overrides the automatic choice of layer).
         pad_to_multiple_of: round the context length up to a multiple of this (released: 8).
         trust_remote_code: passed to transformers for models that need their own code (local code only).
+        template: None, or a text holding ``{caption}`` that every non-empty caption is put into before it is
+            tokenized (Lumina-Image 2.0: ``"<system prompt> <Prompt Start> {caption}"``). The empty caption of
+            classifier-free guidance and caption dropout stays empty, as the release encodes its negative prompt.
+        tokenizer: a local folder holding the tokenizer when it is not in ``path`` (a diffusers pipeline folder
+            keeps it in ``tokenizer/`` next to ``text_encoder/``); None: ``path``.
     """
 
     kind = "text"
@@ -112,8 +117,16 @@ class HFTextConditioner(Conditioner):
         architecture: str = "auto",
         pad_to_multiple_of: int | None = None,
         trust_remote_code: bool = False,
+        template: str | None = None,
+        tokenizer: str | None = None,
     ) -> None:
         super().__init__(dim=None, null_value="")
+        if template is not None and "{caption}" not in template:
+            raise ValueError(
+                f"template must hold {{caption}} where the caption goes; got {template!r}"
+            )
+        self.template = template
+        self.tokenizer_path = str(tokenizer) if tokenizer else None
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left'; got {padding_side!r}")
         if architecture not in ("auto", "decoder", "encoder"):
@@ -165,7 +178,7 @@ class HFTextConditioner(Conditioner):
             from transformers import AutoModel, AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(
-                self.path, local_files_only=True, trust_remote_code=self.trust_remote_code
+                self.tokenizer_path or self.path, local_files_only=True, trust_remote_code=self.trust_remote_code
             )
             tokenizer.padding_side = self.padding_side
             if tokenizer.pad_token is None:
@@ -217,6 +230,8 @@ class HFTextConditioner(Conditioner):
                 raise ValueError(
                     f"caption {i} must be a str (or None for no caption); got {type(text).__name__}"
                 )
+        if self.template is not None:
+            texts = [self.template.replace("{caption}", t) if t else t for t in texts]
         tokenizer, _ = self.load()
         return tokenizer(
             texts,
@@ -251,7 +266,9 @@ class HFTextConditioner(Conditioner):
     def fingerprint(self) -> str:
         return (
             f"hf(path={os.path.abspath(self.path) if Path(self.path).exists() else self.path}, layer={self.layer}, "
-            f"max_length={self.max_length}, dtype={self.torch_dtype}, padding_side={self.padding_side})"
+            f"max_length={self.max_length}, dtype={self.torch_dtype}, padding_side={self.padding_side}"
+            + ("" if self.template is None else f", template={self.template!r}")
+            + ")"
         )
 
 

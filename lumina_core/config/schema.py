@@ -56,12 +56,13 @@ class ModelConfig:
     #: released model shares the self-attention query)
     separate_cross_query: bool = False
     #: the trunk family: next_dit (Lumina-Next, cross-attention to the caption) or unified (Lumina-Image 2.0:
-    #: caption and noisy tokens in one self-attention sequence; docs/lumina2.md)
-    family: str = "next_dit"
-    n_refiner_layers: int = 2  # unified: context-refiner and noise-refiner blocks (released: 2 each)
-    caption_rope_fraction: float = 1 / 3  # unified: share of each head's RoPE pairs on the caption axis
+    #: caption and noisy tokens in one self-attention sequence; docs/lumina2.md). None: the preset's, else next_dit
+    #: (these unified settings default to None so that a preset such as lumina2 is not overridden by a default)
+    family: str | None = None
+    n_refiner_layers: int | None = None  # unified: context-refiner and noise-refiner blocks (None: 2, as released)
+    caption_rope_fraction: float | None = None  # unified: share of each head's RoPE pairs on the caption axis (None: 1/3)
     qk_norm_eps: float | None = None  # unified: per-head q/k RMSNorm epsilon (None: norm_eps)
-    unified_variant: str = "lumina2"  # unified: lumina2 ([caption | tokens]) or z_image (Z-Image's sequence layout)
+    unified_variant: str | None = None  # unified: lumina2 ([caption | tokens], the default) or z_image (Z-Image's sequence layout)
 
 
 @dataclass
@@ -98,6 +99,9 @@ class SamplingConfig:
     steps: int = 16  # solver steps
     cfg_scale: float = 1.0  # classifier-free guidance scale (1: no guidance)
     cfg_channels: int | None = None  # None: guide all channels; k: the sample's first k channels (the plugin's guidance_mask)
+    cfg_trunc: float = 1.0  # guidance only while the flow time t < cfg_trunc (0 noise, 1 data); 1: throughout
+    #: None: off; r > 0: the guided velocity's norm per sample clipped to r x the conditional one's (Lumina-Image 2.0)
+    cfg_renorm: float | None = None
     rope_scaling: Component | None = None  # RoPE scaling for sizes beyond training (ntk, pi, ...); null: none
     #: pooled self-attention keys/values (``lumina_core.model.context_drop.ContextDrop``): a mapping
     #: ``{factor, until, schedule, layers}``; None: off

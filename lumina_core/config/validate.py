@@ -111,6 +111,14 @@ def _check_values(tree: dict, problems: list[str]) -> None:
             )
             samp = task.get("sampling") if isinstance(task.get("sampling"), dict) else {}
             rule(f"tasks.{i}.sampling.steps", samp.get("steps"), lambda v: v >= 1, "at least 1")
+            rule(
+                f"tasks.{i}.sampling.cfg_trunc", samp.get("cfg_trunc"), lambda v: 0 <= v <= 1,
+                "in [0, 1] (the flow time from which guidance stops; 1: never)",
+            )  # fmt: skip
+            rule(
+                f"tasks.{i}.sampling.cfg_renorm", samp.get("cfg_renorm"), lambda v: v > 0,
+                "greater than 0 (or null: no renormalisation)",
+            )  # fmt: skip
             if isinstance(samp.get("precision"), str) and samp["precision"] not in ("fp32", "bf16", "auto"):
                 problems.append(
                     f"tasks.{i}.sampling.precision: expected 'fp32', 'bf16' or 'auto', got {samp['precision']!r}"

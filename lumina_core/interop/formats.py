@@ -171,14 +171,24 @@ def read_converted(path: str | Path) -> LoadedCheckpoint:
 _WEIGHT_FIELDS = (
     "dim", "n_layers", "n_heads", "n_kv_heads", "context_dim", "multiple_of", "ffn_dim_multiplier",
     "norm_eps", "qk_norm", "t_freq_dim", "max_cond_dim", "separate_cross_query",
+    "family", "n_refiner_layers", "caption_rope_fraction", "qk_norm_eps", "unified_variant",
 )
 #: adapter settings a converted task must share with the recipe's task (train_extent comes from the recipe)
 _SPEC_FIELDS = ("in_dim", "out_dim", "num_axes", "axis_split", "rope_layout", "rope_theta")
 
 
 def _spec_fields(spec: Any) -> dict[str, Any]:
+    """The adapter fields, ``axis_split`` reduced to its lowest terms (RoPE pairs follow its ratios only, so a
+    recipe's (1, 1) takes a checkpoint's (32, 32))."""
+    import math
+
     values = spec if isinstance(spec, dict) else dataclasses.asdict(spec)
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    out = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    split = out.get("axis_split")
+    if split and all(isinstance(s, int) and s > 0 for s in split):
+        g = math.gcd(*split)
+        out["axis_split"] = tuple(s // g for s in split)
+    return out
 
 
 def converted_state_dict(path: str | Path, config: NextDiTConfig, tasks: dict[str, AdapterSpec]) -> StateDict:
@@ -211,6 +221,8 @@ def match_converted(
         raise ValueError(f"the config.json of {path} was not written by `lumina convert` (format 'lumina')")
     ours = NextDiTConfig.from_dict(meta["model"]).to_dict()
     want = config.to_dict()
+    for cfg in (ours, want):  # the q/k norm epsilon in effect (None: norm_eps)
+        cfg["qk_norm_eps"] = cfg["norm_eps"] if cfg.get("qk_norm_eps") is None else cfg["qk_norm_eps"]
     diff = [f"{k}: checkpoint {ours[k]!r}, recipe {want[k]!r}" for k in _WEIGHT_FIELDS if ours[k] != want[k]]
     if diff:
         raise ValueError(
@@ -242,9 +254,11 @@ def match_converted(
             + f" ({advice})"
         )
     if have.get("train_extent") != need.get("train_extent"):
+        trained = have.get("train_extent")
+        what = "records no training patch grid" if trained is None else f"was trained on a {trained} patch grid"
         warnings.warn(
-            f"the converted checkpoint was trained on a {have.get('train_extent')} patch grid; the recipe's "
-            f"task gives {need.get('train_extent')}, which RoPE scaling will use",
+            f"the converted checkpoint {what}; the recipe's task gives {need.get('train_extent')}, which RoPE "
+            "scaling will use",
             stacklevel=3,
         )
     return src, dst

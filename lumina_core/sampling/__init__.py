@@ -2,7 +2,7 @@
 
 Importing this package registers the solvers ``euler``, ``midpoint``, ``heun``, ``heun_edm`` (an alias of
 ``{name: heun, params: {final_euler: true}}``), ``rk4``, ``ab2``, ``dopri5`` in ``SOLVERS`` (base:
-:class:`Solver`) and the grids ``uniform``, ``shift``, ``sigmoid``, ``explicit`` in ``TIME_GRIDS`` (base:
+:class:`Solver`) and the grids ``uniform``, ``shift``, ``sigmoid``, ``token_shift``, ``explicit`` in ``TIME_GRIDS`` (base:
 :class:`TimeGrid`). :func:`fit_time_grid` fits a model-specific grid (store it as an ``explicit`` grid).
 """
 

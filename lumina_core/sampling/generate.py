@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from lumina_core.sampling.grids import _plain, time_grid
-from lumina_core.sampling.guidance import cfg_combine, channel_mask
+from lumina_core.sampling.guidance import cfg_combine, cfg_renormalize, channel_mask
 from lumina_core.sampling.integrate import StepHook, integrate
 from lumina_core.tokens import Condition, TokenBatch
 
@@ -101,10 +101,14 @@ def guided_velocity(
     rope_scaling: Any = None,
     context_drop: Any = None,
     precision: str = "fp32",
+    cfg_trunc: float = 1.0,
+    cfg_renorm: float | None = None,
 ):
     """``velocity_fn(x, t, **extra)`` for :func:`integrate`: the model's velocity, classifier-free guided
     when ``uncond`` is given (``context_drop`` is passed on only when set); the model runs in ``precision``
-    and its velocity comes back in ``x``'s dtype."""
+    and its velocity comes back in ``x``'s dtype. Guidance applies while ``t < cfg_trunc`` (the conditional
+    velocity alone after), and with ``cfg_renorm`` r the guided velocity's norm per sample is clipped to r
+    times the conditional one's (:mod:`lumina_core.sampling.guidance`)."""
     base = {"rope_scaling": rope_scaling}
     if context_drop is not None:
         base["context_drop"] = context_drop
@@ -127,11 +131,29 @@ def guided_velocity(
 
     def v_cfg(x: Tensor, t: Tensor, **extra: Any) -> Tensor:
         kw = {**base, **extra}
+        if not bool((t < cfg_trunc).all()):  # guidance truncated: the conditional velocity alone
+            return call(layout.with_tokens(x), t, cond, x.dtype, **kw)
         out = call(both.with_tokens(torch.cat([x, x])), torch.cat([t, t]), cond2, x.dtype, **kw)
         v_c, v_u = out.chunk(2)
-        return cfg_combine(v_c, v_u, cfg_scale, mask)
+        guided = cfg_combine(v_c, v_u, cfg_scale, mask)
+        if cfg_renorm is not None:
+            guided = cfg_renormalize(guided, v_c, float(cfg_renorm), layout.mask)
+        return guided
 
     return v_cfg
+
+
+def check_guidance_settings(cfg_trunc: float, cfg_renorm: float | None) -> None:
+    """Raise ValueError unless ``0 <= cfg_trunc <= 1`` and ``cfg_renorm`` is None or > 0."""
+    if not 0.0 <= float(cfg_trunc) <= 1.0:
+        raise ValueError(
+            f"cfg_trunc is the flow time (0 noise, 1 data) from which guidance stops, in [0, 1]; got {cfg_trunc}"
+        )
+    if cfg_renorm is not None and not float(cfg_renorm) > 0.0:
+        raise ValueError(
+            "cfg_renorm clips the guided velocity's norm to that many times the conditional one's: a number "
+            f"> 0, or null for no clipping; got {cfg_renorm}"
+        )
 
 
 def hold_given(layout: TokenBatch, x0: Tensor, velocity_fn: Any) -> tuple[Tensor, Any]:
@@ -201,6 +223,8 @@ def generate(
     precision: str = "fp32",
     init: Sequence[Tensor] | None = None,
     strength: float | None = None,
+    cfg_trunc: float = 1.0,
+    cfg_renorm: float | None = None,
 ) -> list[Tensor] | tuple[list[Tensor], int]:
     """Generate one sample per condition (or per shape when ``conditions`` is None).
 
@@ -228,7 +252,13 @@ def generate(
             start from (SDEdit, see the module doc), or None.
         strength: with ``init``, how much of the flow is re-run, in [0, 1] (default 0.8): the start time is
             ``t0 = 1 - strength``.
+        cfg_trunc: guidance only while ``t < cfg_trunc`` (1: throughout; Lumina-Image 2.0's CFG truncation).
+        cfg_renorm: None, or r > 0: the guided velocity's norm per sample clipped to r times the conditional
+            velocity's (Lumina-Image 2.0's CFG renormalisation).
+
+    A ``token_shift`` grid is resolved for the layout's token count (the longest sample's).
     """
+    check_guidance_settings(cfg_trunc, cfg_renorm)
     if init is not None:
         init = list(init)
         strength = 0.8 if strength is None else float(strength)
@@ -271,7 +301,7 @@ def generate(
         layout = plugin.layout([tuple(s) for s in shapes], device=device)
         layout = layout.to(device)
         x0 = token_noise(layout, seed).to(dtype)
-        times = time_grid(grid, steps, device=device)
+        times = time_grid(grid, steps, device=device, tokens=int(layout.lengths.max()))
         if init is not None:  # the init's own token batch: its meta (e.g. normalisation) decodes the result
             x0, times, layout = sdedit_start(plugin, layout, init, strength, x0, times)
         use_cond = conditioner is not None and getattr(conditioner, "kind", "none") != "none"
@@ -296,6 +326,8 @@ def generate(
             resolve_rope_scaling(rope_scaling),
             _plain(context_drop) if hasattr(context_drop, "keys") else context_drop,
             precision,
+            cfg_trunc,
+            cfg_renorm,
         )
         if layout.given is not None:  # given tokens start at their values and stay there
             x0, v = hold_given(layout, x0, v)

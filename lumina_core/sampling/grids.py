@@ -10,6 +10,12 @@ recipe node (``{name: shift, params: {s: 4}}`` or a bare name).
 * ``sigmoid(k)``: ``t_i = (sig(k (u_i - 1/2)) - sig(-k/2)) / (sig(k/2) - sig(-k/2))``, denser at both ends
   (SPEC section 5, *ours*); ``k -> 0`` tends to uniform.
 * ``explicit(values)``: the given list (must start at 0, end at 1 and increase strictly).
+* ``token_shift(base_tokens, max_tokens, base_shift, max_shift)``: ``shift(s)`` with ``s = exp(mu)`` and ``mu``
+  linear in the sample's token count n: ``mu = base_shift + (max_shift - base_shift) (n - base_tokens) /
+  (max_tokens - base_tokens)`` (Lumina-Image 2.0 / FLUX's resolution-dependent shift; defaults 256, 4096, 0.5,
+  1.15: 1024 px with a factor-8 autoencoder and patch 2 is 4096 tokens, mu = 1.15, s = 3.16). In sigma = 1 - t
+  this is ``sigma' = e^mu sigma / (1 + (e^mu - 1) sigma)``, the scheduler's ``time_shift(mu, 1, sigma)``. The
+  grid needs the token count: :func:`time_grid` takes it as ``tokens=`` (``generate`` passes the layout's).
 """
 
 from __future__ import annotations
@@ -66,6 +72,41 @@ class ShiftGrid(TimeGrid):
         return t
 
 
+@TIME_GRIDS.register("token_shift")
+class TokenShiftGrid(TimeGrid):
+    """``shift(exp(mu(n)))`` with ``mu(n)`` linear in the token count n through (base_tokens, base_shift) and
+    (max_tokens, max_shift)."""
+
+    def __init__(
+        self, base_tokens: int = 256, max_tokens: int = 4096, base_shift: float = 0.5, max_shift: float = 1.15
+    ) -> None:
+        if not 0 < base_tokens < max_tokens:
+            raise ValueError(
+                f"token_shift grid needs 0 < base_tokens < max_tokens; got {base_tokens} and {max_tokens}"
+            )
+        self.base_tokens, self.max_tokens = int(base_tokens), int(max_tokens)
+        self.base_shift, self.max_shift = float(base_shift), float(max_shift)
+
+    def mu(self, tokens: int) -> float:
+        """``base_shift + (max_shift - base_shift) (tokens - base_tokens) / (max_tokens - base_tokens)``."""
+        slope = (self.max_shift - self.base_shift) / (self.max_tokens - self.base_tokens)
+        return self.base_shift + slope * (int(tokens) - self.base_tokens)
+
+    def for_tokens(self, tokens: int) -> ShiftGrid:
+        """The shift grid of a sample of ``tokens`` tokens: ``s = exp(mu(tokens))``."""
+        if int(tokens) < 1:
+            raise ValueError(f"token_shift grid needs a positive token count; got {tokens}")
+        return ShiftGrid(math.exp(self.mu(tokens)))
+
+    def __call__(self, steps: int, device=None, tokens: int | None = None) -> Tensor:
+        if tokens is None:
+            raise ValueError(
+                "the token_shift grid depends on the number of tokens of the sample; pass tokens= "
+                "(generate passes its layout's)"
+            )
+        return self.for_tokens(tokens)(steps, device=device)
+
+
 @TIME_GRIDS.register("sigmoid")
 class SigmoidGrid(TimeGrid):
     """``t_i = (sig(k (u_i - 1/2)) - sig(-k/2)) / (sig(k/2) - sig(-k/2))``."""
@@ -111,9 +152,9 @@ def check_grid(t: Tensor) -> Tensor:
     return t
 
 
-def time_grid(spec: Any = "uniform", steps: int | None = None, device=None) -> Tensor:
+def time_grid(spec: Any = "uniform", steps: int | None = None, device=None, tokens: int | None = None) -> Tensor:
     """A (steps + 1,) float64 grid from a name, a ``{name, params}`` node, a :class:`TimeGrid`, a list of
-    times or a tensor."""
+    times or a tensor; ``tokens`` (the sample's token count) is what a ``token_shift`` grid depends on."""
     if isinstance(spec, Tensor):
         return check_grid(spec.to(device=device, dtype=torch.float64))
     if isinstance(spec, (list, tuple)):
@@ -121,4 +162,6 @@ def time_grid(spec: Any = "uniform", steps: int | None = None, device=None) -> T
     grid = spec if isinstance(spec, TimeGrid) else TIME_GRIDS.build(spec)
     if steps is None and not isinstance(grid, ExplicitGrid):
         raise ValueError(f"time grid {spec!r} needs a number of steps")
+    if isinstance(grid, TokenShiftGrid):
+        return check_grid(grid(steps, device=device, tokens=tokens))
     return check_grid(grid(steps, device=device))

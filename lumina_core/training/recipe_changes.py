@@ -79,9 +79,29 @@ def recipe_tree(recipe: Any) -> dict[str, Any]:
     return json.loads(json.dumps(recipe, default=str))
 
 
+#: trunk keys whose recipe default is None ("the preset's, else the trunk's default"); recipes recorded while the
+#: schema wrote the trunk's default out compare equal to today's None
+_TRUNK_DEFAULTED = ("family", "n_refiner_layers", "caption_rope_fraction", "unified_variant")
+
+
+def _trunk_defaults_filled(flat: dict[str, Any]) -> dict[str, Any]:
+    """``model.<key>: None`` of :data:`_TRUNK_DEFAULTED` replaced by the value the trunk uses (the preset's row,
+    else :class:`lumina_core.model.NextDiTConfig`'s default)."""
+    from lumina_core.model.config import PRESETS, NextDiTConfig
+
+    row = PRESETS.get(flat.get("model.preset") or "", {})
+    defaults = {f.name: f.default for f in dataclasses.fields(NextDiTConfig)}
+    out = dict(flat)
+    for key in _TRUNK_DEFAULTED:
+        if f"model.{key}" in out and out[f"model.{key}"] is None:
+            out[f"model.{key}"] = row.get(key, defaults[key])
+    return out
+
+
 def changes(before: Any, after: Any) -> list[KeyChange]:
     """Every key whose value differs between two recipes (typed recipes or their plain trees), sorted by key."""
-    a, b = flatten(recipe_tree(before)), flatten(recipe_tree(after))
+    a = _trunk_defaults_filled(flatten(recipe_tree(before)))
+    b = _trunk_defaults_filled(flatten(recipe_tree(after)))
     return [
         KeyChange(k, a.get(k, _ABSENT), b.get(k, _ABSENT))
         for k in sorted(set(a) | set(b))

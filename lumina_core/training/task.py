@@ -140,6 +140,8 @@ class Task:
             "grid": component_spec(s.grid),
             "cfg_scale": float(s.cfg_scale),
             "cfg_channels": s.cfg_channels,
+            "cfg_trunc": float(s.cfg_trunc),
+            "cfg_renorm": None if s.cfg_renorm is None else float(s.cfg_renorm),
             "rope_scaling": component_spec(s.rope_scaling),
             "context_drop": None if s.context_drop is None else dict(s.context_drop),
             "seed": int(s.seed),

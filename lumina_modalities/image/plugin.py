@@ -56,6 +56,8 @@ class ImagePlugin(ModalityPlugin):
             multiple ``f`` of ``image_size`` clipped to ``lo <= f <= hi`` (a smaller file is upsampled to
             ``lo x``, a larger one downsampled to ``hi x``); None: every file at ``image_size``. Either way
             the file is resized to cover and centre-cropped to the aspect of ``image_size``.
+        rope_layout: how the row and column rotation pairs of a head are laid out: ``"interleaved"``
+            (Lumina-Next) or ``"blocked"`` (Lumina-Image 2.0 and Z-Image, whose checkpoints record it).
     """
 
     name = "image"
@@ -74,6 +76,7 @@ class ImagePlugin(ModalityPlugin):
         fid: bool = True,
         latent_cache: bool | str = False,
         read_scale: Sequence[float] | None = None,
+        rope_layout: str = "interleaved",
     ) -> None:
         super().__init__(
             patch_size=patch_size,
@@ -83,7 +86,14 @@ class ImagePlugin(ModalityPlugin):
             fid=fid,
             latent_cache=latent_cache,
             read_scale=read_scale,
+            rope_layout=rope_layout,
         )
+        if rope_layout not in ("interleaved", "blocked"):
+            raise ValueError(
+                "rope_layout must be 'interleaved' (Lumina-Next: the row and column rotation pairs alternate) or "
+                f"'blocked' (Lumina-Image 2.0: all row pairs, then all column pairs); got {rope_layout!r}"
+            )
+        self.rope_layout = rope_layout
         if patch_size < 1:
             raise ValueError(f"patch_size must be >= 1; got {patch_size}")
         if channels < 1:
@@ -144,7 +154,7 @@ class ImagePlugin(ModalityPlugin):
             out_dim=in_dim,  # 2 * in_dim for a task with learn_sigma (the core applies it)
             num_axes=2,
             axis_split=(1, 1),
-            rope_layout="interleaved",
+            rope_layout=self.rope_layout,
             train_extent=(float(gh), float(gw)),
         )
 

@@ -3,6 +3,7 @@ unless asked (``--allow-changes``), and the earlier ``config.yaml`` is kept besi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -110,3 +111,17 @@ def test_recipes_compare_by_value_with_defaults_filled_in():
     b.tasks[0].sampling.steps = 8
     assert [c.breaks_exact_resume for c in changes(typed_recipe(a), typed_recipe(b)) if "sampling" in c.key] == [False]
     assert flatten({"p": {}, "l": [{"x": 1}], "v": [1, 2]}) == {"p": {}, "l.0.x": 1, "v": [1, 2]}
+
+
+def test_a_trunk_default_recorded_before_it_became_null_is_no_change():
+    """Recipes recorded while the schema wrote ``model.family: next_dit`` (and the refiner / RoPE / variant
+    defaults) out are the same run as today's ``null`` (the preset's, else the trunk's default)."""
+    today = typed_recipe(tiny_recipe("runs/x", TWO_TASKS))
+    recorded = json.loads(json.dumps(dataclasses.asdict(today)))
+    recorded["model"].update(family="next_dit", n_refiner_layers=2, caption_rope_fraction=1 / 3, unified_variant="lumina2")
+    assert changes(recorded, today) == []
+    recorded["model"]["family"] = "unified"
+    assert [str(c) for c in changes(recorded, today)] == ['model.family: "unified" -> "next_dit"']  # the value in effect
+    preset = json.loads(json.dumps(dataclasses.asdict(today)))
+    preset["model"]["preset"] = "lumina2"
+    assert changes(recorded | {"model": {**recorded["model"], "preset": "lumina2"}}, preset) == []  # lumina2: unified
