@@ -117,6 +117,23 @@ def convert(src: str | Path, dst: str | Path, src_format: str, preset: str | Non
     return dst
 
 
+def export(src: str | Path, dst: str | Path, dst_format: str, layout: str | None = None) -> list[Path]:
+    """Write the converted checkpoint ``src`` (our format: what :func:`convert` writes) at ``dst`` in a public
+    layout of the registered format ``dst_format`` (``layout`` None: the format's first); returns the files
+    written. The format decides what ``dst`` is (a file for single-file layouts, a folder otherwise)."""
+    from lumina_core.interop.checkpoint_format import checkpoint_format
+
+    fmt = checkpoint_format(dst_format)
+    if not fmt.layouts:
+        raise ValueError(f"checkpoint format {dst_format!r} is read-only (--from only): it has no layout to export to")
+    layout = layout or fmt.layouts[0]
+    if layout not in fmt.layouts:
+        raise ValueError(
+            f"checkpoint format {dst_format!r} has no layout {layout!r}; its layouts: {', '.join(fmt.layouts)}"
+        )
+    return fmt.export(read_converted(src), Path(dst), layout)
+
+
 #: the keys of a converted ``config.json`` that the core writes (a format's ``extra`` may not replace them)
 CORE_META_KEYS = ("format", "model", "tasks", "source")
 

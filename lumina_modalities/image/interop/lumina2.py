@@ -163,6 +163,11 @@ def lumina2_config(image: LuminaImageModel) -> dict[str, Any]:
     rope = image.model.adapters[image.task].rope
     if cfg.family != "unified":
         raise ValueError(f"a Lumina-Image 2.0 export needs model.family 'unified'; this model is {cfg.family!r}")
+    if cfg.unified_variant != "lumina2":
+        raise ValueError(
+            f"a Lumina-Image 2.0 export needs unified_variant 'lumina2'; this model is {cfg.unified_variant!r} "
+            "(a Z-Image model exports with --to z_image)"
+        )
     return dict(
         patch_size=image.patch_size, in_channels=image.in_channels, out_channels=image.out_channels,
         hidden_size=cfg.dim, num_layers=cfg.n_layers, num_refiner_layers=cfg.n_refiner_layers,
