@@ -153,3 +153,46 @@ def test_lumina_sample_with_the_recipe_reproduces_z_image_pipeline(world, tmp_pa
     print(f"{case}: max |ours - diffusers| = {int(diff)} / 255")
     assert diff <= 1, "lumina sample does not reproduce ZImagePipeline"
     assert got.float().std() > 1  # a real image, not a flat one that any weights would give
+
+
+def test_the_unchanged_recipe_takes_a_full_size_z_image_conversion(tmp_path):
+    """The shipped recipe (only local paths given) builds the released trunk - preset z_image's variant, caption
+    RoPE share, conditioning width and q/k epsilon survive the schema's defaults - with the release's RoPE layout,
+    theta and axes, for a conversion of the full-size ZImageTransformer2DModel (built on the meta device)."""
+    from types import SimpleNamespace
+
+    from diffusers import AutoencoderKL, ZImageTransformer2DModel
+
+    from lumina_core.config import load_recipe
+    from lumina_core.config.typed import component_spec, typed_recipe
+    from lumina_core.interop.formats import match_converted
+    from lumina_core.registry import MODALITIES
+    from lumina_core.training.build import model_config
+    from lumina_modalities.image.interop import converted_meta, from_diffusers
+
+    AutoencoderKL(
+        latent_channels=16, block_out_channels=(4, 4, 4, 4), layers_per_block=1, norm_num_groups=2,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    ).save_pretrained(tmp_path / "vae")  # fmt: skip
+    with torch.device("meta"):
+        meta = converted_meta(
+            from_diffusers(ZImageTransformer2DModel())
+        )  # the release's config is the default
+
+    def match(*overrides):
+        cfg = load_recipe(
+            RECIPE, [f"tasks.0.modality.params.autoencoder.params.path={tmp_path / 'vae'}", *overrides]
+        )
+        task = typed_recipe(cfg).tasks[0]
+        spec = (
+            MODALITIES.build(component_spec(task.modality)).adapter_spec().with_learn_sigma(task.learn_sigma)
+        )
+        qwen3_4b = SimpleNamespace(context_dim=2560)  # a Task whose conditioner is Qwen3-4B wide
+        return match_converted(meta, model_config(cfg, {"t2i": qwen3_4b}), {"t2i": spec})
+
+    with pytest.warns(UserWarning, match="records no training patch grid"):
+        assert match() == ("image", "t2i")
+    with pytest.raises(ValueError, match="unified_variant: checkpoint 'z_image', recipe 'lumina2'"):
+        match("model.preset=lumina2", "model.context_dim=2560")
+    with pytest.raises(ValueError, match="rope_theta"):
+        match("tasks.0.modality.params.rope_theta=10000")
