@@ -381,8 +381,10 @@ def convert(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no checkpoint at {src}")
     if args.dst_format is not None:
         return _convert_to(args, src)
-    if args.layout is not None:
-        raise ValueError("--layout goes with --to FORMAT (writing a public layout); --from always writes our format")
+    if args.layout is not None or args.dtype is not None:
+        raise ValueError(
+            "--layout and --dtype go with --to FORMAT (writing a public layout); --from always writes our format"
+        )
     check_output_folder(args.dst, "DST")
     _say(f"lumina convert: {args.src_format} checkpoint {src} -> {args.dst}")
     from lumina_core.interop import convert as run_convert
@@ -399,7 +401,7 @@ def _convert_to(args: argparse.Namespace, src: Path) -> int:
     _say(f"lumina convert: {src} -> {args.dst_format} ({args.layout or 'default'} layout) at {args.dst}")
     from lumina_core.interop import export
 
-    written = export(str(src), str(args.dst), dst_format=args.dst_format, layout=args.layout)
+    written = export(str(src), str(args.dst), dst_format=args.dst_format, layout=args.layout, dtype=args.dtype)
     _say("done: " + ", ".join(str(p) for p in written))
     return 0
 

@@ -244,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         "release's file, ComfyUI's single file or a diffusers folder) and z_image (Z-Image: the release's / "
         "diffusers' folder or ComfyUI's single file). --to FORMAT reads SRC in our format and writes the public "
         "layout --layout at DST: lumina2 (comfyui, released, diffusers) and z_image (comfyui, diffusers); a "
-        "single-file layout takes a DST ending in .safetensors (released: or .pth), diffusers a new folder.",
+        "single-file layout takes a DST ending in .safetensors (released: or .pth), diffusers a new folder; --dtype "
+        "casts the weights written (default float32, as our format).",
     )
     p.add_argument("src", metavar="SRC", help="the checkpoint to read (with --to: a folder in our format)")
     p.add_argument("dst", metavar="DST", help="where to write (nothing is overwritten)")
@@ -255,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="read our format, write this format's public layout (lumina2, z_image)")  # fmt: skip
     p.add_argument("--layout", metavar="L",
                    help="with --to: comfyui (default), released (lumina2 only) or diffusers")  # fmt: skip
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="with --to: the weights' dtype in the written files (default float32, as our format)")  # fmt: skip
     p.add_argument("--preset", metavar="P", help="with --from: trunk preset (default: inferred from the checkpoint)")
     p.set_defaults(handler="convert")
 

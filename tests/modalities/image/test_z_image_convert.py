@@ -138,7 +138,7 @@ def test_wrong_directions_are_refused_with_the_reason(files, tmp_path, capsys):
         ),
         (["--to", "lumina2"], "needs unified_variant 'lumina2'"),
         (["--to", "released"], "'released' is read-only"),
-        (["--from", "z_image", "--layout", "comfyui"], "--layout goes with --to"),
+        (["--from", "z_image", "--layout", "comfyui"], "--layout and --dtype go with --to"),
     ]
     for extra, message in cases:
         assert main(["convert", str(tmp_path / "ours"), str(tmp_path / "out.safetensors"), *extra]) == 2
@@ -165,6 +165,32 @@ def test_wrong_directions_are_refused_with_the_reason(files, tmp_path, capsys):
         == 2
     )
     assert "not a Z-Image checkpoint" in capsys.readouterr().err
+
+
+def test_a_bfloat16_release_file_comes_back_bit_for_bit_with_dtype_bfloat16(files, tmp_path):
+    """The releases ship bfloat16; our format holds float32 (exactly), and ``--dtype bfloat16`` writes the same
+    bfloat16 file back."""
+    root, _, comfy = files
+    bf16 = {PREFIX + k: v.to(torch.bfloat16).contiguous() for k, v in comfy.items()}
+    save_file(bf16, tmp_path / "z_image_bf16.safetensors")
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "z_image_bf16.safetensors"),
+                str(tmp_path / "ours"),
+                "--from",
+                "z_image",
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "back.safetensors"
+    assert main(["convert", str(tmp_path / "ours"), str(out), "--to", "z_image", "--dtype", "bfloat16"]) == 0
+    back = load_file(out)
+    assert set(back) == set(bf16) and all(
+        back[k].dtype == torch.bfloat16 and torch.equal(back[k], v) for k, v in bf16.items()
+    )
 
 
 def test_the_z_image_preset_is_the_release_size():
