@@ -107,11 +107,11 @@ def sample(world, ckpt: Path, out: Path, lora: Path | None = None, *extra: str) 
           "tasks.0.conditioning.encoder.params.path": str(world["fill"]["<text-encoder>"]),
           "tasks.0.conditioning.encoder.params.tokenizer": str(world["fill"]["<tokenizer>"]),
           "tasks.0.conditioning.encoder.params.dtype": "float32", "tasks.0.sampling.steps": "2"}  # fmt: skip
-    cmd = ["sample", str(SAMPLE), *(f"{k}={v}" for k, v in ov.items()), "--ckpt", str(ckpt), "--prompt", CORPUS[0],
-           "--num", "1", "--out", str(out)]  # fmt: skip
+    cmd = ["sample", str(SAMPLE), "--ckpt", str(ckpt), "--num", "1", "--out", str(out), *extra]
     if lora is not None:
         cmd += ["--lora", str(lora)]
-    assert main([*cmd, *extra]) == 0
+    # as docs/lumina2.md writes it: the prompt, then the overrides after it
+    assert main([*cmd, "--prompt", CORPUS[0], *(f"{k}={v}" for k, v in ov.items())]) == 0
     (png,) = out.glob("t2i_00000_*_000.png")
     return read_png(png)
 
