@@ -82,20 +82,17 @@ class DiffusersLoraFormat(LoraExportFormat):
     default_filename = "pytorch_lora_weights.safetensors"
 
     def export(self, adapter: AdapterFile, out: str | Path) -> list[Path]:
-        s = adapter.settings.scale
         if trunk_config(adapter).family == "unified":
             _, parts = unified_parts(adapter, "diffusers")
-            state = {}
-            for module, a, b in parts:
-                state[f"transformer.{module}.lora_A.weight"] = a.clone()
-                state[f"transformer.{module}.lora_B.weight"] = b * s
-            return [self.write(state, self.output_file(out))]
-        cfg, parts = released_parts(adapter)
+        else:
+            cfg, released = released_parts(adapter)
+            parts = [(module, a, b) for name, a, b in released
+                     for module in keys.released_module_to_diffusers(name, cfg.separate_cross_query)]  # fmt: skip
+        s = adapter.settings.scale
         state = {}
-        for released, a, b in parts:
-            for module in keys.released_module_to_diffusers(released, cfg.separate_cross_query):
-                state[f"transformer.{module}.lora_A.weight"] = a.clone()
-                state[f"transformer.{module}.lora_B.weight"] = b * s
+        for module, a, b in parts:
+            state[f"transformer.{module}.lora_A.weight"] = a.clone()
+            state[f"transformer.{module}.lora_B.weight"] = b * s
         return [self.write(state, self.output_file(out))]
 
 
