@@ -1,6 +1,7 @@
-"""Expected GPU memory of fine-tuning the 2B model (recipes/image/finetune_folder*.yaml), counted, not measured.
+"""Expected GPU memory of fine-tuning the 2B model (recipes/image/finetune_folder*.yaml) or Lumina-Image 2.0
+(``--preset lumina2``: recipes/image/lumina2_lora.yaml), counted, not measured.
 
-    .venv/bin/python benchmarks/finetune_memory.py [--batch 1] [--size 1024] [--rank 32] [--caption 256]
+    .venv/bin/python benchmarks/finetune_memory.py [--preset 2B] [--batch 1] [--size 1024] [--rank 32] [--caption 256]
 
 Everything is counted on PyTorch's meta device (shapes and dtypes, no values, no compute), so it runs on any
 machine in seconds:
@@ -11,6 +12,11 @@ machine in seconds:
   pass (weights excluded). Attention is counted as a GPU's fused (flash / memory-efficient) kernel keeps it -
   q, k, v, the output and a float32 log-sum-exp per query - not the (L x L) probability matrix the meta / CPU
   fallback saves, which such kernels never form;
+* Lumina-Image 2.0 (the unified family): its trunk removes caption padding with a data-dependent length, which
+  meta tensors cannot answer, so each block stack is counted by a real forward of one of its blocks on meta
+  tensors of its sequence - the context refiner on the caption (256 tokens), the noise refiner on the image
+  tokens, the joint layers on caption + image tokens - times the stack's depth; the embedders and the final
+  layer (a few (B, L, dim) tensors, under 0.1 GiB at 1024 px) are not counted;
 * with activation checkpointing each block keeps only its inputs; one block's activations are rebuilt at a
   time in the backward pass (plus that block's gradient buffers, of the same order);
 * optimiser states: AdamW 2 x fp32 per trained value, bitsandbytes' block-wise 8-bit AdamW 2 x 1 byte plus an
@@ -35,19 +41,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 GIB = 1024**3
 
 
-def build(size: int, rank: int | None):
-    """The 2B model as the fine-tuning recipes build it, on the meta device, in bf16 (LoRA injected if rank)."""
+def build(size: int, rank: int | None, preset: str = "2B"):
+    """The 2B model as the fine-tuning recipes build it (or Lumina-Image 2.0 as recipes/image/lumina2_lora.yaml
+    does), on the meta device, in bf16 (LoRA injected if rank)."""
     from lumina_core.model import LuminaModel, NextDiTConfig
     from lumina_core.plugin import AdapterSpec
 
-    grid = size // 16  # SDXL autoencoder factor 8, patch 2
-    spec = AdapterSpec(in_dim=16, out_dim=32, num_axes=2, axis_split=(1, 1), train_extent=(grid, grid))
+    grid = size // 16  # autoencoder factor 8 (SDXL's, FLUX's), patch 2
+    # lumina2: FLUX's 16 latent channels, 2 x 2 patches in and out; Gemma-2-2B's 2304-wide captions
+    if preset == "lumina2":
+        spec = AdapterSpec(in_dim=64, out_dim=64, num_axes=2, axis_split=(1, 1), train_extent=(grid, grid),
+                           rope_layout="blocked")  # fmt: skip
+        cfg, width = NextDiTConfig.from_preset("lumina2", qk_norm_eps=1e-5), 2304
+    else:
+        spec = AdapterSpec(in_dim=16, out_dim=32, num_axes=2, axis_split=(1, 1), train_extent=(grid, grid))
+        cfg, width = NextDiTConfig.from_preset("2B"), 2048
     with torch.device("meta"):
-        model = LuminaModel(NextDiTConfig.from_preset("2B"), {"t2i": spec}, {"t2i": 2048}).to(torch.bfloat16)
+        model = LuminaModel(cfg, {"t2i": spec}, {"t2i": width}).to(torch.bfloat16)
     if rank:
         from lumina_core.finetune.lora import LoraSettings, apply_lora
 
-        apply_lora(model, LoraSettings(rank=rank, alpha=float(rank), train_also=[]))  # as finetune_folder_lora.yaml
+        apply_lora(
+            model, LoraSettings(rank=rank, alpha=float(rank), train_also=[])
+        )  # as finetune_folder_lora.yaml
     return model, grid
 
 
@@ -99,24 +115,74 @@ def saved_activation_bytes(model, grid: int, batch: int, caption: int) -> tuple[
     return sum(seen.values()), max(per_block)
 
 
+def unified_activation_bytes(model, grid: int, batch: int, caption: int) -> tuple[int, int, list[int]]:
+    """(bytes autograd keeps for one training forward of the unified trunk's blocks, the largest block's, the
+    length of each block's sequence): one real block forward per stack on meta tensors (bf16), times its depth."""
+    from lumina_core.model.unified import Stream
+
+    cfg, trunk = model.config, model.trunk
+    n, dev, bf = grid * grid, "meta", torch.bfloat16
+    weights = {p.untyped_storage()._cdata for p in model.parameters()}
+    c = torch.zeros(batch, cfg.cond_dim, device=dev, dtype=bf)
+    total, largest, lengths = 0, 0, []
+    for blocks, length, modulated in ((trunk.context_refiner, caption, False), (trunk.noise_refiner, n, True),
+                                      (trunk.layers, caption + n, True)):  # fmt: skip
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor, seen=seen, length=length) -> torch.Tensor:
+            key = t.untyped_storage()._cdata
+            if key in weights or key in seen:
+                return t
+            nbytes = t.untyped_storage().nbytes()
+            # (.., L, L) probabilities: a fused kernel keeps a float32 log-sum-exp per query instead
+            if t.dim() >= 2 and t.shape[-1] == t.shape[-2] == length:
+                nbytes = batch * cfg.n_heads * length * 4
+            seen[key] = nbytes
+            return t
+
+        half = cfg.head_dim // 2
+        stream = Stream(None, torch.zeros(batch, length, half, device=dev), torch.zeros(batch, length, half, device=dev),
+                        None, c if modulated else None)  # fmt: skip
+        x = torch.zeros(batch, length, cfg.dim, device=dev, dtype=bf, requires_grad=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            blocks[0](x, stream)
+        per_block = sum(seen.values())
+        total += per_block * len(blocks)
+        largest = max(largest, per_block)
+        lengths += [length] * len(blocks)
+    return total, largest, lengths
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=1, help="images per step")
-    ap.add_argument("--size", type=int, default=1024, help="image side in pixels (1024: 64 x 64 = 4096 tokens)")
+    ap.add_argument(
+        "--size", type=int, default=1024, help="image side in pixels (1024: 64 x 64 = 4096 tokens)"
+    )
     ap.add_argument("--rank", type=int, default=32, help="LoRA rank (the LoRA recipe's)")
     ap.add_argument("--caption", type=int, default=256, help="caption tokens (the recipe's max_length)")
+    ap.add_argument(
+        "--preset",
+        choices=("2B", "lumina2"),
+        default="2B",
+        help="2B: Lumina-Next 2B (finetune_folder*.yaml); lumina2: Lumina-Image 2.0 (lumina2_lora.yaml)",
+    )
     args = ap.parse_args(argv)
     if args.size % 16 or args.batch < 1 or args.rank < 1:
         raise SystemExit("--size must be a multiple of 16; --batch and --rank at least 1")
 
     torch.set_num_threads(1)
-    full, grid = build(args.size, None)
+    full, grid = build(args.size, None, args.preset)
     n_params = sum(p.numel() for p in full.parameters())
-    acts, block = saved_activation_bytes(full, grid, args.batch, args.caption)
-    lora, _ = build(args.size, args.rank)
+    if args.preset == "lumina2":
+        acts, block, lengths = unified_activation_bytes(full, grid, args.batch, args.caption)
+    else:
+        acts, block = saved_activation_bytes(full, grid, args.batch, args.caption)
+        lengths = [grid * grid] * len(full.trunk.layers)
+    lora, _ = build(args.size, args.rank, args.preset)
     n_lora = sum(p.numel() for p in lora.parameters() if p.requires_grad)
-    layers = len(full.trunk.layers)
-    block_inputs = layers * args.batch * grid * grid * full.config.dim * 2  # bf16 (B, L, D) per block
+    layers = len(lengths)  # blocks (the unified trunk's refiners included)
+    block_inputs = sum(args.batch * n * full.config.dim * 2 for n in lengths)  # bf16 (B, L, D) per block
     ckpt_acts = block_inputs + 2 * block  # one block rebuilt + its gradient buffers of the same order
 
     def adam(n: int, eight: bool) -> float:
@@ -138,8 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         for eight in (False, True):
             for ck in (False, True):
                 mode = f"LoRA r={args.rank}" if lora_run else "full"
-                rows.append((mode, "8-bit" if eight else "fp32", "on" if ck else "off", expected(lora_run, eight, ck)))
-    print(f"2B at {args.size} px ({grid * grid} tokens), batch {args.batch}, caption {args.caption} tokens")
+                rows.append(
+                    (mode, "8-bit" if eight else "fp32", "on" if ck else "off", expected(lora_run, eight, ck))
+                )
+    print(
+        f"{args.preset} at {args.size} px ({grid * grid} tokens), batch {args.batch}, caption {args.caption} tokens"
+    )
     print(f"parameters {n_params / 1e9:.3f} B; LoRA r={args.rank} factors {n_lora / 1e6:.1f} M")
     print(f"activations kept for backward: {acts / GIB:.2f} GiB without checkpointing "
           f"({block / GIB:.3f} GiB per block), {ckpt_acts / GIB:.2f} GiB with it")  # fmt: skip

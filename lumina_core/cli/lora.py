@@ -2,7 +2,7 @@
 
     lumina lora merge CKPT ADAPTER[:SCALE] [ADAPTER[:SCALE] ...] --out DIR   # W += scale * alpha/r * B A
     lumina lora export ADAPTER --format NAME --out DIR_OR_FILE               # a registered LoRA_FORMATS name
-                                                   # (image plugin: diffusers = peft keys, comfyui = ComfyUI keys)
+                                                   # (image plugin: diffusers, comfyui, kohya)
     lumina lora info ADAPTER
 
 Parsing only at import (``lumina --help`` stays fast); the handler imports what it needs when it runs.
@@ -20,9 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lsub = add_command_group(
         sub,
         "lora",
-        help="merge LoRA adapters into a checkpoint, or export them for diffusers / ComfyUI",
+        help="merge LoRA adapters into a checkpoint, or export them for diffusers / ComfyUI / kohya",
         description="LoRA adapter files (what a recipe with train.lora writes): merge into base weights, export "
-        "to the diffusers or ComfyUI LoRA formats, or show what one holds.",
+        "to the diffusers, ComfyUI or kohya LoRA formats, or show what one holds.",
     )
     q = lsub.add_parser(
         "merge",
@@ -47,10 +47,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(handler=run)
     q = lsub.add_parser(
         "export",
-        help="write an adapter in another program's LoRA format (e.g. diffusers, comfyui)",
+        help="write an adapter in another program's LoRA format (e.g. diffusers, comfyui, kohya)",
         description="Write an adapter in a LoRA format a plugin registers (`lumina plugins list` shows them; "
-        "the image plugin: diffusers = LuminaNextDiT2DModel peft keys under 'transformer.', comfyui = ComfyUI's "
-        "generic keys diffusion_model.<released module>.lora_up/lora_down/alpha).",
+        "the image plugin: diffusers = peft keys under 'transformer.' of LuminaNextDiT2DModel, "
+        "Lumina2Transformer2DModel or ZImageTransformer2DModel; comfyui = ComfyUI's generic keys "
+        "diffusion_model.<released module>.lora_up/lora_down/alpha; kohya = lora_unet_<module> keys of kohya's "
+        "Lumina 2 / Z-Image networks).",
     )
     q.add_argument("adapter", metavar="ADAPTER", help="adapter .safetensors file")
     q.add_argument("--format", required=True, metavar="NAME", help="a registered LoRA export format")

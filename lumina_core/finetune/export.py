@@ -4,7 +4,7 @@ An export format turns one of our adapter files (:func:`lumina_core.finetune.lor
 ``<module>.lora_A.weight`` (r, in) / ``<module>.lora_B.weight`` (out, r) over our module names, the update
 ``W' = W + (alpha / r) B A``) into the file(s) another program loads. Which layouts exist depends on the
 network the trunk was trained to imitate, so formats belong to plugins (the image plugin registers
-``diffusers`` and ``comfyui``, the LoRA formats of the Lumina-Next image model); the core knows only this
+``diffusers``, ``comfyui`` and ``kohya``, the LoRA formats of the Lumina image models); the core knows only this
 contract::
 
     fmt = lora_export_format("diffusers")               # registered by a plugin in LORA_FORMATS

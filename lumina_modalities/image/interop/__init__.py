@@ -1,6 +1,6 @@
 """The public formats of the Lumina-Next image model: key maps (:mod:`.keys`: released <-> ours <-> diffusers),
 loaders and exporters (:mod:`.formats`), the image-level view :class:`LuminaImageModel` (:mod:`.model`) and the
-LoRA export formats ``diffusers`` / ``comfyui`` (:mod:`.lora_export`). The checkpoint formats ``released`` /
+LoRA export formats ``diffusers`` / ``comfyui`` / ``kohya`` (:mod:`.lora_export`, for both trunk families). The checkpoint formats ``released`` /
 ``diffusers`` that ``lumina convert`` reads are registered in :mod:`lumina_modalities.image.checkpoints`.
 
     from lumina_modalities.image.interop import from_diffusers, to_released_state_dict
@@ -24,7 +24,14 @@ from .formats import (
     to_released_state_dict,
 )
 from .keys import readout_permutation
-from .lora_export import ComfyUILoraFormat, DiffusersLoraFormat, export_comfyui, export_diffusers
+from .lora_export import (
+    ComfyUILoraFormat,
+    DiffusersLoraFormat,
+    KohyaLoraFormat,
+    export_comfyui,
+    export_diffusers,
+    export_kohya,
+)
 from .lumina2 import from_lumina2, lumina2_config, to_lumina2_diffusers, to_lumina2_released
 from .model import LuminaImageModel, patch_positions
 from .z_image import from_z_image, to_z_image_comfyui, to_z_image_diffusers, z_image_config
@@ -32,11 +39,13 @@ from .z_image import from_z_image, to_z_image_comfyui, to_z_image_diffusers, z_i
 __all__ = [
     "ComfyUILoraFormat",
     "DiffusersLoraFormat",
+    "KohyaLoraFormat",
     "LuminaImageModel",
     "converted_meta",
     "diffusers_config",
     "export_comfyui",
     "export_diffusers",
+    "export_kohya",
     "from_diffusers",
     "from_lumina2",
     "from_released",

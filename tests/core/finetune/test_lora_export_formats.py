@@ -58,8 +58,8 @@ class DeltaFormat(LoraExportFormat):
         return [path, index]
 
 
-def test_the_image_plugin_provides_diffusers_and_comfyui():
-    for name in ("diffusers", "comfyui"):
+def test_the_image_plugin_provides_diffusers_comfyui_and_kohya():
+    for name in ("diffusers", "comfyui", "kohya"):
         assert LORA_FORMATS.origin(name).startswith("lumina_modalities.image.interop.lora_export")
         assert LORA_FORMATS.conforms(name) and LORA_FORMATS.get(name).description
 
