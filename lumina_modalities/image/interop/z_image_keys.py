@@ -76,11 +76,13 @@ def patch_key(patch_size: int) -> str:
 
 def comfy_to_diffusers(state: StateDict, patch_size: int = 2) -> StateDict:
     """The release / diffusers layout of a ComfyUI Z-Image file (prefix dropped, ``qkv`` split in three equal
-    parts: Z-Image's keys and values have as many heads as its queries)."""
+    parts: Z-Image's keys and values have as many heads as its queries). A file with prefixed keys keeps only
+    those (an all-in-one checkpoint's autoencoder and text encoder are set aside, as ComfyUI's loader does)."""
+    if any(k.startswith(COMFY_PREFIX) for k in state):
+        state = {k[len(COMFY_PREFIX) :]: v for k, v in state.items() if k.startswith(COMFY_PREFIX)}
     out: StateDict = {}
     unknown = []
     for k, v in state.items():
-        k = k[len(COMFY_PREFIX) :] if k.startswith(COMFY_PREFIX) else k
         if k in UNUSED:
             continue
         if k.startswith(("x_embedder.", "final_layer.")):

@@ -46,6 +46,9 @@ def files(tmp_path_factory):
     save_file({k: v.contiguous() for k, v in released.items()}, root / "consolidated.00-of-01.safetensors")
     comfy = {"model.diffusion_model." + k: v.contiguous() for k, v in released.items()}
     save_file(comfy, root / "lumina_2_comfy.safetensors")
+    # ComfyUI's all-in-one checkpoint: the autoencoder and the text encoder beside the model (set aside on load)
+    others = {"first_stage_model.decoder.conv_in.weight": torch.ones(2), "text_encoders.gemma2_2b.norm.weight": torch.ones(3)}
+    save_file({**comfy, **others}, root / "lumina_2_checkpoint.safetensors")
     return root, ref, released
 
 
@@ -62,7 +65,10 @@ def test_released_names_are_the_public_ones(files):
     assert set(ours) - set(theirs) == {k for k in ours if ".attn.to_q." in k or ".attn.to_k." in k or ".attn.to_v." in k}
 
 
-@pytest.mark.parametrize("source", ["consolidated.00-of-01.safetensors", "lumina_2_comfy.safetensors", "diffusers", "."])
+@pytest.mark.parametrize(
+    "source",
+    ["consolidated.00-of-01.safetensors", "lumina_2_comfy.safetensors", "lumina_2_checkpoint.safetensors", "diffusers", "."],
+)
 def test_lumina_convert_round_trips_bit_for_bit(files, tmp_path, source):
     root, ref, released = files
     dst = convert(root / source, tmp_path / "ours", src_format="lumina2")

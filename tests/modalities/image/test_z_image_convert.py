@@ -58,7 +58,15 @@ def files(tmp_path_factory):
     ref.save_pretrained(root / "Z-Image" / "transformer", max_shard_size="200KB")  # the release: sharded
     comfy = to_z_image_comfyui(_ours(ref))
     save_file({k: v.contiguous() for k, v in comfy.items()}, root / "z_image_bf16.safetensors")
-    save_file({PREFIX + k: v.contiguous() for k, v in comfy.items()}, root / "z_image_checkpoint.safetensors")
+    # a ComfyUI checkpoint file: the model under model.diffusion_model., beside an autoencoder and a text encoder
+    others = {
+        "first_stage_model.decoder.conv_in.weight": torch.ones(2),
+        "text_encoders.qwen3_4b.norm.weight": torch.ones(3),
+    }
+    save_file(
+        {**{PREFIX + k: v.contiguous() for k, v in comfy.items()}, **others},
+        root / "z_image_checkpoint.safetensors",
+    )
     return root, ref, comfy
 
 
@@ -73,7 +81,7 @@ def test_the_release_is_sharded_and_comfy_names_are_the_public_ones(files):
     assert len(list((root / "Z-Image" / "transformer").glob("diffusion_pytorch_model-*.safetensors"))) > 1
     assert set(COMFY_NAMES) <= set(comfy)
     # diffusers' single-file converter (which reads ComfyUI's files) maps ours onto exactly the model's tensors
-    for prefix in ("", PREFIX):
+    for prefix in ("", PREFIX):  # (diffusers' converter reads the model's keys alone)
         theirs = convert_z_image_transformer_checkpoint_to_diffusers(
             {prefix + k: v.clone() for k, v in comfy.items()}
         )
