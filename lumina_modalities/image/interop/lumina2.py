@@ -142,6 +142,11 @@ def from_lumina2(source: Any, config: dict[str, Any] | None = None) -> LuminaIma
         state = dict(source)
     else:
         raise ValueError(f"from_lumina2 expects a Lumina2Transformer2DModel, a state dict or a path; got {type(source)}")
+    if any(k.endswith("x_pad_token") for k in state):
+        raise ValueError(
+            "this is a Z-Image checkpoint (it has Z-Image's pad tokens, x_pad_token / cap_pad_token), not "
+            "Lumina-Image 2.0: convert it with --from z_image"
+        )
     if ukeys.is_lumina2_diffusers(state):
         released = ukeys.diffusers_to_released(state)
     else:

@@ -168,6 +168,11 @@ def from_z_image(source: Any, config: dict[str, Any] | None = None) -> LuminaIma
     dconf.update(config or {})
     if zkeys.is_z_image_comfy(state):
         state = zkeys.comfy_to_diffusers(state, int((dconf.get("all_patch_size") or (2,))[0]))
+    if not is_z_image(state) and any(k.endswith("noise_refiner.0.attention.qkv.weight") for k in state):
+        raise ValueError(
+            "this is a Lumina-Image 2.0 checkpoint (the release's / ComfyUI's names without Z-Image's pad tokens), "
+            "not Z-Image: convert it with --from lumina2"
+        )
     if not is_z_image(state):
         raise ValueError(
             "not a Z-Image checkpoint: expected the release / diffusers ZImageTransformer2DModel keys (x_pad_token, "

@@ -159,6 +159,20 @@ def test_wrong_directions_are_refused_with_the_reason(files, tmp_path, capsys):
         main(["convert", str(tmp_path / "ours"), str(tmp_path / "taken.safetensors"), "--to", "z_image"]) == 2
     )
     assert "nothing is overwritten" in capsys.readouterr().err
+    # Z-Image's file is not read as Lumina-Image 2.0, nor the reverse: each names the other's --from
+    assert main(["convert", str(root / "z_image_bf16.safetensors"), str(tmp_path / "o1"), "--from", "lumina2"]) == 2
+    assert "convert it with --from z_image" in capsys.readouterr().err
+    from diffusers import Lumina2Transformer2DModel
+
+    from lumina_modalities.image.interop import from_diffusers, to_lumina2_released
+
+    lumina2 = Lumina2Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, hidden_size=48, num_layers=1,
+                                        num_refiner_layers=1, num_attention_heads=2, num_kv_heads=1, multiple_of=16,
+                                        axes_dim_rope=(8, 8, 8), cap_feat_dim=16)  # fmt: skip
+    released = {k: v.contiguous() for k, v in to_lumina2_released(from_diffusers(lumina2)).items()}
+    save_file(released, tmp_path / "lumina_2.safetensors")
+    assert main(["convert", str(tmp_path / "lumina_2.safetensors"), str(tmp_path / "o3"), "--from", "z_image"]) == 2
+    assert "convert it with --from lumina2" in capsys.readouterr().err
     # a file of our own format is not read as Z-Image
     assert (
         main(
