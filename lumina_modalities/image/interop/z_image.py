@@ -117,7 +117,16 @@ def infer_z_image_config(state: StateDict) -> dict[str, Any]:
     (heads from the per-head q/k norm width; the patch size from the ``all_x_embedder.{p}-1`` name). The RoPE
     axes, which no tensor records, are the release's (32, 48, 48) for 128-wide heads, else the same shares
     (1/4, 3/8, 3/8) of the head; theta, ``t_scale`` and ``norm_eps`` are the release's."""
-    (embed,) = [k for k in state if k.startswith("all_x_embedder.") and k.endswith(".weight")]
+    embeds = [k for k in state if k.startswith("all_x_embedder.") and k.endswith(".weight")]
+    needed = ("layers.0.attention.norm_q.weight", "cap_embedder.0.weight")
+    missing = [k for k in needed if k not in state]
+    if len(embeds) != 1 or missing:
+        raise ValueError(
+            "cannot read a Z-Image config from this state dict's shapes: it needs one all_x_embedder.{p}-1.weight "
+            f"(found {embeds or 'none'}) and {', '.join(needed)} (missing: {', '.join(missing) or 'none'}); pass "
+            "the ZImageTransformer2DModel config (a diffusers folder's config.json) instead"
+        )
+    (embed,) = embeds
     p = int(embed.split(".")[1].split("-")[0])
     dim, cols = state[embed].shape
     counts = zkeys.block_counts(state)

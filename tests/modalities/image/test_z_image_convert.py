@@ -229,3 +229,12 @@ def test_the_z_image_preset_is_the_release_size():
     preset = NextDiTConfig.from_preset("z_image")
     assert preset.to_dict() == cfg.to_dict()
     assert LuminaModel.count_parameters(preset, {"image": spec}) == count + 3840
+
+
+def test_a_state_dict_whose_shapes_do_not_say_the_config_is_refused(files):
+    from lumina_modalities.image.interop import from_z_image
+
+    _, ref, _ = files
+    state = {k: v for k, v in ref.state_dict().items() if not k.startswith("layers.0.attention.norm")}
+    with pytest.raises(ValueError, match="cannot read a Z-Image config.*missing: layers.0.attention.norm_q.weight"):
+        from_z_image(state)
