@@ -379,12 +379,30 @@ def convert(args: argparse.Namespace) -> int:
     src = Path(args.src)
     if not src.exists():
         raise FileNotFoundError(f"no checkpoint at {src}")
+    if args.dst_format is not None:
+        return _convert_to(args, src)
+    if args.layout is not None or args.dtype is not None:
+        raise ValueError(
+            "--layout and --dtype go with --to FORMAT (writing a public layout); --from always writes our format"
+        )
     check_output_folder(args.dst, "DST")
     _say(f"lumina convert: {args.src_format} checkpoint {src} -> {args.dst}")
     from lumina_core.interop import convert as run_convert
 
     out = run_convert(str(src), str(args.dst), src_format=args.src_format, preset=args.preset)
     _say(f"done: {out}")
+    return 0
+
+
+def _convert_to(args: argparse.Namespace, src: Path) -> int:
+    """``lumina convert SRC DST --to FORMAT [--layout L]``: our format back to a public layout."""
+    if args.preset is not None:
+        raise ValueError("--preset goes with --from (reading a foreign checkpoint); --to takes the sizes from SRC")
+    _say(f"lumina convert: {src} -> {args.dst_format} ({args.layout or 'default'} layout) at {args.dst}")
+    from lumina_core.interop import export
+
+    written = export(str(src), str(args.dst), dst_format=args.dst_format, layout=args.layout, dtype=args.dtype)
+    _say("done: " + ", ".join(str(p) for p in written))
     return 0
 
 

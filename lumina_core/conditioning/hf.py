@@ -18,7 +18,7 @@ checkpoints or optimisers. ``encode(device=...)`` moves it where the features ar
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +97,19 @@ class HFTextConditioner(Conditioner):
         architecture: ``"auto"``, ``"decoder"`` or ``"encoder"`` (overrides the automatic choice of layer).
         pad_to_multiple_of: round the context length up to a multiple of this (released: 8).
         trust_remote_code: passed to transformers for models that need their own code (local code only).
-        template: None, or a text holding ``{caption}`` that every non-empty caption is put into before it is
-            tokenized (Lumina-Image 2.0: ``"<system prompt> <Prompt Start> {caption}"``). The empty caption of
-            classifier-free guidance and caption dropout stays empty, as the release encodes its negative prompt.
+        template: None, a text holding ``{caption}`` that every non-empty caption is put into before it is
+            tokenized (Lumina-Image 2.0: ``"<system prompt> <Prompt Start> {caption}"``), or the name of one
+            of :data:`~lumina_core.conditioning.templates.CAPTION_TEMPLATES` (the release's system prompts:
+            ``lumina2_real``, ``lumina2_align``, ...). The empty caption of classifier-free guidance and caption
+            dropout stays empty, as the release encodes its negative prompt.
         tokenizer: a local folder holding the tokenizer when it is not in ``path`` (a diffusers pipeline folder
             keeps it in ``tokenizer/`` next to ``text_encoder/``); None: ``path``.
+        chat_template: None / False: captions are tokenized as they are. True, or a mapping of extra keyword
+            arguments for the tokenizer's ``apply_chat_template`` (Z-Image: ``{enable_thinking: true}``): every
+            caption, the empty one included, is first written as one user message of the tokenizer's chat
+            template with the assistant's turn opened, ``apply_chat_template([{"role": "user", "content":
+            caption}], tokenize=False, add_generation_prompt=True, **chat_template)``, as Z-Image encodes its
+            prompt and its negative prompt.
     """
 
     kind = "text"
@@ -119,13 +127,20 @@ class HFTextConditioner(Conditioner):
         trust_remote_code: bool = False,
         template: str | None = None,
         tokenizer: str | None = None,
+        chat_template: bool | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(dim=None, null_value="")
-        if template is not None and "{caption}" not in template:
+        from lumina_core.conditioning.templates import resolve_template
+
+        self.template = resolve_template(template)
+        if chat_template is True:
+            chat_template = {}
+        if chat_template is not None and chat_template is not False and not isinstance(chat_template, Mapping):
             raise ValueError(
-                f"template must hold {{caption}} where the caption goes; got {template!r}"
+                "chat_template must be null, true, or a mapping of apply_chat_template keyword arguments "
+                f"(e.g. {{enable_thinking: true}}); got {chat_template!r}"
             )
-        self.template = template
+        self.chat_template = dict(chat_template) if isinstance(chat_template, Mapping) else None
         self.tokenizer_path = str(tokenizer) if tokenizer else None
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left'; got {padding_side!r}")
@@ -233,6 +248,8 @@ class HFTextConditioner(Conditioner):
         if self.template is not None:
             texts = [self.template.replace("{caption}", t) if t else t for t in texts]
         tokenizer, _ = self.load()
+        if self.chat_template is not None:
+            texts = [self._chat(tokenizer, t) for t in texts]
         return tokenizer(
             texts,
             padding="longest",
@@ -241,6 +258,16 @@ class HFTextConditioner(Conditioner):
             pad_to_multiple_of=self.pad_to_multiple_of,
             return_tensors="pt",
         )
+
+    def _chat(self, tokenizer: Any, text: str) -> str:
+        """``text`` as one user message of the tokenizer's chat template, the assistant's turn opened."""
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                f"chat_template is set but the tokenizer of {self.tokenizer_path or self.path!r} has no chat "
+                "template (tokenizer_config.json / chat_template.jinja): give the text encoder's own tokenizer"
+            )
+        messages = [{"role": "user", "content": text}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **self.chat_template)
 
     def encode(self, values: Sequence[Any], device: torch.device | str | None = None) -> Condition:
         batch = self.tokenize(values)
@@ -268,6 +295,7 @@ class HFTextConditioner(Conditioner):
             f"hf(path={os.path.abspath(self.path) if Path(self.path).exists() else self.path}, layer={self.layer}, "
             f"max_length={self.max_length}, dtype={self.torch_dtype}, padding_side={self.padding_side}"
             + ("" if self.template is None else f", template={self.template!r}")
+            + ("" if self.chat_template is None else f", chat_template={sorted(self.chat_template.items())!r}")
             + ")"
         )
 

@@ -7,6 +7,7 @@ layout belong to the plugin that registers the format (the image plugin's ``rele
     from lumina_core.interop import convert, read_converted
     convert("consolidated.00-of-01.pth", "out/", src_format="released", preset="2B")
     loaded = read_converted("out/")          # LoadedCheckpoint(model, task, extra)
+    export("out/", "lumina_2.safetensors", dst_format="lumina2", layout="comfyui")   # back to a public layout
 """
 
 from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint, checkpoint_format
@@ -15,6 +16,7 @@ from lumina_core.interop.formats import (
     checkpoint_meta,
     convert,
     converted_state_dict,
+    export,
     fused_splits,
     load_strict,
     read_converted,
@@ -29,6 +31,7 @@ __all__ = [
     "checkpoint_meta",
     "convert",
     "converted_state_dict",
+    "export",
     "fused_splits",
     "load_strict",
     "read_converted",

@@ -1,4 +1,5 @@
-"""Checkpoint formats: foreign checkpoint layouts that ``lumina convert --from NAME`` reads.
+"""Checkpoint formats: foreign checkpoint layouts that ``lumina convert --from NAME`` reads (and, for a format
+that names ``layouts``, writes back: ``lumina convert --to NAME --layout LAYOUT``).
 
 A format belongs to the plugin whose tokens its weights were trained on (the image plugin registers
 ``released`` and ``diffusers``, the two public formats of the Lumina-Next image model); the core knows only
@@ -10,6 +11,7 @@ this contract and writes every format's result the same way, as *our* format: a 
     fmt = CHECKPOINT_FORMATS.get("released")()          # registered by a plugin
     loaded = fmt.load("consolidated.00-of-01.pth", preset="2B")
     loaded.model.adapters[loaded.task].spec              # the task the checkpoint was trained for
+    fmt.export(loaded, "out.safetensors", layout)        # a format with layouts writes one of them
 """
 
 from __future__ import annotations
@@ -50,12 +52,19 @@ class CheckpointFormat(abc.ABC):
     description: ClassVar[str] = ""
     #: what to check when a converted task does not fit a recipe's task (added to that error message)
     fit_advice: ClassVar[str] = ""
+    #: the public layouts :meth:`export` writes, the default first (empty: the format is read-only)
+    layouts: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def load(self, src: str | Path, preset: str | None = None) -> LoadedCheckpoint:
         """Read the checkpoint at ``src`` (a file or a folder). ``preset`` names the trunk configuration
         (``NextDiTConfig`` preset); None infers it from the tensors. Raises ValueError (or
         FileNotFoundError) saying what was expected and what was found."""
+
+    def export(self, loaded: LoadedCheckpoint, dst: Path, layout: str) -> list[Path]:
+        """Write ``loaded`` (a converted checkpoint read back) at ``dst`` in public layout ``layout`` (one of
+        :attr:`layouts`); returns the files written. ValueError when the model is not one this format holds."""
+        raise ValueError(f"checkpoint format {self.name!r} is read-only: it has no layout to export to")
 
 
 def checkpoint_format(name: str) -> CheckpointFormat:

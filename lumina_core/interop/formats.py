@@ -117,6 +117,37 @@ def convert(src: str | Path, dst: str | Path, src_format: str, preset: str | Non
     return dst
 
 
+#: the tensor dtypes :func:`export` can write (``lumina convert --to ... --dtype``)
+EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def export(
+    src: str | Path, dst: str | Path, dst_format: str, layout: str | None = None, dtype: str | None = None
+) -> list[Path]:
+    """Write the converted checkpoint ``src`` (our format: what :func:`convert` writes) at ``dst`` in a public
+    layout of the registered format ``dst_format`` (``layout`` None: the format's first); returns the files
+    written. The format decides what ``dst`` is (a file for single-file layouts, a folder otherwise).
+    ``dtype`` (``float32`` / ``bfloat16`` / ``float16``) casts the weights first (the releases ship bfloat16; our
+    format holds float32, so a bfloat16 release comes back bit for bit); None keeps float32."""
+    from lumina_core.interop.checkpoint_format import checkpoint_format
+
+    if dtype is not None and dtype not in EXPORT_DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)}; got {dtype!r}")
+
+    fmt = checkpoint_format(dst_format)
+    if not fmt.layouts:
+        raise ValueError(f"checkpoint format {dst_format!r} is read-only (--from only): it has no layout to export to")
+    layout = layout or fmt.layouts[0]
+    if layout not in fmt.layouts:
+        raise ValueError(
+            f"checkpoint format {dst_format!r} has no layout {layout!r}; its layouts: {', '.join(fmt.layouts)}"
+        )
+    loaded = read_converted(src)
+    if dtype is not None:
+        loaded.model.to(EXPORT_DTYPES[dtype])
+    return fmt.export(loaded, Path(dst), layout)
+
+
 #: the keys of a converted ``config.json`` that the core writes (a format's ``extra`` may not replace them)
 CORE_META_KEYS = ("format", "model", "tasks", "source")
 

@@ -153,7 +153,8 @@ class NextDiTConfig:
 
 #: The size table. ``2B`` is the released Lumina-Next text-to-image trunk (1.63 B parameters with its
 #: image adapter: ``lumina_modalities.image.RELEASED_IMAGE_ADAPTER``); ``lumina2`` is Lumina-Image 2.0's
-#: unified trunk (2,609,769,152 parameters with a 16-channel, patch-2 image adapter, not counting our pad token).
+#: unified trunk (2,609,769,152 parameters with a 16-channel, patch-2 image adapter, not counting our pad token);
+#: ``z_image`` is Z-Image's (6,154,908,736 likewise).
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(dim=128, n_layers=2, n_heads=4, n_kv_heads=2),
     "small": dict(dim=384, n_layers=6, n_heads=6, n_kv_heads=2),
@@ -163,4 +164,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "2B": dict(dim=2304, n_layers=24, n_heads=32, n_kv_heads=8, context_dim=2048),
     # Lumina-Image 2.0 (unified family): 2,609,769,152 parameters with its 16-channel, patch-2 image adapter
     "lumina2": dict(family="unified", dim=2304, n_layers=26, n_heads=24, n_kv_heads=8, context_dim=2304),
+    # Z-Image (unified family, z_image variant): 6,154,908,736 parameters with its 16-channel, patch-2 image
+    # adapter (RoPE axes 32 / 48 / 48 of a 128-wide head, theta 256 on the adapter); caption width 2560 (Qwen3-4B)
+    "z_image": dict(
+        family="unified", unified_variant="z_image", dim=3840, n_layers=30, n_heads=30, n_kv_heads=30,
+        context_dim=2560, caption_rope_fraction=0.25, qk_norm_eps=1e-5, max_cond_dim=256,
+    ),
 }

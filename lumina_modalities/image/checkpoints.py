@@ -4,7 +4,11 @@
 * ``diffusers`` - diffusers' ``LuminaNextDiT2DModel`` folder (``transformer/`` of a pipeline, or a single file);
   a ``Lumina2Transformer2DModel`` folder loads as Lumina-Image 2.0 (the ``unified`` trunk family);
 * ``lumina2`` - Lumina-Image 2.0 in any of its layouts: the original release's file (or a folder holding one),
-  ComfyUI's single file (``model.diffusion_model.`` prefix) or diffusers' folder (``docs/lumina2.md``).
+  ComfyUI's single file (``model.diffusion_model.`` prefix) or diffusers' folder (``docs/lumina2.md``);
+* ``z_image`` - Z-Image: the release's / diffusers' folder (the same key names) or ComfyUI's single file.
+
+``lumina2`` and ``z_image`` also write those layouts back from our format (``lumina convert --to NAME --layout
+comfyui|released|diffusers``, :meth:`CheckpointFormat.export`).
 
 Both hold the trunk and one image task: patch tokens of ``C p p`` values flattened in (C, ph, pw) order, and
 a final layer that predicts twice that (the released "learn sigma" head), so a recipe that samples them sets
@@ -20,7 +24,21 @@ from pathlib import Path
 from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint
 from lumina_core.registry import CHECKPOINT_FORMATS
 
-from .interop import LuminaImageModel, from_diffusers, from_lumina2, from_released, image_extra
+from .interop import (
+    LuminaImageModel,
+    from_diffusers,
+    from_lumina2,
+    from_released,
+    from_z_image,
+    image_extra,
+    lumina2_config,
+    to_lumina2_diffusers,
+    to_lumina2_released,
+    to_z_image_comfyui,
+    to_z_image_diffusers,
+    z_image_config,
+)
+from .interop.layout_files import COMFY_PREFIX, write_diffusers_folder, write_single_file
 
 #: the adapter of the released text-to-image model: patch 2 on 4-channel latents, learn-sigma output
 RELEASED_IMAGE_ADAPTER = dict(in_dim=4 * 2 * 2, out_dim=2 * 4 * 2 * 2, num_axes=2, axis_split=(1, 1))
@@ -29,6 +47,16 @@ _FIT_ADVICE = (
     "check the image modality's patch_size and autoencoder latent channels, and the task's learn_sigma: "
     "released and diffusers image checkpoints predict 2 x the token width, so set tasks[i].learn_sigma: true"
 )
+
+
+def _image_of(loaded: LoadedCheckpoint) -> LuminaImageModel:
+    img = loaded.extra.get("image")
+    if not isinstance(img, dict):
+        raise ValueError(
+            "the converted checkpoint has no 'image' record in its config.json (it was not converted from an "
+            "image format), so it has no image layout to export to"
+        )
+    return LuminaImageModel(loaded.model, img["patch_size"], img["in_channels"], loaded.task)
 
 
 class _ImageModelFormat(CheckpointFormat):
@@ -88,3 +116,46 @@ class Lumina2ImageFormat(_ImageModelFormat):
         "and use model.family: unified with a 16-channel autoencoder and patch size 2"
     )
     read = staticmethod(_read_lumina2)
+    layouts = ("comfyui", "released", "diffusers")
+
+    def export(self, loaded: LoadedCheckpoint, dst: Path, layout: str) -> list[Path]:
+        image = _image_of(loaded)
+        if layout == "diffusers":
+            return write_diffusers_folder(
+                to_lumina2_diffusers(image), dst, "Lumina2Transformer2DModel", lumina2_config(image)
+            )
+        if layout == "released":
+            return [write_single_file(to_lumina2_released(image), dst, "", (".pth", ".safetensors"))]
+        return [write_single_file(to_lumina2_released(image), dst, COMFY_PREFIX)]
+
+
+@CHECKPOINT_FORMATS.register("z_image")
+class ZImageFormat(_ImageModelFormat):
+    """Z-Image (:func:`lumina_modalities.image.interop.from_z_image`): the unified family's ``z_image`` variant."""
+
+    name = "z_image"
+    description = (
+        "Z-Image: the release's / diffusers' ZImageTransformer2DModel folder (sharded or not, or the pipeline "
+        "folder holding transformer/), or ComfyUI's single file (model.diffusion_model. prefix optional)"
+    )
+    fit_advice = (
+        "Z-Image predicts the token width itself (no learn-sigma head): leave tasks[i].learn_sigma false, and use "
+        "model.family: unified with model.unified_variant: z_image, a 16-channel autoencoder and patch size 2"
+    )
+    layouts = ("comfyui", "diffusers")
+
+    @staticmethod
+    def read(src: str, preset: str | None = None) -> LuminaImageModel:
+        if preset not in (None, "z_image"):
+            raise ValueError(
+                f"--preset {preset!r} does not apply to Z-Image: its sizes come from the checkpoint "
+                "(a diffusers folder's config.json, or the tensor shapes of a ComfyUI file)"
+            )
+        return from_z_image(src)
+
+    def export(self, loaded: LoadedCheckpoint, dst: Path, layout: str) -> list[Path]:
+        image = _image_of(loaded)
+        if layout == "diffusers":
+            return write_diffusers_folder(to_z_image_diffusers(image), dst, "ZImageTransformer2DModel", z_image_config(image))
+        return [write_single_file(to_z_image_comfyui(image), dst, COMFY_PREFIX)]
+

@@ -58,6 +58,8 @@ class ImagePlugin(ModalityPlugin):
             the file is resized to cover and centre-cropped to the aspect of ``image_size``.
         rope_layout: how the row and column rotation pairs of a head are laid out: ``"interleaved"``
             (Lumina-Next) or ``"blocked"`` (Lumina-Image 2.0 and Z-Image, whose checkpoints record it).
+        rope_theta: the RoPE base of the image axes, ``w_k = theta^(-2k / d_a)`` (Lumina-Next and Lumina-Image
+            2.0: 10000; Z-Image: 256).
     """
 
     name = "image"
@@ -77,6 +79,7 @@ class ImagePlugin(ModalityPlugin):
         latent_cache: bool | str = False,
         read_scale: Sequence[float] | None = None,
         rope_layout: str = "interleaved",
+        rope_theta: float = 10000.0,
     ) -> None:
         super().__init__(
             patch_size=patch_size,
@@ -87,7 +90,11 @@ class ImagePlugin(ModalityPlugin):
             latent_cache=latent_cache,
             read_scale=read_scale,
             rope_layout=rope_layout,
+            rope_theta=rope_theta,
         )
+        if float(rope_theta) <= 1:
+            raise ValueError(f"rope_theta must be a RoPE base above 1 (10000 released, Z-Image 256); got {rope_theta}")
+        self.rope_theta = float(rope_theta)
         if rope_layout not in ("interleaved", "blocked"):
             raise ValueError(
                 "rope_layout must be 'interleaved' (Lumina-Next: the row and column rotation pairs alternate) or "
@@ -155,6 +162,7 @@ class ImagePlugin(ModalityPlugin):
             num_axes=2,
             axis_split=(1, 1),
             rope_layout=self.rope_layout,
+            rope_theta=self.rope_theta,
             train_extent=(float(gh), float(gw)),
         )
 

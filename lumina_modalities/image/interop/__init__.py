@@ -7,7 +7,9 @@ LoRA export formats ``diffusers`` / ``comfyui`` / ``kohya`` (:mod:`.lora_export`
     image_model = from_diffusers(diffusers_transformer)      # forward(x (B,C,H,W), t, caption_feats, caption_mask)
 
 Lumina-Image 2.0 (diffusers' ``Lumina2Transformer2DModel``, the released / ComfyUI layouts) loads into the
-``unified`` trunk family: :func:`from_lumina2` (:mod:`.lumina2`, key maps :mod:`.unified_keys`).
+``unified`` trunk family: :func:`from_lumina2` (:mod:`.lumina2`, key maps :mod:`.unified_keys`); Z-Image (the
+release / diffusers folder, ComfyUI's file) into its ``z_image`` variant: :func:`from_z_image` (:mod:`.z_image`,
+key maps :mod:`.z_image_keys`). ``to_lumina2_*`` / ``to_z_image_*`` write the public layouts back.
 """
 
 from .formats import (
@@ -32,7 +34,7 @@ from .lora_export import (
 )
 from .lumina2 import from_lumina2, lumina2_config, to_lumina2_diffusers, to_lumina2_released
 from .model import LuminaImageModel, patch_positions
-from .z_image import from_z_image
+from .z_image import from_z_image, to_z_image_comfyui, to_z_image_diffusers, z_image_config
 
 __all__ = [
     "ComfyUILoraFormat",
@@ -58,4 +60,7 @@ __all__ = [
     "to_lumina2_diffusers",
     "to_lumina2_released",
     "to_released_state_dict",
+    "to_z_image_comfyui",
+    "to_z_image_diffusers",
+    "z_image_config",
 ]

@@ -142,6 +142,11 @@ def from_lumina2(source: Any, config: dict[str, Any] | None = None) -> LuminaIma
         state = dict(source)
     else:
         raise ValueError(f"from_lumina2 expects a Lumina2Transformer2DModel, a state dict or a path; got {type(source)}")
+    if any(k.endswith("x_pad_token") for k in state):
+        raise ValueError(
+            "this is a Z-Image checkpoint (it has Z-Image's pad tokens, x_pad_token / cap_pad_token), not "
+            "Lumina-Image 2.0: convert it with --from z_image"
+        )
     if ukeys.is_lumina2_diffusers(state):
         released = ukeys.diffusers_to_released(state)
     else:
@@ -163,6 +168,11 @@ def lumina2_config(image: LuminaImageModel) -> dict[str, Any]:
     rope = image.model.adapters[image.task].rope
     if cfg.family != "unified":
         raise ValueError(f"a Lumina-Image 2.0 export needs model.family 'unified'; this model is {cfg.family!r}")
+    if cfg.unified_variant != "lumina2":
+        raise ValueError(
+            f"a Lumina-Image 2.0 export needs unified_variant 'lumina2'; this model is {cfg.unified_variant!r} "
+            "(a Z-Image model exports with --to z_image)"
+        )
     return dict(
         patch_size=image.patch_size, in_channels=image.in_channels, out_channels=image.out_channels,
         hidden_size=cfg.dim, num_layers=cfg.n_layers, num_refiner_layers=cfg.n_refiner_layers,

@@ -74,8 +74,12 @@ def is_lumina2_released(state: StateDict) -> bool:
 
 
 def strip_comfy_prefix(state: StateDict) -> StateDict:
-    """The released layout of a ComfyUI single file (``model.diffusion_model.`` removed)."""
-    return {k[len(COMFY_PREFIX):] if k.startswith(COMFY_PREFIX) else k: v for k, v in state.items()}
+    """The released layout of a ComfyUI single file (``model.diffusion_model.`` removed). A file with prefixed
+    keys keeps only those: ComfyUI's all-in-one checkpoints also hold the autoencoder and the text encoder under
+    other prefixes, which its loader sets aside the same way."""
+    if not any(k.startswith(COMFY_PREFIX) for k in state):
+        return dict(state)
+    return {k[len(COMFY_PREFIX):]: v for k, v in state.items() if k.startswith(COMFY_PREFIX)}
 
 
 def block_counts(state: StateDict) -> dict[str, int]:

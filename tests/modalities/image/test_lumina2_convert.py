@@ -46,6 +46,9 @@ def files(tmp_path_factory):
     save_file({k: v.contiguous() for k, v in released.items()}, root / "consolidated.00-of-01.safetensors")
     comfy = {"model.diffusion_model." + k: v.contiguous() for k, v in released.items()}
     save_file(comfy, root / "lumina_2_comfy.safetensors")
+    # ComfyUI's all-in-one checkpoint: the autoencoder and the text encoder beside the model (set aside on load)
+    others = {"first_stage_model.decoder.conv_in.weight": torch.ones(2), "text_encoders.gemma2_2b.norm.weight": torch.ones(3)}
+    save_file({**comfy, **others}, root / "lumina_2_checkpoint.safetensors")
     return root, ref, released
 
 
@@ -62,7 +65,10 @@ def test_released_names_are_the_public_ones(files):
     assert set(ours) - set(theirs) == {k for k in ours if ".attn.to_q." in k or ".attn.to_k." in k or ".attn.to_v." in k}
 
 
-@pytest.mark.parametrize("source", ["consolidated.00-of-01.safetensors", "lumina_2_comfy.safetensors", "diffusers", "."])
+@pytest.mark.parametrize(
+    "source",
+    ["consolidated.00-of-01.safetensors", "lumina_2_comfy.safetensors", "lumina_2_checkpoint.safetensors", "diffusers", "."],
+)
 def test_lumina_convert_round_trips_bit_for_bit(files, tmp_path, source):
     root, ref, released = files
     dst = convert(root / source, tmp_path / "ours", src_format="lumina2")
@@ -88,3 +94,28 @@ def test_a_preset_other_than_the_checkpoint_is_refused(files, tmp_path):
     root, _, _ = files
     with pytest.raises(ValueError, match="does not apply to Lumina-Image 2.0"):
         convert(root / "diffusers", tmp_path / "ours", src_format="lumina2", preset="2B")
+
+
+def test_lumina_convert_to_writes_each_public_layout_bit_for_bit(files, tmp_path):
+    """``lumina convert --to lumina2 --layout comfyui|released|diffusers`` from our format: ComfyUI's prefixed
+    file, the release's ``.pth`` (a flat tensor dict that ``torch.load(weights_only=True)`` reads) and a diffusers
+    folder that ``from_pretrained`` loads, each equal to what the tiny model was written as."""
+    from safetensors.torch import load_file
+
+    from lumina_core.cli.main import main
+
+    root, ref, released = files
+    ours = tmp_path / "ours"
+    assert main(["convert", str(root / "lumina_2_comfy.safetensors"), str(ours), "--from", "lumina2"]) == 0
+    assert main(["convert", str(ours), str(tmp_path / "comfy.safetensors"), "--to", "lumina2"]) == 0
+    comfy = load_file(tmp_path / "comfy.safetensors")
+    assert set(comfy) == {"model.diffusion_model." + k for k in released}
+    assert all(torch.equal(comfy["model.diffusion_model." + k], v) for k, v in released.items())
+    out = tmp_path / "consolidated.00-of-01.pth"
+    assert main(["convert", str(ours), str(out), "--to", "lumina2", "--layout", "released"]) == 0
+    pth = torch.load(out, weights_only=True)
+    assert set(pth) == set(released) and all(torch.equal(pth[k], v) for k, v in released.items())
+    assert main(["convert", str(ours), str(tmp_path / "dif"), "--to", "lumina2", "--layout", "diffusers"]) == 0
+    again = Lumina2Transformer2DModel.from_pretrained(tmp_path / "dif")
+    assert again.config.cap_feat_dim == 24 and tuple(again.config.axes_dim_rope) == (16, 16, 16)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in ref.state_dict().items())

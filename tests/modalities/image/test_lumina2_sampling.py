@@ -69,7 +69,7 @@ def world(tmp_path_factory, tiny_gemma):
     return {"root": root, "dit": dit, "tokenizer": tokenizer, "text_encoder": gemma}
 
 
-def sample_ours(world, out: Path, steps: int, cfg_trunc: float) -> torch.Tensor:
+def sample_ours(world, out: Path, steps: int, cfg_trunc: float, extra: dict[str, str] | None = None) -> torch.Tensor:
     """The recipe's own first-line command with the tiny sizes and local paths, as a user runs it."""
     w = world
     ov = {
@@ -85,6 +85,7 @@ def sample_ours(world, out: Path, steps: int, cfg_trunc: float) -> torch.Tensor:
         "tasks.0.sampling.steps": str(steps),
         "tasks.0.sampling.cfg_trunc": repr(cfg_trunc),
         "tasks.0.sampling.cfg_renorm": "null",
+        **(extra or {}),
     }  # fmt: skip
     words = list(HEADER)
     assert words[:3] == ["lumina", "sample", "recipes/image/lumina2.yaml"]
@@ -98,7 +99,7 @@ def sample_ours(world, out: Path, steps: int, cfg_trunc: float) -> torch.Tensor:
     return read_png(png)
 
 
-def sample_diffusers(world, steps: int, cfg_trunc_ratio: float) -> torch.Tensor:
+def sample_diffusers(world, steps: int, cfg_trunc_ratio: float, system_prompt: str | None = None) -> torch.Tensor:
     """diffusers' Lumina2Pipeline on the same components, from the latents our seed-0 token noise unpatchifies to."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, Lumina2Pipeline
 
@@ -117,7 +118,7 @@ def sample_diffusers(world, steps: int, cfg_trunc_ratio: float) -> torch.Tensor:
     with torch.no_grad():
         image = pipe(
             PROMPT, height=IMAGE, width=IMAGE, num_inference_steps=steps, guidance_scale=4.0, latents=latents,
-            cfg_trunc_ratio=cfg_trunc_ratio, cfg_normalization=False, output_type="np",
+            cfg_trunc_ratio=cfg_trunc_ratio, cfg_normalization=False, output_type="np", system_prompt=system_prompt,
         ).images[0]  # fmt: skip
     return torch.from_numpy((image * 255).round()).to(torch.int16)
 
@@ -138,6 +139,18 @@ def test_lumina_sample_with_the_recipe_reproduces_lumina2_pipeline(world, tmp_pa
     print(f"{steps} step(s), cfg_trunc_ratio {ratio}: max |ours - diffusers| = {int(diff)} / 255")
     assert diff <= 1, "lumina sample does not reproduce Lumina2Pipeline"
     assert got.float().std() > 1  # a real image, not a flat one that any weights would give
+
+
+def test_another_release_system_prompt_by_name_reproduces_the_pipeline_given_its_text(world, tmp_path):
+    """``template: lumina2_aesthetics`` (one of the release's named system prompts) samples what Lumina2Pipeline
+    samples with that system prompt's text; the recipe's default name (lumina2_real) is the pipeline's default."""
+    from lumina_core.conditioning.templates import LUMINA2_SYSTEM_PROMPTS
+
+    extra = {"tasks.0.conditioning.encoder.params.template": "lumina2_aesthetics"}
+    got = sample_ours(world, tmp_path / "ours", 1, 1.0, extra)
+    want = sample_diffusers(world, 1, 1.0, system_prompt=LUMINA2_SYSTEM_PROMPTS["aesthetics"])
+    assert (got - want).abs().max() <= 1
+    assert (got - sample_diffusers(world, 1, 1.0)).abs().max() > 1  # the named prompt changed the image
 
 
 def _full_size_conversion(tmp_path):
