@@ -98,8 +98,8 @@ def predict(
 
     from lumina_core.config.typed import typed_recipe
     from lumina_core.plugin import ModalityPlugin
-    from lumina_core.training.api import load_run
     from lumina_core.training.build import resolve_device
+    from lumina_core.training.weights import load_run
 
     if top_k < 1:
         raise ValueError(f"top-k must be at least 1; got {top_k}")

@@ -4,7 +4,7 @@
     result = session.generate("shapes", "a red circle on the left", steps=10, num=2)
     result.ok, result.message, result.items        # items: PreviewItem(kind, path, label), by the plugin
 
-Loading and sampling reuse the public API: :func:`lumina_core.training.api.load_run` for the weights (EMA by
+Loading and sampling reuse the public API: :func:`lumina_core.training.weights.load_run` for the weights (EMA by
 default, like previews and evaluation) and :func:`lumina_core.sampling.generate` with the task's recipe
 sampling settings, which the page's fields override. The files come from the task plugin's
 ``write_preview`` and are described for the page by its ``preview_items`` (the plugin contract), so an
@@ -191,7 +191,7 @@ class ServeSession:
         with self._load_lock:
             if self._parts is not None:
                 return True
-            from lumina_core.training.api import load_run
+            from lumina_core.training.weights import load_run
 
             try:
                 self._parts = load_run(self.cfg, self.checkpoint, weights=self.weights, device=self.device)
