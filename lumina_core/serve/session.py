@@ -266,14 +266,11 @@ class ServeSession:
         found: list[str] = []
         if self.tasks[task].condition in ("text", "class"):
             try:
-                tcfg = next(t for t in self.cfg.tasks if str(t.name) == task)
-                val = build_task(tcfg).dataset("val")
-                for i in range(min(len(val), 16 * limit)):
-                    cond = val[i].get("condition")
-                    if cond is not None and str(cond) not in found:
-                        found.append(str(cond))
-                    if len(found) >= limit:
-                        break
+                if self._parts is not None and task in self._parts.tasks:
+                    built = self._parts.tasks[task]
+                else:
+                    built = build_task(next(t for t in self.cfg.tasks if str(t.name) == task))
+                found = built.example_conditions(limit)
             except Exception as exc:  # noqa: BLE001 - examples are a convenience (e.g. data not on this machine)
                 log.info("no examples for task %s: %s: %s", task, type(exc).__name__, exc)
         self._examples[task] = found

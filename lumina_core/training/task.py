@@ -157,6 +157,19 @@ class Task:
         for value in values:
             yield f"@{param}={value}", self.dataset("val", **{param: value})
 
+    def example_conditions(self, limit: int = 8) -> list[str]:
+        """Up to ``limit`` distinct conditions of the held-out items, as text (captions, class ids), from the
+        first ``16 * limit`` items; unconditioned items give none."""
+        val = self.dataset("val")
+        found: list[str] = []
+        for i in range(min(len(val), 16 * limit)):
+            cond = val[i].get("condition")
+            if cond is not None and str(cond) not in found:
+                found.append(str(cond))
+            if len(found) >= limit:
+                break
+        return found
+
     # -- training -----------------------------------------------------------------------------------------------
     def loss(
         self, model: Any, batch: dict[str, Any], generator: torch.Generator, device: Any = "cpu"

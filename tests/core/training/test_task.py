@@ -138,3 +138,12 @@ def test_evaluate_a_recognition_task_scores_the_items_themselves(tmp_path):
     assert 0.0 <= result.scores["accuracy"] <= 1.0 and result.samples is None and result.verdicts is None
     confusion = torch.as_tensor(result.details["confusion"])
     assert confusion.shape == (4, 4) and int(confusion.sum()) == 8  # every item classified once
+
+
+def test_example_conditions_are_distinct_held_out_conditions(tmp_path):
+    parts = _run(tmp_path, seq_task("a"), seq_task("b", conditioned=False))
+    examples = parts.tasks["a"].example_conditions(limit=3)
+    val = parts.tasks["a"].dataset("val")
+    assert len(examples) == len(set(examples)) == 3
+    assert set(examples) <= {str(val[i]["condition"]) for i in range(len(val))}
+    assert parts.tasks["b"].example_conditions() == []  # unconditioned items have nothing to show
