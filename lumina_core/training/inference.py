@@ -151,9 +151,8 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
         ev = task.config.eval
         for suffix, val in task.eval_splits():
             items = first_items(val, int(ev.num_samples))
-            if not task.generative:  # a classifier scores the held-out items itself: nothing to show
+            if not task.generative:  # a classifier scores its items in one go: no samples landing to count
                 result = task.evaluate(run.model, items, val, dev, **overrides)
-                details[f"{name}{suffix}"] = result.details
             else:
                 with Progress(len(items), f"evaluating {name}{suffix}", "samples") as progress:
                     result = task.evaluate(
@@ -161,6 +160,8 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
                         on_batch=lambda start, batch, seed: progress.update(len(batch)), **overrides,
                     )  # fmt: skip
             metrics.update({f"{name}/{k}{suffix}": v for k, v in result.scores.items()})
+            if result.details is not None:
+                details[f"{name}{suffix}"] = result.details
             if result.samples is not None:
                 write_scored_samples(
                     Path(cfg.run.output_dir) / "eval" / f"{name}{suffix}", task.plugin, val, items, result.samples,

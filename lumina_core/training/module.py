@@ -193,7 +193,8 @@ class LuminaLightningModule(L.LightningModule):
 
     def training_state(self) -> dict[str, Any]:
         """Everything besides the weights that an exact resume needs. In a distributed run every rank must
-        call it (the ranks' random states and stream positions are gathered: ``rng_ranks``); rank 0 writes it.
+        call it (the ranks' random states are gathered, ``rng_ranks``, and so are the streams' readers); rank 0
+        writes it.
         The task runs' states go in as one unit (:func:`~.task_run.runs_state`: ``data_position`` and
         ``stream_positions``, the keys checkpoints have always had)."""
         opt = self.optimizers().optimizer
