@@ -132,12 +132,10 @@ def _prompts(args: argparse.Namespace) -> list[str] | None:
 
 def _task_condition_kind(cfg: Any, task_name: str | None) -> tuple[str, str]:
     """``(task name, kind of condition its conditioner encodes)`` without building the conditioner."""
-    import lumina_core.conditioning  # noqa: F401  (registers the built-in conditioners)
-    from lumina_core.registry import CONDITIONERS
+    from lumina_core.training.task_facts import condition_kind_of
 
     task = next((t for t in cfg.tasks if t.name == task_name), None) if task_name else cfg.tasks[0]
-    enc = task.conditioning.encoder
-    return str(task.name), str(getattr(CONDITIONERS.get(str(enc.name)), "kind", "none"))
+    return str(task.name), condition_kind_of(task)
 
 
 def sample(args: argparse.Namespace) -> int:

@@ -67,18 +67,18 @@ def list_inputs(inputs: Sequence[str | Path], extensions: Sequence[str] = ()) ->
 
 def classification_task(cfg: Any, task: str | None) -> Any:
     """The recipe's task to predict with: ``task``, or the first whose objective is not generative."""
-    from lumina_core.training.task import build_objective
+    from lumina_core.training.task_facts import TaskFacts
 
     names = [str(t.name) for t in cfg.tasks]
     if task is not None:
         chosen = next((t for t in cfg.tasks if t.name == task), None)
         if chosen is None:
             raise ValueError(f"unknown task {task!r}; the recipe's tasks: {', '.join(names)}")
-        if getattr(build_objective(chosen), "generative", True):
+        if TaskFacts.of(chosen).generative:
             raise ValueError(f"task {task!r} is generative; `lumina predict` needs a classification task")
         return chosen
     for t in cfg.tasks:
-        if not getattr(build_objective(t), "generative", True):
+        if not TaskFacts.of(t).generative:
             return t
     raise ValueError(
         f"the recipe has no classification task (tasks: {', '.join(names)}); use `lumina sample` to generate"
@@ -96,10 +96,10 @@ def predict(
     """Classify every file of ``inputs`` with the recipe's classification task (EMA weights)."""
     import torch
 
-    from lumina_core.config.typed import component_spec, typed_recipe
+    from lumina_core.config.typed import typed_recipe
     from lumina_core.plugin import ModalityPlugin
-    from lumina_core.training.api import load_run
     from lumina_core.training.build import resolve_device
+    from lumina_core.training.weights import load_run
 
     if top_k < 1:
         raise ValueError(f"top-k must be at least 1; got {top_k}")
@@ -126,7 +126,7 @@ def predict(
         return report
     dev = resolve_device(str(cfg.run.device))
     logits = objective.predict(
-        model, tcfg.name, plugin, samples, dev, batch_size, component_spec(tcfg.sampling.rope_scaling)
+        model, tcfg.name, plugin, samples, dev, batch_size, chosen.sampling_settings()["rope_scaling"]
     )
     probs = torch.softmax(logits, dim=-1)
     k = min(int(top_k), probs.shape[1])

@@ -4,7 +4,7 @@
     result = session.generate("shapes", "a red circle on the left", steps=10, num=2)
     result.ok, result.message, result.items        # items: PreviewItem(kind, path, label), by the plugin
 
-Loading and sampling reuse the public API: :func:`lumina_core.training.api.load_run` for the weights (EMA by
+Loading and sampling reuse the public API: :func:`lumina_core.training.weights.load_run` for the weights (EMA by
 default, like previews and evaluation) and :func:`lumina_core.sampling.generate` with the task's recipe
 sampling settings, which the page's fields override. The files come from the task plugin's
 ``write_preview`` and are described for the page by its ``preview_items`` (the plugin contract), so an
@@ -58,7 +58,8 @@ MAX_PROMPT_CHARS = 1000
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What the page needs to know about one task of the recipe, read from the recipe alone."""
+    """What the page needs to know about one task of the recipe, read from the recipe alone (its
+    :class:`~lumina_core.training.task_facts.TaskFacts`)."""
 
     name: str
     modality: str
@@ -80,18 +81,10 @@ class PageResult:
 
 
 def _task_info(task: Any) -> TaskInfo:
-    import lumina_core.conditioning  # noqa: F401  (registers the built-in conditioners)
-    from lumina_core.registry import CONDITIONERS
+    from lumina_core.training.task_facts import TaskFacts
 
-    enc = task.conditioning.encoder
-    kind = getattr(CONDITIONERS.get(str(enc.name)), "kind", "none")
-    params = enc.params or {}
-    num_classes = int(params["num_classes"]) if kind == "class" and "num_classes" in params else None
-    s = task.sampling
-    kw = {"steps": int(s.steps), "cfg_scale": float(s.cfg_scale), "seed": int(s.seed)}
-    solver = s.solver if isinstance(s.solver, str) else s.solver.name
-    defaults = {"steps": kw["steps"], "solver": solver, "cfg_scale": kw["cfg_scale"], "seed": kw["seed"]}
-    return TaskInfo(str(task.name), str(task.modality.name), str(kind), num_classes, defaults)
+    f = TaskFacts.of(task)
+    return TaskInfo(f.name, f.modality, f.condition_kind, f.num_classes, dict(f.sampling_defaults))
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
@@ -198,7 +191,7 @@ class ServeSession:
         with self._load_lock:
             if self._parts is not None:
                 return True
-            from lumina_core.training.api import load_run
+            from lumina_core.training.weights import load_run
 
             try:
                 self._parts = load_run(self.cfg, self.checkpoint, weights=self.weights, device=self.device)
@@ -250,7 +243,7 @@ class ServeSession:
         kw = run_task.sampling_settings(
             steps=steps, solver={"name": "euler"}, grid={"name": "uniform"}, cfg_scale=1.0
         )
-        null = getattr(run_task.conditioner, "null_value", None)
+        null = run_task.null_condition
         with self._lock:
             generate(self._parts.model, run_task.plugin, run_task.conditioner, name, [null] * batch,
                      shapes=[shape] * batch, device=self._device,
@@ -273,14 +266,11 @@ class ServeSession:
         found: list[str] = []
         if self.tasks[task].condition in ("text", "class"):
             try:
-                tcfg = next(t for t in self.cfg.tasks if str(t.name) == task)
-                val = build_task(tcfg).dataset("val")
-                for i in range(min(len(val), 16 * limit)):
-                    cond = val[i].get("condition")
-                    if cond is not None and str(cond) not in found:
-                        found.append(str(cond))
-                    if len(found) >= limit:
-                        break
+                if self._parts is not None and task in self._parts.tasks:
+                    built = self._parts.tasks[task]
+                else:
+                    built = build_task(next(t for t in self.cfg.tasks if str(t.name) == task))
+                found = built.example_conditions(limit)
             except Exception as exc:  # noqa: BLE001 - examples are a convenience (e.g. data not on this machine)
                 log.info("no examples for task %s: %s: %s", task, type(exc).__name__, exc)
         self._examples[task] = found
@@ -408,7 +398,7 @@ class ServeSession:
         shp = shp or tuple(int(v) for v in run_task.plugin.default_shape())
         solver_obj = build_solver(kw["solver"])
         evals = ADAPTIVE_NFE if solver_obj.adaptive else int(solver_obj.nfe(kw["steps"]))
-        guided = kw["cfg_scale"] != 1.0 and getattr(run_task.conditioner, "kind", "none") != "none"
+        guided = kw["cfg_scale"] != 1.0 and run_task.condition_kind != "none"
         tokens = self.tokens_of(task, shp)
         est = estimate(self.cost, tokens, num, evals, guided, self.observed.factor)
         if est.seconds > lim.max_seconds and self._stale_cost():  # measure again before saying "too slow"

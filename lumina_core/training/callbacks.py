@@ -137,13 +137,11 @@ class StepProgress(L.Callback):
 class PreviewSamples(L.Callback):
     """Every ``every`` steps (0: only at the end) and at the end of training, generate samples for the first
     ``num`` held-out conditions of each task with the EMA weights; write them with ``plugin.write_preview``
-    into ``<run_dir>/previews/`` and log them with ``plugin.preview_to_tensorboard``."""
+    into ``<run_dir>/previews/`` and log them with ``plugin.preview_to_tensorboard``. The held-out items are
+    each task run's ``preview_items`` (:class:`~lumina_core.training.task_run.TaskRun`; none for a classifier)."""
 
-    def __init__(
-        self, out_dir: str | Path, every: int, val_items: dict[str, list[dict]], num: int = 4
-    ) -> None:
+    def __init__(self, out_dir: str | Path, every: int, num: int = 4) -> None:
         self.out_dir, self.every, self.num = Path(out_dir), int(every), int(num)
-        self.val_items = val_items
         self._done_step = -1
 
     def preview(self, module: Any) -> list[Path]:
@@ -153,8 +151,8 @@ class PreviewSamples(L.Callback):
         writer = module.tb_writer()
         writes = module.global_rank == 0
         with module.ema_weights():
-            for name, task in module.tasks.items():
-                items = self.val_items.get(name, [])[: self.num]
+            for name, run in module.runs.items():
+                task, items = run.task, run.preview_items[: self.num]
                 if not items:
                     continue
                 conditions = [it.get("condition") for it in items]

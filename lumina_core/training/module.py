@@ -1,9 +1,11 @@
-"""The Lightning module: one trunk + per-task adapters, per-task objectives and conditioners, EMA.
+"""The Lightning module: one trunk + per-task adapters, per-task objectives and conditioners, EMA, and one
+:class:`~lumina_core.training.task_run.TaskRun` per task (its datasets, data and stream positions, loss tallies).
 
 One training step (manual optimisation, so that skipped steps, exact resume and logging stay in our hands):
 
     for each task k in the step's batch (train.mixing "all": every task; "weighted": one drawn task):
         loss_k = task_k.loss(model, batch_k, gen)          # see lumina_core.training.task.Task.loss
+        run_k.consumed(batch_k)                             # the task's data position moves on
     loss = sum_k loss_weight_k loss_k ; backward ; clip grad norm ; AdamW step ; LR schedule step ; EMA update
 
 ``train.composition`` (:mod:`.composition`) may rescale the task losses before the sum (``loss_norm``) or compute
@@ -38,6 +40,7 @@ from torch import Tensor, nn
 from lumina_core.errors import LuminaError
 from lumina_core.training.build import RunParts, load_trainable, trainable_modules, trainable_state
 from lumina_core.training.ema import EMA
+from lumina_core.training.task_run import TaskRun, load_runs_state, runs_state
 
 #: rank r > 0 of a distributed run seeds its training generator with ``run.seed + RANK_SEED_STRIDE * r``
 RANK_SEED_STRIDE = 1_000_003
@@ -82,17 +85,12 @@ class LuminaLightningModule(L.LightningModule):
         self.generator = torch.Generator().manual_seed(int(cfg.run.seed))
         # bookkeeping restored on resume
         self.step = 0  # optimiser steps taken
-        self.data_position = {n: 0 for n in self.task_names}  # batches consumed per task
+        #: per task (recipe order): its datasets, data and stream positions, losses since the last log line
+        self.runs = {n: TaskRun(t) for n, t in parts.tasks.items()}
         self.draws = 0  # batches of the mixed stream consumed (train.mixing=weighted: task draws made)
-        from lumina_core.data.stream import StreamPosition
-
-        #: per task, where a streamed (webdataset) dataset's readers are, from the batches trained on
-        self.stream_positions = {n: StreamPosition() for n in self.task_names}
-        self._since_log: dict[str, list[float]] = {}  # task -> losses of the steps since the last log line
         self._totals_since_log: list[float] = []  # the weighted total loss of each step since then
         self.nonfinite_skipped = 0
         self._consecutive_skips = 0
-        self.datasets: dict[str, Any] = {}  # the training datasets, for their skip counts (set by train)
         self.last_checkpoint: Path | None = None
         self._pending_state: dict[str, Any] | None = None
         self._t_last, self._step_last = time.time(), 0
@@ -103,7 +101,11 @@ class LuminaLightningModule(L.LightningModule):
         self.composition = parts.composition if parts.composition is not None else CompositionChain()
         every = int(getattr(cfg.train, "diagnostics_every", 0) or 0)
         self.diagnostics = TaskDiagnostics(every, self.task_names, int(cfg.run.seed)) if every > 0 else None
-        self.make_batches: Any = None  # (rank, world) -> the step stream; set by lumina_core.training.api.train
+
+    @property
+    def data_position(self) -> dict[str, int]:
+        """``{task: batches consumed}`` (read from the task runs)."""
+        return {n: r.data_position for n, r in self.runs.items()}
 
     # -- what is checkpointed ---------------------------------------------------------------------------
     def trainable_modules(self) -> dict[str, nn.Module]:
@@ -162,9 +164,20 @@ class LuminaLightningModule(L.LightningModule):
         trainer = self._trainer
         return int(trainer.world_size) if trainer is not None else 1
 
+    def open_data(self, preview_items: int) -> None:
+        """Build every task's training set and take its preview items (:meth:`TaskRun.open`)."""
+        for run in self.runs.values():
+            run.open(preview_items)
+
     def train_dataloader(self) -> Any:
-        """The step stream, built once the ranks are known (``make_batches(rank, world)`` is set by ``train``)."""
-        return self.make_batches(int(self.global_rank), self.world)
+        """The step stream of this rank, built once the ranks are known: each task's loader from where its run
+        is (task ``i``'s sampler seeded ``run.seed + i``), mixed by ``train.mixing``."""
+        from lumina_core.training.data import MultiTaskBatches
+
+        seed, rank, world = int(self.cfg.run.seed), int(self.global_rank), self.world
+        loaders = {n: r.loader(seed + i, rank, world) for i, (n, r) in enumerate(self.runs.items())}
+        weights = self.task_draw_weights()  # the recipe's draw_weight, through train.composition
+        return MultiTaskBatches(loaders, str(self.cfg.train.mixing), weights, seed, self.draws)
 
     def rng_state(self) -> dict[str, Any]:
         """This process's random states: the training generator, torch, Python, NumPy (and CUDA)."""
@@ -180,9 +193,10 @@ class LuminaLightningModule(L.LightningModule):
 
     def training_state(self) -> dict[str, Any]:
         """Everything besides the weights that an exact resume needs. In a distributed run every rank must
-        call it (the ranks' random states are gathered: ``rng_ranks``); rank 0 writes it."""
-        from lumina_core.data.stream import gather_state
-
+        call it (the ranks' random states are gathered, ``rng_ranks``, and so are the streams' readers); rank 0
+        writes it.
+        The task runs' states go in as one unit (:func:`~.task_run.runs_state`: ``data_position`` and
+        ``stream_positions``, the keys checkpoints have always had)."""
         opt = self.optimizers().optimizer
         sched = self.lr_schedulers()
         if self.sharded:  # gathered whole, keyed by parameter name (rank 0 gets it; collective)
@@ -198,11 +212,12 @@ class LuminaLightningModule(L.LightningModule):
         if self.world > 1:
             ranks = [None] * self.world
             torch.distributed.all_gather_object(ranks, rng)
+        runs = runs_state(self.runs)
         state = {
             "step": self.step,
-            "data_position": dict(self.data_position),
+            "data_position": runs["data_position"],
             "draws": self.draws,
-            "stream_positions": {n: gather_state(p) for n, p in self.stream_positions.items() if p.state_dict()},
+            "stream_positions": runs["stream_positions"],
             "nonfinite_skipped": self.nonfinite_skipped,
             "optimizer": opt_state,
             "optimizer_layout": "by_name" if self.sharded else "by_index",
@@ -223,11 +238,8 @@ class LuminaLightningModule(L.LightningModule):
         self.load_trainable_state(weights)
         self.ema.load_state_dict(ema if ema is not None else weights)
         self.step = int(state["step"])
-        self.data_position = {n: int(state["data_position"].get(n, 0)) for n in self.task_names}
+        load_runs_state(self.runs, state)
         self.draws = int(state.get("draws", self.step))
-        for name, saved in (state.get("stream_positions") or {}).items():
-            if name in self.stream_positions:
-                self.stream_positions[name].load_state_dict(saved)
         self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
         self.composition.load_state_dict(state.get("composition"))
         if self.diagnostics is not None:
@@ -304,9 +316,9 @@ class LuminaLightningModule(L.LightningModule):
 
     def task_draw_weights(self) -> dict[str, float]:
         """Each task's draw weight under ``weighted`` mixing: the recipe's ``draw_weight``, through
-        ``train.composition`` (temperature draws use the training sets' sizes: ``self.datasets``)."""
+        ``train.composition`` (temperature draws use the training sets' sizes)."""
         weights = {n: t.draw_weight for n, t in self.tasks.items()}
-        sizes = {n: _size(self.datasets.get(n)) for n in self.task_names}
+        sizes = {n: r.size() for n, r in self.runs.items()}
         return self.composition.draw_weights(weights, sizes)
 
     def shared_parameters(self) -> list[nn.Parameter]:
@@ -323,8 +335,7 @@ class LuminaLightningModule(L.LightningModule):
         for name, task_batch in batch.items():
             task = self.tasks[name]
             loss = task.loss(self._fwd_model, task_batch, self.generator, self.device)
-            self.data_position[name] += 1
-            self.stream_positions[name].update(task_batch)
+            self.runs[name].consumed(task_batch)
             losses[name] = loss.detach()
             task_losses[name] = loss
             total = task.loss_weight * loss if total is None else total + task.loss_weight * loss
@@ -368,7 +379,7 @@ class LuminaLightningModule(L.LightningModule):
             self.diagnostics.record_step(list(batch), lr, step_grad, float((after - before).double().norm()))
             self._probe()
         for name, loss in losses.items():
-            self._since_log.setdefault(name, []).append(loss.item())
+            self.runs[name].record_loss(loss.item(), self.draws)
         self._totals_since_log.append(total.item())
         self._log_step(grad_norm.detach(), lr)
 
@@ -430,9 +441,10 @@ class LuminaLightningModule(L.LightningModule):
         every = max(1, int(tc.log_every))
         if self.step % every and self.step != int(tc.max_steps):
             return
-        ran = {k: (sum(v) / len(v), len(v)) for k, v in self._since_log.items()}
+        logged = sorted((r for r in self.runs.values() if r.losses), key=lambda r: r.first_loss_at)
+        ran = {r.name: r.take_losses() for r in logged}  # in the order the tasks ran since the last line
         total = sum(self._totals_since_log) / max(len(self._totals_since_log), 1)
-        self._since_log, self._totals_since_log = {}, []
+        self._totals_since_log = []
         scalars = {"train/loss": total, "train/grad_norm": grad_norm.item(), "train/lr": lr}
         scalars.update({f"train/loss_{k}": mean for k, (mean, _) in ran.items()})
         if self.nonfinite_skipped:
@@ -469,11 +481,9 @@ class LuminaLightningModule(L.LightningModule):
 
     def skipped_samples(self) -> dict[str, dict[str, Any]]:
         """``{task: {"seen", "skipped", "names"}}`` for the tasks whose dataset skips unreadable samples."""
-        from lumina_core.data.robust import skip_report
-
         out = {}
-        for name, ds in self.datasets.items():
-            report = skip_report(ds)
+        for name, run in self.runs.items():
+            report = run.skip_report()
             if report is not None:
                 out[name] = report
         return out
@@ -481,14 +491,6 @@ class LuminaLightningModule(L.LightningModule):
     def tb_writer(self):
         logger = self.logger
         return getattr(logger, "experiment", None) if logger is not None else None
-
-
-def _size(dataset: Any) -> int | None:
-    """A dataset's length, or None (no dataset, or a stream without one)."""
-    try:
-        return len(dataset) if dataset is not None else None
-    except TypeError:
-        return None
 
 
 # -- RNG states as tensors and primitives (loadable with weights_only=True) ---------------------------------

@@ -3,9 +3,13 @@ sampling settings, with the two things a run does with a task.
 
     loss    = task.loss(model, batch, generator)                 # one training batch -> scalar loss
     samples = task.generate(model, conditions, shapes, device)   # conditions -> samples, in batches
+    result  = task.evaluate(model, items, dataset, device)       # held-out items -> scores (any task)
 
 The Lightning module, the preview callback, ``lumina sample``, ``lumina eval`` and ``lumina serve`` all go
-through these two methods, so there is one training step and one generate loop per task in the codebase.
+through these methods, so there is one training step, one generate loop and one evaluation per task in the
+codebase. What the task is (generative or not, the kind of condition, the null condition, the sampling
+settings) are properties read through :class:`~lumina_core.training.task_facts.TaskFacts`; what a training
+run keeps per task (datasets, positions, loss tallies) is its :class:`~lumina_core.training.task_run.TaskRun`.
 
 A training batch of a task::
 
@@ -15,15 +19,46 @@ A training batch of a task::
 
 Generation in batches of ``eval.batch_size``: batch ``k`` (items ``start = k * batch_size ...``) uses noise seed
 ``sampling.seed + start``, so a sample's noise does not depend on how many samples are asked for in all.
+
+Evaluation: a generative task generates for the held-out items (their conditions and shapes) and scores the
+samples with ``plugin.evaluate(samples, items, dataset)``, each sample graded once
+(:mod:`~lumina_core.training.verdicts`); a recognition task's objective scores the items itself
+(``objective.evaluate``: accuracy, a confusion matrix). Both return a :class:`TaskEvaluation`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from lumina_core.config.schema import TaskConfig
 from lumina_core.config.typed import component_spec
+from lumina_core.training.task_facts import TaskFacts, build_objective
+
+__all__ = ["Task", "TaskEvaluation", "build_conditioner", "build_objective", "build_task"]
+
+
+@dataclass
+class TaskEvaluation:
+    """One evaluation of a task on held-out items.
+
+    Attributes:
+        scores: ``{metric: value}`` (the plugin's, or the recognition objective's).
+        settings: the sampling settings it ran with (the task's, overrides applied).
+        details: non-scalar results (a classifier's confusion matrix), else None.
+        samples: the generated samples (generative tasks; None for recognition).
+        verdicts: each sample's own scores, when the checker graded them one by one (else None).
+        score_kwargs: the keywords the plugin passed to the checker (to grade a sample alone the same way).
+    """
+
+    scores: dict[str, float]
+    settings: dict[str, Any]
+    details: Any = None
+    samples: list[Any] | None = None
+    verdicts: list[dict[str, float]] | None = None
+    score_kwargs: dict[str, Any] = field(default_factory=dict)
 
 if TYPE_CHECKING:
     import torch
@@ -52,10 +87,25 @@ class Task:
         return f"Task({self.name!r}, modality={self.config.modality.name!r}, conditioner={self.conditioner!r})"
 
     # -- what the task is --------------------------------------------------------------------------------------
+    @cached_property
+    def facts(self) -> TaskFacts:
+        """The task's facts (:class:`TaskFacts`), from its section and its built objective."""
+        return TaskFacts.of(self.config, self.objective)
+
     @property
     def generative(self) -> bool:
         """True when the task generates (flow matching); False for a classifier, which generates nothing."""
-        return bool(getattr(self.objective, "generative", True))
+        return self.facts.generative
+
+    @property
+    def condition_kind(self) -> str:
+        """The kind of condition the conditioner encodes: ``"text"``, ``"class"``, ``"none"`` (or a plugin's)."""
+        return self.facts.condition_kind
+
+    @property
+    def null_condition(self) -> Any:
+        """The raw condition meaning "no condition" (``""``, the null class, None): what guidance drops to."""
+        return getattr(self.conditioner, "null_value", None)
 
     @property
     def loss_weight(self) -> float:
@@ -84,9 +134,7 @@ class Task:
         data = self.config.data
         ds = build_dataset(data.name, dict(data.params), split, {**data.val_params, **val_params})
         if check_condition_kind:
-            problem = check_condition_kinds(
-                condition_kind_of(ds), getattr(self.conditioner, "kind", None), f"task {self.name!r}"
-            )
+            problem = check_condition_kinds(condition_kind_of(ds), self.condition_kind, f"task {self.name!r}")
             if problem:
                 raise ValueError(problem)
         return ds
@@ -109,6 +157,19 @@ class Task:
         for value in values:
             yield f"@{param}={value}", self.dataset("val", **{param: value})
 
+    def example_conditions(self, limit: int = 8) -> list[str]:
+        """Up to ``limit`` distinct conditions of the held-out items, as text (captions, class ids), from the
+        first ``16 * limit`` items; unconditioned items give none."""
+        val = self.dataset("val")
+        found: list[str] = []
+        for i in range(min(len(val), 16 * limit)):
+            cond = val[i].get("condition")
+            if cond is not None and str(cond) not in found:
+                found.append(str(cond))
+            if len(found) >= limit:
+                break
+        return found
+
     # -- training -----------------------------------------------------------------------------------------------
     def loss(
         self, model: Any, batch: dict[str, Any], generator: torch.Generator, device: Any = "cpu"
@@ -120,7 +181,7 @@ class Task:
 
         tokens = self.plugin.tokenize(batch["samples"]).to(device)
         raw = drop_conditions(
-            batch["conditions"], float(self.config.conditioning.drop_prob), self.conditioner.null_value, generator
+            batch["conditions"], float(self.config.conditioning.drop_prob), self.null_condition, generator
         )
         cond = self.conditioner.encode(raw, device=device)
         objective = self.objective
@@ -209,6 +270,37 @@ class Task:
         return (out, nfe) if return_nfe else out
 
 
+    # -- evaluation ---------------------------------------------------------------------------------------------
+    def evaluate(
+        self,
+        model: Any,
+        items: Sequence[dict[str, Any]],
+        dataset: Any,
+        device: Any = "cpu",
+        on_batch: Callable[[int, list[Tensor], int], None] | None = None,
+        **overrides: Any,
+    ) -> TaskEvaluation:
+        """Score the model on held-out ``items`` of ``dataset`` (see the module docstring), with the task's
+        sampling settings (``overrides`` replace them). ``on_batch``: as in :meth:`generate` (generative only)."""
+        settings = self.sampling_settings(**overrides)
+        batch_size = int(self.config.eval.batch_size)
+        if not self.generative:  # evaluates held-out items itself (a classifier)
+            scores, details = self.objective.evaluate(
+                model, self.name, self.plugin, self.conditioner, list(items), device, batch_size,
+                settings["rope_scaling"],
+            )  # fmt: skip
+            return TaskEvaluation({k: float(v) for k, v in scores.items()}, settings, details)
+        from lumina_core.training.verdicts import VerdictRecorder
+
+        samples = self.generate(
+            model, [it.get("condition") for it in items], self.shapes_of(items), device=device,
+            on_batch=on_batch, **overrides,
+        )  # fmt: skip
+        recorder = VerdictRecorder(dataset, samples, items)  # each sample graded once (training/verdicts.py)
+        scores = {k: float(v) for k, v in self.plugin.evaluate(samples, items, recorder.dataset).items()}
+        return TaskEvaluation(scores, settings, None, samples, recorder.verdicts, recorder.kwargs)
+
+
 def _refuse_nonfinite_samples(task: str, start: int, batch: list[Tensor]) -> None:
     """ValueError when a generated sample holds a NaN or an infinity: written out it would be a black image or
     a silent file, and it means the weights make the flow diverge, not that the input was odd."""
@@ -229,14 +321,6 @@ def build_task(config: TaskConfig) -> Task:
 
     plugin = MODALITIES.build(config.modality)
     return Task(config, plugin, build_conditioner(config), build_objective(config))
-
-
-def build_objective(config: TaskConfig) -> Any:
-    """The task's objective alone (cheap: no plugin, no text encoder), e.g. to ask whether it generates."""
-    import lumina_core.flow  # noqa: F401  (registers objectives and time samplers)
-    from lumina_core.registry import OBJECTIVES
-
-    return OBJECTIVES.build(config.objective)
 
 
 def build_conditioner(config: TaskConfig) -> nn.Module:

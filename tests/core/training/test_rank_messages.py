@@ -7,9 +7,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from lumina_core.training import checkpoint as ckpt_io
-from lumina_core.training.api import _preempted, rank_lost_text
 from lumina_core.training.callbacks import CheckpointEvery
 from lumina_core.training.ranks import exit_status_text, is_lost_peer, resume_command
+from lumina_core.training.run import _preempted, rank_lost_text
 
 
 def rank(global_rank: int, step: int, last=None) -> SimpleNamespace:

@@ -91,3 +91,59 @@ def test_a_classification_task_generates_nothing(tmp_path):
     assert not task.generative
     with pytest.raises(ValueError, match="classification task: it generates nothing"):
         task.generate(None, [0])
+
+
+def test_facts_are_properties_read_through_task_facts(tmp_path):
+    from lumina_core.training.task_facts import TaskFacts
+
+    parts = _run(tmp_path, seq_task("a"), seq_task("b", conditioned=False))
+    a, b = parts.tasks["a"], parts.tasks["b"]
+    assert (a.condition_kind, a.null_condition) == ("class", 4)  # the class table's null row
+    assert (b.condition_kind, b.null_condition) == ("none", None)
+    assert a.facts == TaskFacts.of(a.config)  # built or not, one reading of the recipe
+    assert a.facts.num_classes == 4 and b.facts.num_classes is None
+
+
+def test_evaluate_a_generative_task_scores_its_samples_and_keeps_each_verdict(tmp_path):
+    parts = _run(tmp_path)
+    task = parts.tasks["seq"]
+    parts.model.eval()
+    val = task.dataset("val")
+    items = [val[i] for i in range(3)]
+    landed = []
+    with torch.no_grad():
+        result = task.evaluate(parts.model, items, val, on_batch=lambda s, b, seed: landed.append(len(b)), steps=3)
+    assert set(result.scores) == set(task.plugin.evaluate(result.samples, items, val))
+    assert len(result.samples) == 3 and [tuple(x.shape) for x in result.samples] == task.shapes_of(items)
+    assert result.settings["steps"] == 3 and result.details is None and landed == [3]
+    # every sample graded once, alone: its verdict is the checker's score of that sample on its own
+    assert result.verdicts is not None and len(result.verdicts) == 3
+    for x, item, verdict in zip(result.samples, items, result.verdicts, strict=True):
+        assert verdict == pytest.approx(val.score([x], [item]))
+
+
+def test_evaluate_a_recognition_task_scores_the_items_themselves(tmp_path):
+    classify = {
+        **seq_task("cls"),
+        "conditioning": {"encoder": {"name": "none"}},
+        "objective": {"name": "classification", "params": {"classes": 4}},
+    }
+    parts = _run(tmp_path, classify)
+    task = parts.tasks["cls"]
+    parts.model.eval()
+    val = task.dataset("val")
+    items = [val[i] for i in range(8)]
+    with torch.no_grad():
+        result = task.evaluate(parts.model, items, val)
+    assert 0.0 <= result.scores["accuracy"] <= 1.0 and result.samples is None and result.verdicts is None
+    confusion = torch.as_tensor(result.details["confusion"])
+    assert confusion.shape == (4, 4) and int(confusion.sum()) == 8  # every item classified once
+
+
+def test_example_conditions_are_distinct_held_out_conditions(tmp_path):
+    parts = _run(tmp_path, seq_task("a"), seq_task("b", conditioned=False))
+    examples = parts.tasks["a"].example_conditions(limit=3)
+    val = parts.tasks["a"].dataset("val")
+    assert len(examples) == len(set(examples)) == 3
+    assert set(examples) <= {str(val[i]["condition"]) for i in range(len(val))}
+    assert parts.tasks["b"].example_conditions() == []  # unconditioned items have nothing to show
