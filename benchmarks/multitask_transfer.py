@@ -132,21 +132,22 @@ def curve_table(curves: Mapping[str, Any], groups: Mapping[int, Any]) -> str:
 def _mean_curves(
     curves: Mapping[str, Any], groups: Mapping[int, Any]
 ) -> dict[str, tuple[list[tuple[int, float]], list[tuple[int, float]]]]:
-    """``{task: (composed [(step, mean score)], alone [...])}`` over the seeds whose runs all have curves, at
-    the steps every one of them scored."""
+    """``{task: (composed [(step, mean score)], alone [...])}``: means over the seeds' runs that have curves,
+    at the steps every one of those runs scored."""
     out = {}
     tasks = list(next(iter(groups.values()))["counts"])
     for task in tasks:
-        series = []
-        for kind in ("composed", "alone"):
-            runs = [g["composed"] if kind == "composed" else g["alone"][task] for g in groups.values()]
-            runs = [r for r in runs if r in curves]
-            if not runs:
-                return {}
-            steps = sorted(set.intersection(*(set(curves[r]) for r in runs)))
-            series.append(
-                [(s, statistics.mean(_head(curves[r][s], task) for r in runs)) for s in steps]  # type: ignore[misc]
-            )
+        kinds = {
+            "composed": [g["composed"] for g in groups.values() if g["composed"] in curves],
+            "alone": [g["alone"][task] for g in groups.values() if g["alone"][task] in curves],
+        }
+        if not kinds["composed"] or not kinds["alone"]:
+            return {}
+        steps = sorted(set.intersection(*(set(curves[r]) for runs in kinds.values() for r in runs)))
+        series = [
+            [(s, statistics.mean(_head(curves[r][s], task) for r in runs)) for s in steps]  # type: ignore[misc]
+            for runs in kinds.values()
+        ]
         out[task] = (series[0], series[1])
     return out
 
@@ -181,6 +182,65 @@ def figure(
     )  # fmt: skip
 
 
+# -- runs stopped before their end (a shared machine's budget): score the curve checkpoints they left -------------
+def score_stopped(spec_file: str | Path) -> dict[int, dict[str, float]]:
+    """Score every curve checkpoint of the run of ``spec_file`` (``<out>/<run>.spec.json``) that its
+    ``curve.json`` does not hold yet, with the recipe's checkers (EMA weights); write and return the curve."""
+    from omegaconf import OmegaConf
+
+    from lumina_core.training import api
+    from lumina_core.training import checkpoint as ckpt_io
+
+    cfg = OmegaConf.create(json.loads(Path(spec_file).read_text())["recipe"])
+    run_dir = Path(cfg.run.output_dir)
+    out = run_dir / "curve.json"
+    points = {int(k): v for k, v in json.loads(out.read_text()).items()} if out.is_file() else {}
+    for ck in sorted(p for p in (run_dir / "curve").glob("step_*") if p.is_dir()):
+        step = int(json.loads((ck / ckpt_io.META_FILE).read_text())["step"])
+        if step not in points:
+            points[step] = api.evaluate(cfg, ck)
+    out.write_text(json.dumps({str(k): v for k, v in sorted(points.items())}, indent=2) + "\n")
+    return points
+
+
+def score_all_stopped(runs: Mapping[str, Any], args: argparse.Namespace) -> None:
+    """:func:`score_stopped` for every run of the plan, ``args.jobs`` processes at a time (``nice``)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(mt.ROOT)}
+    pending, active = list(runs), []
+    while pending or active:
+        while pending and len(active) < max(1, args.jobs):
+            name = pending.pop(0)
+            spec = Path(args.out) / f"{name}.spec.json"
+            cmd = ["nice", "-n", str(args.nice), sys.executable, __file__, "--score-run", str(spec)]
+            active.append((name, subprocess.Popen(cmd, cwd=mt.ROOT, env=env)))
+        time.sleep(1.0)
+        for entry in list(active):
+            if entry[1].poll() is not None:
+                active.remove(entry)
+                if entry[1].returncode != 0:
+                    raise SystemExit(f"scoring the curve of {entry[0]} failed (exit {entry[1].returncode})")
+
+
+def rows_at_common_step(
+    curves: Mapping[str, Any], groups: Mapping[int, Any]
+) -> tuple[int, list[dict[str, Any]]]:
+    """The last curve step that every run of the plan reached, and :func:`rows` of the scores there."""
+    names = [g["composed"] for g in groups.values()] + [
+        r for g in groups.values() for r in g["alone"].values()
+    ]
+    missing = [n for n in names if n not in curves]
+    if missing:
+        raise FileNotFoundError(
+            f"no curve.json for {missing}: score the stopped runs first (--score-stopped)"
+        )
+    step = max(set.intersection(*(set(curves[n]) for n in names)))
+    results = {n: {"metrics": curves[n][step]} for n in names}
+    return step, [{**r, "steps": step} for r in rows(results, groups)]
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default=DEFAULT_RECIPE)
@@ -198,25 +258,51 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--override", nargs="*", default=[], help="more key=value overrides of the recipe")
     p.add_argument("--reuse", action="store_true", help="read the finished runs in --out instead of training")
     p.add_argument("--skip-done", action="store_true", help="keep runs of --out already trained and scored")
+    p.add_argument(
+        "--only", nargs="+", default=None, metavar="RUN",
+        help="train only these runs of the plan (to split it across processes); --reuse then tabulates",
+    )  # fmt: skip
+    p.add_argument(
+        "--score-stopped", action="store_true",
+        help="runs stopped before their end: score the curve checkpoints they left, tabulate at the last step all reached",
+    )  # fmt: skip
+    p.add_argument("--score-run", metavar="SPEC", help=argparse.SUPPRESS)
     p.add_argument("--json", default=DEFAULT_JSON, help="write the results here ('' for nowhere)")
     p.add_argument("--plot", action="store_true", help="draw the curve figure (benchmarks/plotting.py)")
     args = p.parse_args(argv)
+    if args.score_run:
+        score_stopped(args.score_run)
+        return {}
     runs, groups = plan(args)
     steps = int(next(iter(runs.values())).train.max_steps)
     args.curve = curve_steps(steps, int(args.curve_every))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     before = mt.machine()
-    if not args.reuse:
-        mt.launch(runs, args)
-    results = mt.collect(runs)
-    curves = read_curves(runs)
-    rs = rows(results, groups)
+    if args.only:
+        unknown = sorted(set(args.only) - set(runs))
+        if unknown:
+            raise ValueError(f"--only: no run(s) {unknown} in the plan; its runs: {', '.join(runs)}")
+        mt.launch({k: v for k, v in runs.items() if k in args.only}, args)
+        return {}
+    if args.score_stopped:
+        score_all_stopped(runs, args)
+        curves = read_curves(runs)
+        stopped_at, rs = rows_at_common_step(curves, groups)
+        results: dict[str, Any] = {}
+    else:
+        if not args.reuse:
+            mt.launch(runs, args)
+        results = mt.collect(runs)
+        curves = read_curves(runs)
+        rs = rows(results, groups)
+        stopped_at = None
     command = "PYTHONPATH=. python benchmarks/multitask_transfer.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
     saved = {
         "recipe": args.recipe,
         "steps": steps,
+        "stopped_at": stopped_at,  # --score-stopped: the step the table is at (the schedule is still `steps` long)
         "seeds": args.seeds,
         "command": command.strip(),
         "started": started,

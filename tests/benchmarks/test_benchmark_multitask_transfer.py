@@ -49,6 +49,15 @@ def test_the_shipped_recipe_trains_composed_and_scores_every_curve_step(tmp_path
     mid = ckpt_io.load_weights(tmp_path / "run" / "curve" / "step_0000002", "ema")
     last = ckpt_io.load_weights(ckpt_io.resolve_weights("last", tmp_path / "run"), "ema")
     assert mid.keys() == last.keys() and any(not mid[k].equal(last[k]) for k in mid)
+    # a run stopped early (no curve.json yet): --score-stopped scores the curve checkpoints it left, the same way
+    (tmp_path / "run" / "curve.json").unlink()
+    spec_file = tmp_path / "run.spec.json"
+    spec_file.write_text(json.dumps(spec))
+    again = bench.score_stopped(spec_file)
+    assert list(again) == [2]
+    assert again[2] == pytest.approx(
+        curve["2"], rel=1e-5, nan_ok=True
+    )  # nan: recall of a class absent from 8
 
 
 def test_plan_pairs_each_seed_with_each_task_alone_at_the_same_steps(tmp_path):
@@ -93,6 +102,11 @@ def test_tables_give_each_seed_and_the_mean(tmp_path):
     assert "| draw | digit_acc | 0 | 200 | 0.700 | 0.600 | +0.100 | 1.167x |" in table
     assert "| draw | digit_acc | **mean** | | **0.800** | **0.600** | **+0.200** | **1.333x** |" in table
     assert "| read | accuracy | **mean** | | **0.900** | **0.900** | **+0.000** | **1.000x** |" in table
+    curves["alone_read_s1"][300] = curves["composed_s1"][300] = {}  # a step not every run reached
+    step, at = bench.rows_at_common_step(curves, groups)
+    assert step == 200 and bench.table(at) == table
+    with pytest.raises(FileNotFoundError, match="alone_draw_s1"):
+        bench.rows_at_common_step({k: v for k, v in curves.items() if k != "alone_draw_s1"}, groups)
     steps = bench.curve_table(curves, groups)
     assert (
         "| draw | 100 | 0.400 | 0.300 | +0.100 |" in steps
