@@ -19,6 +19,9 @@ What runs (each in its own process, ``nice -n 10``, ``train.threads`` and ``OMP_
   EMA, batch sizes, sampling and evaluation settings.
 
 Every run is then scored by ``lumina_core.training.api.evaluate`` (the recipe's checkers, EMA weights).
+A run's spec may also name ``curve`` steps (``benchmarks/multitask_transfer.py`` does): after each of them the
+worker writes a checkpoint to ``<run>/curve/`` and, after training, scores it the same way into
+``<run>/curve.json`` (outside the timed training loop and evaluation).
 
 Time: a probe subclass of the Lightning module records, after every optimiser step, the wall and process CPU
 time since the previous step ended (data loading, forward, backward, clip, AdamW, EMA, checkpoint writes)
