@@ -19,6 +19,9 @@ What runs (each in its own process, ``nice -n 10``, ``train.threads`` and ``OMP_
   EMA, batch sizes, sampling and evaluation settings.
 
 Every run is then scored by ``lumina_core.training.api.evaluate`` (the recipe's checkers, EMA weights).
+A run's spec may also name ``curve`` steps (``benchmarks/multitask_transfer.py`` does): after each of them the
+worker writes a checkpoint to ``<run>/curve/`` and, after training, scores it the same way into
+``<run>/curve.json`` (outside the timed training loop and evaluation).
 
 Time: a probe subclass of the Lightning module records, after every optimiser step, the wall and process CPU
 time since the previous step ended (data loading, forward, backward, clip, AdamW, EMA, checkpoint writes)
@@ -57,6 +60,9 @@ HEADLINE: dict[str, tuple[str, float | str, str]] = {
     "shapes": ("adherence", "chance_adherence", "1/60"),
     "tones": ("adherence", "adherence_shuffled", "shuffled captions"),
     "points": ("nn_class_acc", 1 / 8, "1/8"),
+    # recipes/multitask/digits_draw_read_tiny.yaml (benchmarks/multitask_transfer.py)
+    "draw": ("digit_acc", "chance_digit", "1/10"),
+    "read": ("accuracy", 1 / 10, "1/10"),
 }
 
 
@@ -120,11 +126,19 @@ def trunk_context_dim(cfg: Any) -> int | None:
 
 
 # -- one run, in its own process -----------------------------------------------------------------------------------
-def _timed_module_class(built: dict[str, Any]) -> type:
+def _timed_module_class(
+    built: dict[str, Any], curve: Sequence[int] = (), curve_dir: Path | None = None
+) -> type:
     """The Lightning module with a step timer: after each optimiser step, the wall and process CPU seconds
     since the previous one ended, added to the task(s) of that step's batch (nothing else changes). The
-    module ``train`` builds is kept in ``built["module"]``, to read the timer afterwards."""
+    module ``train`` builds is kept in ``built["module"]``, to read the timer afterwards. ``curve``: after
+    these steps a checkpoint is also written to ``curve_dir`` (all kept), to score the run as it trains; the
+    timer does not count the writing."""
+    from lumina_core.training.callbacks import CheckpointEvery
     from lumina_core.training.module import LuminaLightningModule
+
+    curve_steps = {int(s) for s in curve}
+    saver = CheckpointEvery(curve_dir, 1, keep=None) if curve_steps and curve_dir is not None else None
 
     class TimedModule(LuminaLightningModule):
         step_times: dict[str, dict[str, float]]
@@ -148,6 +162,8 @@ def _timed_module_class(built: dict[str, Any]) -> type:
                 t["steps"] += 1
                 t["wall_s"] += dw / len(batch)
                 t["cpu_s"] += dc / len(batch)
+            if saver is not None and self.step in curve_steps:
+                saver.save(self)
             self._clock = (time.perf_counter(), time.process_time())
 
     return TimedModule
@@ -166,14 +182,25 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = OmegaConf.create(spec["recipe"])
     captured: dict[str, Any] = {}
     original = module_mod.LuminaLightningModule
-    module_mod.LuminaLightningModule = _timed_module_class(captured)
+    curve = [int(s) for s in spec.get("curve", []) if 0 < int(s) < int(cfg.train.max_steps)]
+    curve_dir = Path(cfg.run.output_dir) / "curve"
+    module_mod.LuminaLightningModule = _timed_module_class(captured, curve, curve_dir)
     try:
         run_dir = api.train(cfg)
     finally:
         module_mod.LuminaLightningModule = original
     t1, c1 = time.perf_counter(), time.process_time()
+    points = {}
+    if curve:  # the checker at every curve step before the last (EMA weights, as at the end)
+        for ck in sorted(p for p in curve_dir.iterdir() if p.is_dir() and p.name.startswith("step_")):
+            step = int(json.loads((ck / ckpt_io.META_FILE).read_text())["step"])
+            points[str(step)] = api.evaluate(cfg, ck)
+    te, ce = time.perf_counter(), time.process_time()
     metrics = api.evaluate(cfg)
     t2, c2 = time.perf_counter(), time.process_time()
+    if curve:
+        points[str(int(cfg.train.max_steps))] = metrics
+        (Path(run_dir) / "curve.json").write_text(json.dumps(points, indent=2) + "\n")
     meta = json.loads((ckpt_io.resolve_weights("last", run_dir) / ckpt_io.META_FILE).read_text())
     per_task = captured["module"].step_times
     loop_wall = sum(t["wall_s"] for t in per_task.values())
@@ -182,7 +209,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "tasks": per_task,
         "train_loop": {"wall_s": loop_wall, "cpu_s": loop_cpu},
         "train_process": {"wall_s": t1 - t0, "cpu_s": c1 - c0},  # set-up and final previews included
-        "eval": {"wall_s": t2 - t1, "cpu_s": c2 - c1},
+        "eval": {"wall_s": t2 - te, "cpu_s": c2 - ce},  # the last checkpoint's (the curve's are outside)
         "data_position": meta.get("data_position"),
         "step": meta.get("step"),
         "threads": int(cfg.train.threads or 0),
@@ -229,7 +256,10 @@ def launch(runs: Mapping[str, Any], args: argparse.Namespace) -> None:
             if run_dir.exists():  # the benchmark's own folder: a rerun starts clean
                 shutil.rmtree(run_dir)
             spec = out / f"{name}.spec.json"
-            spec.write_text(json.dumps({"recipe": OmegaConf.to_container(cfg, resolve=False)}))
+            curve = list(getattr(args, "curve", None) or [])
+            spec.write_text(
+                json.dumps({"recipe": OmegaConf.to_container(cfg, resolve=False), "curve": curve})
+            )
             log = out / f"{name}.log"
             cmd = [
                 "nice",

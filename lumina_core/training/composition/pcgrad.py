@@ -92,7 +92,8 @@ class PCGrad(Composition):
         nodes = train.get("num_nodes", 1)
         if (isinstance(devices, int) and devices > 1) or (isinstance(nodes, int) and nodes > 1):
             out.append(
-                "pcgrad runs on one process only (train.devices=1): its per-task gradients bypass DDP's averaging"
+                "pcgrad runs on one process only (train.devices=1): its per-task gradients bypass DDP's averaging; "
+                "for a multi-process run set train.composition=[] (or loss_norm, task_embedding)"
             )
         if train.get("strategy") == "fsdp":
             out.append(

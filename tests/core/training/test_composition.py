@@ -94,7 +94,9 @@ def test_grad_norm_brings_each_task_gradient_on_the_trunk_to_its_running_norm():
     method = GradientNormalisation(beta=0.5)
     for scale in (1.0, 10.0):  # task b's loss (and gradient) ten times bigger the second time
         losses = {"a": head_a(shared(x)).sum(), "b": 100.0 * scale * head_b(shared(x)).sum()}
-        per = {k: torch.autograd.grad(v, params, retain_graph=True, allow_unused=True) for k, v in losses.items()}
+        per = {
+            k: torch.autograd.grad(v, params, retain_graph=True, allow_unused=True) for k, v in losses.items()
+        }
         method.backward(losses, trunk, params)
         norms = {k: torch.cat([g.reshape(-1) for g in per[k][:2]]).norm().item() for k in per}
         divisor = {k: method.running_norm(k) for k in per}
@@ -181,6 +183,39 @@ def test_validate_names_a_composition_the_recipe_cannot_use(tmp_path):
     assert any("at most one method may compute the gradients" in p for p in found), found
     assert problems("all", ["pcgrad", "loss_norm", "task_embedding"]) == []
     assert problems("weighted", ["temperature", "loss_norm"]) == []
+
+
+def test_gradient_methods_are_refused_on_several_processes_by_validate_and_train(tmp_path, capsys):
+    """grad_norm and pcgrad compute each task's gradient themselves, outside DDP's averaging: a run on several
+    processes (or nodes, or FSDP) is refused by `config validate` and `train` alike, in one paragraph, before
+    any process starts; the methods that only touch losses, draws or conditioning run there."""
+    from omegaconf import OmegaConf
+
+    from lumina_core.cli.main import main
+    from lumina_core.config.validate import validate_recipe
+
+    def problems(composition: list, **train: object) -> list[str]:
+        cfg = OmegaConf.to_container(tiny_recipe(tmp_path, two_tasks(), mixing="all"))
+        cfg["train"].update(composition=composition, **train)
+        return validate_recipe(cfg, check_build=False)
+
+    for method in ("grad_norm", "pcgrad"):
+        found = problems([method], devices=2)
+        assert any(f"{method} runs on one process only (train.devices=1)" in p for p in found), found
+        assert any(f"{method} runs on one process only" in p for p in problems([method], num_nodes=2))
+        assert any("fsdp" in p for p in problems([method], devices=2, strategy="fsdp"))
+        assert problems([method]) == []
+    assert problems(["loss_norm", "task_embedding"], devices=2) == []
+    assert problems([], devices=2) == []
+
+    recipe = tmp_path / "two.yaml"
+    OmegaConf.save(tiny_recipe(tmp_path / "run", two_tasks(), mixing="all"), recipe)
+    for command in (["config", "validate"], ["train"]):
+        code = main([*command, str(recipe), "train.devices=2", "train.composition=[pcgrad]"])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err, err
+        assert "pcgrad runs on one process only (train.devices=1)" in err and "train.composition=[]" in err
+    assert not (tmp_path / "run").exists()  # refused before the run folder is touched
 
 
 # -- runs ---------------------------------------------------------------------------------------------------------------
