@@ -33,7 +33,12 @@ def test_fid_feature_net_trains_from_an_empty_cache_inside_evaluation(monkeypatc
 
     monkeypatch.setenv("LUMINA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(fid, "_CACHE", {})
-    monkeypatch.setattr(fid, "_TRAIN_ITEMS", 128)  # a smaller fit: the path, not the quality, is tested
+    # a smaller fit: the path, not the quality, is tested. (Setting ``fid._TRAIN_ITEMS`` did not do it: the
+    # default of ``train_feature_net(num_items=_TRAIN_ITEMS)`` is bound when the function is defined, so the
+    # full 3000-item, 3-epoch fit ran here, twice.) ``feature_net`` still calls the real function, with its
+    # own switch back to gradients, from inside the caller's no_grad / inference mode.
+    fit = fid.train_feature_net
+    monkeypatch.setattr(fid, "train_feature_net", lambda: fit(num_items=128))
     g = torch.Generator().manual_seed(0)
     real = [torch.rand(3, 16, 16, generator=g) * 2 - 1 for _ in range(4)]
     gen = [torch.rand(3, 16, 16, generator=g) * 2 - 1 for _ in range(4)]

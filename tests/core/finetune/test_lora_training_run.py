@@ -31,6 +31,21 @@ def lora_recipe(out, base_ck, steps, **train_cfg):
     )
 
 
+FACTORS_ONLY = {**LORA, "train_also": []}
+
+
+@pytest.fixture(scope="module")
+def lora_run(base, tmp_path_factory):
+    """A 2-step LoRA run on ``base`` with the default settings, trained once for the tests that only read it."""
+    return train(lora_recipe(tmp_path_factory.mktemp("lora_run") / "ft", base, 2))
+
+
+@pytest.fixture(scope="module")
+def factors_only_run(base, tmp_path_factory):
+    """A 2-step factors-only LoRA run (``train_also: []``), trained once for the tests that only read it."""
+    return train(lora_recipe(tmp_path_factory.mktemp("factors_only") / "old", base, 2, lora=FACTORS_ONLY))
+
+
 def test_lora_run_saves_the_adapter_only_and_leaves_the_base_frozen(base, tmp_path):
     run = train(lora_recipe(tmp_path / "ft", base, 4))
     w = ckpt_io.load_weights(run / "checkpoints" / "step_0000004", "model")
@@ -92,20 +107,19 @@ def test_sample_with_the_runs_adapter_file_and_a_scale(base, tmp_path):
     assert [p.read_text() for p in tuned if p.suffix == ".csv"] == full  # the run itself samples the same
 
 
-def test_factors_only_when_train_also_is_empty(base, tmp_path):
-    run = train(lora_recipe(tmp_path / "f", base, 2, lora={**LORA, "train_also": []}))
-    w = ckpt_io.load_weights(run / "checkpoints" / "step_0000002", "model")
+def test_factors_only_when_train_also_is_empty(factors_only_run):
+    w = ckpt_io.load_weights(factors_only_run / "checkpoints" / "step_0000002", "model")
     assert w and all(".lora_A." in k or ".lora_B." in k for k in w)
 
 
-def test_sampling_a_lora_run_with_the_plain_recipe_says_how(base, tmp_path, capsys):
+def test_sampling_a_lora_run_with_the_plain_recipe_says_how(base, lora_run, tmp_path, capsys):
     """The recipe the run started from, without its train.lora: one paragraph naming both ways, exit 2 (it
     listed every base weight as missing before)."""
     from omegaconf import OmegaConf
 
     from lumina_core.cli.main import main
 
-    run = train(lora_recipe(tmp_path / "ft", base, 2))
+    run = lora_run
     plain = tmp_path / "plain.yaml"
     OmegaConf.save(tiny_recipe(tmp_path / "plain", max_steps=3), plain)
     code = main(["sample", str(plain), "--ckpt", str(run), "--num", "1", "--out", str(tmp_path / "s")])
@@ -122,20 +136,18 @@ def test_sampling_a_lora_run_with_the_plain_recipe_says_how(base, tmp_path, caps
                  "--out", str(tmp_path / "b")]) == 0
 
 
-def test_a_lora_recipe_without_its_base_is_refused(base, tmp_path):
+def test_a_lora_recipe_without_its_base_is_refused(base, lora_run):
     from lumina_core.training.checkpoint import CheckpointError
 
-    run = train(lora_recipe(tmp_path / "ft", base, 2))
-    no_base = tiny_recipe(tmp_path / "ft", max_steps=2, lora=LORA)
+    no_base = tiny_recipe(lora_run, max_steps=2, lora=LORA)
     with pytest.raises(CheckpointError, match=f"no train.init_from.*train.init_from={base}"):
-        load_run(no_base, run)
+        load_run(no_base, lora_run)
 
 
-def test_a_run_from_before_train_also_still_loads_with_the_default(base, tmp_path):
+def test_a_run_from_before_train_also_still_loads_with_the_default(base, factors_only_run):
     """A factors-only checkpoint (what every LoRA run wrote before train_also) and a recipe that leaves
     train_also at its default: the task adapter stays as the base has it."""
-    factors_only = lora_recipe(tmp_path / "old", base, 2, lora={**LORA, "train_also": []})
-    train(factors_only)
-    default = lora_recipe(tmp_path / "old", base, 2)
+    factors_only = lora_recipe(factors_only_run, base, 2, lora=FACTORS_ONLY)
+    default = lora_recipe(factors_only_run, base, 2)
     a, b = load_run(factors_only, "last").model.state_dict(), load_run(default, "last").model.state_dict()
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)

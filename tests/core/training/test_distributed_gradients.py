@@ -116,11 +116,18 @@ def probe_run(tmp_path: Path, strategy: str) -> list[dict[str, torch.Tensor]]:
     return [torch.load(out / f"grads_rank{r}.pt") for r in range(2)]
 
 
+@pytest.fixture(scope="module")
+def reference():
+    """The one-process reference, computed once: both strategies compare against the same gradients (the
+    same recipe, overrides and seed), and each computation builds the run and its dataset again."""
+    return reference_gradients()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_ranks_gradient_is_the_mean_of_the_ranks_gradients(tmp_path, strategy):
+def test_two_ranks_gradient_is_the_mean_of_the_ranks_gradients(tmp_path, strategy, reference):
     ranks = probe_run(tmp_path, strategy)
-    mean, per_rank = reference_gradients()
+    mean, per_rank = reference
     for grads in ranks:  # every rank holds the same averaged gradient
         missing = set(mean) - set(grads)
         assert all(not mean[k].any() for k in missing), f"no gradient for {sorted(missing)}"
