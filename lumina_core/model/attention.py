@@ -12,12 +12,16 @@ The cross-attention reads the same rotated query ``q`` (the released model), or,
 when they differ from ``attn1``'s, e.g. after fine-tuning in diffusers).
 
 One fused parameter holds the q, k and v projections (``wqkv``), one the caption keys and values (``wkv_y``).
-They are applied as row blocks of the fused weight in one autograd node
-(:func:`lumina_core.model.linear.split_linear`, oneDNN products on CPU), so each of q, k, v comes out
+Each is a :class:`~lumina_core.model.linear.RowBlockLinear` whose own fast route
+(:meth:`~lumina_core.model.linear.RowBlockLinear.blocks`) applies the row blocks of its weight in one autograd
+node (:func:`~lumina_core.model.linear.split_linear`, oneDNN products on CPU), so each of q, k, v comes out
 contiguous: QK-norm and RoPE then run without a strided copy, and the backward pass sums the input gradient
 inside the products and writes the weight gradients into the row blocks of one buffer. That route is taken
 only while the projection module is bare (:func:`~lumina_core.model.linear.is_bare`); a hooked or wrapped
 projection (peft's LoRA, a quantisation wrapper) is called as a module and its output split.
+
+What the attention reads besides its input (rotations, key masks, proportional-attention factor, context drop)
+comes in the stream's :class:`~lumina_core.model.context.ForwardContext`.
 Grouped-query attention runs through ``scaled_dot_product_attention(enable_gqa=True)``: query head ``h``
 reads key/value head ``h // (n_heads / n_kv_heads)``, and K/V are never repeated in memory.
 """
@@ -27,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lumina_core.model.context_drop import LayerDrop
+from lumina_core.model.context import ForwardContext
 from lumina_core.model.linear import Linear, RowBlockLinear, row_blocks
 from lumina_core.model.norm import RMSNorm
 from lumina_core.model.rope import apply_rope
@@ -75,22 +79,14 @@ class Attention(nn.Module):
             self.q_y_norm = nn.LayerNorm(q_width) if qk_norm else nn.Identity()
         self.wo = Linear(q_width, dim, bias=False)
 
-    def forward(
-        self,
-        x: Tensor,
-        key_mask: Tensor | None,
-        cos: Tensor | None,
-        sin: Tensor | None,
-        prop: Tensor | None,
-        y: Tensor | None = None,
-        y_mask: Tensor | None = None,
-        drop: LayerDrop | None = None,
-    ) -> Tensor:
-        """x (B, L, dim); key_mask (B, 1, 1, L) bool or None; cos/sin (B, L, head_dim/2) or None;
-        prop (B,) or None; y (B, Lc, context_dim) already RMS-normalised, y_mask (B, 1, 1, Lc) or None;
-        drop: this layer's context drop (pooled keys and values, :mod:`.context_drop`) or None."""
+    def forward(self, x: Tensor, ctx: ForwardContext, y: Tensor | None = None) -> Tensor:
+        """x (B, L, dim); ``ctx`` the stream's context: ``key_mask`` (B, 1, 1, L) or None, ``cos``/``sin``
+        (B, L, head_dim/2) or None, ``prop`` (B,) or None, ``y_mask`` (B, 1, 1, Lc) or None, ``layer_drop``
+        (pooled keys and values, :mod:`.context_drop`) or None; y (B, Lc, context_dim) the caption features
+        already RMS-normalised by the block, or None (no cross-attention)."""
         b, n, _ = x.shape
         hd = self.head_dim
+        cos, sin, prop, key_mask = ctx.cos, ctx.sin, ctx.prop, ctx.key_mask
         q, k, v = row_blocks(self.wqkv, x, self.splits)
         if self.per_head_norm:
             q = self.q_norm(q.view(b, n, self.n_heads, hd))
@@ -100,10 +96,10 @@ class Attention(nn.Module):
             k = self.k_norm(k).view(b, n, self.n_kv_heads, hd)
         v = v.view(b, n, self.n_kv_heads, hd)
         gqa = self.n_kv_heads != self.n_heads
-        if drop is not None:  # keys and values pooled before their rotation; queries at full resolution
+        if ctx.layer_drop is not None:  # keys and values pooled before their rotation; queries at full size
             q = apply_rope(q, cos, sin).transpose(1, 2) if cos is not None else q.transpose(1, 2)
             q_self = q if prop is None else q * prop.to(q.dtype)[:, None, None, None]
-            out = drop.attend(q_self, k, v, cos, sin, key_mask, gqa)
+            out = ctx.layer_drop.attend(q_self, k, v, cos, sin, key_mask, gqa)
         else:
             if cos is not None:
                 q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
@@ -118,6 +114,6 @@ class Attention(nn.Module):
             lc = y.shape[1]
             ky = self.ky_norm(ky).view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
             vy = vy.view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
-            out_y = sdpa(q, ky, vy, attn_mask=y_mask, enable_gqa=gqa)
+            out_y = sdpa(q, ky, vy, attn_mask=ctx.y_mask, enable_gqa=gqa)
             out = torch.addcmul(out, torch.tanh(self.gate).to(out.dtype)[None, :, None, None], out_y)
         return self.wo(out.transpose(1, 2).reshape(b, n, -1))

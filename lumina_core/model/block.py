@@ -1,14 +1,21 @@
-"""One Next-DiT block: sandwich RMSNorms, scale-only modulation, tanh gates, SwiGLU.
+"""The trunk's block, shared by every family: sandwich RMSNorms, scale-only modulation, tanh gates, SwiGLU.
 
-    [s_a, g_a, s_f, g_f] = Linear(SiLU(c)).chunk(4)                       (zero-initialised)
+    [s_a, g_a, s_f, g_f] = Linear(act(c)).chunk(4)                        (zero-initialised; act = SiLU)
     h   = x + tanh(g_a) * RMSNorm_a2(Attention(RMSNorm_a1(x) * (1 + s_a), RMSNorm_y(y)))
     out = h + tanh(g_f) * RMSNorm_f2(FFN(RMSNorm_f1(h) * (1 + s_f)))
     FFN(x) = w2(silu(w1 x) * w3 x)                                        (w1 | w3 stored as one parameter)
 
-The FFN's products (and, in no-grad mode, its SiLU and product, fused into them) run through oneDNN on
-CPU, with a hand-written backward: :func:`lumina_core.model.linear.swiglu_hidden` while ``w13`` is bare
-(:func:`~lumina_core.model.linear.is_bare`), ``silu(u) * v`` of the module call ``w13(x) = [u | v]`` when
-it is hooked or wrapped (peft's LoRA...); ``w2`` is always called as a module.
+An unmodulated block (the unified family's context refiner: no ``adaLN_modulation``) has ``s = 0`` and
+``tanh(g)`` replaced by 1; a block without caption features (``y``: the unified family, an unconditional
+``next_dit``) has no cross-attention. What a block reads besides its input - the RoPE rotations, key masks,
+proportional-attention factor, conditioning vector ``c``, caption features and context drop - comes in one
+:class:`~lumina_core.model.context.ForwardContext` built once per forward. :class:`NextDiTBlock` (Lumina-Next)
+and the unified family's ``UnifiedBlock`` differ only in what they are built from.
+
+The FFN's hidden layer is its input projection's own fast route (:meth:`~lumina_core.model.linear.GatedLinear.gated`:
+oneDNN products on CPU, and in no-grad mode its SiLU and product fused into them, with a hand-written
+backward) while ``w13`` is bare, ``silu(u) * v`` of the module call ``w13(x) = [u | v]`` when it is hooked or
+wrapped (peft's LoRA...); ``w2`` is always called as a module.
 
 Modulation and gates are folded into the norm weights (a (B, 1, dim) product computed once per block), so
 each norm and its scaling are one :func:`~lumina_core.model.norm.scaled_rms_norm`:
@@ -19,14 +26,13 @@ each norm and its scaling are one :func:`~lumina_core.model.norm.scaled_rms_norm
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lumina_core.model.attention import Attention
 from lumina_core.model.config import NextDiTConfig
-from lumina_core.model.context_drop import LayerDrop
+from lumina_core.model.context import ForwardContext
 from lumina_core.model.family import TrunkBlock
-from lumina_core.model.linear import Linear, is_bare, swiglu_hidden
+from lumina_core.model.linear import GatedLinear, Linear, gated_hidden
 from lumina_core.model.norm import RMSNorm
 
 
@@ -34,49 +40,57 @@ class SwiGLU(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.hidden = hidden
-        self.w13 = Linear(dim, 2 * hidden, bias=False)  # rows: [w1; w3]
+        self.w13 = GatedLinear(dim, hidden, bias=False)  # rows: [w1; w3]
         self.w2 = Linear(hidden, dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if is_bare(self.w13, Linear) and self.w13.bias is None:
-            h = swiglu_hidden(x, self.w13.weight)  # fused oneDNN kernels on CPU: lumina_core/model/linear.py
-        else:
-            u, v = self.w13(x).chunk(2, dim=-1)
-            h = F.silu(u) * v
-        return self.w2(h)
+        return self.w2(gated_hidden(self.w13, x))
 
 
-class NextDiTBlock(TrunkBlock):
-    def __init__(self, cfg: NextDiTConfig) -> None:
+class Block(TrunkBlock):
+    """The shared block (see the module docstring). ``attention`` is the family's :class:`Attention`;
+    ``modulation`` maps ``c`` (B, cond_dim) to ``4 dim`` (None: an unmodulated block); ``context_dim`` gives
+    the block the caption features' RMSNorm (cross-attention), None for none."""
+
+    def __init__(
+        self,
+        dim: int,
+        attention: Attention,
+        ffn_hidden: int,
+        eps: float,
+        modulation: nn.Module | None,
+        context_dim: int | None = None,
+    ) -> None:
         super().__init__()
-        dim, eps = cfg.dim, cfg.norm_eps
-        self.attention = Attention(
-            dim, cfg.n_heads, cfg.n_kv_heads, cfg.context_dim, cfg.qk_norm, cfg.separate_cross_query
-        )
-        self.feed_forward = SwiGLU(dim, cfg.ffn_hidden)
+        self.attention = attention
+        self.feed_forward = SwiGLU(dim, ffn_hidden)
         self.attention_norm1 = RMSNorm(dim, eps=eps)
         self.attention_norm2 = RMSNorm(dim, eps=eps)
         self.ffn_norm1 = RMSNorm(dim, eps=eps)
         self.ffn_norm2 = RMSNorm(dim, eps=eps)
-        if cfg.context_dim is not None:
-            self.attention_y_norm = RMSNorm(cfg.context_dim, eps=eps)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(cfg.cond_dim, 4 * dim))
+        if context_dim is not None:
+            self.attention_y_norm = RMSNorm(context_dim, eps=eps)
+        self.adaLN_modulation = modulation
 
-    def forward(
-        self,
-        x: Tensor,
-        c: Tensor,
-        key_mask: Tensor | None,
-        cos: Tensor | None,
-        sin: Tensor | None,
-        prop: Tensor | None,
-        y: Tensor | None,
-        y_mask: Tensor | None,
-        drop: LayerDrop | None = None,
-    ) -> Tensor:
-        scale_a, gate_a, scale_f, gate_f = self.adaLN_modulation(c)[:, None].chunk(4, dim=-1)  # (B, 1, dim)
-        y_n = self.attention_y_norm(y) if y is not None else None
-        a = self.attention(self.attention_norm1(x, 1 + scale_a), key_mask, cos, sin, prop, y_n, y_mask, drop)
-        h = self.attention_norm2(a, gate_a.tanh()).add_(x)  # residuals added in place: one fresh tensor fewer
-        f = self.feed_forward(self.ffn_norm1(h, 1 + scale_f))
-        return self.ffn_norm2(f, gate_f.tanh()).add_(h)
+    def forward(self, x: Tensor, ctx: ForwardContext) -> Tensor:
+        """x (B, L, dim) -> (B, L, dim) under the stream's context ``ctx``."""
+        scale_a = gate_a = scale_f = gate_f = None
+        if self.adaLN_modulation is not None:
+            s_a, g_a, s_f, g_f = self.adaLN_modulation(ctx.c)[:, None].chunk(4, dim=-1)  # (B, 1, dim)
+            scale_a, gate_a, scale_f, gate_f = 1 + s_a, g_a.tanh(), 1 + s_f, g_f.tanh()
+        y = self.attention_y_norm(ctx.y) if ctx.y is not None else None
+        a = self.attention(self.attention_norm1(x, scale_a), ctx, y)
+        h = self.attention_norm2(a, gate_a).add_(x)  # residuals added in place: one fresh tensor fewer
+        f = self.feed_forward(self.ffn_norm1(h, scale_f))
+        return self.ffn_norm2(f, gate_f).add_(h)
+
+
+class NextDiTBlock(Block):
+    """Lumina-Next's block: modulated, gated cross-attention to the caption (when ``cfg.context_dim``)."""
+
+    def __init__(self, cfg: NextDiTConfig) -> None:
+        attention = Attention(
+            cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.context_dim, cfg.qk_norm, cfg.separate_cross_query
+        )
+        modulation = nn.Sequential(nn.SiLU(), nn.Linear(cfg.cond_dim, 4 * cfg.dim))
+        super().__init__(cfg.dim, attention, cfg.ffn_hidden, cfg.norm_eps, modulation, cfg.context_dim)

@@ -10,7 +10,13 @@ from the one :class:`~lumina_core.model.config.NextDiTConfig` and decides three 
 * :meth:`Trunk.task_rope`: the RoPE tables of a task (the task's axes, plus any axes the family adds, e.g. the
   unified family's caption axis);
 * :meth:`Trunk.encode_tokens`: how the embedded tokens, the flow time and the condition become hidden tokens
-  and the conditioning vector ``c`` the task's final layer reads.
+  and the conditioning vector ``c`` the task's final layer reads: it builds each attention stream's
+  :class:`~lumina_core.model.context.ForwardContext` once (rotations, masks, modulation input, caption
+  features) and runs the stream's blocks with :meth:`Trunk.run_blocks`.
+
+The blocks themselves, their attention, SwiGLU, norms and RoPE are shared (:class:`lumina_core.model.block.Block`,
+:mod:`.attention`, :mod:`.rope`): a family picks their options (cross-attention or not, q/k norm kind,
+modulated or not) and arranges the streams.
 
 Built in: ``next_dit`` (Lumina-Next: gated cross-attention to the caption, :mod:`.nextdit`) and ``unified``
 (Lumina-Image 2.0 / Z-Image: caption and noisy tokens in one self-attention sequence, :mod:`.unified`). A
@@ -22,18 +28,22 @@ from __future__ import annotations
 
 import abc
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.context import ForwardContext
 from lumina_core.model.rope import NDRope, RopeScaling
 from lumina_core.plugin import AdapterSpec
 from lumina_core.registry import TRUNK_FAMILIES, RegistryError
 
 
 class TrunkBlock(nn.Module):
-    """Marker base of every family's block: the unit of FSDP sharding and of activation checkpointing. A block's
-    ``adaLN_modulation`` (absent or None for an unmodulated block) is zero-initialised, so it starts as the
-    identity."""
+    """Marker base of every family's block: the unit of FSDP sharding and of activation checkpointing, called
+    as ``block(x, ctx)`` with x (B, L, dim) and the stream's :class:`~lumina_core.model.context.ForwardContext`.
+    A block's ``adaLN_modulation`` (absent or None for an unmodulated block) is zero-initialised, so it starts as
+    the identity."""
 
 
 class Trunk(nn.Module, abc.ABC):
@@ -47,6 +57,15 @@ class Trunk(nn.Module, abc.ABC):
         super().__init__()
         self.config = cfg
         self.grad_checkpointing = cfg.grad_checkpointing
+
+    def run_blocks(self, blocks: nn.ModuleList, x: Tensor, ctx: ForwardContext) -> Tensor:
+        """``x`` through ``blocks`` in order, block ``i`` reading ``ctx.for_layer(i)``; each block's activations
+        recomputed in the backward pass when ``grad_checkpointing`` is on and gradients are being recorded."""
+        recompute = self.grad_checkpointing and torch.is_grad_enabled()
+        for i, block in enumerate(blocks):
+            layer_ctx = ctx.for_layer(i)
+            x = checkpoint(block, x, layer_ctx, use_reentrant=False) if recompute else block(x, layer_ctx)
+        return x
 
     @abc.abstractmethod
     def task_rope(self, spec: AdapterSpec) -> NDRope:

@@ -4,10 +4,11 @@
     split_linear(x, W, sizes)  = (x W_1^T, x W_2^T, ...)                 W = [W_1; W_2; ...] (e.g. q | k | v)
     swiglu(x, W13, W2)         = (silu(x W1^T) * (x W3^T)) W2^T          W13 = [W1; W3] (one parameter, row blocks)
 
-The trunk holds its projections as modules (:class:`Linear`, :class:`RowBlockLinear`) whose ``forward`` is
-:func:`linear`, so hooks and wrappers (peft's LoRA, quantisation, profilers) see every call; the fused
-projections' faster routes (:func:`split_linear`, :func:`swiglu_hidden` on the weight) run only while the
-module is bare (:func:`is_bare`).
+The trunk holds its projections as modules (:class:`Linear`, :class:`RowBlockLinear`, :class:`GatedLinear`)
+whose ``forward`` is :func:`linear`, so hooks and wrappers (peft's LoRA, quantisation, profilers) see every
+call; a fused projection holds its faster route itself (:meth:`RowBlockLinear.blocks` by :func:`split_linear`,
+:meth:`GatedLinear.gated` by :func:`swiglu_hidden`, each on its own weight) and takes it only while the module
+is bare (:func:`is_bare`).
 
 Mathematically nothing changes; what changes is which kernel multiplies. On CPU, fp32, PyTorch's ``F.linear``
 calls the BLAS ``sgemm`` (MKL in the PyPI wheels); oneDNN's matmul primitive
@@ -333,10 +334,12 @@ def swiglu(x: Tensor, w13: Tensor, w2: Tensor) -> Tensor:
 # -- modules -------------------------------------------------------------------------------------------------
 # The trunk calls every projection through a module, so forward hooks, peft's LoRA, quantisation wrappers and
 # profilers see it. A fused projection (q | k | v, or W1 | W3 of the SwiGLU) has two routes with one result:
-# its module call (full width, what any wrapper sees; split by the caller) and a faster route that reads the
-# weight directly and produces the row blocks without a split (:func:`split_linear`, :func:`swiglu_hidden`).
-# The fast route is taken only when :func:`is_bare` says the call would run nothing but the module's own
-# forward; anything that wraps or hooks the module sends the trunk through the module call.
+# its module call (full width, what any wrapper sees; split afterwards) and a faster route that produces the
+# row blocks (or the SwiGLU hidden layer) without a split. Each fused projection holds its own fast route as
+# a method that reads its own weight (:meth:`RowBlockLinear.blocks`, :meth:`GatedLinear.gated`) and takes it
+# only when :func:`is_bare` says a module call would run nothing but its own forward; otherwise the method
+# goes through the module call. A wrapper that replaces the module (peft's ``lora.Linear``) has no such
+# method: :func:`row_blocks` and :func:`gated_hidden` call it as a module and split its output.
 class Linear(nn.Linear):
     """``nn.Linear`` whose ``forward`` is :func:`linear` (oneDNN on CPU, ``F.linear`` elsewhere); same
     parameters, state dict and initialisation as ``nn.Linear``."""
@@ -347,26 +350,58 @@ class Linear(nn.Linear):
 
 class RowBlockLinear(Linear):
     """A projection whose output rows are consecutive blocks (``sizes``, e.g. q | k | v): ``forward`` gives the
-    full width ``x W^T``; :meth:`blocks` gives the blocks ``(x W_1^T, x W_2^T, ...)``, each contiguous, by the
-    fast route when the module is bare and by splitting ``self(x)`` otherwise."""
+    full width ``x W^T``; :meth:`blocks` gives the blocks ``(x W_1^T, x W_2^T, ...)``, each contiguous."""
 
     def __init__(self, in_features: int, sizes: Sequence[int], bias: bool = False, **kw: Any) -> None:
         super().__init__(in_features, sum(int(n) for n in sizes), bias=bias, **kw)
         self.sizes = tuple(int(n) for n in sizes)
 
     def blocks(self, x: Tensor) -> tuple[Tensor, ...]:
-        return row_blocks(self, x, self.sizes)
+        """``self(x).split(sizes, -1)``: by :func:`split_linear` on this module's weight while it is bare and
+        has no bias, by the module call (hooks, subclasses) otherwise."""
+        if self.bias is None and is_bare(self, RowBlockLinear):
+            return split_linear(x, self.weight, self.sizes)
+        return self(x).split(self.sizes, dim=-1)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, blocks={self.sizes}"
 
 
+class GatedLinear(Linear):
+    """The SwiGLU's input projection ``W13 = [W1; W3]`` (rows, one parameter): ``forward`` gives the full width
+    ``x W13^T = [u | v]``; :meth:`gated` gives the hidden layer ``silu(u) * v``."""
+
+    def __init__(self, in_features: int, hidden: int, bias: bool = False, **kw: Any) -> None:
+        super().__init__(in_features, 2 * hidden, bias=bias, **kw)
+
+    def gated(self, x: Tensor) -> Tensor:
+        """``silu(u) * v`` of ``[u | v] = self(x)``: by :func:`swiglu_hidden` on this module's weight (fused
+        oneDNN kernels, hand-written backward) while it is bare and has no bias, by the module call otherwise."""
+        if self.bias is None and is_bare(self, GatedLinear):
+            return swiglu_hidden(x, self.weight)
+        return silu_gate(self(x))
+
+
+def silu_gate(uv: Tensor) -> Tensor:
+    """``silu(u) * v`` of the two halves ``[u | v]`` of the last dimension."""
+    u, v = uv.chunk(2, dim=-1)
+    return F.silu(u) * v
+
+
 def row_blocks(module: nn.Module, x: Tensor, sizes: Sequence[int]) -> tuple[Tensor, ...]:
-    """``module(x).split(sizes, -1)`` for a :class:`RowBlockLinear` (or whatever wraps one): by
-    :func:`split_linear` on the weight when the module is bare and has no bias, by the module call otherwise."""
-    if is_bare(module, RowBlockLinear) and module.bias is None:
-        return split_linear(x, module.weight, sizes)
+    """``module(x).split(sizes, -1)`` for a :class:`RowBlockLinear` or whatever wraps one: the module's own
+    :meth:`~RowBlockLinear.blocks` when it is one, the module call otherwise."""
+    if isinstance(module, RowBlockLinear):
+        return module.blocks(x)
     return module(x).split(tuple(sizes), dim=-1)
+
+
+def gated_hidden(module: nn.Module, x: Tensor) -> Tensor:
+    """``silu(u) * v`` of ``[u | v] = module(x)`` for a :class:`GatedLinear` or whatever wraps one: the module's
+    own :meth:`~GatedLinear.gated` when it is one, the module call otherwise."""
+    if isinstance(module, GatedLinear):
+        return module.gated(x)
+    return silu_gate(module(x))
 
 
 def is_bare(module: nn.Module, cls: type) -> bool:

@@ -2,19 +2,21 @@
 
 The trunk works on embedded tokens (B, L, dim) and never knows the modality: the per-task input
 projection, pad token, final layer and RoPE layout live in :class:`~lumina_core.model.adapter.ModalityAdapter`.
-The caption enters every block by gated cross-attention, and pooled into ``c = t_emb + cap_emb``.
+The caption enters every block by gated cross-attention, and pooled into ``c = t_emb + cap_emb``. One
+attention stream: every block reads the same :class:`~lumina_core.model.context.ForwardContext` (its layer's
+context drop aside), built once per forward by :meth:`NextDiT.context`.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from lumina_core.model.adapter import spec_rope
 from lumina_core.model.block import NextDiTBlock
 from lumina_core.model.config import NextDiTConfig
-from lumina_core.model.context_drop import ContextDrop, DropPlan, drop_plan
+from lumina_core.model.context import ForwardContext, key_mask
+from lumina_core.model.context_drop import ContextDrop, drop_plan
 from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
 from lumina_core.model.family import Trunk
 from lumina_core.model.masks import all_true
@@ -48,7 +50,43 @@ class NextDiT(Trunk):
         context_drop: ContextDrop | dict | None = None,
         c_shift: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """RoPE tables (and the context-drop plan) of the batch, then :meth:`forward`."""
+        """The batch's forward context (RoPE tables, key masks, conditioning vector, caption features, the
+        context-drop plan), then the blocks. x (B, L, dim) embedded tokens, mask (B, L) bool (False: padding,
+        never a key), positions (B, L, A), t (B,), y (B, Lc, context_dim) / y_mask (B, Lc) or None, c_shift:
+        (cond_dim,) added to the conditioning vector (a task embedding) or None.
+        Returns (hidden (B, L, dim), c (B, cond_dim))."""
+        ctx = self.context(x, mask, positions, t, y, y_mask, rope, scaling, context_drop, c_shift)
+        return self.run_blocks(self.layers, x, ctx), ctx.c
+
+    def context(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        positions: Tensor,
+        t: Tensor,
+        y: Tensor | None,
+        y_mask: Tensor | None,
+        rope: NDRope,
+        scaling: RopeScaling | None,
+        context_drop: ContextDrop | dict | None = None,
+        c_shift: Tensor | None = None,
+    ) -> ForwardContext:
+        """What every block reads, computed once: see :class:`~lumina_core.model.context.ForwardContext`."""
+        if self.cap_embedder is None:
+            y = y_mask = None
+        if y is not None:
+            if y.shape[-1] != self.config.context_dim:
+                raise ValueError(
+                    f"condition context must have width context_dim={self.config.context_dim}; got {y.shape[-1]}"
+                )
+            if y_mask is None:
+                y_mask = torch.ones(y.shape[:2], dtype=torch.bool, device=y.device)
+            y = y.to(x.dtype)
+        c = self.condition(t, y, y_mask, c_shift)
+        y_attn_mask = None
+        if y is not None and not all_true(y_mask):
+            # a sample without any valid caption token attends to all of them (no NaN from an empty softmax)
+            y_attn_mask = (y_mask | ~y_mask.any(-1, keepdim=True))[:, None, None, :]
         cos, sin, prop = rope(positions, mask, t, scaling)
         drop = None
         if context_drop is not None:
@@ -60,7 +98,7 @@ class NextDiT(Trunk):
                 len(self.layers),
                 lambda pos: rope.key_tables(pos, positions, mask, t, scaling),
             )
-        return self(x, mask, t, y, y_mask, cos, sin, prop, drop, c_shift=c_shift)
+        return ForwardContext(key_mask(mask), cos, sin, prop, c, y, y_attn_mask, drop)
 
     def condition(
         self, t: Tensor, y: Tensor | None, y_mask: Tensor | None, c_shift: Tensor | None = None
@@ -73,45 +111,3 @@ class NextDiT(Trunk):
         if c_shift is not None:
             c = c + c_shift.to(c.dtype)
         return c
-
-    def forward(
-        self,
-        x: Tensor,
-        mask: Tensor,
-        t: Tensor,
-        y: Tensor | None = None,
-        y_mask: Tensor | None = None,
-        cos: Tensor | None = None,
-        sin: Tensor | None = None,
-        prop: Tensor | None = None,
-        drop: DropPlan | None = None,
-        c_shift: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Run the blocks. x (B, L, dim) embedded tokens, mask (B, L) bool (False: padding, never a key),
-        t (B,), y (B, Lc, context_dim) / y_mask (B, Lc) or None, drop: the context-drop plan or None,
-        c_shift: (cond_dim,) added to the conditioning vector (a task embedding) or None.
-        Returns (hidden (B, L, dim), c (B, cond_dim))."""
-        if self.cap_embedder is None:
-            y = y_mask = None
-        if y is not None:
-            if y.shape[-1] != self.config.context_dim:
-                raise ValueError(
-                    f"condition context must have width context_dim={self.config.context_dim}; got {y.shape[-1]}"
-                )
-            if y_mask is None:
-                y_mask = torch.ones(y.shape[:2], dtype=torch.bool, device=y.device)
-            y = y.to(x.dtype)
-        c = self.condition(t, y, y_mask, c_shift)
-        key_mask = None if all_true(mask) else mask[:, None, None, :]
-        y_attn_mask = None
-        if y is not None and not all_true(y_mask):
-            # a sample without any valid caption token attends to all of them (no NaN from an empty softmax)
-            y_attn_mask = (y_mask | ~y_mask.any(-1, keepdim=True))[:, None, None, :]
-        for i, layer in enumerate(self.layers):
-            ld = None if drop is None else drop.for_layer(i)
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(layer, x, c, key_mask, cos, sin, prop, y, y_attn_mask, ld, use_reentrant=False)
-            else:
-                x = layer(x, c, key_mask, cos, sin, prop, y, y_attn_mask, ld)
-        return x, c
-

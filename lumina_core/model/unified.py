@@ -26,28 +26,27 @@ axes share the rest in their ``axis_split`` ratios. A task without axes (point c
 axis; a task without captions (unconditional) is the task tokens alone at (0, p); a class-conditioned task's
 class embedding is a caption of one token.
 
-The blocks, attention, SwiGLU, norms and RoPE are the ``next_dit`` family's modules; what every block of one
-attention stream reads (key mask, rotations, proportional-attention factor, conditioning vector) is built once
-per forward into a :class:`Stream`.
+The blocks, attention, SwiGLU, norms and RoPE are the ``next_dit`` family's modules (:class:`~.block.Block`);
+what every block of one attention stream reads (key mask, rotations, proportional-attention factor,
+conditioning vector) is built once per forward into a :class:`~lumina_core.model.context.ForwardContext`: one
+for each refiner and one for the joint layers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from lumina_core.model.attention import Attention
-from lumina_core.model.block import SwiGLU
+from lumina_core.model.block import Block
 from lumina_core.model.config import NextDiTConfig
+from lumina_core.model.context import ForwardContext, key_mask
 from lumina_core.model.embedders import TimestepEmbedder
-from lumina_core.model.family import Trunk, TrunkBlock
-from lumina_core.model.masks import all_true
+from lumina_core.model.family import Trunk
 from lumina_core.model.norm import RMSNorm
 from lumina_core.model.rope import NDRope, RopeScaling, sample_extent
 from lumina_core.plugin import AdapterSpec
@@ -125,57 +124,18 @@ class CaptionAxisRope(NDRope):
         return super().proportional_factor(mask, dataclasses.replace(scaling, train_tokens=math.prod(self.task_extent)))
 
 
-@dataclass
-class Stream:
-    """What every block of one attention stream reads, built once per forward.
-
-    Attributes:
-        key_mask: (B, 1, 1, L) bool, False for keys to ignore; None when every token is real.
-        cos, sin: (B, L, head_dim / 2) rotation tables.
-        prop: (B,) proportional-attention factor or None.
-        c: (B, cond_dim) conditioning vector of modulated blocks (None for the context refiner).
-    """
-
-    key_mask: Tensor | None
-    cos: Tensor
-    sin: Tensor
-    prop: Tensor | None = None
-    c: Tensor | None = None
-
-
-def key_mask(mask: Tensor) -> Tensor | None:
-    """(B, 1, 1, L) attention key mask of a (B, L) token mask; None when nothing is masked."""
-    return None if all_true(mask) else mask[:, None, None, :]
-
-
-class UnifiedBlock(TrunkBlock):
-    """One block of the unified family: modulated (noise refiner, joint layers) or not (context refiner)."""
+class UnifiedBlock(Block):
+    """One block of the unified family: modulated (noise refiner, joint layers) or not (context refiner); no
+    cross-attention; grouped-query attention with a per-head QK-RMSNorm."""
 
     def __init__(self, cfg: NextDiTConfig, modulated: bool = True) -> None:
-        super().__init__()
-        dim, eps = cfg.dim, cfg.norm_eps
         qk_eps = cfg.norm_eps if cfg.qk_norm_eps is None else cfg.qk_norm_eps
-        self.attention = Attention(
-            dim, cfg.n_heads, cfg.n_kv_heads, None, cfg.qk_norm, qk_norm_kind="head_rms", qk_norm_eps=qk_eps
+        attention = Attention(
+            cfg.dim, cfg.n_heads, cfg.n_kv_heads, None, cfg.qk_norm, qk_norm_kind="head_rms", qk_norm_eps=qk_eps
         )
-        self.feed_forward = SwiGLU(dim, unified_ffn_hidden(cfg))
-        self.attention_norm1 = RMSNorm(dim, eps=eps)
-        self.attention_norm2 = RMSNorm(dim, eps=eps)
-        self.ffn_norm1 = RMSNorm(dim, eps=eps)
-        self.ffn_norm2 = RMSNorm(dim, eps=eps)
         act = nn.Identity() if cfg.unified_variant == "z_image" else nn.SiLU()  # Z-Image: Linear(t_emb) alone
-        self.adaLN_modulation = nn.Sequential(act, nn.Linear(cfg.cond_dim, 4 * dim)) if modulated else None
-
-    def forward(self, x: Tensor, s: Stream) -> Tensor:
-        if self.adaLN_modulation is None:
-            a = self.attention(self.attention_norm1(x), s.key_mask, s.cos, s.sin, s.prop)
-            h = self.attention_norm2(a).add_(x)
-            return self.ffn_norm2(self.feed_forward(self.ffn_norm1(h))).add_(h)
-        scale_a, gate_a, scale_f, gate_f = self.adaLN_modulation(s.c)[:, None].chunk(4, dim=-1)  # (B, 1, dim)
-        a = self.attention(self.attention_norm1(x, 1 + scale_a), s.key_mask, s.cos, s.sin, s.prop)
-        h = self.attention_norm2(a, gate_a.tanh()).add_(x)
-        f = self.feed_forward(self.ffn_norm1(h, 1 + scale_f))
-        return self.ffn_norm2(f, gate_f.tanh()).add_(h)
+        modulation = nn.Sequential(act, nn.Linear(cfg.cond_dim, 4 * cfg.dim)) if modulated else None
+        super().__init__(cfg.dim, attention, unified_ffn_hidden(cfg), cfg.norm_eps, modulation)
 
 
 @TRUNK_FAMILIES.register("unified")
@@ -207,14 +167,6 @@ class UnifiedNextDiT(Trunk):
         pairs = caption_axis_pairs(cfg.head_dim, cfg.caption_rope_fraction, tuple(spec.axis_split[: spec.num_axes]))
         extent = spec.train_extent if spec.num_axes else None
         return CaptionAxisRope(cfg.head_dim, pairs, spec.rope_layout, spec.rope_theta, extent)
-
-    def _run(self, blocks: nn.ModuleList, x: Tensor, stream: Stream) -> Tensor:
-        for block in blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, stream, use_reentrant=False)
-            else:
-                x = block(x, stream)
-        return x
 
     def encode_tokens(
         self,
@@ -275,10 +227,10 @@ class UnifiedNextDiT(Trunk):
             joint_pos = torch.cat([cap_pos, x_pos], 1).gather(1, src[..., None].expand(-1, -1, x_pos.shape[-1]))
         freqs = rope.frequencies(x_pos, mask, t, scaling)  # scaled (if at all) by the task tokens' extent
 
-        x = self._run(
+        x = self.run_blocks(
             self.noise_refiner,
             x,
-            Stream(key_mask(mask), *rope.tables(x_pos, freqs), rope.proportional_factor(mask, scaling), c),
+            ForwardContext(key_mask(mask), *rope.tables(x_pos, freqs), rope.proportional_factor(mask, scaling), c),
         )
         if y is None:
             h = x
@@ -287,12 +239,12 @@ class UnifiedNextDiT(Trunk):
             cap = self.cap_embedder(y.to(x.dtype))
             # a sample without any caption token lets its (unused) caption rows attend to all: no empty softmax
             cap_keys = key_mask(valid | ~valid.any(-1, keepdim=True))
-            cap = self._run(self.context_refiner, cap, Stream(cap_keys, *rope.tables(cap_pos, freqs)))
+            cap = self.run_blocks(self.context_refiner, cap, ForwardContext(cap_keys, *rope.tables(cap_pos, freqs)))
             h = torch.cat([cap, x], 1).gather(1, src[..., None].expand(-1, -1, dim))
-        joint = Stream(
+        joint = ForwardContext(
             key_mask(joint_mask), *rope.tables(joint_pos, freqs), rope.proportional_factor(mask, scaling), c
         )
-        h = self._run(self.layers, h, joint)
+        h = self.run_blocks(self.layers, h, joint)
         if y is not None:
             at = n_cap[:, None] + torch.arange(n_tok, device=dev)[None]  # the task tokens' joint positions
             h = h.gather(1, at[..., None].expand(-1, -1, dim))
@@ -328,7 +280,8 @@ class UnifiedNextDiT(Trunk):
         x_pos = torch.where(real[..., None], x_pos, 0.0)
         freqs = rope.frequencies(x_pos, real, t, scaling)
         prop = rope.proportional_factor(mask, scaling)
-        xs = self._run(self.noise_refiner, xs, Stream(key_mask(j < x_len[:, None]), *rope.tables(x_pos, freqs), prop, c))
+        x_keys = key_mask(j < x_len[:, None])
+        xs = self.run_blocks(self.noise_refiner, xs, ForwardContext(x_keys, *rope.tables(x_pos, freqs), prop, c))
         lc = int(c_len.max()) if y is not None else 0
         if lc == 0:
             h, pos, joint_mask = xs, x_pos, j < x_len[:, None]
@@ -341,7 +294,7 @@ class UnifiedNextDiT(Trunk):
             cap_pos[..., 0] = (jc + 1).float()
             cap_rows = jc < c_len[:, None]
             cap_keys = key_mask(cap_rows | ~cap_rows.any(-1, keepdim=True))
-            cap = self._run(self.context_refiner, cap, Stream(cap_keys, *rope.tables(cap_pos, freqs)))
+            cap = self.run_blocks(self.context_refiner, cap, ForwardContext(cap_keys, *rope.tables(cap_pos, freqs)))
             span = int((x_len + c_len).max())
             jj = torch.arange(span, device=dev)[None]
             rel = jj - x_len[:, None]
@@ -350,6 +303,6 @@ class UnifiedNextDiT(Trunk):
             h = torch.cat([xs, cap], 1).gather(1, src[..., None].expand(-1, -1, dim))
             pos = torch.cat([x_pos, cap_pos], 1).gather(1, src[..., None].expand(-1, -1, x_pos.shape[-1]))
             joint_mask = in_x | in_c
-        h = self._run(self.layers, h, Stream(key_mask(joint_mask), *rope.tables(pos, freqs), prop, c))
+        h = self.run_blocks(self.layers, h, ForwardContext(key_mask(joint_mask), *rope.tables(pos, freqs), prop, c))
         at = torch.arange(n_tok, device=dev).clamp(max=h.shape[1] - 1)[None].expand(b, -1)  # task rows come first
         return h.gather(1, at[..., None].expand(-1, -1, dim)), c

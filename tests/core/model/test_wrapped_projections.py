@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lumina_core.model import LuminaModel, NextDiTConfig
-from lumina_core.model.linear import Linear, RowBlockLinear, is_bare
+from lumina_core.model.linear import GatedLinear, Linear, RowBlockLinear, gated_hidden, is_bare
 from lumina_core.plugin import AdapterSpec
 from lumina_core.tokens import Condition, TokenBatch
 
@@ -170,3 +170,33 @@ def test_a_wrapped_fused_projection_is_split_like_the_fast_route():
     assert [t.shape for t in fast] == [t.shape for t in slow] == [(2, 5, 4), (2, 5, 2), (2, 5, 2)]
     for f, s in zip(fast, slow, strict=True):
         torch.testing.assert_close(f, s)
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["train", "no-grad"])
+def test_the_swiglu_input_projection_gives_the_same_hidden_layer_by_either_route(grad):
+    torch.manual_seed(4)
+    layer = GatedLinear(6, 5)
+    x = torch.randn(2, 7, 6, requires_grad=grad)
+
+    def hidden():
+        layer.zero_grad(set_to_none=True)
+        with torch.set_grad_enabled(grad):
+            h = layer.gated(x)
+        if not grad:
+            return h, None, None
+        gx = torch.autograd.grad(h.square().sum(), (x, layer.weight))
+        return h.detach(), *gx
+
+    fast = hidden()
+    u, v = torch.nn.functional.linear(x.detach(), layer.weight.detach()).chunk(2, -1)
+    torch.testing.assert_close(fast[0], torch.nn.functional.silu(u) * v, atol=1e-6, rtol=1e-5)
+    hooked = layer.register_forward_hook(lambda m, a, o: o)  # a no-op hook: the module route
+    assert not is_bare(layer, GatedLinear)
+    slow = hidden()
+    hooked.remove()
+    for f, s in zip(fast, slow, strict=True):
+        if f is not None:
+            torch.testing.assert_close(f, s, atol=1e-6, rtol=1e-5)
+    # a module that wraps the projection (as peft does) is called as a module and its output gated
+    wrapper = nn.Sequential(layer)
+    torch.testing.assert_close(gated_hidden(wrapper, x.detach()), fast[0], atol=1e-6, rtol=1e-5)
