@@ -87,8 +87,9 @@ def lora_param_groups(
         B factors (``.lora_B.``)          lr_B = lr_ratio * lr_A          (LoRA+)
         the rest (``train_also``)         lr
 
-    Empty groups are left out; every group is named (``"lora_A"``, ``"lora_B"``, ``"full"``) so a checkpoint's
-    optimiser state reads back into the same groups."""
+    Empty groups are left out; every group is named (``"lora_A"``, ``"lora_B"``, ``"full"``). When all three
+    rates are equal there is one group (``"all"``), as in a run from before these settings, whose checkpoints
+    then resume unchanged."""
     if lora_lr is not None and not (isinstance(lora_lr, (int, float)) and lora_lr > 0):
         raise ValueError(f"train.lora.lr must be a positive number (or null for train.lr); got {lora_lr!r}")
     if not (isinstance(lr_ratio, (int, float)) and lr_ratio > 0):
@@ -97,6 +98,8 @@ def lora_param_groups(
     parts: dict[str, tuple[float, list[Any]]] = {
         "lora_A": (lr_a, []), "lora_B": (lr_a * float(lr_ratio), []), "full": (float(lr), [])
     }  # fmt: skip
+    if lr_a == float(lr) and float(lr_ratio) == 1.0:
+        return [{"name": "all", "params": list(named.values()), "lr": float(lr)}]
     for name, p in named.items():
         key = "lora_A" if ".lora_A." in name else "lora_B" if ".lora_B." in name else "full"
         parts[key][1].append(p)

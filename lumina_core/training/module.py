@@ -270,6 +270,15 @@ class LuminaLightningModule(L.LightningModule):
                 f"train.init_from=<checkpoint> (the optimiser starts fresh)"
             )
         if not self.sharded:
+            saved_groups = [g.get("name", "all") for g in st["optimizer"]["param_groups"]]
+            now_groups = [g.get("name", "all") for g in opt.param_groups]
+            if saved_groups != now_groups:  # train.lora.lr / lr_ratio changed since the checkpoint
+                raise ValueError(
+                    f"this checkpoint's optimiser has the parameter groups {saved_groups} and this run's has "
+                    f"{now_groups}: train.lora.lr or train.lora.lr_ratio differ from the run's (a run from before "
+                    "these settings trained with one rate: resume it with train.lora.lr_ratio=1 "
+                    "train.lora.lr=null), or start from its weights with train.init_from (the optimiser starts fresh)"
+                )
             opt.load_state_dict(st["optimizer"])
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict

@@ -13,7 +13,7 @@ from lumina_core.finetune.optim import build_optimizer, lora_param_groups
 from lumina_core.model import LuminaModel, NextDiTConfig
 from lumina_core.plugin import AdapterSpec
 from lumina_core.training import checkpoint as ckpt_io
-from lumina_core.training.api import train
+from lumina_core.training.api import RecipeChangedError, train
 
 pytest.importorskip("peft")
 SPEC = AdapterSpec(in_dim=8, out_dim=8, num_axes=2, axis_split=(1, 1), train_extent=(4, 4))
@@ -34,9 +34,12 @@ def test_groups_put_a_b_and_the_fully_trained_parameters_at_their_rates():
     assert ids["lora_A"] == {id(p) for n, p in named.items() if ".lora_A." in n}
     assert ids["lora_B"] == {id(p) for n, p in named.items() if ".lora_B." in n}
     assert ids["full"] == {id(p) for n, p in named.items() if ".lora_" not in n} and ids["full"]
-    # the defaults: one learning rate for everything; no empty group
-    plain = lora_param_groups({n: p for n, p in named.items() if ".lora_" in n}, 1e-3)
-    assert [(g["name"], g["lr"]) for g in plain] == [("lora_A", 1e-3), ("lora_B", 1e-3)]
+    # no empty group
+    factors = {n: p for n, p in named.items() if ".lora_" in n}
+    assert [g["name"] for g in lora_param_groups(factors, 1e-3, lr_ratio=2)] == ["lora_A", "lora_B"]
+    # one learning rate for everything: one group, as before these settings (old checkpoints resume)
+    plain = lora_param_groups(named, 1e-3, lora_lr=1e-3, lr_ratio=1)
+    assert [(g["name"], g["lr"], len(g["params"])) for g in plain] == [("all", 1e-3, len(named))]
 
 
 def test_one_adamw_step_moves_b_by_lr_ratio_times_what_a_moves():
@@ -91,6 +94,12 @@ def test_a_lora_plus_run_trains_its_groups_and_resumes_exactly(base, tmp_path):
     assert groups["lora_A"]["lr"] == pytest.approx(2e-3 * factor)
     assert groups["lora_B"]["lr"] == pytest.approx(16e-3 * factor)
     train(lora_plus(tmp_path / "b", base, 2))
+    other = lora_plus(tmp_path / "b", base, 4)
+    other.train.lora.lr, other.train.lora.lr_ratio = None, 1.0  # one group now
+    with pytest.raises(RecipeChangedError, match=r"train\.lora\.lr_ratio: 8\.0 -> 1\.0"):  # the recipe check says so
+        train(other, resume="last")
+    with pytest.raises(ValueError, match=r"parameter groups \['lora_A', 'lora_B', 'full'\].*\['all'\]"):
+        train(other, resume="last", allow_changes=True)  # and, forced, the optimiser's groups: no torch error
     resumed = train(lora_plus(tmp_path / "b", base, 4), resume="last")
     a = ckpt_io.load_weights(straight / "checkpoints" / "step_0000004", "model")
     b = ckpt_io.load_weights(resumed / "checkpoints" / "step_0000004", "model")
