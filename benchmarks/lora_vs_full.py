@@ -10,8 +10,12 @@ captions through MiniLM) and trains with the same recipe, seed, steps, batch and
 "a handwritten 7"; the 1500-image train split). The arms differ only in what trains:
 
     full          every weight
-    lora          train.lora (rank, alpha): the factors and train.lora.train_also's default, the task adapter
+    lora          train.lora (rank, alpha) with its defaults: the factors, B at train.lora.lr_ratio = 16 times
+                  A's learning rate (LoRA+), and train.lora.train_also's default, the task adapter
     lora_factors  train.lora with train.lora.train_also=[]: the factors only (what every LoRA run did before)
+
+``--set KEY=VALUE`` (repeatable) adds a recipe override to the LoRA arms (``--set train.lora.lr_ratio=16``,
+``--set 'train.lora.train_also=[adapters,adaLN_modulation]'``); the arm's name and run folder carry it.
 
 Each run is then graded with ``lumina eval`` (``lumina_core.training.api.evaluate``, EMA weights, the recipe's
 sampler): ``digit_acc`` is how often an RBF SVM fitted on the real training digits reads the digit the caption
@@ -24,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +57,23 @@ def digits_overrides(base: str, steps: int, seed: int, lr: float) -> list[str]:
     ]
 
 
-def arm_overrides(arm: str, rank: int, alpha: float) -> list[str]:
+def arm_overrides(arm: str, rank: int, alpha: float, extra: Sequence[str] = ()) -> list[str]:
     if arm == "full":
         return []
     lora = [f"train.lora.rank={rank}", f"train.lora.alpha={alpha}"]
-    return lora + (["train.lora.train_also=[]"] if arm == "lora_factors" else [])
+    return lora + (["train.lora.train_also=[]"] if arm == "lora_factors" else []) + list(extra)
+
+
+def arm_label(arm: str, rank: int, alpha: float, extra: Sequence[str] = ()) -> str:
+    """The arm's name in the table (``lora r8 a16 lr_ratio=16``) and, with ``_`` for spaces and only
+    letters, digits and ``._=-``, its run folder."""
+    if arm == "full":
+        return arm
+    return " ".join([arm, f"r{rank}", f"a{alpha:g}", *(e.removeprefix("train.lora.") for e in extra)])
+
+
+def folder_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", label.replace(" ", "_")).strip("_")
 
 
 def final_loss(run_dir: Path, last: int = 2) -> float:
@@ -69,8 +87,10 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     from lumina_core.config.loader import load_recipe
     from lumina_core.training.api import evaluate, train
 
-    out = Path(args.runs) / (arm if arm == "full" else f"{arm}_r{args.rank}_a{args.alpha:g}")
-    overrides = digits_overrides(args.base, args.steps, args.seed, args.lr) + arm_overrides(arm, args.rank, args.alpha)
+    label = arm_label(arm, args.rank, args.alpha, args.set)
+    out = Path(args.runs) / folder_name(label)
+    overrides = digits_overrides(args.base, args.steps, args.seed, args.lr)
+    overrides += arm_overrides(arm, args.rank, args.alpha, args.set)
     overrides += [f"run.name={out.name}", f"run.output_dir={out}", f"tasks.0.eval.num_samples={args.samples}"]
     cfg = load_recipe(RECIPE, overrides)
     done = out / "checkpoints" / f"step_{args.steps:07d}"
@@ -86,7 +106,7 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
         graded.write_text(json.dumps({**json.loads(graded.read_text()), "samples": args.samples}, indent=2) + "\n")
     trained = _trained_parameters(cfg)
     return {
-        "arm": arm if arm == "full" else f"{arm} r{args.rank} a{args.alpha:g}",
+        "arm": label,
         "digit_acc": metrics["shapes/digit_acc"],
         "final_loss": final_loss(out),
         "trained_parameters": trained,
@@ -123,12 +143,13 @@ def _trained_parameters(cfg: Any) -> int:
 
 def table(results: list[dict[str, Any]]) -> str:
     full = next((r for r in results if r["arm"] == "full"), None)
-    lines = [f"{'arm':<20}{'trained params':>16}{'final loss':>12}{'digit_acc':>11}{'acc / full':>12}{'loss / full':>13}"]
+    w = max([20, *(len(r["arm"]) + 2 for r in results)])
+    lines = [f"{'arm':<{w}}{'trained params':>16}{'final loss':>12}{'digit_acc':>11}{'acc / full':>12}{'loss / full':>13}"]
     for r in results:
         acc_ratio = f"{r['digit_acc'] / full['digit_acc']:.2f}" if full and full["digit_acc"] else "-"
         loss_ratio = f"{r['final_loss'] / full['final_loss']:.2f}" if full else "-"
         lines.append(
-            f"{r['arm']:<20}{r['trained_parameters']:>16,}{r['final_loss']:>12.4f}{r['digit_acc']:>11.3f}"
+            f"{r['arm']:<{w}}{r['trained_parameters']:>16,}{r['final_loss']:>12.4f}{r['digit_acc']:>11.3f}"
             f"{acc_ratio:>12}{loss_ratio:>13}"
         )
     return "\n".join(lines)
@@ -147,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default="runs/bench_lora", help="where the arms' run folders go")
     p.add_argument("--json", default="benchmarks/results/lora_vs_full.json", help="'' to write nothing")
     p.add_argument("--retrain", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recipe override for the LoRA arms (repeatable), e.g. train.lora.lr_ratio=16")
     args = p.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]
     unknown = sorted(set(arms) - set(ARMS))

@@ -8,6 +8,8 @@ builds it, and records each refusal as a ``"path: message"`` problem:
   ``cuda:7`` on a one-GPU machine and ``mps`` off a Mac are refused here, not at the first step);
 * ``train.precision`` against what the trainer accepts (Lightning's precision names);
 * ``train.optimizer``: a known name, and for the 8-bit ones bitsandbytes installed and a device other than the CPU;
+* ``train.lora``: the adapter's settings (a positive rank and alpha, dropout in [0, 1), patterns that are
+  regular expressions) and positive ``lr`` / ``lr_ratio``;
 * the trunk: the model section through :class:`NextDiTConfig` (preset, heads dividing ``dim``, ...);
 * each task's plugin (skipped when its parameters give it a nested component such as an autoencoder or a
   codec, which may load weights) and its
@@ -64,6 +66,8 @@ def check_buildable(tree: dict, problems: list[str]) -> None:
 
             where = "cuda" if torch.cuda.is_available() else "cpu"
         problems.extend(filter(None, [optimizer_problem(optimizer, where)]))
+    if isinstance(train.get("lora"), dict) and not _reported(problems, "train.lora"):
+        _check_lora(train["lora"], train.get("lr"), problems)
     dim = None if any(p.startswith("model.") for p in problems) else _check_model(tree.get("model"), problems)
     tasks = tree.get("tasks")
     for i, task in enumerate(tasks if isinstance(tasks, list) else []):
@@ -79,6 +83,29 @@ def _reported(problems: list[str], path: str) -> bool:
 def _placeholder(params: Any) -> bool:
     """Parameters still holding ``???`` (a value the user gives on the command line): nothing to build yet."""
     return isinstance(params, dict) and any(v == "???" for v in params.values())
+
+
+def _check_lora(lora: dict, lr: Any, problems: list[str]) -> None:
+    """``train.lora`` as the run builds it: the adapter's settings (rank, alpha, dropout, patterns) and its
+    optimiser groups (``lr``, ``lr_ratio``)."""
+    from lumina_core.finetune.lora import DEFAULT_TARGETS, DEFAULT_TRAIN_ALSO, LoraSettings
+    from lumina_core.finetune.optim import lora_param_groups
+
+    targets, also = lora.get("targets"), lora.get("train_also")
+    values = {k: lora[k] for k in ("rank", "alpha", "dropout") if lora.get(k) is not None}
+    for check in (
+        lambda: LoraSettings(
+            **values,
+            targets=list(targets or DEFAULT_TARGETS),
+            train_also=list(DEFAULT_TRAIN_ALSO if also is None else also),
+        ),
+        lambda: lora_param_groups({}, lr if isinstance(lr, (int, float)) else 1.0, lora.get("lr"),
+                                  lora.get("lr_ratio", 1.0)),
+    ):  # fmt: skip
+        try:
+            check()
+        except (ValueError, TypeError) as exc:
+            problems.append(str(exc) if str(exc).startswith("train.lora.") else f"train.lora: {exc}")
 
 
 def _check_model(model: Any, problems: list[str]) -> int | None:

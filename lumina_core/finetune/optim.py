@@ -10,12 +10,18 @@ Both run on CUDA GPUs only. bitsandbytes is not a dependency of Lumina: install 
     adamw            torch.optim.AdamW (default; any device)
     adamw8bit        bitsandbytes.optim.AdamW8bit
     paged_adamw8bit  bitsandbytes.optim.PagedAdamW8bit
+
+A LoRA run's parameters come in groups (:func:`lora_param_groups`): the factors ``A`` at ``train.lora.lr``
+(default ``train.lr``), the factors ``B`` at ``lr_ratio`` times that (LoRA+, Hayou et al. 2024: with ``B = 0``
+at the start, ``B``'s step sets how fast ``s B A`` moves, and a larger step for ``B`` than for ``A`` is what
+learns features efficiently when the width is large), and what ``train.lora.train_also`` trains in full at
+``train.lr``. The schedule (warm-up, cosine) multiplies every group's learning rate alike.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 #: the values of ``train.optimizer``: name -> (package, class) (None: torch's own AdamW)
@@ -70,3 +76,31 @@ def build_optimizer(
         return torch.optim.AdamW(params, **kwargs)
     module = importlib.import_module(f"{spec[0]}.optim")
     return getattr(module, spec[1])(params, **kwargs)
+
+
+def lora_param_groups(
+    named: Mapping[str, Any], lr: float, lora_lr: float | None = None, lr_ratio: float = 1.0
+) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups of a LoRA run from its trained parameters ``{name: parameter}``:
+
+        A factors (``.lora_A.``)          lr_A = lora_lr (None: lr)
+        B factors (``.lora_B.``)          lr_B = lr_ratio * lr_A          (LoRA+)
+        the rest (``train_also``)         lr
+
+    Empty groups are left out; every group is named (``"lora_A"``, ``"lora_B"``, ``"full"``). When all three
+    rates are equal there is one group (``"all"``), as in a run from before these settings, whose checkpoints
+    then resume unchanged."""
+    if lora_lr is not None and not (isinstance(lora_lr, (int, float)) and lora_lr > 0):
+        raise ValueError(f"train.lora.lr must be a positive number (or null for train.lr); got {lora_lr!r}")
+    if not (isinstance(lr_ratio, (int, float)) and lr_ratio > 0):
+        raise ValueError(f"train.lora.lr_ratio must be a positive number (B's lr / A's lr); got {lr_ratio!r}")
+    lr_a = float(lr if lora_lr is None else lora_lr)
+    parts: dict[str, tuple[float, list[Any]]] = {
+        "lora_A": (lr_a, []), "lora_B": (lr_a * float(lr_ratio), []), "full": (float(lr), [])
+    }  # fmt: skip
+    if lr_a == float(lr) and float(lr_ratio) == 1.0:
+        return [{"name": "all", "params": list(named.values()), "lr": float(lr)}]
+    for name, p in named.items():
+        key = "lora_A" if ".lora_A." in name else "lora_B" if ".lora_B." in name else "full"
+        parts[key][1].append(p)
+    return [{"name": k, "params": ps, "lr": g_lr} for k, (g_lr, ps) in parts.items() if ps]

@@ -282,6 +282,15 @@ class LuminaLightningModule(L.LightningModule):
                 f"train.init_from=<checkpoint> (the optimiser starts fresh)"
             )
         if not self.sharded:
+            saved_groups = [g.get("name", "all") for g in st["optimizer"]["param_groups"]]
+            now_groups = [g.get("name", "all") for g in opt.param_groups]
+            if saved_groups != now_groups:  # train.lora.lr / lr_ratio changed since the checkpoint
+                raise ValueError(
+                    f"this checkpoint's optimiser has the parameter groups {saved_groups} and this run's has "
+                    f"{now_groups}: train.lora.lr or train.lora.lr_ratio differ from the run's (a run from before "
+                    "these settings trained with one rate: resume it with train.lora.lr_ratio=1 "
+                    "train.lora.lr=null), or start from its weights with train.init_from (the optimiser starts fresh)"
+                )
             opt.load_state_dict(st["optimizer"])
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
@@ -305,8 +314,15 @@ class LuminaLightningModule(L.LightningModule):
         from lumina_core.finetune.optim import build_optimizer
 
         tc = self.cfg.train
+        params: Any = self.trainable_parameters()
+        if tc.lora is not None:  # the factors at train.lora.lr, B at lr_ratio times that (LoRA+)
+            from lumina_core.finetune.optim import lora_param_groups
+
+            named = {f"{m}.{n}": p for m, mod in self.trainable_modules().items()
+                     for n, p in mod.named_parameters() if p.requires_grad}  # fmt: skip
+            params = lora_param_groups(named, tc.lr, getattr(tc.lora, "lr", None), getattr(tc.lora, "lr_ratio", 1.0))
         opt = build_optimizer(  # train.optimizer: adamw | adamw8bit | paged_adamw8bit (bitsandbytes, CUDA)
-            str(getattr(tc, "optimizer", "adamw")), self.trainable_parameters(), tc.lr, tc.betas, tc.weight_decay,
+            str(getattr(tc, "optimizer", "adamw")), params, tc.lr, tc.betas, tc.weight_decay,
             str(self.cfg.run.device),
         )  # fmt: skip
         warm, total, kind = int(tc.warmup_steps), int(tc.max_steps), str(tc.lr_schedule)
