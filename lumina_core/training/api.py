@@ -654,7 +654,7 @@ def sample(
     settings = chosen.sampling_settings(**overrides)
     out = Path(out_dir)
     manifest = Manifest(
-        out, {"task": tcfg.name, "checkpoint": str(ck), **{k: settings[k] for k in ("solver", "steps", "grid", "cfg_scale")}}
+        out, {"task": tcfg.name, "checkpoint": str(ck), **settings.describe("solver", "steps", "grid", "cfg_scale")}
     )
     paths: list[Path] = []
 
@@ -715,7 +715,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
             if not task.generative:  # evaluates held-out items itself (a classifier)
                 scores, extra = task.objective.evaluate(
                     run.model, name, task.plugin, task.conditioner, items, dev, int(ev.batch_size),
-                    settings["rope_scaling"],
+                    settings.rope_scaling,
                 )  # fmt: skip
                 metrics.update({f"{name}/{k}{suffix}": float(v) for k, v in scores.items()})
                 details[f"{name}{suffix}"] = extra
