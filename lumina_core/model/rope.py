@@ -55,6 +55,7 @@ from __future__ import annotations
 import abc
 import inspect
 import math
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -330,9 +331,10 @@ def build_rule(kind: str, params: dict[str, Any]) -> RopeScalingRule:
 #: the settings every kind shares, as keyword-only parameters: ``ROPE_SCALINGS.signature(name)`` puts them
 #: before the rule's own constructor parameters, so a ``rope_scaling: {name, params}`` node is validated
 #: like any other component
+#: (annotations resolved to types, so a validator reads them without evaluating strings)
 RopeScalingRule.shared_parameters = tuple(
-    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
-    for f in fields(RopeScaling)
+    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hint)
+    for f, hint in ((f, typing.get_type_hints(RopeScaling)[f.name]) for f in fields(RopeScaling))
     if f.name in COMMON_PARAMS
 )
 
