@@ -730,7 +730,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
                 metrics[f"{name}/{k}{suffix}"] = float(v)
             scored_dir = Path(cfg.run.output_dir) / "eval" / f"{name}{suffix}"
             write_scored_samples(
-                scored_dir, task.plugin, val, items, samples, {"checkpoint": str(ck), **settings},
+                scored_dir, task.plugin, val, items, samples, {"checkpoint": str(ck), **settings.describe()},
                 verdicts=recorder.verdicts, score_kwargs=recorder.kwargs,
             )  # fmt: skip
     run_dir = Path(cfg.run.output_dir)
