@@ -202,7 +202,8 @@ def generate(
         plugin: the task's modality plugin (``layout``, ``detokenize``, ``default_shape``).
         conditioner: the task's conditioner (``encode``, ``null_value``), or None for an unconditional model.
         conditions: raw conditions (captions, class ids, ...), one per sample, or None.
-        shapes: per-sample shape descriptors; default ``plugin.default_shape()`` for every sample.
+        shapes: per-sample shape descriptors (a tuple, or the plugin's request type: a tuple subclass that
+            names the parts, e.g. multi-view's cameras and given views); default ``plugin.default_shape()``.
         settings: the built :class:`SamplingSettings` (solver, time grid, steps, guidance, RoPE scaling,
             context drop, seed, precision); None: the recipe schema's defaults.
         overrides: settings replaced for this call, named as in the recipe (``steps=8``, ``solver="euler"``,
@@ -228,18 +229,18 @@ def generate(
                 f"strength must be in [0, 1] (0: return the input, 1: ignore it); got {strength}"
             )
         if shapes is None:
-            shapes = [tuple(plugin.sample_shape(s)) for s in init]
+            shapes = [plugin.sample_shape(s) for s in init]
     elif strength is not None:
         raise ValueError("strength needs init samples to start from (init=[...]); got strength without init")
     if conditions is None and shapes is None:
         raise ValueError("generate needs conditions, shapes, or both (to know how many samples to make)")
     if shapes is None:
-        shapes = [tuple(plugin.default_shape())] * len(conditions)  # type: ignore[arg-type]
+        shapes = [plugin.default_shape()] * len(conditions)  # type: ignore[arg-type]
     if conditions is None:
         conditions = [None] * len(shapes)
     if len(conditions) != len(shapes):
         raise ValueError(f"got {len(conditions)} conditions but {len(shapes)} shapes")
-    shapes = [tuple(s) for s in shapes]
+    shapes = [s if isinstance(s, tuple) else tuple(s) for s in shapes]  # a plugin's request type is kept
 
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
