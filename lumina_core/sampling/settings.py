@@ -175,12 +175,12 @@ class SamplingSettings:
         from lumina_core.registry import TIME_GRIDS
 
         grid = recipe["grid"]
-        if isinstance(grid, Tensor | list | tuple):  # the times themselves
-            grid = ExplicitGrid([float(t) for t in grid])
+        steps = recipe["steps"]
+        if isinstance(grid, Tensor | list | tuple):  # the times themselves: they say how many steps
+            grid, steps = ExplicitGrid([float(t) for t in grid]), None
         elif not isinstance(grid, TimeGrid):
             grid = TIME_GRIDS.build(_plain_node(grid))
         drop = recipe["context_drop"]
-        steps = recipe["steps"]
         return cls(
             solver=build_solver(_plain_node(recipe["solver"])),
             grid=grid,

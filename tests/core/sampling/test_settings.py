@@ -108,3 +108,13 @@ def test_a_multistep_solver_in_shared_settings_starts_fresh_on_every_generation(
     first = generate(model, plugin, None, "seq", None, [(2, 16)], settings)
     again = generate(model, plugin, None, "seq", None, [(2, 16)], settings)
     assert torch.equal(first[0], again[0])
+
+
+def test_times_given_as_a_tensor_or_list_are_an_explicit_grid_with_their_own_steps():
+    for times in (torch.tensor([0.0, 0.25, 1.0]), [0.0, 0.25, 1.0]):
+        s = SamplingSettings.build(grid=times, steps=16)
+        assert (
+            isinstance(s.grid, ExplicitGrid)
+            and s.steps is None
+            and s.grid.values.tolist() == [0.0, 0.25, 1.0]
+        )
