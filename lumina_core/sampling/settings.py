@@ -122,6 +122,14 @@ class SamplingSettings:
             raise ValueError(f"time grid {type(self.grid).__name__} needs a number of steps; got steps=None")
         if self.steps is not None and (int(self.steps) != self.steps or int(self.steps) < 1):
             raise ValueError(f"steps must be a positive whole number; got {self.steps!r}")
+        if not self.spec:  # built from components directly: they stand for themselves
+            g = self.guidance
+            object.__setattr__(self, "spec", {
+                "steps": self.steps, "solver": self.solver, "grid": self.grid, "cfg_scale": g.scale,
+                "cfg_channels": g.channels, "cfg_trunc": g.trunc, "cfg_renorm": g.renorm,
+                "rope_scaling": self.rope_scaling, "context_drop": self.context_drop, "seed": self.seed,
+                "precision": self.precision,
+            })  # fmt: skip
 
     # -- building --------------------------------------------------------------------------------------------
     @classmethod

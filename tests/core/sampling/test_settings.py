@@ -118,3 +118,16 @@ def test_times_given_as_a_tensor_or_list_are_an_explicit_grid_with_their_own_ste
             and s.steps is None
             and s.grid.values.tolist() == [0.0, 0.25, 1.0]
         )
+
+
+def test_settings_made_from_components_take_overrides_too():
+    from lumina_core.sampling.grids import UniformGrid
+
+    s = SamplingSettings(solver=Euler(), grid=UniformGrid(), steps=4, guidance=Guidance(scale=2.0))
+    t = s.with_overrides(steps=6)
+    assert (
+        t.steps == 6
+        and t.solver is s.solver
+        and t.guidance.scale == 2.0
+        and s.describe("steps") == {"steps": 4}
+    )
