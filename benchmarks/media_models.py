@@ -51,9 +51,10 @@ class Loaded:
         return self.cfg.tasks[0]
 
     def sampling(self) -> dict[str, Any]:
-        """The recipe's ``generate`` keyword arguments (solver, grid, steps, cfg_scale, rope_scaling, ...)."""
+        """The recipe's sampling settings in recipe form (solver, grid, steps, cfg_scale, rope_scaling, ...), which
+        ``generate`` takes as keyword overrides."""
         if self.built is not None:
-            return self.built.sampling_settings()
+            return dict(self.built.sampling.spec)
         from lumina_core.training.build import sampling_kwargs  # the API before the Task object
 
         return sampling_kwargs(self.task)

@@ -71,7 +71,7 @@ def quality(run: Path, num: int, steps: int | None, eight: bool = True) -> dict[
             samples += generate(
                 model, plugin, enc, task.name, [it["condition"] for it in chunk],
                 shapes=[plugin.sample_shape(it["sample"]) for it in chunk],
-                **{**kw, "rope_scaling": rope, "seed": kw["seed"] + start},
+                settings=(kw.with_overrides(rope_scaling=rope) if rope else kw).with_seed(kw.seed + start),
             )  # fmt: skip
         # plugin.evaluate grades the generated views only (with a given view, the others)
         out[label] = plugin.evaluate([s.float() for s in samples], items, data)
@@ -111,7 +111,7 @@ def paired(runs: list[Path], num: int, steps: int | None) -> dict[str, dict[str,
             chunk = items[start : start + 8]
             out = generate(model, plugin, task.conditioner, task.name, [it["condition"] for it in chunk],
                            shapes=[plugin.sample_shape(it["sample"]) for it in chunk],
-                           **{**kw, "seed": kw["seed"] + start})  # fmt: skip
+                           settings=kw.with_seed(kw.seed + start))  # fmt: skip
             for s, it in zip(out, chunk, strict=True):
                 scene = Scene.from_dict(json.loads(it["meta"]["scene"]))
                 gen = to01(s.float())[given:]

@@ -266,10 +266,13 @@ class ModalityPlugin(abc.ABC):
         """Metrics of generated ``samples`` against the dataset ``items`` whose conditions produced them.
 
         The default delegates to ``dataset.score(samples, items)`` when the dataset has a ground-truth
-        checker, else returns no metrics.
+        checker (:class:`lumina_core.data.Checker`), as :class:`~lumina_core.data.Scores`, else returns no
+        metrics.
         """
+        from lumina_core.data.checkers import Scores
+
         score = getattr(dataset, "score", None)
-        return dict(score(samples, items)) if callable(score) else {}
+        return Scores(score(samples, items)) if callable(score) else {}
 
     def preview_to_tensorboard(  # noqa: B027 - optional hook, deliberately a no-op by default
         self, writer: Any, samples: Sequence[Tensor], step: int, tag: str

@@ -361,6 +361,10 @@ class Registry(Generic[T]):
                 f"{self.kind} {key!r} from {origin} subclasses {base_name} but does not implement "
                 f"{', '.join(unimplemented)}; implement them (see the base's docstrings) and register again."
             )
+        more = getattr(base, "conformance_problems", None)  # what a base asks beyond its abstract methods
+        problems = list(obj.conformance_problems()) if callable(more) else []
+        if problems:
+            raise NonConformingError(f"{self.kind} {key!r} from {origin}: {'; '.join(problems)}; then register it again.")
 
     @staticmethod
     def _origin_for(obj: Any) -> Origin:

@@ -5,11 +5,14 @@ modality + data + objective + conditioning + weight (+ how to sample and evaluat
 trunk (``model``); each task gets its own adapter (input projection, pad token, final layer, RoPE split).
 
 Registered components are referenced as ``{name: <registered name>, params: {...}}`` (a ``Component``);
-their ``params`` are validated against the registered constructor's signature.
+their ``params`` are validated against the registered constructor's signature. A field that holds one
+says which registry names it (:func:`registered`), and a mapping that builds a typed object says which
+(:func:`builds`): validation walks the schema and reads these, so no config path is special to it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,21 @@ class Component:
 
     name: str = "???"
     params: dict[str, Any] = field(default_factory=dict)
+
+
+def registered(registry: str, default: Callable[[], Any] | None = None) -> Any:
+    """A schema field holding a :class:`Component` (or a list of them, or None) named in the registry
+    ``lumina_core.registry.<registry>``; ``default`` makes its default value (None: the field defaults to None)."""
+    meta = {"registry": registry}
+    if default is None:
+        return field(default=None, metadata=meta)
+    return field(default_factory=default, metadata=meta)
+
+
+def builds(target: str) -> Any:
+    """A schema field holding a mapping (or None, its default) of the keyword arguments of ``target``
+    (``"module:Class"``; validated against its signature and built with ``Class.build`` when it has one)."""
+    return field(default=None, metadata={"builds": target})
 
 
 @dataclass
@@ -80,7 +98,8 @@ class DataConfig:
 class ConditioningConfig:
     """How the task is conditioned: a registered conditioner (text encoder, class table, none)."""
 
-    encoder: Component = field(default_factory=lambda: Component(name="none"))  # minilm, hf, class or none
+    #: minilm, hf, class or none
+    encoder: Component = registered("CONDITIONERS", lambda: Component(name="none"))
     drop_prob: float = 0.1  # classifier-free guidance training: drop the condition with this probability
     cache: bool = False  # cache encoded features of the dataset's conditions (frozen encoders only)
 
@@ -94,18 +113,18 @@ class SamplingConfig:
     params would leak into whatever component a recipe names instead."""
 
     #: a registered ODE solver (euler, midpoint, heun, ab2, rk4, dopri5, ...); a bare name is short for {name: ...}
-    solver: Component = field(default_factory=lambda: Component(name="ab2"))
-    grid: Component = field(default_factory=lambda: Component(name="sigmoid"))  # the time grid of the steps
+    solver: Component = registered("SOLVERS", lambda: Component(name="ab2"))
+    grid: Component = registered("TIME_GRIDS", lambda: Component(name="sigmoid"))  # the time grid of the steps
     steps: int = 16  # solver steps
     cfg_scale: float = 1.0  # classifier-free guidance scale (1: no guidance)
     cfg_channels: int | None = None  # None: guide all channels; k: the sample's first k channels (the plugin's guidance_mask)
     cfg_trunc: float = 1.0  # guidance only while the flow time t < cfg_trunc (0 noise, 1 data); 1: throughout
     #: None: off; r > 0: the guided velocity's norm per sample clipped to r x the conditional one's (Lumina-Image 2.0)
     cfg_renorm: float | None = None
-    rope_scaling: Component | None = None  # RoPE scaling for sizes beyond training (ntk, pi, ...); null: none
+    rope_scaling: Component | None = registered("ROPE_SCALINGS")  # RoPE scaling for sizes beyond training (ntk, pi, ...); null: none
     #: pooled self-attention keys/values (``lumina_core.model.context_drop.ContextDrop``): a mapping
     #: ``{factor, until, schedule, layers}``; None: off
-    context_drop: dict[str, Any] | None = None
+    context_drop: dict[str, Any] | None = builds("lumina_core.model.context_drop:ContextDrop")
     seed: int = 0  # seed of the sampling noise
     #: "fp32" | "bf16" | "auto" (bf16 where the device computes it natively: CUDA, CPUs with AVX-512 BF16 / AMX):
     #: the model's precision while sampling (the integration stays fp32)
@@ -123,9 +142,9 @@ class EvalConfig:
 @dataclass
 class TaskConfig:
     name: str = "???"  # unique within the recipe; names metrics, previews and checkpoint keys
-    modality: Component = field(default_factory=Component)  # a registered modality plugin and its parameters
+    modality: Component = registered("MODALITIES", Component)  # a registered modality plugin and its parameters
     data: DataConfig = field(default_factory=DataConfig)
-    objective: Component = field(default_factory=lambda: Component(name="flow_matching"))  # the training loss
+    objective: Component = registered("OBJECTIVES", lambda: Component(name="flow_matching"))  # the training loss
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     loss_weight: float = 1.0  # this task's loss is multiplied by it before the step's task losses are summed
     draw_weight: float = 1.0  # train.mixing=weighted: how often this task is drawn (relative to the others' draw_weight)
@@ -195,7 +214,7 @@ class TrainConfig:
     #: how the tasks share the trunk beyond the mixing (docs/multitask.md): registered composition methods,
     #: applied in order - plain, loss_norm, pcgrad (mixing all), task_embedding, temperature (mixing weighted).
     #: [] is the plain sum of the weighted task losses
-    composition: list[Component] = field(default_factory=list)
+    composition: list[Component] = registered("COMPOSITIONS", list)
     #: every N steps log each task's loss and gradient norm on the shared trunk, the cosines between the tasks'
     #: trunk gradients, and the learning rate and trunk update each task got (TensorBoard diag/*, and
     #: <run_dir>/diagnostics.jsonl); 0: off. Costs one forward and backward per task every N steps

@@ -202,10 +202,13 @@ def accepted_params(obj: Any) -> tuple[dict[str, inspect.Parameter], bool] | Non
     """
     if inspect.isclass(obj) and obj.__init__ is object.__init__:
         return {}, False  # no constructor of its own: it takes no parameters
-    try:
-        sig = inspect.signature(obj)
-    except (TypeError, ValueError):
-        return None
+    if isinstance(obj, inspect.Signature):
+        sig = obj
+    else:
+        try:
+            sig = inspect.signature(obj)
+        except (TypeError, ValueError):
+            return None
     params = {}
     var_kw = False
     for p in sig.parameters.values():
@@ -217,6 +220,12 @@ def accepted_params(obj: Any) -> tuple[dict[str, inspect.Parameter], bool] | Non
 
 
 def _annotation_types(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, inspect.Signature):  # annotations already resolved (strings are not evaluated)
+        return {
+            p.name: p.annotation
+            for p in obj.parameters.values()
+            if p.annotation is not p.empty and not isinstance(p.annotation, str)
+        }
     target = obj.__init__ if inspect.isclass(obj) else obj
     try:
         return get_type_hints(target)

@@ -5,11 +5,15 @@ Three passes over the recipe (a plain tree of dicts and lists, with the schema's
 1. *structure*, against the dataclasses of :mod:`lumina_core.config.schema`: unknown keys (with the closest
    known key as a suggestion), wrong types, missing required values (``???``), interpolations that do not
    resolve, and a few value ranges (at least one task, unique task names, probabilities in [0, 1], ...);
-2. *registered names*: every component (modality, dataset, objective, conditioner, solver, time grid, time
-   sampler) must name something the registry knows, and its ``params`` are bound to the registered
-   constructor's signature (missing required parameters, unknown ones with the closest accepted one as a
-   suggestion, wrong types), recursively into the parameters a component declares as components
-   (``nested_components``);
+2. *registered names*: the schema is walked field by field; every field declared to hold components of a
+   registry (:func:`lumina_core.config.schema.registered`: modality, objective, conditioner, solver, time
+   grid, RoPE scaling, composition method) must name something that registry knows, and its ``params`` are
+   bound to the registered constructor's signature (missing required parameters, unknown ones with the
+   closest accepted one as a suggestion, wrong types), recursively into the parameters a component declares
+   as components (``nested_components``); a field declared to build a class from a mapping
+   (:func:`~lumina_core.config.schema.builds`: ``context_drop``) is checked against that class; then the
+   cross-field rules (a dataset of the task's modality, a conditioner kind the modality accepts, composition
+   methods that fit the mixing);
 3. with ``check_build``, what building the run would catch (:mod:`.buildcheck`).
 
 The generic checkers (a tree against dataclass types, keyword arguments against a signature) are
@@ -20,10 +24,9 @@ Paths are dotted and use list indices the way overrides do: ``tasks.0.data.batch
 
 from __future__ import annotations
 
-import builtins
+import dataclasses
 import difflib
-import inspect
-import sys
+import importlib
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +34,7 @@ from typing import Any
 from lumina_core.config.schema import MIXING_MODES, STRATEGIES, Component, RecipeConfig
 from lumina_core.config.typecheck import (
     MISSING,
+    _annotation_types,
     _check_structure,
     _join,
     _resolve,
@@ -223,9 +227,26 @@ def _check_component(node: Any, registry: Any, path: str, problems: list[str]) -
     if obj is None:
         return None
     params = node.get("params") or {}
-    check_params(obj, params, _join(path, "params"), problems, f"{registry.kind} {node.get('name')!r}")
-    _check_nested(registry, str(node.get("name")), params, _join(path, "params"), problems)
+    name = str(node.get("name"))
+    check_params(_params_of(registry, name, obj), params, _join(path, "params"), problems, f"{registry.kind} {name!r}")
+    _check_nested(registry, name, params, _join(path, "params"), problems)
     return obj
+
+
+def _params_of(registry: Any, name: str, obj: Any) -> Any:
+    """What a node's ``params`` are checked against: the registered object, or where the registry's base class
+    declares settings every component of the kind shares (a RoPE scaling's ``scale``...), the registry's
+    signature with them, the constructor's own string annotations resolved by :func:`typing.get_type_hints`
+    in the module that defines it (the shared ones come resolved; nothing is evaluated here)."""
+    if not getattr(registry.base_class(), "shared_parameters", ()):
+        return obj
+    hints = _annotation_types(obj)
+    signature = registry.signature(name)
+    params = [
+        p.replace(annotation=hints.get(p.name, p.empty)) if isinstance(p.annotation, str) else p
+        for p in signature.parameters.values()
+    ]
+    return signature.replace(parameters=params)
 
 
 def _check_nested(registry: Any, name: str, params: Any, path: str, problems: list[str]) -> None:
@@ -263,18 +284,17 @@ def _check_registered(tree: dict, problems: list[str]) -> None:
             )
 
 
-def _check_composition(tree: dict, problems: list[str]) -> None:
-    """``train.composition``: registered methods with valid parameters, each usable with the recipe's mixing
-    and strategy (PCGrad needs ``mixing: all``, temperature draws need ``weighted``), one gradient method."""
+def _check_composition(tree: dict, found: dict[str, Any], problems: list[str]) -> None:
+    """``train.composition`` (its methods already checked as components, ``found``): each usable with the
+    recipe's mixing and strategy (PCGrad needs ``mixing: all``, temperature draws need ``weighted``), one
+    gradient method."""
     train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
     specs = train.get("composition")
     if not isinstance(specs, list) or not specs:
         return
-    reg = _registries()
-    before = len(problems)
-    for i, spec in enumerate(specs):
-        _check_component(spec, reg.COMPOSITIONS, f"train.composition.{i}", problems)
-    if len(problems) > before:
+    if any(found.get(f"train.composition.{i}") is None for i in range(len(specs))) or any(
+        p.startswith("train.composition") for p in problems
+    ):
         return
     from lumina_core.training.composition import composition_problems
 
@@ -284,9 +304,10 @@ def _check_composition(tree: dict, problems: list[str]) -> None:
 
 
 def _check_registered_names(tree: dict, problems: list[str]) -> None:
-    reg = _registries()
     _check_model(tree.get("model"), problems)
-    _check_composition(tree, problems)
+    found: dict[str, Any] = {}
+    _walk_components(tree, RecipeConfig, "", problems, found)
+    _check_composition(tree, found, problems)
     tasks = tree.get("tasks")
     if not isinstance(tasks, list):
         return
@@ -294,44 +315,95 @@ def _check_registered_names(tree: dict, problems: list[str]) -> None:
         if not isinstance(task, dict):
             continue
         base = f"tasks.{i}"
+        plugin = found.get(f"{base}.modality")
         modality_node = task.get("modality")
-        plugin = _check_component(modality_node, reg.MODALITIES, f"{base}.modality", problems)
         modality_name = modality_node.get("name") if isinstance(modality_node, dict) else None
-        data = task.get("data")
-        if isinstance(data, dict):
-            dataset = _lookup(reg.DATASETS, data.get("name"), f"{base}.data.name", problems)
-            if dataset is not None:
-                what = f"dataset {data.get('name')!r}"
-                check_params(dataset, data.get("params") or {}, f"{base}.data.params", problems, what)
-                check_params(
-                    dataset, data.get("val_params") or {}, f"{base}.data.val_params", problems, what, False
-                )
-                sweep = (task.get("eval") or {}).get(
-                    "sweep"
-                ) or {}  # {param: [values]}: each value a val param
-                if isinstance(sweep, dict):
-                    swept = {k: v[0] for k, v in sweep.items() if isinstance(v, list) and v}
-                    check_params(dataset, swept, f"{base}.eval.sweep", problems, what, complete=False)
-                owner = getattr(dataset, "modality", None)
-                if plugin is not None and isinstance(owner, str) and owner != modality_name:
-                    problems.append(
-                        f"{base}.data.name: dataset {data.get('name')!r} yields {owner!r} samples, "
-                        f"but the task's modality is {modality_name!r}"
-                    )
-        _check_component(task.get("objective"), reg.OBJECTIVES, f"{base}.objective", problems)
+        _check_dataset(task, plugin, modality_name, base, problems)
+        encoder = found.get(f"{base}.conditioning.encoder")
         cond = task.get("conditioning")
-        encoder = None
-        if isinstance(cond, dict):
-            encoder = _check_component(
-                cond.get("encoder"), reg.CONDITIONERS, f"{base}.conditioning.encoder", problems
-            )
         _check_condition_kind(plugin, encoder, modality_name, cond, f"{base}.conditioning.encoder", problems)
-        samp = task.get("sampling")
-        if isinstance(samp, dict):
-            _check_component(samp.get("solver"), reg.SOLVERS, f"{base}.sampling.solver", problems)
-            _check_component(samp.get("grid"), reg.TIME_GRIDS, f"{base}.sampling.grid", problems)
-            _check_rope_scaling(samp.get("rope_scaling"), f"{base}.sampling.rope_scaling", problems)
-            _check_context_drop(samp.get("context_drop"), f"{base}.sampling.context_drop", problems)
+
+
+def _walk_components(tree: Any, cls: type, path: str, problems: list[str], found: dict[str, Any]) -> None:
+    """Check every component node of ``tree`` against the schema dataclass ``cls``, recursively: a field
+    declared :func:`~lumina_core.config.schema.registered` holds components of that registry (one, a list of
+    them, or None), a field declared :func:`~lumina_core.config.schema.builds` a mapping of a class's
+    keyword arguments; nested dataclasses (and lists of them) are walked. ``found`` maps each component's
+    path to its registered object (for the cross-field rules)."""
+    if not isinstance(tree, dict):
+        return
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        node, where = tree.get(f.name), _join(path, f.name)
+        if "registry" in f.metadata:
+            registry = getattr(_registries(), f.metadata["registry"])
+            items = [(f"{where}.{k}", item) for k, item in enumerate(node)] if isinstance(node, list) else [(where, node)]
+            for at, item in items:
+                found[at] = _check_component(item, registry, at, problems)
+        elif "builds" in f.metadata:
+            _check_built(node, f.metadata["builds"], where, f.name, problems)
+        else:
+            for inner in _dataclasses_in(hints[f.name]):
+                if isinstance(node, list):
+                    for k, item in enumerate(node):
+                        _walk_components(item, inner, f"{where}.{k}", problems, found)
+                else:
+                    _walk_components(node, inner, where, problems, found)
+
+
+def _dataclasses_in(tp: Any) -> list[type]:
+    """The schema dataclasses a field's type holds: ``X``, ``X | None``, ``list[X]``."""
+    out = []
+    for arg in typing.get_args(tp) or (tp,):
+        if typing.get_origin(arg) is list and typing.get_args(arg):
+            arg = typing.get_args(arg)[0]
+        if dataclasses.is_dataclass(arg) and isinstance(arg, type):
+            out.append(arg)
+    return out
+
+
+def _check_built(node: Any, target: str, path: str, what: str, problems: list[str]) -> None:
+    """A mapping of the keyword arguments of ``target`` (``"module:Class"``): its parameters against the class's
+    signature, then the class built from it (``Class.build(node)`` where it has one) to check the values."""
+    if not isinstance(node, Mapping):
+        return  # None (off), or reported by the structure pass
+    module, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except ImportError:  # the part is not importable here: nothing to check against
+        return
+    before = len(problems)
+    check_params(cls, node, path, problems, what)
+    if len(problems) == before:
+        try:
+            cls.build(node) if hasattr(cls, "build") else cls(**node)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{path}: {exc}")
+
+
+def _check_dataset(task: dict, plugin: Any, modality_name: Any, base: str, problems: list[str]) -> None:
+    """``data``: a registered dataset, its ``params`` and ``val_params`` and ``eval.sweep`` values against its
+    constructor, and samples of the task's modality."""
+    data = task.get("data")
+    if not isinstance(data, dict):
+        return
+    reg = _registries()
+    dataset = _lookup(reg.DATASETS, data.get("name"), f"{base}.data.name", problems)
+    if dataset is None:
+        return
+    what = f"dataset {data.get('name')!r}"
+    check_params(dataset, data.get("params") or {}, f"{base}.data.params", problems, what)
+    check_params(dataset, data.get("val_params") or {}, f"{base}.data.val_params", problems, what, False)
+    sweep = (task.get("eval") or {}).get("sweep") or {}  # {param: [values]}: each value a val param
+    if isinstance(sweep, dict):
+        swept = {k: v[0] for k, v in sweep.items() if isinstance(v, list) and v}
+        check_params(dataset, swept, f"{base}.eval.sweep", problems, what, complete=False)
+    owner = getattr(dataset, "modality", None)
+    if plugin is not None and isinstance(owner, str) and owner != modality_name:
+        problems.append(
+            f"{base}.data.name: dataset {data.get('name')!r} yields {owner!r} samples, "
+            f"but the task's modality is {modality_name!r}"
+        )
 
 
 def _check_condition_kind(
@@ -364,74 +436,6 @@ def _check_model(model: Any, problems: list[str]) -> None:
         close = difflib.get_close_matches(preset, list(PRESETS), n=2, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         problems.append(f"model.preset: unknown preset {preset!r}{hint} (known: {', '.join(PRESETS)})")
-
-
-def _check_context_drop(node: Any, path: str, problems: list[str]) -> None:
-    """``{factor, until, schedule, layers}``: the parameters of ``ContextDrop``, and their values."""
-    if node is None:
-        return
-    try:
-        from lumina_core.model.context_drop import ContextDrop
-    except ImportError:
-        return
-    if not isinstance(node, Mapping):
-        return  # reported by the structure pass
-    before = len(problems)
-    check_params(ContextDrop, node, path, problems, "context_drop")
-    if len(problems) == before:
-        try:
-            ContextDrop.build(node)
-        except (TypeError, ValueError) as exc:
-            problems.append(f"{path}: {exc}")
-
-
-def _check_rope_scaling(node: Any, path: str, problems: list[str]) -> None:
-    """``{name: <registered RoPE scaling>, params: {...}}``, checked against ``ROPE_SCALINGS.signature(name)``:
-    the rule's own constructor parameters plus the settings every scaling shares (``shared_parameters``)."""
-    if not isinstance(node, dict):
-        return
-    registry = _registries().ROPE_SCALINGS
-    rule = _lookup(registry, node.get("name"), _join(path, "name"), problems)
-    params = dict(node.get("params") or {})
-    if "kind" in params:
-        problems.append(
-            f"{_join(path, 'params.kind')}: give the kind as rope_scaling.name, not as a parameter"
-        )
-        params.pop("kind")
-    if rule is None:
-        return
-    name = str(node.get("name"))
-    check_params(
-        _signed(registry.signature(name), rule), params, _join(path, "params"), problems,
-        f"RoPE scaling {name!r}", complete=False,
-    )  # fmt: skip
-
-
-def _signed(signature: inspect.Signature, owner: Any) -> Any:
-    """A callable that ``check_params`` reads as having ``signature`` (a registry's view of a component,
-    which may add shared parameters to the constructor's); string annotations are resolved in the modules
-    of ``owner`` and its bases (those that do not resolve are left unchecked)."""
-    namespace: dict[str, Any] = {}
-    for cls in reversed(inspect.getmro(owner) if inspect.isclass(owner) else (owner,)):
-        namespace.update(vars(sys.modules.get(cls.__module__, builtins)))
-
-    def component(**params: Any) -> None:  # pragma: no cover - never called, only inspected
-        """Stands for the component in signature checks."""
-
-    annotations = {}
-    for p in signature.parameters.values():
-        ann = p.annotation
-        if isinstance(ann, str):
-            try:
-                ann = eval(ann, namespace)  # noqa: S307 - an annotation of our own registered code
-            except Exception:  # noqa: BLE001 - an unresolvable annotation is simply not type-checked
-                continue
-        if ann is not inspect.Parameter.empty:
-            annotations[p.name] = ann
-    params = [p.replace(annotation=annotations.get(p.name, p.empty)) for p in signature.parameters.values()]
-    component.__signature__ = signature.replace(parameters=params)
-    component.__annotations__ = annotations
-    return component
 
 
 __all__ = ["validate_recipe", "check_params", "accepted_params", "Component"]

@@ -19,6 +19,7 @@ def collate_items(items: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
     }
 
 
+from lumina_core.data.checkers import Checker, Scores  # noqa: E402
 from lumina_core.data.contract import (  # noqa: E402  (the contract, after the collation helper)
     CONDITION_KINDS,
     SPLITS,
@@ -35,10 +36,12 @@ from lumina_core.data.contract import (  # noqa: E402  (the contract, after the 
 __all__ = [
     "CONDITION_KINDS",
     "SPLITS",
+    "Checker",
     "ConditionParameter",
     "DatasetContract",
     "LuminaDataset",
     "LuminaStream",
+    "Scores",
     "build_dataset",
     "check_condition",
     "check_condition_kinds",

@@ -1,6 +1,10 @@
-"""Tools for a dataset's checker (``score(samples, items) -> dict[str, float]``, the dataset contract).
+"""The checker contract (:class:`Checker`, returning :class:`Scores`) and tools for writing one.
 
-A checker grades generated samples against their items' ground truth. ``lumina eval`` reports the set's
+A checker grades generated samples against their items' ground truth: a registered dataset that has one
+subclasses :class:`Checker` next to its dataset base (``DATASETS.register`` refuses a dataset that defines
+``score`` without it) and implements ``score(samples, items, **kw) -> {metric: float}``. The framework reads
+every grading as :class:`Scores` (a read-only ``{metric: float}``; ``chance``, where present, is the score of a
+random guess), so the keys of ``metrics.json`` are the checker's keys. ``lumina eval`` reports the set's
 scores and writes every sample with its own verdict (``score([sample], [item])``); to grade each sample once,
 a checker says how the two relate (:mod:`lumina_core.training.verdicts` uses these):
 
@@ -15,9 +19,58 @@ checker allows it.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, NoReturn
+
+
+class Scores(dict[str, float]):
+    """A checker's grading: metric name -> float, in the checker's order, read-only once made.
+
+    A ``dict`` subclass, so it is written to JSON (``metrics.json``, the scored manifest) with the checker's
+    own keys and compares equal to a plain dict of the same numbers."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        super().__init__({str(k): float(v) for k, v in (values or {}).items()})
+
+    @property
+    def chance(self) -> float | None:
+        """The score of a random guess, where the checker reports one (key ``chance``)."""
+        return self.get("chance")
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("Scores are read-only; make a new Scores({**old, key: value}) instead")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _read_only  # type: ignore[assignment]
+
+
+class Checker(abc.ABC):
+    """The checker contract: a dataset that grades generated samples against its items' ground truth.
+
+    Subclass it next to the dataset base (``class MyData(Checker, LuminaDataset)``) and implement
+    :meth:`score`. Declare how a set's score relates to each sample's so ``lumina eval`` grades each sample
+    once: ``score_is_mean = True`` when every key of a set's score is the mean over the samples of
+    ``score([sample], [item])`` (NaN left out), or override :meth:`score_with_verdicts` when one pass gives
+    both (:func:`score_against_captions` does). The dataset's ``condition_kind`` (``text``, ``class``,
+    ``none``) says what the conditions it grades against are.
+    """
+
+    #: every key of a set's score is the mean of the samples' own scores (NaN left out)
+    score_is_mean: ClassVar[bool] = False
+    condition_kind: str  # declared by the dataset base (or a ConditionParameter property)
+
+    @abc.abstractmethod
+    def score(self, samples: Sequence[Any], items: Sequence[dict], **kwargs: Any) -> Mapping[str, float]:
+        """Scores of generated ``samples`` for ``items`` (one per item, same order): ``{metric: float}``,
+        in [0, 1] where the metric allows it; ``chance`` may give the score of a random guess."""
+
+    def score_with_verdicts(
+        self, samples: Sequence[Any], items: Sequence[dict], **kwargs: Any
+    ) -> tuple[Scores, list[Scores]]:
+        """The set's scores and each sample's verdict: with ``score_is_mean`` each sample graded alone, once,
+        and the scores their :func:`mean_verdict`; else the set as a whole and each sample alone."""
+        return _grade(self, samples, items, **kwargs)
 
 
 def mean_verdict(verdicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -42,36 +95,46 @@ def mean_verdict(verdicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return out
 
 
-def _floats(scores: Mapping[str, Any]) -> dict[str, float]:
-    return {str(k): float(v) for k, v in scores.items()}
+def _floats(scores: Mapping[str, Any]) -> Scores:
+    return Scores(scores)
 
 
 def score_with_verdicts(
     dataset: Any, samples: Sequence[Any], items: Sequence[dict], **kwargs: Any
-) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """The set's scores and each sample's verdict from ``dataset``'s checker (``kwargs`` go to every call).
-
-    ``dataset.score_with_verdicts`` when it has one; else, with ``score_is_mean``, each sample graded alone and
-    the scores their :func:`mean_verdict`; else the set graded as a whole and each sample alone (twice: nothing
-    says the two agree)."""
+) -> tuple[Scores, list[Scores]]:
+    """The set's scores and each sample's verdict from ``dataset``'s checker (``kwargs`` go to every call):
+    its :meth:`Checker.score_with_verdicts` (checked to give one verdict per sample), or for an object that
+    only has ``score`` (a dataset wrapper, a test's stand-in) the same grading :class:`Checker` does."""
     if len(samples) != len(items):
         raise ValueError(
             f"score needs one sample per item; got {len(samples)} samples and {len(items)} items"
         )
     joint = getattr(dataset, "score_with_verdicts", None)
-    if callable(joint):
-        scores, verdicts = joint(samples, items, **kwargs)
-        if len(verdicts) != len(samples):
-            raise ValueError(
-                f"{type(dataset).__name__}.score_with_verdicts gave {len(verdicts)} verdicts for "
-                f"{len(samples)} samples; it must give one per sample, in order"
-            )
-        return _floats(scores), [_floats(v) for v in verdicts]
+    if not callable(joint):
+        return _grade(dataset, samples, items, **kwargs)
+    scores, verdicts = joint(samples, items, **kwargs)
+    if len(verdicts) != len(samples):
+        raise ValueError(
+            f"{type(dataset).__name__}.score_with_verdicts gave {len(verdicts)} verdicts for "
+            f"{len(samples)} samples; it must give one per sample, in order"
+        )
+    return _floats(scores), [_floats(v) for v in verdicts]
+
+
+def _grade(
+    checker: Any, samples: Sequence[Any], items: Sequence[dict], **kwargs: Any
+) -> tuple[Scores, list[Scores]]:
+    """With ``score_is_mean`` each sample graded alone and the scores their :func:`mean_verdict`; else the set
+    graded as a whole and each sample alone (twice: nothing says the two agree)."""
+    if len(samples) != len(items):
+        raise ValueError(
+            f"score needs one sample per item; got {len(samples)} samples and {len(items)} items"
+        )
     whole = (
-        None if getattr(dataset, "score_is_mean", False) else _floats(dataset.score(samples, items, **kwargs))
+        None if getattr(checker, "score_is_mean", False) else _floats(checker.score(samples, items, **kwargs))
     )
-    alone = [_floats(dataset.score([x], [it], **kwargs)) for x, it in zip(samples, items, strict=True)]
-    return (mean_verdict(alone) if whole is None else whole), alone
+    alone = [_floats(checker.score([x], [it], **kwargs)) for x, it in zip(samples, items, strict=True)]
+    return (Scores(mean_verdict(alone)) if whole is None else whole), alone
 
 
 def score_against_captions(

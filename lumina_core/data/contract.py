@@ -11,10 +11,11 @@ dataset that
   recipe pairing it with the wrong conditioner is refused before training;
 * yields items ``{"sample": Tensor, "condition": str | int | None, "meta": dict}`` (``meta`` carries the
   ground truth a checker needs);
-* may define ``score(samples, items) -> dict[str, float]``, a checker with ground truth: generated samples
-  for ``items``' conditions in, scores in [0, 1] out (``"chance"`` may report the score of a random guess);
-  ``score_is_mean = True`` or ``score_with_verdicts`` let ``lumina eval`` grade each sample once
-  (:mod:`lumina_core.data.checkers`).
+* may be a checker with ground truth: it then also subclasses :class:`lumina_core.data.Checker` and
+  implements ``score(samples, items) -> {metric: float}`` (generated samples for ``items``' conditions in,
+  scores in [0, 1] out; ``"chance"`` may report the score of a random guess); ``score_is_mean = True`` or
+  ``score_with_verdicts`` let ``lumina eval`` grade each sample once (:mod:`lumina_core.data.checkers`).
+  Registration refuses a dataset that defines ``score`` without subclassing ``Checker``.
 
 :class:`DatasetContract` writes this down, and ``DATASETS.register`` refuses a class that does not
 subclass it: map-style datasets subclass :class:`LuminaDataset` (abstract ``__len__`` and
@@ -31,6 +32,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from lumina_core.data.checkers import Checker
 from lumina_core.plugin import CONDITION_KINDS  # noqa: F401  (the one list of condition kinds, re-exported)
 
 SPLITS = ("train", "val")
@@ -55,6 +57,17 @@ class DatasetContract(abc.ABC):  # noqa: B024 - its two concrete contracts below
         "subclass lumina_core.data.LuminaDataset (map-style: __len__ and __getitem__) or "
         "lumina_core.data.LuminaStream (iterable: __iter__)"
     )
+
+    @classmethod
+    def conformance_problems(cls) -> list[str]:
+        """What registration refuses beyond the abstract methods: a ``score`` that is not a declared checker."""
+        if callable(getattr(cls, "score", None)) and not issubclass(cls, Checker):
+            return [
+                "it defines score but does not subclass lumina_core.data.Checker, the checker contract: list "
+                f"Checker among its bases (class {cls.__name__}(Checker, LuminaDataset)) and declare "
+                "score_is_mean where a set's score is the mean of its samples'"
+            ]
+        return []
 
 
 class LuminaDataset(DatasetContract, torch.utils.data.Dataset):

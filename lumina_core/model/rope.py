@@ -55,6 +55,7 @@ from __future__ import annotations
 import abc
 import inspect
 import math
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -64,9 +65,8 @@ from torch import Tensor
 
 from lumina_core.registry import ROPE_SCALINGS
 
-#: the first six built-in kinds (kept for callers that iterate them); every name: ``ROPE_SCALINGS.names()``
-ROPE_KINDS = ("none", "pi", "ntk", "freq_aware", "time_aware", "time_aware_stepwise")
-#: settings every kind shares (fields of RopeScaling); the rest of a recipe's params go to the kind's rule
+#: settings every kind shares (fields of RopeScaling); the rest of a recipe's params go to the kind's rule.
+#: ``ROPE_KINDS`` (every registered kind, built-in and plugins') is read from the registry when asked.
 COMMON_PARAMS = ("scale", "proportional_attention", "scale_mode", "train_tokens", "shrink")
 
 
@@ -97,7 +97,9 @@ class FrequencyInputs:
 
     def with_base(self, log_theta: Tensor) -> Tensor:
         """(B, P) frequencies ``exp(-2k / d_a * log_theta)`` for a per-sample, per-pair log-base."""
-        return torch.exp(-2.0 * self.k.double()[None] / self.d_axis.double()[None] * log_theta.double()).float()
+        return torch.exp(
+            -2.0 * self.k.double()[None] / self.d_axis.double()[None] * log_theta.double()
+        ).float()
 
 
 class RopeScalingRule(abc.ABC):
@@ -236,7 +238,8 @@ class TimeAwareStepwise(RopeScalingRule):
 
 @dataclass(frozen=True)
 class RopeScaling:
-    """How to scale RoPE when positions run beyond the training extent.
+    """How to scale RoPE when positions run beyond the training extent: a kind, the settings every kind shares,
+    and the kind's rule built once with its own parameters.
 
     Attributes:
         kind: a name registered in :data:`lumina_core.registry.ROPE_SCALINGS` ("none", "pi", "ntk",
@@ -247,29 +250,30 @@ class RopeScaling:
         proportional_attention: scale self-attention logits by ``sqrt(log_{N_train} N)``.
         scale_mode: how a derived scale is computed: "axis" (``extent_a / train_a`` per axis) or "area"
             (``sqrt(prod extent / prod train)`` for every axis, as the released pipeline does).
-        ntk_mode, threshold, freq_low, freq_high: the built-in kinds' own parameters (passed to the kind's
-            rule when its constructor takes them): NTK "linear" / "dd2"; the stepwise switch time; the
-            NTK-by-parts blend bounds on ``r = train_extent / wavelength``.
         train_tokens: ``N_train`` of proportional attention; None: product of ``train_extent``.
         shrink: let a derived scale go below 1 on a smaller input (``s = extent / train``, not
             ``max(1, extent / train)``): with ``pi`` every input's positions then span the training extent
             (``p w / s``: a 4-patch axis of a model trained on 8 patches is read at positions 0, 2, 4, 6).
-        options: other parameters of the kind's rule, as ``((name, value), ...)`` (a plugin's kind).
+        params: the kind's own parameters, its rule's constructor keywords (a mapping, kept as sorted
+            ``((name, value), ...)``): ``ntk_mode`` of ``ntk``, ``threshold`` of ``time_aware_stepwise``,
+            ``freq_low`` / ``freq_high`` of ``freq_aware``, a plugin kind's own.
+        rule: the kind's :class:`RopeScalingRule` built with ``params`` (not a constructor argument); the
+            rule owns those parameters (``RopeScaling("ntk", params={"ntk_mode": "dd2"}).rule.ntk_mode``).
     """
 
     kind: str = "none"
     scale: float | tuple[float, ...] | None = None
     proportional_attention: bool = False
     scale_mode: str = "axis"
-    ntk_mode: str = "linear"
-    threshold: float = 0.3
-    freq_low: float = 0.25
-    freq_high: float = 1.0
     train_tokens: int | None = None
     shrink: bool = False
-    options: tuple[tuple[str, Any], ...] = field(default=())
+    params: Any = ()
+    rule: RopeScalingRule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        params = self.params.items() if hasattr(self.params, "items") else self.params
+        frozen = tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in params))
+        object.__setattr__(self, "params", frozen)
         problems = []
         if self.scale_mode not in ("axis", "area"):
             problems.append(f"scale_mode must be 'axis' or 'area', got {self.scale_mode!r}")
@@ -277,40 +281,17 @@ class RopeScaling:
         if any(float(s) <= 0 for s in scales):
             problems.append(f"scale factors must be positive, got {self.scale!r}")
         try:
-            self.rule  # noqa: B018 - builds (and caches) the kind's rule: unknown kinds and bad params fail here
-        except (KeyError, TypeError, ValueError) as exc:
+            object.__setattr__(self, "rule", build_rule(self.kind, dict(frozen)))
+        except (KeyError, TypeError, ValueError) as exc:  # unknown kinds and bad params fail here
             problems.append(str(exc).strip("'\""))
         if problems:
             raise ValueError("invalid RopeScaling: " + "; ".join(problems))
 
-    @property
-    def rule(self) -> RopeScalingRule:
-        """The kind's registered rule, built with the parameters its constructor accepts (cached)."""
-        key = (self.kind, self.ntk_mode, self.threshold, self.freq_low, self.freq_high, self.options)
-        rule = _RULES.get(key)
-        if rule is None:
-            try:
-                cls = ROPE_SCALINGS.get(self.kind)
-            except KeyError as exc:
-                names = ", ".join(ROPE_SCALINGS.names())
-                raise ValueError(f"kind must be one of {names}, got {self.kind!r}; {exc}") from None
-            accepted = inspect.signature(cls).parameters
-            takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-            unknown = [k for k, _ in self.options if k not in accepted and not takes_any]
-            if unknown:
-                raise ValueError(
-                    f"RoPE scaling {self.kind!r} does not take {', '.join(map(repr, unknown))} "
-                    f"(it takes: {', '.join([*COMMON_PARAMS, *accepted])})"
-                )
-            own = {"ntk_mode": self.ntk_mode, "threshold": self.threshold}
-            own |= {"freq_low": self.freq_low, "freq_high": self.freq_high}
-            kwargs = {k: v for k, v in own.items() if k in accepted} | dict(self.options)
-            rule = _RULES[key] = cls(**kwargs)
-        return rule
-
     @classmethod
     def build(cls, value: RopeScaling | dict | str | None) -> RopeScaling | None:
-        """Accept a RopeScaling, a recipe component ``{"name": kind, "params": {...}}``, a dict or a kind."""
+        """The one normaliser of the forms a recipe or a caller writes: a RopeScaling (returned as it is), a
+        recipe component ``{"name": kind, "params": {...}}``, a flat mapping ``{"kind": ..., ...}``, a kind name,
+        or None. Shared settings (:data:`COMMON_PARAMS`) become fields; the other params go to the kind's rule."""
         if value is None or isinstance(value, RopeScaling):
             return value
         if isinstance(value, str):
@@ -323,23 +304,46 @@ class RopeScaling:
             params = value
         if isinstance(params.get("scale"), list):
             params["scale"] = tuple(params["scale"])
-        mine = {f.name for f in fields(cls)} - {"options"}
-        options = tuple(
-            sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k not in mine)
+        mine = {"kind", *COMMON_PARAMS}
+        own = {k: v for k, v in params.items() if k not in mine}
+        return cls(**{k: v for k, v in params.items() if k in mine}, params=own)
+
+
+def build_rule(kind: str, params: dict[str, Any]) -> RopeScalingRule:
+    """The registered rule of ``kind`` built with its own ``params``; ValueError names the kinds, or the
+    parameters the rule takes."""
+    try:
+        cls = ROPE_SCALINGS.get(kind)
+    except KeyError as exc:
+        names = ", ".join(ROPE_SCALINGS.names())
+        raise ValueError(f"kind must be one of {names}, got {kind!r}; {exc}") from None
+    accepted = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = [k for k in params if k not in accepted and not takes_any]
+    if unknown:
+        raise ValueError(
+            f"RoPE scaling {kind!r} does not take {', '.join(map(repr, unknown))} "
+            f"(it takes: {', '.join([*COMMON_PARAMS, *accepted])})"
         )
-        return cls(**{k: v for k, v in params.items() if k in mine}, options=options)
+    return cls(**params)
 
-
-_RULES: dict[tuple, RopeScalingRule] = {}
 
 #: the settings every kind shares, as keyword-only parameters: ``ROPE_SCALINGS.signature(name)`` puts them
 #: before the rule's own constructor parameters, so a ``rope_scaling: {name, params}`` node is validated
 #: like any other component
+#: (annotations resolved to types, so a validator reads them without evaluating strings)
 RopeScalingRule.shared_parameters = tuple(
-    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
-    for f in fields(RopeScaling)
+    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hint)
+    for f, hint in ((f, typing.get_type_hints(RopeScaling)[f.name]) for f in fields(RopeScaling))
     if f.name in COMMON_PARAMS
 )
+
+
+def __getattr__(name: str) -> Any:
+    """``ROPE_KINDS``: every registered scaling kind, read from the registry when asked (a plugin's too)."""
+    if name == "ROPE_KINDS":
+        return tuple(ROPE_SCALINGS.names())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- pair layout -----------------------------------------------------------------------------------------
@@ -538,7 +542,9 @@ class NDRope(torch.nn.Module):
         if scaling.scale is not None:
             s = (scaling.scale,) * a if isinstance(scaling.scale, (int, float)) else tuple(scaling.scale)
             if len(s) != a:
-                raise ValueError(f"RopeScaling.scale must give one factor per axis ({a}); got {scaling.scale!r}")
+                raise ValueError(
+                    f"RopeScaling.scale must give one factor per axis ({a}); got {scaling.scale!r}"
+                )
             return torch.tensor(s, dtype=torch.float32, device=positions.device).expand(b, a)
         if scaling.kind == "none":
             return positions.new_ones(b, a, dtype=torch.float32)
@@ -587,7 +593,12 @@ class NDRope(torch.nn.Module):
         )
 
     def key_tables(
-        self, key_positions: Tensor, positions: Tensor, mask: Tensor, t: Tensor | None, scaling: RopeScaling | None
+        self,
+        key_positions: Tensor,
+        positions: Tensor,
+        mask: Tensor,
+        t: Tensor | None,
+        scaling: RopeScaling | None,
     ) -> tuple[Tensor | None, Tensor | None]:
         """(cos, sin) at ``key_positions`` (e.g. pooled keys) with the frequencies of the batch's tokens."""
         if self.num_axes == 0:

@@ -126,7 +126,7 @@ def predict(
         return report
     dev = resolve_device(str(cfg.run.device))
     logits = objective.predict(
-        model, tcfg.name, plugin, samples, dev, batch_size, chosen.sampling_settings()["rope_scaling"]
+        model, tcfg.name, plugin, samples, dev, batch_size, chosen.sampling_settings().rope_scaling
     )
     probs = torch.softmax(logits, dim=-1)
     k = min(int(top_k), probs.shape[1])

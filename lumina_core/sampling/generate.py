@@ -16,7 +16,11 @@ from the same noise (the input is ignored), S = 0 returns the input's tokens unc
 Tokens the layout marks as given (``TokenBatch.given``: a condition view, say) start at the layout's values
 instead of noise and get zero velocity, so every solver leaves them exactly as given.
 
-With guidance (``cfg_scale != 1`` and a conditioned model) the conditional and unconditional velocities come
+How to sample comes in one built, frozen :class:`~lumina_core.sampling.settings.SamplingSettings` (solver, time
+grid, steps, guidance, RoPE scaling, context drop, seed, precision); keyword overrides named as in the recipe
+(``steps=8``) make a new one for the call.
+
+With guidance (``guidance.scale != 1`` and a conditioned model) the conditional and unconditional velocities come
 from one batched call on ``[x, x]`` with ``[cond, uncond]``.
 
 ``precision="bf16"`` evaluates the model under bf16 autocast (on CPUs with oneDNN bf16 support the trunk's
@@ -27,15 +31,17 @@ combination ``v_u + w (v_c - v_u)`` stay in fp32.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lumina_core.sampling.grids import _plain, time_grid
+from lumina_core.sampling.grids import time_grid
 from lumina_core.sampling.guidance import cfg_combine, cfg_renormalize, channel_mask
 from lumina_core.sampling.integrate import StepHook, integrate
+from lumina_core.sampling.settings import PRECISIONS, SamplingSettings
 from lumina_core.tokens import Condition, TokenBatch
 
 
@@ -48,18 +54,6 @@ def token_noise(layout: TokenBatch, seed: int | None, dtype: torch.dtype = torch
     for i, n in enumerate(layout.lengths.tolist()):
         out[i, :n] = torch.randn(n, layout.dim, generator=gen, dtype=dtype)
     return out.to(layout.tokens.device)
-
-
-def resolve_rope_scaling(rope_scaling: Any) -> Any:
-    """None, a RopeScaling, a kind name or a ``{name: kind, params: {...}}`` node -> a RopeScaling or None."""
-    if rope_scaling is None or not (isinstance(rope_scaling, str) or hasattr(rope_scaling, "keys")):
-        return rope_scaling
-    from lumina_core.model import RopeScaling
-
-    return RopeScaling.build(rope_scaling if isinstance(rope_scaling, str) else _plain(rope_scaling))
-
-
-PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def native_bf16(device: str | torch.device) -> bool:
@@ -96,23 +90,19 @@ def guided_velocity(
     layout: TokenBatch,
     cond: Condition,
     uncond: Condition | None,
-    cfg_scale: float,
+    settings: SamplingSettings,
     mask: Tensor | None = None,
-    rope_scaling: Any = None,
-    context_drop: Any = None,
-    precision: str = "fp32",
-    cfg_trunc: float = 1.0,
-    cfg_renorm: float | None = None,
 ):
-    """``velocity_fn(x, t, **extra)`` for :func:`integrate`: the model's velocity, classifier-free guided
-    when ``uncond`` is given (``context_drop`` is passed on only when set); the model runs in ``precision``
-    and its velocity comes back in ``x``'s dtype. Guidance applies while ``t < cfg_trunc`` (the conditional
-    velocity alone after), and with ``cfg_renorm`` r the guided velocity's norm per sample is clipped to r
-    times the conditional one's (:mod:`lumina_core.sampling.guidance`)."""
-    base = {"rope_scaling": rope_scaling}
-    if context_drop is not None:
-        base["context_drop"] = context_drop
-    model_precision(precision, layout.tokens.device)  # validates the name before any model call
+    """``velocity_fn(x, t, **extra)`` for :func:`integrate`: the model's velocity under ``settings``' RoPE
+    scaling and context drop (the latter passed on only when set), classifier-free guided when ``uncond`` is
+    given; the model runs in ``settings.precision`` and its velocity comes back in ``x``'s dtype. Guidance
+    (``settings.guidance``) applies while ``t < trunc`` (the conditional velocity alone after), on the token
+    channels where ``mask`` (D,) is True (all if None), and with ``renorm`` r the guided velocity's norm per
+    sample is clipped to r times the conditional one's (:mod:`lumina_core.sampling.guidance`)."""
+    guide, precision = settings.guidance, settings.precision
+    base: dict[str, Any] = {"rope_scaling": settings.rope_scaling}
+    if settings.context_drop is not None:
+        base["context_drop"] = settings.context_drop
 
     def call(batch: TokenBatch, t: Tensor, c: Condition, dtype: torch.dtype, **kw: Any) -> Tensor:
         with model_precision(precision, batch.tokens.device):
@@ -131,29 +121,16 @@ def guided_velocity(
 
     def v_cfg(x: Tensor, t: Tensor, **extra: Any) -> Tensor:
         kw = {**base, **extra}
-        if not bool((t < cfg_trunc).all()):  # guidance truncated: the conditional velocity alone
+        if not bool((t < guide.trunc).all()):  # guidance truncated: the conditional velocity alone
             return call(layout.with_tokens(x), t, cond, x.dtype, **kw)
         out = call(both.with_tokens(torch.cat([x, x])), torch.cat([t, t]), cond2, x.dtype, **kw)
         v_c, v_u = out.chunk(2)
-        guided = cfg_combine(v_c, v_u, cfg_scale, mask)
-        if cfg_renorm is not None:
-            guided = cfg_renormalize(guided, v_c, float(cfg_renorm), layout.mask)
+        guided = cfg_combine(v_c, v_u, guide.scale, mask)
+        if guide.renorm is not None:
+            guided = cfg_renormalize(guided, v_c, guide.renorm, layout.mask)
         return guided
 
     return v_cfg
-
-
-def check_guidance_settings(cfg_trunc: float, cfg_renorm: float | None) -> None:
-    """Raise ValueError unless ``0 <= cfg_trunc <= 1`` and ``cfg_renorm`` is None or > 0."""
-    if not 0.0 <= float(cfg_trunc) <= 1.0:
-        raise ValueError(
-            f"cfg_trunc is the flow time (0 noise, 1 data) from which guidance stops, in [0, 1]; got {cfg_trunc}"
-        )
-    if cfg_renorm is not None and not float(cfg_renorm) > 0.0:
-        raise ValueError(
-            "cfg_renorm clips the guided velocity's norm to that many times the conditional one's: a number "
-            f"> 0, or null for no clipping; got {cfg_renorm}"
-        )
 
 
 def hold_given(layout: TokenBatch, x0: Tensor, velocity_fn: Any) -> tuple[Tensor, Any]:
@@ -207,24 +184,16 @@ def generate(
     task: str,
     conditions: Sequence[Any] | None,
     shapes: Sequence[tuple[int, ...]] | None = None,
-    steps: int | None = None,
-    solver: Any = None,
-    grid: Any = None,
-    cfg_scale: float = 1.0,
-    cfg_channels: Any = None,
-    rope_scaling: Any = None,
-    context_drop: Any = None,
-    seed: int | None = 0,
+    settings: SamplingSettings | None = None,
+    *,
     device: str | torch.device = "cpu",
     progress: bool = False,
     hooks: Sequence[StepHook] = (),
     return_nfe: bool = False,
     dtype: torch.dtype = torch.float32,
-    precision: str = "fp32",
     init: Sequence[Tensor] | None = None,
     strength: float | None = None,
-    cfg_trunc: float = 1.0,
-    cfg_renorm: float | None = None,
+    **overrides: Any,
 ) -> list[Tensor] | tuple[list[Tensor], int]:
     """Generate one sample per condition (or per shape when ``conditions`` is None).
 
@@ -233,32 +202,25 @@ def generate(
         plugin: the task's modality plugin (``layout``, ``detokenize``, ``default_shape``).
         conditioner: the task's conditioner (``encode``, ``null_value``), or None for an unconditional model.
         conditions: raw conditions (captions, class ids, ...), one per sample, or None.
-        shapes: per-sample shape descriptors; default ``plugin.default_shape()`` for every sample.
-        steps, solver, grid: solver steps, the solver and the time grid; None takes the recipe schema's
-            defaults (:class:`lumina_core.config.schema.SamplingConfig`: one set of defaults everywhere).
-        cfg_scale: guidance scale ``w``; 1 disables guidance (one model call per evaluation).
-        cfg_channels: None (guide all channels) or k / a mask (see :mod:`lumina_core.sampling.guidance`).
-        rope_scaling: a ``RopeScaling`` or ``{name, params}`` node for resolution extrapolation.
-        context_drop: a ``ContextDrop`` or mapping ``{factor, until, schedule, layers}`` (pooled self-attention
-            keys and values, :mod:`lumina_core.model.context_drop`), or None.
-        seed: noise seed (same seed, same samples); None draws a fresh one.
+        shapes: per-sample shape descriptors (a tuple, or the plugin's request type: a tuple subclass that
+            names the parts, e.g. multi-view's cameras and given views); default ``plugin.default_shape()``.
+        settings: the built :class:`SamplingSettings` (solver, time grid, steps, guidance, RoPE scaling,
+            context drop, seed, precision); None: the recipe schema's defaults.
+        overrides: settings replaced for this call, named as in the recipe (``steps=8``, ``solver="euler"``,
+            ``cfg_scale=4.0``, ``seed=3``...: :meth:`SamplingSettings.with_overrides`).
         hooks: per-evaluation hooks (see :func:`integrate`).
         return_nfe: also return the number of network evaluations (a CFG pair counts once).
         dtype: the integration dtype (the noise is drawn in float32 from the seed, then cast; use float64
             with a float64 model for reference solutions).
-        precision: ``"fp32"`` or ``"bf16"``: the model's evaluations under bf16 autocast, the integration
-            (state, grid, guidance, solver) in ``dtype``.
         init: samples in the plugin's sample space (one per sample to make; ``shapes`` default to theirs) to
             start from (SDEdit, see the module doc), or None.
         strength: with ``init``, how much of the flow is re-run, in [0, 1] (default 0.8): the start time is
             ``t0 = 1 - strength``.
-        cfg_trunc: guidance only while ``t < cfg_trunc`` (1: throughout; Lumina-Image 2.0's CFG truncation).
-        cfg_renorm: None, or r > 0: the guided velocity's norm per sample clipped to r times the conditional
-            velocity's (Lumina-Image 2.0's CFG renormalisation).
 
-    A ``token_shift`` grid is resolved for the layout's token count (the longest sample's).
+    The noise seed is ``settings.seed`` (same seed, same samples). A ``token_shift`` grid is resolved for the
+    layout's token count (the longest sample's).
     """
-    check_guidance_settings(cfg_trunc, cfg_renorm)
+    settings = (settings or SamplingSettings.build()).with_overrides(**overrides)
     if init is not None:
         init = list(init)
         strength = 0.8 if strength is None else float(strength)
@@ -267,41 +229,27 @@ def generate(
                 f"strength must be in [0, 1] (0: return the input, 1: ignore it); got {strength}"
             )
         if shapes is None:
-            shapes = [tuple(plugin.sample_shape(s)) for s in init]
+            shapes = [plugin.sample_shape(s) for s in init]
     elif strength is not None:
         raise ValueError("strength needs init samples to start from (init=[...]); got strength without init")
     if conditions is None and shapes is None:
         raise ValueError("generate needs conditions, shapes, or both (to know how many samples to make)")
     if shapes is None:
-        shapes = [tuple(plugin.default_shape())] * len(conditions)  # type: ignore[arg-type]
+        shapes = [plugin.default_shape()] * len(conditions)  # type: ignore[arg-type]
     if conditions is None:
         conditions = [None] * len(shapes)
     if len(conditions) != len(shapes):
         raise ValueError(f"got {len(conditions)} conditions but {len(shapes)} shapes")
-    if steps is None or solver is None or grid is None:
-        from lumina_core.config.schema import SamplingConfig
-
-        default = SamplingConfig()
-        explicit = (
-            grid is not None
-            and not isinstance(grid, str)
-            and getattr(grid, "get", lambda k: None)("name") == "explicit"
-        )
-        steps = default.steps if steps is None and not explicit else steps  # an explicit grid has its own
-        solver = (
-            {"name": default.solver.name, "params": dict(default.solver.params)} if solver is None else solver
-        )
-        grid = {"name": default.grid.name, "params": dict(default.grid.params)} if grid is None else grid
-    model_precision(precision, device)  # a bad name fails before the model is touched
+    shapes = [s if isinstance(s, tuple) else tuple(s) for s in shapes]  # a plugin's request type is kept
 
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
     try:
-        layout = plugin.layout([tuple(s) for s in shapes], device=device)
+        layout = plugin.layout(shapes, device=device)
         layout = layout.to(device)
-        x0 = token_noise(layout, seed).to(dtype)
-        times = time_grid(grid, steps, device=device, tokens=int(layout.lengths.max()))
+        x0 = token_noise(layout, settings.seed).to(dtype)
+        times = time_grid(settings.grid, settings.steps, device=device, tokens=int(layout.lengths.max()))
         if init is not None:  # the init's own token batch: its meta (e.g. normalisation) decodes the result
             x0, times, layout = sdedit_start(plugin, layout, init, strength, x0, times)
         use_cond = conditioner is not None and getattr(conditioner, "kind", "none") != "none"
@@ -310,31 +258,18 @@ def generate(
         else:
             cond = Condition()
         uncond = None
-        if use_cond and cfg_scale != 1.0 and cond.context is not None:
+        if use_cond and settings.guidance.active and cond.context is not None:
             uncond = conditioner.encode([conditioner.null_value] * len(conditions), device=device)
-        mask = (
-            channel_mask(plugin, cfg_channels, tuple(shapes[0]), layout.dim) if uncond is not None else None
-        )
-        v = guided_velocity(
-            model,
-            task,
-            layout,
-            cond,
-            uncond,
-            cfg_scale,
-            mask,
-            resolve_rope_scaling(rope_scaling),
-            _plain(context_drop) if hasattr(context_drop, "keys") else context_drop,
-            precision,
-            cfg_trunc,
-            cfg_renorm,
-        )
+        mask = None
+        if uncond is not None:
+            mask = channel_mask(plugin, settings.guidance.channels, shapes[0], layout.dim)
+        v = guided_velocity(model, task, layout, cond, uncond, settings, mask)
         if layout.given is not None:  # given tokens start at their values and stay there
             x0, v = hold_given(layout, x0, v)
         if times is None:  # strength 0: nothing to integrate
             x1, nfe = x0, 0
-        else:
-            x1, nfe = integrate(v, x0, times, solver, hooks=hooks, progress=progress)
+        else:  # a fresh copy of the solver: a multistep solver keeps its history while it solves
+            x1, nfe = integrate(v, x0, times, copy.copy(settings.solver), hooks=hooks, progress=progress)
         samples = plugin.detokenize(layout.with_tokens(x1))
     finally:
         if was_training and hasattr(model, "train"):

@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lumina_core.plugin import PreviewItem
 from lumina_core.serve.jobs import Cancelled, JobQueue, Ticket
@@ -47,6 +47,9 @@ from lumina_core.serve.limits import (
     fit_cost,
     refusal,
 )
+
+if TYPE_CHECKING:
+    from lumina_core.sampling.settings import SamplingSettings
 
 log = logging.getLogger("lumina.serve")
 
@@ -122,7 +125,7 @@ class Request:
     condition: Any
     shape: tuple[int, ...]
     num: int
-    settings: dict[str, Any]  # generate's keyword arguments (steps, solver, grid, cfg_scale, seed, ...)
+    settings: SamplingSettings  # the task's sampling settings with the page's fields applied
     estimate: Estimate
     factor: float = 1.0  # the correction the estimate was made with (Observed.factor)
 
@@ -240,14 +243,14 @@ class ServeSession:
 
         run_task = self._parts.tasks[name]
         stamps: list[float] = []
-        kw = run_task.sampling_settings(
+        settings = run_task.sampling_settings(
             steps=steps, solver={"name": "euler"}, grid={"name": "uniform"}, cfg_scale=1.0
         )
         null = run_task.null_condition
         with self._lock:
             generate(self._parts.model, run_task.plugin, run_task.conditioner, name, [null] * batch,
                      shapes=[shape] * batch, device=self._device,
-                     hooks=[lambda step, t: stamps.append(time.perf_counter())], **kw)  # fmt: skip
+                     hooks=[lambda step, t: stamps.append(time.perf_counter())], settings=settings)  # fmt: skip
         return min(b - a for a, b in zip(stamps, stamps[1:], strict=False))
 
     def default_shape(self, task: str) -> tuple[int, ...] | None:
@@ -361,8 +364,6 @@ class ServeSession:
         """Check a request against the task and the page's limits and estimate its cost here. Raises
         ValueError (or KeyError for an unknown solver) with one line for the person who asked, or
         FileNotFoundError when there is no trained model yet."""
-        from lumina_core.sampling import build_solver
-
         lim = self.limits
         if task not in self.tasks:
             raise ValueError(f"unknown task {task!r}; this recipe's tasks: {', '.join(self.tasks)}")
@@ -389,16 +390,16 @@ class ServeSession:
                 f"task {task!r} is a classification task: it generates nothing; use `lumina predict` to "
                 "classify files, or pick a generative task"
             )
-        kw = run_task.sampling_settings(**{k: v for k, v in given.items() if v is not None})
-        kw["steps"], kw["cfg_scale"], kw["seed"] = int(kw["steps"]), float(kw["cfg_scale"]), int(kw["seed"])
-        if kw["steps"] > lim.max_steps:  # the recipe's own steps are over the operator's limit
+        settings = run_task.sampling_settings(**{k: v for k, v in given.items() if v is not None})
+        steps = int(settings.steps or 0)
+        if steps > lim.max_steps:  # the recipe's own steps are over the operator's limit
             raise ValueError(
-                f"steps must be a whole number from 1 to {lim.max_steps} (--max-steps); got {kw['steps']}"
+                f"steps must be a whole number from 1 to {lim.max_steps} (--max-steps); got {steps}"
             )
         shp = shp or tuple(int(v) for v in run_task.plugin.default_shape())
-        solver_obj = build_solver(kw["solver"])
-        evals = ADAPTIVE_NFE if solver_obj.adaptive else int(solver_obj.nfe(kw["steps"]))
-        guided = kw["cfg_scale"] != 1.0 and run_task.condition_kind != "none"
+        solver_obj = settings.solver
+        evals = ADAPTIVE_NFE if solver_obj.adaptive else int(solver_obj.nfe(steps))
+        guided = settings.guidance.active and run_task.condition_kind != "none"
         tokens = self.tokens_of(task, shp)
         est = estimate(self.cost, tokens, num, evals, guided, self.observed.factor)
         if est.seconds > lim.max_seconds and self._stale_cost():  # measure again before saying "too slow"
@@ -409,7 +410,7 @@ class ServeSession:
         )
         if why:
             raise ValueError(f"shape {shp}: {why}" if "tokens per sample" in why else why)
-        return Request(task, cond, shp, num, kw, est, self.observed.factor)
+        return Request(task, cond, shp, num, settings, est, self.observed.factor)
 
     def generate(self, task: str, prompt: str | None = None, **request: Any) -> PageResult:
         """Check and run one request now, in this thread (keywords as :meth:`prepare`): ``num`` samples for
@@ -510,7 +511,7 @@ class ServeSession:
         """Generate a checked request; stops between evaluations when ``ticket`` says so. Never raises."""
         from lumina_core.sampling import generate
 
-        task, num, kw = req.task, req.num, req.settings
+        task, num, settings = req.task, req.num, req.settings
         try:
             with self._lock:
                 run_task = self._parts.tasks[task]
@@ -518,7 +519,7 @@ class ServeSession:
                 t0 = time.perf_counter()
                 samples, nfe = generate(
                     self._parts.model, plugin, run_task.conditioner, task, [req.condition] * num, shapes=[req.shape] * num,
-                    device=self._device, return_nfe=True, hooks=[ticket.check], **kw,
+                    settings=settings, device=self._device, return_nfe=True, hooks=[ticket.check],
                 )  # fmt: skip
                 samples = [x.detach().float().cpu() for x in samples]
                 seconds = time.perf_counter() - t0
@@ -543,9 +544,11 @@ class ServeSession:
                 f"nothing a page can show; its files are in {out}",
             )
         what = f"{task}: {num} sample(s) of shape {tuple(req.shape)}"
-        solver_name = kw["solver"].get("name") if isinstance(kw["solver"], dict) else kw["solver"]
+        solver = settings.spec["solver"]
+        solver_name = solver.get("name") if isinstance(solver, dict) else solver
         how = (
-            f"{solver_name}, {kw['steps']} steps ({nfe} NFE), guidance {kw['cfg_scale']:g}, seed {kw['seed']}"
+            f"{solver_name}, {settings.steps} steps ({nfe} NFE), guidance {settings.guidance.scale:g}, "
+            f"seed {settings.seed}"
         )
         return PageResult(
             True, f"{what} in {seconds:.1f} s (estimated {req.estimate.seconds:.1f} s); {how}", items

@@ -94,7 +94,7 @@ def sample(
     settings = chosen.sampling_settings(**overrides)
     out = Path(out_dir)
     manifest = Manifest(
-        out, {"task": tcfg.name, "checkpoint": str(ck), **{k: settings[k] for k in ("solver", "steps", "grid", "cfg_scale")}}
+        out, {"task": tcfg.name, "checkpoint": str(ck), **settings.describe("solver", "steps", "grid", "cfg_scale")}
     )
     paths: list[Path] = []
 
@@ -165,7 +165,7 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
             if result.samples is not None:
                 write_scored_samples(
                     Path(cfg.run.output_dir) / "eval" / f"{name}{suffix}", task.plugin, val, items, result.samples,
-                    {"checkpoint": str(ck), **result.settings}, verdicts=result.verdicts,
+                    {"checkpoint": str(ck), **result.settings.describe()}, verdicts=result.verdicts,
                     score_kwargs=result.score_kwargs,
                 )  # fmt: skip
     run_dir = Path(cfg.run.output_dir)

@@ -34,7 +34,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from lumina_core.config.schema import TaskConfig
-from lumina_core.config.typed import component_spec
 from lumina_core.training.task_facts import TaskFacts, build_objective
 
 __all__ = ["Task", "TaskEvaluation", "build_conditioner", "build_objective", "build_task"]
@@ -54,7 +53,7 @@ class TaskEvaluation:
     """
 
     scores: dict[str, float]
-    settings: dict[str, Any]
+    settings: SamplingSettings
     details: Any = None
     samples: list[Any] | None = None
     verdicts: list[dict[str, float]] | None = None
@@ -63,6 +62,8 @@ class TaskEvaluation:
 if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
+
+    from lumina_core.sampling.settings import SamplingSettings
 
 
 class Task:
@@ -82,6 +83,7 @@ class Task:
         self.plugin = plugin
         self.conditioner = conditioner
         self.objective = objective
+        self._sampling: SamplingSettings | None = None
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, modality={self.config.modality.name!r}, conditioner={self.conditioner!r})"
@@ -191,28 +193,19 @@ class Task:
         return loss
 
     # -- generation ---------------------------------------------------------------------------------------------
-    def sampling_settings(self, **overrides: Any) -> dict[str, Any]:
-        """The ``generate`` keyword arguments of the task's ``sampling`` section, ``overrides`` applied (e.g.
-        ``steps=8``; a ``None`` override keeps the recipe's value)."""
-        s = self.config.sampling
-        settings = {
-            "steps": int(s.steps),
-            "solver": component_spec(s.solver),
-            "grid": component_spec(s.grid),
-            "cfg_scale": float(s.cfg_scale),
-            "cfg_channels": s.cfg_channels,
-            "cfg_trunc": float(s.cfg_trunc),
-            "cfg_renorm": None if s.cfg_renorm is None else float(s.cfg_renorm),
-            "rope_scaling": component_spec(s.rope_scaling),
-            "context_drop": None if s.context_drop is None else dict(s.context_drop),
-            "seed": int(s.seed),
-            "precision": str(s.precision),
-        }
-        unknown = sorted(set(overrides) - set(settings))
-        if unknown:
-            raise ValueError(f"unknown sampling settings {unknown}; known: {sorted(settings)}")
-        settings.update({k: v for k, v in overrides.items() if v is not None})
-        return settings
+    @property
+    def sampling(self) -> SamplingSettings:
+        """The task's ``sampling`` section built once (solver, grid, guidance, RoPE scaling, context drop...)."""
+        if self._sampling is None:
+            from lumina_core.sampling.settings import SamplingSettings
+
+            self._sampling = SamplingSettings.from_config(self.config.sampling)
+        return self._sampling
+
+    def sampling_settings(self, **overrides: Any) -> SamplingSettings:
+        """The task's :attr:`sampling` settings with ``overrides`` applied, named as in the recipe (e.g.
+        ``steps=8``; a ``None`` override keeps the recipe's value; an unknown name raises ValueError)."""
+        return self.sampling.with_overrides(**overrides)
 
     def shapes_of(self, items: Sequence[dict[str, Any]]) -> list[tuple[int, ...]]:
         """The sample shape of each dataset item (generate at the held-out items' own sizes)."""
@@ -254,12 +247,12 @@ class Task:
         nfe = 0
         for start in range(0, n, bs):
             chunk = conds[start : start + bs]
-            seed = settings["seed"] + start
+            seed = settings.seed + start
             extra = {} if init is None else {"init": list(init[start : start + bs]), "strength": strength}
             batch, nfe = generate(
                 model, self.plugin, self.conditioner, self.name, chunk,
                 shapes=None if shapes is None else list(shapes[start : start + bs]),
-                device=device, return_nfe=True, **{**settings, "seed": seed}, **extra,
+                settings=settings.with_seed(seed), device=device, return_nfe=True, **extra,
             )  # fmt: skip
             batch = [x.detach().float().cpu() for x in batch]
             if refuse_nonfinite:
@@ -287,7 +280,7 @@ class Task:
         if not self.generative:  # evaluates held-out items itself (a classifier)
             scores, details = self.objective.evaluate(
                 model, self.name, self.plugin, self.conditioner, list(items), device, batch_size,
-                settings["rope_scaling"],
+                settings.rope_scaling,
             )  # fmt: skip
             return TaskEvaluation({k: float(v) for k, v in scores.items()}, settings, details)
         from lumina_core.training.verdicts import VerdictRecorder

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lumina_core.data import LuminaDataset
+from lumina_core.data import Checker, LuminaDataset
 from lumina_core.data.checkers import score_against_captions
 from lumina_core.registry import DATASETS
 
@@ -136,7 +136,7 @@ def caption(meta: dict[str, Any]) -> str:
 
 
 @DATASETS.register("tones")
-class ToneDataset(LuminaDataset):
+class ToneDataset(Checker, LuminaDataset):
     """Procedural tones, chords, sweeps, noise bursts, clicks and beeps with captions and ground truth.
 
     Args:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lumina_core.data import ConditionParameter, LuminaDataset, check_condition
+from lumina_core.data import Checker, ConditionParameter, LuminaDataset, check_condition
 from lumina_core.registry import DATASETS
 
 CAPTION = "a handwritten {}"
@@ -68,7 +68,7 @@ def classify_digits(samples: Sequence[Tensor]) -> np.ndarray:
 
 
 @DATASETS.register("digits")
-class DigitsDataset(ConditionParameter, LuminaDataset):
+class DigitsDataset(ConditionParameter, Checker, LuminaDataset):
     """Handwritten digits upsampled to ``size`` px (bilinear), in [-1, 1] with bright ink on black.
 
     Args:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lumina_core.data import ConditionParameter, LuminaDataset
+from lumina_core.data import Checker, ConditionParameter, LuminaDataset
 from lumina_core.registry import DATASETS
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
@@ -119,7 +119,7 @@ def render(spec: ShapeSpec, size: int) -> Tensor:
 
 # -- the dataset -------------------------------------------------------------------------------------------
 @DATASETS.register("shapes")
-class ShapesDataset(ConditionParameter, LuminaDataset):
+class ShapesDataset(ConditionParameter, Checker, LuminaDataset):
     """Procedural coloured shapes with captions and ground truth.
 
     Args:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lumina_core.data import LuminaDataset
+from lumina_core.data import Checker, LuminaDataset
 from lumina_core.data.robust import CorruptSampleError, SkipStats
 from lumina_core.registry import DATASETS
 
@@ -30,7 +30,7 @@ ADHERENCE_CHANCE = (1 / len(COLORS) + 1 / len(KINDS)) / 2
 
 
 @DATASETS.register("multiview_scenes")
-class MultiviewScenes(LuminaDataset):
+class MultiviewScenes(Checker, LuminaDataset):
     """Random scenes of one or two primitives rendered from an orbit, with captions from the description.
 
     Scene ``i`` of a split is drawn from a generator seeded by ``(seed, split, i)``, so items are reproducible

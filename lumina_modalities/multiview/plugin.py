@@ -15,17 +15,18 @@ model as per-token conditioning (``TokenBatch.token_cond``, added to the token e
   through the adapter's MLP, as MVDream embeds cameras;
 * ``camera="none"``: no camera input (a baseline).
 
-The shape descriptor of a sample is ``(V, C, H, W, *cameras)`` (12 V camera numbers, float32 values), so
-``layout`` can rebuild the camera conditioning of any number of views at any poses: generating 8 views from
+The shape descriptor of a sample is a :class:`~.request.ViewsRequest`: the views' size and their cameras
+(packed as the tuple ``(V, C, H, W, *cameras)``, 12 V camera numbers), so ``layout`` can rebuild the camera
+conditioning of any number of views at any poses: generating 8 views from
 a model trained on 4 is ``shape_for(8)`` (or the ``sample_views`` parameter).
 
 **A given first view** (image-to-multi-view, ``given_views=k``, usually 1): the first k views of a sample are
 a condition, not generated. Their tokens sit in the sequence, clean, at their own (view, h, w) positions, and
 are marked ``TokenBatch.given``: the flow objective keeps them at the data at every t and grades only the other
 views; generation starts them at the given pixels and holds them, so they come back exactly as given. The
-model tells them apart by one more per-token conditioning channel (1 on given tokens, 0 elsewhere). The shape
-descriptor then also carries the given views' pixels, ``(V, C, H, W, *cameras, *k C H W pixels)``, so
-``layout`` (and with it evaluation and previews) rebuilds them; ``given_image`` supplies the first view of
+model tells them apart by one more per-token conditioning channel (1 on given tokens, 0 elsewhere). The request
+then also carries the given views' pixels (``ViewsRequest.given``), so ``layout`` (and with it evaluation
+and previews) rebuilds them; ``given_image`` supplies the first view of
 ``default_shape`` (``lumina sample``) from a picture.
 """
 
@@ -46,9 +47,9 @@ from lumina_core.tokens import TokenBatch
 
 from .cameras import check_rigid, orbit, plucker, relative_to_first
 from .preview import write_views_previews
+from .request import CAM, ViewsRequest
 
 CAMERA_ENCODINGS = ("plucker", "matrix", "none")
-CAM = 12  # camera numbers per view in a sample
 
 
 def patchify(x: Tensor, p: int) -> Tensor:
@@ -295,7 +296,8 @@ class MultiviewPlugin(ModalityPlugin):
             raise ValueError(f"multiview tokens must be at least {d} wide (C p p); got {batch.dim}")
         out = []
         for i, shape in enumerate(batch.shapes):
-            v, c, h, w = (int(s) for s in shape[:4])
+            request = ViewsRequest(shape)
+            v, c, h, w = request.shape
             n = v * (h // self.multiple) * (w // self.multiple)
             if int(batch.mask[i].sum()) != n:
                 raise ValueError(
@@ -306,29 +308,28 @@ class MultiviewPlugin(ModalityPlugin):
                 batch.tokens[i, :n, :d], latent_shape, (1, self.patch, self.patch), channel_dim=1
             )
             images = z if self.codec is None else self.codec.decode(z).to(z.dtype)
-            given = given_from_shape(shape)
+            given = request.given
             if given is not None and self.codec is not None:  # the condition, not its lossy reconstruction
                 images = torch.cat([given.to(images), images[given.shape[0] :]])
-            out.append(attach_cameras(images, cameras_from_shape(shape)))
+            out.append(attach_cameras(images, request.cameras))
         return out
 
-    def sample_shape(self, sample: Tensor) -> tuple[Any, ...]:
-        """``(V, C, H, W, *12 V camera numbers)``, then the given views' pixels (``given_views`` k > 0)."""
+    def sample_shape(self, sample: Tensor) -> ViewsRequest:
+        """The sample's views, their cameras and (``given_views`` k > 0) the pixels of its first k views."""
         v, _, h, w = sample.shape
         cams = sample[:, self.channels : self.channels + CAM, 0, 0].float().flatten().tolist()
         pixels = sample[: self.given_views, : self.channels].float().flatten().tolist()
-        return (int(v), self.channels, int(h), int(w), *cams, *pixels)
+        return ViewsRequest((int(v), self.channels, int(h), int(w), *cams, *pixels))
 
     def shape_for(self, views: int | None = None, azimuths: Sequence[float] | None = None,
-                  elevation: float | None = None) -> tuple[Any, ...]:  # fmt: skip
-        """The shape descriptor of ``views`` views evenly spaced on the default orbit (or at ``azimuths``)."""
+                  elevation: float | None = None) -> ViewsRequest:  # fmt: skip
+        """``views`` views evenly spaced on the default orbit (or at ``azimuths``), none given."""
         az = list(azimuths) if azimuths is not None else None
         c2w = orbit(views or len(az or []) or self.sample_views, self.elevation if elevation is None else elevation,
                     self.radius, azimuths=az)  # fmt: skip
-        cams = c2w[:, :3, :4].float().flatten().tolist()
-        return (c2w.shape[0], self.channels, *self.size, *cams)
+        return ViewsRequest.make(self.channels, self.size, c2w)
 
-    def default_shape(self) -> tuple[Any, ...]:
+    def default_shape(self) -> ViewsRequest:
         """``sample_views`` views on the default orbit; with ``given_views``, the first from ``given_image``."""
         shape = self.shape_for(self.sample_views, self.azimuths)
         if not self.given_views:
@@ -341,19 +342,24 @@ class MultiviewPlugin(ModalityPlugin):
             )
         if self.given_views != 1:
             raise ValueError(f"given_image supplies one view; given_views is {self.given_views}")
-        return (*shape, *read_view(self.given_image, self.size, self.channels).flatten().tolist())
+        return ViewsRequest.make(
+            self.channels,
+            self.size,
+            shape.cameras,
+            read_view(self.given_image, self.size, self.channels)[None],
+        )
 
     def layout(
         self, shapes: Sequence[tuple[Any, ...]], device: torch.device | str | None = None
     ) -> TokenBatch:
         blanks = []
         for s in shapes:
-            v, c, h, w = (int(x) for x in s[:4])
-            views = torch.zeros(v, c, h, w, device=device)
-            given = given_from_shape(s)
+            request = ViewsRequest(s)
+            views = torch.zeros(request.shape, device=device)
+            given = request.given
             if given is not None:
                 views[: given.shape[0]] = given.to(device)
-            blanks.append(attach_cameras(views, cameras_from_shape(s)))
+            blanks.append(attach_cameras(views, request.cameras))
         batch = self.tokenize(blanks, encode=self.codec is not None and self.given_views > 0)
         if batch.given is None:
             return batch.with_tokens(torch.zeros_like(batch.tokens))
@@ -399,27 +405,9 @@ class MultiviewPlugin(ModalityPlugin):
             writer.add_image(f"{tag}/{i}", torch.cat(list(views), dim=-1), step)
 
 
-def _shape_parts(shape: Sequence[Any]) -> tuple[list[Any], list[Any]]:
-    """The camera numbers and the given views' pixels of a shape descriptor, checked."""
-    v, c, h, w = (int(x) for x in shape[:4])
-    nums = list(shape[4:])
-    extra = len(nums) - CAM * v
-    if extra < 0 or extra % (c * h * w) or extra // (c * h * w) >= v:
-        raise ValueError(
-            f"a multiview shape is (V, C, H, W) followed by 12 camera numbers per view ({CAM * v} for V={v}), "
-            f"then C H W = {c * h * w} pixel values per given view (fewer than V); got {len(nums)} numbers after "
-            "(V, C, H, W)"
-        )
-    return nums[: CAM * v], nums[CAM * v :]
-
-
 def given_from_shape(shape: Sequence[Any]) -> Tensor | None:
-    """(k, C, H, W) pixels of the given views a shape descriptor carries, or None."""
-    _, pixels = _shape_parts(shape)
-    if not pixels:
-        return None
-    c, h, w = (int(x) for x in shape[1:4])
-    return torch.tensor(pixels, dtype=torch.float32).reshape(-1, c, h, w)
+    """(k, C, H, W) pixels of the given views a shape descriptor carries, or None (``ViewsRequest.given``)."""
+    return ViewsRequest(shape).given
 
 
 def read_view(path: str | Path, size: Sequence[int], channels: int = 3) -> Tensor:
@@ -439,9 +427,5 @@ def read_view(path: str | Path, size: Sequence[int], channels: int = 3) -> Tenso
 
 
 def cameras_from_shape(shape: Sequence[Any]) -> Tensor:
-    """(V, 4, 4) cameras of a shape descriptor ``(V, C, H, W, *12 V numbers[, *given pixels])``."""
-    v = int(shape[0])
-    nums, _ = _shape_parts(shape)
-    rows = torch.tensor(nums, dtype=torch.float64).reshape(v, 3, 4)
-    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64).expand(v, 1, 4)
-    return torch.cat([rows, bottom], dim=1)
+    """(V, 4, 4) cameras of a shape descriptor (``ViewsRequest.cameras``)."""
+    return ViewsRequest(shape).cameras

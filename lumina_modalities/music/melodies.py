@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lumina_core.data import LuminaDataset
+from lumina_core.data import Checker, LuminaDataset
 from lumina_core.data.checkers import score_against_captions
 from lumina_core.registry import DATASETS
 
@@ -131,7 +131,7 @@ def render(
 
 
 @DATASETS.register("melodies")
-class MelodyDataset(LuminaDataset):
+class MelodyDataset(Checker, LuminaDataset):
     """Procedural melodies and chord progressions (see the module doc).
 
     Args:

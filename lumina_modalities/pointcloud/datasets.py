@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from lumina_core.data import ConditionParameter, LuminaDataset, LuminaStream
+from lumina_core.data import Checker, ConditionParameter, LuminaDataset, LuminaStream
 from lumina_core.registry import DATASETS
 
 from .evaluation import score_pointclouds
@@ -49,7 +49,7 @@ def _check_common(split: str, condition: str, num_points: int) -> None:
         raise ValueError("; ".join(problems))
 
 
-class _Scored(ConditionParameter):
+class _Scored(ConditionParameter, Checker):
     """Mixin: the PointFlow metrics and nearest-reference accuracy for generated clouds vs their items."""
 
     modality = "pointcloud"

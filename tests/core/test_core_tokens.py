@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lumina_core.sampling.generate import guided_velocity
+from lumina_core.sampling.settings import SamplingSettings
 from lumina_core.tokens import Condition, TokenBatch
 
 
@@ -54,7 +55,7 @@ def test_the_guided_batch_keeps_the_given_tokens_and_token_conditions():
     batch, model = _batch(), _Recorder()
     cond = Condition(torch.randn(2, 1, 8), torch.ones(2, 1, dtype=torch.bool))
     uncond = Condition(torch.zeros(2, 1, 8), torch.ones(2, 1, dtype=torch.bool))
-    v = guided_velocity(model, "toy", batch, cond, uncond, cfg_scale=3.0)
+    v = guided_velocity(model, "toy", batch, cond, uncond, SamplingSettings.build(cfg_scale=3.0))
     v(batch.tokens, torch.full((2,), 0.5))
     (seen,) = model.seen
     assert torch.equal(seen.given, torch.cat([batch.given, batch.given]))

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lumina_core.data import ConditionParameter, LuminaDataset
+from lumina_core.data import Checker, ConditionParameter, LuminaDataset
 from lumina_core.registry import DATASETS
 
 from .checker import COLOURS, DIRECTIONS, score_clips
@@ -88,7 +88,7 @@ def _as_list(value: int | Sequence[int], what: str) -> tuple[int, ...]:
 
 
 @DATASETS.register("moving_shapes")
-class MovingShapes(ConditionParameter, LuminaDataset):
+class MovingShapes(ConditionParameter, Checker, LuminaDataset):
     """Procedural captioned clips with ground truth; a map-style dataset of ``num`` items.
 
     Args:

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from lumina_core.data import Checker, LuminaDataset, Scores
 from lumina_core.data.checkers import mean_verdict, score_against_captions, score_with_verdicts
 
 
@@ -101,3 +102,79 @@ def test_score_against_captions_reports_a_constant_chance_key_once():
     )
     assert scores == {"acc": 0.5, "chance": 0.25, "acc_shuffled": 0.0}
     assert verdicts == [{"acc": 1.0, "chance": 0.25}, {"acc": 0.0, "chance": 0.25}]
+
+
+def test_scores_are_a_read_only_mapping_of_floats_that_json_writes_with_the_checker_s_keys():
+    import json
+
+    scores = Scores({"adherence": 1, "chance": 0.25})
+    assert scores == {"adherence": 1.0, "chance": 0.25} and isinstance(scores["adherence"], float)
+    assert scores.chance == 0.25 and Scores({"x": 0.5}).chance is None
+    assert json.loads(json.dumps(scores)) == {"adherence": 1.0, "chance": 0.25}
+    with pytest.raises(TypeError, match="read-only"):
+        scores["adherence"] = 0.0
+    with pytest.raises(TypeError, match="read-only"):
+        scores.update(chance=0.5)
+
+
+class _Hits(Checker, LuminaDataset):
+    """Two items; a sample is right when it equals its item's number."""
+
+    modality = "_checker_test"
+    score_is_mean = True
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return {"sample": i, "condition": None, "meta": {"want": i}}
+
+    def score(self, samples, items):
+        return {
+            "hit": sum(s == it["meta"]["want"] for s, it in zip(samples, items, strict=True)) / len(items)
+        }
+
+
+def test_a_checker_grades_through_the_contract_and_returns_scores():
+    ds = _Hits()
+    items = [ds[0], ds[1]]
+    scores, verdicts = ds.score_with_verdicts([0, 5], items)
+    assert isinstance(scores, Scores) and all(isinstance(v, Scores) for v in verdicts)
+    assert (scores, verdicts) == ({"hit": 0.5}, [{"hit": 1.0}, {"hit": 0.0}])
+    assert score_with_verdicts(ds, [0, 5], items) == (scores, verdicts)
+
+
+def test_registration_refuses_a_dataset_with_a_score_that_is_not_a_declared_checker():
+    from lumina_core.registry import DATASETS, NonConformingError
+
+    class DuckScored(LuminaDataset):
+        modality = "_checker_test"
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return {"sample": 0, "condition": None, "meta": {}}
+
+        def score(self, samples, items):
+            return {"hit": 1.0}
+
+    with pytest.raises(
+        NonConformingError, match=r"defines score but does not subclass lumina_core\.data\.Checker"
+    ):
+        DATASETS.register("_duck_scored")(DuckScored)
+    assert "_duck_scored" not in DATASETS.names()
+    DATASETS.register("_declared_checker")(_Hits)
+    DATASETS.unregister("_declared_checker")
+
+    class Unfinished(Checker, LuminaDataset):  # a checker must implement score
+        modality = "_checker_test"
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return {}
+
+    with pytest.raises(NonConformingError, match="does not implement score"):
+        DATASETS.register("_unfinished_checker")(Unfinished)

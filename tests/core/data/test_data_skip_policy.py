@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from lumina_core.data import LuminaDataset, LuminaStream, build_dataset, collate_items
+from lumina_core.data import Checker, LuminaDataset, LuminaStream, build_dataset, collate_items
 from lumina_core.data.robust import CorruptSampleError, SkipCorrupt, SkipStats, corrupt_on, skip_report
 from lumina_core.registry import DATASETS
 
 
-class _Files(LuminaDataset):
+class _Files(Checker, LuminaDataset):
     """Eight 'files'; the ones in ``bad`` fail to decode the way PIL and soundfile fail (OSError)."""
 
     modality = "test"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -204,7 +206,11 @@ def test_recipe_context_drop_reaches_generation(tmp_path, monkeypatch):
 
     monkeypatch.setenv("LUMINA_CACHE_DIR", str(tmp_path / "cache"))
     task = seq_task()
-    task["sampling"] = {"steps": 3, "solver": {"name": "euler"}, "context_drop": {"factor": 2, "schedule": "all"}}
+    task["sampling"] = {
+        "steps": 3,
+        "solver": {"name": "euler"},
+        "context_drop": {"factor": 2, "schedule": "all"},
+    }
     cfg = tiny_recipe(tmp_path, [task])
     parts = build_run(cfg)
     model = parts.model.eval()
@@ -212,12 +218,12 @@ def test_recipe_context_drop_reaches_generation(tmp_path, monkeypatch):
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    kw = parts.task("seq").sampling_settings()
-    assert kw["context_drop"] == {"factor": 2, "schedule": "all"}
+    settings = parts.task("seq").sampling_settings()
+    assert settings.context_drop == ContextDrop(factor=2, schedule="all")
     plugin, enc = parts.task("seq").plugin, parts.task("seq").conditioner
-    args = dict(shapes=[(2, 16)] * 2, **{k: v for k, v in kw.items() if k != "context_drop"})
-    dropped = generate(model, plugin, enc, "seq", [0, 1], context_drop=kw["context_drop"], **args)
-    plain = generate(model, plugin, enc, "seq", [0, 1], **args)
-    one = generate(model, plugin, enc, "seq", [0, 1], context_drop={"factor": 1}, **args)
+    off = replace(settings, context_drop=None)
+    dropped = generate(model, plugin, enc, "seq", [0, 1], [(2, 16)] * 2, settings)
+    plain = generate(model, plugin, enc, "seq", [0, 1], [(2, 16)] * 2, off)
+    one = generate(model, plugin, enc, "seq", [0, 1], [(2, 16)] * 2, off, context_drop={"factor": 1})
     assert all(torch.equal(a, b) for a, b in zip(plain, one, strict=True))
     assert max(float((a - b).abs().max()) for a, b in zip(plain, dropped, strict=True)) > 1e-4

@@ -53,7 +53,9 @@ def test_released_layout_matches_diffusers_table():
     d, h, w = 24, 5, 7
     ref = emb.get_2d_rotary_pos_embed_lumina(d, h, w)  # complex (H, W, d/2)
     rope = NDRope(d, (1, 1), "interleaved", THETA)
-    hh, ww = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    hh, ww = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     cos, sin = rope_tables(rope, torch.stack([hh, ww], -1).reshape(1, -1, 2))[:2]
     torch.testing.assert_close(cos[0], ref.real.reshape(h * w, -1), atol=1e-5, rtol=0)
     torch.testing.assert_close(sin[0], ref.imag.reshape(h * w, -1), atol=1e-5, rtol=0)
@@ -72,7 +74,7 @@ SCALINGS = [
     RopeScaling(),
     RopeScaling("pi", scale=2.0),
     RopeScaling("ntk", scale=(2.0, 3.0, 1.5)),
-    RopeScaling("ntk", scale=2.0, ntk_mode="dd2"),
+    RopeScaling("ntk", scale=2.0, params={"ntk_mode": "dd2"}),
     RopeScaling("freq_aware", scale=2.0),
     RopeScaling("time_aware", scale=2.0),
     RopeScaling("time_aware_stepwise", scale=2.0),
@@ -80,7 +82,9 @@ SCALINGS = [
 
 
 @pytest.mark.parametrize("layout", ["interleaved", "blocked"])
-@pytest.mark.parametrize("scaling", SCALINGS, ids=lambda s: f"{s.kind}-{s.ntk_mode}")
+@pytest.mark.parametrize(
+    "scaling", SCALINGS, ids=lambda s: f"{s.kind}-{dict(s.params).get('ntk_mode', 'linear')}"
+)
 def test_relative_position_invariance(layout, scaling):
     """Shifting query and key positions by the same vector leaves every q.k dot product unchanged."""
     torch.manual_seed(0)
@@ -128,14 +132,22 @@ def hand(fn):
         (RopeScaling("pi", scale=S), lambda k: base(k) / S, lambda k: base(k) / S),
         (RopeScaling("ntk", scale=S), lambda k: (S * THETA) ** (-k / 4), lambda k: (S * THETA) ** (-k / 4)),
         (
-            RopeScaling("ntk", scale=S, ntk_mode="dd2"),
+            RopeScaling("ntk", scale=S, params={"ntk_mode": "dd2"}),
             lambda k: (THETA * S ** (8 / 6)) ** (-k / 4),
             lambda k: (THETA * S ** (8 / 6)) ** (-k / 4),
         ),
         # smooth time-aware: t = 0 -> theta_t = theta s^16, max(w/s, w 2^(-4k)) = w/s except k = 0 (kept);
         # t = 1 -> theta_t = theta s^(16/17), and theta_t^(-k/4) = w 2^(-4k/17) beats w/s for k <= 3
-        (RopeScaling("time_aware", scale=S), lambda k: 1.0 if k == 0 else base(k) / S, lambda k: base(k) * S ** (-4 * k / 17)),
-        (RopeScaling("time_aware_stepwise", scale=S), lambda k: base(k) / S, lambda k: (S * THETA) ** (-k / 4)),
+        (
+            RopeScaling("time_aware", scale=S),
+            lambda k: 1.0 if k == 0 else base(k) / S,
+            lambda k: base(k) * S ** (-4 * k / 17),
+        ),
+        (
+            RopeScaling("time_aware_stepwise", scale=S),
+            lambda k: base(k) / S,
+            lambda k: (S * THETA) ** (-k / 4),
+        ),
     ],
     ids=["pi", "ntk", "ntk-dd2", "time_aware", "time_aware_stepwise"],
 )
@@ -146,7 +158,7 @@ def test_scaled_frequencies_by_hand_at_t0_and_t1(scaling, at_t0, at_t1):
 
 
 def test_stepwise_switches_at_threshold():
-    got = frequencies(RopeScaling("time_aware_stepwise", scale=S, threshold=0.3), [0.29, 0.31])
+    got = frequencies(RopeScaling("time_aware_stepwise", scale=S, params={"threshold": 0.3}), [0.29, 0.31])
     torch.testing.assert_close(got[0:1], hand(lambda k: base(k) / S), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(got[1:2], hand(lambda k: (S * THETA) ** (-k / 4)), atol=1e-6, rtol=1e-5)
 

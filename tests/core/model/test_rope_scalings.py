@@ -95,7 +95,7 @@ def test_a_user_kind_registers_and_reaches_the_model_and_the_validator():
     ROPE_SCALINGS.register("half_pi")(HalfPI)
     try:
         scaling = RopeScaling.build({"name": "half_pi", "params": {"alpha": 0.25, "scale": 16.0}})
-        assert dict(scaling.options) == {"alpha": 0.25}
+        assert dict(scaling.params) == {"alpha": 0.25} and scaling.rule.alpha == 0.25
         got = frequencies(scaling, [0.5])
         torch.testing.assert_close(
             got, torch.tensor([[base(k) / 2.0 for k in range(4)]], dtype=torch.float64)
@@ -132,6 +132,44 @@ def test_unknown_kind_and_bad_params_are_clear_errors():
     with pytest.raises(ValueError, match="kind must be one of .*freq_aware_paper"):
         RopeScaling("freq_awre")
     with pytest.raises(ValueError, match="ntk_mode"):
-        RopeScaling("ntk", ntk_mode="square")
+        RopeScaling("ntk", params={"ntk_mode": "square"})
     with pytest.raises(ValueError, match="'pi' does not take 'alpha' \\(it takes: scale, "):
         RopeScaling.build({"name": "pi", "params": {"alpha": 2.0}})
+
+
+BUILT_IN = (
+    "none", "pi", "ntk", "freq_aware", "freq_aware_paper", "time_aware", "time_aware_paper", "time_aware_stepwise"
+)  # fmt: skip
+
+
+def test_rope_kinds_are_the_registry_s_names_all_eight_and_a_user_s():
+    from lumina_core.model import rope
+
+    assert set(BUILT_IN) <= set(rope.ROPE_KINDS) and rope.ROPE_KINDS == tuple(ROPE_SCALINGS.names())
+    ROPE_SCALINGS.register("half_pi")(HalfPI)
+    try:
+        assert "half_pi" in rope.ROPE_KINDS
+    finally:
+        ROPE_SCALINGS.unregister("half_pi")
+
+
+def test_a_rule_owns_its_parameters_and_rope_scaling_holds_only_the_shared_settings():
+    from dataclasses import fields
+
+    shared = {"kind", "scale", "proportional_attention", "scale_mode", "train_tokens", "shrink"}
+    assert {f.name for f in fields(RopeScaling)} == shared | {"params", "rule"}
+    stepwise = RopeScaling.build(
+        {"name": "time_aware_stepwise", "params": {"threshold": 0.5, "ntk_mode": "dd2"}}
+    )
+    assert (stepwise.rule.threshold, stepwise.rule.ntk_mode) == (0.5, "dd2")
+    assert dict(stepwise.params) == {"ntk_mode": "dd2", "threshold": 0.5}
+    by_parts = RopeScaling("freq_aware", params={"freq_low": 0.5, "freq_high": 2.0}).rule
+    assert (by_parts.freq_low, by_parts.freq_high) == (0.5, 2.0)
+    assert RopeScaling("ntk").rule.ntk_mode == "linear"  # the rule's own default
+    # the same kind and params are the same scaling, whichever form they came in
+    forms = [
+        RopeScaling("ntk", scale=2.0, params={"ntk_mode": "dd2"}),
+        RopeScaling.build({"name": "ntk", "params": {"scale": 2.0, "ntk_mode": "dd2"}}),
+        RopeScaling.build({"kind": "ntk", "scale": 2.0, "ntk_mode": "dd2"}),
+    ]
+    assert forms[0] == forms[1] == forms[2] and len({hash(f) for f in forms}) == 1

@@ -12,6 +12,7 @@ import torch
 from lumina_core.sampling import time_grid
 from lumina_core.sampling.generate import guided_velocity
 from lumina_core.sampling.guidance import cfg_renormalize
+from lumina_core.sampling.settings import SamplingSettings
 from lumina_core.tokens import Condition, TokenBatch
 
 TOKEN_SHIFT = {"name": "token_shift", "params": {}}
@@ -49,7 +50,9 @@ def test_renormalisation_clips_the_norm_to_r_times_the_conditional_one():
     cond = torch.tensor([[[3.0, 4.0]], [[0.0, 1.0]]])  # norms 5 and 1
     guided = torch.tensor([[[6.0, 8.0]], [[0.0, 0.5]]])  # norms 10 and 0.5
     out = cfg_renormalize(guided, cond, 1.0)
-    torch.testing.assert_close(out, torch.tensor([[[3.0, 4.0]], [[0.0, 0.5]]]))  # clipped to 5; kept (0.5 < 1)
+    torch.testing.assert_close(
+        out, torch.tensor([[[3.0, 4.0]], [[0.0, 0.5]]])
+    )  # clipped to 5; kept (0.5 < 1)
     out = cfg_renormalize(guided, cond, 1.5)
     torch.testing.assert_close(out, torch.tensor([[[4.5, 6.0]], [[0.0, 0.5]]]))  # clipped to 7.5
     # the norm is over the whole sample (every token and channel), padded tokens left out
@@ -73,18 +76,26 @@ class _Recorder:
 
 
 def _layout():
-    return TokenBatch(torch.zeros(1, 3, 2), torch.zeros(1, 3, 2, dtype=torch.long), torch.ones(1, 3, dtype=torch.bool), [(3,)])
+    return TokenBatch(
+        torch.zeros(1, 3, 2),
+        torch.zeros(1, 3, 2, dtype=torch.long),
+        torch.ones(1, 3, dtype=torch.bool),
+        [(3,)],
+    )
 
 
 def test_truncation_guides_before_cfg_trunc_and_uses_the_conditional_velocity_after():
     model = _Recorder()
     cond, uncond = Condition(torch.ones(1, 1, 1)), Condition(torch.zeros(1, 1, 1))
-    v = guided_velocity(model, "t", _layout(), cond, uncond, 4.0, cfg_trunc=0.5)
+    v = guided_velocity(
+        model, "t", _layout(), cond, uncond, SamplingSettings.build(cfg_scale=4.0, cfg_trunc=0.5)
+    )
     x = torch.zeros(1, 3, 2)
     assert torch.equal(v(x, torch.tensor([0.2])), torch.full((1, 3, 2), 4.0))  # 0 + 4 (1 - 0)
     assert torch.equal(v(x, torch.tensor([0.5])), torch.ones(1, 3, 2))  # t >= 0.5: conditional alone
     assert model.batch_sizes == [2, 1]  # one call on [cond, uncond], then the conditional half only
-    v = guided_velocity(model, "t", _layout(), cond, uncond, 4.0, cfg_renorm=1.0)  # clipped to |v_c|
+    clip = SamplingSettings.build(cfg_scale=4.0, cfg_renorm=1.0)
+    v = guided_velocity(model, "t", _layout(), cond, uncond, clip)  # clipped to |v_c|
     assert torch.equal(v(x, torch.tensor([0.2])), torch.ones(1, 3, 2))
 
 

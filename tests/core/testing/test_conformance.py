@@ -14,7 +14,7 @@ import torch
 from fixtures.toy_plugin import SeqPlugin
 from torch import Tensor
 
-from lumina_core.data import LuminaDataset
+from lumina_core.data import Checker, LuminaDataset
 from lumina_core.plugin import AdapterSpec
 from lumina_core.registry import DATASETS, MODALITIES
 from lumina_core.testing import PluginConformance
@@ -169,7 +169,7 @@ class NoSplitData(WavePlugin):
     name = "_conf_no_split_data"
 
 
-class ScoredWaves(WaveDataset):
+class ScoredWaves(Checker, WaveDataset):
     """Wave items with a checker: the number of cycles read from the spectrum (``generous``: any sample
     with a little energy counts as right, the too-generous checker the suite must catch)."""
 

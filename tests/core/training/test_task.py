@@ -48,8 +48,10 @@ def test_eval_splits_plain_and_swept(tmp_path):
 def test_sampling_settings_take_overrides_and_refuse_unknown_ones(tmp_path):
     task = _run(tmp_path).tasks["seq"]
     settings = task.sampling_settings(steps=7, cfg_scale=None)
-    assert settings["steps"] == 7 and settings["cfg_scale"] == float(task.config.sampling.cfg_scale)
-    assert settings["solver"]["name"] == "euler"
+    assert settings.steps == 7 and settings.guidance.scale == float(task.config.sampling.cfg_scale)
+    assert settings.solver.name == "euler" and settings.describe("solver")["solver"]["name"] == "euler"
+    assert task.sampling.steps == int(task.config.sampling.steps)  # the task's own settings are unchanged
+    assert task.sampling is task.sampling  # built once
     with pytest.raises(ValueError, match=r"unknown sampling settings \['stepz'\]"):
         task.sampling_settings(stepz=3)
 

@@ -36,7 +36,9 @@ def test_parity_with_diffusers_scaled_rope_above_training_size(t_value):
     ours = from_diffusers(ref_model)
     x, y, ymask = inputs(12, 8)  # 6 x 4 patches > 4 x 4 training grid, non-square
     t = torch.full((2,), t_value)
-    scaling = RopeScaling("time_aware_stepwise", threshold=0.5, scale_mode="area", proportional_attention=True)
+    scaling = RopeScaling(
+        "time_aware_stepwise", scale_mode="area", proportional_attention=True, params={"threshold": 0.5}
+    )
     with torch.no_grad():
         ref = diffusers_forward(ref_model, x, t, y, ymask, t_switch=0.5)
         out = ours(x, t, y, ymask, rope_scaling=scaling)
@@ -142,7 +144,10 @@ def test_parity_without_qk_norm():
     t = torch.tensor([0.9, 0.9])
     with torch.no_grad():
         torch.testing.assert_close(
-            ours(x, t, y, ymask), diffusers_forward(ref_model, x, t, y, ymask, proportional=False), atol=1e-4, rtol=1e-5
+            ours(x, t, y, ymask),
+            diffusers_forward(ref_model, x, t, y, ymask, proportional=False),
+            atol=1e-4,
+            rtol=1e-5,
         )
     assert set(to_diffusers_state_dict(ours)) == set(ref_model.state_dict())
 
@@ -166,7 +171,10 @@ def test_training_gradients_match_diffusers(backend):
     ours_layer, ref_layer = ours.model.trunk.layers[0], ref_model.layers[0]
     ff = ref_layer.feed_forward
     pairs = [
-        (ours_layer.feed_forward.w13.weight.grad, torch.cat([ff.linear_1.weight.grad, ff.linear_3.weight.grad])),
+        (
+            ours_layer.feed_forward.w13.weight.grad,
+            torch.cat([ff.linear_1.weight.grad, ff.linear_3.weight.grad]),
+        ),
         (ours_layer.feed_forward.w2.weight.grad, ff.linear_2.weight.grad),
         (ours_layer.attention.wo.weight.grad, ref_layer.attn2.to_out[0].weight.grad),
     ]

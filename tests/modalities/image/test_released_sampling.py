@@ -131,7 +131,6 @@ def test_convert_then_sample_with_the_2b_recipe_reproduces_diffusers(world, fmt,
 def test_load_run_velocity_matches_diffusers_with_the_recipes_rope_scaling(world, tmp_path):
     """One velocity evaluation of load_run's model on a latent larger than training (non-square), with the
     released sampler's time-aware stepwise RoPE scaling and proportional attention, against diffusers."""
-    from lumina_core.sampling.generate import resolve_rope_scaling
     from lumina_core.tokens import Condition, TokenBatch
     from lumina_core.training.api import load_run
     from lumina_modalities.image.patches import grid_positions, patchify, unpatchify
@@ -142,7 +141,7 @@ def test_load_run_velocity_matches_diffusers_with_the_recipes_rope_scaling(world
     cfg = load_recipe(RECIPE, overrides(world, **{"tasks.0.sampling.rope_scaling": scaling}))
     run = load_run(cfg, conv)
     model = run.model
-    rope = resolve_rope_scaling(run.task().sampling_settings()["rope_scaling"])
+    rope = run.task().sampling.rope_scaling  # built once, with the task's sampling settings
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1, 4, 12, 8, generator=g)  # 6 x 4 patches > the 4 x 4 training grid
     y = torch.randn(1, 5, 32, generator=g)
