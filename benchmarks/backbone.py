@@ -12,7 +12,9 @@
 Both models hold identical weights (ours is loaded from the diffusers module with ``from_diffusers``); the
 script checks their outputs agree before timing. On CPU in fp32 a third runner, "ours, torch kernels", runs
 our trunk with its products through PyTorch's ``F.linear`` (BLAS) instead of oneDNN
-(``lumina_core/model/linear.py``): the gain of the trunk's design alone, apart from the choice of kernels.
+(``lumina_core/model/linear.py``): the gain of the trunk's design alone, apart from the choice of kernels;
+a fourth, "ours, BLAS products", keeps our fused routes and hand-written backward passes but multiplies with
+PyTorch's GEMM (the ``"blas"`` linear backend): the better choice on CPUs where MKL's sgemm beats oneDNN.
 Measurements rotate between the runners (the order shifts every repeat) so that machine noise hits all of
 them; the median of the repeats is reported.
 Tokens/s counts image tokens (patches) processed: batch * (H / p) * (W / p) per call.
@@ -298,6 +300,13 @@ def main() -> None:
     fns = {"ours": ours_fwd, "diffusers": ref_fwd}
     if uses_onednn(inputs[0]):  # CPU fp32: also time our trunk on PyTorch's own BLAS products
         fns["ours, torch kernels"] = ours_torch_kernels
+
+        def ours_blas_products(model=ours):
+            """Our trunk's own fused routes and backward passes, every product by PyTorch's GEMM (``"blas"``)."""
+            with linear_backend("blas"):
+                return model(*inputs[:4])
+
+        fns["ours, BLAS products"] = ours_blas_products
     ratios = {}  # comparison -> {runner: speed-up over diffusers}, for the figure
     med = {"fp32 forward": {}, "fp32 fwd+bwd": {}, "bf16 forward": {}, "bf16 fwd+bwd": {}}
     ratios["fp32 forward"] = compare("fp32 forward", fns, models, False, fp32, args, tokens, med["fp32 forward"])

@@ -44,7 +44,11 @@ The plain PyTorch ops are used instead whenever oneDNN does not apply: not a CPU
 fp32 or bf16 (or autocast to another dtype, or bf16 without oneDNN bf16 support), ``torch.compile`` tracing
 (the compiler picks its own kernels), a PyTorch without oneDNN, or the backend set to ``"torch"``
 (:func:`set_linear_backend`, :func:`linear_backend` for a block, or ``LUMINA_LINEAR_BACKEND=torch`` in the
-environment). Both paths agree to float rounding (about 1e-6 relative in fp32, bf16 rounding in bf16);
+environment). The backend ``"blas"`` keeps this module's fused routes and hand-written backward passes in fp32
+but runs every product through PyTorch's GEMM (MKL ``sgemm`` in the PyPI wheels) instead of oneDNN: on an
+Intel Xeon (the shared machine in December 2026) oneDNN's fp32 products were 6-15 % slower than ``sgemm`` on
+the trunk's shapes, the reverse of the AMD EPYC above (docs/benchmarks.md, unified trunk section); bf16 and
+other devices take the plain ops under ``"blas"``. ``"auto"`` stays the default. Both paths agree to float rounding (about 1e-6 relative in fp32, bf16 rounding in bf16);
 ``tests/core/model/test_linear.py`` and ``tests/core/model/`` check values and gradients.
 
 Safety: oneDNN's ``_linear_pointwise.binary`` compares only the ranks of a 2-D addend and the product (an
@@ -68,14 +72,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _hooks
 
-_BACKENDS = ("auto", "torch")
+_BACKENDS = ("auto", "torch", "blas")
 _backend = os.environ.get("LUMINA_LINEAR_BACKEND", "auto")
 if _backend not in _BACKENDS:
     raise ValueError(f"LUMINA_LINEAR_BACKEND must be one of {_BACKENDS}; got {_backend!r}")
 
 
 def set_linear_backend(name: str) -> None:
-    """``"auto"`` (oneDNN for CPU fp32 when available, else PyTorch) or ``"torch"`` (always ``F.linear``)."""
+    """``"auto"`` (oneDNN for CPU fp32 when available, else PyTorch), ``"torch"`` (always ``F.linear``) or
+    ``"blas"`` (CPU fp32: this module's fused routes and hand-written backward passes, with every product
+    through PyTorch's BLAS GEMM instead of oneDNN; bf16 and other devices as ``"torch"``)."""
     global _backend
     if name not in _BACKENDS:
         raise ValueError(f"linear backend must be one of {_BACKENDS}; got {name!r}")
@@ -117,12 +123,16 @@ def onednn_dtype(*tensors: Tensor | None) -> torch.dtype | None:
     """The dtype in which :func:`linear`, :func:`split_linear` and :func:`swiglu` multiply these operands
     through oneDNN: ``torch.float32`` (fp32 operands, autocast off), ``torch.bfloat16`` (CPU autocast to bf16
     with fp32/bf16 operands, or bf16 operands, when this CPU's oneDNN supports bf16), or None (plain PyTorch)."""
-    if _LP is None or _backend != "auto" or torch.compiler.is_compiling():
+    if _backend == "torch" or torch.compiler.is_compiling():
         return None
     ts = [t for t in tensors if t is not None]
     if any(t.device.type != "cpu" for t in ts):
         return None
     dtypes = {t.dtype for t in ts}
+    if _backend == "blas":  # fp32 only: the fused routes with BLAS products
+        return torch.float32 if dtypes == {torch.float32} and not torch.is_autocast_enabled("cpu") else None
+    if _LP is None:
+        return None
     if torch.is_autocast_enabled("cpu"):
         if torch.get_autocast_dtype("cpu") != torch.bfloat16 or not _BF16:
             return None
@@ -166,20 +176,29 @@ def _mm(x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x W^T (+ b)`` through oneDNN; ``w`` may be a strided view (e.g. a transpose), ``x`` any layout (the
     kernel wrapper makes it contiguous)."""
     _check(x, w, bias, None)
+    if _blas(x):
+        return F.linear(x, w, bias)
     return _LP(x, w, bias, "none", [], "")
 
 
 def _mm_add(x: Tensor, other: Tensor, w: Tensor) -> Tensor:
     """``other + x W^T`` in one oneDNN call (the sum is a post-op of the product), into a fresh tensor."""
     _check(x, w, None, other)
+    if _blas(x):
+        return torch.addmm(_rows(other), _rows(x), w.t()).view(other.shape)
     return _LP.binary(x, other, w, None, "add")
+
+
+def _blas(x: Tensor) -> bool:
+    """True when a fp32 product goes through PyTorch's GEMM (the ``"blas"`` backend) instead of oneDNN."""
+    return (_backend == "blas" or _LP is None) and x.dtype == torch.float32
 
 
 def _mm_t(g: Tensor, w: Tensor) -> Tensor:
     """``g W`` (an input gradient): oneDNN with the transposed weight in fp32 (faster than BLAS ``sgemm``
     here), PyTorch's own GEMM in bf16 (as fast or faster than oneDNN's inner product on a transposed bf16
     weight, ``benchmarks/backbone.py --bf16``)."""
-    if g.dtype == torch.bfloat16:
+    if g.dtype == torch.bfloat16 or _blas(g):
         _check(g, w.t(), None, None)
         return torch.matmul(g, w)
     return _mm(g, w.t())
@@ -187,7 +206,7 @@ def _mm_t(g: Tensor, w: Tensor) -> Tensor:
 
 def _mm_t_add(g: Tensor, other: Tensor, w: Tensor) -> Tensor:
     """``other + g W`` into a fresh tensor (the sum inside the product), as :func:`_mm_t` chooses kernels."""
-    if g.dtype == torch.bfloat16:
+    if g.dtype == torch.bfloat16 or _blas(g):
         _check(g, w.t(), None, other)
         return torch.addmm(_rows(other), _rows(g), w).view(other.shape)
     return _mm_add(g, other, w.t())
@@ -323,6 +342,8 @@ def swiglu_hidden(x: Tensor, w13: Tensor) -> Tensor:
         return _SwiGLUHidden.apply(x, w13)
     w1, w3 = w13.chunk(2)
     _check(x, w1, None, None)
+    if _blas(x):
+        return F.silu(_mm(x, w1), inplace=True).mul_(_mm(x, w3))
     return _LP.binary(x, _LP(x, w1, None, "swish", [], ""), w3, None, "mul")  # silu(x W1^T) * (x W3^T), fused
 
 

@@ -67,10 +67,14 @@ class _ScaledRMSNorm(torch.autograd.Function):
 
 class RMSNorm(nn.RMSNorm):
     """``x / sqrt(mean(x^2) + eps) * w`` (state dict: ``weight``). ``forward(x, scale)`` folds a per-sample
-    (B, 1, D) ``scale`` into the weight first: ``rms(x) * (w * scale)``, one pass fewer than scaling after."""
+    (B, 1, D) ``scale`` into the weight first: ``rms(x) * (w * scale)``, one pass fewer than scaling after.
+    Inputs of more than 3 dims without ``scale`` (the unified family's per-head q/k, (B, L, H, d)) run the same
+    kernel on a (B, L * H, d) view; other shapes take ``F.rms_norm``."""
 
     def forward(self, x: Tensor, scale: Tensor | None = None) -> Tensor:
         w = self.weight if scale is None else self.weight * scale
+        if x.dim() > 3 and scale is None and x.numel():  # per-head q/k (B, L, H, d): the kernel on (B, L * H, d)
+            return scaled_rms_norm(x.reshape(x.shape[0], -1, x.shape[-1]), w, self.eps).view(x.shape)
         if x.dim() != 3:
             return F.rms_norm(x, self.normalized_shape, None, self.eps) * w.to(x.dtype)
         return scaled_rms_norm(x, w, self.eps)

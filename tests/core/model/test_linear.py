@@ -111,7 +111,7 @@ def test_bad_backend_in_the_environment_is_a_clear_error():
         [sys.executable, "-c", "import lumina_core.model.linear"],
         env={**os.environ, "LUMINA_LINEAR_BACKEND": "mkl"}, capture_output=True, text=True,
     )
-    assert run.returncode != 0 and "LUMINA_LINEAR_BACKEND must be one of ('auto', 'torch'); got 'mkl'" in run.stderr
+    assert run.returncode != 0 and "LUMINA_LINEAR_BACKEND must be one of ('auto', 'torch', 'blas'); got 'mkl'" in run.stderr
 
 
 @pytest.mark.parametrize("use", [(0, 1, 2), (0, 2)])  # (0, 2): one output unused, its gradient is None
@@ -132,3 +132,20 @@ def test_split_linear_values_and_gradients(use):
     torch.testing.assert_close(w.grad, wr.grad, rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="must add up to the weight's 28 rows"):
         L.split_linear(x0, w0, (12, 8))
+
+
+def test_blas_backend_keeps_the_fused_routes_with_gemm_products():
+    """``"blas"``: the same hand-written routes (values and gradients as F.linear's), products by PyTorch's GEMM;
+    fp32 only (bf16 autocast takes the plain ops)."""
+    with L.linear_backend("blas"):
+        x = torch.randn(2, 8)
+        assert L.uses_onednn(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not L.uses_onednn(x)
+        test_linear_matches_f_linear_values_and_gradients(True)
+        test_linear_on_row_block_views_and_strided_inputs()
+        test_swiglu_training_path_values_and_gradients()
+        test_swiglu_inference_path_is_fused_and_equal()
+        test_expanded_upstream_gradient()
+        for use in ((0, 1, 2), (0, 2)):
+            test_split_linear_values_and_gradients(use)

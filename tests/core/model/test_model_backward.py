@@ -54,3 +54,29 @@ def test_scaled_rms_norm_matches_the_definition():
 def test_scaled_rms_norm_rejects_bad_shapes():
     with pytest.raises(ValueError, match=r"weight \(D,\) or \(B, 1, D\)"):
         scaled_rms_norm(torch.randn(2, 3, 4), torch.randn(5), 1e-5)
+
+
+def test_rms_norm_of_heads_takes_the_kernel_and_matches_f_rms_norm():
+    """Per-head q/k norms ((B, L, H, d), weight (d,)) run the hand-written kernel on a (B, L * H, d) view: values
+    and gradients as ``F.rms_norm(x) * w``, for a non-contiguous input (a split of a wrapped projection) too."""
+    import torch.nn.functional as F
+
+    from lumina_core.model.norm import RMSNorm
+
+    gen = torch.Generator().manual_seed(0)
+    norm = RMSNorm(8, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(8, generator=gen))
+    for x0 in (torch.randn(2, 5, 3, 8, generator=gen), torch.randn(2, 5, 3, 8, generator=gen)[:, :, 1:]):
+        x = x0.clone().requires_grad_(True) if x0.is_contiguous() else x0.requires_grad_(True)
+        y = norm(x)
+        g = torch.randn(y.shape, generator=gen)
+        y.backward(g)
+        x_ref, w_ref = x.detach().clone().requires_grad_(True), norm.weight.detach().clone().requires_grad_(True)
+        y_ref = F.rms_norm(x_ref, (8,), None, 1e-6) * w_ref
+        y_ref.backward(g)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(norm.weight.grad, w_ref.grad, rtol=1e-5, atol=1e-5)
+        norm.weight.grad = None
+    assert norm(torch.zeros(0, 3, 2, 8)).shape == (0, 3, 2, 8)
