@@ -192,8 +192,10 @@ def build_page(session: ServeSession) -> Any:
             yield updates
 
         def on_cancel(request: gr.Request):
-            n = session.cancel(getattr(request, "session_hash", None))
-            return "cancelling..." if n else gr.update()
+            # the status line is written by the request's own stream only (its next poll says "cancelling"):
+            # a reply from here could reach the page after the request's final line and overwrite it
+            session.cancel(getattr(request, "session_hash", None))
+            return gr.update()
 
         # gradio passes the request to a parameter annotated gr.Request; this module's annotations are strings
         # (``from __future__ import annotations``) naming a module imported in this function, so say it here

@@ -464,9 +464,19 @@ class ServeSession:
 
     def progress(self, ticket: Ticket) -> str:
         """One line about a ticket still running or waiting."""
+        line = self.running_line(ticket)
+        if line is not None:
+            return line
+        ahead, secs = self.jobs.ahead_of(ticket)
+        return f"waiting: {ahead} request(s) ahead (about {secs:.0f} s); this one about {ticket.estimate_s:.1f} s"
+
+    @staticmethod
+    def running_line(ticket: Ticket) -> str | None:
+        """The line of a ticket being cancelled or running; None while it waits (uncancelled)."""
+        if ticket.cancel_reason is not None:
+            return f"cancelling: {ticket.cancel_reason}; it stops at the next network evaluation"
         if ticket.started is None:
-            ahead, secs = self.jobs.ahead_of(ticket)
-            return f"waiting: {ahead} request(s) ahead (about {secs:.0f} s); this one about {ticket.estimate_s:.1f} s"
+            return None
         return (
             f"generating: {ticket.evals_done} of {ticket.evals} network evaluations, {ticket.elapsed():.0f} s "
             f"(estimated {ticket.estimate_s:.1f} s)"

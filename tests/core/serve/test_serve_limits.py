@@ -151,6 +151,19 @@ def test_a_ticket_stops_when_cancelled_abandoned_or_late():
         cancelled.check()
 
 
+def test_a_cancelled_request_says_so_in_its_own_progress_line():
+    """The page's Cancel handler writes no status (its reply could land after the request's final line and
+    overwrite it); the request's own progress stream says it is being cancelled instead."""
+    t = Ticket("tab", 5, 10, 20, 100, clock=Clock())
+    assert ServeSession.running_line(t) is None  # waiting: the queue's line
+    t.started = 0.0
+    assert ServeSession.running_line(t).startswith("generating: 0 of 10")
+    t.cancel("cancelled on the page")
+    assert ServeSession.running_line(t) == (
+        "cancelling: cancelled on the page; it stops at the next network evaluation"
+    )
+
+
 def _blocker():
     """A job that holds the worker until released (bounded: 200 checks of 50 ms at most)."""
     entered, release = threading.Event(), threading.Event()
