@@ -118,7 +118,7 @@ def saved_activation_bytes(model, grid: int, batch: int, caption: int) -> tuple[
 def unified_activation_bytes(model, grid: int, batch: int, caption: int) -> tuple[int, int, list[int]]:
     """(bytes autograd keeps for one training forward of the unified trunk's blocks, the largest block's, the
     length of each block's sequence): one real block forward per stack on meta tensors (bf16), times its depth."""
-    from lumina_core.model.unified import Stream
+    from lumina_core.model.context import ForwardContext
 
     cfg, trunk = model.config, model.trunk
     n, dev, bf = grid * grid, "meta", torch.bfloat16
@@ -141,7 +141,7 @@ def unified_activation_bytes(model, grid: int, batch: int, caption: int) -> tupl
             return t
 
         half = cfg.head_dim // 2
-        stream = Stream(None, torch.zeros(batch, length, half, device=dev), torch.zeros(batch, length, half, device=dev),
+        stream = ForwardContext(None, torch.zeros(batch, length, half, device=dev), torch.zeros(batch, length, half, device=dev),
                         None, c if modulated else None)  # fmt: skip
         x = torch.zeros(batch, length, cfg.dim, device=dev, dtype=bf, requires_grad=True)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
