@@ -3,7 +3,7 @@
 A checker grades generated samples against their items' ground truth: a registered dataset that has one
 subclasses :class:`Checker` next to its dataset base (``DATASETS.register`` refuses a dataset that defines
 ``score`` without it) and implements ``score(samples, items, **kw) -> {metric: float}``. The framework reads
-every grading as :class:`Scores` (a read-only ``{metric: float}``; ``chance``, where present, is the score of a
+every grading as :class:`Scores` (a ``{metric: float}``; ``chance``, where present, is the score of a
 random guess), so the keys of ``metrics.json`` are the checker's keys. ``lumina eval`` reports the set's
 scores and writes every sample with its own verdict (``score([sample], [item])``); to grade each sample once,
 a checker says how the two relate (:mod:`lumina_core.training.verdicts` uses these):
@@ -22,14 +22,15 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 
 class Scores(dict[str, float]):
-    """A checker's grading: metric name -> float, in the checker's order, read-only once made.
+    """A checker's grading: metric name -> float, in the checker's order.
 
     A ``dict`` subclass, so it is written to JSON (``metrics.json``, the scored manifest) with the checker's
-    own keys and compares equal to a plain dict of the same numbers."""
+    own keys and compares equal to a plain dict of the same numbers. A plugin's ``evaluate`` may add its own
+    metrics to it (an FID-style distance next to the checker's adherence); every value is kept as a float."""
 
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
         super().__init__({str(k): float(v) for k, v in (values or {}).items()})
@@ -39,10 +40,17 @@ class Scores(dict[str, float]):
         """The score of a random guess, where the checker reports one (key ``chance``)."""
         return self.get("chance")
 
-    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise TypeError("Scores are read-only; make a new Scores({**old, key: value}) instead")
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(str(key), float(value))
 
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _read_only  # type: ignore[assignment]
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = 0.0) -> float:  # type: ignore[override]
+        if key not in self:
+            self[key] = default
+        return self[key]
 
 
 class Checker(abc.ABC):

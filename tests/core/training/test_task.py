@@ -117,7 +117,7 @@ def test_evaluate_a_generative_task_scores_its_samples_and_keeps_each_verdict(tm
         result = task.evaluate(parts.model, items, val, on_batch=lambda s, b, seed: landed.append(len(b)), steps=3)
     assert set(result.scores) == set(task.plugin.evaluate(result.samples, items, val))
     assert len(result.samples) == 3 and [tuple(x.shape) for x in result.samples] == task.shapes_of(items)
-    assert result.settings["steps"] == 3 and result.details is None and landed == [3]
+    assert result.settings.steps == 3 and result.details is None and landed == [3]
     # every sample graded once, alone: its verdict is the checker's score of that sample on its own
     assert result.verdicts is not None and len(result.verdicts) == 3
     for x, item, verdict in zip(result.samples, items, result.verdicts, strict=True):
