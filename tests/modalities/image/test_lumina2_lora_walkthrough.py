@@ -29,6 +29,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from fixtures import lora_consumers as comfy  # noqa: E402
+from fixtures.autoencoders import save_flux_like_vae  # noqa: E402
 from fixtures.images import read_png  # noqa: E402
 from fixtures.text_encoders import CORPUS  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
@@ -47,7 +48,7 @@ TRUNK = {"model.dim": "96", "model.n_layers": "2", "model.n_heads": "2", "model.
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_gemma):
-    from diffusers import AutoencoderKL, Lumina2Transformer2DModel
+    from diffusers import Lumina2Transformer2DModel
     from PIL import Image, ImageDraw
 
     from lumina_modalities.image.interop import from_diffusers, to_lumina2_released
@@ -66,11 +67,7 @@ def world(tmp_path_factory, tiny_gemma):
         {"model." + comfy.PREFIX + k: v.contiguous() for k, v in released.items()},
         str(root / "comfy.safetensors"),
     )
-    AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=4, sample_size=IMAGE, scaling_factor=0.3611, shift_factor=0.1159,
-    ).save_pretrained(root / "vae")  # fmt: skip
+    save_flux_like_vae(root / "vae", IMAGE)
     _, tokenizer, gemma = tiny_gemma
     gemma.save_pretrained(root / "text_encoder")
     tokenizer.save_pretrained(root / "tokenizer")

@@ -31,6 +31,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+from fixtures.autoencoders import save_flux_like_vae, save_smallest_16_channel_vae  # noqa: E402
 from fixtures.images import read_png  # noqa: E402
 
 from lumina_core.cli.main import main  # noqa: E402
@@ -45,7 +46,7 @@ IMAGE = 64  # pixels: 8 x 8 latent (factor 8), 4 x 4 patches = 16 tokens
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_gemma):
-    from diffusers import AutoencoderKL, Lumina2Transformer2DModel
+    from diffusers import Lumina2Transformer2DModel
 
     root = tmp_path_factory.mktemp("lumina2_sampling")
     torch.manual_seed(0)
@@ -57,11 +58,7 @@ def world(tmp_path_factory, tiny_gemma):
         for p in dit.parameters():  # away from the zero-initialised gates and final layer
             p.add_(0.2 * torch.randn_like(p))
     dit.eval().save_pretrained(root / "dit")
-    AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=4, sample_size=IMAGE, scaling_factor=0.3611, shift_factor=0.1159,
-    ).save_pretrained(root / "vae")  # fmt: skip
+    save_flux_like_vae(root / "vae", IMAGE)
     assert main(["convert", str(root / "dit"), str(root / "converted"), "--from", "diffusers"]) == 0
     _, tokenizer, gemma = tiny_gemma
     gemma.save_pretrained(root / "text_encoder")  # the release's layout: weights and tokenizer in two folders
@@ -156,14 +153,11 @@ def test_another_release_system_prompt_by_name_reproduces_the_pipeline_given_its
 def _full_size_conversion(tmp_path):
     """The converted meta of a full-size (meta-device) Lumina-Image 2.0 transformer, and a 16-channel
     factor-8 autoencoder folder (tiny widths) for the recipe."""
-    from diffusers import AutoencoderKL, Lumina2Transformer2DModel
+    from diffusers import Lumina2Transformer2DModel
 
     from lumina_modalities.image.interop import converted_meta, from_diffusers
 
-    AutoencoderKL(
-        latent_channels=16, block_out_channels=(4, 4, 4, 4), layers_per_block=1, norm_num_groups=2,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-    ).save_pretrained(tmp_path / "vae")  # fmt: skip
+    save_smallest_16_channel_vae(tmp_path / "vae")
     with torch.device("meta"):
         ref = Lumina2Transformer2DModel(
             sample_size=128, patch_size=2, in_channels=16, hidden_size=2304, num_layers=26, num_refiner_layers=2,

@@ -27,6 +27,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+from fixtures.autoencoders import save_flux_like_vae, save_smallest_16_channel_vae  # noqa: E402
 from fixtures.images import read_png  # noqa: E402
 
 from lumina_core.cli.main import main  # noqa: E402
@@ -41,7 +42,7 @@ IMAGE = 64  # pixels: 8 x 8 latent (factor 8), 4 x 4 patches = 16 tokens
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_qwen3):
-    from diffusers import AutoencoderKL, ZImageTransformer2DModel
+    from diffusers import ZImageTransformer2DModel
 
     root = tmp_path_factory.mktemp("z_image_sampling")
     torch.manual_seed(0)
@@ -54,11 +55,7 @@ def world(tmp_path_factory, tiny_qwen3):
             p.add_(0.2 * torch.randn_like(p))
     release = root / "Z-Image-Turbo"
     dit.eval().save_pretrained(release / "transformer", max_shard_size="300KB")
-    AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=4, sample_size=IMAGE, scaling_factor=0.3611, shift_factor=0.1159,
-    ).save_pretrained(release / "vae")  # fmt: skip
+    save_flux_like_vae(release / "vae", IMAGE)
     _, tokenizer, qwen = tiny_qwen3
     qwen.save_pretrained(
         release / "text_encoder"
@@ -161,7 +158,7 @@ def test_the_unchanged_recipe_takes_a_full_size_z_image_conversion(tmp_path):
     theta and axes, for a conversion of the full-size ZImageTransformer2DModel (built on the meta device)."""
     from types import SimpleNamespace
 
-    from diffusers import AutoencoderKL, ZImageTransformer2DModel
+    from diffusers import ZImageTransformer2DModel
 
     from lumina_core.config import load_recipe
     from lumina_core.config.typed import component_spec, typed_recipe
@@ -170,10 +167,7 @@ def test_the_unchanged_recipe_takes_a_full_size_z_image_conversion(tmp_path):
     from lumina_core.training.build import model_config
     from lumina_modalities.image.interop import converted_meta, from_diffusers
 
-    AutoencoderKL(
-        latent_channels=16, block_out_channels=(4, 4, 4, 4), layers_per_block=1, norm_num_groups=2,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-    ).save_pretrained(tmp_path / "vae")  # fmt: skip
+    save_smallest_16_channel_vae(tmp_path / "vae")
     with torch.device("meta"):
         meta = converted_meta(
             from_diffusers(ZImageTransformer2DModel())
