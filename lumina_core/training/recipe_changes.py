@@ -14,6 +14,7 @@ in), so a key left at its default and the same value written out are the same.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import fnmatch
 import json
@@ -109,13 +110,38 @@ def changes(before: Any, after: Any) -> list[KeyChange]:
     ]
 
 
+#: keys added to the schema with a default that differs from what runs did before the key existed: a recorded
+#: recipe without the key is read with the value its run trained with (so resuming it is no change, and setting
+#: the key to that value on the command line matches it)
+_BEFORE_THE_KEY: dict[tuple[str, ...], Any] = {
+    ("train", "lora", "lr_ratio"): 1.0,  # before LoRA+ every factor learned at one rate
+}
+
+
+def _as_trained_before_new_keys(recipe: Any) -> Any:
+    """``recipe`` (a plain recorded tree) with each key of :data:`_BEFORE_THE_KEY` it lacks set to the value its
+    run used; a section that is absent or null (no LoRA) is left alone."""
+    if not isinstance(recipe, dict):
+        return recipe
+    out = copy.deepcopy(recipe)
+    for path, value in _BEFORE_THE_KEY.items():
+        node = out
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] not in node:
+            node[path[-1]] = value
+    return out
+
+
 def recorded_recipe(checkpoint: Path) -> tuple[Any, str] | None:
     """The recipe ``checkpoint`` was trained with and where it was found: its ``meta.json`` (``recipe``,
     written since checkpoints record it), else the ``config.yaml`` of the run folder it sits in; None when
     neither says.
 
     The recorded recipe is merged over today's schema, so a key added to the schema since (with its default)
-    is no change; one the schema no longer has is compared as it was recorded."""
+    is no change, except a key whose default differs from what runs did before it existed
+    (:data:`_BEFORE_THE_KEY`), which is read as the run trained; one the schema no longer has is compared as it
+    was recorded."""
     from omegaconf import OmegaConf
 
     from lumina_core.config.typed import typed_recipe
@@ -127,6 +153,7 @@ def recorded_recipe(checkpoint: Path) -> tuple[Any, str] | None:
         except (OSError, ValueError):
             recipe = None
         if isinstance(recipe, dict):
+            recipe = _as_trained_before_new_keys(recipe)
             try:
                 return typed_recipe(recipe), str(meta)
             except Exception:  # noqa: BLE001 - keys today's schema does not know: compare as recorded
@@ -134,7 +161,8 @@ def recorded_recipe(checkpoint: Path) -> tuple[Any, str] | None:
     config = checkpoint.parent.parent / "config.yaml"
     if config.is_file():
         try:
-            return typed_recipe(OmegaConf.load(config)), str(config)
+            tree = OmegaConf.to_container(OmegaConf.load(config), resolve=False)
+            return typed_recipe(_as_trained_before_new_keys(tree)), str(config)
         except Exception:  # noqa: BLE001 - an old or hand-edited config that no longer fits the schema
             return None
     return None

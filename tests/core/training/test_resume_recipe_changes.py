@@ -125,3 +125,32 @@ def test_a_trunk_default_recorded_before_it_became_null_is_no_change():
     preset = json.loads(json.dumps(dataclasses.asdict(today)))
     preset["model"]["preset"] = "lumina2"
     assert changes(recorded | {"model": {**recorded["model"], "preset": "lumina2"}}, preset) == []  # lumina2: unified
+
+
+def test_a_lora_run_recorded_before_lr_ratio_existed_reads_as_the_one_rate_it_trained_with(tmp_path):
+    """``train.lora.lr_ratio`` came with a default of 16 (LoRA+); a run recorded without the key trained every
+    factor at one rate, so its recorded recipe reads 1.0: resuming with ``train.lora.lr_ratio=1`` is no change,
+    and today's default is named as the change it is."""
+    from lumina_core.training.recipe_changes import recorded_recipe
+
+    recipe = OmegaConf.to_container(tiny_recipe(tmp_path / "run"), resolve=True)
+    recipe["train"]["lora"] = {"rank": 4, "alpha": 4.0}  # as recorded before lr / lr_ratio existed
+    run = tmp_path / "run"
+    ck = run / "checkpoints" / "step_0000002"
+    ck.mkdir(parents=True)
+    (ck / "meta.json").write_text(json.dumps({"step": 2, "recipe": recipe}))
+    recorded, where = recorded_recipe(ck)
+    assert where.endswith("meta.json") and recorded.train.lora.lr_ratio == 1.0
+    now = typed_recipe({**recipe, "train": {**recipe["train"], "lora": {"rank": 4, "alpha": 4.0}}})
+    assert [str(c) for c in changes(recorded, now)] == ["train.lora.lr_ratio: 1.0 -> 16.0"]
+    now.train.lora.lr_ratio = 1.0
+    assert changes(recorded, now) == []
+    # the same when only the run's config.yaml says what it trained with
+    (ck / "meta.json").write_text(json.dumps({"step": 2}))
+    OmegaConf.save(OmegaConf.create(recipe), run / "config.yaml")
+    recorded, where = recorded_recipe(ck)
+    assert where.endswith("config.yaml") and recorded.train.lora.lr_ratio == 1.0
+    # a run without LoRA is left alone
+    recipe["train"]["lora"] = None
+    (ck / "meta.json").write_text(json.dumps({"step": 2, "recipe": recipe}))
+    assert recorded_recipe(ck)[0].train.lora is None
