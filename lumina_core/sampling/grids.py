@@ -28,10 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lumina_core.registry import TIME_GRIDS, plain
-
-#: OmegaConf nodes and mappings as plain Python (kept under this name for older imports)
-_plain = plain
+from lumina_core.registry import TIME_GRIDS
 
 
 class TimeGrid(abc.ABC):

@@ -120,7 +120,7 @@ def sample(
         with StopOnSigterm() as stop, Progress(len(conds), f"sampling {tcfg.name}", "samples") as progress:
             chosen.generate(
                 run.model, conds, device=resolve_device(str(cfg.run.device)), on_batch=write,
-                init=None if start is None else start * len(conds), strength=strength, **overrides,
+                init=None if start is None else start * len(conds), strength=strength, settings=settings,
             )  # fmt: skip
     finally:
         if manifest.entries:

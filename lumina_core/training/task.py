@@ -223,6 +223,7 @@ class Task:
         init: Sequence[Tensor] | None = None,
         strength: float | None = None,
         refuse_nonfinite: bool = True,
+        settings: SamplingSettings | None = None,
         **overrides: Any,
     ) -> list[Tensor] | tuple[list[Tensor], int]:
         """Samples (detached, float32, on the CPU) for ``conditions`` (or for ``shapes`` alone), generated in
@@ -231,7 +232,8 @@ class Task:
         ``return_nfe``: also return the network evaluations per batch (a guided pair counts once).
         ``init`` (one sample per condition) and ``strength``: image-to-image (SDEdit; see ``generate``).
         A batch with a non-finite sample raises ValueError before ``on_batch`` sees it (``refuse_nonfinite=False``:
-        returned as it is, e.g. for training previews, where the run's non-finite checks decide)."""
+        returned as it is, e.g. for training previews, where the run's non-finite checks decide). ``settings``:
+        settings the caller already built (then ``overrides`` must be empty)."""
         from lumina_core.sampling import generate
 
         if not self.generative:
@@ -241,7 +243,10 @@ class Task:
             )
         n = len(conditions) if conditions is not None else len(shapes or init or [])
         conds = list(conditions) if conditions is not None else [None] * n
-        settings = self.sampling_settings(**overrides)
+        if settings is None:
+            settings = self.sampling_settings(**overrides)
+        elif overrides:
+            raise TypeError(f"give settings or overrides, not both; got overrides {sorted(overrides)}")
         bs = max(1, int(batch_size or self.config.eval.batch_size))
         out: list[Tensor] = []
         nfe = 0
@@ -287,7 +292,7 @@ class Task:
 
         samples = self.generate(
             model, [it.get("condition") for it in items], self.shapes_of(items), device=device,
-            on_batch=on_batch, **overrides,
+            on_batch=on_batch, settings=settings,
         )  # fmt: skip
         recorder = VerdictRecorder(dataset, samples, items)  # each sample graded once (training/verdicts.py)
         scores = {k: float(v) for k, v in self.plugin.evaluate(samples, items, recorder.dataset).items()}

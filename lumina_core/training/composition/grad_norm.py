@@ -48,7 +48,8 @@ class GradientNormalisation(Composition):
     def backward(
         self, losses: dict[str, Tensor], shared: list[nn.Parameter], params: list[nn.Parameter]
     ) -> None:
-        is_shared = [any(p is s for s in shared) for p in params]
+        shared_ids = {id(s) for s in shared}
+        is_shared = [id(p) in shared_ids for p in params]
         totals: list[Tensor | None] = [None] * len(params)
         for name, loss in losses.items():
             grads = torch.autograd.grad(loss, params, allow_unused=True)

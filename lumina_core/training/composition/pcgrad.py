@@ -60,7 +60,8 @@ class PCGrad(Composition):
         self, losses: dict[str, Tensor], shared: list[nn.Parameter], params: list[nn.Parameter]
     ) -> None:
         names = list(losses)
-        is_shared = [any(p is s for s in shared) for p in params]
+        shared_ids = {id(s) for s in shared}
+        is_shared = [id(p) in shared_ids for p in params]
         per_task = [torch.autograd.grad(losses[k], params, allow_unused=True) for k in names]
         flat = [
             torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
