@@ -26,6 +26,7 @@ from torch import Tensor
 
 from lumina_core.interop.formats import check_keys
 from lumina_modalities.image.interop.keys import readout_permutation, rope_permutation
+from lumina_modalities.image.interop.layout_files import COMFY_PREFIX  # ComfyUI's single-file prefix
 
 StateDict = dict[str, Tensor]
 
@@ -33,8 +34,6 @@ StateDict = dict[str, Tensor]
 BLOCK_GROUPS = ("context_refiner", "noise_refiner", "layers")
 #: a key the released files carry that no module reads
 UNUSED_RELEASED = ("norm_final.weight",)
-#: ComfyUI's single-file prefix
-COMFY_PREFIX = "model.diffusion_model."
 
 _GLOBAL_TO_DIFFUSERS = {
     "t_embedder.mlp.0": "time_caption_embed.timestep_embedder.linear_1",

@@ -26,6 +26,7 @@ from lumina_core.model.lumina_model import LuminaModel
 from lumina_core.model.unified import caption_axis_pairs
 from lumina_core.plugin import AdapterSpec
 
+from . import unified_keys as ukeys
 from . import z_image_keys as zkeys
 from .model import LuminaImageModel
 from .z_image_keys import is_z_image, z_image_to_ours
@@ -129,7 +130,7 @@ def infer_z_image_config(state: StateDict) -> dict[str, Any]:
     (embed,) = embeds
     p = int(embed.split(".")[1].split("-")[0])
     dim, cols = state[embed].shape
-    counts = zkeys.block_counts(state)
+    counts = ukeys.block_counts(state)
     head_dim = state["layers.0.attention.norm_q.weight"].shape[0]
     side = (head_dim - head_dim // 4) // 4 * 2  # rows and columns: an even 3/8 of the head each
     axes = (32, 48, 48) if head_dim == 128 else (head_dim - 2 * side, side, side)

@@ -20,22 +20,20 @@ Each map raises ValueError naming the keys it did not expect.
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import Tensor
 
 from lumina_core.interop.formats import check_keys
 
 from .keys import readout_permutation, rope_permutation
+from .unified_keys import _BLOCK_KEY, UNUSED_RELEASED, strip_comfy_prefix
 
 StateDict = dict[str, Tensor]
 
 #: ComfyUI's single-file prefix
-COMFY_PREFIX = "model.diffusion_model."
 #: a key some single files carry that no module reads
-UNUSED = ("norm_final.weight",)
-_BLOCK = re.compile(r"^(context_refiner|noise_refiner|layers)\.(\d+)\.(.+)$")
+UNUSED = UNUSED_RELEASED
+_BLOCK = _BLOCK_KEY
 #: block tensors whose names differ between ComfyUI (left) and diffusers (right); qkv is split / fused apart
 _COMFY_BLOCK = {
     "attention.out.weight": "attention.to_out.0.weight",
@@ -78,8 +76,7 @@ def comfy_to_diffusers(state: StateDict, patch_size: int = 2) -> StateDict:
     """The release / diffusers layout of a ComfyUI Z-Image file (prefix dropped, ``qkv`` split in three equal
     parts: Z-Image's keys and values have as many heads as its queries). A file with prefixed keys keeps only
     those (an all-in-one checkpoint's autoencoder and text encoder are set aside, as ComfyUI's loader does)."""
-    if any(k.startswith(COMFY_PREFIX) for k in state):
-        state = {k[len(COMFY_PREFIX) :]: v for k, v in state.items() if k.startswith(COMFY_PREFIX)}
+    state = strip_comfy_prefix(state)
     out: StateDict = {}
     unknown = []
     for k, v in state.items():
@@ -125,15 +122,6 @@ def diffusers_to_comfy(state: StateDict) -> StateDict:
     if unknown:
         check_keys(set(), set(unknown), "diffusers ZImageTransformer2DModel (unexpected keys)")
     return out
-
-
-def block_counts(state: StateDict) -> dict[str, int]:
-    """Number of blocks in each stack of a release / diffusers / ComfyUI state dict."""
-    counts = dict.fromkeys(("context_refiner", "noise_refiner", "layers"), 0)
-    for k in state:
-        if (m := _BLOCK.match(k)) is not None:
-            counts[m.group(1)] = max(counts[m.group(1)], int(m.group(2)) + 1)
-    return counts
 
 
 def z_image_to_ours(state: StateDict, task: str, patch_size: int, head_dim: int) -> StateDict:
