@@ -256,7 +256,8 @@ def launch(runs: Mapping[str, Any], args: argparse.Namespace) -> None:
             if run_dir.exists():  # the benchmark's own folder: a rerun starts clean
                 shutil.rmtree(run_dir)
             spec = out / f"{name}.spec.json"
-            curve = list(getattr(args, "curve", None) or [])
+            by_run = getattr(args, "curve_by_run", None) or {}
+            curve = list(by_run.get(name, getattr(args, "curve", None) or []))
             spec.write_text(
                 json.dumps({"recipe": OmegaConf.to_container(cfg, resolve=False), "curve": curve})
             )
@@ -375,6 +376,15 @@ def plan_mechanisms(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
                 runs[run] = one
             alone[task] = run
         groups[entry] = {"composed": name, "alone": alone, "counts": counts, "mixing": mixing, "steps": steps}
+        if getattr(args, "curve_at", None):  # the composed run at these steps; each task alone at its step count there
+            at = sorted({int(s) for s in args.curve_at if 0 < int(s) < steps})
+            curves = args.curve_by_run = getattr(args, "curve_by_run", None) or {}
+            curves[name] = at
+            for s in at:
+                for task, n in task_step_counts(cfg, s).items():
+                    curves.setdefault(alone[task], [])
+                    if n not in curves[alone[task]]:
+                        curves[alone[task]].append(n)
     return runs, groups
 
 
@@ -504,6 +514,11 @@ def main_mechanisms(args: argparse.Namespace, argv: Sequence[str] | None) -> dic
         "jobs": args.jobs,
         "machine": {"before": before, "after": machine()},
         "runs": results,
+        "curves": {  # {run: {step: metrics}} of the runs scored as they trained (--curve-at)
+            name: json.loads(f.read_text())
+            for name, cfg in runs.items()
+            if (f := Path(cfg.run.output_dir) / "curve.json").is_file()
+        },
     }
     print(mechanism_table(rows, tasks))
     summary = diagnostics_summary(runs, [g["composed"] for g in groups.values()])
@@ -734,6 +749,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument(
         "--all-steps", type=int, default=None,
         help="steps of the @all runs (every task every step; default: --steps / number of tasks, the same task-steps)",
+    )  # fmt: skip
+    p.add_argument(
+        "--curve-at", nargs="*", type=int, default=[], metavar="STEP",
+        help="--mechanisms: also score each composed run at these steps, and each task alone at its own step "
+        "count there (curve.json in each run folder: the gap as training goes on)",
     )  # fmt: skip
     p.add_argument("--skip-done", action="store_true", help="keep runs of --out already trained and scored")
     p.add_argument(
