@@ -1,0 +1,193 @@
+"""docs/lumina2.md's Z-Image LoRA walkthrough, command by command, at a tiny size on the CPU:
+
+    lumina convert <ComfyUI single file> <converted> --from z_image
+    lumina train recipes/image/z_image_lora.yaml <the header's paths> <tiny overrides>
+    lumina sample recipes/image/z_image.yaml --ckpt <converted> --lora <adapter> --prompt "..." [--init IMG --strength 0]
+    lumina lora export <adapter> --format comfyui | diffusers
+
+with a random tiny ``ZImageTransformer2DModel`` written as ComfyUI's single file (ComfyUI's names under
+``model.diffusion_model.``), a 16-channel factor-8 ``AutoencoderKL`` with the FLUX scale and shift, a tiny Qwen3
+whose tokenizer has a chat template (weights and tokenizer in two folders, as the release keeps them) and a folder
+of four non-square images with captions. The exported ComfyUI LoRA, applied to the ComfyUI file by ComfyUI's rule
+(``fixtures/lora_consumers.py``) and converted again, samples the same image as ``--lora`` on the original; the
+diffusers export, loaded with ``ZImagePipeline.load_lora_weights``, gives diffusers' model the output of our model
+with the adapter merged (``lumina lora merge``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from fixtures import lora_consumers as comfy  # noqa: E402
+from fixtures.autoencoders import save_flux_like_vae  # noqa: E402
+from fixtures.text_encoders import CORPUS  # noqa: E402
+from fixtures.walkthrough import (  # noqa: E402
+    IMAGE,
+    ROOT,
+    autoencoder_roundtrip,
+    encoder_paths,
+    header_overrides,
+    sample_png,
+    train_overrides,
+    write_caption_folder,
+)
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+from lumina_core.cli.main import main  # noqa: E402
+
+TRAIN = ROOT / "recipes" / "image" / "z_image_lora.yaml"
+SAMPLE = ROOT / "recipes" / "image" / "z_image.yaml"
+TRUNK = {"model.dim": "96", "model.n_layers": "2", "model.n_heads": "3", "model.n_kv_heads": "3",
+         "model.context_dim": "32", "model.n_refiner_layers": "1"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_qwen3):
+    from diffusers import ZImageTransformer2DModel
+
+    from lumina_modalities.image.interop import from_z_image, to_z_image_comfyui
+
+    root = tmp_path_factory.mktemp("z_image_lora_walkthrough")
+    torch.manual_seed(0)
+    dit = ZImageTransformer2DModel(
+        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=96, n_layers=2, n_refiner_layers=1,
+        n_heads=3, n_kv_heads=3, cap_feat_dim=32, axes_dims=(8, 12, 12), rope_theta=256.0,
+    )  # fmt: skip
+    with torch.no_grad():
+        for p in dit.parameters():  # away from the zero-initialised gates and final layer
+            p.add_(0.2 * torch.randn_like(p))
+    comfy_names = to_z_image_comfyui(from_z_image(dit.eval()))
+    save_file(
+        {"model." + comfy.PREFIX + k: v.contiguous() for k, v in comfy_names.items()},
+        str(root / "z_image_comfy.safetensors"),
+    )
+    save_flux_like_vae(root / "vae", IMAGE)
+    _, tokenizer, qwen = tiny_qwen3
+    qwen.save_pretrained(root / "text_encoder")
+    tokenizer.save_pretrained(root / "tokenizer")
+    folder = write_caption_folder(root / "folder")
+    return {"root": root, "dit": dit, "fill": {
+        "<folder>": folder, "<text-encoder>": root / "text_encoder", "<tokenizer>": root / "tokenizer",
+        "<vae>": root / "vae"}}  # fmt: skip
+
+
+def sample(world, ckpt: Path, out: Path, lora: Path | None = None, *extra: str) -> torch.Tensor:
+    """`lumina sample recipes/image/z_image.yaml --ckpt ... [--lora ...]` with the tiny sizes and local paths."""
+    more = [*extra, *(["--lora", str(lora)] if lora is not None else [])]
+    return sample_png(SAMPLE, ckpt, out, {**TRUNK, **encoder_paths(world["fill"])}, CORPUS[0], *more)
+
+
+LENGTHS = (5, 2)  # valid caption tokens of the two samples the outputs are compared on (of 5)
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Latents on a 3 x 5 patch grid, flow times, captions and their mask, for two samples."""
+    g = torch.Generator().manual_seed(1)
+    x, t, cap = (
+        torch.randn(2, 16, 6, 10, generator=g),
+        torch.rand(2, generator=g),
+        torch.randn(2, 5, 32, generator=g),
+    )
+    return x, t, cap, torch.arange(5)[None] < torch.tensor(LENGTHS)[:, None]
+
+
+@torch.no_grad()
+def diffusers_output(dit, x, t, cap) -> torch.Tensor:
+    """``ZImageTransformer2DModel`` on the batch (one frame per image, each caption's valid tokens), (B, C, H, W)."""
+    out = dit([x[i][:, None] for i in range(len(x))], t, [cap[i, :n] for i, n in enumerate(LENGTHS)]).sample
+    return torch.stack(out)[:, :, 0]
+
+
+# a converted release records no training patch grid: the recipe's is used (said once per run, expected here)
+@pytest.mark.filterwarnings("ignore:the converted checkpoint records no training patch grid")
+def test_convert_lora_train_sample_and_export_z_image_as_docs_lumina2_md_says(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("LUMINA_CACHE_DIR", str(tmp_path / "cache"))
+    root = world["root"]
+    converted = tmp_path / "converted"
+    assert (
+        main(["convert", str(root / "z_image_comfy.safetensors"), str(converted), "--from", "z_image"]) == 0
+    )
+
+    run = tmp_path / "run"
+    ov = {**train_overrides(TRUNK, run, converted), "train.lora.rank": "2", "train.lora.alpha": "4"}
+    assert (
+        main(
+            [
+                "train",
+                str(TRAIN),
+                *header_overrides(TRAIN, world["fill"]),
+                *(f"{k}={v}" for k, v in ov.items()),
+            ]
+        )
+        == 0
+    )
+    adapter = run / "lora" / "adapter.safetensors"
+    factors = load_file(str(adapter))
+    assert factors and all(".lora_A." in k or ".lora_B." in k for k in factors)  # the factors only
+    assert any(".lora_B." in k and v.abs().sum() > 0 for k, v in factors.items())  # it trained
+    assert any((tmp_path / "cache").rglob("*.safetensors"))  # the caption features / latents were cached
+
+    base = sample(world, converted, tmp_path / "base")
+    tuned = sample(world, converted, tmp_path / "tuned", adapter)
+    assert (tuned - base).abs().max() > 1  # the adapter changes the image
+    # image-to-image with the adapter at strength 0: the input comes back through the autoencoder, D(E(x))
+    image = world["fill"]["<folder>"] / "pair_1.png"
+    back = sample(world, converted, tmp_path / "init", adapter, "--init", str(image), "--strength", "0")
+    assert (back - autoencoder_roundtrip(world["fill"]["<vae>"], image)).abs().max() <= 1
+
+    # ComfyUI: the exported LoRA patched into the ComfyUI file by ComfyUI's rule, converted, samples the same image
+    lora_file = tmp_path / "lora_comfyui.safetensors"
+    assert main(["lora", "export", str(adapter), "--format", "comfyui", "--out", str(lora_file)]) == 0
+    checkpoint = {
+        k[len("model.") :]: v for k, v in load_file(str(root / "z_image_comfy.safetensors")).items()
+    }
+    patched = comfy.patch(checkpoint, load_file(str(lora_file)))
+    save_file(
+        {"model." + k: v.contiguous() for k, v in patched.items()}, str(tmp_path / "patched.safetensors")
+    )
+    assert (
+        main(["convert", str(tmp_path / "patched.safetensors"), str(tmp_path / "conv2"), "--from", "z_image"])
+        == 0
+    )
+    assert (sample(world, tmp_path / "conv2", tmp_path / "comfy") - tuned).abs().max() <= 1
+
+    # diffusers: ZImagePipeline's own loader takes the file, every module of it, and diffusers' model then computes
+    # what ours computes with the adapter merged in
+    from diffusers import ZImagePipeline
+    from peft.tuners.lora import LoraLayer
+
+    from lumina_modalities.image.interop import load_converted
+
+    out = tmp_path / "diffusers"
+    assert main(["lora", "export", str(adapter), "--format", "diffusers", "--out", str(out)]) == 0
+    dit = copy.deepcopy(world["dit"])
+    pipe = ZImagePipeline(transformer=dit, scheduler=None, vae=None, text_encoder=None, tokenizer=None)
+    pipe.load_lora_weights(
+        str(out), weight_name="pytorch_lora_weights.safetensors", adapter_name="walkthrough"
+    )
+    state = load_file(str(out / "pytorch_lora_weights.safetensors"))
+    adapted = {n for n, m in dit.named_modules() if isinstance(m, LoraLayer)}
+    assert adapted == {k[len("transformer.") :].rsplit(".", 2)[0] for k in state}
+
+    assert main(["lora", "merge", str(converted), str(adapter), "--out", str(tmp_path / "merged")]) == 0
+    x, t, cap, mask = batch()
+    with torch.no_grad():
+        want = load_converted(tmp_path / "merged")(x, t, cap, mask)
+    scale = want.abs().max()
+    rel = float((diffusers_output(dit, x, t, cap) - want).abs().max() / scale)
+    print(f"diffusers with the exported LoRA vs ours with it merged: {rel:.1e} of the output scale")
+    assert rel <= 1e-4
+    before = diffusers_output(world["dit"], x, t, cap)  # without the adapter: far from ours at this tolerance
+    assert float((before - want).abs().max() / scale) > 1e-3
