@@ -375,13 +375,14 @@ def config_show(args: argparse.Namespace) -> int:
 # -- convert / data ------------------------------------------------------------------------------------------
 def convert(args: argparse.Namespace) -> int:
     src = Path(args.src)
-    if not src.exists():
-        raise FileNotFoundError(f"no checkpoint at {src}")
     if args.dst_format is not None:
         return _convert_to(args, src)
-    if args.layout is not None or args.dtype is not None:
+    if not src.exists():
+        raise FileNotFoundError(f"no checkpoint at {src}")
+    if args.layout is not None or args.dtype is not None or args.raw_weights:
         raise ValueError(
-            "--layout and --dtype go with --to FORMAT (writing a public layout); --from always writes our format"
+            "--layout, --dtype and --raw-weights go with --to FORMAT (writing a public layout); --from always "
+            "writes our format"
         )
     check_output_folder(args.dst, "DST")
     _say(f"lumina convert: {args.src_format} checkpoint {src} -> {args.dst}")
@@ -393,13 +394,17 @@ def convert(args: argparse.Namespace) -> int:
 
 
 def _convert_to(args: argparse.Namespace, src: Path) -> int:
-    """``lumina convert SRC DST --to FORMAT [--layout L]``: our format back to a public layout."""
+    """``lumina convert SRC DST --to FORMAT [--layout L]``: a converted checkpoint or a training run of one (EMA
+    weights unless ``--raw-weights``) back to a public layout."""
     if args.preset is not None:
         raise ValueError("--preset goes with --from (reading a foreign checkpoint); --to takes the sizes from SRC")
-    _say(f"lumina convert: {src} -> {args.dst_format} ({args.layout or 'default'} layout) at {args.dst}")
-    from lumina_core.interop import export
+    from lumina_core.interop.export import export, export_format, read_export_source
 
-    written = export(str(src), str(args.dst), dst_format=args.dst_format, layout=args.layout, dtype=args.dtype)
+    _, layout = export_format(args.dst_format, args.layout)  # an unknown format or layout: before reading weights
+    _say(f"lumina convert: {src} -> {args.dst_format} ({layout} layout) at {args.dst}")
+    source = read_export_source(src, args.dst_format, raw_weights=args.raw_weights)
+    _say(f"  from {source.what}")
+    written = export(source, str(args.dst), dst_format=args.dst_format, layout=layout, dtype=args.dtype)
     _say("done: " + ", ".join(str(p) for p in written))
     return 0
 

@@ -239,23 +239,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert a checkpoint between a public layout and the project's format (a folder of "
         "model.safetensors + config.json that lumina sample --ckpt, train.init_from and lumina lora read). "
         "--from FORMAT reads SRC in a registered checkpoint format and writes our format at DST; --to FORMAT reads "
-        "SRC in our format and writes the format's public layout --layout at DST (a single-file layout takes a DST "
-        "file, a folder layout a new folder); --dtype casts the weights written (default float32, as our format). "
+        "SRC in our format, or a training run fine-tuned in full from such a model (runs/NAME, "
+        "runs/NAME/checkpoints/last or step_N: its EMA weights, --raw-weights for the raw ones), and writes the "
+        "format's public layout --layout at DST (a single-file layout takes a DST file, a folder layout a new "
+        "folder); --dtype casts the weights written (default float32, as our format). A LoRA run is refused: "
+        "`lumina lora export` writes its adapter, `lumina lora merge` folds it into the base. "
         "`lumina plugins list` names the registered formats; the image plugin's (released and diffusers "
         "Lumina-Next, lumina2 for Lumina-Image 2.0, z_image for Z-Image) and their layouts are in docs/lumina2.md "
         "and docs/cli.md.",
     )
-    p.add_argument("src", metavar="SRC", help="the checkpoint to read (with --to: a folder in our format)")
+    p.add_argument("src", metavar="SRC",
+                   help="the checkpoint to read (with --to: a folder in our format, or a training run or checkpoint)")  # fmt: skip
     p.add_argument("dst", metavar="DST", help="where to write (nothing is overwritten)")
     way = p.add_mutually_exclusive_group(required=True)
     way.add_argument("--from", dest="src_format", metavar="FORMAT",
                      help="read SRC in this registered format (`lumina plugins list`), write our format")  # fmt: skip
     way.add_argument("--to", dest="dst_format", metavar="FORMAT",
-                     help="read our format, write this registered format's public layout")  # fmt: skip
+                     help="read our format or a training run, write this registered format's public layout")  # fmt: skip
     p.add_argument("--layout", metavar="L",
                    help="with --to: one of the format's layouts (an unknown one is refused, naming them)")  # fmt: skip
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                    help="with --to: the weights' dtype in the written files (default float32, as our format)")  # fmt: skip
+    p.add_argument("--raw-weights", action="store_true",
+                   help="with --to and a training run: its raw weights instead of the EMA (the default)")  # fmt: skip
     p.add_argument("--preset", metavar="P", help="with --from: trunk preset (default: inferred from the checkpoint)")
     p.set_defaults(handler="convert")
 

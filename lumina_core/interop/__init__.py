@@ -8,15 +8,21 @@ layout belong to the plugin that registers the format (the image plugin's ``rele
     convert("consolidated.00-of-01.pth", "out/", src_format="released", preset="2B")
     loaded = read_converted("out/")          # LoadedCheckpoint(model, task, extra)
     export("out/", "lumina_2.safetensors", dst_format="lumina2", layout="comfyui")   # back to a public layout
+    export("runs/my_finetune", "tuned.safetensors", dst_format="lumina2")   # a full fine-tune of it, EMA weights
 """
 
-from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint, checkpoint_format
+from lumina_core.interop.checkpoint_format import (
+    CheckpointFormat,
+    LoadedCheckpoint,
+    RunWeights,
+    checkpoint_format,
+)
+from lumina_core.interop.export import export, read_run_weights
 from lumina_core.interop.formats import (
     check_keys,
     checkpoint_meta,
     convert,
     converted_state_dict,
-    export,
     fused_splits,
     load_strict,
     read_converted,
@@ -26,6 +32,7 @@ from lumina_core.interop.formats import (
 __all__ = [
     "CheckpointFormat",
     "LoadedCheckpoint",
+    "RunWeights",
     "check_keys",
     "checkpoint_format",
     "checkpoint_meta",
@@ -35,5 +42,6 @@ __all__ = [
     "fused_splits",
     "load_strict",
     "read_converted",
+    "read_run_weights",
     "read_state_dict",
 ]

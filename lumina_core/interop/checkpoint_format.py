@@ -40,6 +40,30 @@ class LoadedCheckpoint:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class RunWeights:
+    """A training checkpoint of a run with one task, as a format needs it to write the model in a public layout
+    (``lumina convert RUN DST --to NAME``; read by :func:`lumina_core.interop.export.read_run_weights`).
+
+    Attributes:
+        checkpoint: the checkpoint folder (``<run>/checkpoints/step_N``).
+        step: its training step.
+        which: ``"ema"`` or ``"model"`` (raw): which of its weights ``state`` holds.
+        config: the trunk config the run trained (its recipe's ``model``).
+        task: the run's task name (its adapter's key in ``state``).
+        modality: the task's modality as the recipe gave it, ``{"name": ..., "params": {...}}``.
+        state: the ``LuminaModel`` state dict (trunk and the task's adapter), as trained.
+    """
+
+    checkpoint: Path
+    step: int
+    which: str
+    config: Any
+    task: str
+    modality: dict[str, Any]
+    state: dict[str, Any]
+
+
 class CheckpointFormat(abc.ABC):
     """Base class of a checkpoint format (registered in ``CHECKPOINT_FORMATS``).
 
@@ -66,6 +90,14 @@ class CheckpointFormat(abc.ABC):
         :attr:`layouts`); returns the files written. ValueError when the model is not one this format holds."""
         raise ValueError(f"checkpoint format {self.name!r} is read-only: it has no layout to export to")
 
+    def from_run(self, run: RunWeights) -> LoadedCheckpoint:
+        """The model a training run's checkpoint holds, as :meth:`export` takes it (the same as a converted
+        checkpoint read back). ValueError, in one paragraph, when the run's model is not one this format holds."""
+        raise ValueError(
+            f"checkpoint format {self.name!r} does not write training runs: write the run as a converted checkpoint "
+            "of a format that does, or export from a converted folder"
+        )
+
 
 def checkpoint_format(name: str) -> CheckpointFormat:
     """The registered format ``name``, built (an unknown name lists the known ones and where they come from)."""
@@ -85,4 +117,11 @@ def fit_advice(name: str | None) -> str:
     return str(getattr(fmt, "fit_advice", "") or "")
 
 
-__all__ = ["CHECKPOINT_FORMATS", "CheckpointFormat", "LoadedCheckpoint", "checkpoint_format", "fit_advice"]
+__all__ = [
+    "CHECKPOINT_FORMATS",
+    "CheckpointFormat",
+    "LoadedCheckpoint",
+    "RunWeights",
+    "checkpoint_format",
+    "fit_advice",
+]

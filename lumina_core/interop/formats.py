@@ -117,37 +117,6 @@ def convert(src: str | Path, dst: str | Path, src_format: str, preset: str | Non
     return dst
 
 
-#: the tensor dtypes :func:`export` can write (``lumina convert --to ... --dtype``)
-EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def export(
-    src: str | Path, dst: str | Path, dst_format: str, layout: str | None = None, dtype: str | None = None
-) -> list[Path]:
-    """Write the converted checkpoint ``src`` (our format: what :func:`convert` writes) at ``dst`` in a public
-    layout of the registered format ``dst_format`` (``layout`` None: the format's first); returns the files
-    written. The format decides what ``dst`` is (a file for single-file layouts, a folder otherwise).
-    ``dtype`` (``float32`` / ``bfloat16`` / ``float16``) casts the weights first (the releases ship bfloat16; our
-    format holds float32, so a bfloat16 release comes back bit for bit); None keeps float32."""
-    from lumina_core.interop.checkpoint_format import checkpoint_format
-
-    if dtype is not None and dtype not in EXPORT_DTYPES:
-        raise ValueError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)}; got {dtype!r}")
-
-    fmt = checkpoint_format(dst_format)
-    if not fmt.layouts:
-        raise ValueError(f"checkpoint format {dst_format!r} is read-only (--from only): it has no layout to export to")
-    layout = layout or fmt.layouts[0]
-    if layout not in fmt.layouts:
-        raise ValueError(
-            f"checkpoint format {dst_format!r} has no layout {layout!r}; its layouts: {', '.join(fmt.layouts)}"
-        )
-    loaded = read_converted(src)
-    if dtype is not None:
-        loaded.model.to(EXPORT_DTYPES[dtype])
-    return fmt.export(loaded, Path(dst), layout)
-
-
 #: the keys of a converted ``config.json`` that the core writes (a format's ``extra`` may not replace them)
 CORE_META_KEYS = ("format", "model", "tasks", "source")
 
@@ -199,13 +168,13 @@ def read_converted(path: str | Path) -> LoadedCheckpoint:
 
 
 #: trunk settings that change the function a checkpoint computes (the rest, e.g. grad_checkpointing, do not)
-_WEIGHT_FIELDS = (
+WEIGHT_FIELDS = (
     "dim", "n_layers", "n_heads", "n_kv_heads", "context_dim", "multiple_of", "ffn_dim_multiplier",
     "norm_eps", "qk_norm", "t_freq_dim", "max_cond_dim", "separate_cross_query",
     "family", "n_refiner_layers", "caption_rope_fraction", "qk_norm_eps", "unified_variant",
-)
+)  # fmt: skip
 #: adapter settings a converted task must share with the recipe's task (train_extent comes from the recipe)
-_SPEC_FIELDS = ("in_dim", "out_dim", "num_axes", "axis_split", "rope_layout", "rope_theta")
+SPEC_FIELDS = ("in_dim", "out_dim", "num_axes", "axis_split", "rope_layout", "rope_theta")
 
 
 def _spec_fields(spec: Any) -> dict[str, Any]:
@@ -220,6 +189,30 @@ def _spec_fields(spec: Any) -> dict[str, Any]:
         g = math.gcd(*split)
         out["axis_split"] = tuple(s // g for s in split)
     return out
+
+
+def trunk_differences(
+    have: NextDiTConfig | dict[str, Any],
+    want: NextDiTConfig | dict[str, Any],
+    labels: tuple[str, str] = ("checkpoint", "recipe"),
+    fields: tuple[str, ...] = WEIGHT_FIELDS,
+) -> list[str]:
+    """``"field: <label> value, <label> value"`` for each of ``fields`` where two trunk configs differ (the q/k
+    norm epsilon compared as in effect: None is ``norm_eps``)."""
+    a, b = (NextDiTConfig.from_dict(c).to_dict() if isinstance(c, dict) else c.to_dict() for c in (have, want))
+    for cfg in (a, b):
+        cfg["qk_norm_eps"] = cfg["norm_eps"] if cfg.get("qk_norm_eps") is None else cfg["qk_norm_eps"]
+    return [f"{k}: {labels[0]} {a[k]!r}, {labels[1]} {b[k]!r}" for k in fields if a[k] != b[k]]
+
+
+def spec_differences(
+    have: AdapterSpec | dict[str, Any],
+    want: AdapterSpec | dict[str, Any],
+    labels: tuple[str, str] = ("checkpoint", "recipe"),
+) -> list[str]:
+    """The same for a task's adapter (:data:`SPEC_FIELDS`; ``axis_split`` by its ratios)."""
+    a, b = _spec_fields(have), _spec_fields(want)
+    return [f"{k}: {labels[0]} {a.get(k)!r}, {labels[1]} {b.get(k)!r}" for k in SPEC_FIELDS if a.get(k) != b.get(k)]
 
 
 def converted_state_dict(path: str | Path, config: NextDiTConfig, tasks: dict[str, AdapterSpec]) -> StateDict:
@@ -250,11 +243,7 @@ def match_converted(
 
     if meta.get("format") != "lumina" or "model" not in meta or "tasks" not in meta:
         raise ValueError(f"the config.json of {path} was not written by `lumina convert` (format 'lumina')")
-    ours = NextDiTConfig.from_dict(meta["model"]).to_dict()
-    want = config.to_dict()
-    for cfg in (ours, want):  # the q/k norm epsilon in effect (None: norm_eps)
-        cfg["qk_norm_eps"] = cfg["norm_eps"] if cfg.get("qk_norm_eps") is None else cfg["qk_norm_eps"]
-    diff = [f"{k}: checkpoint {ours[k]!r}, recipe {want[k]!r}" for k in _WEIGHT_FIELDS if ours[k] != want[k]]
+    diff = trunk_differences(NextDiTConfig.from_dict(meta["model"]), config)
     if diff:
         raise ValueError(
             f"the converted checkpoint at {path} does not match the recipe's model: " + "; ".join(diff)
@@ -274,7 +263,7 @@ def match_converted(
             f"recipe has several tasks {sorted(tasks)}: name the task {src!r} in the recipe"
         )
     have, need = _spec_fields(src_spec), _spec_fields(tasks[dst])
-    bad = [f"{k}: checkpoint {have.get(k)!r}, recipe {need[k]!r}" for k in _SPEC_FIELDS if have.get(k) != need[k]]
+    bad = spec_differences(have, need)
     if bad:
         from lumina_core.interop.checkpoint_format import fit_advice
 

@@ -7,8 +7,9 @@
   ComfyUI's single file (``model.diffusion_model.`` prefix) or diffusers' folder (``docs/lumina2.md``);
 * ``z_image`` - Z-Image: the release's / diffusers' folder (the same key names) or ComfyUI's single file.
 
-``lumina2`` and ``z_image`` also write those layouts back from our format (``lumina convert --to NAME --layout
-comfyui|released|diffusers``, :meth:`CheckpointFormat.export`).
+``lumina2`` and ``z_image`` also write those layouts back from our format or from a training run of such a model
+fine-tuned in full (``lumina convert SRC --to NAME --layout comfyui|released|diffusers``,
+:meth:`CheckpointFormat.export` and :meth:`CheckpointFormat.from_run`).
 
 Both hold the trunk and one image task: patch tokens of ``C p p`` values flattened in (C, ph, pw) order, and
 a final layer that predicts twice that (the released "learn sigma" head), so a recipe that samples them sets
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
-from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint
+from lumina_core.interop.checkpoint_format import CheckpointFormat, LoadedCheckpoint, RunWeights
 from lumina_core.registry import CHECKPOINT_FORMATS
 
 from .interop import (
@@ -39,6 +41,7 @@ from .interop import (
     z_image_config,
 )
 from .interop.layout_files import COMFY_PREFIX, write_diffusers_folder, write_single_file
+from .interop.trained import LUMINA2, Z_IMAGE, Release, check_release_shape, image_model_of_run
 
 #: the adapter of the released text-to-image model: patch 2 on 4-channel latents, learn-sigma output
 RELEASED_IMAGE_ADAPTER = dict(in_dim=4 * 2 * 2, out_dim=2 * 4 * 2 * 2, num_axes=2, axis_split=(1, 1))
@@ -102,8 +105,29 @@ def _read_lumina2(src: str, preset: str | None = None) -> LuminaImageModel:
     return from_lumina2(src)
 
 
+class _UnifiedFormat(_ImageModelFormat):
+    """A public model class of the unified family: it writes a converted checkpoint or a training run of a model of
+    its architecture (:func:`~lumina_modalities.image.interop.trained.check_release_shape`) in each of its layouts
+    (a subclass's :meth:`write`)."""
+
+    release: ClassVar[Release]
+
+    def from_run(self, run: RunWeights) -> LoadedCheckpoint:
+        image = image_model_of_run(run)
+        check_release_shape(image, self.release)
+        return LoadedCheckpoint(image.model, image.task, image_extra(image))
+
+    def export(self, loaded: LoadedCheckpoint, dst: Path, layout: str) -> list[Path]:
+        image = _image_of(loaded)
+        check_release_shape(image, self.release)
+        return self.write(image, dst, layout)
+
+    def write(self, image: LuminaImageModel, dst: Path, layout: str) -> list[Path]:
+        raise NotImplementedError
+
+
 @CHECKPOINT_FORMATS.register("lumina2")
-class Lumina2ImageFormat(_ImageModelFormat):
+class Lumina2ImageFormat(_UnifiedFormat):
     """Lumina-Image 2.0 (:func:`lumina_modalities.image.interop.from_lumina2`): the unified trunk family."""
 
     name = "lumina2"
@@ -117,9 +141,9 @@ class Lumina2ImageFormat(_ImageModelFormat):
     )
     read = staticmethod(_read_lumina2)
     layouts = ("comfyui", "released", "diffusers")
+    release = LUMINA2
 
-    def export(self, loaded: LoadedCheckpoint, dst: Path, layout: str) -> list[Path]:
-        image = _image_of(loaded)
+    def write(self, image: LuminaImageModel, dst: Path, layout: str) -> list[Path]:
         if layout == "diffusers":
             return write_diffusers_folder(
                 to_lumina2_diffusers(image), dst, "Lumina2Transformer2DModel", lumina2_config(image)
@@ -130,7 +154,7 @@ class Lumina2ImageFormat(_ImageModelFormat):
 
 
 @CHECKPOINT_FORMATS.register("z_image")
-class ZImageFormat(_ImageModelFormat):
+class ZImageFormat(_UnifiedFormat):
     """Z-Image (:func:`lumina_modalities.image.interop.from_z_image`): the unified family's ``z_image`` variant."""
 
     name = "z_image"
@@ -143,6 +167,7 @@ class ZImageFormat(_ImageModelFormat):
         "model.family: unified with model.unified_variant: z_image, a 16-channel autoencoder and patch size 2"
     )
     layouts = ("comfyui", "diffusers")
+    release = Z_IMAGE
 
     @staticmethod
     def read(src: str, preset: str | None = None) -> LuminaImageModel:
@@ -153,9 +178,9 @@ class ZImageFormat(_ImageModelFormat):
             )
         return from_z_image(src)
 
-    def export(self, loaded: LoadedCheckpoint, dst: Path, layout: str) -> list[Path]:
-        image = _image_of(loaded)
+    def write(self, image: LuminaImageModel, dst: Path, layout: str) -> list[Path]:
         if layout == "diffusers":
-            return write_diffusers_folder(to_z_image_diffusers(image), dst, "ZImageTransformer2DModel", z_image_config(image))
+            return write_diffusers_folder(
+                to_z_image_diffusers(image), dst, "ZImageTransformer2DModel", z_image_config(image)
+            )
         return [write_single_file(to_z_image_comfyui(image), dst, COMFY_PREFIX)]
-

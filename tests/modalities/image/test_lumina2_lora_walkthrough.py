@@ -32,13 +32,16 @@ from fixtures.autoencoders import save_flux_like_vae  # noqa: E402
 from fixtures.text_encoders import CORPUS  # noqa: E402
 from fixtures.walkthrough import (  # noqa: E402
     IMAGE,
+    LUMINA2_TRUNK,
     ROOT,
     autoencoder_roundtrip,
     encoder_paths,
     header_overrides,
     sample_png,
+    tiny_lumina2,
     train_overrides,
     write_caption_folder,
+    write_comfy_file,
 )
 from safetensors.torch import load_file, save_file  # noqa: E402
 
@@ -46,31 +49,14 @@ from lumina_core.cli.main import main  # noqa: E402
 
 TRAIN = ROOT / "recipes" / "image" / "lumina2_lora.yaml"
 SAMPLE = ROOT / "recipes" / "image" / "lumina2.yaml"
-TRUNK = {"model.dim": "96", "model.n_layers": "2", "model.n_heads": "2", "model.n_kv_heads": "1",
-         "model.context_dim": "32", "model.multiple_of": "128", "model.n_refiner_layers": "1"}  # fmt: skip
-# (multiple_of: a file holds no multiple_of; the conversion reads the largest that gives its SwiGLU width, 384)
+TRUNK = LUMINA2_TRUNK
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_gemma):
-    from diffusers import Lumina2Transformer2DModel
-
-    from lumina_modalities.image.interop import from_diffusers, to_lumina2_released
-
     root = tmp_path_factory.mktemp("lumina2_lora_walkthrough")
-    torch.manual_seed(0)
-    dit = Lumina2Transformer2DModel(
-        sample_size=8, patch_size=2, in_channels=16, hidden_size=96, num_layers=2, num_refiner_layers=1,
-        num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(16, 16, 16), cap_feat_dim=32,
-    )  # fmt: skip
-    with torch.no_grad():
-        for p in dit.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    released = to_lumina2_released(from_diffusers(dit.eval()))
-    save_file(
-        {"model." + comfy.PREFIX + k: v.contiguous() for k, v in released.items()},
-        str(root / "comfy.safetensors"),
-    )
+    dit = tiny_lumina2()
+    write_comfy_file(dit, root / "comfy.safetensors")
     save_flux_like_vae(root / "vae", IMAGE)
     _, tokenizer, gemma = tiny_gemma
     gemma.save_pretrained(root / "text_encoder")

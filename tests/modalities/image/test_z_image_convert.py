@@ -146,7 +146,7 @@ def test_wrong_directions_are_refused_with_the_reason(files, tmp_path, capsys):
         ),
         (["--to", "lumina2"], "needs unified_variant 'lumina2'"),
         (["--to", "released"], "'released' is read-only"),
-        (["--from", "z_image", "--layout", "comfyui"], "--layout and --dtype go with --to"),
+        (["--from", "z_image", "--layout", "comfyui"], "--layout, --dtype and --raw-weights go with --to"),
     ]
     for extra, message in cases:
         assert main(["convert", str(tmp_path / "ours"), str(tmp_path / "out.safetensors"), *extra]) == 2

@@ -36,12 +36,15 @@ from fixtures.text_encoders import CORPUS  # noqa: E402
 from fixtures.walkthrough import (  # noqa: E402
     IMAGE,
     ROOT,
+    Z_IMAGE_TRUNK,
     autoencoder_roundtrip,
     encoder_paths,
     header_overrides,
     sample_png,
+    tiny_z_image,
     train_overrides,
     write_caption_folder,
+    write_comfy_file,
 )
 from safetensors.torch import load_file, save_file  # noqa: E402
 
@@ -49,30 +52,14 @@ from lumina_core.cli.main import main  # noqa: E402
 
 TRAIN = ROOT / "recipes" / "image" / "z_image_lora.yaml"
 SAMPLE = ROOT / "recipes" / "image" / "z_image.yaml"
-TRUNK = {"model.dim": "96", "model.n_layers": "2", "model.n_heads": "3", "model.n_kv_heads": "3",
-         "model.context_dim": "32", "model.n_refiner_layers": "1"}  # fmt: skip
+TRUNK = Z_IMAGE_TRUNK
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_qwen3):
-    from diffusers import ZImageTransformer2DModel
-
-    from lumina_modalities.image.interop import from_z_image, to_z_image_comfyui
-
     root = tmp_path_factory.mktemp("z_image_lora_walkthrough")
-    torch.manual_seed(0)
-    dit = ZImageTransformer2DModel(
-        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=96, n_layers=2, n_refiner_layers=1,
-        n_heads=3, n_kv_heads=3, cap_feat_dim=32, axes_dims=(8, 12, 12), rope_theta=256.0,
-    )  # fmt: skip
-    with torch.no_grad():
-        for p in dit.parameters():  # away from the zero-initialised gates and final layer
-            p.add_(0.2 * torch.randn_like(p))
-    comfy_names = to_z_image_comfyui(from_z_image(dit.eval()))
-    save_file(
-        {"model." + comfy.PREFIX + k: v.contiguous() for k, v in comfy_names.items()},
-        str(root / "z_image_comfy.safetensors"),
-    )
+    dit = tiny_z_image()
+    write_comfy_file(dit, root / "z_image_comfy.safetensors")
     save_flux_like_vae(root / "vae", IMAGE)
     _, tokenizer, qwen = tiny_qwen3
     qwen.save_pretrained(root / "text_encoder")
