@@ -6,7 +6,8 @@ fine-tuned for two steps with their recipes' own training settings (``lumina2.ya
 a folder of captioned images, with a tiny FLUX-like autoencoder and a tiny text encoder. The run folder, written in
 each public layout, holds exactly the run's EMA weights (read back with ``--from``: bit for bit), ``--raw-weights``
 its raw ones, and the diffusers folder loads into diffusers' model class. Refused in one paragraph (exit 2, no
-traceback): a LoRA run, a run whose model the release's class cannot hold, the other release, a path with nothing.
+traceback): a LoRA run, a run whose model the release's class cannot hold (other head counts and RoPE layout,
+Lumina-Next's trunk), the other release, a path with nothing.
 """
 
 from __future__ import annotations
@@ -164,4 +165,16 @@ def test_what_a_public_layout_cannot_hold_is_refused_with_the_reason(world, tmp_
         "rope_layout: this model 'interleaved', Z-Image 'blocked'",
     ):
         assert part in err, err
+    # Lumina-Next's trunk (the next_dit family)
+    lumina_next = tmp_path / "next_dit_run"
+    train(
+        RECIPES / "z_image.yaml",
+        world["fill"],
+        {**world["trunk"], "model.preset": "null"},
+        lumina_next,
+        None,
+        1,
+    )
+    err = refused(capsys, str(lumina_next), out, "--to", "z_image")
+    assert "needs model.family 'unified' with unified_variant 'z_image'; this model is 'next_dit'" in err, err
     assert not (tmp_path / "out.safetensors").exists()
