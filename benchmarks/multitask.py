@@ -186,7 +186,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     curve_dir = Path(cfg.run.output_dir) / "curve"
     module_mod.LuminaLightningModule = _timed_module_class(captured, curve, curve_dir)
     try:
-        run_dir = api.train(cfg)
+        run_dir = api.train(cfg, resume="last" if spec.get("resume") else None)
     finally:
         module_mod.LuminaLightningModule = original
     t1, c1 = time.perf_counter(), time.process_time()
@@ -207,6 +207,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     loop_cpu = sum(t["cpu_s"] for t in per_task.values())
     timing = {
         "tasks": per_task,
+        "resumed": bool(spec.get("resume")),  # the times cover the part after the checkpoint it continued from
         "train_loop": {"wall_s": loop_wall, "cpu_s": loop_cpu},
         "train_process": {"wall_s": t1 - t0, "cpu_s": c1 - c0},  # set-up and final previews included
         "eval": {"wall_s": t2 - te, "cpu_s": c2 - ce},  # the last checkpoint's (the curve's are outside)
@@ -253,13 +254,14 @@ def launch(runs: Mapping[str, Any], args: argparse.Namespace) -> None:
             if getattr(args, "skip_done", False) and _finished(run_dir, int(cfg.train.max_steps)):
                 print(f"already done: {name} ({run_dir})", flush=True)
                 continue
-            if run_dir.exists():  # the benchmark's own folder: a rerun starts clean
+            resume = bool(getattr(args, "resume_unfinished", False)) and _has_checkpoint(run_dir)
+            if run_dir.exists() and not resume:  # the benchmark's own folder: a rerun starts clean
                 shutil.rmtree(run_dir)
             spec = out / f"{name}.spec.json"
             by_run = getattr(args, "curve_by_run", None) or {}
             curve = list(by_run.get(name, getattr(args, "curve", None) or []))
             spec.write_text(
-                json.dumps({"recipe": OmegaConf.to_container(cfg, resolve=False), "curve": curve})
+                json.dumps({"recipe": OmegaConf.to_container(cfg, resolve=False), "curve": curve, "resume": resume})
             )
             log = out / f"{name}.log"
             cmd = [
@@ -271,8 +273,9 @@ def launch(runs: Mapping[str, Any], args: argparse.Namespace) -> None:
                 "--worker",
                 str(spec),
             ]
-            print(f"starting {name}: {cfg.train.max_steps} steps -> {run_dir} (log {log})", flush=True)
-            with open(log, "w") as fh:
+            how = "resuming its last checkpoint" if resume else "starting"
+            print(f"{how} {name}: {cfg.train.max_steps} steps -> {run_dir} (log {log})", flush=True)
+            with open(log, "a" if resume else "w") as fh:
                 proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
             active.append((name, proc, log))
         time.sleep(2.0)
@@ -386,6 +389,11 @@ def plan_mechanisms(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
                     if n not in curves[alone[task]]:
                         curves[alone[task]].append(n)
     return runs, groups
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    """A run folder with a checkpoint to continue from (``--resume-unfinished``)."""
+    return (run_dir / "checkpoints" / "last").exists()
 
 
 def _finished(run_dir: Path, steps: int) -> bool:
@@ -754,6 +762,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--curve-at", nargs="*", type=int, default=[], metavar="STEP",
         help="--mechanisms: also score each composed run at these steps, and each task alone at its own step "
         "count there (curve.json in each run folder: the gap as training goes on)",
+    )  # fmt: skip
+    p.add_argument(
+        "--resume-unfinished", action="store_true",
+        help="continue a run of --out that stopped before its last step from its last checkpoint (exactly, as "
+        "`lumina train --resume last`) instead of training it again; with --skip-done, a long benchmark can be "
+        "stopped and taken up again. Its timing.json then covers the resumed part only",
     )  # fmt: skip
     p.add_argument("--skip-done", action="store_true", help="keep runs of --out already trained and scored")
     p.add_argument(
