@@ -10,8 +10,9 @@ captions through MiniLM) and trains with the same recipe, seed, steps, batch and
 "a handwritten 7"; the 1500-image train split). The arms differ only in what trains:
 
     full          every weight
-    lora          train.lora (rank, alpha) with its defaults: the factors, B at train.lora.lr_ratio = 16 times
-                  A's learning rate (LoRA+), and train.lora.train_also's default, the task adapter
+    lora          train.lora (rank, alpha) with its defaults: the factors on the blocks' projections and (train.lora.
+                  adapt_conditioning) their adaLN modulation and the caption embedder, B at train.lora.lr_ratio =
+                  16 times A's learning rate (LoRA+), and train.lora.train_also's default, the task adapter
     lora_factors  train.lora with train.lora.train_also=[]: the factors only (what every LoRA run did before)
 
 ``--set KEY=VALUE`` (repeatable) adds a recipe override to the LoRA arms (``--set train.lora.lr_ratio=16``,

@@ -88,15 +88,16 @@ def _placeholder(params: Any) -> bool:
 def _check_lora(lora: dict, lr: Any, problems: list[str]) -> None:
     """``train.lora`` as the run builds it: the adapter's settings (rank, alpha, dropout, patterns) and its
     optimiser groups (``lr``, ``lr_ratio``)."""
-    from lumina_core.finetune.lora import DEFAULT_TARGETS, DEFAULT_TRAIN_ALSO, LoraSettings
+    from lumina_core.finetune.lora import DEFAULT_TRAIN_ALSO, LoraSettings
     from lumina_core.finetune.optim import lora_param_groups
+    from lumina_core.finetune.settings import resolved_targets
 
     targets, also = lora.get("targets"), lora.get("train_also")
     values = {k: lora[k] for k in ("rank", "alpha", "dropout") if lora.get(k) is not None}
     for check in (
         lambda: LoraSettings(
             **values,
-            targets=list(targets or DEFAULT_TARGETS),
+            targets=resolved_targets(targets, lora.get("adapt_conditioning", False)),
             train_also=list(DEFAULT_TRAIN_ALSO if also is None else also),
         ),
         lambda: lora_param_groups({}, lr if isinstance(lr, (int, float)) else 1.0, lora.get("lr"),

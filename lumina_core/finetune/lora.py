@@ -46,11 +46,22 @@ DEFAULT_TARGETS: tuple[str, ...] = (
     r"feed_forward\.w13",
     r"feed_forward\.w2",
 )
+#: name patterns adapted besides :data:`DEFAULT_TARGETS` when ``train.lora.adapt_conditioning`` is on: each
+#: modulated block's adaLN projection (the conditioning vector -> the block's scales, shifts and gates) and the
+#: caption embedder's projection (``cap_embedder.net.1`` in ``next_dit``, ``cap_embedder.1`` in ``unified``).
+#: A full fine-tune onto a new domain moves these most (docs/lora.md, "What a LoRA run trains"); an
+#: unconditional model has no caption embedder, so each may match nothing.
+CONDITIONING_TARGETS: tuple[str, ...] = (
+    r"(?:layers|noise_refiner)\.\d+\.adaLN_modulation\.1",
+    r"cap_embedder(?:\.net)?\.1",
+)
 #: name patterns of what a LoRA run trains in full by default, besides the low-rank factors: every task's
 #: modality adapter (patch embedder, final layer, caption projection; small). A new domain (other pixel
 #: statistics, another modality's tokens) needs its input and output layers to move, and LoRA on the blocks
 #: cannot reach them: frozen, a LoRA run on such data stalls (docs/lora.md, "What a LoRA run trains").
 DEFAULT_TRAIN_ALSO: tuple[str, ...] = (r"adapters",)
+#: patterns that may match nothing in a given model (no caption path, no modulated refiner)
+OPTIONAL_TARGETS = frozenset(DEFAULT_TARGETS + CONDITIONING_TARGETS)
 ADAPTER = "default"  # peft's adapter name for the adapter being trained
 DIFF = ".diff"  # an adapter file's key suffix for a tensor trained in full: trained minus base
 FORMAT = "lumina-lora"
@@ -142,7 +153,7 @@ def target_modules(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     compiled = [(p, re.compile(rf"(?:^|\.)(?:{p})$")) for p in patterns]
     for pat, rx in compiled:
         hits = [n for n in names if rx.search(n)]
-        if not hits and pat not in DEFAULT_TARGETS:  # a default may name an optional module (wq_y, wkv_y)
+        if not hits and pat not in OPTIONAL_TARGETS:  # a default may name an optional module (wq_y, wkv_y)
             unused.append(pat)
         chosen += [n for n in hits if n not in chosen]
     if unused or not chosen:

@@ -6,13 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 
+def resolved_targets(targets: Any, adapt_conditioning: Any) -> list[str]:
+    """The linear-layer patterns a ``train.lora`` block adapts: its ``targets`` (None: the default block
+    projections), plus the conditioning paths (:data:`~lumina_core.finetune.lora.CONDITIONING_TARGETS`) when
+    ``adapt_conditioning`` is on and the list does not hold them already."""
+    from lumina_core.finetune.lora import CONDITIONING_TARGETS, DEFAULT_TARGETS
+
+    out = list(targets or DEFAULT_TARGETS)
+    if adapt_conditioning:
+        out += [p for p in CONDITIONING_TARGETS if p not in out]
+    return out
+
+
 def lora_settings(cfg: Any) -> Any:
     """``train.lora`` as :class:`lumina_core.finetune.lora.LoraSettings` (None without it)."""
-    from lumina_core.finetune.lora import DEFAULT_TARGETS, DEFAULT_TRAIN_ALSO, LoraSettings
+    from lumina_core.finetune.lora import DEFAULT_TRAIN_ALSO, LoraSettings
 
     lc = cfg.train.lora
     if lc is None:
         return None
     also = getattr(lc, "train_also", None)
     also = list(DEFAULT_TRAIN_ALSO) if also is None else list(also)
-    return LoraSettings(int(lc.rank), float(lc.alpha), float(lc.dropout), list(lc.targets or DEFAULT_TARGETS), also)
+    targets = resolved_targets(lc.targets, getattr(lc, "adapt_conditioning", False))
+    return LoraSettings(int(lc.rank), float(lc.alpha), float(lc.dropout), targets, also)

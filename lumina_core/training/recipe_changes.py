@@ -115,6 +115,7 @@ def changes(before: Any, after: Any) -> list[KeyChange]:
 #: the key to that value on the command line matches it)
 _BEFORE_THE_KEY: dict[tuple[str, ...], Any] = {
     ("train", "lora", "lr_ratio"): 1.0,  # before LoRA+ every factor learned at one rate
+    ("train", "lora", "adapt_conditioning"): False,  # before it, the blocks' projections only
 }
 
 

@@ -142,14 +142,19 @@ def test_a_lora_run_recorded_before_lr_ratio_existed_reads_as_the_one_rate_it_tr
     recorded, where = recorded_recipe(ck)
     assert where.endswith("meta.json") and recorded.train.lora.lr_ratio == 1.0
     now = typed_recipe({**recipe, "train": {**recipe["train"], "lora": {"rank": 4, "alpha": 4.0}}})
-    assert [str(c) for c in changes(recorded, now)] == ["train.lora.lr_ratio: 1.0 -> 16.0"]
+    assert sorted(str(c) for c in changes(recorded, now)) == [
+        "train.lora.adapt_conditioning: false -> true",
+        "train.lora.lr_ratio: 1.0 -> 16.0",
+    ]
     now.train.lora.lr_ratio = 1.0
+    now.train.lora.adapt_conditioning = False
     assert changes(recorded, now) == []
     # the same when only the run's config.yaml says what it trained with
     (ck / "meta.json").write_text(json.dumps({"step": 2}))
     OmegaConf.save(OmegaConf.create(recipe), run / "config.yaml")
     recorded, where = recorded_recipe(ck)
     assert where.endswith("config.yaml") and recorded.train.lora.lr_ratio == 1.0
+    assert recorded.train.lora.adapt_conditioning is False  # the blocks' projections only, as it trained
     # a run without LoRA is left alone
     recipe["train"]["lora"] = None
     (ck / "meta.json").write_text(json.dumps({"step": 2, "recipe": recipe}))
