@@ -8,8 +8,9 @@ One training step (manual optimisation, so that skipped steps, exact resume and 
         run_k.consumed(batch_k)                             # the task's data position moves on
     loss = sum_k loss_weight_k loss_k ; backward ; clip grad norm ; AdamW step ; LR schedule step ; EMA update
 
-``train.composition`` (:mod:`.composition`) may rescale the task losses before the sum (``loss_norm``) or compute
-the gradients itself (``grad_norm``, ``pcgrad``); its running state is saved with every checkpoint. ``train.diagnostics_every``
+``train.composition`` (:mod:`.composition`) may rescale the task losses before the sum (``loss_norm``), compute
+the gradients itself (``grad_norm``, ``pcgrad``) or change the optimiser's state before it steps (``task_moments``:
+per-task AdamW moments on the trunk); its running state is saved with every checkpoint. ``train.diagnostics_every``
 (:mod:`.diagnostics`) logs each task's pull on the shared trunk without changing the run.
 
 All randomness of a step (condition dropout, noise, times) comes from one CPU ``torch.Generator`` seeded by
@@ -385,6 +386,7 @@ class LuminaLightningModule(L.LightningModule):
             opt.zero_grad(set_to_none=True)
             return self._nonfinite(f"gradient norm {grad_norm.item()}", losses)
         lr = sched.get_last_lr()[0]  # the rate this step used
+        self.composition.before_optimizer_step(opt.optimizer, list(batch), self.shared_parameters())
         opt.step()
         sched.step()
         self.ema.update(self.trainable_state(), self.step)

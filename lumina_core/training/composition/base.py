@@ -1,11 +1,12 @@
 """The composition method: what a multi-task run does, beyond the mixing, so the tasks share one trunk well.
 
-A method may act at four places of a run (each hook is optional; the defaults change nothing):
+A method may act at five places of a run (each hook is optional; the defaults change nothing):
 
     weights  = method.draw_weights(weights, sizes)     # train.mixing=weighted: each task's share of the steps
     method.prepare_model(model, tasks)                 # after the model is built (train, eval, sample alike)
     scaled   = method.scale_losses(losses)             # the step's task losses, before loss_weight and sum
     method.backward(losses, shared, params)            # the step's gradients (at most one method owns this)
+    method.before_optimizer_step(opt, tasks, shared)   # after clipping, right before the optimiser steps
 
 and keeps its own state (running statistics) in ``state_dict`` / ``load_state_dict``, which every checkpoint
 stores, so a resumed run is the uninterrupted one bit for bit. ``problems(mixing, tasks, train)`` names what
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -48,6 +50,14 @@ class Composition:
         trunk's parameters, a subset). Only called when :attr:`owns_backward`."""
         raise NotImplementedError
 
+    def before_optimizer_step(
+        self, optimizer: torch.optim.Optimizer, tasks: Sequence[str], shared: Sequence[nn.Parameter]
+    ) -> None:
+        """Called right before ``optimizer.step()`` of a step that trains ``tasks`` (its batch's task names;
+        one under ``weighted`` mixing), once the gradients are final (not on a skipped non-finite step).
+        ``shared``: the trunk's trainable parameters, in a fixed order. The place to change what the step
+        reads from the optimiser's state (``task_moments``: each task's own AdamW moments)."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -69,3 +79,23 @@ class Composition:
     @property
     def name(self) -> str:
         return getattr(self, "registered_name", type(self).__name__)
+
+
+# -- what several methods refuse alike (their messages name the method) ---------------------------------------
+def multi_process_problems(name: str, train: dict[str, Any]) -> list[str]:
+    """The message for a method that computes per-task gradients itself, on a run of several processes or
+    nodes (its gradients would bypass DDP's averaging)."""
+    devices, nodes = train.get("devices", 1), train.get("num_nodes", 1)
+    if (isinstance(devices, int) and devices > 1) or (isinstance(nodes, int) and nodes > 1):
+        return [
+            f"{name} runs on one process only (train.devices=1): its per-task gradients bypass DDP's averaging; "
+            "for a multi-process run set train.composition=[] (or loss_norm, task_embedding)"
+        ]
+    return []
+
+
+def fsdp_problems(name: str, train: dict[str, Any], why: str) -> list[str]:
+    """The message for a method that cannot work with ``train.strategy: fsdp``, and ``why``."""
+    if train.get("strategy") == "fsdp":
+        return [f"{name} does not work with train.strategy=fsdp ({why})"]
+    return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from lumina_core.training.composition.base import Composition
@@ -12,7 +13,8 @@ from lumina_core.training.composition.base import Composition
 
 class CompositionChain:
     """``train.composition``'s methods in recipe order: draw weights and losses pass through each in turn, each
-    prepares the model, and the one method that owns the backward (if any) computes the gradients."""
+    prepares the model and sees the optimiser before it steps, and the one method that owns the backward (if
+    any) computes the gradients."""
 
     def __init__(self, methods: Sequence[Composition] = ()) -> None:
         self.methods = list(methods)
@@ -38,6 +40,12 @@ class CompositionChain:
         for m in self.methods:
             losses = m.scale_losses(losses, statistics)
         return losses
+
+    def before_optimizer_step(
+        self, optimizer: torch.optim.Optimizer, tasks: Sequence[str], shared: Sequence[nn.Parameter]
+    ) -> None:
+        for m in self.methods:
+            m.before_optimizer_step(optimizer, tasks, shared)
 
     def state_dict(self) -> dict[str, Any]:
         """``{"methods": [names], "state": [each method's state]}``."""

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lumina_core.registry import COMPOSITIONS
-from lumina_core.training.composition.base import Composition
+from lumina_core.training.composition.base import Composition, fsdp_problems, multi_process_problems
 
 
 @COMPOSITIONS.register("grad_norm")
@@ -76,15 +76,5 @@ class GradientNormalisation(Composition):
         self.count = {k: int(v) for k, v in state.get("count", {}).items()}
 
     def problems(self, mixing: str, tasks: Sequence[str], train: dict[str, Any]) -> list[str]:
-        out = super().problems(mixing, tasks, train)
-        devices, nodes = train.get("devices", 1), train.get("num_nodes", 1)
-        if (isinstance(devices, int) and devices > 1) or (isinstance(nodes, int) and nodes > 1):
-            out.append(
-                "grad_norm runs on one process only (train.devices=1): its per-task gradients bypass DDP's "
-                "averaging; for a multi-process run set train.composition=[] (or loss_norm, task_embedding)"
-            )
-        if train.get("strategy") == "fsdp":
-            out.append(
-                "grad_norm does not work with train.strategy=fsdp (it needs each task's whole trunk gradient)"
-            )
-        return out
+        out = super().problems(mixing, tasks, train) + multi_process_problems(self.name, train)
+        return out + fsdp_problems(self.name, train, "it needs each task's whole trunk gradient")

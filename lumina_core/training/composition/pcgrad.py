@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from lumina_core.registry import COMPOSITIONS
-from lumina_core.training.composition.base import Composition
+from lumina_core.training.composition.base import Composition, fsdp_problems, multi_process_problems
 
 
 def project_conflicting(grads: Sequence[Tensor], generator: torch.Generator) -> list[Tensor]:
@@ -88,18 +88,8 @@ class PCGrad(Composition):
         self.steps = int(state.get("steps", 0))
 
     def problems(self, mixing: str, tasks: Sequence[str], train: dict[str, Any]) -> list[str]:
-        out = super().problems(mixing, tasks, train)
-        devices = train.get("devices", 1)
-        nodes = train.get("num_nodes", 1)
-        if (isinstance(devices, int) and devices > 1) or (isinstance(nodes, int) and nodes > 1):
-            out.append(
-                "pcgrad runs on one process only (train.devices=1): its per-task gradients bypass DDP's averaging; "
-                "for a multi-process run set train.composition=[] (or loss_norm, task_embedding)"
-            )
-        if train.get("strategy") == "fsdp":
-            out.append(
-                "pcgrad does not work with train.strategy=fsdp (it needs each task's whole trunk gradient)"
-            )
+        out = super().problems(mixing, tasks, train) + multi_process_problems(self.name, train)
+        out += fsdp_problems(self.name, train, "it needs each task's whole trunk gradient")
         if train.get("lora") is not None:
             out.append("pcgrad does not work with train.lora")
         if len(tasks) < 2:

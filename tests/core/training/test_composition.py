@@ -39,6 +39,17 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def same_state(a, b) -> bool:
+    """Nested dicts / lists of tensors and primitives, equal bit for bit."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and set(a) == set(b) and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(same_state, a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    return a == b
+
+
 # -- the methods' maths -----------------------------------------------------------------------------------------
 def test_loss_norm_divides_each_task_by_the_bias_corrected_running_mean_of_its_own_loss():
     method = LossNormalisation(beta=0.5)
@@ -108,6 +119,109 @@ def test_grad_norm_brings_each_task_gradient_on_the_trunk_to_its_running_norm():
         (0.25 * norms["b"] / 10 + 0.5 * norms["b"]) / 0.75
     )  # bias-corrected mean
     assert norms["b"] / divisor["b"] < 2.0  # a task ten times louder is not ten times stronger
+
+
+def test_task_moments_give_each_task_the_adamw_moments_and_steps_it_would_have_alone():
+    """Two tasks in an irregular order on one shared layer, under one real AdamW: with task_moments each task's
+    moments (exp_avg, exp_avg_sq, step) are exactly those of an AdamW that saw only that task's gradients, and
+    every update is that AdamW's update; the task's own head keeps its one set. Without the method the moments
+    mix the tasks."""
+    from lumina_core.training.composition.task_moments import TaskMoments
+
+    torch.manual_seed(0)
+    shared, heads = torch.nn.Linear(3, 3), {"a": torch.nn.Linear(3, 1), "b": torch.nn.Linear(3, 1)}
+    trunk = list(shared.parameters())
+    order = ["a", "a", "b", "a", "b", "b", "b", "a"]
+    scale = {"a": 0.1, "b": 3.0}  # b's trunk gradients 30x a's, as the image task's are smaller on the recipe
+    grads = [[scale[t] * torch.randn_like(p) for p in trunk] for t in order]
+
+    def composed(method):
+        layer, opt_heads = torch.nn.Linear(3, 3), {k: torch.nn.Linear(3, 1) for k in heads}
+        layer.load_state_dict(shared.state_dict())
+        params = list(layer.parameters())
+        opt = torch.optim.AdamW(
+            params + [p for h in opt_heads.values() for p in h.parameters()], lr=0.01, weight_decay=0.0
+        )
+        deltas = []
+        for task, g in zip(order, grads, strict=True):
+            opt.zero_grad(set_to_none=True)
+            for p, gi in zip(params, g, strict=True):
+                p.grad = gi.clone()
+            for p in opt_heads[task].parameters():
+                p.grad = torch.ones_like(p)
+            before = [p.detach().clone() for p in params]
+            if method is not None:
+                method.before_optimizer_step(opt, [task], params)
+            opt.step()
+            deltas.append([p.detach() - b for p, b in zip(params, before, strict=True)])
+        return opt, params, deltas
+
+    def alone(task):
+        layer = torch.nn.Linear(3, 3)
+        layer.load_state_dict(shared.state_dict())
+        params = list(layer.parameters())
+        opt = torch.optim.AdamW(params, lr=0.01, weight_decay=0.0)
+        deltas = []
+        for t, g in zip(order, grads, strict=True):
+            if t != task:
+                continue
+            for p, gi in zip(params, g, strict=True):
+                p.grad = gi.clone()
+            before = [p.detach().clone() for p in params]
+            opt.step()
+            deltas.append([p.detach() - b for p, b in zip(params, before, strict=True)])
+        return opt, params, deltas
+
+    method = TaskMoments()
+    opt, params, deltas = composed(method)
+    assert method.active == "a" and set(method.moments) == {"b"}  # the last step's task is in the optimiser
+    ref = {t: alone(t) for t in ("a", "b")}
+    sets = {"a": {i: opt.state[p] for i, p in enumerate(params)}, "b": method.moments["b"]}
+    for task in ("a", "b"):
+        ref_opt, ref_params, ref_deltas = ref[task]
+        for i, p in enumerate(ref_params):
+            want, got = ref_opt.state[p], sets[task][i]
+            assert set(got) == set(want) == {"step", "exp_avg", "exp_avg_sq"}
+            assert all(torch.equal(got[k], want[k]) for k in want), (task, i)
+        assert got["step"].item() == order.count(task)
+        mine = [d for t, d in zip(order, deltas, strict=True) if t == task]
+        # every step of the task is its AdamW-alone step (up to the float32 rounding of p - p_before; the
+        # steps are about lr = 0.01, and plain AdamW's differ from them by far more)
+        for d, r in zip(mine, ref_deltas, strict=True):
+            assert all(torch.allclose(x, y, rtol=0, atol=1e-6) for x, y in zip(d, r, strict=True))
+
+    plain_opt, plain_params, plain_deltas = composed(None)  # the shared moments: not any one task's
+    assert plain_opt.state[plain_params[0]]["step"].item() == len(order)
+    first_a_after_b = order.index("a", order.index("b"))
+    assert not torch.allclose(plain_deltas[first_a_after_b][0], deltas[first_a_after_b][0])
+
+
+def test_task_moments_state_round_trips_and_refuses_another_trunk():
+    from lumina_core.training.composition.task_moments import TaskMoments
+
+    layer = torch.nn.Linear(3, 3)
+    params = list(layer.parameters())
+    opt = torch.optim.AdamW(params, lr=0.01)
+    method = TaskMoments()
+    for task in ("a", "b"):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        method.before_optimizer_step(opt, [task], params)
+        opt.step()
+    state = method.state_dict()
+    assert (
+        state["active"] == "b" and set(state["moments"]) == {"a"} and set(state["moments"]["a"]) == {"0", "1"}
+    )
+    restored = TaskMoments()
+    restored.load_state_dict(state)
+    assert restored.active == "b" and torch.equal(
+        restored.moments["a"][0]["exp_avg"], method.moments["a"][0]["exp_avg"]
+    )
+    with pytest.raises(ValueError, match="one task per step"):
+        restored.before_optimizer_step(opt, ["a", "b"], params)
+    wider = list(torch.nn.Linear(3, 4).parameters())
+    with pytest.raises(ValueError, match="do not fit this trunk"):
+        restored.before_optimizer_step(torch.optim.AdamW(wider), ["a"], wider)
 
 
 def test_temperature_draws_follow_data_size_to_the_power_one_over_T():
@@ -182,6 +296,13 @@ def test_validate_names_a_composition_the_recipe_cannot_use(tmp_path):
     found = problems("all", ["pcgrad", "grad_norm"])
     assert any("at most one method may compute the gradients" in p for p in found), found
     assert problems("all", ["pcgrad", "loss_norm", "task_embedding"]) == []
+    found = problems("all", ["task_moments"])
+    assert any(
+        "train.composition.0: task_moments needs train.mixing=weighted (got 'all'): under 'all' a step trains "
+        "every task at once" in p
+        for p in found
+    ), found
+    assert problems("weighted", ["task_moments", "loss_norm", "task_embedding"]) == []
     assert problems("weighted", ["temperature", "loss_norm"]) == []
 
 
@@ -196,7 +317,7 @@ def test_gradient_methods_are_refused_on_several_processes_by_validate_and_train
 
     def problems(composition: list, **train: object) -> list[str]:
         cfg = OmegaConf.to_container(tiny_recipe(tmp_path, two_tasks(), mixing="all"))
-        cfg["train"].update(composition=composition, **train)
+        cfg["train"].update(composition=composition, **train)  # (train may set mixing)
         return validate_recipe(cfg, check_build=False)
 
     for method in ("grad_norm", "pcgrad"):
@@ -206,6 +327,16 @@ def test_gradient_methods_are_refused_on_several_processes_by_validate_and_train
         assert any("fsdp" in p for p in problems([method], devices=2, strategy="fsdp"))
         assert problems([method]) == []
     assert problems(["loss_norm", "task_embedding"], devices=2) == []
+    # task_moments: every rank draws the same task and holds the same optimiser state, so DDP is fine; FSDP's
+    # sharded moments and the 8-bit optimisers' paged state are not swapped, so they are refused
+    weighted = dict(mixing="weighted")
+    assert problems(["task_moments"], devices=2, **weighted) == []
+    found = problems(["task_moments"], devices=2, strategy="fsdp", **weighted)
+    assert any(
+        "task_moments does not work with train.strategy=fsdp (its per-task moments" in p for p in found
+    )
+    found = problems(["task_moments"], optimizer="adamw8bit", **weighted)
+    assert any("task_moments needs train.optimizer=adamw (got 'adamw8bit'" in p for p in found), found
     assert problems([], devices=2) == []
 
     recipe = tmp_path / "two.yaml"
@@ -243,6 +374,7 @@ def test_diagnostics_log_each_task_and_leave_the_run_unchanged(tmp_path):
     [
         ("weighted", ["loss_norm", "task_embedding", {"name": "temperature", "params": {"T": 3.0}}]),
         ("all", ["pcgrad", "loss_norm"]),
+        ("weighted", ["task_moments", "loss_norm"]),
     ],
 )
 def test_composition_state_resumes_bitwise(tmp_path, mixing, composition):
@@ -257,13 +389,19 @@ def test_composition_state_resumes_bitwise(tmp_path, mixing, composition):
     assert same(weights_of(straight, 6), weights_of(resumed, 6))
     sa = ckpt_io.load_state(straight / "checkpoints" / "step_0000006")
     sb = ckpt_io.load_state(resumed / "checkpoints" / "step_0000006")
-    assert sa["composition"] == sb["composition"]
+    assert same_state(sa["composition"], sb["composition"])
     names = [c if isinstance(c, str) else c["name"] for c in composition]
     assert sa["composition"]["methods"] == names
     norm = sa["composition"]["state"][names.index("loss_norm")]
     assert sum(norm["count"].values()) == (6 if mixing == "weighted" else 12)
     if "task_embedding" in names:  # trained away from zero, saved with the weights
         assert weights_of(straight, 6)["model.adapters.a.task_embedding"].abs().sum() > 0
+    if "task_moments" in names:  # the task not in the optimiser: its own moments of every trunk parameter
+        moments = sa["composition"]["state"][names.index("task_moments")]
+        other = ({"a", "b"} - {moments["active"]}).pop()
+        assert moments["active"] in ("a", "b") and set(moments["moments"]) == {other}
+        steps = {int(st["step"]) for st in moments["moments"][other].values()}
+        assert steps == {sa["data_position"][other]}  # AdamW's step count of the task: its steps so far
     if mixing == "weighted":  # temperature: equal sizes of the toy data, so equal weights whatever the recipe
         state = ckpt_io.load_state(straight / "checkpoints" / "step_0000006")
         assert sum(state["data_position"].values()) == 6
@@ -292,6 +430,36 @@ def test_resume_with_another_composition_is_refused(tmp_path):
             ),
             resume="last",
         )
+
+
+def test_task_moments_is_listed_validated_by_the_cli_and_changes_the_run(tmp_path, capsys):
+    """`lumina plugins list` names it, `lumina config validate` accepts it under weighted mixing and refuses it
+    under `all` (exit 2, the reason, no traceback), and a run with it is not the plain run."""
+    from omegaconf import OmegaConf
+
+    from lumina_core.cli.main import main
+    from lumina_core.registry import COMPOSITIONS
+
+    assert "task_moments" in COMPOSITIONS.names()
+    assert main(["plugins", "list", "--kind", "composition method"]) == 0
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines()]
+    assert any(r[:1] == ["task_moments"] for r in rows), rows
+
+    recipe = tmp_path / "two.yaml"
+    OmegaConf.save(tiny_recipe(tmp_path / "run", two_tasks(), mixing="weighted"), recipe)
+    assert main(["config", "validate", str(recipe), "train.composition=[task_moments]"]) == 0
+    capsys.readouterr()
+    code = main(["config", "validate", str(recipe), "train.mixing=all", "train.composition=[task_moments]"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert "task_moments needs train.mixing=weighted" in err
+
+    common = dict(max_steps=6, ckpt_every=6, mixing="weighted")
+    plain = train(tiny_recipe(tmp_path / "plain", two_tasks(), **common))
+    moments = train(
+        tiny_recipe(tmp_path / "moments", two_tasks(), composition=methods("task_moments"), **common)
+    )
+    assert not same(weights_of(plain, 6), weights_of(moments, 6))
 
 
 def test_build_composition_takes_names_and_components():
