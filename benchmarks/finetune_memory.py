@@ -1,5 +1,6 @@
-"""Expected GPU memory of fine-tuning the 2B model (recipes/image/finetune_folder*.yaml) or Lumina-Image 2.0
-(``--preset lumina2``: recipes/image/lumina2_lora.yaml), counted, not measured.
+"""Expected GPU memory of fine-tuning the 2B model (recipes/image/finetune_folder*.yaml), Lumina-Image 2.0
+(``--preset lumina2``: recipes/image/lumina2_lora.yaml) or Z-Image (``--preset z_image``:
+recipes/image/z_image_lora.yaml), counted, not measured.
 
     .venv/bin/python benchmarks/finetune_memory.py [--preset 2B] [--batch 1] [--size 1024] [--rank 32] [--caption 256]
 
@@ -49,10 +50,14 @@ def build(size: int, rank: int | None, preset: str = "2B"):
 
     grid = size // 16  # autoencoder factor 8 (SDXL's, FLUX's), patch 2
     # lumina2: FLUX's 16 latent channels, 2 x 2 patches in and out; Gemma-2-2B's 2304-wide captions
-    if preset == "lumina2":
+    # z_image: the same latents; Qwen3-4B's 2560-wide captions
+    if preset in ("lumina2", "z_image"):
         spec = AdapterSpec(in_dim=64, out_dim=64, num_axes=2, axis_split=(1, 1), train_extent=(grid, grid),
                            rope_layout="blocked")  # fmt: skip
-        cfg, width = NextDiTConfig.from_preset("lumina2", qk_norm_eps=1e-5), 2304
+        if preset == "lumina2":
+            cfg, width = NextDiTConfig.from_preset("lumina2", qk_norm_eps=1e-5), 2304
+        else:
+            cfg, width = NextDiTConfig.from_preset("z_image"), 2560
     else:
         spec = AdapterSpec(in_dim=16, out_dim=32, num_axes=2, axis_split=(1, 1), train_extent=(grid, grid))
         cfg, width = NextDiTConfig.from_preset("2B"), 2048
@@ -60,10 +65,11 @@ def build(size: int, rank: int | None, preset: str = "2B"):
         model = LuminaModel(cfg, {"t2i": spec}, {"t2i": width}).to(torch.bfloat16)
     if rank:
         from lumina_core.finetune.lora import LoraSettings, apply_lora
+        from lumina_core.finetune.settings import resolved_targets
 
-        apply_lora(
-            model, LoraSettings(rank=rank, alpha=float(rank), train_also=[])
-        )  # as finetune_folder_lora.yaml
+        # as the LoRA recipes train: the default targets with train.lora.adapt_conditioning, the factors only
+        targets = resolved_targets(None, True)
+        apply_lora(model, LoraSettings(rank=rank, alpha=float(rank), targets=targets, train_also=[]))
     return model, grid
 
 
@@ -101,9 +107,10 @@ def saved_activation_bytes(model, grid: int, batch: int, caption: int) -> tuple[
 
     # meta tensors hold no values: the masks' "all valid?" test (every mask here is all True) is answered for them
     import lumina_core.model.adapter as adapter_module
+    import lumina_core.model.context as context_module
     import lumina_core.model.nextdit as nextdit_module
 
-    for module in (adapter_module, nextdit_module):
+    for module in (adapter_module, context_module, nextdit_module):
         module.all_true = lambda m: True if m.is_meta else bool(m.all())
     hooks = [layer.register_forward_pre_hook(lambda *_: per_block.append(0)) for layer in model.trunk.layers]
     try:
@@ -163,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--caption", type=int, default=256, help="caption tokens (the recipe's max_length)")
     ap.add_argument(
         "--preset",
-        choices=("2B", "lumina2"),
+        choices=("2B", "lumina2", "z_image"),
         default="2B",
-        help="2B: Lumina-Next 2B (finetune_folder*.yaml); lumina2: Lumina-Image 2.0 (lumina2_lora.yaml)",
+        help="2B: Lumina-Next 2B (finetune_folder*.yaml); lumina2: Lumina-Image 2.0 (lumina2_lora.yaml); "
+        "z_image: Z-Image (z_image_lora.yaml)",
     )
     args = ap.parse_args(argv)
     if args.size % 16 or args.batch < 1 or args.rank < 1:
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     full, grid = build(args.size, None, args.preset)
     n_params = sum(p.numel() for p in full.parameters())
-    if args.preset == "lumina2":
+    if args.preset in ("lumina2", "z_image"):
         acts, block, lengths = unified_activation_bytes(full, grid, args.batch, args.caption)
     else:
         acts, block = saved_activation_bytes(full, grid, args.batch, args.caption)

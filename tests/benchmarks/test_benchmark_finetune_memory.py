@@ -38,3 +38,20 @@ def test_each_stack_is_counted_on_its_own_sequence_times_its_depth():
     assert total3 - total2 == largest  # one more joint layer adds one joint block's activations
     _, largest_b2, _ = unified_activation_bytes(tiny(2), grid, 2, caption)
     assert largest_b2 == 2 * largest  # activations are per sample
+
+
+def test_the_next_dit_count_runs_on_meta_tensors_and_grows_with_depth():
+    """The ``2B`` path (a real forward of the Next-DiT trunk on meta tensors): it broke once when the mask test
+    moved into the forward context and read a meta tensor's values."""
+    from finetune_memory import saved_activation_bytes
+
+    def next_dit(n_layers: int):
+        cfg = NextDiTConfig(dim=64, n_layers=n_layers, n_heads=4, n_kv_heads=2, context_dim=2048, multiple_of=16)
+        spec = AdapterSpec(in_dim=16, out_dim=32, num_axes=2, axis_split=(1, 1), train_extent=(4, 4))
+        with torch.device("meta"):
+            return LuminaModel(cfg, {"t2i": spec}, {"t2i": 2048}).to(torch.bfloat16)
+
+    total2, block2 = saved_activation_bytes(next_dit(2), 4, 1, 8)
+    total3, block3 = saved_activation_bytes(next_dit(3), 4, 1, 8)
+    # one more block adds at most the largest block's count (the first block also holds what all blocks share)
+    assert block2 == block3 > 0 and 0 < total3 - total2 <= block3
