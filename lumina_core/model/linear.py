@@ -52,8 +52,8 @@ the trunk's shapes, the reverse of the AMD EPYC above (docs/benchmarks.md, unifi
 other devices take the plain ops under ``"blas"``. ``"onednn"`` runs every CPU product through oneDNN.
 
 The default, ``"auto"``, picks per product in fp32: the first product of each kind and shape (``x W^T``,
-``other + x W^T``, ``g W``, ``other + g W``, the no-grad SwiGLU hidden layer; rows, inner size, output width,
-thread count) is timed both ways, oneDNN and BLAS (one warm-up call each, then three alternating calls, the
+``other + x W^T``, ``g W``, ``other + g W``, the no-grad SwiGLU hidden layer; rows to four significant bits,
+inner size, output width, thread count) is timed both ways, oneDNN and BLAS (one warm-up call each, then three alternating calls, the
 fastest call of each counting), and the faster route is kept for the rest of the process (:func:`linear_routes`,
 :func:`clear_linear_routes`), as ``torch.backends.cudnn.benchmark`` does for convolutions. Which is faster
 depends on the CPU and the shape, so a fixed default loses somewhere. A shape's first product costs about eight
@@ -217,7 +217,9 @@ def _mm_t(g: Tensor, w: Tensor) -> Tensor:
     _check(g, w.t(), None, None)
     if g.dtype == torch.bfloat16:
         return torch.matmul(g, w)
-    return _route("g W", g, w.shape[1], lambda: _LP(g, w.t(), None, "none", [], ""), lambda: torch.matmul(g, w))
+    return _route(
+        "g W", g, w.shape[1], lambda: _LP(g, w.t(), None, "none", [], ""), lambda: torch.matmul(g, w)
+    )
 
 
 def _mm_t_add(g: Tensor, other: Tensor, w: Tensor) -> Tensor:
@@ -233,7 +235,8 @@ def _mm_t_add(g: Tensor, other: Tensor, w: Tensor) -> Tensor:
 
 
 # -- the timed choice between oneDNN and BLAS (backend "auto", CPU fp32) -------------------------------------
-#: (product kind, rows, inner size, output width, threads) -> "onednn" or "blas", chosen once per process
+#: (product kind, rows (bucketed, :func:`_row_bucket`), inner size, output width, threads) -> "onednn" or "blas",
+#: chosen once per process
 _ROUTES: dict[tuple[str, int, int, int, int], str] = {}
 #: each route is timed this many times (after one warm-up call each, alternating), the fastest call counts
 _TRIALS = 3
@@ -264,11 +267,22 @@ def _route(kind: str, x: Tensor, n_out: int, onednn, blas) -> Tensor:
         return blas()
     if x.dtype != torch.float32 or _backend == "onednn":
         return onednn()
-    key = (kind, x.numel() // max(x.shape[-1], 1), x.shape[-1], int(n_out), torch.get_num_threads())
+    rows = _row_bucket(x.numel() // max(x.shape[-1], 1))
+    key = (kind, rows, x.shape[-1], int(n_out), torch.get_num_threads())
     choice = _ROUTES.get(key)
     if choice is None:
         choice = _ROUTES[key] = _fastest({"onednn": onednn, "blas": blas})
     return onednn() if choice == "onednn" else blas()
+
+
+def _row_bucket(rows: int) -> int:
+    """``rows`` rounded down to four significant bits above 64 (eight steps per octave: 64, 72, 80, ...,
+    1024, 1152, 1280, ...): the speed of a product changes slowly with its row count, and sequences of varying
+    length (captions, packed batches) then share a few timed choices instead of timing every new length."""
+    if rows <= 64:
+        return rows
+    shift = rows.bit_length() - 4
+    return (rows >> shift) << shift
 
 
 def _fastest(routes: dict[str, Any]) -> str:

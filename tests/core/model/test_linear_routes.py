@@ -56,12 +56,31 @@ def test_auto_times_each_shape_once_and_caches_the_choice(fresh_routes, monkeypa
         first = L.linear(x, w)
         assert len(calls) == 1 and calls[0] == ["blas", "onednn"]
         key = ("x W^T", 15, 16, 24, torch.get_num_threads())
-        assert L.linear_routes() == {key: L.linear_routes()[key]} and L.linear_routes()[key] in ("onednn", "blas")
+        assert L.linear_routes() == {key: L.linear_routes()[key]} and L.linear_routes()[key] in (
+            "onednn",
+            "blas",
+        )
         for _ in range(3):  # the same shape again: no more timing, the same route, the same bits
             assert torch.equal(L.linear(x, w), first)
         assert len(calls) == 1
         L.linear(torch.randn(4, 16), w)  # another shape: timed once more
         assert len(calls) == 2
+        L.linear(torch.randn(1100, 16), w)  # row counts share a choice within an eighth of an octave
+        L.linear(torch.randn(1151, 16), w)
+        assert len(calls) == 3 and ("x W^T", 1024, 16, 24, torch.get_num_threads()) in L.linear_routes()
+
+
+def test_row_buckets():
+    assert [L._row_bucket(m) for m in (1, 64, 65, 72, 1100, 1152, 1279, 1280)] == [
+        1,
+        64,
+        64,
+        72,
+        1024,
+        1152,
+        1152,
+        1280,
+    ]
 
 
 @onednn
@@ -84,8 +103,11 @@ def test_the_environment_sets_the_backend():
     )
     for backend, routes in (("blas", "0"), ("onednn", "0")):
         run = subprocess.run(
-            [sys.executable, "-c", code], env={**os.environ, "LUMINA_LINEAR_BACKEND": backend},
-            capture_output=True, text=True, check=True,
+            [sys.executable, "-c", code],
+            env={**os.environ, "LUMINA_LINEAR_BACKEND": backend},
+            capture_output=True,
+            text=True,
+            check=True,
         )
         assert run.stdout.split() == [backend, routes]
 
@@ -95,7 +117,11 @@ def test_both_routes_give_the_same_values_and_gradients(fresh_routes, monkeypatc
     """Every product kind (forward, fused add, input gradient, no-grad SwiGLU) forced onto each route: the
     two routes agree to float rounding with each other and with the plain composite."""
     gen = torch.Generator().manual_seed(0)
-    x, w13, w2 = torch.randn(2, 9, 16, generator=gen), torch.randn(48, 16, generator=gen) / 4, torch.randn(16, 24, generator=gen) / 4
+    x, w13, w2 = (
+        torch.randn(2, 9, 16, generator=gen),
+        torch.randn(48, 16, generator=gen) / 4,
+        torch.randn(16, 24, generator=gen) / 4,
+    )
     qkv = torch.randn(28, 16, generator=gen) / 4
     results = {}
     for route in ("onednn", "blas"):
