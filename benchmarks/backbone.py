@@ -14,7 +14,9 @@ script checks their outputs agree before timing. On CPU in fp32 a third runner, 
 our trunk with its products through PyTorch's ``F.linear`` (BLAS) instead of oneDNN
 (``lumina_core/model/linear.py``): the gain of the trunk's design alone, apart from the choice of kernels;
 a fourth, "ours, BLAS products", keeps our fused routes and hand-written backward passes but multiplies with
-PyTorch's GEMM (the ``"blas"`` linear backend): the better choice on CPUs where MKL's sgemm beats oneDNN.
+PyTorch's GEMM (the ``"blas"`` linear backend); a fifth, "ours, oneDNN products", every product by oneDNN
+(``"onednn"``, the default before ``"auto"`` timed the two kernels per shape and kept the faster). "ours" is
+the default, ``"auto"``.
 Measurements rotate between the runners (the order shifts every repeat) so that machine noise hits all of
 them; the median of the repeats is reported.
 Tokens/s counts image tokens (patches) processed: batch * (H / p) * (W / p) per call.
@@ -40,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from lumina_core.model import linear as linear_module
 from lumina_core.model.linear import linear_backend, uses_onednn
 
 MATMUL_OPS = (
@@ -174,9 +177,10 @@ def compare(name, fns, models, train, ctx, args, tokens, medians=None):
             wall[k].append(w)
             cpu[k].append(c)
     med = {k: statistics.median(v) for k, v in wall.items()}
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
     if medians is not None:  # {runner: median wall seconds}, for ratios between precisions
         medians.update(med)
-    cmed = {k: statistics.median(v) for k, v in cpu.items()}
+        medians["cpu"] = cmed  # {runner: median process CPU seconds}, for --before on a loaded machine
     cmin = {k: min(v) for k, v in cpu.items()}
     rate = {k: tokens / v for k, v in med.items()}
     print(f"{name}: diffusers {rate['diffusers']:>6.0f} tok/s ({med['diffusers'] * 1e3:6.1f} ms)")
@@ -307,6 +311,14 @@ def main() -> None:
                 return model(*inputs[:4])
 
         fns["ours, BLAS products"] = ours_blas_products
+
+        def ours_onednn_products(model=ours):
+            """Every product by oneDNN (``"onednn"``): the default before ``"auto"`` timed the two per shape."""
+            with linear_backend("onednn"):
+                return model(*inputs[:4])
+
+        if "onednn" in getattr(linear_module, "_BACKENDS", ()):  # an older tree (--before) has no such backend
+            fns["ours, oneDNN products"] = ours_onednn_products
     ratios = {}  # comparison -> {runner: speed-up over diffusers}, for the figure
     med = {"fp32 forward": {}, "fp32 fwd+bwd": {}, "bf16 forward": {}, "bf16 fwd+bwd": {}}
     ratios["fp32 forward"] = compare("fp32 forward", fns, models, False, fp32, args, tokens, med["fp32 forward"])
@@ -327,7 +339,7 @@ def main() -> None:
         print("bf16 autocast vs fp32, each runner against itself (ratio of median wall time):")
         for mode in ("forward", "fwd+bwd"):
             a, b = med[f"fp32 {mode}"], med[f"bf16 {mode}"]
-            print(f"    {mode:<8} " + ", ".join(f"{k} {a[k] / b[k]:.2f}x" for k in b if k in a))
+            print(f"    {mode:<8} " + ", ".join(f"{k} {a[k] / b[k]:.2f}x" for k in b if k in a and k != "cpu"))
     if args.compile:
         cfns = {"ours": torch.compile(ours_fwd), "diffusers": torch.compile(ref_fwd)}  # compiled: no oneDNN route
         ratios["compiled forward"] = compare("compiled fp32 forward", cfns, models, False, fp32, args, tokens)
@@ -392,6 +404,13 @@ def before_after(args) -> None:
         )
         for v in runs:  # the same-process ratio, run by run: the steadier figure on a shared machine
             print(f"      {v:<6} speed-up over diffusers per run: " + ", ".join(f"{x:.2f}x" for x in spread[v]))
+        for v in runs:  # the same by process CPU time (other jobs add less to it than to wall time)
+            cpu = sorted(
+                r["medians"][mode]["cpu"]["diffusers"] / r["medians"][mode]["cpu"]["ours"]
+                for r in runs[v] if "cpu" in r["medians"][mode]
+            )
+            if cpu:
+                print(f"      {v:<6} speed-up by CPU time per run:     " + ", ".join(f"{x:.2f}x" for x in cpu))
 
 
 def plot_ratios(ratios: dict[str, dict[str, float]], args, tokens: int):

@@ -4,9 +4,10 @@
     model = LuminaModel(NextDiTConfig.from_preset("tiny", context_dim=384), {"image": spec})
     v = model.velocity(batch, t, cond, task="image")
 
-On the CPU, in fp32 and in bf16 (autocast or bf16 weights), the trunk's products run through oneDNN (:mod:`lumina_core.model.linear`);
+On the CPU the trunk's products run through its own kernels (:mod:`lumina_core.model.linear`): in fp32 by oneDNN
+or BLAS, whichever was faster for the shape when first timed, in bf16 (autocast or bf16 weights) by oneDNN;
 ``set_linear_backend("torch")`` (``with linear_backend("torch"):`` for a block) or ``LUMINA_LINEAR_BACKEND=torch``
-switches them to ``F.linear``.
+switches them to ``F.linear``, ``"onednn"`` or ``"blas"`` fixes the kernel.
 """
 
 from lumina_core.model.adapter import FinalLayer, ModalityAdapter

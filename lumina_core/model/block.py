@@ -32,7 +32,7 @@ from lumina_core.model.attention import Attention
 from lumina_core.model.config import NextDiTConfig
 from lumina_core.model.context import ForwardContext
 from lumina_core.model.family import TrunkBlock
-from lumina_core.model.linear import GatedLinear, Linear, gated_hidden
+from lumina_core.model.linear import GatedLinear, Linear, gated_hidden, is_bare
 from lumina_core.model.norm import RMSNorm
 
 
@@ -80,9 +80,18 @@ class Block(TrunkBlock):
             scale_a, gate_a, scale_f, gate_f = 1 + s_a, g_a.tanh(), 1 + s_f, g_f.tanh()
         y = self.attention_y_norm(ctx.y) if ctx.y is not None else None
         a = self.attention(self.attention_norm1(x, scale_a), ctx, y)
-        h = self.attention_norm2(a, gate_a).add_(x)  # residuals added in place: one fresh tensor fewer
+        # residuals added in place: one fresh tensor fewer. Without autograd the sublayer outputs a and f are
+        # normalised in place too, when no hook or wrapper of the sublayer or its output projection could
+        # hold on to them
+        h = self.attention_norm2(a, gate_a, inplace=_owned(self.attention, Attention, "wo")).add_(x)
         f = self.feed_forward(self.ffn_norm1(h, scale_f))
-        return self.ffn_norm2(f, gate_f).add_(h)
+        return self.ffn_norm2(f, gate_f, inplace=_owned(self.feed_forward, SwiGLU, "w2")).add_(h)
+
+
+def _owned(sublayer: nn.Module, cls: type, projection: str) -> bool:
+    """True when the output of ``sublayer`` (of class ``cls``, output projection ``projection``) is a fresh
+    tensor that nothing else sees: both modules bare (:func:`~lumina_core.model.linear.is_bare`)."""
+    return is_bare(sublayer, cls) and is_bare(getattr(sublayer, projection), Linear)
 
 
 class NextDiTBlock(Block):

@@ -27,9 +27,10 @@ calls the BLAS ``sgemm`` (MKL in the PyPI wheels); oneDNN's matmul primitive
       dL/dx = dL/du W1 + dL/dv W3   (the sum fused into the second product),
       dL/dW13 = [dL/du^T x ; dL/dv^T x]   (written straight into the two row blocks of one gradient).
 
-  The hidden layer saves ``u`` and ``v`` only (autograd's composite saves three activations), and its
-  backward writes the two gradients into them instead of four fresh activation-sized tensors (so it runs
-  once: a second backward through the same graph, ``retain_graph=True``, raises).
+  The hidden layer saves ``u``, ``v`` and ``silu(u)`` (as autograd's composite does: one SiLU pass fewer in
+  backward than recomputing it), and its backward writes the gradients ``dL/du``, ``dL/dv`` into ``v`` and
+  ``silu(u)`` instead of fresh activation-sized tensors (so it runs once: a second backward through the
+  same graph, ``retain_graph=True``, raises).
 
 bf16: under CPU autocast with ``dtype=torch.bfloat16`` (fp32 weights, as in mixed-precision training) or
 with bf16 operands (a bf16 model), the same kernels run in bf16 on CPUs whose oneDNN has bf16 support
@@ -48,8 +49,20 @@ environment). The backend ``"blas"`` keeps this module's fused routes and hand-w
 but runs every product through PyTorch's GEMM (MKL ``sgemm`` in the PyPI wheels) instead of oneDNN: on an
 Intel Xeon (the shared machine in December 2026) oneDNN's fp32 products were 6-15 % slower than ``sgemm`` on
 the trunk's shapes, the reverse of the AMD EPYC above (docs/benchmarks.md, unified trunk section); bf16 and
-other devices take the plain ops under ``"blas"``. ``"auto"`` stays the default. Both paths agree to float rounding (about 1e-6 relative in fp32, bf16 rounding in bf16);
-``tests/core/model/test_linear.py`` and ``tests/core/model/`` check values and gradients.
+other devices take the plain ops under ``"blas"``. ``"onednn"`` runs every CPU product through oneDNN.
+
+The default, ``"auto"``, picks per product in fp32: the first product of each kind and shape (``x W^T``,
+``other + x W^T``, ``g W``, ``other + g W``, the no-grad SwiGLU hidden layer; rows to four significant bits,
+inner size, output width, thread count) is timed both ways, oneDNN and BLAS (one warm-up call each, then three alternating calls, the
+fastest call of each counting), and the faster route is kept for the rest of the process (:func:`linear_routes`,
+:func:`clear_linear_routes`), as ``torch.backends.cudnn.benchmark`` does for convolutions. Which is faster
+depends on the CPU and the shape, so a fixed default loses somewhere. A shape's first product costs about eight
+products more, once; the choice can differ between processes (timing noise on near ties), so two processes
+may differ at float rounding, but within one process a shape always takes the same kernels. bf16 keeps oneDNN,
+and ``LUMINA_LINEAR_BACKEND`` (or :func:`set_linear_backend`) set to anything else than ``"auto"`` wins.
+All routes agree to float rounding (about 1e-6 relative in fp32, bf16 rounding in bf16);
+``tests/core/model/test_linear.py``, ``test_linear_routes.py`` and ``tests/core/model/`` check values and
+gradients.
 
 Safety: oneDNN's ``_linear_pointwise.binary`` compares only the ranks of a 2-D addend and the product (an
 (8, 32) addend to a (64, 32) product is accepted and read past its end), and the plain form reports
@@ -64,6 +77,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -72,16 +86,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _hooks
 
-_BACKENDS = ("auto", "torch", "blas")
+_BACKENDS = ("auto", "torch", "blas", "onednn")
 _backend = os.environ.get("LUMINA_LINEAR_BACKEND", "auto")
 if _backend not in _BACKENDS:
     raise ValueError(f"LUMINA_LINEAR_BACKEND must be one of {_BACKENDS}; got {_backend!r}")
 
 
 def set_linear_backend(name: str) -> None:
-    """``"auto"`` (oneDNN for CPU fp32 when available, else PyTorch), ``"torch"`` (always ``F.linear``) or
-    ``"blas"`` (CPU fp32: this module's fused routes and hand-written backward passes, with every product
-    through PyTorch's BLAS GEMM instead of oneDNN; bf16 and other devices as ``"torch"``)."""
+    """``"auto"`` (default: CPU fp32 products by oneDNN or BLAS, whichever was faster for that product's shape
+    when first timed in this process, :func:`linear_routes`; CPU bf16 by oneDNN), ``"onednn"`` (every CPU
+    product by oneDNN, the default before the timed choice), ``"blas"`` (CPU fp32: this module's fused routes
+    and hand-written backward passes, with every product through PyTorch's BLAS GEMM; bf16 and other devices
+    as ``"torch"``) or ``"torch"`` (always ``F.linear``)."""
     global _backend
     if name not in _BACKENDS:
         raise ValueError(f"linear backend must be one of {_BACKENDS}; got {name!r}")
@@ -173,43 +189,114 @@ def _check(x: Tensor, w: Tensor, bias: Tensor | None, other: Tensor | None) -> N
 
 
 def _mm(x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x W^T (+ b)`` through oneDNN; ``w`` may be a strided view (e.g. a transpose), ``x`` any layout (the
-    kernel wrapper makes it contiguous)."""
+    """``x W^T (+ b)`` through oneDNN or BLAS (:func:`_route`); ``w`` may be a strided view (e.g. a
+    transpose), ``x`` any layout (the kernel wrapper makes it contiguous)."""
     _check(x, w, bias, None)
-    if _blas(x):
-        return F.linear(x, w, bias)
-    return _LP(x, w, bias, "none", [], "")
+    return _route(
+        "x W^T", x, w.shape[0], lambda: _LP(x, w, bias, "none", [], ""), lambda: F.linear(x, w, bias)
+    )
 
 
 def _mm_add(x: Tensor, other: Tensor, w: Tensor) -> Tensor:
-    """``other + x W^T`` in one oneDNN call (the sum is a post-op of the product), into a fresh tensor."""
+    """``other + x W^T`` in one call (the sum is a post-op of the oneDNN product, the beta of BLAS ``addmm``),
+    into a fresh tensor."""
     _check(x, w, None, other)
-    if _blas(x):
-        return torch.addmm(_rows(other), _rows(x), w.t()).view(other.shape)
-    return _LP.binary(x, other, w, None, "add")
-
-
-def _blas(x: Tensor) -> bool:
-    """True when a fp32 product goes through PyTorch's GEMM (the ``"blas"`` backend) instead of oneDNN."""
-    return (_backend == "blas" or _LP is None) and x.dtype == torch.float32
+    return _route(
+        "o + x W^T",
+        x,
+        w.shape[0],
+        lambda: _LP.binary(x, other, w, None, "add"),
+        lambda: torch.addmm(_rows(other), _rows(x), w.t()).view(other.shape),
+    )
 
 
 def _mm_t(g: Tensor, w: Tensor) -> Tensor:
-    """``g W`` (an input gradient): oneDNN with the transposed weight in fp32 (faster than BLAS ``sgemm``
-    here), PyTorch's own GEMM in bf16 (as fast or faster than oneDNN's inner product on a transposed bf16
-    weight, ``benchmarks/backbone.py --bf16``)."""
-    if g.dtype == torch.bfloat16 or _blas(g):
-        _check(g, w.t(), None, None)
+    """``g W`` (an input gradient): oneDNN with the transposed weight or BLAS in fp32 (:func:`_route`), PyTorch's
+    own GEMM in bf16 (as fast or faster than oneDNN's inner product on a transposed bf16 weight,
+    ``benchmarks/backbone.py --bf16``)."""
+    _check(g, w.t(), None, None)
+    if g.dtype == torch.bfloat16:
         return torch.matmul(g, w)
-    return _mm(g, w.t())
+    return _route(
+        "g W", g, w.shape[1], lambda: _LP(g, w.t(), None, "none", [], ""), lambda: torch.matmul(g, w)
+    )
 
 
 def _mm_t_add(g: Tensor, other: Tensor, w: Tensor) -> Tensor:
     """``other + g W`` into a fresh tensor (the sum inside the product), as :func:`_mm_t` chooses kernels."""
-    if g.dtype == torch.bfloat16 or _blas(g):
-        _check(g, w.t(), None, other)
+    _check(g, w.t(), None, other)
+
+    def blas() -> Tensor:
         return torch.addmm(_rows(other), _rows(g), w).view(other.shape)
-    return _mm_add(g, other, w.t())
+
+    if g.dtype == torch.bfloat16:
+        return blas()
+    return _route("o + g W", g, w.shape[1], lambda: _LP.binary(g, other, w.t(), None, "add"), blas)
+
+
+# -- the timed choice between oneDNN and BLAS (backend "auto", CPU fp32) -------------------------------------
+#: (product kind, rows (bucketed, :func:`_row_bucket`), inner size, output width, threads) -> "onednn" or "blas",
+#: chosen once per process
+_ROUTES: dict[tuple[str, int, int, int, int], str] = {}
+#: each route is timed this many times (after one warm-up call each, alternating), the fastest call counts
+_TRIALS = 3
+
+
+def linear_routes() -> dict[tuple[str, int, int, int, int], str]:
+    """The routes chosen so far under ``"auto"`` (a copy): (product kind, rows, inner size, output width,
+    threads) -> ``"onednn"`` or ``"blas"``."""
+    return dict(_ROUTES)
+
+
+def clear_linear_routes() -> None:
+    """Forget the timed choices: the next product of each shape is timed again."""
+    _ROUTES.clear()
+
+
+def _route(kind: str, x: Tensor, n_out: int, onednn, blas) -> Tensor:
+    """The result of ``onednn()`` or ``blas()`` (the same product by two kernels) for this backend.
+
+    ``"blas"`` (or a PyTorch without oneDNN) takes BLAS and ``"onednn"`` oneDNN; bf16 always takes oneDNN.
+    ``"auto"`` (fp32) takes the route recorded for this product's kind and shape in :data:`_ROUTES`; the first
+    product of a shape times both (one warm-up call each, then :data:`_TRIALS` alternating calls, the fastest
+    call of each counts) and records the faster, like ``torch.backends.cudnn.benchmark``. Which kernel is
+    faster depends on the CPU and the shape (oneDNN on our AMD EPYC, BLAS ``sgemm`` on most shapes of an
+    Intel Xeon, docs/benchmarks.md); the two agree to float rounding, and once a shape's route is chosen its
+    results are deterministic for the rest of the process."""
+    if _backend == "blas" or _LP is None:
+        return blas()
+    if x.dtype != torch.float32 or _backend == "onednn":
+        return onednn()
+    rows = _row_bucket(x.numel() // max(x.shape[-1], 1))
+    key = (kind, rows, x.shape[-1], int(n_out), torch.get_num_threads())
+    choice = _ROUTES.get(key)
+    if choice is None:
+        choice = _ROUTES[key] = _fastest({"onednn": onednn, "blas": blas})
+    return onednn() if choice == "onednn" else blas()
+
+
+def _row_bucket(rows: int) -> int:
+    """``rows`` rounded down to four significant bits above 64 (eight steps per octave: 64, 72, 80, ...,
+    1024, 1152, 1280, ...): the speed of a product changes slowly with its row count, and sequences of varying
+    length (captions, packed batches) then share a few timed choices instead of timing every new length."""
+    if rows <= 64:
+        return rows
+    shift = rows.bit_length() - 4
+    return (rows >> shift) << shift
+
+
+def _fastest(routes: dict[str, Any]) -> str:
+    """The name of the fastest of ``routes`` (callables), by the fastest of :data:`_TRIALS` alternating calls."""
+    best = dict.fromkeys(routes, float("inf"))
+    with torch.no_grad():
+        for fn in routes.values():
+            fn()
+        for _ in range(_TRIALS):
+            for name, fn in routes.items():
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
+    return min(best, key=best.__getitem__)
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -300,9 +387,10 @@ class _SwiGLUHidden(torch.autograd.Function):
     def forward(ctx, x: Tensor, w13: Tensor) -> Tensor:  # type: ignore[override]
         w1, w3 = w13.chunk(2)
         u, v = _mm(x, w1), _mm(x, w3)
-        ctx.save_for_backward(x, w13, u, v)
+        s = F.silu(u)
+        ctx.save_for_backward(x, w13, u, v, s)
         ctx.spent = False
-        return F.silu(u).mul_(v)
+        return s * v
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
@@ -312,11 +400,11 @@ class _SwiGLUHidden(torch.autograd.Function):
                 "buffers in the first pass); use LUMINA_LINEAR_BACKEND=torch for retain_graph=True"
             )
         ctx.spent = True
-        x, w13, u, v = ctx.saved_tensors
+        x, w13, u, v, s = ctx.saved_tensors
         w1, w3 = w13.chunk(2)
-        # u and v are not needed after this pass: they hold the two gradients (no fresh activations)
+        # u, v and s are not needed after this pass: v and s hold the two gradients (no fresh activations)
         gu = torch.ops.aten.silu_backward.grad_input(v.mul_(g), u, grad_input=v)  # g v silu'(u)
-        gv = F.silu(u, inplace=True).mul_(g)  # g silu(u)
+        gv = s.mul_(g)  # g silu(u)
         gx = gw = None
         if ctx.needs_input_grad[0]:
             gx = _mm_t_add(gv, _mm_t(gu, w1), w3)
@@ -342,9 +430,13 @@ def swiglu_hidden(x: Tensor, w13: Tensor) -> Tensor:
         return _SwiGLUHidden.apply(x, w13)
     w1, w3 = w13.chunk(2)
     _check(x, w1, None, None)
-    if _blas(x):
-        return F.silu(_mm(x, w1), inplace=True).mul_(_mm(x, w3))
-    return _LP.binary(x, _LP(x, w1, None, "swish", [], ""), w3, None, "mul")  # silu(x W1^T) * (x W3^T), fused
+    return _route(
+        "silu(x W1^T) * x W3^T",
+        x,
+        w1.shape[0],
+        lambda: _LP.binary(x, _LP(x, w1, None, "swish", [], ""), w3, None, "mul"),  # SiLU and product fused
+        lambda: F.silu(F.linear(x, w1), inplace=True).mul_(F.linear(x, w3)),
+    )
 
 
 def swiglu(x: Tensor, w13: Tensor, w2: Tensor) -> Tensor:

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def scaled_rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    """``x / sqrt(mean(x^2) + eps) * weight`` for x (B, L, D) and weight (D,) or (B, 1, D)."""
+def scaled_rms_norm(x: Tensor, weight: Tensor, eps: float, inplace: bool = False) -> Tensor:
+    """``x / sqrt(mean(x^2) + eps) * weight`` for x (B, L, D) and weight (D,) or (B, 1, D); with ``inplace``
+    written into ``x`` (only outside autograd: no gradient needed, e.g. sampling; a ValueError otherwise)."""
     d = x.shape[-1]
     if x.dim() != 3 or weight.shape not in ((d,), (x.shape[0], 1, d)):
         raise ValueError(
@@ -31,7 +32,17 @@ def scaled_rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
         )
     if torch.compiler.is_compiling():  # plain form: the compiler derives and fuses the backward itself
         return F.rms_norm(x, (d,), None, eps) * weight.to(x.dtype)
+    if not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)):  # no graph: no Function
+        return _normalise(x, weight.to(x.dtype), _inverse_rms(x, eps), inplace)
+    if inplace:
+        raise ValueError("scaled_rms_norm(inplace=True) is for tensors that take no part in autograd")
     return _ScaledRMSNorm.apply(x, weight.to(x.dtype), eps)
+
+
+def _normalise(x: Tensor, weight: Tensor, r: Tensor, inplace: bool = False) -> Tensor:
+    """``x * r * weight``, into ``x`` itself when ``inplace``."""
+    out = x.mul_(r.to(x.dtype)) if inplace else torch.mul(x, r.to(x.dtype))
+    return out.mul_(weight)
 
 
 def _inverse_rms(x: Tensor, eps: float) -> Tensor:
@@ -46,7 +57,7 @@ class _ScaledRMSNorm(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, eps: float) -> Tensor:  # type: ignore[override]
         r = _inverse_rms(x, eps)
         ctx.save_for_backward(x, weight, r)
-        return torch.mul(x, r.to(x.dtype)).mul_(weight)
+        return _normalise(x, weight, r)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
@@ -71,10 +82,13 @@ class RMSNorm(nn.RMSNorm):
     Inputs of more than 3 dims without ``scale`` (the unified family's per-head q/k, (B, L, H, d)) run the same
     kernel on a (B, L * H, d) view; other shapes take ``F.rms_norm``."""
 
-    def forward(self, x: Tensor, scale: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, scale: Tensor | None = None, inplace: bool = False) -> Tensor:
+        """``inplace``: a 3-D ``x`` that nothing else reads (a sublayer's output) is normalised in place when
+        no gradient is being recorded (sampling); otherwise ignored."""
         w = self.weight if scale is None else self.weight * scale
         if x.dim() > 3 and scale is None and x.numel():  # per-head q/k (B, L, H, d): the kernel on (B, L * H, d)
             return scaled_rms_norm(x.reshape(x.shape[0], -1, x.shape[-1]), w, self.eps).view(x.shape)
         if x.dim() != 3:
             return F.rms_norm(x, self.normalized_shape, None, self.eps) * w.to(x.dtype)
-        return scaled_rms_norm(x, w, self.eps)
+        inplace = inplace and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
+        return scaled_rms_norm(x, w, self.eps, inplace)

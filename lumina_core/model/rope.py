@@ -453,6 +453,8 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         xf = x.to(torch.promote_types(x.dtype, c.dtype))
         x1, x2 = xf[..., :p], xf[..., p:]
         return torch.cat((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).to(x.dtype)
+    if not (torch.is_grad_enabled() and x.requires_grad):  # no graph to record: no autograd Function
+        return rotate_pairs(x, c, s)
     return _Rotation.apply(x, c, s)
 
 

@@ -73,7 +73,7 @@ def both_routes(fn, inputs: list[torch.Tensor | None], grad_layout: str, bf16: b
     """(outputs, input gradients) of ``fn`` on the oneDNN route and on the plain route."""
     results = []
     seed = int(torch.randint(1 << 30, (1,), generator=GEN))  # the same upstream gradients for both routes
-    for backend in ("auto", "torch"):
+    for backend in ("onednn", "torch"):
         gen = torch.Generator().manual_seed(seed)
         leaves = [None if t is None else t.detach().clone().requires_grad_(True) for t in inputs]
         args = [None if t is None else layout(t, k) for t, k in zip(leaves, LAYOUTS, strict=False)]
@@ -189,7 +189,7 @@ def model_steps(bf16: bool) -> None:
         cond, t = Condition(randn(b, 5, 12), cmask), torch.rand(b, generator=GEN)
         target = randn(b, side * side, 4)
         runs = []
-        for backend in ("auto", "torch"):
+        for backend in ("onednn", "torch"):
             model.zero_grad(set_to_none=True)
             with L.linear_backend(backend):  # backward inside: checkpointed layers recompute on this route
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -33,7 +33,7 @@ def heap_checked_env(tmp_path: Path) -> dict[str, str]:
         "MALLOC_PERTURB_": "165",
         "OMP_NUM_THREADS": "1",
         "LUMINA_CACHE_DIR": str(tmp_path / "cache"),
-        "LUMINA_LINEAR_BACKEND": "auto",
+        "LUMINA_LINEAR_BACKEND": "onednn",
     }
     debug = next((p for p in MALLOC_DEBUG if Path(p).exists()), None)
     if debug is None and ctypes.util.find_library("c_malloc_debug"):
