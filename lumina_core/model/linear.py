@@ -51,15 +51,18 @@ Intel Xeon (the shared machine in December 2026) oneDNN's fp32 products were 6-1
 the trunk's shapes, the reverse of the AMD EPYC above (docs/benchmarks.md, unified trunk section); bf16 and
 other devices take the plain ops under ``"blas"``. ``"onednn"`` runs every CPU product through oneDNN.
 
-The default, ``"auto"``, picks per product in fp32: the first product of each kind and shape (``x W^T``,
+The default, ``"auto"``, is a fixed rule, so every process on a machine takes the same kernels (a resumed run
+continues bit for bit, and two runs of one seed agree): CPU fp32 products go through BLAS on Intel CPUs (MKL
+``sgemm`` was faster on the trunk's shapes of an Intel Xeon: 16 of 16 forward and 10 of 14 backward product
+shapes when timed) and through oneDNN elsewhere (faster on the AMD EPYC above); bf16 through oneDNN.
+``"timed"`` (opt-in) picks per product in fp32 instead: the first product of each kind and shape (``x W^T``,
 ``other + x W^T``, ``g W``, ``other + g W``, the no-grad SwiGLU hidden layer; rows to four significant bits,
-inner size, output width, thread count) is timed both ways, oneDNN and BLAS (one warm-up call each, then three alternating calls, the
-fastest call of each counting), and the faster route is kept for the rest of the process (:func:`linear_routes`,
-:func:`clear_linear_routes`), as ``torch.backends.cudnn.benchmark`` does for convolutions. Which is faster
-depends on the CPU and the shape, so a fixed default loses somewhere. A shape's first product costs about eight
-products more, once; the choice can differ between processes (timing noise on near ties), so two processes
-may differ at float rounding, but within one process a shape always takes the same kernels. bf16 keeps oneDNN,
-and ``LUMINA_LINEAR_BACKEND`` (or :func:`set_linear_backend`) set to anything else than ``"auto"`` wins.
+inner size, output width, thread count) is timed both ways, oneDNN and BLAS (one warm-up call each, then three
+alternating calls, the fastest call of each counting), and the faster route is kept for the rest of the
+process (:func:`linear_routes`, :func:`clear_linear_routes`), as ``torch.backends.cudnn.benchmark`` does for
+convolutions. A shape's first product costs about eight products more, once; the choice can differ between
+processes (timing noise on near ties), so two processes may differ at float rounding - which is why it is not
+the default. ``LUMINA_LINEAR_BACKEND`` (or :func:`set_linear_backend`) chooses.
 All routes agree to float rounding (about 1e-6 relative in fp32, bf16 rounding in bf16);
 ``tests/core/model/test_linear.py``, ``test_linear_routes.py`` and ``tests/core/model/`` check values and
 gradients.
@@ -76,7 +79,9 @@ operands and gradients, whole tiny-trunk steps on 4-wide tokens) under glibc's h
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import platform
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -86,16 +91,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _hooks
 
-_BACKENDS = ("auto", "torch", "blas", "onednn")
+_BACKENDS = ("auto", "timed", "torch", "blas", "onednn")
 _backend = os.environ.get("LUMINA_LINEAR_BACKEND", "auto")
 if _backend not in _BACKENDS:
     raise ValueError(f"LUMINA_LINEAR_BACKEND must be one of {_BACKENDS}; got {_backend!r}")
 
 
 def set_linear_backend(name: str) -> None:
-    """``"auto"`` (default: CPU fp32 products by oneDNN or BLAS, whichever was faster for that product's shape
-    when first timed in this process, :func:`linear_routes`; CPU bf16 by oneDNN), ``"onednn"`` (every CPU
-    product by oneDNN, the default before the timed choice), ``"blas"`` (CPU fp32: this module's fused routes
+    """``"auto"`` (default: CPU fp32 products by BLAS on Intel CPUs, by oneDNN elsewhere; CPU bf16 by oneDNN),
+    ``"timed"`` (CPU fp32 products by oneDNN or BLAS, whichever was faster for that product's shape when first
+    timed in this process, :func:`linear_routes`), ``"onednn"`` (every CPU product by oneDNN), ``"blas"`` (CPU fp32: this module's fused routes
     and hand-written backward passes, with every product through PyTorch's BLAS GEMM; bf16 and other devices
     as ``"torch"``) or ``"torch"`` (always ``F.linear``)."""
     global _backend
@@ -234,7 +239,7 @@ def _mm_t_add(g: Tensor, other: Tensor, w: Tensor) -> Tensor:
     return _route("o + g W", g, w.shape[1], lambda: _LP.binary(g, other, w.t(), None, "add"), blas)
 
 
-# -- the timed choice between oneDNN and BLAS (backend "auto", CPU fp32) -------------------------------------
+# -- the timed choice between oneDNN and BLAS (backend "timed", CPU fp32) ------------------------------------
 #: (product kind, rows (bucketed, :func:`_row_bucket`), inner size, output width, threads) -> "onednn" or "blas",
 #: chosen once per process
 _ROUTES: dict[tuple[str, int, int, int, int], str] = {}
@@ -243,7 +248,7 @@ _TRIALS = 3
 
 
 def linear_routes() -> dict[tuple[str, int, int, int, int], str]:
-    """The routes chosen so far under ``"auto"`` (a copy): (product kind, rows, inner size, output width,
+    """The routes chosen so far under ``"timed"`` (a copy): (product kind, rows, inner size, output width,
     threads) -> ``"onednn"`` or ``"blas"``."""
     return dict(_ROUTES)
 
@@ -257,7 +262,8 @@ def _route(kind: str, x: Tensor, n_out: int, onednn, blas) -> Tensor:
     """The result of ``onednn()`` or ``blas()`` (the same product by two kernels) for this backend.
 
     ``"blas"`` (or a PyTorch without oneDNN) takes BLAS and ``"onednn"`` oneDNN; bf16 always takes oneDNN.
-    ``"auto"`` (fp32) takes the route recorded for this product's kind and shape in :data:`_ROUTES`; the first
+    ``"auto"`` (fp32) takes BLAS on an Intel CPU and oneDNN elsewhere (:func:`intel_cpu`). ``"timed"`` (fp32)
+    takes the route recorded for this product's kind and shape in :data:`_ROUTES`; the first
     product of a shape times both (one warm-up call each, then :data:`_TRIALS` alternating calls, the fastest
     call of each counts) and records the faster, like ``torch.backends.cudnn.benchmark``. Which kernel is
     faster depends on the CPU and the shape (oneDNN on our AMD EPYC, BLAS ``sgemm`` on most shapes of an
@@ -267,12 +273,28 @@ def _route(kind: str, x: Tensor, n_out: int, onednn, blas) -> Tensor:
         return blas()
     if x.dtype != torch.float32 or _backend == "onednn":
         return onednn()
+    if _backend != "timed":  # "auto" (and "torch", which reaches here only through the fused routes' callers)
+        return blas() if intel_cpu() else onednn()
     rows = _row_bucket(x.numel() // max(x.shape[-1], 1))
     key = (kind, rows, x.shape[-1], int(n_out), torch.get_num_threads())
     choice = _ROUTES.get(key)
     if choice is None:
         choice = _ROUTES[key] = _fastest({"onednn": onednn, "blas": blas})
     return onednn() if choice == "onednn" else blas()
+
+
+@functools.cache
+def intel_cpu() -> bool:
+    """True on an Intel CPU (``vendor_id: GenuineIntel`` in /proc/cpuinfo, else the platform's processor
+    name): where ``"auto"`` multiplies fp32 with BLAS (MKL) rather than oneDNN."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("vendor_id"):
+                    return "GenuineIntel" in line
+    except OSError:
+        pass
+    return "intel" in platform.processor().lower()
 
 
 def _row_bucket(rows: int) -> int:

@@ -111,7 +111,7 @@ def test_bad_backend_in_the_environment_is_a_clear_error():
         [sys.executable, "-c", "import lumina_core.model.linear"],
         env={**os.environ, "LUMINA_LINEAR_BACKEND": "mkl"}, capture_output=True, text=True,
     )
-    assert run.returncode != 0 and "LUMINA_LINEAR_BACKEND must be one of ('auto', 'torch', 'blas', 'onednn'); got 'mkl'" in run.stderr
+    assert run.returncode != 0 and "LUMINA_LINEAR_BACKEND must be one of ('auto', 'timed', 'torch', 'blas', 'onednn'); got 'mkl'" in run.stderr
 
 
 @pytest.mark.parametrize("use", [(0, 1, 2), (0, 2)])  # (0, 2): one output unused, its gradient is None

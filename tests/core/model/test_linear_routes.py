@@ -1,5 +1,6 @@
-"""The ``"auto"`` linear backend's timed choice between oneDNN and BLAS (lumina_core/model/linear.py, ``_route``),
-and the no-autograd fast paths of the norms (values against the plain composites)."""
+"""The linear backends' choice between oneDNN and BLAS (lumina_core/model/linear.py, ``_route``): ``"auto"``'s
+fixed rule, ``"timed"``'s per-shape timing; and the no-autograd fast paths of the norms (values against the
+plain composites)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _step(x, w13, w2):
 
 
 @onednn
-def test_auto_times_each_shape_once_and_caches_the_choice(fresh_routes, monkeypatch):
+def test_timed_times_each_shape_once_and_caches_the_choice(fresh_routes, monkeypatch):
     calls = []
     real = L._fastest
 
@@ -52,7 +53,7 @@ def test_auto_times_each_shape_once_and_caches_the_choice(fresh_routes, monkeypa
 
     monkeypatch.setattr(L, "_fastest", counting)
     x, w = torch.randn(3, 5, 16), torch.randn(24, 16)
-    with L.linear_backend("auto"), torch.no_grad():
+    with L.linear_backend("timed"), torch.no_grad():
         first = L.linear(x, w)
         assert len(calls) == 1 and calls[0] == ["blas", "onednn"]
         key = ("x W^T", 15, 16, 24, torch.get_num_threads())
@@ -84,9 +85,9 @@ def test_row_buckets():
 
 
 @onednn
-@pytest.mark.parametrize("backend", ["blas", "onednn", "torch"])
+@pytest.mark.parametrize("backend", ["auto", "blas", "onednn", "torch"])
 def test_an_explicit_backend_wins_and_records_no_choice(fresh_routes, monkeypatch, backend):
-    monkeypatch.setattr(L, "_fastest", lambda routes: pytest.fail("an explicit backend must not time routes"))
+    monkeypatch.setattr(L, "_fastest", lambda routes: pytest.fail("only 'timed' times routes"))
     x, w13, w2 = torch.randn(2, 7, 16), torch.randn(48, 16) / 4, torch.randn(16, 24) / 4
     with L.linear_backend(backend):
         out, *_ = _step(x, w13, w2)
@@ -127,7 +128,7 @@ def test_both_routes_give_the_same_values_and_gradients(fresh_routes, monkeypatc
     for route in ("onednn", "blas"):
         monkeypatch.setattr(L, "_fastest", lambda routes, route=route: route)
         L.clear_linear_routes()
-        with L.linear_backend("auto"):
+        with L.linear_backend("timed"):
             step = _step(x, w13, w2)
             xs, ws = x.clone().requires_grad_(True), qkv.clone().requires_grad_(True)
             outs = L.split_linear(xs, ws, (12, 8, 8))
@@ -196,3 +197,25 @@ def test_block_without_autograd_equals_the_block_with_it_and_leaves_hooked_outpu
         finally:
             handle.remove()
     assert torch.equal(kept[0][0], kept[0][1])
+
+
+@onednn
+@pytest.mark.parametrize("intel", [True, False])
+def test_auto_is_a_fixed_rule_blas_on_intel_onednn_elsewhere(fresh_routes, monkeypatch, intel):
+    """Every process on one machine takes the same kernels under the default (no timing): a resumed run or a
+    second run of one seed is bit for bit the first."""
+    monkeypatch.setattr(L, "intel_cpu", lambda: intel)
+    taken = []
+    real_blas = torch.addmm
+
+    def spy(*a, **k):
+        taken.append("blas")
+        return real_blas(*a, **k)
+
+    monkeypatch.setattr(L.torch, "addmm", spy)
+    x, w, other = torch.randn(2, 5, 16), torch.randn(24, 16), torch.randn(2, 5, 24)
+    with L.linear_backend("auto"), torch.no_grad():
+        out = L._mm_add(x, other, w)
+    assert taken == (["blas"] if intel else [])
+    torch.testing.assert_close(out, other + x @ w.t(), rtol=1e-5, atol=1e-5)
+    assert L.linear_routes() == {}
