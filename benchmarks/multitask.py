@@ -94,8 +94,9 @@ def task_step_counts(cfg: Any, steps: int) -> dict[str, int]:
 def single_task_recipe(
     cfg: Any, task: str, steps: int, context_dim: int | None, output_dir: str | Path
 ) -> Any:
-    """A copy of the composed recipe ``cfg`` that keeps task ``task`` alone, trained for ``steps`` steps, with
-    the trunk's caption width pinned to ``context_dim`` (the composed run's) and its own run folder."""
+    """A copy of the composed recipe ``cfg`` that keeps task ``task`` alone, trained for ``steps`` steps without
+    a composition method, with the trunk's caption width pinned to ``context_dim`` (the composed run's) and its
+    own run folder."""
     from omegaconf import OmegaConf
 
     names = [str(t.name) for t in cfg.tasks]
@@ -104,6 +105,7 @@ def single_task_recipe(
     one = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     one.tasks = [one.tasks[names.index(task)]]
     one.train.max_steps = int(steps)
+    one.train.composition = []  # one task alone: nothing to compose (the plain recipe)
     one.model.context_dim = context_dim
     one.run.name = f"{cfg.run.name}_{task}_alone"
     one.run.output_dir = str(output_dir)
@@ -374,7 +376,6 @@ def plan_mechanisms(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
             run = f"alone_{task}_{n}"
             if run not in runs:  # the plain recipe with that task alone: no composition method
                 one = single_task_recipe(cfg, task, n, dim, out / run)
-                one.train.composition = []
                 one.train.mixing = "weighted"
                 runs[run] = one
             alone[task] = run

@@ -96,6 +96,8 @@ def test_single_task_recipe_keeps_one_task_on_the_same_trunk(tmp_path):
     assert typed.train.max_steps == 123 and typed.model.context_dim == 384
     assert typed.model.n_layers == cfg.model.n_layers and typed.model.preset == cfg.model.preset
     assert typed.run.output_dir == str(tmp_path / "points_alone")
+    # alone, the task trains plainly: the recipe's composition method (task_moments) needs several tasks
+    assert list(cfg.train.composition) != [] and list(typed.train.composition) == []
     assert len(cfg.tasks) == 3 and cfg.train.max_steps != 123  # the composed recipe is untouched
     with pytest.raises(ValueError, match="no task 'video'"):
         bench.single_task_recipe(cfg, "video", 10, 384, tmp_path)
