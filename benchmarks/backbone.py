@@ -15,8 +15,8 @@ our trunk with its products through PyTorch's ``F.linear`` (BLAS) instead of one
 (``lumina_core/model/linear.py``): the gain of the trunk's design alone, apart from the choice of kernels;
 a fourth, "ours, BLAS products", keeps our fused routes and hand-written backward passes but multiplies with
 PyTorch's GEMM (the ``"blas"`` linear backend); a fifth, "ours, oneDNN products", every product by oneDNN
-(``"onednn"``, the default before ``"auto"`` timed the two kernels per shape and kept the faster). "ours" is
-the default, ``"auto"``.
+(``"onednn"``, the default kernels before ``"auto"`` became a rule by CPU: BLAS on Intel, oneDNN elsewhere).
+"ours" is the default, ``"auto"``.
 Measurements rotate between the runners (the order shifts every repeat) so that machine noise hits all of
 them; the median of the repeats is reported.
 Tokens/s counts image tokens (patches) processed: batch * (H / p) * (W / p) per call.
@@ -313,7 +313,7 @@ def main() -> None:
         fns["ours, BLAS products"] = ours_blas_products
 
         def ours_onednn_products(model=ours):
-            """Every product by oneDNN (``"onednn"``): the default before ``"auto"`` timed the two per shape."""
+            """Every product by oneDNN (``"onednn"``): the default kernels before ``"auto"`` chose by CPU."""
             with linear_backend("onednn"):
                 return model(*inputs[:4])
 

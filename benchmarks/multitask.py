@@ -256,7 +256,8 @@ def launch(runs: Mapping[str, Any], args: argparse.Namespace) -> None:
             if getattr(args, "skip_done", False) and _finished(run_dir, int(cfg.train.max_steps)):
                 print(f"already done: {name} ({run_dir})", flush=True)
                 continue
-            resume = bool(getattr(args, "resume_unfinished", False)) and _has_checkpoint(run_dir)
+            steps = int(cfg.train.max_steps)
+            resume = bool(getattr(args, "resume_unfinished", False)) and _checkpoint_step(run_dir) < steps
             if run_dir.exists() and not resume:  # the benchmark's own folder: a rerun starts clean
                 shutil.rmtree(run_dir)
             spec = out / f"{name}.spec.json"
@@ -392,9 +393,16 @@ def plan_mechanisms(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     return runs, groups
 
 
-def _has_checkpoint(run_dir: Path) -> bool:
-    """A run folder with a checkpoint to continue from (``--resume-unfinished``)."""
-    return (run_dir / "checkpoints" / "last").exists()
+def _checkpoint_step(run_dir: Path) -> int:
+    """The step of the run folder's last checkpoint, to continue from (``--resume-unfinished``); a large number
+    when it has none (nothing to continue: the run starts again)."""
+    from lumina_core.training import checkpoint as ckpt_io
+
+    try:
+        meta = ckpt_io.resolve_checkpoint(run_dir / "checkpoints" / "last", fallback=False) / ckpt_io.META_FILE
+        return int(json.loads(meta.read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return sys.maxsize
 
 
 def _finished(run_dir: Path, steps: int) -> bool:

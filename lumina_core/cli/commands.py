@@ -398,7 +398,7 @@ def _convert_to(args: argparse.Namespace, src: Path) -> int:
     weights unless ``--raw-weights``) back to a public layout."""
     if args.preset is not None:
         raise ValueError("--preset goes with --from (reading a foreign checkpoint); --to takes the sizes from SRC")
-    from lumina_core.interop.export import export, export_format, read_export_source
+    from lumina_core.interop.to_public import export, export_format, read_export_source
 
     _, layout = export_format(args.dst_format, args.layout)  # an unknown format or layout: before reading weights
     _say(f"lumina convert: {src} -> {args.dst_format} ({layout} layout) at {args.dst}")

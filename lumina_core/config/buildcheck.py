@@ -97,7 +97,7 @@ def _check_lora(lora: dict, lr: Any, problems: list[str]) -> None:
     for check in (
         lambda: LoraSettings(
             **values,
-            targets=resolved_targets(targets, lora.get("adapt_conditioning", False)),
+            targets=resolved_targets(targets, lora.get("adapt_conditioning", True)),
             train_also=list(DEFAULT_TRAIN_ALSO if also is None else also),
         ),
         lambda: lora_param_groups({}, lr if isinstance(lr, (int, float)) else 1.0, lora.get("lr"),

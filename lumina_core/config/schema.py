@@ -166,8 +166,9 @@ class LoraConfig:
     #: regular expressions matched against the end of linear layers' names; None: every block's attention and
     #: feed-forward projections
     targets: list[str] | None = None
-    #: also adapt the conditioning paths: each modulated block's adaLN projection and the caption embedder's
-    #: projection (added to targets; a domain change moves them most: docs/lora.md, "What closes the gap")
+    #: with targets None, also adapt the conditioning paths: each modulated block's adaLN projection and the
+    #: caption embedder's projection (a domain change moves them most: docs/lora.md, "What closes the gap");
+    #: a recipe that names its targets gets exactly those
     adapt_conditioning: bool = True
     #: modules or parameters trained in full next to the factors (regular expressions matched against the end
     #: of their names); None: every task's modality adapter (patch embedder, final layer); []: factors only

@@ -7,15 +7,15 @@ from typing import Any
 
 
 def resolved_targets(targets: Any, adapt_conditioning: Any) -> list[str]:
-    """The linear-layer patterns a ``train.lora`` block adapts: its ``targets`` (None: the default block
-    projections), plus the conditioning paths (:data:`~lumina_core.finetune.lora.CONDITIONING_TARGETS`) when
-    ``adapt_conditioning`` is on and the list does not hold them already."""
+    """The linear-layer patterns a ``train.lora`` block adapts: its ``targets`` as given; without them (None)
+    the default block projections, plus the conditioning paths
+    (:data:`~lumina_core.finetune.lora.CONDITIONING_TARGETS`) when ``adapt_conditioning`` is on. A recipe that
+    names its targets gets exactly those."""
     from lumina_core.finetune.lora import CONDITIONING_TARGETS, DEFAULT_TARGETS
 
-    out = list(targets or DEFAULT_TARGETS)
-    if adapt_conditioning:
-        out += [p for p in CONDITIONING_TARGETS if p not in out]
-    return out
+    if targets:
+        return list(targets)
+    return list(DEFAULT_TARGETS) + (list(CONDITIONING_TARGETS) if adapt_conditioning else [])
 
 
 def lora_settings(cfg: Any) -> Any:

@@ -17,7 +17,6 @@ from lumina_core.interop.checkpoint_format import (
     RunWeights,
     checkpoint_format,
 )
-from lumina_core.interop.export import export, read_run_weights
 from lumina_core.interop.formats import (
     check_keys,
     checkpoint_meta,
@@ -28,6 +27,7 @@ from lumina_core.interop.formats import (
     read_converted,
     read_state_dict,
 )
+from lumina_core.interop.to_public import export, read_run_weights
 
 __all__ = [
     "CheckpointFormat",

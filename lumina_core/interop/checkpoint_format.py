@@ -43,7 +43,7 @@ class LoadedCheckpoint:
 @dataclass
 class RunWeights:
     """A training checkpoint of a run with one task, as a format needs it to write the model in a public layout
-    (``lumina convert RUN DST --to NAME``; read by :func:`lumina_core.interop.export.read_run_weights`).
+    (``lumina convert RUN DST --to NAME``; read by :func:`lumina_core.interop.to_public.read_run_weights`).
 
     Attributes:
         checkpoint: the checkpoint folder (``<run>/checkpoints/step_N``).

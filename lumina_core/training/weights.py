@@ -10,6 +10,7 @@ into the base for sampling; its settings are :func:`lumina_core.finetune.setting
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ def load_run(
 
         raise ckpt_io.CheckpointError(missing_base_message(ck))
     if lora:
+        cfg = _as_the_run_trained(cfg, ck)
         prepare_weights(parts, cfg)  # the frozen base the adapter was trained on, then the adapter
     load_weights(parts, cfg, ck, weights, lora=lora)
     if lora:
@@ -97,6 +99,30 @@ def load_run(
         task.plugin.to(dev)
     parts.checkpoint = ck
     return parts
+
+
+#: ``train.lora`` keys that decide which modules carry factors: a LoRA run's checkpoint is loaded with the values
+#: its run trained with (a run recorded before a key existed reads as it trained, recipe_changes._BEFORE_THE_KEY)
+_ADAPTER_SHAPE_KEYS = ("adapt_conditioning",)
+
+
+def _as_the_run_trained(cfg: Any, ck: Path) -> Any:
+    """``cfg`` with the ``train.lora`` keys of :data:`_ADAPTER_SHAPE_KEYS` set as the run of checkpoint ``ck``
+    recorded them, when it recorded a recipe: the adapter must be built with the modules the run adapted (a run
+    from before ``adapt_conditioning`` adapted the blocks' projections only), whatever today's default."""
+    from lumina_core.training.recipe_changes import recorded_recipe
+
+    recorded = recorded_recipe(ck)
+    lora = getattr(getattr(recorded[0], "train", None), "lora", None) if recorded else None
+    if lora is None or isinstance(recorded[0], dict):
+        return cfg
+    changed = {k: getattr(lora, k) for k in _ADAPTER_SHAPE_KEYS if getattr(lora, k) != getattr(cfg.train.lora, k)}
+    if not changed:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    for key, value in changed.items():
+        setattr(cfg.train.lora, key, value)
+    return cfg
 
 
 def load_weights(parts: RunParts, cfg: Any, ck: Path, weights: str = "ema", lora: bool = False) -> None:

@@ -55,3 +55,19 @@ def test_the_next_dit_count_runs_on_meta_tensors_and_grows_with_depth():
     total3, block3 = saved_activation_bytes(next_dit(3), 4, 1, 8)
     # one more block adds at most the largest block's count (the first block also holds what all blocks share)
     assert block2 == block3 > 0 and 0 < total3 - total2 <= block3
+
+
+def test_the_meta_shim_is_undone_after_the_count():
+    """The count answers the masks' all-valid test for meta tensors only while it runs; the model modules get
+    their own function back (it keeps torch.compile's guard)."""
+    from finetune_memory import saved_activation_bytes
+
+    import lumina_core.model.context as context_module
+
+    before = context_module.all_true
+    cfg = NextDiTConfig(dim=32, n_layers=1, n_heads=4, n_kv_heads=2, context_dim=2048, multiple_of=16)
+    spec = AdapterSpec(in_dim=16, out_dim=32, num_axes=2, axis_split=(1, 1), train_extent=(4, 4))
+    with torch.device("meta"):
+        model = LuminaModel(cfg, {"t2i": spec}, {"t2i": 2048}).to(torch.bfloat16)
+    saved_activation_bytes(model, 4, 1, 8)
+    assert context_module.all_true is before

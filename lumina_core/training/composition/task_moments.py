@@ -64,6 +64,8 @@ class TaskMoments(Composition):
         self.moments: dict[str, MomentSet] = {}
         #: the task whose set the optimiser holds ("" before the first step)
         self.active = ""
+        #: how many trunk parameters the sets are indexed over (None: not known yet / an older checkpoint)
+        self.parameters: int | None = None
         self._checked = False
 
     def before_optimizer_step(
@@ -91,6 +93,13 @@ class TaskMoments(Composition):
 
     def _check(self, shared: Sequence[nn.Parameter]) -> None:
         """The restored sets fit this trunk (a checkpoint of another model size is refused, not misapplied)."""
+        if self.parameters is not None and self.parameters != len(shared):
+            raise ValueError(
+                f"task_moments: the saved moments are indexed over {self.parameters} trunk parameters and this "
+                f"trunk has {len(shared)}; resume with the model the run was trained with, or start from its "
+                "weights with train.init_from=<checkpoint> (the optimiser starts fresh)"
+            )
+        self.parameters = len(shared)
         for task, sets in self.moments.items():
             for i, st in sets.items():
                 avg = st.get("exp_avg")
@@ -103,15 +112,18 @@ class TaskMoments(Composition):
         self._checked = True
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"active": task, "moments": {task: {"<index>": {state name: tensor}}}}`` (string keys: the
+        """``{"active": task, "parameters": n, "moments": {task: {"<index>": {state name: tensor}}}}`` (string keys: the
         checkpoint's state file holds only primitives and tensors)."""
         return {
             "active": self.active,
+            "parameters": -1 if self.parameters is None else self.parameters,
             "moments": {t: {str(i): dict(st) for i, st in sets.items()} for t, sets in self.moments.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.active = str(state.get("active", ""))
+        n = int(state.get("parameters", -1))
+        self.parameters = None if n < 0 else n
         self.moments = {
             t: {int(i): dict(st) for i, st in sets.items()} for t, sets in state.get("moments", {}).items()
         }

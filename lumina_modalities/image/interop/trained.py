@@ -1,6 +1,6 @@
 """Models trained here, written in the unified family's public layouts (``lumina convert RUN DST --to lumina2|z_image``).
 
-    image = image_model_of_run(run)        # a RunWeights (lumina_core.interop.export.read_run_weights) -> LuminaImageModel
+    image = image_model_of_run(run)        # a RunWeights (lumina_core.interop.to_public.read_run_weights) -> LuminaImageModel
     check_release_shape(image, LUMINA2)     # ValueError listing what the release's architecture cannot hold
 
 A run records its trunk config and its task's modality parameters (in its checkpoint's recipe); the image adapter's

@@ -54,10 +54,14 @@ def test_unified_family_adapts_its_modulated_blocks_and_caption_projection():
     assert not any("context_refiner" in n and "adaLN" in n for n in chosen)  # unmodulated: none there
 
 
-def test_explicit_targets_get_the_conditioning_paths_added_once():
-    both = resolved_targets([r"attention\.wo", CONDITIONING_TARGETS[0]], True)
-    assert both == [r"attention\.wo", *CONDITIONING_TARGETS]
+def test_explicit_targets_are_taken_as_given():
+    """A recipe that names its targets (to narrow or widen the adapter) gets exactly those."""
+    assert resolved_targets([r"attention\.wo"], True) == [r"attention\.wo"]
     assert resolved_targets([r"attention\.wo"], False) == [r"attention\.wo"]
+    m = model("next_dit")
+    assert target_modules(m, resolved_targets([r"attention\.wo"], True)) == [
+        "trunk.layers.0.attention.wo", "trunk.layers.1.attention.wo",
+    ]  # fmt: skip
 
 
 def test_the_recipe_default_is_on_and_validate_accepts_the_switch(tmp_path):

@@ -154,3 +154,29 @@ def test_a_run_from_before_train_also_still_loads_with_the_default(base, factors
     default = lora_recipe(factors_only_run, base, 2)
     a, b = load_run(factors_only, "last").model.state_dict(), load_run(default, "last").model.state_dict()
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_from_before_adapt_conditioning_samples_with_its_own_config(base, tmp_path):
+    """A LoRA run recorded before ``train.lora.adapt_conditioning`` existed adapted the blocks' projections only;
+    loaded with its own config.yaml (which lacks the key, so today's default, True, fills it) or with the
+    recipe it was started from, it loads the modules it trained, as the same run with the key set to false."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    old = {**LORA, "adapt_conditioning": False}
+    run = train(lora_recipe(tmp_path / "old", base, 2, lora=old))
+    ck = run / "checkpoints" / "step_0000002"
+    for meta_file in (run / "checkpoints").glob("step_*/meta.json"):  # as written before the key existed
+        meta = json.loads(meta_file.read_text())
+        del meta["recipe"]["train"]["lora"]["adapt_conditioning"]
+        meta_file.write_text(json.dumps(meta))
+    config = OmegaConf.load(run / "config.yaml")
+    del config.train.lora["adapt_conditioning"]
+    OmegaConf.save(config, run / "config.yaml")
+
+    expected = load_run(lora_recipe(run, base, 2, lora=old), ck).model.state_dict()
+    for recipe in (OmegaConf.load(run / "config.yaml"), lora_recipe(run, base, 2)):  # the key absent: default
+        got = load_run(recipe, ck).model.state_dict()
+        assert set(got) == set(expected) and all(torch.equal(got[k], expected[k]) for k in got)
+    assert not any("adaLN_modulation" in k and "lora" in k for k in expected)  # merged: plain module names

@@ -220,8 +220,15 @@ def test_task_moments_state_round_trips_and_refuses_another_trunk():
     with pytest.raises(ValueError, match="one task per step"):
         restored.before_optimizer_step(opt, ["a", "b"], params)
     wider = list(torch.nn.Linear(3, 4).parameters())
-    with pytest.raises(ValueError, match="do not fit this trunk"):
+    with pytest.raises(ValueError, match="do not fit this trunk"):  # as many parameters, other shapes
         restored.before_optimizer_step(torch.optim.AdamW(wider), ["a"], wider)
+    # the saved shapes all found again, but the trunk has one parameter more (a grown or reordered list)
+    more = [*params, torch.nn.Parameter(torch.zeros(3))]
+    again = TaskMoments()
+    again.load_state_dict(state)
+    assert state["parameters"] == 2
+    with pytest.raises(ValueError, match="indexed over 2 trunk parameters and this trunk has 3"):
+        again.before_optimizer_step(torch.optim.AdamW(more), ["a"], more)
 
 
 def test_temperature_draws_follow_data_size_to_the_power_one_over_T():

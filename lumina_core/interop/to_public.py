@@ -108,22 +108,28 @@ def read_run_weights(src: str | Path, raw_weights: bool = False) -> RunWeights:
             "config.yaml), so the model its weights belong to is unknown"
         )
     names = [t.name for t in recipe.tasks]
-    which = "ema" if not raw_weights and (path / ck.EMA_FILE).is_file() else "model"
-    weights = ck.load_weights(path, which)  # one set in memory: a release-size model is tens of GiB in fp32
-    if recipe.train.lora is not None or is_lora_checkpoint(weights):
+
+    def lora_run() -> ValueError:
         run = path.parent.parent if path.parent.name == "checkpoints" else Path("<run>")
         adapter, base = run / "lora" / "adapter.safetensors", recipe.train.init_from or "<base>"
-        raise ValueError(
+        return ValueError(
             f"{path} is a checkpoint of a LoRA run (train.lora): it holds the adapter's factors, not a model. "
             f"Export the adapter itself for ComfyUI, diffusers or kohya: `lumina lora export {adapter} --format "
             "comfyui|diffusers|kohya --out PATH`; or merge it into the converted base it was trained on, `lumina "
             f"lora merge {base} {adapter} --out merged`, and convert that: `lumina convert merged DST --to FORMAT`"
         )
+
+    if recipe.train.lora is not None:  # refused before reading weights (tens of GiB at the releases' size)
+        raise lora_run()
     if len(names) != 1:
         raise ValueError(
             f"the run of {path} trains {len(names)} tasks {names} on one trunk; a public layout holds the trunk and "
             "one task's adapter, so only a run of one task converts"
         )
+    which = "ema" if not raw_weights and (path / ck.EMA_FILE).is_file() else "model"
+    weights = ck.load_weights(path, which)  # one set in memory: a release-size model is tens of GiB in fp32
+    if is_lora_checkpoint(weights):  # a LoRA checkpoint whose recorded recipe does not say so
+        raise lora_run()
     others = sorted({k.split(".")[0] for k in weights if not k.startswith("model.")})
     if others:
         raise ValueError(
