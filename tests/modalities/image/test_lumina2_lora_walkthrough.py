@@ -28,20 +28,15 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from fixtures import lora_consumers as comfy  # noqa: E402
-from fixtures.autoencoders import save_flux_like_vae  # noqa: E402
-from fixtures.text_encoders import CORPUS  # noqa: E402
 from fixtures.walkthrough import (  # noqa: E402
-    IMAGE,
     LUMINA2_TRUNK,
     ROOT,
     autoencoder_roundtrip,
-    encoder_paths,
     header_overrides,
-    sample_png,
     tiny_lumina2,
     train_overrides,
-    write_caption_folder,
-    write_comfy_file,
+    walkthrough_sample,
+    walkthrough_world,
 )
 from safetensors.torch import load_file, save_file  # noqa: E402
 
@@ -54,23 +49,14 @@ TRUNK = LUMINA2_TRUNK
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_gemma):
-    root = tmp_path_factory.mktemp("lumina2_lora_walkthrough")
-    dit = tiny_lumina2()
-    write_comfy_file(dit, root / "comfy.safetensors")
-    save_flux_like_vae(root / "vae", IMAGE)
-    _, tokenizer, gemma = tiny_gemma
-    gemma.save_pretrained(root / "text_encoder")
-    tokenizer.save_pretrained(root / "tokenizer")
-    folder = write_caption_folder(root / "folder")
-    return {"root": root, "dit": dit, "fill": {
-        "<folder>": folder, "<text-encoder>": root / "text_encoder", "<tokenizer>": root / "tokenizer",
-        "<vae>": root / "vae"}}  # fmt: skip
+    return walkthrough_world(
+        tmp_path_factory.mktemp("lumina2_lora_walkthrough"), tiny_lumina2(), tiny_gemma, "comfy.safetensors"
+    )
 
 
 def sample(world, ckpt: Path, out: Path, lora: Path | None = None, *extra: str) -> torch.Tensor:
-    """`lumina sample recipes/image/lumina2.yaml --ckpt ... [--lora ...]` with the tiny sizes and local paths."""
-    more = [*extra, *(["--lora", str(lora)] if lora is not None else [])]
-    return sample_png(SAMPLE, ckpt, out, {**TRUNK, **encoder_paths(world["fill"])}, CORPUS[0], *more)
+    """`lumina sample` of the SAMPLE recipe, ``--ckpt ... [--lora ...]``, with the tiny sizes and local paths."""
+    return walkthrough_sample(SAMPLE, TRUNK, world, ckpt, out, lora, *extra)
 
 
 # a converted release records no training patch grid: the recipe's is used (said once per run, expected here)

@@ -31,20 +31,15 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from fixtures import lora_consumers as comfy  # noqa: E402
-from fixtures.autoencoders import save_flux_like_vae  # noqa: E402
-from fixtures.text_encoders import CORPUS  # noqa: E402
 from fixtures.walkthrough import (  # noqa: E402
-    IMAGE,
     ROOT,
     Z_IMAGE_TRUNK,
     autoencoder_roundtrip,
-    encoder_paths,
     header_overrides,
-    sample_png,
     tiny_z_image,
     train_overrides,
-    write_caption_folder,
-    write_comfy_file,
+    walkthrough_sample,
+    walkthrough_world,
 )
 from safetensors.torch import load_file, save_file  # noqa: E402
 
@@ -57,23 +52,17 @@ TRUNK = Z_IMAGE_TRUNK
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_qwen3):
-    root = tmp_path_factory.mktemp("z_image_lora_walkthrough")
-    dit = tiny_z_image()
-    write_comfy_file(dit, root / "z_image_comfy.safetensors")
-    save_flux_like_vae(root / "vae", IMAGE)
-    _, tokenizer, qwen = tiny_qwen3
-    qwen.save_pretrained(root / "text_encoder")
-    tokenizer.save_pretrained(root / "tokenizer")
-    folder = write_caption_folder(root / "folder")
-    return {"root": root, "dit": dit, "fill": {
-        "<folder>": folder, "<text-encoder>": root / "text_encoder", "<tokenizer>": root / "tokenizer",
-        "<vae>": root / "vae"}}  # fmt: skip
+    return walkthrough_world(
+        tmp_path_factory.mktemp("z_image_lora_walkthrough"),
+        tiny_z_image(),
+        tiny_qwen3,
+        "z_image_comfy.safetensors",
+    )
 
 
 def sample(world, ckpt: Path, out: Path, lora: Path | None = None, *extra: str) -> torch.Tensor:
-    """`lumina sample recipes/image/z_image.yaml --ckpt ... [--lora ...]` with the tiny sizes and local paths."""
-    more = [*extra, *(["--lora", str(lora)] if lora is not None else [])]
-    return sample_png(SAMPLE, ckpt, out, {**TRUNK, **encoder_paths(world["fill"])}, CORPUS[0], *more)
+    """`lumina sample` of the SAMPLE recipe, ``--ckpt ... [--lora ...]``, with the tiny sizes and local paths."""
+    return walkthrough_sample(SAMPLE, TRUNK, world, ckpt, out, lora, *extra)
 
 
 LENGTHS = (5, 2)  # valid caption tokens of the two samples the outputs are compared on (of 5)
