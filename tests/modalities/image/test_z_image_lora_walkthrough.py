@@ -30,18 +30,15 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from fixtures import lora_consumers as comfy  # noqa: E402
 from fixtures.walkthrough import (  # noqa: E402
     ROOT,
     Z_IMAGE_TRUNK,
-    autoencoder_roundtrip,
-    header_overrides,
+    lora_walkthrough,
     tiny_z_image,
-    train_overrides,
     walkthrough_sample,
     walkthrough_world,
 )
-from safetensors.torch import load_file, save_file  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
 
 from lumina_core.cli.main import main  # noqa: E402
 
@@ -90,54 +87,9 @@ def diffusers_output(dit, x, t, cap) -> torch.Tensor:
 @pytest.mark.filterwarnings("ignore:the converted checkpoint records no training patch grid")
 def test_convert_lora_train_sample_and_export_z_image_as_docs_lumina2_md_says(world, tmp_path, monkeypatch):
     monkeypatch.setenv("LUMINA_CACHE_DIR", str(tmp_path / "cache"))
-    root = world["root"]
-    converted = tmp_path / "converted"
-    assert (
-        main(["convert", str(root / "z_image_comfy.safetensors"), str(converted), "--from", "z_image"]) == 0
+    converted, adapter = lora_walkthrough(
+        world, tmp_path, "z_image", "z_image_comfy.safetensors", TRAIN, TRUNK, sample
     )
-
-    run = tmp_path / "run"
-    ov = {**train_overrides(TRUNK, run, converted), "train.lora.rank": "2", "train.lora.alpha": "4"}
-    assert (
-        main(
-            [
-                "train",
-                str(TRAIN),
-                *header_overrides(TRAIN, world["fill"]),
-                *(f"{k}={v}" for k, v in ov.items()),
-            ]
-        )
-        == 0
-    )
-    adapter = run / "lora" / "adapter.safetensors"
-    factors = load_file(str(adapter))
-    assert factors and all(".lora_A." in k or ".lora_B." in k for k in factors)  # the factors only
-    assert any(".lora_B." in k and v.abs().sum() > 0 for k, v in factors.items())  # it trained
-    assert any((tmp_path / "cache").rglob("*.safetensors"))  # the caption features / latents were cached
-
-    base = sample(world, converted, tmp_path / "base")
-    tuned = sample(world, converted, tmp_path / "tuned", adapter)
-    assert (tuned - base).abs().max() > 1  # the adapter changes the image
-    # image-to-image with the adapter at strength 0: the input comes back through the autoencoder, D(E(x))
-    image = world["fill"]["<folder>"] / "pair_1.png"
-    back = sample(world, converted, tmp_path / "init", adapter, "--init", str(image), "--strength", "0")
-    assert (back - autoencoder_roundtrip(world["fill"]["<vae>"], image)).abs().max() <= 1
-
-    # ComfyUI: the exported LoRA patched into the ComfyUI file by ComfyUI's rule, converted, samples the same image
-    lora_file = tmp_path / "lora_comfyui.safetensors"
-    assert main(["lora", "export", str(adapter), "--format", "comfyui", "--out", str(lora_file)]) == 0
-    checkpoint = {
-        k[len("model.") :]: v for k, v in load_file(str(root / "z_image_comfy.safetensors")).items()
-    }
-    patched = comfy.patch(checkpoint, load_file(str(lora_file)))
-    save_file(
-        {"model." + k: v.contiguous() for k, v in patched.items()}, str(tmp_path / "patched.safetensors")
-    )
-    assert (
-        main(["convert", str(tmp_path / "patched.safetensors"), str(tmp_path / "conv2"), "--from", "z_image"])
-        == 0
-    )
-    assert (sample(world, tmp_path / "conv2", tmp_path / "comfy") - tuned).abs().max() <= 1
 
     # diffusers: ZImagePipeline's own loader takes the file, every module of it, and diffusers' model then computes
     # what ours computes with the adapter merged in
