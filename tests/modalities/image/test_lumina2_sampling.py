@@ -33,6 +33,7 @@ pytest.importorskip("transformers")
 
 from fixtures.autoencoders import save_flux_like_vae, save_smallest_16_channel_vae  # noqa: E402
 from fixtures.images import read_png  # noqa: E402
+from fixtures.walkthrough import tiny_lumina2  # noqa: E402
 
 from lumina_core.cli.main import main  # noqa: E402
 from lumina_core.config import recipe_header_command  # noqa: E402
@@ -46,17 +47,8 @@ IMAGE = 64  # pixels: 8 x 8 latent (factor 8), 4 x 4 patches = 16 tokens
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_gemma):
-    from diffusers import Lumina2Transformer2DModel
-
     root = tmp_path_factory.mktemp("lumina2_sampling")
-    torch.manual_seed(0)
-    dit = Lumina2Transformer2DModel(
-        sample_size=8, patch_size=2, in_channels=16, hidden_size=96, num_layers=2, num_refiner_layers=1,
-        num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(16, 16, 16), cap_feat_dim=32,
-    )  # fmt: skip
-    with torch.no_grad():
-        for p in dit.parameters():  # away from the zero-initialised gates and final layer
-            p.add_(0.2 * torch.randn_like(p))
+    dit = tiny_lumina2()  # the walkthroughs' tiny release, off its zero-initialised gates
     dit.eval().save_pretrained(root / "dit")
     save_flux_like_vae(root / "vae", IMAGE)
     assert main(["convert", str(root / "dit"), str(root / "converted"), "--from", "diffusers"]) == 0

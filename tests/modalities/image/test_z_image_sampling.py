@@ -29,6 +29,7 @@ pytest.importorskip("transformers")
 
 from fixtures.autoencoders import save_flux_like_vae, save_smallest_16_channel_vae  # noqa: E402
 from fixtures.images import read_png  # noqa: E402
+from fixtures.walkthrough import tiny_z_image  # noqa: E402
 
 from lumina_core.cli.main import main  # noqa: E402
 from lumina_core.config import recipe_header_command  # noqa: E402
@@ -42,17 +43,8 @@ IMAGE = 64  # pixels: 8 x 8 latent (factor 8), 4 x 4 patches = 16 tokens
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_qwen3):
-    from diffusers import ZImageTransformer2DModel
-
     root = tmp_path_factory.mktemp("z_image_sampling")
-    torch.manual_seed(0)
-    dit = ZImageTransformer2DModel(
-        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=96, n_layers=2, n_refiner_layers=1,
-        n_heads=3, n_kv_heads=3, cap_feat_dim=32, axes_dims=(8, 12, 12), rope_theta=256.0,
-    )  # fmt: skip
-    with torch.no_grad():
-        for p in dit.parameters():  # away from the zero-initialised gates and final layer
-            p.add_(0.2 * torch.randn_like(p))
+    dit = tiny_z_image()  # the walkthroughs' tiny release, off its zero-initialised gates
     release = root / "Z-Image-Turbo"
     dit.eval().save_pretrained(release / "transformer", max_shard_size="300KB")
     save_flux_like_vae(release / "vae", IMAGE)
