@@ -62,3 +62,54 @@ def test_two_processes_resume_bitwise_and_write_once(tmp_path):
     assert len(state["rng_ranks"]) == 2  # every rank's random state is saved
     assert not torch.equal(state["rng_ranks"][0]["train_generator"], state["rng_ranks"][1]["train_generator"])
     assert state["data_position"] == {"digits": 4}  # batches per rank
+
+
+def same_nested(a, b) -> bool:
+    """Nested dicts / lists of tensors and primitives, equal bit for bit."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and set(a) == set(b) and all(same_nested(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(same_nested, a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    return a == b
+
+
+@pytest.mark.slow
+def test_task_moments_on_two_processes_resume_bitwise(tmp_path):
+    """Per-task AdamW moments (train.composition: [task_moments]) under DDP: every rank draws the same task at a
+    step, so every rank swaps the same moments in; a run stopped at step 3 and resumed to 6 equals the one that
+    ran 6 steps, weights and every task's moments, bit for bit."""
+    recipe = ROOT / "recipes" / "multitask" / "digits_draw_read_tiny.yaml"
+    common = (
+        "train.mixing=weighted", "train.composition=[task_moments]", "tasks.0.data.batch_size=4",
+        "tasks.1.data.batch_size=4", "train.ckpt_every=3", "model.n_layers=1", "train.lr_schedule=constant",
+    )  # fmt: skip
+
+    def run(out: Path, steps: int, *extra: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+            env.pop(key, None)
+        args = [
+            str(Path(sys.executable).parent / "lumina"), "train", str(recipe), f"run.output_dir={out}",
+            "train.devices=2", "train.threads=1", "train.warmup_steps=0", f"train.max_steps={steps}", *common, *extra,
+        ]  # fmt: skip
+        return subprocess.run(args, cwd=out.parent, env=env, capture_output=True, text=True, timeout=600)
+
+    straight = run(tmp_path / "a", 6)
+    assert straight.returncode == 0, straight.stdout[-2000:] + straight.stderr[-3000:]
+    assert "2 data-parallel processes" in straight.stdout
+    first = run(tmp_path / "b", 3)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run(tmp_path / "b", 6, "--resume", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ck_a, ck_b = (tmp_path / d / "checkpoints" / "step_0000006" for d in ("a", "b"))
+    a, b = ckpt_io.load_weights(ck_a, "model"), ckpt_io.load_weights(ck_b, "model")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = ckpt_io.load_state(ck_a), ckpt_io.load_state(ck_b)
+    assert sa["composition"]["methods"] == ["task_moments"]
+    assert same_nested(sa["composition"], sb["composition"])
+    moments = sa["composition"]["state"][0]
+    other = ({"draw", "read"} - {moments["active"]}).pop()
+    assert set(moments["moments"]) == {other}  # the task the optimiser does not hold: its own set, its own steps
+    assert {int(st["step"]) for st in moments["moments"][other].values()} == {sa["data_position"][other]}
