@@ -12,7 +12,7 @@
 Both models hold identical weights (ours is loaded from the diffusers module with ``from_diffusers``); the
 script checks their outputs agree before timing. On CPU in fp32 a third runner, "ours, torch kernels", runs
 our trunk with its products through PyTorch's ``F.linear`` (BLAS) instead of oneDNN
-(``lumina_core/model/linear.py``): the gain of the trunk's design alone, apart from the choice of kernels;
+(``lumina_core/model/linear.py``, the backend ``lumina_core/model/linear_routes.py``): the gain of the trunk's design alone, apart from the choice of kernels;
 a fourth, "ours, BLAS products", keeps our fused routes and hand-written backward passes but multiplies with
 PyTorch's GEMM (the ``"blas"`` linear backend); a fifth, "ours, oneDNN products", every product by oneDNN
 (``"onednn"``, the default kernels before ``"auto"`` became a rule by CPU: BLAS on Intel, oneDNN elsewhere).
@@ -42,8 +42,13 @@ from pathlib import Path
 
 import torch
 
-from lumina_core.model import linear as linear_module
+# the backend's names as linear.py re-exports them, so that an older tree (--before) imports them too
 from lumina_core.model.linear import linear_backend, uses_onednn
+
+try:  # the linear backend's own module; an older lumina_core (--before) kept the policy in linear.py
+    from lumina_core.model import linear_routes as backend_policy
+except ImportError:
+    from lumina_core.model import linear as backend_policy
 
 MATMUL_OPS = (
     "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm",
@@ -317,7 +322,7 @@ def main() -> None:
             with linear_backend("onednn"):
                 return model(*inputs[:4])
 
-        if "onednn" in getattr(linear_module, "_BACKENDS", ()):  # an older tree (--before) has no such backend
+        if "onednn" in getattr(backend_policy, "_BACKENDS", ()):  # an older tree (--before) has no such backend
             fns["ours, oneDNN products"] = ours_onednn_products
     ratios = {}  # comparison -> {runner: speed-up over diffusers}, for the figure
     med = {"fp32 forward": {}, "fp32 fwd+bwd": {}, "bf16 forward": {}, "bf16 fwd+bwd": {}}

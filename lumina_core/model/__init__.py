@@ -12,7 +12,7 @@ switches them to ``F.linear``, ``"onednn"`` or ``"blas"`` fixes the kernel.
 
 from lumina_core.model.adapter import FinalLayer, ModalityAdapter
 from lumina_core.model.config import PRESETS, NextDiTConfig
-from lumina_core.model.linear import linear_backend, set_linear_backend
+from lumina_core.model.linear_routes import linear_backend, set_linear_backend
 from lumina_core.model.lumina_model import LuminaModel, count_parameters, preset_parameter_counts
 from lumina_core.model.nextdit import NextDiT
 from lumina_core.model.rope import NDRope, RopeScaling

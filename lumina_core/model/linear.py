@@ -1,4 +1,5 @@
-"""The trunk's dense projections and its SwiGLU, run through oneDNN on CPU.
+"""The trunk's dense projections and its SwiGLU: the kernels, their hand-written backward passes, and the
+modules that call them.
 
     linear(x, W, b)            = x W^T + b
     split_linear(x, W, sizes)  = (x W_1^T, x W_2^T, ...)                 W = [W_1; W_2; ...] (e.g. q | k | v)
@@ -10,11 +11,11 @@ call; a fused projection holds its faster route itself (:meth:`RowBlockLinear.bl
 :meth:`GatedLinear.gated` by :func:`swiglu_hidden`, each on its own weight) and takes it only while the module
 is bare (:func:`is_bare`).
 
-Mathematically nothing changes; what changes is which kernel multiplies. On CPU, fp32, PyTorch's ``F.linear``
-calls the BLAS ``sgemm`` (MKL in the PyPI wheels); oneDNN's matmul primitive
-(``torch.ops.mkldnn._linear_pointwise``, the op PyTorch's own CPU compiler backend emits) was 7-27 % faster
-(mostly about 10 %) on the trunk's shapes on our AMD EPYC (AVX-512) machine (``benchmarks/backbone.py
---kernels``), and it fuses elementwise work into the product:
+Which kernel multiplies - oneDNN's matmul primitive (``torch.ops.mkldnn._linear_pointwise``), PyTorch's BLAS
+GEMM, or the plain ``F.linear`` - is the linear backend's choice, :mod:`lumina_core.model.linear_routes`
+(``LUMINA_LINEAR_BACKEND``, :func:`set_linear_backend`, :func:`linear_backend`, the opt-in timed choice; its
+public names are importable from here too). Mathematically nothing changes; on the oneDNN route elementwise
+work is fused into the product:
 
 * no-grad forward (sampling): ``silu`` is fused into the ``W1`` product and the product with ``x W3^T`` into
   the ``W3`` product, so the SwiGLU hidden layer is two kernels instead of four and no separate SiLU or
@@ -32,37 +33,12 @@ calls the BLAS ``sgemm`` (MKL in the PyPI wheels); oneDNN's matmul primitive
   ``silu(u)`` instead of fresh activation-sized tensors (so it runs once: a second backward through the
   same graph, ``retain_graph=True``, raises).
 
-bf16: under CPU autocast with ``dtype=torch.bfloat16`` (fp32 weights, as in mixed-precision training) or
-with bf16 operands (a bf16 model), the same kernels run in bf16 on CPUs whose oneDNN has bf16 support
-(AVX-512 bf16 / AMX; :func:`onednn_dtype`). Operands are cast to bf16 by differentiable casts outside the
+bf16 (where :func:`onednn_dtype` says so): operands are cast to bf16 by differentiable casts outside the
 kernels, exactly as autocast casts ``F.linear``'s operands, so a fp32 weight receives its gradient in fp32
 (computed in bf16, then cast, as autocast does); products accumulate in fp32 inside oneDNN and round their
 outputs to bf16. The input-gradient products ``g W`` take PyTorch's own bf16 GEMM (``matmul``/``addmm``):
-oneDNN's inner product on a transposed bf16 weight was slower. On our CPU the bf16 route is as fast as
-PyTorch's bf16 ``F.linear`` (which runs oneDNN's matmul itself), not faster: figures in docs/benchmarks.md.
+oneDNN's inner product on a transposed bf16 weight was slower.
 
-The plain PyTorch ops are used instead whenever oneDNN does not apply: not a CPU tensor, a dtype other than
-fp32 or bf16 (or autocast to another dtype, or bf16 without oneDNN bf16 support), ``torch.compile`` tracing
-(the compiler picks its own kernels), a PyTorch without oneDNN, or the backend set to ``"torch"``
-(:func:`set_linear_backend`, :func:`linear_backend` for a block, or ``LUMINA_LINEAR_BACKEND=torch`` in the
-environment). The backend ``"blas"`` keeps this module's fused routes and hand-written backward passes in fp32
-but runs every product through PyTorch's GEMM (MKL ``sgemm`` in the PyPI wheels) instead of oneDNN: on an
-Intel Xeon (the shared machine in December 2026) oneDNN's fp32 products were 6-15 % slower than ``sgemm`` on
-the trunk's shapes, the reverse of the AMD EPYC above (docs/benchmarks.md, unified trunk section); bf16 and
-other devices take the plain ops under ``"blas"``. ``"onednn"`` runs every CPU product through oneDNN.
-
-The default, ``"auto"``, is a fixed rule, so every process on a machine takes the same kernels (a resumed run
-continues bit for bit, and two runs of one seed agree): CPU fp32 products go through BLAS on Intel CPUs (MKL
-``sgemm`` was faster on the trunk's shapes of an Intel Xeon: 16 of 16 forward and 10 of 14 backward product
-shapes when timed) and through oneDNN elsewhere (faster on the AMD EPYC above); bf16 through oneDNN.
-``"timed"`` (opt-in) picks per product in fp32 instead: the first product of each kind and shape (``x W^T``,
-``other + x W^T``, ``g W``, ``other + g W``, the no-grad SwiGLU hidden layer; rows to four significant bits,
-inner size, output width, thread count) is timed both ways, oneDNN and BLAS (one warm-up call each, then three
-alternating calls, the fastest call of each counting), and the faster route is kept for the rest of the
-process (:func:`linear_routes`, :func:`clear_linear_routes`), as ``torch.backends.cudnn.benchmark`` does for
-convolutions. A shape's first product costs about eight products more, once; the choice can differ between
-processes (timing noise on near ties), so two processes may differ at float rounding - which is why it is not
-the default. ``LUMINA_LINEAR_BACKEND`` (or :func:`set_linear_backend`) chooses.
 All routes agree to float rounding (about 1e-6 relative in fp32, bf16 rounding in bf16);
 ``tests/core/model/test_linear.py``, ``test_linear_routes.py`` and ``tests/core/model/`` check values and
 gradients.
@@ -78,12 +54,7 @@ operands and gradients, whole tiny-trunk steps on 4-wide tokens) under glibc's h
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import platform
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -91,83 +62,37 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _hooks
 
-_BACKENDS = ("auto", "timed", "torch", "blas", "onednn")
-_backend = os.environ.get("LUMINA_LINEAR_BACKEND", "auto")
-if _backend not in _BACKENDS:
-    raise ValueError(f"LUMINA_LINEAR_BACKEND must be one of {_BACKENDS}; got {_backend!r}")
+from lumina_core.model import linear_routes as _routes
+from lumina_core.model.linear_routes import (  # the backend policy's public names, importable from here too
+    clear_linear_routes,
+    intel_cpu,
+    linear_backend,
+    linear_routes,
+    onednn_dtype,
+    set_linear_backend,
+    uses_onednn,
+)
 
-
-def set_linear_backend(name: str) -> None:
-    """``"auto"`` (default: CPU fp32 products by BLAS on Intel CPUs, by oneDNN elsewhere; CPU bf16 by oneDNN),
-    ``"timed"`` (CPU fp32 products by oneDNN or BLAS, whichever was faster for that product's shape when first
-    timed in this process, :func:`linear_routes`), ``"onednn"`` (every CPU product by oneDNN), ``"blas"`` (CPU fp32: this module's fused routes
-    and hand-written backward passes, with every product through PyTorch's BLAS GEMM; bf16 and other devices
-    as ``"torch"``) or ``"torch"`` (always ``F.linear``)."""
-    global _backend
-    if name not in _BACKENDS:
-        raise ValueError(f"linear backend must be one of {_BACKENDS}; got {name!r}")
-    _backend = name
-
-
-@contextlib.contextmanager
-def linear_backend(name: str) -> Iterator[None]:
-    """Within the block the backend is ``name`` (see :func:`set_linear_backend`); restored on exit."""
-    previous = _backend
-    set_linear_backend(name)
-    try:
-        yield
-    finally:
-        set_linear_backend(previous)
-
-
-def _onednn_op():
-    try:
-        return torch.ops.mkldnn._linear_pointwise
-    except (AttributeError, RuntimeError):  # a build without oneDNN
-        return None
-
-
-_LP = _onednn_op() if torch.backends.mkldnn.is_available() else None
-
-
-def _bf16_supported() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-_BF16 = _LP is not None and _bf16_supported()
-
-
-def onednn_dtype(*tensors: Tensor | None) -> torch.dtype | None:
-    """The dtype in which :func:`linear`, :func:`split_linear` and :func:`swiglu` multiply these operands
-    through oneDNN: ``torch.float32`` (fp32 operands, autocast off), ``torch.bfloat16`` (CPU autocast to bf16
-    with fp32/bf16 operands, or bf16 operands, when this CPU's oneDNN supports bf16), or None (plain PyTorch)."""
-    if _backend == "torch" or torch.compiler.is_compiling():
-        return None
-    ts = [t for t in tensors if t is not None]
-    if any(t.device.type != "cpu" for t in ts):
-        return None
-    dtypes = {t.dtype for t in ts}
-    if _backend == "blas":  # fp32 only: the fused routes with BLAS products
-        return torch.float32 if dtypes == {torch.float32} and not torch.is_autocast_enabled("cpu") else None
-    if _LP is None:
-        return None
-    if torch.is_autocast_enabled("cpu"):
-        if torch.get_autocast_dtype("cpu") != torch.bfloat16 or not _BF16:
-            return None
-        return torch.bfloat16 if dtypes <= {torch.float32, torch.bfloat16} else None
-    if dtypes == {torch.float32}:
-        return torch.float32
-    if dtypes == {torch.bfloat16} and _BF16:
-        return torch.bfloat16
-    return None
-
-
-def uses_onednn(*tensors: Tensor | None) -> bool:
-    """True when :func:`linear`, :func:`split_linear` and :func:`swiglu` take the oneDNN path for these operands."""
-    return onednn_dtype(*tensors) is not None
+__all__ = [
+    "GatedLinear",
+    "Linear",
+    "RowBlockLinear",
+    "clear_linear_routes",
+    "gated_hidden",
+    "intel_cpu",
+    "is_bare",
+    "linear",
+    "linear_backend",
+    "linear_routes",
+    "onednn_dtype",
+    "row_blocks",
+    "set_linear_backend",
+    "silu_gate",
+    "split_linear",
+    "swiglu",
+    "swiglu_hidden",
+    "uses_onednn",
+]
 
 
 def _cast(dtype: torch.dtype, *tensors: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -194,11 +119,11 @@ def _check(x: Tensor, w: Tensor, bias: Tensor | None, other: Tensor | None) -> N
 
 
 def _mm(x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x W^T (+ b)`` through oneDNN or BLAS (:func:`_route`); ``w`` may be a strided view (e.g. a
+    """``x W^T (+ b)`` through oneDNN or BLAS (:func:`~lumina_core.model.linear_routes._route`); ``w`` may be a strided view (e.g. a
     transpose), ``x`` any layout (the kernel wrapper makes it contiguous)."""
     _check(x, w, bias, None)
-    return _route(
-        "x W^T", x, w.shape[0], lambda: _LP(x, w, bias, "none", [], ""), lambda: F.linear(x, w, bias)
+    return _routes._route(
+        "x W^T", x, w.shape[0], lambda: _routes._LP(x, w, bias, "none", [], ""), lambda: F.linear(x, w, bias)
     )
 
 
@@ -206,24 +131,24 @@ def _mm_add(x: Tensor, other: Tensor, w: Tensor) -> Tensor:
     """``other + x W^T`` in one call (the sum is a post-op of the oneDNN product, the beta of BLAS ``addmm``),
     into a fresh tensor."""
     _check(x, w, None, other)
-    return _route(
+    return _routes._route(
         "o + x W^T",
         x,
         w.shape[0],
-        lambda: _LP.binary(x, other, w, None, "add"),
+        lambda: _routes._LP.binary(x, other, w, None, "add"),
         lambda: torch.addmm(_rows(other), _rows(x), w.t()).view(other.shape),
     )
 
 
 def _mm_t(g: Tensor, w: Tensor) -> Tensor:
-    """``g W`` (an input gradient): oneDNN with the transposed weight or BLAS in fp32 (:func:`_route`), PyTorch's
+    """``g W`` (an input gradient): oneDNN with the transposed weight or BLAS in fp32 (:func:`~lumina_core.model.linear_routes._route`), PyTorch's
     own GEMM in bf16 (as fast or faster than oneDNN's inner product on a transposed bf16 weight,
     ``benchmarks/backbone.py --bf16``)."""
     _check(g, w.t(), None, None)
     if g.dtype == torch.bfloat16:
         return torch.matmul(g, w)
-    return _route(
-        "g W", g, w.shape[1], lambda: _LP(g, w.t(), None, "none", [], ""), lambda: torch.matmul(g, w)
+    return _routes._route(
+        "g W", g, w.shape[1], lambda: _routes._LP(g, w.t(), None, "none", [], ""), lambda: torch.matmul(g, w)
     )
 
 
@@ -236,89 +161,9 @@ def _mm_t_add(g: Tensor, other: Tensor, w: Tensor) -> Tensor:
 
     if g.dtype == torch.bfloat16:
         return blas()
-    return _route("o + g W", g, w.shape[1], lambda: _LP.binary(g, other, w.t(), None, "add"), blas)
-
-
-# -- the timed choice between oneDNN and BLAS (backend "timed", CPU fp32) ------------------------------------
-#: (product kind, rows (bucketed, :func:`_row_bucket`), inner size, output width, threads) -> "onednn" or "blas",
-#: chosen once per process
-_ROUTES: dict[tuple[str, int, int, int, int], str] = {}
-#: each route is timed this many times (after one warm-up call each, alternating), the fastest call counts
-_TRIALS = 3
-
-
-def linear_routes() -> dict[tuple[str, int, int, int, int], str]:
-    """The routes chosen so far under ``"timed"`` (a copy): (product kind, rows, inner size, output width,
-    threads) -> ``"onednn"`` or ``"blas"``."""
-    return dict(_ROUTES)
-
-
-def clear_linear_routes() -> None:
-    """Forget the timed choices: the next product of each shape is timed again."""
-    _ROUTES.clear()
-
-
-def _route(kind: str, x: Tensor, n_out: int, onednn, blas) -> Tensor:
-    """The result of ``onednn()`` or ``blas()`` (the same product by two kernels) for this backend.
-
-    ``"blas"`` (or a PyTorch without oneDNN) takes BLAS and ``"onednn"`` oneDNN; bf16 always takes oneDNN.
-    ``"auto"`` (fp32) takes BLAS on an Intel CPU and oneDNN elsewhere (:func:`intel_cpu`). ``"timed"`` (fp32)
-    takes the route recorded for this product's kind and shape in :data:`_ROUTES`; the first
-    product of a shape times both (one warm-up call each, then :data:`_TRIALS` alternating calls, the fastest
-    call of each counts) and records the faster, like ``torch.backends.cudnn.benchmark``. Which kernel is
-    faster depends on the CPU and the shape (oneDNN on our AMD EPYC, BLAS ``sgemm`` on most shapes of an
-    Intel Xeon, docs/benchmarks.md); the two agree to float rounding, and once a shape's route is chosen its
-    results are deterministic for the rest of the process."""
-    if _backend == "blas" or _LP is None:
-        return blas()
-    if x.dtype != torch.float32 or _backend == "onednn":
-        return onednn()
-    if _backend != "timed":  # "auto" (and "torch", which reaches here only through the fused routes' callers)
-        return blas() if intel_cpu() else onednn()
-    rows = _row_bucket(x.numel() // max(x.shape[-1], 1))
-    key = (kind, rows, x.shape[-1], int(n_out), torch.get_num_threads())
-    choice = _ROUTES.get(key)
-    if choice is None:
-        choice = _ROUTES[key] = _fastest({"onednn": onednn, "blas": blas})
-    return onednn() if choice == "onednn" else blas()
-
-
-@functools.cache
-def intel_cpu() -> bool:
-    """True on an Intel CPU (``vendor_id: GenuineIntel`` in /proc/cpuinfo, else the platform's processor
-    name): where ``"auto"`` multiplies fp32 with BLAS (MKL) rather than oneDNN."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("vendor_id"):
-                    return "GenuineIntel" in line
-    except OSError:
-        pass
-    return "intel" in platform.processor().lower()
-
-
-def _row_bucket(rows: int) -> int:
-    """``rows`` rounded down to four significant bits above 64 (eight steps per octave: 64, 72, 80, ...,
-    1024, 1152, 1280, ...): the speed of a product changes slowly with its row count, and sequences of varying
-    length (captions, packed batches) then share a few timed choices instead of timing every new length."""
-    if rows <= 64:
-        return rows
-    shift = rows.bit_length() - 4
-    return (rows >> shift) << shift
-
-
-def _fastest(routes: dict[str, Any]) -> str:
-    """The name of the fastest of ``routes`` (callables), by the fastest of :data:`_TRIALS` alternating calls."""
-    best = dict.fromkeys(routes, float("inf"))
-    with torch.no_grad():
-        for fn in routes.values():
-            fn()
-        for _ in range(_TRIALS):
-            for name, fn in routes.items():
-                start = time.perf_counter()
-                fn()
-                best[name] = min(best[name], time.perf_counter() - start)
-    return min(best, key=best.__getitem__)
+    return _routes._route(
+        "o + g W", g, w.shape[1], lambda: _routes._LP.binary(g, other, w.t(), None, "add"), blas
+    )
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -452,11 +297,12 @@ def swiglu_hidden(x: Tensor, w13: Tensor) -> Tensor:
         return _SwiGLUHidden.apply(x, w13)
     w1, w3 = w13.chunk(2)
     _check(x, w1, None, None)
-    return _route(
+    return _routes._route(
         "silu(x W1^T) * x W3^T",
         x,
         w1.shape[0],
-        lambda: _LP.binary(x, _LP(x, w1, None, "swish", [], ""), w3, None, "mul"),  # SiLU and product fused
+        # SiLU and product fused
+        lambda: _routes._LP.binary(x, _routes._LP(x, w1, None, "swish", [], ""), w3, None, "mul"),
         lambda: F.silu(F.linear(x, w1), inplace=True).mul_(F.linear(x, w3)),
     )
 

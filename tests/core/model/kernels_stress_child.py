@@ -19,6 +19,7 @@ import torch
 
 from lumina_core.model import LuminaModel, NextDiTConfig
 from lumina_core.model import linear as L
+from lumina_core.model import linear_routes as R
 from lumina_core.model.norm import scaled_rms_norm
 from lumina_core.model.rope import apply_rope
 from lumina_core.plugin import AdapterSpec
@@ -77,7 +78,7 @@ def both_routes(fn, inputs: list[torch.Tensor | None], grad_layout: str, bf16: b
         gen = torch.Generator().manual_seed(seed)
         leaves = [None if t is None else t.detach().clone().requires_grad_(True) for t in inputs]
         args = [None if t is None else layout(t, k) for t, k in zip(leaves, LAYOUTS, strict=False)]
-        with L.linear_backend(backend):
+        with R.linear_backend(backend):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 outs = fn(*args)
             outs = outs if isinstance(outs, tuple) else (outs,)
@@ -128,7 +129,7 @@ def products(bf16: bool) -> None:
             close(f"swiglu grad {k} {tag}", a, c, tol)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             fused = L.swiglu(layout(x, LAYOUTS[0]), *inputs[1:])
-            with L.linear_backend("torch"):
+            with R.linear_backend("torch"):
                 plain = L.swiglu(layout(x, LAYOUTS[0]), *inputs[1:])
         close(f"no-grad swiglu {tag}", fused.float(), plain.float(), tol)
 
@@ -191,14 +192,14 @@ def model_steps(bf16: bool) -> None:
         runs = []
         for backend in ("onednn", "torch"):
             model.zero_grad(set_to_none=True)
-            with L.linear_backend(backend):  # backward inside: checkpointed layers recompute on this route
+            with R.linear_backend(backend):  # backward inside: checkpointed layers recompute on this route
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     out = model(batch, t, cond)
                 ((out.float() - target).square() * mask[..., None]).mean().backward()
             grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
             with (
                 torch.no_grad(),
-                L.linear_backend(backend),
+                R.linear_backend(backend),
                 torch.autocast("cpu", torch.bfloat16, enabled=bf16),
             ):
                 sampled = model(batch, t, cond).float()
@@ -211,9 +212,9 @@ def model_steps(bf16: bool) -> None:
 
 
 def main() -> int:
-    bf16 = L.onednn_dtype(torch.zeros(1)) is not None
+    bf16 = R.onednn_dtype(torch.zeros(1)) is not None
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16 = bf16 and L.onednn_dtype(torch.zeros(1)) == torch.bfloat16
+        bf16 = bf16 and R.onednn_dtype(torch.zeros(1)) == torch.bfloat16
     for precision_bf16 in (False, True) if bf16 else (False,):
         products(precision_bf16)
         model_steps(precision_bf16)

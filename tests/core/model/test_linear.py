@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from lumina_core.model import linear as L
+from lumina_core.model import linear_routes as R
 
-pytestmark = pytest.mark.skipif(not L.uses_onednn(torch.zeros(1)), reason="no oneDNN in this PyTorch build")
+pytestmark = pytest.mark.skipif(not R.uses_onednn(torch.zeros(1)), reason="no oneDNN in this PyTorch build")
 
 
 def _grads(fn, *tensors):
@@ -71,15 +72,15 @@ def test_swiglu_inference_path_is_fused_and_equal():
 
 def test_plain_path_when_disabled_or_not_applicable():
     x = torch.randn(2, 8)
-    assert L.uses_onednn(x)
-    assert not L.uses_onednn(x.double())
+    assert R.uses_onednn(x)
+    assert not R.uses_onednn(x.double())
     with torch.autocast("cpu", dtype=torch.float16):  # bf16 autocast has a oneDNN route (tests/core/model/)
-        assert not L.uses_onednn(x)
-    with L.linear_backend("torch"):
-        assert not L.uses_onednn(x)
-    assert L.uses_onednn(x)  # restored on exit
+        assert not R.uses_onednn(x)
+    with R.linear_backend("torch"):
+        assert not R.uses_onednn(x)
+    assert R.uses_onednn(x)  # restored on exit
     with pytest.raises(ValueError, match="linear backend must be one of"):
-        L.set_linear_backend("mkl")
+        R.set_linear_backend("mkl")
     with pytest.raises(ValueError, match="even number of rows"):
         L.swiglu(torch.randn(2, 4), torch.randn(5, 4), torch.randn(4, 2))
 
@@ -108,7 +109,7 @@ def test_bad_backend_in_the_environment_is_a_clear_error():
     import sys
 
     run = subprocess.run(
-        [sys.executable, "-c", "import lumina_core.model.linear"],
+        [sys.executable, "-c", "import lumina_core.model.linear_routes"],
         env={**os.environ, "LUMINA_LINEAR_BACKEND": "mkl"}, capture_output=True, text=True,
     )
     assert run.returncode != 0 and "LUMINA_LINEAR_BACKEND must be one of ('auto', 'timed', 'torch', 'blas', 'onednn'); got 'mkl'" in run.stderr
@@ -137,11 +138,11 @@ def test_split_linear_values_and_gradients(use):
 def test_blas_backend_keeps_the_fused_routes_with_gemm_products():
     """``"blas"``: the same hand-written routes (values and gradients as F.linear's), products by PyTorch's GEMM;
     fp32 only (bf16 autocast takes the plain ops)."""
-    with L.linear_backend("blas"):
+    with R.linear_backend("blas"):
         x = torch.randn(2, 8)
-        assert L.uses_onednn(x)
+        assert R.uses_onednn(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert not L.uses_onednn(x)
+            assert not R.uses_onednn(x)
         test_linear_matches_f_linear_values_and_gradients(True)
         test_linear_on_row_block_views_and_strided_inputs()
         test_swiglu_training_path_values_and_gradients()

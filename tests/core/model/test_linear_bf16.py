@@ -9,13 +9,14 @@ import torch
 
 from lumina_core.model import LuminaModel, NextDiTConfig
 from lumina_core.model import linear as L
+from lumina_core.model import linear_routes as R
 from lumina_core.plugin import AdapterSpec
 from lumina_core.tokens import Condition, TokenBatch
 
 
 def _bf16_route() -> bool:
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        return L.onednn_dtype(torch.zeros(1)) == torch.bfloat16
+        return R.onednn_dtype(torch.zeros(1)) == torch.bfloat16
 
 
 pytestmark = pytest.mark.skipif(not _bf16_route(), reason="this CPU's oneDNN has no bf16 support")
@@ -28,7 +29,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _run(fn, tensors, backend: str, autocast: bool = True):
     leaves = [t.detach().clone().requires_grad_(True) for t in tensors]
-    with L.linear_backend(backend), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with R.linear_backend(backend), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         out = fn(*leaves)
     outs = out if isinstance(out, tuple) else (out,)
     gen = torch.Generator().manual_seed(7)
@@ -38,16 +39,16 @@ def _run(fn, tensors, backend: str, autocast: bool = True):
 
 def test_route_dtype_follows_autocast_and_operands():
     x, xb = torch.randn(2, 8), torch.randn(2, 8).bfloat16()
-    assert L.onednn_dtype(x) == torch.float32
-    assert L.onednn_dtype(xb) == torch.bfloat16
-    assert L.onednn_dtype(x, xb) is None  # mixed dtypes without autocast: PyTorch decides (and raises)
+    assert R.onednn_dtype(x) == torch.float32
+    assert R.onednn_dtype(xb) == torch.bfloat16
+    assert R.onednn_dtype(x, xb) is None  # mixed dtypes without autocast: PyTorch decides (and raises)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert L.onednn_dtype(x, xb) == torch.bfloat16
-        assert L.onednn_dtype(x.double()) is None
-        with L.linear_backend("torch"):
-            assert L.onednn_dtype(x) is None
+        assert R.onednn_dtype(x, xb) == torch.bfloat16
+        assert R.onednn_dtype(x.double()) is None
+        with R.linear_backend("torch"):
+            assert R.onednn_dtype(x) is None
     with torch.autocast("cpu", dtype=torch.float16):
-        assert L.onednn_dtype(x) is None
+        assert R.onednn_dtype(x) is None
 
 
 @pytest.mark.parametrize("fn_name", ["linear", "split_linear", "swiglu"])
@@ -90,7 +91,7 @@ def test_bf16_weights_without_autocast():
         (torch.randn(96, 32, generator=gen) / 6).bfloat16(),
         (torch.randn(32, 48, generator=gen) / 7).bfloat16(),
     )
-    assert L.uses_onednn(x, w13, w2)
+    assert R.uses_onednn(x, w13, w2)
     outs, grads = _run(L.swiglu, [x, w13, w2], "auto", autocast=False)
     ref_outs, ref_grads = _run(L.swiglu, [x, w13, w2], "torch", autocast=False)
     assert outs[0].dtype == torch.bfloat16 and all(g.dtype == torch.bfloat16 for g in grads)
@@ -133,7 +134,7 @@ def test_trunk_training_step_under_autocast_matches_pytorchs_bf16_route():
 
     def step(backend, autocast=True):
         model.zero_grad(set_to_none=True)
-        with L.linear_backend(backend), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with R.linear_backend(backend), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             out = model(batch, t, cond)
         out.float().square().mean().backward()
         return out.float().detach(), torch.cat(

@@ -1,4 +1,4 @@
-"""The linear backends' choice between oneDNN and BLAS (lumina_core/model/linear.py, ``_route``): ``"auto"``'s
+"""The linear backends' choice between oneDNN and BLAS (lumina_core/model/linear_routes.py, ``_route``): ``"auto"``'s
 fixed rule, ``"timed"``'s per-shape timing; and the no-autograd fast paths of the norms (values against the
 plain composites)."""
 
@@ -13,20 +13,21 @@ import torch
 import torch.nn.functional as F
 
 from lumina_core.model import linear as L
+from lumina_core.model import linear_routes as R
 from lumina_core.model.block import Block
 from lumina_core.model.config import NextDiTConfig
 from lumina_core.model.context import ForwardContext
 from lumina_core.model.norm import RMSNorm, scaled_rms_norm
 from lumina_core.model.unified import UnifiedBlock
 
-onednn = pytest.mark.skipif(not L.uses_onednn(torch.zeros(1)), reason="no oneDNN in this PyTorch build")
+onednn = pytest.mark.skipif(not R.uses_onednn(torch.zeros(1)), reason="no oneDNN in this PyTorch build")
 
 
 @pytest.fixture
 def fresh_routes():
-    L.clear_linear_routes()
+    R.clear_linear_routes()
     yield
-    L.clear_linear_routes()
+    R.clear_linear_routes()
 
 
 def _swiglu_ref(x, w13, w2):
@@ -45,19 +46,19 @@ def _step(x, w13, w2):
 @onednn
 def test_timed_times_each_shape_once_and_caches_the_choice(fresh_routes, monkeypatch):
     calls = []
-    real = L._fastest
+    real = R._fastest
 
     def counting(routes):
         calls.append(sorted(routes))
         return real(routes)
 
-    monkeypatch.setattr(L, "_fastest", counting)
+    monkeypatch.setattr(R, "_fastest", counting)
     x, w = torch.randn(3, 5, 16), torch.randn(24, 16)
-    with L.linear_backend("timed"), torch.no_grad():
+    with R.linear_backend("timed"), torch.no_grad():
         first = L.linear(x, w)
         assert len(calls) == 1 and calls[0] == ["blas", "onednn"]
         key = ("x W^T", 15, 16, 24, torch.get_num_threads())
-        assert L.linear_routes() == {key: L.linear_routes()[key]} and L.linear_routes()[key] in (
+        assert R.linear_routes() == {key: R.linear_routes()[key]} and R.linear_routes()[key] in (
             "onednn",
             "blas",
         )
@@ -68,11 +69,11 @@ def test_timed_times_each_shape_once_and_caches_the_choice(fresh_routes, monkeyp
         assert len(calls) == 2
         L.linear(torch.randn(1100, 16), w)  # row counts share a choice within an eighth of an octave
         L.linear(torch.randn(1151, 16), w)
-        assert len(calls) == 3 and ("x W^T", 1024, 16, 24, torch.get_num_threads()) in L.linear_routes()
+        assert len(calls) == 3 and ("x W^T", 1024, 16, 24, torch.get_num_threads()) in R.linear_routes()
 
 
 def test_row_buckets():
-    assert [L._row_bucket(m) for m in (1, 64, 65, 72, 1100, 1152, 1279, 1280)] == [
+    assert [R._row_bucket(m) for m in (1, 64, 65, 72, 1100, 1152, 1279, 1280)] == [
         1,
         64,
         64,
@@ -87,20 +88,20 @@ def test_row_buckets():
 @onednn
 @pytest.mark.parametrize("backend", ["auto", "blas", "onednn", "torch"])
 def test_an_explicit_backend_wins_and_records_no_choice(fresh_routes, monkeypatch, backend):
-    monkeypatch.setattr(L, "_fastest", lambda routes: pytest.fail("only 'timed' times routes"))
+    monkeypatch.setattr(R, "_fastest", lambda routes: pytest.fail("only 'timed' times routes"))
     x, w13, w2 = torch.randn(2, 7, 16), torch.randn(48, 16) / 4, torch.randn(16, 24) / 4
-    with L.linear_backend(backend):
+    with R.linear_backend(backend):
         out, *_ = _step(x, w13, w2)
         with torch.no_grad():
             L.swiglu(x, w13, w2)
     torch.testing.assert_close(out, _swiglu_ref(x, w13, w2), rtol=1e-5, atol=1e-5)
-    assert L.linear_routes() == {}
+    assert R.linear_routes() == {}
 
 
 def test_the_environment_sets_the_backend():
     code = (
-        "import torch; from lumina_core.model import linear as L; "
-        "L.linear(torch.randn(4, 8), torch.randn(3, 8)); print(L._backend, len(L.linear_routes()))"
+        "import torch; from lumina_core.model import linear as L, linear_routes as R; "
+        "L.linear(torch.randn(4, 8), torch.randn(3, 8)); print(R._backend, len(R.linear_routes()))"
     )
     for backend, routes in (("blas", "0"), ("onednn", "0")):
         run = subprocess.run(
@@ -126,18 +127,18 @@ def test_both_routes_give_the_same_values_and_gradients(fresh_routes, monkeypatc
     qkv = torch.randn(28, 16, generator=gen) / 4
     results = {}
     for route in ("onednn", "blas"):
-        monkeypatch.setattr(L, "_fastest", lambda routes, route=route: route)
-        L.clear_linear_routes()
-        with L.linear_backend("timed"):
+        monkeypatch.setattr(R, "_fastest", lambda routes, route=route: route)
+        R.clear_linear_routes()
+        with R.linear_backend("timed"):
             step = _step(x, w13, w2)
             xs, ws = x.clone().requires_grad_(True), qkv.clone().requires_grad_(True)
             outs = L.split_linear(xs, ws, (12, 8, 8))
             sum((o * (i + 1)).square().sum() for i, o in enumerate(outs)).backward()
             with torch.no_grad():
                 nograd = L.swiglu(x, w13, w2)
-        kinds = {k[0] for k in L.linear_routes()}
+        kinds = {k[0] for k in R.linear_routes()}
         assert kinds == {"x W^T", "g W", "o + g W", "silu(x W1^T) * x W3^T"}
-        assert set(L.linear_routes().values()) == {route}
+        assert set(R.linear_routes().values()) == {route}
         results[route] = (*step, nograd, *outs, xs.grad, ws.grad)
     ref = _swiglu_ref(x, w13, w2)
     for a, b in zip(results["onednn"], results["blas"], strict=True):
@@ -149,8 +150,8 @@ def test_both_routes_give_the_same_values_and_gradients(fresh_routes, monkeypatc
 def test_fastest_picks_the_faster_route():
     import time
 
-    assert L._fastest({"slow": lambda: time.sleep(0.002), "fast": lambda: None}) == "fast"
-    assert L._fastest({"fast": lambda: None, "slow": lambda: time.sleep(0.002)}) == "fast"
+    assert R._fastest({"slow": lambda: time.sleep(0.002), "fast": lambda: None}) == "fast"
+    assert R._fastest({"fast": lambda: None, "slow": lambda: time.sleep(0.002)}) == "fast"
 
 
 def test_norm_without_autograd_matches_the_composite_and_in_place_writes_its_input():
@@ -204,7 +205,7 @@ def test_block_without_autograd_equals_the_block_with_it_and_leaves_hooked_outpu
 def test_auto_is_a_fixed_rule_blas_on_intel_onednn_elsewhere(fresh_routes, monkeypatch, intel):
     """Every process on one machine takes the same kernels under the default (no timing): a resumed run or a
     second run of one seed is bit for bit the first."""
-    monkeypatch.setattr(L, "intel_cpu", lambda: intel)
+    monkeypatch.setattr(R, "intel_cpu", lambda: intel)
     taken = []
     real_blas = torch.addmm
 
@@ -212,10 +213,10 @@ def test_auto_is_a_fixed_rule_blas_on_intel_onednn_elsewhere(fresh_routes, monke
         taken.append("blas")
         return real_blas(*a, **k)
 
-    monkeypatch.setattr(L.torch, "addmm", spy)
+    monkeypatch.setattr(torch, "addmm", spy)
     x, w, other = torch.randn(2, 5, 16), torch.randn(24, 16), torch.randn(2, 5, 24)
-    with L.linear_backend("auto"), torch.no_grad():
+    with R.linear_backend("auto"), torch.no_grad():
         out = L._mm_add(x, other, w)
     assert taken == (["blas"] if intel else [])
     torch.testing.assert_close(out, other + x @ w.t(), rtol=1e-5, atol=1e-5)
-    assert L.linear_routes() == {}
+    assert R.linear_routes() == {}

@@ -155,7 +155,7 @@ def test_parity_without_qk_norm():
 @pytest.mark.parametrize("backend", ["auto", "torch"])
 def test_training_gradients_match_diffusers(backend):
     """The backward pass too (both kernel routes): input gradients of the same loss agree with diffusers'."""
-    from lumina_core.model.linear import linear_backend
+    from lumina_core.model.linear_routes import linear_backend
 
     ref_model = random_diffusers(seed=5)
     ours = from_diffusers(ref_model)
