@@ -415,11 +415,16 @@ def task_steps(ckpt: str | Path) -> dict[str, int] | None:
     """The training steps each task has had up to checkpoint ``ckpt`` (its batches drawn: under
     ``train.mixing: weighted`` the draws, under ``all`` every step), from its ``meta.json``; None when the
     checkpoint does not record them (a converted checkpoint, an older one)."""
-    meta = Path(ckpt) / META_FILE
     try:
-        positions = json.loads(meta.read_text()).get("data_position")
+        meta = json.loads((Path(ckpt) / META_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return task_steps_in(meta)
+
+
+def task_steps_in(meta: dict[str, Any]) -> dict[str, int] | None:
+    """:func:`task_steps` from a checkpoint's ``meta.json`` already read (its parsed contents)."""
+    positions = meta.get("data_position")
     if not isinstance(positions, dict):
         return None
     return {str(k): int(v) for k, v in positions.items()}

@@ -170,12 +170,11 @@ def evaluate(cfg: Any, checkpoint: str | Path | None = None, **overrides: Any) -
                 )  # fmt: skip
     run_dir = Path(cfg.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    step = (
-        json.loads((ck / ckpt_io.META_FILE).read_text()).get("step")
-        if (ck / ckpt_io.META_FILE).is_file()
-        else None
-    )
-    record = {"checkpoint": str(ck), "step": step, "task_steps": ckpt_io.task_steps(ck), "metrics": metrics}
+    step = steps = None  # a converted checkpoint has no meta.json
+    if (ck / ckpt_io.META_FILE).is_file():
+        meta = json.loads((ck / ckpt_io.META_FILE).read_text())  # read once: the step and each task's steps
+        step, steps = meta.get("step"), ckpt_io.task_steps_in(meta)
+    record = {"checkpoint": str(ck), "step": step, "task_steps": steps, "metrics": metrics}
     if details:
         record["details"] = details
     write_atomic(run_dir / "metrics.json", json.dumps(record, indent=2) + "\n", "the evaluation's metrics")
