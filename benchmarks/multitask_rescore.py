@@ -59,7 +59,9 @@ def samples_of(entries: Sequence[str]) -> dict[str, int]:
         except ValueError:
             n = 0
         if n < 2:
-            raise ValueError(f"--samples {entry!r}: expected N or TASK=N with N >= 2 (a standard error needs two items)")
+            raise ValueError(
+                f"--samples {entry!r}: expected N or TASK=N with N >= 2 (a standard error needs two items)"
+            )
         out[task if sep else "*"] = n
     return out
 
@@ -91,7 +93,9 @@ def rescored_recipe(run_dir: Path, samples: Mapping[str, int], extra: Sequence[s
         key, sep, value = assignment.partition("=")
         if task not in names or not sep:
             raise ValueError(f"--set {entry!r}: expected TASK:KEY=VALUE with TASK one of {names}")
-        OmegaConf.update(cfg.tasks[names.index(task)], key, json.loads(value) if value[:1] in "[{0123456789-tfn" else value)
+        OmegaConf.update(
+            cfg.tasks[names.index(task)], key, json.loads(value) if value[:1] in "[{0123456789-tfn" else value
+        )
     cfg.run.output_dir = str(out_dir)
     return cfg
 
@@ -125,7 +129,9 @@ def rescore(args: argparse.Namespace) -> dict[str, Any]:
     samples = samples_of(args.samples)
     label = "_".join(f"{k}{v}" if k != "*" else str(v) for k, v in sorted(samples.items()))
     out, where = Path(args.out), Path(args.rescore_dir or Path(args.out) / f"rescored_{label}")
-    runs = args.runs or sorted(p.name for p in out.iterdir() if (p / "config.yaml").is_file() and p.name != where.name)
+    runs = args.runs or sorted(
+        p.name for p in out.iterdir() if (p / "config.yaml").is_file() and p.name != where.name
+    )
     results: dict[str, Any] = {}
     for run in runs:
         run_dir, dest = out / run, where / run
@@ -133,7 +139,10 @@ def rescore(args: argparse.Namespace) -> dict[str, Any]:
         meta = json.loads((ck / ckpt_io.META_FILE).read_text())
         record = dest / "metrics.json"
         if not (record.is_file() and json.loads(record.read_text()).get("step") == meta.get("step")):
-            print(f"scoring {run} (step {meta.get('step')}) on {' '.join(args.samples)} items per task", flush=True)
+            print(
+                f"scoring {run} (step {meta.get('step')}) on {' '.join(args.samples)} items per task",
+                flush=True,
+            )
             api.evaluate(rescored_recipe(run_dir, samples, args.set, dest), ck)
         saved = json.loads(record.read_text())
         verdicts = {}
@@ -145,43 +154,66 @@ def rescore(args: argparse.Namespace) -> dict[str, Any]:
             # verdicts only where their mean is the reported score
             if got and reported is not None and abs(statistics.fmean(got) - float(reported)) < 1e-6:
                 verdicts[task_dir.name] = got
-        results[run] = {"metrics": saved["metrics"], "task_steps": saved.get("task_steps"), "verdicts": verdicts}
+        results[run] = {
+            "metrics": saved["metrics"],
+            "task_steps": saved.get("task_steps"),
+            "verdicts": verdicts,
+        }
     return results
 
 
-def comparisons(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per composed run and task: the headline and distribution metrics composed and alone, the
-    ratio, and the item-by-item difference of the headline with its standard error."""
+def pairings(
+    results: Mapping[str, Any], pairs: Sequence[tuple[str, str]] = ()
+) -> list[tuple[str, str, str, int]]:
+    """``(run, partner, task, steps)`` to compare: each composed run's task with the alone run of as many of
+    that task's steps (``alone_<task>_<steps>``); with ``pairs``, each given ``(run, partner)`` on every task
+    both have (e.g. one process against two)."""
+    if pairs:
+        return [
+            (a, b, task, int(steps))
+            for a, b in pairs
+            for task, steps in (results[a].get("task_steps") or {}).items()
+            if task in (results[b].get("task_steps") or {})
+        ]
     alone = {}
     for run in results:
         m = ALONE.match(run)
         if m:
             alone[(m["task"], int(m["steps"]))] = run
-    rows = []
+    out = []
     for run, rec in results.items():
         if ALONE.match(run) or not rec.get("task_steps"):
             continue
         for task, steps in rec["task_steps"].items():
-            partner = alone.get((task, int(steps)))
-            if partner is None:
-                continue
-            head = mt.HEADLINE.get(task, (None,))[0]
-            dist = mt.DISTRIBUTION.get(task)
-            a_m, b_m = rec["metrics"], results[partner]["metrics"]
-            row: dict[str, Any] = {
-                "composed": run, "alone": partner, "task": task, "steps": int(steps), "headline": head,
-                "composed_score": a_m.get(f"{task}/{head}"), "alone_score": b_m.get(f"{task}/{head}"),
-                "distribution": dist, "composed_dist": a_m.get(f"{task}/{dist}"), "alone_dist": b_m.get(f"{task}/{dist}"),
-            }  # fmt: skip
-            va, vb = rec["verdicts"].get(task), results[partner]["verdicts"].get(task)
-            if va and vb and len(va) == len(vb):
-                row["n"] = len(va)
-                row["composed_mean"], row["composed_se"] = _mean_se(va)
-                row["alone_mean"], row["alone_se"] = _mean_se(vb)
-                row["paired_diff"], row["paired_se"] = _mean_se([x - y for x, y in zip(va, vb, strict=True)])
-                row["composed_better"] = sum(x > y for x, y in zip(va, vb, strict=True))
-                row["alone_better"] = sum(x < y for x, y in zip(va, vb, strict=True))
-            rows.append(row)
+            if (task, int(steps)) in alone:
+                out.append((run, alone[(task, int(steps))], task, int(steps)))
+    return out
+
+
+def comparisons(results: Mapping[str, Any], pairs: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+    """One row per pairing (:func:`pairings`) and task: the headline and distribution metrics of the run and
+    its partner (composed and alone), the ratio, and the item-by-item difference of the headline with its
+    standard error."""
+    rows = []
+    for run, partner, task, steps in pairings(results, pairs):
+        rec = results[run]
+        head = mt.HEADLINE.get(task, (None,))[0]
+        dist = mt.DISTRIBUTION.get(task)
+        a_m, b_m = rec["metrics"], results[partner]["metrics"]
+        row: dict[str, Any] = {
+            "composed": run, "alone": partner, "task": task, "steps": int(steps), "headline": head,
+            "composed_score": a_m.get(f"{task}/{head}"), "alone_score": b_m.get(f"{task}/{head}"),
+            "distribution": dist, "composed_dist": a_m.get(f"{task}/{dist}"), "alone_dist": b_m.get(f"{task}/{dist}"),
+        }  # fmt: skip
+        va, vb = rec["verdicts"].get(task), results[partner]["verdicts"].get(task)
+        if va and vb and len(va) == len(vb):
+            row["n"] = len(va)
+            row["composed_mean"], row["composed_se"] = _mean_se(va)
+            row["alone_mean"], row["alone_se"] = _mean_se(vb)
+            row["paired_diff"], row["paired_se"] = _mean_se([x - y for x, y in zip(va, vb, strict=True)])
+            row["composed_better"] = sum(x > y for x, y in zip(va, vb, strict=True))
+            row["alone_better"] = sum(x < y for x, y in zip(va, vb, strict=True))
+        rows.append(row)
     return rows
 
 
@@ -214,12 +246,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="a benchmarks/multitask.py --out folder of finished runs")
     ap.add_argument(
-        "--samples", nargs="+", default=["512"], metavar="N|TASK=N",
+        "--samples",
+        nargs="+",
+        default=["512"],
+        metavar="N|TASK=N",
         help="held-out items per task: N for every task, TASK=N for one (default 512)",
     )
     ap.add_argument("--runs", nargs="*", default=None, help="only these runs of --out (default: all)")
     ap.add_argument("--set", nargs="*", default=[], metavar="TASK:KEY=VALUE", help="more settings of a task")
-    ap.add_argument("--rescore-dir", default=None, help="where the scores go (default: <out>/rescored_<samples>)")
+    ap.add_argument(
+        "--pair",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("RUN", "PARTNER"),
+        help="compare these two runs (repeatable) instead of each composed run with the alone runs",
+    )
+    ap.add_argument(
+        "--rescore-dir", default=None, help="where the scores go (default: <out>/rescored_<samples>)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--json", default="", help="write the runs' scores and the comparison rows here")
     args = ap.parse_args(argv)
@@ -228,13 +273,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     except ValueError as exc:
         ap.error(str(exc))
     if not Path(args.out).is_dir():
-        ap.error(f"--out {args.out}: no such folder (a benchmarks/multitask.py --out folder of finished runs)")
+        ap.error(
+            f"--out {args.out}: no such folder (a benchmarks/multitask.py --out folder of finished runs)"
+        )
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     results = rescore(args)
-    rows = comparisons(results)
+    rows = comparisons(results, [tuple(p) for p in args.pair])
     print(table(rows))
     saved = {
         "command": "PYTHONPATH=. python benchmarks/multitask_rescore.py " + " ".join(sys.argv[1:] if argv is None else argv),
