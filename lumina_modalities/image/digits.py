@@ -11,8 +11,9 @@ label-free score beside it is ``digit_precision``: the share of samples that lie
 training digit as most real held-out digits do. With ``g`` a sample's 8x8 grid (the checker's), ``T`` the 1500
 training grids and ``d(x) = min_{t in T} ||x - t||_2``, a sample counts when ``d(g) <= r``, where ``r`` is the
 95th percentile of ``d`` over the 297 real held-out digits - so real held-out digits score 0.95
-(``reference_precision``) by construction at 8 px (0.97 after upsampling to 16 px and back). It measures how digit-like each sample is (precision, in the sense
-of Kynkaanniemi et al. 2019 with one fixed radius), not whether all ten digits are drawn (recall).
+(``reference_precision``) by construction at 8 px (0.97 after upsampling to 16 px and back). It measures how
+digit-like each sample is (precision, in the sense of Kynkaanniemi et al. 2019 with one fixed radius), not
+whether all ten digits are drawn (recall).
 """
 
 from __future__ import annotations
