@@ -63,6 +63,9 @@ HEADLINE: dict[str, tuple[str, float | str, str]] = {
     # recipes/multitask/digits_draw_read_tiny.yaml (benchmarks/multitask_transfer.py)
     "draw": ("digit_acc", "chance_digit", "1/10"),
     "read": ("accuracy", 1 / 10, "1/10"),
+    # recipes/multitask/digits_few_labels_tiny.yaml: unconditional drawing, judged without labels
+    # ("reference_precision": what real held-out digits score, not chance; noise and blank images score 0)
+    "draw_any": ("digit_precision", "reference_precision", "real digits"),
 }
 
 

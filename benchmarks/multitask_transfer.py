@@ -14,8 +14,12 @@ and alone (the schedule is the full run's: the step-``k`` point is not a run of 
 
 Headline scores (``benchmarks/multitask.py``'s ``HEADLINE``): ``draw``: ``digit_acc``, how often an RBF SVM
 fitted on the real training digits reads each generated digit as the one asked for (297 held-out labels,
-chance 0.1); ``read``: accuracy on the 297 held-out digits (chance 0.1). Results: ``--json`` (default
-``benchmarks/results/multitask_transfer.json``); ``--plot``: ``docs/images/benchmarks/multitask_transfer_curve``.
+chance 0.1); ``read``: accuracy on the 297 held-out digits (chance 0.1); ``draw_any`` (unconditional drawing,
+``recipes/multitask/digits_few_labels_tiny.yaml``): ``digit_precision``, the share of generated digits as close
+to a real training digit as 95 % of real held-out digits are (label-free; real digits score about 0.95).
+Results: ``--json`` (default ``benchmarks/results/multitask_transfer.json``); ``--plot``:
+``docs/images/benchmarks/multitask_transfer_curve`` (``--figure NAME`` for another recipe's, so the default
+one is not overwritten).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import json
 import statistics
 import sys
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -152,8 +157,17 @@ def _mean_curves(
     return out
 
 
+DEFAULT_FIGURE = "multitask_transfer_curve"
+DEFAULT_TITLE = "drawing and reading digits: one trunk for both vs each alone"
+
+
 def figure(
-    curves: Mapping[str, Any], groups: Mapping[int, Any], note: str, out_dir: str | None = None
+    curves: Mapping[str, Any],
+    groups: Mapping[int, Any],
+    note: str,
+    out_dir: str | None = None,
+    stem: str = DEFAULT_FIGURE,
+    title: str = DEFAULT_TITLE,
 ) -> Any:
     """One panel per task: its checker against its own steps, composed (solid) and alone (dashed), per seed
     (thin) and their mean (thick)."""
@@ -175,10 +189,11 @@ def figure(
                 series[label] = ([s for s, _ in pts], [_head(m, task) for _, m in pts])
                 styles[label] = {**style, "linewidth": 1.2, "alpha": 0.8}
         panels[f"{task} ({head})"] = series
+    wrapped = "\n".join(textwrap.wrap(note, 190))  # a long command would widen the figure
     return line_panels(
-        panels, "multitask_transfer_curve", title="drawing and reading digits: one trunk for both vs each alone",
+        panels, stem, title=title,
         xlabel="steps of the task (the same in both runs)", ylabel="held-out score (higher is better)",
-        styles=styles, note=note, out_dir=out_dir,
+        styles=styles, note=wrapped, out_dir=out_dir,
     )  # fmt: skip
 
 
@@ -269,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--score-run", metavar="SPEC", help=argparse.SUPPRESS)
     p.add_argument("--json", default=DEFAULT_JSON, help="write the results here ('' for nowhere)")
     p.add_argument("--plot", action="store_true", help="draw the curve figure (benchmarks/plotting.py)")
+    p.add_argument(
+        "--figure", default=DEFAULT_FIGURE,
+        help="the figure's file name, without extension, under docs/images/benchmarks/ (another recipe: another name)",
+    )  # fmt: skip
+    p.add_argument("--title", default=DEFAULT_TITLE, help="the figure's title")
     args = p.parse_args(argv)
     if args.score_run:
         score_stopped(args.score_run)
@@ -321,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         Path(args.json).write_text(json.dumps(saved, indent=2) + "\n")
         print("results:", args.json)
     if args.plot and curves:
-        print("figure:", *figure(curves, groups, mt.note_of(saved)))
+        print("figure:", *figure(curves, groups, mt.note_of(saved), stem=args.figure, title=args.title))
     return saved
 
 

@@ -160,7 +160,8 @@ def line_panels(
     top = 1 - (0.3 + 0.2 * math.ceil(len(names) / ncol)) / height
     if note:
         fig.text(0.01, 0.005, note, fontsize=6.5, color="0.35", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.25 / height if note else 0, 1, top))
+    lines = note.count("\n") + 1 if note else 0  # a long note comes wrapped: room for each line
+    fig.tight_layout(rect=(0, (0.15 + 0.1 * lines) / height if note else 0, 1, top))
     return save_figure(fig, stem, out_dir)
 
 

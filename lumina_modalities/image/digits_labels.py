@@ -4,6 +4,12 @@ The 8x8 scikit-learn digits (see :mod:`.digits`) are upsampled to every size in 
 each (digit, size) pair once, so a shuffled loader mixes resolutions within a batch (the tokenizer pads the
 smaller images). One size reproduces the fixed-resolution set. Labels: ``condition`` is the digit and
 ``meta["label"]`` its name ``"0"`` .. ``"9"``; ``meta["size"]`` the side in pixels.
+
+``per_class`` keeps few labels (semi-supervised settings): the first ``per_class`` digits of each class in the
+training split's fixed (seeded, shuffled) order, so the subset is balanced and the same in every run. It
+applies to ``split="train"`` only: the held-out split stays all 297 digits, so scores of runs with different
+``per_class`` are read against the same set (recipes merge ``val_params`` over ``params``, so a ``per_class``
+in ``params`` reaches the held-out split too, where it is ignored).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +36,8 @@ class LabelledDigitsDataset(LuminaDataset):
         sizes: several sides; every digit appears once at each.
         split: "train" (1500 digits) or "val"/"test" (the other 297).
         channels: 1 (grey) or 3 (grey repeated).
+        per_class: keep only the first this many digits of each class of the training split (None: all);
+            ignored for "val"/"test". The smallest class of the 1500 training digits (2) has 135.
     """
 
     modality = "image"
@@ -36,7 +45,12 @@ class LabelledDigitsDataset(LuminaDataset):
     class_names = tuple(str(d) for d in range(10))
 
     def __init__(
-        self, size: int = 32, sizes: Sequence[int] | None = None, split: str = "train", channels: int = 1
+        self,
+        size: int = 32,
+        sizes: Sequence[int] | None = None,
+        split: str = "train",
+        channels: int = 1,
+        per_class: int | None = None,
     ) -> None:
         chosen = [int(s) for s in (sizes if sizes else [size])]
         bad = [s for s in chosen if s < 8]
@@ -45,6 +59,11 @@ class LabelledDigitsDataset(LuminaDataset):
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3; got {channels}")
         self.images, self.labels = split_arrays(split)
+        if per_class is not None:
+            keep = first_per_class(split_arrays("train")[1], per_class)  # checked for every split
+            if split == "train":
+                self.images, self.labels = self.images[keep], self.labels[keep]
+        self.per_class = per_class
         self.sizes, self.split, self.channels = chosen, split, int(channels)
 
     def __len__(self) -> int:
@@ -64,3 +83,23 @@ class LabelledDigitsDataset(LuminaDataset):
             "condition": label,
             "meta": {"label": str(label), "size": size, "index": digit},
         }
+
+
+def first_per_class(labels: np.ndarray, per_class: int) -> np.ndarray:
+    """Indices (ascending) of the first ``per_class`` items of each class in ``labels``' order.
+
+    Raises ValueError when ``per_class`` is not a positive integer or a class has fewer items than asked for.
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise ValueError(
+            f"per_class must be a positive integer (labelled digits per class) or None; got {per_class!r}"
+        )
+    classes, counts = np.unique(labels, return_counts=True)
+    short = {int(c): int(n) for c, n in zip(classes, counts, strict=True) if n < per_class}
+    if short:
+        raise ValueError(
+            f"per_class={per_class} is more than some classes have in the training split (at most "
+            f"{int(counts.min())} for every class); classes with fewer digits: {short}"
+        )
+    keep = [np.flatnonzero(labels == c)[:per_class] for c in classes]
+    return np.sort(np.concatenate(keep))

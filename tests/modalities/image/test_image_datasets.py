@@ -113,3 +113,22 @@ def test_digits_classifier_reads_real_held_out_digits():
         32,
         32,
     )
+
+
+def test_digit_precision_is_label_free_and_separates_real_digits_from_failures():
+    """``digit_precision`` (for unconditional samples): real held-out digits score about its reference 0.95
+    whatever labels the items carry; noise and blank images score 0."""
+    from lumina_modalities.image.digits import DigitsDataset
+
+    ds = DigitsDataset(size=8, split="val", condition="none")
+    items = _items(ds, len(ds))
+    real = [it["sample"] for it in items]
+    scores = ds.score(real, items)
+    assert scores["reference_precision"] == 0.95
+    assert scores["digit_precision"] == pytest.approx(0.95, abs=0.01)
+    shifted = [{"meta": {"label": (it["meta"]["label"] + 1) % 10}} for it in items]
+    assert ds.score(real, shifted)["digit_precision"] == scores["digit_precision"]
+    g = torch.Generator().manual_seed(0)
+    noise = [torch.rand(x.shape, generator=g) * 2 - 1 for x in real]
+    assert ds.score(noise, items)["digit_precision"] == 0.0
+    assert ds.score([torch.full_like(x, -1.0) for x in real], items)["digit_precision"] == 0.0

@@ -152,3 +152,41 @@ def test_shapes_at_several_resolutions_draw_each_item_once_per_size():
     assert len(ShapesDataset(length=3, condition="none")) == 3  # default: one size
     with pytest.raises(ValueError, match="resolutions must be at least 12"):
         ShapesDataset(length=3, resolutions=[8, 32])
+
+
+def test_digits_per_class_keeps_a_balanced_fixed_subset_of_the_training_split_only():
+    """``per_class``: the first N digits of each class in the training split's order - balanced, the same
+    every time, a subset of the full split; the held-out split stays all 297 digits (also through the recipe
+    path, where ``val_params`` are merged over ``params``)."""
+    from lumina_core.data import build_dataset
+
+    full = LabelledDigitsDataset(size=8)
+    few = LabelledDigitsDataset(size=8, per_class=10)
+    assert len(few) == 100 and np.bincount(few.labels, minlength=10).tolist() == [10] * 10
+    again = LabelledDigitsDataset(size=8, per_class=10)
+    np.testing.assert_array_equal(few.images, again.images)
+    np.testing.assert_array_equal(few.labels, again.labels)
+    # the first 10 of each class, in the split's order
+    for d in range(10):
+        first = np.flatnonzero(full.labels == d)[:10]
+        np.testing.assert_array_equal(few.images[few.labels == d], full.images[first])
+    assert torch.equal(few[0]["sample"], full[int(np.flatnonzero(full.labels == few.labels[0])[0])]["sample"])
+    params = {"size": 8, "channels": 1, "per_class": 10}
+    assert len(build_dataset("digits_labelled", params, "train")) == 100
+    assert len(build_dataset("digits_labelled", params, "val")) == 297
+    assert len(build_dataset("digits_labelled", params, "val", {"size": 8})) == 297
+    assert len(LabelledDigitsDataset(size=8, split="val", per_class=5)) == 297
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_digits_per_class_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match=rf"per_class must be a positive integer .*got {bad!r}"):
+        LabelledDigitsDataset(size=8, per_class=bad)
+
+
+def test_digits_per_class_beyond_the_smallest_class_names_what_each_has():
+    with pytest.raises(ValueError, match=r"per_class=136 is more than .*at most 135 .*\{2: 135\}"):
+        LabelledDigitsDataset(size=8, per_class=136)
+    assert len(LabelledDigitsDataset(size=8, per_class=135)) == 1350
+    with pytest.raises(ValueError, match="per_class=500"):  # checked for the held-out split too
+        LabelledDigitsDataset(size=8, split="val", per_class=500)
