@@ -91,8 +91,10 @@ def rescored_recipe(run_dir: Path, samples: Mapping[str, int], extra: Sequence[s
     for entry in extra:
         task, _, assignment = entry.partition(":")
         key, sep, value = assignment.partition("=")
-        if task not in names or not sep:
-            raise ValueError(f"--set {entry!r}: expected TASK:KEY=VALUE with TASK one of {names}")
+        if not (task and sep):
+            raise ValueError(f"--set {entry!r}: expected TASK:KEY=VALUE")
+        if task not in names:  # a task of the composed run that this (alone) run does not have
+            continue
         OmegaConf.update(
             cfg.tasks[names.index(task)], key, json.loads(value) if value[:1] in "[{0123456789-tfn" else value
         )
@@ -280,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(args.threads)
+    for entry in args.set:
+        if ":" not in entry or "=" not in entry:
+            ap.error(f"--set {entry!r}: expected TASK:KEY=VALUE")
     results = rescore(args)
     rows = comparisons(results, [tuple(p) for p in args.pair])
     print(table(rows))
