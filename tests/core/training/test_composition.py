@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from fixtures.state_compare import same_state
 from fixtures.toy_plugin import seq_task, tiny_recipe
 
 from lumina_core.training import checkpoint as ckpt_io
@@ -37,17 +38,6 @@ def weights_of(run, step: int) -> dict[str, torch.Tensor]:
 
 def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def same_state(a, b) -> bool:
-    """Nested dicts / lists of tensors and primitives, equal bit for bit."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and set(a) == set(b) and all(same_state(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(same_state, a, b))
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    return a == b
 
 
 # -- the methods' maths -----------------------------------------------------------------------------------------

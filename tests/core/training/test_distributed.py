@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.state_compare import same_state
 
 from lumina_core.training import checkpoint as ckpt_io
 from lumina_core.training.data import ResumableSampler
@@ -64,17 +65,6 @@ def test_two_processes_resume_bitwise_and_write_once(tmp_path):
     assert state["data_position"] == {"digits": 4}  # batches per rank
 
 
-def same_nested(a, b) -> bool:
-    """Nested dicts / lists of tensors and primitives, equal bit for bit."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and set(a) == set(b) and all(same_nested(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(same_nested, a, b))
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    return a == b
-
-
 @pytest.mark.slow
 def test_task_moments_on_two_processes_resume_bitwise(tmp_path):
     """Per-task AdamW moments (train.composition: [task_moments]) under DDP: every rank draws the same task at a
@@ -108,8 +98,9 @@ def test_task_moments_on_two_processes_resume_bitwise(tmp_path):
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     sa, sb = ckpt_io.load_state(ck_a), ckpt_io.load_state(ck_b)
     assert sa["composition"]["methods"] == ["task_moments"]
-    assert same_nested(sa["composition"], sb["composition"])
+    assert same_state(sa["composition"], sb["composition"])
     moments = sa["composition"]["state"][0]
     other = ({"draw", "read"} - {moments["active"]}).pop()
-    assert set(moments["moments"]) == {other}  # the task the optimiser does not hold: its own set, its own steps
+    # the task the optimiser does not hold: its own set, its own steps
+    assert set(moments["moments"]) == {other}
     assert {int(st["step"]) for st in moments["moments"][other].values()} == {sa["data_position"][other]}
