@@ -95,9 +95,8 @@ def rescored_recipe(run_dir: Path, samples: Mapping[str, int], extra: Sequence[s
             raise ValueError(f"--set {entry!r}: expected TASK:KEY=VALUE")
         if task not in names:  # a task of the composed run that this (alone) run does not have
             continue
-        OmegaConf.update(
-            cfg.tasks[names.index(task)], key, json.loads(value) if value[:1] in "[{0123456789-tfn" else value
-        )
+        # the value is read as a recipe override's is (YAML: false, 3, [1, 2], or a plain string)
+        OmegaConf.update(cfg.tasks[names.index(task)], key, OmegaConf.from_dotlist([f"v={value}"]).v)
     cfg.run.output_dir = str(out_dir)
     return cfg
 

@@ -33,7 +33,10 @@ def test_the_recipe_scores_more_items_of_a_larger_held_out_split(tmp_path):
     composed.mkdir()
     OmegaConf.save(mt.load(RECIPE), composed / "config.yaml")
     cfg = rescore.rescored_recipe(
-        composed, {"*": 512, "points": 256}, ["points:data.val_params.emd=false"], tmp_path / "out"
+        composed,
+        {"*": 512, "points": 256},
+        ["points:data.val_params.emd=false", "tones:sampling.solver.name=tsit5"],
+        tmp_path / "out",
     )
     by_name = {str(t.name): t for t in cfg.tasks}
     assert [int(by_name[n].eval.num_samples) for n in ("shapes", "tones", "points")] == [512, 512, 256]
@@ -41,6 +44,7 @@ def test_the_recipe_scores_more_items_of_a_larger_held_out_split(tmp_path):
     assert (
         by_name["points"].data.val_params.num_items == 256 and by_name["points"].data.val_params.emd is False
     )
+    assert by_name["tones"].sampling.solver.name == "tsit5"  # a plain string, as an override reads it
     assert cfg.run.output_dir == str(tmp_path / "out")
     # an alone run has one task: a setting for another task does not apply to it
     alone = tmp_path / "alone_shapes_10"
