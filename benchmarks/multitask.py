@@ -66,6 +66,8 @@ HEADLINE: dict[str, tuple[str, float | str, str]] = {
     # recipes/multitask/digits_few_labels_tiny.yaml: unconditional drawing, judged without labels
     # ("reference_precision": what real held-out digits score, not chance; noise and blank images score 0)
     "draw_any": ("digit_precision", "reference_precision", "real digits"),
+    # recipes/multitask/shapes_two_sizes_tiny.yaml: the same shapes drawn at 16 px next to 32 px
+    "thumbnails": ("adherence", "chance_adherence", "1/60"),
 }
 
 
@@ -333,7 +335,7 @@ DEFAULT_MECHANISMS = ("plain", "loss_norm", "task_embedding", "temperature", "pl
 #: parameters of a method in the table's runs (the rest take their defaults)
 MECHANISM_PARAMS: dict[str, dict[str, Any]] = {"temperature": {"T": 2.0}}
 #: the distribution metric of each task (lower is better): FID-style, FAD-style, 1-NNA (Chamfer, ideal 0.5)
-DISTRIBUTION: dict[str, str] = {"shapes": "fid", "tones": "fad", "points": "cd_1nna"}
+DISTRIBUTION: dict[str, str] = {"shapes": "fid", "tones": "fad", "points": "cd_1nna", "thumbnails": "fid"}
 
 
 def parse_mechanism(entry: str) -> tuple[str, list[dict[str, Any]]]:
