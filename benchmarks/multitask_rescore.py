@@ -218,12 +218,13 @@ def comparisons(results: Mapping[str, Any], pairs: Sequence[tuple[str, str]] = (
     return rows
 
 
-def table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown: composed / alone (ratio) of the headline with each one's standard error, the paired
+def table(rows: Sequence[Mapping[str, Any]], first: str = "composed", second: str = "alone") -> str:
+    """Markdown: first / second (ratio) of the headline with each one's standard error, the paired
     difference +- its standard error, the items each run gets right where the other does not, and the
-    distribution metric composed / alone."""
+    distribution metric first / second. The columns say ``composed`` / ``alone`` by default; ``--pair`` runs
+    are any two runs, so there they say ``run`` / ``partner``."""
     lines = [
-        "| composed run | task (steps) | n | headline composed / alone (ratio) | paired difference | items better: composed / alone | distribution composed / alone |",
+        f"| {first} run | task (steps) | n | headline {first} / {second} (ratio) | paired difference | items better: {first} / {second} | distribution {first} / {second} |",
         "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in rows:
@@ -286,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ap.error(f"--set {entry!r}: expected TASK:KEY=VALUE")
     results = rescore(args)
     rows = comparisons(results, [tuple(p) for p in args.pair])
-    print(table(rows))
+    print(table(rows, *(("run", "partner") if args.pair else ())))
     saved = {
         "command": "PYTHONPATH=. python benchmarks/multitask_rescore.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "samples": samples_of(args.samples), "rows": rows,

@@ -117,3 +117,7 @@ def test_composed_runs_pair_with_the_alone_run_of_as_many_steps_item_by_item():
     assert [(r["composed"], r["alone"], r["task"], "paired_diff" in r) for r in pair] == [
         ("alone_shapes_11", "composed_x", "shapes", False)
     ]
+    # a pair's columns name run and partner, not composed and alone
+    header = rescore.table(pair, "run", "partner").splitlines()[0]
+    assert "headline run / partner" in header and "composed" not in header
+    assert "headline composed / alone" in text.splitlines()[0]
