@@ -7,6 +7,7 @@
     task_embedding  a learned, zero-initialised vector per task added to the conditioning vector
     temperature     draw weights proportional to data size^(1/T) (train.mixing: weighted)
     task_moments    one set of AdamW moments per task on the trunk, used on that task's steps (weighted)
+    shared_start    tasks with same-shaped adapters start from the same adapter weights
 
 See docs/multitask.md for what each does to a run and which one the shipped recipe uses (and why).
 """
@@ -18,6 +19,7 @@ from lumina_core.training.composition import (  # noqa: F401  (registers the met
     loss_norm,
     pcgrad,
     plain,
+    shared_start,
     task_embedding,
     task_moments,
     temperature,

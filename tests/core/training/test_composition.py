@@ -231,6 +231,31 @@ def test_temperature_draws_follow_data_size_to_the_power_one_over_T():
         TemperatureDraws().draw_weights({"a": 1.0}, {"a": None})
 
 
+def test_shared_start_gives_same_shaped_adapters_the_first_tasks_weights_and_leaves_others_alone(tmp_path):
+    from lumina_core.training.composition.shared_start import SharedStart, adapter_groups
+
+    torch.manual_seed(0)
+    plain = build_run(tiny_recipe(tmp_path, two_tasks()))
+    a, b = (dict(plain.model.adapters[n].named_parameters()) for n in ("a", "b"))
+    assert not torch.equal(a["x_embedder.weight"], b["x_embedder.weight"])  # independent random starts
+    torch.manual_seed(0)
+    shared = build_run(tiny_recipe(tmp_path, two_tasks(), composition=methods("shared_start")))
+    a2, b2 = (dict(shared.model.adapters[n].named_parameters()) for n in ("a", "b"))
+    assert set(a2) == set(b2) and all(torch.equal(a2[k], b2[k]) for k in a2)
+    assert all(torch.equal(a2[k], a[k]) for k in a2)  # the first task's own start, copied (not redrawn)
+    assert all(p.data_ptr() != q.data_ptr() for p, q in zip(a2.values(), b2.values(), strict=True))  # not tied
+    # groups by parameter names and shapes: a different token width is its own adapter
+    model = torch.nn.Module()
+    model.adapters = torch.nn.ModuleDict(
+        {"x": torch.nn.Linear(2, 3), "y": torch.nn.Linear(4, 3), "z": torch.nn.Linear(2, 3)}
+    )
+    assert adapter_groups(model, ["x", "y", "z"]) == [["x", "z"]]
+    before = model.adapters["y"].weight.clone()
+    with pytest.warns(UserWarning, match="changes nothing"):
+        SharedStart().prepare_model(model, ["x", "y"])
+    assert torch.equal(model.adapters["y"].weight, before)
+
+
 @pytest.mark.parametrize("family", ["next_dit", "unified"])
 def test_task_embedding_starts_at_zero_so_the_model_starts_as_the_plain_one(tmp_path, family):
     from lumina_core.data import collate_items
