@@ -68,6 +68,8 @@ HEADLINE: dict[str, tuple[str, float | str, str]] = {
     "draw_any": ("digit_precision", "reference_precision", "real digits"),
     # recipes/multitask/shapes_two_sizes_tiny.yaml: the same shapes drawn at 16 px next to 32 px
     "thumbnails": ("adherence", "chance_adherence", "1/60"),
+    # recipes/multitask/shapes_twin_tiny.yaml: the shapes task composed with a copy of itself
+    "twin": ("adherence", "chance_adherence", "1/60"),
 }
 
 
@@ -335,7 +337,7 @@ DEFAULT_MECHANISMS = ("plain", "loss_norm", "task_embedding", "temperature", "pl
 #: parameters of a method in the table's runs (the rest take their defaults)
 MECHANISM_PARAMS: dict[str, dict[str, Any]] = {"temperature": {"T": 2.0}}
 #: the distribution metric of each task (lower is better): FID-style, FAD-style, 1-NNA (Chamfer, ideal 0.5)
-DISTRIBUTION: dict[str, str] = {"shapes": "fid", "tones": "fad", "points": "cd_1nna", "thumbnails": "fid"}
+DISTRIBUTION: dict[str, str] = {"shapes": "fid", "tones": "fad", "points": "cd_1nna", "thumbnails": "fid", "twin": "fid"}
 
 
 def parse_mechanism(entry: str) -> tuple[str, list[dict[str, Any]]]:
