@@ -70,6 +70,9 @@ HEADLINE: dict[str, tuple[str, float | str, str]] = {
     "thumbnails": ("adherence", "chance_adherence", "1/60"),
     # recipes/multitask/shapes_twin_tiny.yaml: the shapes task composed with a copy of itself
     "twin": ("adherence", "chance_adherence", "1/60"),
+    # recipes/multitask/shapes_split_colours_tiny.yaml: the shapes in warm and in cool colours (1/30 each)
+    "warm": ("adherence", "chance_adherence", "1/30"),
+    "cool": ("adherence", "chance_adherence", "1/30"),
 }
 
 
@@ -337,7 +340,7 @@ DEFAULT_MECHANISMS = ("plain", "loss_norm", "task_embedding", "temperature", "pl
 #: parameters of a method in the table's runs (the rest take their defaults)
 MECHANISM_PARAMS: dict[str, dict[str, Any]] = {"temperature": {"T": 2.0}}
 #: the distribution metric of each task (lower is better): FID-style, FAD-style, 1-NNA (Chamfer, ideal 0.5)
-DISTRIBUTION: dict[str, str] = {"shapes": "fid", "tones": "fad", "points": "cd_1nna", "thumbnails": "fid", "twin": "fid"}
+DISTRIBUTION: dict[str, str] = {"shapes": "fid", "tones": "fad", "points": "cd_1nna", "thumbnails": "fid", "twin": "fid", "warm": "fid", "cool": "fid"}
 
 
 def parse_mechanism(entry: str) -> tuple[str, list[dict[str, Any]]]:
