@@ -6,9 +6,10 @@ A task's adapter turns its tokens into the trunk's width with its own ``x_embedd
 whose tokens mean the same (two datasets of one modality and patching, or one task composed with a copy of
 itself) then enter the trunk along two unrelated random subspaces, and the trunk has to learn every feature once
 for each. Measured on the shapes task composed with an exact copy of itself (``train.mixing: all``, 1000 steps,
-plain sum; docs/multitask.md): with independent adapters each copy ends at a training loss of 0.045, worse than
-the task alone at 1000 steps (0.037) although the trunk sees twice the data; started from the same adapter
-weights the copies end at 0.033, better than alone, as twice the data should give.
+plain sum, two seeds; docs/multitask.md): with independent adapters each copy ends at a training loss of
+0.041-0.045, worse than the task alone at 1000 steps (0.036-0.037) although the trunk sees twice the data;
+started from the same adapter weights the copies end at 0.032-0.034, better than alone, as twice the data
+should give.
 
 For every group of tasks whose adapters have identical parameter names and shapes, this method copies the first
 task's adapter weights (recipe order) into the others once, when the model is built and before any checkpoint
