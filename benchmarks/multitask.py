@@ -340,7 +340,10 @@ DEFAULT_MECHANISMS = ("plain", "loss_norm", "task_embedding", "temperature", "pl
 #: parameters of a method in the table's runs (the rest take their defaults)
 MECHANISM_PARAMS: dict[str, dict[str, Any]] = {"temperature": {"T": 2.0}}
 #: the distribution metric of each task (lower is better): FID-style, FAD-style, 1-NNA (Chamfer, ideal 0.5)
-DISTRIBUTION: dict[str, str] = {"shapes": "fid", "tones": "fad", "points": "cd_1nna", "thumbnails": "fid", "twin": "fid", "warm": "fid", "cool": "fid"}
+DISTRIBUTION: dict[str, str] = {
+    "shapes": "fid", "tones": "fad", "points": "cd_1nna",
+    "thumbnails": "fid", "twin": "fid", "warm": "fid", "cool": "fid",  # the shapes pairings
+}  # fmt: skip
 
 
 def parse_mechanism(entry: str) -> tuple[str, list[dict[str, Any]]]:

@@ -396,7 +396,7 @@ def test_diagnostics_log_each_task_and_leave_the_run_unchanged(tmp_path):
     [
         ("weighted", ["loss_norm", "task_embedding", {"name": "temperature", "params": {"T": 3.0}}]),
         ("all", ["pcgrad", "loss_norm"]),
-        ("weighted", ["task_moments", "loss_norm"]),
+        ("weighted", ["task_moments", "loss_norm", "shared_start"]),
     ],
 )
 def test_composition_state_resumes_bitwise(tmp_path, mixing, composition):
@@ -424,6 +424,9 @@ def test_composition_state_resumes_bitwise(tmp_path, mixing, composition):
         assert moments["active"] in ("a", "b") and set(moments["moments"]) == {other}
         steps = {int(st["step"]) for st in moments["moments"][other].values()}
         assert steps == {sa["data_position"][other]}  # AdamW's step count of the task: its steps so far
+    if "shared_start" in names:  # the copy is made at build only: the resumed adapters are the saved ones,
+        w = weights_of(straight, 6)  # and training moved the two same-started adapters apart
+        assert not torch.equal(w["model.adapters.a.x_embedder.weight"], w["model.adapters.b.x_embedder.weight"])
     if mixing == "weighted":  # temperature: equal sizes of the toy data, so equal weights whatever the recipe
         state = ckpt_io.load_state(straight / "checkpoints" / "step_0000006")
         assert sum(state["data_position"].values()) == 6
