@@ -166,6 +166,12 @@ def _train_in(
 
     L.seed_everything(int(cfg.run.seed), verbose=False)
     parts = build_run(cfg)
+    if resume is None and launch_rank() == 0:
+        from lumina_core.training.composition.shared_start import unshared_note
+
+        note = unshared_note(parts.model, list(parts.tasks), parts.composition.names)
+        if note:
+            print(note)
     prepare_weights(parts, cfg)
     module = LuminaLightningModule(cfg, parts, run_dir)
     if resume is not None:

@@ -41,6 +41,24 @@ def adapter_groups(model: nn.Module, tasks: Sequence[str]) -> list[list[str]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
+def unshared_note(model: nn.Module, tasks: Sequence[str], methods: Sequence[str]) -> str | None:
+    """What a fresh run whose recipe leaves ``shared_start`` out should be told when some of its tasks have
+    same-shaped adapters (they start from independent random embeddings, the twin's measured cost); None when
+    the recipe names the method or no two adapters match."""
+    if "shared_start" in methods:
+        return None
+    groups = adapter_groups(model, tasks)
+    if not groups:
+        return None
+    named = "; ".join(" and ".join(g) for g in groups)
+    return (
+        f"note: tasks {named} have adapters of the same shapes and start from independent random weights. "
+        "Measured on the shapes task beside an exact copy of itself, independent starts left each copy below "
+        f"the task alone at equal steps; train.composition=[{', '.join([*methods, 'shared_start'])}] starts them from the same weights "
+        "(docs/multitask.md, 'shared_start')"
+    )
+
+
 @COMPOSITIONS.register("shared_start")
 class SharedStart(Composition):
     """Same-shaped task adapters start as copies of the first one's weights (see the module docstring)."""

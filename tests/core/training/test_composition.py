@@ -256,6 +256,22 @@ def test_shared_start_gives_same_shaped_adapters_the_first_tasks_weights_and_lea
     assert torch.equal(model.adapters["y"].weight, before)
 
 
+def test_a_fresh_run_with_same_shaped_adapters_and_no_shared_start_says_so_once(tmp_path, capsys):
+    def recipe(out, steps, *names):
+        return tiny_recipe(
+            out, two_tasks(), composition=methods(*names), mixing="weighted", max_steps=steps, ckpt_every=2
+        )
+
+    train(recipe(tmp_path / "moments", 2, "task_moments"))
+    said = capsys.readouterr().out
+    assert said.count("note: tasks a and b have adapters of the same shapes") == 1
+    assert "train.composition=[task_moments, shared_start]" in said
+    train(recipe(tmp_path / "moments", 4, "task_moments"), resume="last")  # it keeps the starts it had
+    assert "shared_start" not in capsys.readouterr().out
+    train(recipe(tmp_path / "shared", 2, "shared_start"))
+    assert "note: tasks" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("family", ["next_dit", "unified"])
 def test_task_embedding_starts_at_zero_so_the_model_starts_as_the_plain_one(tmp_path, family):
     from lumina_core.data import collate_items
