@@ -169,7 +169,8 @@ def _train_in(
     if resume is None and launch_rank() == 0:
         from lumina_core.training.composition.shared_start import unshared_note
 
-        note = unshared_note(parts.model, list(parts.tasks), parts.composition.names)
+        objectives = {n: str(t.config.objective.name) for n, t in parts.tasks.items()}
+        note = unshared_note(parts.model, objectives, parts.composition.names)
         if note:
             print(note)
     prepare_weights(parts, cfg)

@@ -22,7 +22,7 @@ several processes (every rank builds the same model) and with FSDP (the copy is 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -41,21 +41,30 @@ def adapter_groups(model: nn.Module, tasks: Sequence[str]) -> list[list[str]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-def unshared_note(model: nn.Module, tasks: Sequence[str], methods: Sequence[str]) -> str | None:
-    """What a fresh run whose recipe leaves ``shared_start`` out should be told when some of its tasks have
-    same-shaped adapters (they start from independent random embeddings, the twin's measured cost); None when
-    the recipe names the method or no two adapters match."""
+def unshared_note(
+    model: nn.Module, objectives: Mapping[str, str], methods: Sequence[str]
+) -> str | None:
+    """What a fresh run whose recipe leaves ``shared_start`` out is told when some of its tasks have same-shaped
+    adapters *and the same objective* (``objectives``: task -> objective name, in recipe order): they start from
+    independent random embeddings, the twin's measured cost. Tasks with other objectives (drawing and reading
+    the same digits) are not named: there a shared start was not measured to pay. None when the recipe names the
+    method or no such tasks exist."""
     if "shared_start" in methods:
         return None
-    groups = adapter_groups(model, tasks)
+    groups = []
+    for group in adapter_groups(model, list(objectives)):
+        by_objective: dict[str, list[str]] = {}
+        for name in group:
+            by_objective.setdefault(objectives[name], []).append(name)
+        groups += [g for g in by_objective.values() if len(g) > 1]
     if not groups:
         return None
     named = "; ".join(" and ".join(g) for g in groups)
     return (
-        f"note: tasks {named} have adapters of the same shapes and start from independent random weights. "
-        "Measured on the shapes task beside an exact copy of itself, independent starts left each copy below "
-        f"the task alone at equal steps; train.composition=[{', '.join([*methods, 'shared_start'])}] starts them from the same weights "
-        "(docs/multitask.md, 'shared_start')"
+        f"note: tasks {named} have adapters of the same shapes and the same objective, and start from independent "
+        "random weights. Measured on the shapes task beside an exact copy of itself, independent starts left each "
+        f"copy below the task alone at equal steps; train.composition=[{', '.join([*methods, 'shared_start'])}] "
+        "starts them from the same weights (docs/multitask.md, 'shared_start')"
     )
 
 

@@ -270,6 +270,12 @@ def test_a_fresh_run_with_same_shaped_adapters_and_no_shared_start_says_so_once(
     assert "shared_start" not in capsys.readouterr().out
     train(recipe(tmp_path / "shared", 2, "shared_start"))
     assert "note: tasks" not in capsys.readouterr().out
+    # drawing and reading the same digits: same-shaped adapters, other objectives; a shared start did not pay there
+    from lumina_core.training.composition.shared_start import unshared_note
+
+    model = build_run(recipe(tmp_path / "x", 2)).model
+    assert unshared_note(model, {"a": "flow_matching", "b": "classification"}, []) is None
+    assert "tasks a and b" in unshared_note(model, {"a": "flow_matching", "b": "flow_matching"}, [])
 
 
 @pytest.mark.parametrize("family", ["next_dit", "unified"])
