@@ -167,7 +167,7 @@ def _collected(rank: int, worker, world: int, port: int, out: str) -> None:
     group they hold) while the interpreter still runs. Left to interpreter finalisation, the group's C++ side was
     torn down with its threads still joinable and the rank aborted ("terminate called without an active
     exception", no Python frame) after a worker that had passed: 3 of about 30 runs of the EMA test under load,
-    none of 40 with the collection."""
+    none of 55 with it."""
     import gc
 
     worker(rank, world, port, out)
