@@ -702,7 +702,8 @@ TRUNK_FAMILIES: Registry = Registry(
     base="lumina_core.model.family:Trunk",
 )
 #: how tasks share one trunk in a multi-task run (``train.composition``): loss normalisation, PCGrad, task
-#: embeddings, temperature-scaled draws, per-task optimiser moments (lumina_core/training/composition)
+#: embeddings and modulation, temperature-scaled draws, per-task optimiser moments, shared adapter starts
+#: (lumina_core/training/composition)
 COMPOSITIONS: Registry = Registry(
     "composition method",
     providers=("lumina_core.training.composition",),

@@ -216,8 +216,8 @@ class TrainConfig:
     #: tasks' draw_weight from the run's seed, the same on every rank and after a resume)
     mixing: str = "all"
     #: how the tasks share the trunk beyond the mixing (docs/multitask.md): registered composition methods,
-    #: applied in order - plain, loss_norm, grad_norm, pcgrad (mixing all), task_embedding, shared_start,
-    #: temperature and task_moments (mixing weighted). [] is the plain sum of the weighted task losses
+    #: applied in order - plain, loss_norm, grad_norm, pcgrad (mixing all), task_embedding, task_modulation,
+    #: shared_start, temperature and task_moments (mixing weighted). [] is the plain sum of the weighted task losses
     composition: list[Component] = registered("COMPOSITIONS", list)
     #: every N steps log each task's loss and gradient norm on the shared trunk, the cosines between the tasks'
     #: trunk gradients, and the learning rate and trunk update each task got (TensorBoard diag/*, and

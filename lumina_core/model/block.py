@@ -1,6 +1,7 @@
 """The trunk's block, shared by every family: sandwich RMSNorms, scale-only modulation, tanh gates, SwiGLU.
 
     [s_a, g_a, s_f, g_f] = Linear(act(c)).chunk(4)                        (zero-initialised; act = SiLU)
+                           (+ the running task's Linear_k(act(c)) under train.composition: [task_modulation])
     h   = x + tanh(g_a) * RMSNorm_a2(Attention(RMSNorm_a1(x) * (1 + s_a), RMSNorm_y(y)))
     out = h + tanh(g_f) * RMSNorm_f2(FFN(RMSNorm_f1(h) * (1 + s_f)))
     FFN(x) = w2(silu(w1 x) * w3 x)                                        (w1 | w3 stored as one parameter)
@@ -76,7 +77,10 @@ class Block(TrunkBlock):
         """x (B, L, dim) -> (B, L, dim) under the stream's context ``ctx``."""
         scale_a = gate_a = scale_f = gate_f = None
         if self.adaLN_modulation is not None:
-            s_a, g_a, s_f, g_f = self.adaLN_modulation(ctx.c)[:, None].chunk(4, dim=-1)  # (B, 1, dim)
+            m = self.adaLN_modulation(ctx.c)
+            if ctx.modulation is not None:  # the running task's own modulation (train.composition)
+                m = m + ctx.modulation(ctx.c)
+            s_a, g_a, s_f, g_f = m[:, None].chunk(4, dim=-1)  # (B, 1, dim)
             scale_a, gate_a, scale_f, gate_f = 1 + s_a, g_a.tanh(), 1 + s_f, g_f.tanh()
         y = self.attention_y_norm(ctx.y) if ctx.y is not None else None
         a = self.attention(self.attention_norm1(x, scale_a), ctx, y)

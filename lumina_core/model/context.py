@@ -2,7 +2,8 @@
 
     ctx = ForwardContext(key_mask, cos, sin, prop, c, y, y_mask, drop)     # once, by the trunk family
     for i, block in enumerate(blocks):
-        x = block(x, ctx.for_layer(i))                                     # the same object unless layer i drops
+        x = block(x, ctx.for_layer(i, extra[i]))     # the same object unless layer i drops or has a task's
+                                                     # own modulation (train.composition: [task_modulation])
 
 A family's ``encode_tokens`` computes the positions' rotations (``cos``, ``sin``), the key masks, the
 conditioning vector ``c`` that the blocks' modulation reads and the caption features once, and hands the blocks
@@ -16,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from lumina_core.model.context_drop import DropPlan, LayerDrop
 from lumina_core.model.masks import all_true
@@ -35,6 +36,8 @@ class ForwardContext:
         y_mask: (B, 1, 1, Lc) bool cross-attention mask, or None when every caption token is real.
         drop: the context-drop plan of the whole pass (:mod:`.context_drop`), or None.
         layer_drop: the current layer's share of ``drop`` (set by :meth:`for_layer`), or None.
+        modulation: the current layer's task modulation (set by :meth:`for_layer`): a module mapping ``c`` to
+            ``4 dim`` that the block adds to its own ``adaLN_modulation(c)``, or None.
     """
 
     key_mask: Tensor | None = None
@@ -46,13 +49,15 @@ class ForwardContext:
     y_mask: Tensor | None = None
     drop: DropPlan | None = None
     layer_drop: LayerDrop | None = None
+    modulation: nn.Module | None = None
 
-    def for_layer(self, index: int) -> ForwardContext:
-        """The context block ``index`` reads: this one, or a copy carrying that layer's context drop."""
-        if self.drop is None:
+    def for_layer(self, index: int, modulation: nn.Module | None = None) -> ForwardContext:
+        """The context block ``index`` reads: this one, or a copy carrying that layer's context drop and the
+        task's own ``modulation`` of that layer (None: none)."""
+        layer = None if self.drop is None else self.drop.for_layer(index)
+        if layer is None and modulation is None:
             return self
-        layer = self.drop.for_layer(index)
-        return self if layer is None else dataclasses.replace(self, layer_drop=layer)
+        return dataclasses.replace(self, layer_drop=layer, modulation=modulation)
 
 
 def key_mask(mask: Tensor) -> Tensor | None:

@@ -27,6 +27,7 @@ registry's providers (or a plugin's entry point).
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -58,14 +59,40 @@ class Trunk(nn.Module, abc.ABC):
         self.config = cfg
         self.grad_checkpointing = cfg.grad_checkpointing
 
-    def run_blocks(self, blocks: nn.ModuleList, x: Tensor, ctx: ForwardContext) -> Tensor:
-        """``x`` through ``blocks`` in order, block ``i`` reading ``ctx.for_layer(i)``; each block's activations
-        recomputed in the backward pass when ``grad_checkpointing`` is on and gradients are being recorded."""
+    def run_blocks(
+        self,
+        blocks: nn.ModuleList,
+        x: Tensor,
+        ctx: ForwardContext,
+        task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
+    ) -> Tensor:
+        """``x`` through ``blocks`` in order, block ``i`` reading ``ctx.for_layer(i, extra_i)``; each block's
+        activations recomputed in the backward pass when ``grad_checkpointing`` is on and gradients are being
+        recorded. ``task_modulation`` maps a stream's attribute name on the trunk (``layers``,
+        ``noise_refiner``) to the task's own modulation of each of its blocks (``train.composition:
+        [task_modulation]``); a stream it does not name runs with the blocks' modulation alone."""
         recompute = self.grad_checkpointing and torch.is_grad_enabled()
+        stream = None if task_modulation is None else self.stream_name(blocks)
+        extra = task_modulation[stream] if stream is not None and stream in task_modulation else None
         for i, block in enumerate(blocks):
-            layer_ctx = ctx.for_layer(i)
+            layer_ctx = ctx.for_layer(i, None if extra is None else extra[i])
             x = checkpoint(block, x, layer_ctx, use_reentrant=False) if recompute else block(x, layer_ctx)
         return x
+
+    def stream_name(self, blocks: nn.ModuleList) -> str | None:
+        """The attribute name of the block list ``blocks`` on this trunk (``layers``, ``noise_refiner``...)."""
+        return next((n for n, m in self.named_children() if m is blocks), None)
+
+    def modulated_streams(self) -> dict[str, list[int]]:
+        """``{stream name: the modulated blocks' output widths}`` for every block list whose blocks have an
+        ``adaLN_modulation`` (what a per-task modulation has to match)."""
+        streams = {}
+        for name, child in self.named_children():
+            if isinstance(child, nn.ModuleList) and child and all(
+                isinstance(b, TrunkBlock) and getattr(b, "adaLN_modulation", None) is not None for b in child
+            ):
+                streams[name] = [modulation_linear(b).out_features for b in child]
+        return streams
 
     @abc.abstractmethod
     def task_rope(self, spec: AdapterSpec) -> NDRope:
@@ -84,11 +111,21 @@ class Trunk(nn.Module, abc.ABC):
         scaling: RopeScaling | None,
         context_drop: object | None = None,
         c_shift: Tensor | None = None,
+        task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Hidden tokens (B, L, dim) and conditioning vector (B, cond_dim) of embedded tokens ``x`` (B, L, dim)
         with ``mask`` (B, L) and ``positions`` (B, L, A) at flow time ``t`` (B,), under condition features
         ``y`` (B, Lc, context_dim) / ``y_mask`` (B, Lc) or None; ``c_shift`` (cond_dim,) is added to the
-        conditioning vector (a task embedding, ``train.composition: [task_embedding]``)."""
+        conditioning vector (a task embedding, ``train.composition: [task_embedding]``); ``task_modulation``
+        goes to :meth:`run_blocks` (the task's own modulation, ``train.composition: [task_modulation]``)."""
+
+
+def modulation_linear(block: nn.Module) -> nn.Linear:
+    """The linear layer of a modulated block's ``adaLN_modulation`` (``SiLU`` then ``Linear(cond_dim, 4 dim)``)."""
+    layers = [m for m in block.adaLN_modulation.modules() if isinstance(m, nn.Linear)]
+    if len(layers) != 1:
+        raise TypeError(f"expected one Linear in the block's adaLN_modulation; found {len(layers)}")
+    return layers[0]
 
 
 def trunk_class(family: str) -> type[Trunk]:

@@ -132,9 +132,11 @@ class LuminaModel(nn.Module):
         x = adapter.embed(batch.tokens, batch.mask, batch.token_cond)
         scaling = RopeScaling.build(rope_scaling)
         shift = getattr(adapter, "task_embedding", None)  # train.composition task_embedding: added to c
+        own = getattr(adapter, "task_modulation", None)  # train.composition task_modulation: per block
         return self.trunk.encode_tokens(
-            x, batch.mask, batch.positions, t, y, y_mask, adapter.rope, scaling, context_drop, c_shift=shift
-        )
+            x, batch.mask, batch.positions, t, y, y_mask, adapter.rope, scaling, context_drop,
+            c_shift=shift, task_modulation=own,
+        )  # fmt: skip
 
     def velocity(
         self,

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -180,6 +181,7 @@ class UnifiedNextDiT(Trunk):
         scaling: RopeScaling | None,
         context_drop: object | None = None,
         c_shift: Tensor | None = None,
+        task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
     ) -> tuple[Tensor, Tensor]:
         if context_drop is not None:
             raise ValueError(
@@ -208,7 +210,7 @@ class UnifiedNextDiT(Trunk):
         else:
             n_cap = torch.zeros(b, dtype=torch.long, device=dev)
         if self.z_image:
-            return self._encode_z_image(x, mask, positions, t, y, n_cap, rope, scaling, c)
+            return self._encode_z_image(x, mask, positions, t, y, n_cap, rope, scaling, c, task_modulation)
         lc = 0 if y is None else y.shape[1]
 
         # positions on (caption axis, task axes...): caption token i at (i, 0...), task tokens at (n_cap, p)
@@ -231,6 +233,7 @@ class UnifiedNextDiT(Trunk):
             self.noise_refiner,
             x,
             ForwardContext(key_mask(mask), *rope.tables(x_pos, freqs), rope.proportional_factor(mask, scaling), c),
+            task_modulation,
         )
         if y is None:
             h = x
@@ -244,7 +247,7 @@ class UnifiedNextDiT(Trunk):
         joint = ForwardContext(
             key_mask(joint_mask), *rope.tables(joint_pos, freqs), rope.proportional_factor(mask, scaling), c
         )
-        h = self.run_blocks(self.layers, h, joint)
+        h = self.run_blocks(self.layers, h, joint, task_modulation)
         if y is not None:
             at = n_cap[:, None] + torch.arange(n_tok, device=dev)[None]  # the task tokens' joint positions
             h = h.gather(1, at[..., None].expand(-1, -1, dim))
@@ -261,6 +264,7 @@ class UnifiedNextDiT(Trunk):
         rope: CaptionAxisRope,
         scaling: RopeScaling,
         c: Tensor,
+        task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Z-Image's sequence: per sample ``[task tokens | caption]``, each filled up to a multiple of 32 with a
         learned pad token that takes part in attention (only the batch's padding is masked). Caption row j
@@ -281,7 +285,8 @@ class UnifiedNextDiT(Trunk):
         freqs = rope.frequencies(x_pos, real, t, scaling)
         prop = rope.proportional_factor(mask, scaling)
         x_keys = key_mask(j < x_len[:, None])
-        xs = self.run_blocks(self.noise_refiner, xs, ForwardContext(x_keys, *rope.tables(x_pos, freqs), prop, c))
+        x_ctx = ForwardContext(x_keys, *rope.tables(x_pos, freqs), prop, c)
+        xs = self.run_blocks(self.noise_refiner, xs, x_ctx, task_modulation)
         lc = int(c_len.max()) if y is not None else 0
         if lc == 0:
             h, pos, joint_mask = xs, x_pos, j < x_len[:, None]
@@ -303,6 +308,7 @@ class UnifiedNextDiT(Trunk):
             h = torch.cat([xs, cap], 1).gather(1, src[..., None].expand(-1, -1, dim))
             pos = torch.cat([x_pos, cap_pos], 1).gather(1, src[..., None].expand(-1, -1, x_pos.shape[-1]))
             joint_mask = in_x | in_c
-        h = self.run_blocks(self.layers, h, ForwardContext(key_mask(joint_mask), *rope.tables(pos, freqs), prop, c))
+        joint = ForwardContext(key_mask(joint_mask), *rope.tables(pos, freqs), prop, c)
+        h = self.run_blocks(self.layers, h, joint, task_modulation)
         at = torch.arange(n_tok, device=dev).clamp(max=h.shape[1] - 1)[None].expand(b, -1)  # task rows come first
         return h.gather(1, at[..., None].expand(-1, -1, dim)), c

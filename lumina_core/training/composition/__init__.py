@@ -8,6 +8,7 @@
     temperature     draw weights proportional to data size^(1/T) (train.mixing: weighted)
     task_moments    one set of AdamW moments per task on the trunk, used on that task's steps (weighted)
     shared_start    tasks with same-shaped adapters start from the same adapter weights
+    task_modulation every task owns the adaLN modulation of every trunk block (the trunk's own frozen)
 
 See docs/multitask.md for what each does to a run and which one the shipped recipe uses (and why).
 """
@@ -21,6 +22,7 @@ from lumina_core.training.composition import (  # noqa: F401  (registers the met
     plain,
     shared_start,
     task_embedding,
+    task_modulation,
     task_moments,
     temperature,
 )
