@@ -415,6 +415,12 @@ def test_validate_names_a_composition_the_recipe_cannot_use(tmp_path):
     ), found
     assert problems("weighted", ["task_moments", "loss_norm", "task_embedding"]) == []
     assert problems("weighted", ["temperature", "loss_norm"]) == []
+    assert problems("weighted", ["task_moments", "task_modulation"]) == []
+    assert problems("all", ["pcgrad", "task_modulation"]) == []
+    cfg = OmegaConf.to_container(tiny_recipe(tmp_path, two_tasks(), mixing="weighted"))
+    cfg["train"].update(composition=["task_modulation"], strategy="fsdp")
+    found = validate_recipe(cfg, check_build=False)
+    assert any("task_modulation does not work with train.strategy=fsdp" in p for p in found), found
 
 
 def test_gradient_methods_are_refused_on_several_processes_by_validate_and_train(tmp_path, capsys):
