@@ -133,10 +133,11 @@ class LuminaModel(nn.Module):
         scaling = RopeScaling.build(rope_scaling)
         shift = getattr(adapter, "task_embedding", None)  # train.composition task_embedding: added to c
         own = getattr(adapter, "task_modulation", None)  # train.composition task_modulation: per block
+        # passed only when set: a family written before task_modulation need not take it
+        extra = {} if own is None else {"task_modulation": own}
         return self.trunk.encode_tokens(
-            x, batch.mask, batch.positions, t, y, y_mask, adapter.rope, scaling, context_drop,
-            c_shift=shift, task_modulation=own,
-        )  # fmt: skip
+            x, batch.mask, batch.positions, t, y, y_mask, adapter.rope, scaling, context_drop, c_shift=shift, **extra
+        )
 
     def velocity(
         self,

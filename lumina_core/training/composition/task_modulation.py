@@ -34,6 +34,7 @@ fsdp``, whose units would mix the frozen and the trained weights of a block.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +66,11 @@ class TaskModulation(Composition):
 
     def prepare_model(self, model: nn.Module, tasks: Sequence[str]) -> None:
         trunk = model.trunk
+        if "task_modulation" not in inspect.signature(trunk.encode_tokens).parameters:
+            raise ValueError(
+                f"train.composition task_modulation needs a trunk family whose encode_tokens takes task_modulation "
+                f"(and hands it to run_blocks); model.family={trunk.config.family!r} ({type(trunk).__name__}) does not"
+            )
         streams = trunk.modulated_streams()
         if not streams:
             raise ValueError(

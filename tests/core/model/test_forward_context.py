@@ -4,6 +4,7 @@ unchanged (checkpoints load); and a third trunk family is one new class plus its
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -115,3 +116,15 @@ def test_a_third_family_is_one_class_and_its_registration():
         with torch.no_grad():
             torch.testing.assert_close(model(alone, t[1:])[0], out[1, :8].detach(), atol=1e-5, rtol=1e-4)
     assert "plain_test" not in TRUNK_FAMILIES.names()
+
+
+def test_task_modulation_names_a_family_whose_encode_tokens_does_not_take_it():
+    """A family written before train.composition task_modulation still runs (the model passes the argument only
+    when a task has its own modulation); asking for the method on it is refused with a message."""
+    from lumina_core.training.composition.task_modulation import TaskModulation
+
+    with temporary_registrations():
+        TRUNK_FAMILIES.register("plain_test")(_PlainTrunk)
+        model = LuminaModel(NextDiTConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, family="plain_test"), {"img": SPEC})
+        with pytest.raises(ValueError, match="encode_tokens takes task_modulation.*plain_test"):
+            TaskModulation().prepare_model(model, ["img"])
