@@ -44,12 +44,16 @@ def describe_mismatch(
     if not (missing or unexpected or shapes):
         lines.append(str(exc).splitlines()[0])
     meta_file = ck / "meta.json"
-    trained: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
     if meta_file.is_file():
         try:
-            trained = json.loads(meta_file.read_text()).get("model") or {}
+            meta = json.loads(meta_file.read_text())
         except ValueError:
-            trained = {}
+            meta = {}
+    trained = meta.get("model") or {}
+    composition = _composition_difference(meta, cfg)
+    if composition:
+        lines.append(composition)
     if trained:
         now = as_dict(typed_recipe(cfg).model)
         diffs = [
@@ -60,6 +64,26 @@ def describe_mismatch(
         if diffs:
             lines.append("recipe values that differ: " + "; ".join(diffs))
     return ". ".join(lines) + ". Resume with the recipe the run was trained with, or start a new run."
+
+
+def _composition_names(methods: Any) -> list[str]:
+    return [m if isinstance(m, str) else str(m.get("name")) for m in (methods or [])]
+
+
+def _composition_difference(meta: dict[str, Any], cfg: Any) -> str | None:
+    """The line naming ``train.composition`` when the checkpoint was trained with other composition methods
+    than the recipe names (methods such as task_embedding and task_modulation add weights to the model)."""
+    recipe = meta.get("recipe")
+    if not isinstance(recipe, dict) or "composition" not in (recipe.get("train") or {}):
+        return None
+    then = _composition_names(recipe["train"]["composition"])
+    now = _composition_names(as_dict(typed_recipe(cfg).train).get("composition"))
+    if then == now:
+        return None
+    return (
+        f"the checkpoint was trained with train.composition=[{','.join(then)}] and the recipe names "
+        f"[{','.join(now)}]: add 'train.composition=[{','.join(then)}]' to the command"
+    )
 
 
 def load_run(

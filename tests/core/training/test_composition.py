@@ -382,6 +382,20 @@ def test_task_modulation_trains_each_tasks_own_and_sample_and_eval_build_it(tmp_
     assert trunk_mod and all(not v.any() for v in trunk_mod)  # the trunk's stayed at its (zero) start
 
 
+def test_a_checkpoint_of_another_composition_is_refused_with_the_composition_to_name(tmp_path):
+    """Methods that add weights (task_modulation) make a run's checkpoint not fit a recipe without them, and the
+    other way round: the message names the composition the run was trained with."""
+    from lumina_core.training.checkpoint import CheckpointError
+    from lumina_core.training.weights import load_run
+
+    out = train(tiny_recipe(tmp_path / "r", two_tasks(), max_steps=2, ckpt_every=2, mixing="weighted"))
+    with pytest.raises(CheckpointError) as err:
+        load_run(tiny_recipe(tmp_path / "r", two_tasks(), mixing="weighted", composition=methods("task_modulation")), out)
+    assert "task_modulation" in str(err.value)
+    assert "trained with train.composition=[] and the recipe names [task_modulation]" in str(err.value)
+    assert "add 'train.composition=[]' to the command" in str(err.value)
+
+
 # -- validation -----------------------------------------------------------------------------------------------------
 def test_validate_names_a_composition_the_recipe_cannot_use(tmp_path):
     from omegaconf import OmegaConf
