@@ -13,9 +13,9 @@ block computes
 
     [s_a, g_a, s_f, g_f] = (W act(c) + b) + (W_k act(c) + b_k)
 
-while the trunk's own ``(W, b)`` are frozen where they are: at zero in a fresh run, so each task's modulation
-is its own from the first step; at the loaded values under ``train.init_from`` or on a released trunk, which
-each task then adjusts. The tasks' gradients thus land on one set of modulation weights each, trained by that
+while the trunk's own ``(W, b)`` are frozen where they start, at zero, so each task's modulation is its own
+from the first step (``train.init_from`` loads a checkpoint of the same recipe and methods only: one without the
+tasks' own modulation is refused with the composition it was trained with). The tasks' gradients thus land on one set of modulation weights each, trained by that
 task alone, as in a run of the task alone; only the attention, feed-forward, norms and embedders of the trunk
 are shared. ``task_embedding`` (a per-task vector added to ``c``) changes the modulation only through the same
 shared ``W``; this gives the per-channel scales and gates to the task (the per-task adaLN of
