@@ -66,18 +66,16 @@ def describe_mismatch(
     return ". ".join(lines) + ". Resume with the recipe the run was trained with, or start a new run."
 
 
-def _composition_names(methods: Any) -> list[str]:
-    return [m if isinstance(m, str) else str(m.get("name")) for m in (methods or [])]
-
-
 def _composition_difference(meta: dict[str, Any], cfg: Any) -> str | None:
     """The line naming ``train.composition`` when the checkpoint was trained with other composition methods
     than the recipe names (methods such as task_embedding and task_modulation add weights to the model)."""
     recipe = meta.get("recipe")
     if not isinstance(recipe, dict) or "composition" not in (recipe.get("train") or {}):
         return None
-    then = _composition_names(recipe["train"]["composition"])
-    now = _composition_names(as_dict(typed_recipe(cfg).train).get("composition"))
+    from lumina_core.training.composition import composition_names
+
+    then = composition_names(recipe["train"]["composition"])
+    now = composition_names(as_dict(typed_recipe(cfg).train).get("composition"))
     if then == now:
         return None
     return (

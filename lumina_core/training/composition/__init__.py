@@ -30,6 +30,7 @@ from lumina_core.training.composition.base import Composition
 from lumina_core.training.composition.chain import (
     CompositionChain,
     build_composition,
+    composition_names,
     composition_problems,
     planned_draw_weights,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Composition",
     "CompositionChain",
     "build_composition",
+    "composition_names",
     "composition_problems",
     "planned_draw_weights",
 ]

@@ -65,6 +65,11 @@ class CompositionChain:
             m.load_state_dict(s)
 
 
+def composition_names(specs: Sequence[Any] | None) -> list[str]:
+    """The method names of a ``train.composition`` list (bare names, ``{name, params}`` dicts or components)."""
+    return [s if isinstance(s, str) else str(s.get("name") if isinstance(s, dict) else s.name) for s in specs or ()]
+
+
 def build_composition(specs: Sequence[Any] | None) -> CompositionChain:
     """The chain of a recipe's ``train.composition`` (components, ``{name, params}`` dicts or bare names)."""
     from lumina_core.registry import COMPOSITIONS

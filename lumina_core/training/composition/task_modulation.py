@@ -46,7 +46,7 @@ from lumina_core.registry import COMPOSITIONS
 from lumina_core.training.composition.base import Composition, fsdp_problems
 
 
-def task_modulation(cond_dim: int, widths: Sequence[int], like: torch.Tensor) -> nn.ModuleList:
+def zero_modulations(cond_dim: int, widths: Sequence[int], like: torch.Tensor) -> nn.ModuleList:
     """One zero-initialised ``SiLU -> Linear(cond_dim, width)`` per block of a stream (widths: the blocks' own
     modulation widths), on ``like``'s device and dtype."""
     mods = nn.ModuleList()
@@ -82,7 +82,7 @@ class TaskModulation(Composition):
             adapter = model.adapters[name]
             like = next(adapter.parameters())
             adapter.task_modulation = nn.ModuleDict(
-                {stream: task_modulation(cond_dim, widths, like) for stream, widths in streams.items()}
+                {stream: zero_modulations(cond_dim, widths, like) for stream, widths in streams.items()}
             )
         for stream in streams:
             for block in getattr(trunk, stream):
