@@ -217,7 +217,8 @@ class TrainConfig:
     mixing: str = "all"
     #: how the tasks share the trunk beyond the mixing (docs/multitask.md): registered composition methods,
     #: applied in order - plain, loss_norm, grad_norm, pcgrad (mixing all), task_embedding, task_modulation,
-    #: shared_start, temperature and task_moments (mixing weighted). [] is the plain sum of the weighted task losses
+    #: task_lora, shared_start, temperature and task_moments (mixing weighted). [] is the plain sum of the
+    #: weighted task losses
     composition: list[Component] = registered("COMPOSITIONS", list)
     #: every N steps log each task's loss and gradient norm on the shared trunk, the cosines between the tasks'
     #: trunk gradients, and the learning rate and trunk update each task got (TensorBoard diag/*, and

@@ -20,6 +20,9 @@ inside the products and writes the weight gradients into the row blocks of one b
 only while the projection module is bare (:func:`~lumina_core.model.linear.is_bare`); a hooked or wrapped
 projection (peft's LoRA, a quantisation wrapper) is called as a module and its output split.
 
+Under ``train.composition: [task_lora]`` the stream's context carries the running task's low-rank updates
+(``ctx.lora``): ``W_qkv x + s B A x`` and ``W_o o + s B' A' o`` (the caption keys and values are not adapted).
+
 What the attention reads besides its input (rotations, key masks, proportional-attention factor, context drop)
 comes in the stream's :class:`~lumina_core.model.context.ForwardContext`.
 Grouped-query attention runs through ``scaled_dot_product_attention(enable_gqa=True)``: query head ``h``
@@ -88,6 +91,10 @@ class Attention(nn.Module):
         hd = self.head_dim
         cos, sin, prop, key_mask = ctx.cos, ctx.sin, ctx.prop, ctx.key_mask
         q, k, v = row_blocks(self.wqkv, x, self.splits)
+        lora = ctx.lora  # the running task's low-rank updates (train.composition: [task_lora]), or None
+        if lora is not None:
+            dq, dk, dv = lora["wqkv"](x).split(self.splits, dim=-1)
+            q, k, v = q + dq, k + dk, v + dv
         if self.per_head_norm:
             q = self.q_norm(q.view(b, n, self.n_heads, hd))
             k = self.k_norm(k.view(b, n, self.n_kv_heads, hd))
@@ -116,4 +123,5 @@ class Attention(nn.Module):
             vy = vy.view(b, lc, self.n_kv_heads, hd).transpose(1, 2)
             out_y = sdpa(q, ky, vy, attn_mask=ctx.y_mask, enable_gqa=gqa)
             out = torch.addcmul(out, torch.tanh(self.gate).to(out.dtype)[None, :, None, None], out_y)
-        return self.wo(out.transpose(1, 2).reshape(b, n, -1))
+        out = out.transpose(1, 2).reshape(b, n, -1)
+        return self.wo(out) if lora is None else self.wo(out) + lora["wo"](out)

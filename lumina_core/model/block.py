@@ -5,6 +5,7 @@
     h   = x + tanh(g_a) * RMSNorm_a2(Attention(RMSNorm_a1(x) * (1 + s_a), RMSNorm_y(y)))
     out = h + tanh(g_f) * RMSNorm_f2(FFN(RMSNorm_f1(h) * (1 + s_f)))
     FFN(x) = w2(silu(w1 x) * w3 x)                                        (w1 | w3 stored as one parameter)
+    (under train.composition: [task_lora] each of wqkv, wo, w13, w2 gets the running task's s B_k A_k x added)
 
 An unmodulated block (the unified family's context refiner: no ``adaLN_modulation``) has ``s = 0`` and
 ``tanh(g)`` replaced by 1; a block without caption features (``y``: the unified family, an unconditional
@@ -27,13 +28,15 @@ each norm and its scaling are one :func:`~lumina_core.model.norm.scaled_rms_norm
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import Tensor, nn
 
 from lumina_core.model.attention import Attention
 from lumina_core.model.config import NextDiTConfig
 from lumina_core.model.context import ForwardContext
 from lumina_core.model.family import TrunkBlock
-from lumina_core.model.linear import GatedLinear, Linear, gated_hidden, is_bare
+from lumina_core.model.linear import GatedLinear, Linear, gated_hidden, is_bare, silu_gate
 from lumina_core.model.norm import RMSNorm
 
 
@@ -44,8 +47,14 @@ class SwiGLU(nn.Module):
         self.w13 = GatedLinear(dim, hidden, bias=False)  # rows: [w1; w3]
         self.w2 = Linear(hidden, dim, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.w2(gated_hidden(self.w13, x))
+    def forward(self, x: Tensor, lora: Mapping[str, nn.Module] | None = None) -> Tensor:
+        """``w2(silu(w1 x) * w3 x)``; with a task's low-rank updates ``lora`` (``train.composition:
+        [task_lora]``) each projection's output gets its update added: ``w13 x + lora["w13"](x)``, then
+        ``w2 g + lora["w2"](g)`` of the hidden layer ``g``."""
+        if lora is None:
+            return self.w2(gated_hidden(self.w13, x))
+        hidden = silu_gate(self.w13(x) + lora["w13"](x))
+        return self.w2(hidden) + lora["w2"](hidden)
 
 
 class Block(TrunkBlock):
@@ -88,7 +97,8 @@ class Block(TrunkBlock):
         # normalised in place too, when no hook or wrapper of the sublayer or its output projection could
         # hold on to them
         h = self.attention_norm2(a, gate_a, inplace=_owned(self.attention, Attention, "wo")).add_(x)
-        f = self.feed_forward(self.ffn_norm1(h, scale_f))
+        f = self.ffn_norm1(h, scale_f)
+        f = self.feed_forward(f) if ctx.lora is None else self.feed_forward(f, ctx.lora)
         return self.ffn_norm2(f, gate_f, inplace=_owned(self.feed_forward, SwiGLU, "w2")).add_(h)
 
 

@@ -2,8 +2,9 @@
 
     ctx = ForwardContext(key_mask, cos, sin, prop, c, y, y_mask, drop)     # once, by the trunk family
     for i, block in enumerate(blocks):
-        x = block(x, ctx.for_layer(i, extra[i]))     # the same object unless layer i drops or has a task's
-                                                     # own modulation (train.composition: [task_modulation])
+        x = block(x, ctx.for_layer(i, mod[i], lora[i]))  # the same object unless layer i drops or has a
+                                                     # task's own modulation or low-rank updates
+                                                     # (train.composition: [task_modulation], [task_lora])
 
 A family's ``encode_tokens`` computes the positions' rotations (``cos``, ``sin``), the key masks, the
 conditioning vector ``c`` that the blocks' modulation reads and the caption features once, and hands the blocks
@@ -15,6 +16,7 @@ what each stream's context holds (the unified family builds one per refiner and 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -38,6 +40,9 @@ class ForwardContext:
         layer_drop: the current layer's share of ``drop`` (set by :meth:`for_layer`), or None.
         modulation: the current layer's task modulation (set by :meth:`for_layer`): a module mapping ``c`` to
             ``4 dim`` that the block adds to its own ``adaLN_modulation(c)``, or None.
+        lora: the current layer's task low-rank updates (set by :meth:`for_layer`): a mapping from the block's
+            projection names (``wqkv``, ``wo``, ``w13``, ``w2``) to modules whose output the block adds to the
+            projection's own, or None.
     """
 
     key_mask: Tensor | None = None
@@ -50,14 +55,17 @@ class ForwardContext:
     drop: DropPlan | None = None
     layer_drop: LayerDrop | None = None
     modulation: nn.Module | None = None
+    lora: Mapping[str, nn.Module] | None = None
 
-    def for_layer(self, index: int, modulation: nn.Module | None = None) -> ForwardContext:
+    def for_layer(
+        self, index: int, modulation: nn.Module | None = None, lora: Mapping[str, nn.Module] | None = None
+    ) -> ForwardContext:
         """The context block ``index`` reads: this one, or a copy carrying that layer's context drop and the
-        task's own ``modulation`` of that layer (None: none)."""
+        task's own ``modulation`` and ``lora`` updates of that layer (None: none)."""
         layer = None if self.drop is None else self.drop.for_layer(index)
-        if layer is None and modulation is None:
+        if layer is None and modulation is None and lora is None:
             return self
-        return dataclasses.replace(self, layer_drop=layer, modulation=modulation)
+        return dataclasses.replace(self, layer_drop=layer, modulation=modulation, lora=lora)
 
 
 def key_mask(mask: Tensor) -> Tensor | None:

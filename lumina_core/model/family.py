@@ -65,17 +65,20 @@ class Trunk(nn.Module, abc.ABC):
         x: Tensor,
         ctx: ForwardContext,
         task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
+        task_lora: Mapping[str, Sequence[Mapping[str, nn.Module]]] | None = None,
     ) -> Tensor:
-        """``x`` through ``blocks`` in order, block ``i`` reading ``ctx.for_layer(i, extra_i)``; each block's
-        activations recomputed in the backward pass when ``grad_checkpointing`` is on and gradients are being
-        recorded. ``task_modulation`` maps a stream's attribute name on the trunk (``layers``,
-        ``noise_refiner``) to the task's own modulation of each of its blocks (``train.composition:
-        [task_modulation]``); a stream it does not name runs with the blocks' modulation alone."""
+        """``x`` through ``blocks`` in order, block ``i`` reading ``ctx.for_layer(i, modulation_i, lora_i)``;
+        each block's activations recomputed in the backward pass when ``grad_checkpointing`` is on and
+        gradients are being recorded. ``task_modulation`` maps a stream's attribute name on the trunk
+        (``layers``, ``noise_refiner``) to the task's own modulation of each of its blocks
+        (``train.composition: [task_modulation]``), ``task_lora`` to the task's low-rank updates of each block's
+        projections (``[task_lora]``); a stream they do not name runs with the blocks' own weights alone."""
         recompute = self.grad_checkpointing and torch.is_grad_enabled()
-        stream = None if task_modulation is None else self.stream_name(blocks)
-        extra = task_modulation[stream] if stream is not None and stream in task_modulation else None
+        stream = None if task_modulation is None and task_lora is None else self.stream_name(blocks)
+        mods = _stream_parts(task_modulation, stream)
+        loras = _stream_parts(task_lora, stream)
         for i, block in enumerate(blocks):
-            layer_ctx = ctx.for_layer(i, None if extra is None else extra[i])
+            layer_ctx = ctx.for_layer(i, None if mods is None else mods[i], None if loras is None else loras[i])
             x = checkpoint(block, x, layer_ctx, use_reentrant=False) if recompute else block(x, layer_ctx)
         return x
 
@@ -112,12 +115,29 @@ class Trunk(nn.Module, abc.ABC):
         context_drop: object | None = None,
         c_shift: Tensor | None = None,
         task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
+        task_lora: Mapping[str, Sequence[Mapping[str, nn.Module]]] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Hidden tokens (B, L, dim) and conditioning vector (B, cond_dim) of embedded tokens ``x`` (B, L, dim)
         with ``mask`` (B, L) and ``positions`` (B, L, A) at flow time ``t`` (B,), under condition features
         ``y`` (B, Lc, context_dim) / ``y_mask`` (B, Lc) or None; ``c_shift`` (cond_dim,) is added to the
         conditioning vector (a task embedding, ``train.composition: [task_embedding]``); ``task_modulation``
-        goes to :meth:`run_blocks` (the task's own modulation, ``train.composition: [task_modulation]``)."""
+        goes to :meth:`run_blocks` (the task's own modulation, ``train.composition: [task_modulation]``), and so
+        does ``task_lora`` (the task's low-rank updates of the blocks' projections, ``[task_lora]``)."""
+
+
+def _stream_parts(parts: Mapping[str, Sequence] | None, stream: str | None) -> Sequence | None:
+    """A task's per-block parts of ``stream`` (None: the task has none there)."""
+    return parts[stream] if parts is not None and stream is not None and stream in parts else None
+
+
+def block_streams(trunk: nn.Module) -> dict[str, nn.ModuleList]:
+    """``{attribute name: block list}`` of every list of :class:`TrunkBlock` on ``trunk`` (``layers``,
+    ``noise_refiner``, ``context_refiner``...)."""
+    return {
+        name: child
+        for name, child in trunk.named_children()
+        if isinstance(child, nn.ModuleList) and child and all(isinstance(b, TrunkBlock) for b in child)
+    }
 
 
 def modulation_linear(block: nn.Module) -> nn.Linear:

@@ -132,9 +132,10 @@ class LuminaModel(nn.Module):
         x = adapter.embed(batch.tokens, batch.mask, batch.token_cond)
         scaling = RopeScaling.build(rope_scaling)
         shift = getattr(adapter, "task_embedding", None)  # train.composition task_embedding: added to c
-        own = getattr(adapter, "task_modulation", None)  # train.composition task_modulation: per block
-        # passed only when set: a family written before task_modulation need not take it
-        extra = {} if own is None else {"task_modulation": own}
+        # the task's own per-block parts (train.composition task_modulation, task_lora), passed only when set:
+        # a family written before them need not take them
+        owned = {k: getattr(adapter, k, None) for k in ("task_modulation", "task_lora")}
+        extra = {k: v for k, v in owned.items() if v is not None}
         return self.trunk.encode_tokens(
             x, batch.mask, batch.positions, t, y, y_mask, adapter.rope, scaling, context_drop, c_shift=shift, **extra
         )

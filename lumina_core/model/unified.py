@@ -182,6 +182,7 @@ class UnifiedNextDiT(Trunk):
         context_drop: object | None = None,
         c_shift: Tensor | None = None,
         task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
+        task_lora: Mapping[str, Sequence[Mapping[str, nn.Module]]] | None = None,
     ) -> tuple[Tensor, Tensor]:
         if context_drop is not None:
             raise ValueError(
@@ -210,7 +211,9 @@ class UnifiedNextDiT(Trunk):
         else:
             n_cap = torch.zeros(b, dtype=torch.long, device=dev)
         if self.z_image:
-            return self._encode_z_image(x, mask, positions, t, y, n_cap, rope, scaling, c, task_modulation)
+            return self._encode_z_image(
+                x, mask, positions, t, y, n_cap, rope, scaling, c, task_modulation, task_lora
+            )
         lc = 0 if y is None else y.shape[1]
 
         # positions on (caption axis, task axes...): caption token i at (i, 0...), task tokens at (n_cap, p)
@@ -234,6 +237,7 @@ class UnifiedNextDiT(Trunk):
             x,
             ForwardContext(key_mask(mask), *rope.tables(x_pos, freqs), rope.proportional_factor(mask, scaling), c),
             task_modulation,
+            task_lora,
         )
         if y is None:
             h = x
@@ -242,12 +246,13 @@ class UnifiedNextDiT(Trunk):
             cap = self.cap_embedder(y.to(x.dtype))
             # a sample without any caption token lets its (unused) caption rows attend to all: no empty softmax
             cap_keys = key_mask(valid | ~valid.any(-1, keepdim=True))
-            cap = self.run_blocks(self.context_refiner, cap, ForwardContext(cap_keys, *rope.tables(cap_pos, freqs)))
+            cap_ctx = ForwardContext(cap_keys, *rope.tables(cap_pos, freqs))
+            cap = self.run_blocks(self.context_refiner, cap, cap_ctx, None, task_lora)
             h = torch.cat([cap, x], 1).gather(1, src[..., None].expand(-1, -1, dim))
         joint = ForwardContext(
             key_mask(joint_mask), *rope.tables(joint_pos, freqs), rope.proportional_factor(mask, scaling), c
         )
-        h = self.run_blocks(self.layers, h, joint, task_modulation)
+        h = self.run_blocks(self.layers, h, joint, task_modulation, task_lora)
         if y is not None:
             at = n_cap[:, None] + torch.arange(n_tok, device=dev)[None]  # the task tokens' joint positions
             h = h.gather(1, at[..., None].expand(-1, -1, dim))
@@ -265,6 +270,7 @@ class UnifiedNextDiT(Trunk):
         scaling: RopeScaling,
         c: Tensor,
         task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
+        task_lora: Mapping[str, Sequence[Mapping[str, nn.Module]]] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Z-Image's sequence: per sample ``[task tokens | caption]``, each filled up to a multiple of 32 with a
         learned pad token that takes part in attention (only the batch's padding is masked). Caption row j
@@ -286,7 +292,7 @@ class UnifiedNextDiT(Trunk):
         prop = rope.proportional_factor(mask, scaling)
         x_keys = key_mask(j < x_len[:, None])
         x_ctx = ForwardContext(x_keys, *rope.tables(x_pos, freqs), prop, c)
-        xs = self.run_blocks(self.noise_refiner, xs, x_ctx, task_modulation)
+        xs = self.run_blocks(self.noise_refiner, xs, x_ctx, task_modulation, task_lora)
         lc = int(c_len.max()) if y is not None else 0
         if lc == 0:
             h, pos, joint_mask = xs, x_pos, j < x_len[:, None]
@@ -299,7 +305,8 @@ class UnifiedNextDiT(Trunk):
             cap_pos[..., 0] = (jc + 1).float()
             cap_rows = jc < c_len[:, None]
             cap_keys = key_mask(cap_rows | ~cap_rows.any(-1, keepdim=True))
-            cap = self.run_blocks(self.context_refiner, cap, ForwardContext(cap_keys, *rope.tables(cap_pos, freqs)))
+            cap_ctx = ForwardContext(cap_keys, *rope.tables(cap_pos, freqs))
+            cap = self.run_blocks(self.context_refiner, cap, cap_ctx, None, task_lora)
             span = int((x_len + c_len).max())
             jj = torch.arange(span, device=dev)[None]
             rel = jj - x_len[:, None]
@@ -309,6 +316,6 @@ class UnifiedNextDiT(Trunk):
             pos = torch.cat([x_pos, cap_pos], 1).gather(1, src[..., None].expand(-1, -1, x_pos.shape[-1]))
             joint_mask = in_x | in_c
         joint = ForwardContext(key_mask(joint_mask), *rope.tables(pos, freqs), prop, c)
-        h = self.run_blocks(self.layers, h, joint, task_modulation)
+        h = self.run_blocks(self.layers, h, joint, task_modulation, task_lora)
         at = torch.arange(n_tok, device=dev).clamp(max=h.shape[1] - 1)[None].expand(b, -1)  # task rows come first
         return h.gather(1, at[..., None].expand(-1, -1, dim)), c

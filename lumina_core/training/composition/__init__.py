@@ -9,6 +9,7 @@
     task_moments    one set of AdamW moments per task on the trunk, used on that task's steps (weighted)
     shared_start    tasks with same-shaped adapters start from the same adapter weights
     task_modulation every task owns the adaLN modulation of every trunk block (the trunk's own frozen)
+    task_lora       every task owns a low-rank update of every block projection (the shared weights still train)
 
 See docs/multitask.md for what each does to a run and which one the shipped recipe uses (and why).
 """
@@ -22,6 +23,7 @@ from lumina_core.training.composition import (  # noqa: F401  (registers the met
     plain,
     shared_start,
     task_embedding,
+    task_lora,
     task_modulation,
     task_moments,
     temperature,

@@ -382,6 +382,74 @@ def test_task_modulation_trains_each_tasks_own_and_sample_and_eval_build_it(tmp_
     assert trunk_mod and all(not v.any() for v in trunk_mod)  # the trunk's stayed at its (zero) start
 
 
+@pytest.mark.parametrize("family", ["next_dit", "unified"])
+def test_task_lora_gives_each_task_its_own_low_rank_update_of_every_projection(tmp_path, family):
+    from lumina_core.data import collate_items
+    from lumina_core.model.family import block_streams
+    from lumina_core.training.composition.task_lora import PROJECTIONS
+
+    def recipe(**train):
+        cfg = tiny_recipe(tmp_path, two_tasks(), **train)
+        cfg.model.family = family
+        return cfg
+
+    torch.manual_seed(0)
+    plain = build_run(recipe())
+    run = build_run(recipe(composition=[{"name": "task_lora", "params": {"rank": 4, "alpha": 8}}]))
+    model = run.model
+    streams = block_streams(model.trunk)
+    assert set(streams) == ({"layers"} if family == "next_dit" else {"layers", "noise_refiner", "context_refiner"})
+    for name in ("a", "b"):  # one update per projection of every block, of the projection's shapes, B zero
+        own = model.adapters[name].task_lora
+        assert set(own) == set(streams)
+        for stream, blocks in streams.items():
+            for block, updates in zip(blocks, own[stream], strict=True):
+                for proj, path in PROJECTIONS:
+                    linear, update = block.get_submodule(path), updates[proj]
+                    assert update.down.weight.shape == (4, linear.in_features)
+                    assert update.up.weight.shape == (linear.out_features, 4) and not update.up.weight.any()
+                    assert update.scale == 2.0
+    with torch.no_grad():  # the same shared weights as the plain model
+        named = dict(model.named_parameters())
+        for n, p in plain.model.named_parameters():
+            p.add_(0.05 * torch.randn_like(p)) if p.dim() > 1 else None
+            named[n].copy_(p)
+    task = plain.task("a")
+    items = collate_items([task.dataset("train")[i] for i in range(2)])
+    batch, cond = task.plugin.tokenize(items["samples"]), task.conditioner.encode(items["conditions"])
+    out_a, out_b = plain.model(batch, 0.3, cond, task="a"), plain.model(batch, 0.3, cond, task="b")
+    assert torch.equal(model(batch, 0.3, cond, task="a"), out_a)  # B = 0: the plain model
+    for proj, _ in PROJECTIONS:  # each projection's update acts on task a's output, and on a only
+        update = model.adapters["a"].task_lora["layers"][0][proj]
+        with torch.no_grad():
+            update.up.weight.normal_(0, 0.1)
+        assert not torch.allclose(model(batch, 0.3, cond, task="a"), out_a), proj
+        assert torch.equal(model(batch, 0.3, cond, task="b"), out_b)
+        with torch.no_grad():
+            update.up.weight.zero_()
+    model.adapters["a"].task_lora["layers"][0]["w2"].up.weight.data.normal_(0, 0.1)
+    model(batch, 0.3, cond, task="a").sum().backward()
+    assert all(p.grad is None for p in model.adapters["b"].task_lora.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.adapters["a"].task_lora.parameters())
+    assert all(p.requires_grad for p in model.trunk.parameters())  # the shared weights still train
+    with torch.no_grad():  # the same update merged into the weight gives the same output (the maths above)
+        update = model.adapters["a"].task_lora["layers"][0]["w2"]
+        ref = model(batch, 0.3, cond, task="a")
+        w2 = model.trunk.layers[0].feed_forward.w2.weight
+        w2 += update.scale * update.up.weight @ update.down.weight
+        update.up.weight.zero_()
+        torch.testing.assert_close(model(batch, 0.3, cond, task="a"), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_task_lora_refuses_bad_parameters():
+    from lumina_core.training.composition.task_lora import TaskLoRA
+
+    with pytest.raises(ValueError, match="rank must be a positive integer"):
+        TaskLoRA(rank=0)
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        TaskLoRA(rank=4, alpha=0)
+
+
 def test_a_checkpoint_of_another_composition_is_refused_with_the_composition_to_name(tmp_path):
     """Methods that add weights (task_modulation) make a run's checkpoint not fit a recipe without them, and the
     other way round: the message names the composition the run was trained with."""
@@ -507,6 +575,7 @@ def test_diagnostics_log_each_task_and_leave_the_run_unchanged(tmp_path):
         ("all", ["pcgrad", "loss_norm"]),
         ("weighted", ["task_moments", "loss_norm", "shared_start"]),
         ("weighted", ["task_moments", "task_modulation"]),
+        ("all", ["task_modulation", {"name": "task_lora", "params": {"rank": 2}}]),
     ],
 )
 def test_composition_state_resumes_bitwise(tmp_path, mixing, composition):
@@ -535,6 +604,12 @@ def test_composition_state_resumes_bitwise(tmp_path, mixing, composition):
         assert moments["active"] in ("a", "b") and set(moments["moments"]) == {other}
         steps = {int(st["step"]) for st in moments["moments"][other].values()}
         assert steps == {sa["data_position"][other]}  # AdamW's step count of the task: its steps so far
+    if "task_lora" in names:  # each task trained its own factors (B moved away from zero), saved with the weights
+        w = weights_of(straight, 6)
+        ups = {t: [v for k, v in w.items() if k.startswith(f"model.adapters.{t}.task_lora.") and ".up." in k]
+               for t in ("a", "b")}  # fmt: skip
+        assert all(ups[t] and any(v.abs().sum() > 0 for v in ups[t]) for t in ups)
+        assert any(not torch.equal(x, y) for x, y in zip(ups["a"], ups["b"], strict=True))
     if "shared_start" in names:  # the copy is made at build only: the resumed adapters are the saved ones,
         w = weights_of(straight, 6)  # and training moved the two same-started adapters apart
         assert not torch.equal(w["model.adapters.a.x_embedder.weight"], w["model.adapters.b.x_embedder.weight"])
