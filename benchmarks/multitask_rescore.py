@@ -22,6 +22,12 @@ item by item: the mean of ``verdict_composed - verdict_alone`` over the items an
 Set metrics (FID-style, FAD-style, 1-NNA, and the point clouds' nearest-reference class accuracy, whose
 per-item verdicts do not average to the score) have no paired comparison and are printed as they come.
 
+``--alone-from FILE`` takes the alone runs' scores from an earlier ``--json`` of this script (scored on the same
+``--samples``) instead of scoring alone runs of ``--out``: a new composition method on a fresh clone is
+compared with the alone runs the results folder already holds, without training them again. The scores are
+the ones the same checkpoints would give again (the same items, sample seeds and sampler); the item-by-item
+comparison needs the alone runs' verdicts, which files written before ``--json`` kept them lack.
+
 The held-out split is made larger by the task's size key in ``data.val_params`` (``length``, ``size`` or
 ``num_items``, whichever the recipe sets); ``--set TASK:KEY=VALUE`` sets any other key of a task. The scores go
 to ``<rescore-dir>/<run>/metrics.json`` and the samples with their verdicts to ``<rescore-dir>/<run>/eval``;
@@ -163,6 +169,20 @@ def rescore(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def with_alone_runs(
+    results: Mapping[str, Any], saved: Mapping[str, Any], samples: Mapping[str, int]
+) -> dict[str, Any]:
+    """``results`` plus the alone runs (``alone_<task>_<steps>``) of ``saved``, an earlier ``--json`` of this
+    script scored on the same ``samples`` (ValueError otherwise); a run scored here is kept as it is."""
+    if saved.get("samples") != dict(samples):
+        raise ValueError(f"scored on {saved.get('samples')} items per task, not on {dict(samples)} as here")
+    out = dict(results)
+    for run, rec in (saved.get("runs") or {}).items():
+        if ALONE.match(run) and run not in out:
+            out[run] = {"metrics": rec["metrics"], "task_steps": rec.get("task_steps"), "verdicts": rec.get("verdicts", {})}
+    return out
+
+
 def pairings(
     results: Mapping[str, Any], pairs: Sequence[tuple[str, str]] = ()
 ) -> list[tuple[str, str, str, int]]:
@@ -267,6 +287,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument(
         "--rescore-dir", default=None, help="where the scores go (default: <out>/rescored_<samples>)"
     )
+    ap.add_argument(
+        "--alone-from",
+        nargs="*",
+        default=[],
+        metavar="JSON",
+        help="take the alone runs' scores from these earlier --json files (the same --samples) instead of --out",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--json", default="", help="write the runs' scores and the comparison rows here")
     args = ap.parse_args(argv)
@@ -286,12 +313,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if ":" not in entry or "=" not in entry:
             ap.error(f"--set {entry!r}: expected TASK:KEY=VALUE")
     results = rescore(args)
+    for path in args.alone_from:
+        try:
+            results = with_alone_runs(results, json.loads(Path(path).read_text()), samples_of(args.samples))
+        except (OSError, ValueError) as exc:
+            ap.error(f"--alone-from {path}: {exc}")
     rows = comparisons(results, [tuple(p) for p in args.pair])
     print(table(rows, *(("run", "partner") if args.pair else ())))
     saved = {
         "command": "PYTHONPATH=. python benchmarks/multitask_rescore.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "samples": samples_of(args.samples), "rows": rows,
-        "runs": {k: {"metrics": v["metrics"], "task_steps": v["task_steps"]} for k, v in results.items()},
+        "runs": {k: {"metrics": v["metrics"], "task_steps": v["task_steps"], "verdicts": v["verdicts"]}
+                 for k, v in results.items()},
         "machine": mt.machine(),
     }  # fmt: skip
     if args.json:

@@ -121,3 +121,18 @@ def test_composed_runs_pair_with_the_alone_run_of_as_many_steps_item_by_item():
     header = rescore.table(pair, "run", "partner").splitlines()[0]
     assert "headline run / partner" in header and "composed" not in header
     assert "headline composed / alone" in text.splitlines()[0]
+
+
+def test_alone_runs_come_from_an_earlier_json_of_the_same_items():
+    results = synthetic()
+    composed = {"composed_x": results["composed_x"]}
+    saved = {"samples": {"*": 6}, "runs": {k: v for k, v in results.items() if k.startswith("alone_")}}
+    merged = rescore.with_alone_runs(composed, saved, {"*": 6})
+    assert rescore.comparisons(merged) == rescore.comparisons(results)  # the same rows as scoring them here
+    saved["runs"]["composed_y"] = results["composed_x"]  # only alone runs are taken from the file
+    assert "composed_y" not in rescore.with_alone_runs(composed, saved, {"*": 6})
+    del saved["runs"]["alone_shapes_10"]["verdicts"]  # a file written before verdicts were kept: no pairing
+    (row,) = rescore.comparisons(rescore.with_alone_runs(composed, saved, {"*": 6}))
+    assert row["alone_score"] == results["alone_shapes_10"]["metrics"]["shapes/adherence"] and "paired_diff" not in row
+    with pytest.raises(ValueError, match=r"scored on \{'\*': 6\} items per task, not on \{'\*': 512\}"):
+        rescore.with_alone_runs(composed, saved, {"*": 512})

@@ -95,8 +95,11 @@ def composition_problems(
                 if isinstance(spec, dict)
                 else {"name": name}
             )
-        except (RegistryError, TypeError, ValueError):
-            continue  # an unknown name or bad parameters: reported by the registered-names pass
+        except (RegistryError, TypeError):
+            continue  # an unknown name or parameters the constructor does not take: the registered-names pass
+        except ValueError as exc:  # parameters of the right names and types, but values the method refuses
+            problems.append(f"train.composition.{i}: {exc}")
+            continue
         problems += [f"train.composition.{i}: {p}" for p in method.problems(mixing, tasks, train)]
         if method.owns_backward:
             owners.append(name)

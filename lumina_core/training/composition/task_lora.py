@@ -20,7 +20,8 @@ small extra products.
 The factors are model weights: saved, averaged by the EMA, loaded with the checkpoint and used by ``sample``
 and ``eval`` (the model a recipe builds has them whenever its ``train.composition`` names this method).
 Works under either mixing, with every other method (with ``task_modulation`` each task owns its scales and
-gates too), and on several processes (DDP).
+gates too), and on several processes (DDP); refused under ``train.strategy: fsdp`` (not built for it: the
+factors sit in the tasks' adapters, outside the sharded blocks that call them).
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
 from lumina_core.model.block import Block
 from lumina_core.model.family import block_streams
 from lumina_core.registry import COMPOSITIONS
-from lumina_core.training.composition.base import Composition
+from lumina_core.training.composition.base import Composition, fsdp_problems
 
 #: the projections of a block that get a task's update: (name, module path under the block)
 PROJECTIONS: tuple[tuple[str, str], ...] = (
@@ -84,6 +86,13 @@ class TaskLoRA(Composition):
         if not self.alpha > 0:
             raise ValueError(f"task_lora: alpha must be > 0; got {alpha!r}")
 
+    def problems(self, mixing: str, tasks: Sequence[str], train: dict[str, Any]) -> list[str]:
+        return super().problems(mixing, tasks, train) + fsdp_problems(
+            self.name,
+            train,
+            "the factors live in the tasks' adapters and are called from inside the sharded blocks",
+        )
+
     def prepare_model(self, model: nn.Module, tasks: Sequence[str]) -> None:
         trunk = model.trunk
         if "task_lora" not in inspect.signature(trunk.encode_tokens).parameters:
@@ -92,7 +101,9 @@ class TaskLoRA(Composition):
                 f"it to run_blocks); model.family={trunk.config.family!r} ({type(trunk).__name__}) does not"
             )
         streams = block_streams(trunk)
-        odd = sorted({type(b).__name__ for blocks in streams.values() for b in blocks if not isinstance(b, Block)})
+        odd = sorted(
+            {type(b).__name__ for blocks in streams.values() for b in blocks if not isinstance(b, Block)}
+        )
         if not streams or odd:
             raise ValueError(
                 f"train.composition task_lora adapts the projections of lumina_core.model.block.Block; "
@@ -107,4 +118,3 @@ class TaskLoRA(Composition):
                     for stream, blocks in streams.items()
                 }
             )
-

@@ -503,6 +503,13 @@ def test_validate_names_a_composition_the_recipe_cannot_use(tmp_path):
     cfg["train"].update(composition=["task_modulation"], strategy="fsdp")
     found = validate_recipe(cfg, check_build=False)
     assert any("task_modulation does not work with train.strategy=fsdp" in p for p in found), found
+    cfg["train"].update(composition=["task_lora"])
+    found = validate_recipe(cfg, check_build=False)
+    assert any("task_lora does not work with train.strategy=fsdp" in p for p in found), found
+    assert problems("weighted", ["task_moments", "task_modulation", {"name": "task_lora", "params": {"rank": 8}}]) == []
+    found = problems("weighted", [{"name": "task_lora", "params": {"rank": 0}}, {"name": "loss_norm", "params": {"beta": 5}}])
+    assert "train.composition.0: task_lora: rank must be a positive integer; got 0" in found, found
+    assert "train.composition.1: loss_norm: beta must be in [0, 1); got 5" in found, found  # values, not names only
 
 
 def test_gradient_methods_are_refused_on_several_processes_by_validate_and_train(tmp_path, capsys):
