@@ -14,7 +14,7 @@ the base frozen, one adapter) the shared weights keep training on every task's s
 ``k`` get gradients from task ``k`` only. The caption keys and values of cross-attention are not adapted.
 
 Cost per task: ``r (in + out)`` parameters per projection; the recipe's trunk (dim 128, 3 layers) at the
-default r = 16 holds about 106 k per task, a ninth of the trunk's blocks, and each adapted projection two
+default r = 16 holds 117 k per task (a tenth of the trunk's 1.19 M), and each adapted projection two
 small extra products.
 
 The factors are model weights: saved, averaged by the EMA, loaded with the checkpoint and used by ``sample``
