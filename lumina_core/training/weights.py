@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,19 +148,24 @@ def _as_the_run_trained(cfg: Any, ck: Path) -> Any:
     return cfg
 
 
-def load_weights(parts: RunParts, cfg: Any, ck: Path, weights: str = "ema", lora: bool = False) -> None:
+def load_weights(
+    parts: RunParts, cfg: Any, ck: Path, weights: str = "ema", lora: bool = False, start_parts: Sequence[str] = ()
+) -> dict[str, list[str]]:
     """Load checkpoint ``ck`` (a run's checkpoint folder or a converted checkpoint) into ``parts``: the EMA
-    weights when there are some and ``weights == "ema"``, else the raw ones; ``lora``: the adapter only."""
+    weights when there are some and ``weights == "ema"``, else the raw ones; ``lora``: the adapter only.
+    ``start_parts``: adapter attributes (``task_modulation``...) that may be absent from the checkpoint and then
+    keep the values they were built with. Returns ``{task: [its parts so kept]}``."""
     from lumina_core.training import checkpoint as ckpt_io
+    from lumina_core.training.build import trainable_state
 
     mods = trainable_modules(parts.model, parts.conditioners)
     if ckpt_io.is_converted(ck):
-        load_trainable(mods, _converted_weights(ck, parts.model, mods))
-        return
+        expected = {k: v.detach() for k, v in trainable_state(mods).items()}
+        state, kept = _with_start_parts(expected, _converted_weights(ck, parts.model, mods), start_parts)
+        load_trainable(mods, state)
+        return kept
     have_ema = (ck / ckpt_io.EMA_FILE).is_file()
     state = ckpt_io.load_weights(ck, "ema" if weights == "ema" and have_ema else "model")
-    from lumina_core.training.build import trainable_state
-
     expected = {k: v.detach() for k, v in trainable_state(mods, lora=lora).items()}
     if not lora:
         from lumina_core.finetune.runs import is_lora_checkpoint, lora_run_message
@@ -173,10 +179,51 @@ def load_weights(parts: RunParts, cfg: Any, ck: Path, weights: str = "ema", lora
         if absent and set(state) <= set(expected) and all(k.startswith("model.") for k in absent):
             stop_full_training(parts.model, [k[len("model.") :] for k in absent])
             expected = {k: v for k, v in expected.items() if k not in absent}
+    state, kept = _with_start_parts(expected, state, start_parts)
     try:
         load_trainable(mods, state, lora=lora)
     except (RuntimeError, ValueError) as exc:
         raise ckpt_io.CheckpointError(describe_mismatch(ck, cfg, expected, state, exc)) from exc
+    return kept
+
+
+def _adapter_part(key: str, parts: Sequence[str]) -> tuple[str | None, str | None]:
+    """``(task, part)`` of a weight ``model.adapters.<task>.<part>...`` whose part is one of ``parts``."""
+    bits = key.split(".")
+    if len(bits) >= 4 and bits[:2] == ["model", "adapters"] and bits[3] in parts:
+        return bits[2], bits[3]
+    return None, None
+
+
+def _with_start_parts(
+    expected: dict[str, Any], state: dict[str, Any], parts: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """``state`` completed with the model's own values (``expected``) of the adapter parts of ``parts`` it holds
+    nothing of, and ``{task: [those parts]}``."""
+    kept = _kept_parts(expected, state, parts)
+    if not kept:
+        return state, kept
+    start = {}
+    for key, value in expected.items():
+        task, part = _adapter_part(key, parts)
+        if task is not None and part in kept.get(task, ()):
+            start[key] = value
+    return {**state, **start}, kept
+
+
+def _kept_parts(expected: dict[str, Any], state: dict[str, Any], parts: Sequence[str]) -> dict[str, list[str]]:
+    """``{task: [part]}`` for each adapter part of ``parts`` that the model has and ``state`` holds no weight of
+    (a part with some of its weights there is not kept: the strict load names what is missing)."""
+    present: dict[tuple[str, str], bool] = {}
+    for key in expected:
+        task, part = _adapter_part(key, parts)
+        if task is not None:
+            present[(task, part)] = present.get((task, part), False) or key in state
+    kept: dict[str, list[str]] = {}
+    for (task, part), there in present.items():
+        if not there:
+            kept.setdefault(task, []).append(part)
+    return kept
 
 
 def prepare_weights(parts: RunParts, cfg: Any) -> None:
@@ -192,7 +239,14 @@ def prepare_weights(parts: RunParts, cfg: Any) -> None:
                 "runs/<name>/checkpoints/last) or convert released / diffusers weights first: `lumina convert "
                 "SOURCE DEST --from released|diffusers` and set train.init_from=DEST"
             )
-        load_weights(parts, cfg, ckpt_io.resolve_weights(str(tc.init_from), cfg.run.output_dir), "ema")
+        ck = ckpt_io.resolve_weights(str(tc.init_from), cfg.run.output_dir)
+        kept = load_weights(parts, cfg, ck, "ema", start_parts=parts.composition.adapter_parts)
+        if kept:
+            listed = "; ".join(f"{task}: {', '.join(own)}" for task, own in sorted(kept.items()))
+            print(
+                f"train.init_from: {ck} has no weights for the tasks' own parts that train.composition adds "
+                f"({listed}); they start at zero updates, so the run starts from the loaded model"
+            )
     if tc.lora is not None:
         from lumina_core.finetune.lora import apply_lora
         from lumina_core.finetune.settings import lora_settings

@@ -29,6 +29,10 @@ class Composition:
     mixing: tuple[str, ...] | None = None
     #: True when the method computes the step's gradients itself (:meth:`backward`); at most one per run
     owns_backward: bool = False
+    #: the attributes :meth:`prepare_model` adds to every task's adapter at a start where the model computes
+    #: what it computes without them (zero updates): ``train.init_from`` of a checkpoint trained without the
+    #: method leaves them at that start instead of refusing the checkpoint
+    adapter_parts: tuple[str, ...] = ()
 
     def draw_weights(self, weights: dict[str, float], sizes: dict[str, int | None]) -> dict[str, float]:
         """Each task's draw weight under ``weighted`` mixing, given the recipe's and each task's training set

@@ -27,6 +27,11 @@ class CompositionChain:
     def names(self) -> list[str]:
         return [m.name for m in self.methods]
 
+    @property
+    def adapter_parts(self) -> list[str]:
+        """The attributes the methods add to every task's adapter at an identity start (``Composition.adapter_parts``)."""
+        return [part for m in self.methods for part in m.adapter_parts]
+
     def draw_weights(self, weights: dict[str, float], sizes: dict[str, int | None]) -> dict[str, float]:
         for m in self.methods:
             weights = m.draw_weights(dict(weights), sizes)

@@ -24,6 +24,7 @@ class TaskEmbedding(Composition):
     """Give every task's adapter a zero-initialised ``task_embedding`` (cond_dim,) that the trunk adds to c."""
 
     registered_name = "task_embedding"
+    adapter_parts = ("task_embedding",)
 
     def prepare_model(self, model: nn.Module, tasks: Sequence[str]) -> None:
         width = int(model.config.cond_dim)

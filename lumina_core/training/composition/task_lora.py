@@ -77,6 +77,7 @@ class TaskLoRA(Composition):
     scale is ``alpha / rank`` (default: ``rank``, a scale of 1)."""
 
     registered_name = "task_lora"
+    adapter_parts = ("task_lora",)
 
     def __init__(self, rank: int = 16, alpha: float | None = None) -> None:
         if int(rank) != rank or int(rank) < 1:

@@ -14,8 +14,9 @@ block computes
     [s_a, g_a, s_f, g_f] = (W act(c) + b) + (W_k act(c) + b_k)
 
 while the trunk's own ``(W, b)`` are frozen where they start, at zero, so each task's modulation is its own
-from the first step (``train.init_from`` loads a checkpoint of the same recipe and methods only: one without the
-tasks' own modulation is refused with the composition it was trained with). The tasks' gradients thus land on one set of modulation weights each, trained by that
+from the first step. ``train.init_from`` of a run trained without this method loads the trunk's trained
+modulation, which is then frozen there, and leaves each task's own at zero: the run starts as the loaded
+model and every task trains its own change of it. The tasks' gradients thus land on one set of modulation weights each, trained by that
 task alone, as in a run of the task alone; only the attention, feed-forward, norms and embedders of the trunk
 are shared. ``task_embedding`` (a per-task vector added to ``c``) changes the modulation only through the same
 shared ``W``; this gives the per-channel scales and gates to the task (the per-task adaLN of
@@ -63,6 +64,7 @@ class TaskModulation(Composition):
     """Per-task adaLN modulation of every trunk block; the trunk's own modulation frozen (module docstring)."""
 
     registered_name = "task_modulation"
+    adapter_parts = ("task_modulation",)
 
     def prepare_model(self, model: nn.Module, tasks: Sequence[str]) -> None:
         trunk = model.trunk

@@ -464,6 +464,40 @@ def test_a_checkpoint_of_another_composition_is_refused_with_the_composition_to_
     assert "add 'train.composition=[]' to the command" in str(err.value)
 
 
+def test_init_from_a_run_without_the_tasks_own_parts_starts_them_at_zero_updates(tmp_path, capsys):
+    """A trunk trained with the plain sum seeds a run whose composition adds per-task parts (task_embedding,
+    task_modulation, task_lora): everything the checkpoint has is loaded, the added parts keep their identity
+    start, so the new run starts as the loaded model; a checkpoint missing anything else is still refused."""
+    from lumina_core.data import collate_items
+    from lumina_core.training.checkpoint import CheckpointError
+    from lumina_core.training.weights import load_run, prepare_weights
+
+    base = train(tiny_recipe(tmp_path / "base", two_tasks(), max_steps=2, ckpt_every=2, mixing="weighted"))
+    loaded = load_run(tiny_recipe(tmp_path / "base", two_tasks(), mixing="weighted"), base)
+    own = methods("task_embedding", "task_modulation", "task_lora")
+    cfg = tiny_recipe(tmp_path / "new", two_tasks(), mixing="weighted", composition=own)
+    cfg.train.init_from = str(base / "checkpoints" / "last")
+    parts = build_run(cfg)
+    capsys.readouterr()
+    prepare_weights(parts, cfg)
+    note = capsys.readouterr().out
+    assert "has no weights for the tasks' own parts" in note
+    assert "a: task_embedding, task_modulation, task_lora; b: task_embedding, task_modulation, task_lora" in note
+    task = loaded.task("a")
+    items = collate_items([task.dataset("train")[i] for i in range(2)])
+    batch, cond = task.plugin.tokenize(items["samples"]), task.conditioner.encode(items["conditions"])
+    with torch.no_grad():
+        for name in ("a", "b"):  # the loaded model, whatever the own parts hold at their start
+            torch.testing.assert_close(parts.model(batch, 0.3, cond, task=name), loaded.model(batch, 0.3, cond, task=name))
+    # the run trains from there
+    out = train(cfg)
+    assert weights_of(out, 4)["model.adapters.a.task_embedding"].abs().sum() > 0
+    # anything else missing is refused as before
+    cfg.model.n_layers = 3
+    with pytest.raises(CheckpointError, match="model.n_layers is 2 in the checkpoint and 3 in the recipe"):
+        prepare_weights(build_run(cfg), cfg)
+
+
 # -- validation -----------------------------------------------------------------------------------------------------
 def test_validate_names_a_composition_the_recipe_cannot_use(tmp_path):
     from omegaconf import OmegaConf
