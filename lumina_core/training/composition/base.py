@@ -103,3 +103,16 @@ def fsdp_problems(name: str, train: dict[str, Any], why: str) -> list[str]:
     if train.get("strategy") == "fsdp":
         return [f"{name} does not work with train.strategy=fsdp ({why})"]
     return []
+
+
+def require_trunk_keyword(model: nn.Module, keyword: str) -> None:
+    """ValueError unless the model's trunk family's ``encode_tokens`` takes ``keyword`` (the per-task parts of
+    the method of that name: ``task_modulation``, ``task_lora``), which it hands to ``run_blocks``."""
+    import inspect
+
+    trunk = model.trunk
+    if keyword not in inspect.signature(trunk.encode_tokens).parameters:
+        raise ValueError(
+            f"train.composition {keyword} needs a trunk family whose encode_tokens takes {keyword} (and hands it "
+            f"to run_blocks); model.family={trunk.config.family!r} ({type(trunk).__name__}) does not"
+        )

@@ -26,7 +26,6 @@ factors sit in the tasks' adapters, outside the sharded blocks that call them).
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -36,7 +35,7 @@ from torch import Tensor, nn
 from lumina_core.model.block import Block
 from lumina_core.model.family import block_streams
 from lumina_core.registry import COMPOSITIONS
-from lumina_core.training.composition.base import Composition, fsdp_problems
+from lumina_core.training.composition.base import Composition, fsdp_problems, require_trunk_keyword
 
 #: the projections of a block that get a task's update: (name, module path under the block)
 PROJECTIONS: tuple[tuple[str, str], ...] = (
@@ -96,11 +95,7 @@ class TaskLoRA(Composition):
 
     def prepare_model(self, model: nn.Module, tasks: Sequence[str]) -> None:
         trunk = model.trunk
-        if "task_lora" not in inspect.signature(trunk.encode_tokens).parameters:
-            raise ValueError(
-                f"train.composition task_lora needs a trunk family whose encode_tokens takes task_lora (and hands "
-                f"it to run_blocks); model.family={trunk.config.family!r} ({type(trunk).__name__}) does not"
-            )
+        require_trunk_keyword(model, "task_lora")
         streams = block_streams(trunk)
         odd = sorted(
             {type(b).__name__ for blocks in streams.values() for b in blocks if not isinstance(b, Block)}

@@ -35,7 +35,6 @@ fsdp``, whose units would mix the frozen and the trained weights of a block.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +43,7 @@ from torch import nn
 
 from lumina_core.model.family import modulation_linear
 from lumina_core.registry import COMPOSITIONS
-from lumina_core.training.composition.base import Composition, fsdp_problems
+from lumina_core.training.composition.base import Composition, fsdp_problems, require_trunk_keyword
 
 
 def zero_modulations(cond_dim: int, widths: Sequence[int], like: torch.Tensor) -> nn.ModuleList:
@@ -68,11 +67,7 @@ class TaskModulation(Composition):
 
     def prepare_model(self, model: nn.Module, tasks: Sequence[str]) -> None:
         trunk = model.trunk
-        if "task_modulation" not in inspect.signature(trunk.encode_tokens).parameters:
-            raise ValueError(
-                f"train.composition task_modulation needs a trunk family whose encode_tokens takes task_modulation "
-                f"(and hands it to run_blocks); model.family={trunk.config.family!r} ({type(trunk).__name__}) does not"
-            )
+        require_trunk_keyword(model, "task_modulation")
         streams = trunk.modulated_streams()
         if not streams:
             raise ValueError(

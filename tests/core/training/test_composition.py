@@ -4,6 +4,7 @@ state resumes bit for bit, and that diagnostics measure without changing the run
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -30,6 +31,13 @@ def two_tasks(w: tuple[float, float] = (0.6, 0.4)) -> list[dict]:
 def methods(*specs) -> list[dict]:
     """``train.composition`` entries as components (bare names are for recipe files and overrides)."""
     return [{"name": s} if isinstance(s, str) else s for s in specs]
+
+
+def family_recipe(out, family: str, **train):
+    """The two-task toy recipe on trunk family ``family``."""
+    cfg = tiny_recipe(out, two_tasks(), **train)
+    cfg.model.family = family
+    return cfg
 
 
 def weights_of(run, step: int) -> dict[str, torch.Tensor]:
@@ -282,10 +290,8 @@ def test_a_fresh_run_with_same_shaped_adapters_and_no_shared_start_says_so_once(
 def test_task_embedding_starts_at_zero_so_the_model_starts_as_the_plain_one(tmp_path, family):
     from lumina_core.data import collate_items
 
-    def recipe(**train):
-        cfg = tiny_recipe(tmp_path, two_tasks(), **train)
-        cfg.model.family = family  # the embedding reaches either trunk family's conditioning vector
-        return cfg
+    # the embedding reaches either trunk family's conditioning vector
+    recipe = functools.partial(family_recipe, tmp_path, family)
 
     torch.manual_seed(0)
     plain = build_run(recipe())
@@ -321,10 +327,7 @@ def test_task_modulation_gives_each_task_its_own_block_modulation_and_freezes_th
     from lumina_core.model.family import modulation_linear
     from lumina_core.training.build import trainable_modules
 
-    def recipe(**train):
-        cfg = tiny_recipe(tmp_path, two_tasks(), **train)
-        cfg.model.family = family
-        return cfg
+    recipe = functools.partial(family_recipe, tmp_path, family)
 
     torch.manual_seed(0)
     plain = build_run(recipe())
@@ -388,10 +391,7 @@ def test_task_lora_gives_each_task_its_own_low_rank_update_of_every_projection(t
     from lumina_core.model.family import block_streams
     from lumina_core.training.composition.task_lora import PROJECTIONS
 
-    def recipe(**train):
-        cfg = tiny_recipe(tmp_path, two_tasks(), **train)
-        cfg.model.family = family
-        return cfg
+    recipe = functools.partial(family_recipe, tmp_path, family)
 
     torch.manual_seed(0)
     plain = build_run(recipe())
