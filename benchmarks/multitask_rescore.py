@@ -25,8 +25,9 @@ per-item verdicts do not average to the score) have no paired comparison and are
 ``--alone-from FILE`` takes the alone runs' scores from an earlier ``--json`` of this script (scored on the same
 ``--samples``) instead of scoring alone runs of ``--out``: a new composition method on a fresh clone is
 compared with the alone runs the results folder already holds, without training them again. The scores are
-the ones the same checkpoints would give again (the same items, sample seeds and sampler); the item-by-item
-comparison needs the alone runs' verdicts, which files written before ``--json`` kept them lack.
+the ones the same checkpoints would give again (the same items, sample seeds and sampler). The item-by-item
+comparison needs the alone runs' per-item verdicts; files from before ``--json`` kept them have none, and their
+rows have no item-by-item column.
 
 The held-out split is made larger by the task's size key in ``data.val_params`` (``length``, ``size`` or
 ``num_items``, whichever the recipe sets); ``--set TASK:KEY=VALUE`` sets any other key of a task. The scores go
@@ -312,12 +313,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for entry in args.set:
         if ":" not in entry or "=" not in entry:
             ap.error(f"--set {entry!r}: expected TASK:KEY=VALUE")
-    results = rescore(args)
+    earlier = {}  # read (and checked) before the scoring, which takes minutes
     for path in args.alone_from:
         try:
-            results = with_alone_runs(results, json.loads(Path(path).read_text()), samples_of(args.samples))
+            earlier[path] = json.loads(Path(path).read_text())
+            with_alone_runs({}, earlier[path], samples_of(args.samples))
         except (OSError, ValueError) as exc:
             ap.error(f"--alone-from {path}: {exc}")
+    results = rescore(args)
+    for saved_runs in earlier.values():
+        results = with_alone_runs(results, saved_runs, samples_of(args.samples))
     rows = comparisons(results, [tuple(p) for p in args.pair])
     print(table(rows, *(("run", "partner") if args.pair else ())))
     saved = {
