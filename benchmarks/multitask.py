@@ -735,9 +735,25 @@ def report(saved: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere): which kernels
+    multiply differs between CPUs (``"auto"``: BLAS on Intel, oneDNN elsewhere), so scores of one run differ
+    across machines at the size of a change of seed."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "loadavg": load}
+    return {
+        "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
+        "loadavg": load,
+    }  # fmt: skip
 
 
 def _load(m: Mapping[str, Any]) -> str:

@@ -25,7 +25,9 @@ per-item verdicts do not average to the score) have no paired comparison and are
 ``--alone-from FILE`` takes the alone runs' scores from an earlier ``--json`` of this script (scored on the same
 ``--samples``) instead of scoring alone runs of ``--out``: a new composition method on a fresh clone is
 compared with the alone runs the results folder already holds, without training them again. The scores are
-the ones the same checkpoints would give again (the same items, sample seeds and sampler). The item-by-item
+the ones the same checkpoints would give again on the same CPU (the same items, sample seeds and sampler); on
+another CPU the products may run through other kernels, which moves a score like a change of seed, so the
+script says when the file's CPU is not this one (or not named: files from before it kept the model). The item-by-item
 comparison needs the alone runs' per-item verdicts; files from before ``--json`` kept them have none, and their
 rows have no item-by-item column.
 
@@ -184,6 +186,18 @@ def with_alone_runs(
     return out
 
 
+def machine_note(path: str, saved: Mapping[str, Any]) -> str | None:
+    """A line when the alone scores of ``saved`` (file ``path``) were taken on another CPU than this one (or on
+    one the file does not name): then the comparison mixes machines, whose kernels differ."""
+    then, now = (saved.get("machine") or {}).get("cpu_model"), mt.cpu_model()
+    if then == now:
+        return None
+    return (
+        f"note: the alone scores of {path} were taken on {then or 'a CPU the file does not name'}, these on {now}: "
+        "the products run through other kernels there, so composed and alone differ by machine as well"
+    )
+
+
 def pairings(
     results: Mapping[str, Any], pairs: Sequence[tuple[str, str]] = ()
 ) -> list[tuple[str, str, str, int]]:
@@ -321,8 +335,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             ap.error(f"--alone-from {path}: {exc}")
     results = rescore(args)
-    for saved_runs in earlier.values():
+    for path, saved_runs in earlier.items():
         results = with_alone_runs(results, saved_runs, samples_of(args.samples))
+        note = machine_note(path, saved_runs)
+        if note:
+            print(note)
     rows = comparisons(results, [tuple(p) for p in args.pair])
     print(table(rows, *(("run", "partner") if args.pair else ())))
     saved = {

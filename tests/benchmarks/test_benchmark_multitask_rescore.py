@@ -136,3 +136,11 @@ def test_alone_runs_come_from_an_earlier_json_of_the_same_items():
     assert row["alone_score"] == results["alone_shapes_10"]["metrics"]["shapes/adherence"] and "paired_diff" not in row
     with pytest.raises(ValueError, match=r"scored on \{'\*': 6\} items per task, not on \{'\*': 512\}"):
         rescore.with_alone_runs(composed, saved, {"*": 512})
+
+
+def test_alone_scores_from_another_or_an_unnamed_cpu_are_named():
+    here = rescore.mt.cpu_model()
+    assert rescore.machine_note("f.json", {"machine": {"cpu_model": here}}) is None
+    assert "a CPU the file does not name" in rescore.machine_note("f.json", {"machine": {"cpus": 2}})
+    other = rescore.machine_note("f.json", {"machine": {"cpu_model": "Some Other CPU"}})
+    assert "Some Other CPU" in other and here in other
