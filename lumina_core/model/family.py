@@ -89,13 +89,11 @@ class Trunk(nn.Module, abc.ABC):
     def modulated_streams(self) -> dict[str, list[int]]:
         """``{stream name: the modulated blocks' output widths}`` for every block list whose blocks have an
         ``adaLN_modulation`` (what a per-task modulation has to match)."""
-        streams = {}
-        for name, child in self.named_children():
-            if isinstance(child, nn.ModuleList) and child and all(
-                isinstance(b, TrunkBlock) and getattr(b, "adaLN_modulation", None) is not None for b in child
-            ):
-                streams[name] = [modulation_linear(b).out_features for b in child]
-        return streams
+        return {
+            name: [modulation_linear(b).out_features for b in blocks]
+            for name, blocks in block_streams(self).items()
+            if all(getattr(b, "adaLN_modulation", None) is not None for b in blocks)
+        }
 
     @abc.abstractmethod
     def task_rope(self, spec: AdapterSpec) -> NDRope:

@@ -198,32 +198,20 @@ def _adapter_part(key: str, parts: Sequence[str]) -> tuple[str | None, str | Non
 def _with_start_parts(
     expected: dict[str, Any], state: dict[str, Any], parts: Sequence[str]
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """``state`` completed with the model's own values (``expected``) of the adapter parts of ``parts`` it holds
-    nothing of, and ``{task: [those parts]}``."""
-    kept = _kept_parts(expected, state, parts)
-    if not kept:
-        return state, kept
-    start = {}
-    for key, value in expected.items():
-        task, part = _adapter_part(key, parts)
-        if task is not None and part in kept.get(task, ()):
-            start[key] = value
-    return {**state, **start}, kept
-
-
-def _kept_parts(expected: dict[str, Any], state: dict[str, Any], parts: Sequence[str]) -> dict[str, list[str]]:
-    """``{task: [part]}`` for each adapter part of ``parts`` that the model has and ``state`` holds no weight of
-    (a part with some of its weights there is not kept: the strict load names what is missing)."""
-    present: dict[tuple[str, str], bool] = {}
+    """``state`` completed with the model's own values (``expected``) of every adapter part of ``parts`` that it
+    holds no weight of, and ``{task: [those parts]}``. A part with some of its weights in ``state`` is left
+    alone: the strict load then names what is missing."""
+    groups: dict[tuple[str, str], list[str]] = {}
     for key in expected:
         task, part = _adapter_part(key, parts)
         if task is not None:
-            present[(task, part)] = present.get((task, part), False) or key in state
-    kept: dict[str, list[str]] = {}
-    for (task, part), there in present.items():
-        if not there:
+            groups.setdefault((task, part), []).append(key)
+    filled, kept = dict(state), {}
+    for (task, part), keys in groups.items():
+        if not any(k in state for k in keys):
             kept.setdefault(task, []).append(part)
-    return kept
+            filled.update({k: expected[k] for k in keys})
+    return filled, kept
 
 
 def prepare_weights(parts: RunParts, cfg: Any) -> None:
