@@ -107,7 +107,16 @@ def test_sample_with_the_runs_adapter_file_and_a_scale(base, tmp_path):
     tuned = sample(
         lora_recipe(tmp_path / "ft", base, 2, lr=0.05, ema_decay=0.0), "last", [1], 1, tmp_path / "d"
     )
-    assert [p.read_text() for p in tuned if p.suffix == ".csv"] == full  # the run itself samples the same
+    # the run itself samples the same, up to the CSV's 4 decimals: the file's factors are merged in another order
+    # than the run's, so a value on a rounding boundary may print one unit apart (seen on an AMD EPYC)
+    got = [p.read_text() for p in tuned if p.suffix == ".csv"]
+
+    def values(texts):
+        return torch.tensor([float(v) for t in texts for line in t.splitlines() for v in line.split(",")])
+
+    assert len(got) == len(full)
+    torch.testing.assert_close(values(got), values(full), rtol=0, atol=1.5e-4)
+    assert not torch.allclose(values(got), values(without), rtol=0, atol=1e-3)  # and not the base
 
 
 def test_factors_only_when_train_also_is_empty(factors_only_run):
