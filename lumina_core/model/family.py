@@ -27,7 +27,6 @@ registry's providers (or a plugin's entry point).
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 from lumina_core.model.config import NextDiTConfig
 from lumina_core.model.context import ForwardContext
 from lumina_core.model.rope import NDRope, RopeScaling
+from lumina_core.model.task_parts import TaskBlockParts
 from lumina_core.plugin import AdapterSpec
 from lumina_core.registry import TRUNK_FAMILIES, RegistryError
 
@@ -60,25 +60,18 @@ class Trunk(nn.Module, abc.ABC):
         self.grad_checkpointing = cfg.grad_checkpointing
 
     def run_blocks(
-        self,
-        blocks: nn.ModuleList,
-        x: Tensor,
-        ctx: ForwardContext,
-        task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
-        task_lora: Mapping[str, Sequence[Mapping[str, nn.Module]]] | None = None,
+        self, blocks: nn.ModuleList, x: Tensor, ctx: ForwardContext, task_parts: TaskBlockParts | None = None
     ) -> Tensor:
         """``x`` through ``blocks`` in order, block ``i`` reading ``ctx.for_layer(i, modulation_i, lora_i)``;
         each block's activations recomputed in the backward pass when ``grad_checkpointing`` is on and
-        gradients are being recorded. ``task_modulation`` maps a stream's attribute name on the trunk
-        (``layers``, ``noise_refiner``) to the task's own modulation of each of its blocks
-        (``train.composition: [task_modulation]``), ``task_lora`` to the task's low-rank updates of each block's
-        projections (``[task_lora]``); a stream they do not name runs with the blocks' own weights alone."""
+        gradients are being recorded. ``task_parts``: the running task's own parts of the blocks
+        (:class:`~lumina_core.model.task_parts.TaskBlockParts`: ``train.composition: [task_modulation]``,
+        ``[task_lora]``), found by the stream's attribute name on the trunk (``layers``, ``noise_refiner``...);
+        a stream it does not name runs with the blocks' own weights alone."""
         recompute = self.grad_checkpointing and torch.is_grad_enabled()
-        stream = None if task_modulation is None and task_lora is None else self.stream_name(blocks)
-        mods = _stream_parts(task_modulation, stream)
-        loras = _stream_parts(task_lora, stream)
+        own = None if task_parts is None else task_parts.stream(self.stream_name(blocks))
         for i, block in enumerate(blocks):
-            layer_ctx = ctx.for_layer(i, None if mods is None else mods[i], None if loras is None else loras[i])
+            layer_ctx = ctx.for_layer(i) if own is None else ctx.for_layer(i, *own.layer(i))
             x = checkpoint(block, x, layer_ctx, use_reentrant=False) if recompute else block(x, layer_ctx)
         return x
 
@@ -112,20 +105,15 @@ class Trunk(nn.Module, abc.ABC):
         scaling: RopeScaling | None,
         context_drop: object | None = None,
         c_shift: Tensor | None = None,
-        task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
-        task_lora: Mapping[str, Sequence[Mapping[str, nn.Module]]] | None = None,
+        task_parts: TaskBlockParts | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Hidden tokens (B, L, dim) and conditioning vector (B, cond_dim) of embedded tokens ``x`` (B, L, dim)
         with ``mask`` (B, L) and ``positions`` (B, L, A) at flow time ``t`` (B,), under condition features
         ``y`` (B, Lc, context_dim) / ``y_mask`` (B, Lc) or None; ``c_shift`` (cond_dim,) is added to the
-        conditioning vector (a task embedding, ``train.composition: [task_embedding]``); ``task_modulation``
-        goes to :meth:`run_blocks` (the task's own modulation, ``train.composition: [task_modulation]``), and so
-        does ``task_lora`` (the task's low-rank updates of the blocks' projections, ``[task_lora]``)."""
-
-
-def _stream_parts(parts: Mapping[str, Sequence] | None, stream: str | None) -> Sequence | None:
-    """A task's per-block parts of ``stream`` (None: the task has none there)."""
-    return parts[stream] if parts is not None and stream is not None and stream in parts else None
+        conditioning vector (a task embedding, ``train.composition: [task_embedding]``); ``task_parts`` (the
+        task's own modulation and low-rank updates of the blocks, ``[task_modulation]``, ``[task_lora]``) goes
+        to :meth:`run_blocks`. A family may leave ``task_parts`` out of its signature: the methods that need it
+        then refuse that family, and the model does not pass it when the task has none."""
 
 
 def block_streams(trunk: nn.Module) -> dict[str, nn.ModuleList]:

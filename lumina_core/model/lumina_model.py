@@ -19,6 +19,7 @@ from lumina_core.model.context_drop import ContextDrop
 from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
 from lumina_core.model.family import TrunkBlock, build_trunk
 from lumina_core.model.rope import RopeScaling
+from lumina_core.model.task_parts import TaskBlockParts
 from lumina_core.plugin import AdapterSpec
 from lumina_core.tokens import Condition, TokenBatch
 
@@ -132,10 +133,10 @@ class LuminaModel(nn.Module):
         x = adapter.embed(batch.tokens, batch.mask, batch.token_cond)
         scaling = RopeScaling.build(rope_scaling)
         shift = getattr(adapter, "task_embedding", None)  # train.composition task_embedding: added to c
-        # the task's own per-block parts (train.composition task_modulation, task_lora), passed only when set:
-        # a family written before them need not take them
-        owned = {k: getattr(adapter, k, None) for k in ("task_modulation", "task_lora")}
-        extra = {k: v for k, v in owned.items() if v is not None}
+        # the task's own block parts (train.composition task_modulation, task_lora), passed only when it has
+        # some: a family that takes none need not take the keyword
+        parts = TaskBlockParts.of_adapter(adapter)
+        extra = {} if parts is None else {"task_parts": parts}
         return self.trunk.encode_tokens(
             x, batch.mask, batch.positions, t, y, y_mask, adapter.rope, scaling, context_drop, c_shift=shift, **extra
         )

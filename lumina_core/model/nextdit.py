@@ -9,8 +9,6 @@ context drop aside), built once per forward by :meth:`NextDiT.context`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import torch
 from torch import Tensor, nn
 
@@ -23,6 +21,7 @@ from lumina_core.model.embedders import CaptionEmbedder, TimestepEmbedder
 from lumina_core.model.family import Trunk
 from lumina_core.model.masks import all_true
 from lumina_core.model.rope import NDRope, RopeScaling
+from lumina_core.model.task_parts import TaskBlockParts
 from lumina_core.plugin import AdapterSpec
 from lumina_core.registry import TRUNK_FAMILIES
 
@@ -51,18 +50,17 @@ class NextDiT(Trunk):
         scaling: RopeScaling | None,
         context_drop: ContextDrop | dict | None = None,
         c_shift: Tensor | None = None,
-        task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
-        task_lora: Mapping[str, Sequence[Mapping[str, nn.Module]]] | None = None,
+        task_parts: TaskBlockParts | None = None,
     ) -> tuple[Tensor, Tensor]:
         """The batch's forward context (RoPE tables, key masks, conditioning vector, caption features, the
         context-drop plan), then the blocks. x (B, L, dim) embedded tokens, mask (B, L) bool (False: padding,
         never a key), positions (B, L, A), t (B,), y (B, Lc, context_dim) / y_mask (B, Lc) or None, c_shift:
-        (cond_dim,) added to the conditioning vector (a task embedding) or None, task_modulation: the task's
-        own modulation of each block and task_lora its low-rank updates of the blocks' projections
+        (cond_dim,) added to the conditioning vector (a task embedding) or None, task_parts: the task's
+        own modulation and low-rank updates of the blocks
         (:meth:`~lumina_core.model.family.Trunk.run_blocks`) or None.
         Returns (hidden (B, L, dim), c (B, cond_dim))."""
         ctx = self.context(x, mask, positions, t, y, y_mask, rope, scaling, context_drop, c_shift)
-        return self.run_blocks(self.layers, x, ctx, task_modulation, task_lora), ctx.c
+        return self.run_blocks(self.layers, x, ctx, task_parts), ctx.c
 
     def context(
         self,

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +49,7 @@ from lumina_core.model.embedders import TimestepEmbedder
 from lumina_core.model.family import Trunk
 from lumina_core.model.norm import RMSNorm
 from lumina_core.model.rope import NDRope, RopeScaling, sample_extent
+from lumina_core.model.task_parts import TaskBlockParts
 from lumina_core.plugin import AdapterSpec
 from lumina_core.registry import TRUNK_FAMILIES
 
@@ -181,8 +181,7 @@ class UnifiedNextDiT(Trunk):
         scaling: RopeScaling | None,
         context_drop: object | None = None,
         c_shift: Tensor | None = None,
-        task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
-        task_lora: Mapping[str, Sequence[Mapping[str, nn.Module]]] | None = None,
+        task_parts: TaskBlockParts | None = None,
     ) -> tuple[Tensor, Tensor]:
         if context_drop is not None:
             raise ValueError(
@@ -212,7 +211,7 @@ class UnifiedNextDiT(Trunk):
             n_cap = torch.zeros(b, dtype=torch.long, device=dev)
         if self.z_image:
             return self._encode_z_image(
-                x, mask, positions, t, y, n_cap, rope, scaling, c, task_modulation, task_lora
+                x, mask, positions, t, y, n_cap, rope, scaling, c, task_parts
             )
         lc = 0 if y is None else y.shape[1]
 
@@ -236,8 +235,7 @@ class UnifiedNextDiT(Trunk):
             self.noise_refiner,
             x,
             ForwardContext(key_mask(mask), *rope.tables(x_pos, freqs), rope.proportional_factor(mask, scaling), c),
-            task_modulation,
-            task_lora,
+            task_parts,
         )
         if y is None:
             h = x
@@ -247,12 +245,12 @@ class UnifiedNextDiT(Trunk):
             # a sample without any caption token lets its (unused) caption rows attend to all: no empty softmax
             cap_keys = key_mask(valid | ~valid.any(-1, keepdim=True))
             cap_ctx = ForwardContext(cap_keys, *rope.tables(cap_pos, freqs))
-            cap = self.run_blocks(self.context_refiner, cap, cap_ctx, None, task_lora)
+            cap = self.run_blocks(self.context_refiner, cap, cap_ctx, task_parts)
             h = torch.cat([cap, x], 1).gather(1, src[..., None].expand(-1, -1, dim))
         joint = ForwardContext(
             key_mask(joint_mask), *rope.tables(joint_pos, freqs), rope.proportional_factor(mask, scaling), c
         )
-        h = self.run_blocks(self.layers, h, joint, task_modulation, task_lora)
+        h = self.run_blocks(self.layers, h, joint, task_parts)
         if y is not None:
             at = n_cap[:, None] + torch.arange(n_tok, device=dev)[None]  # the task tokens' joint positions
             h = h.gather(1, at[..., None].expand(-1, -1, dim))
@@ -269,8 +267,7 @@ class UnifiedNextDiT(Trunk):
         rope: CaptionAxisRope,
         scaling: RopeScaling,
         c: Tensor,
-        task_modulation: Mapping[str, Sequence[nn.Module]] | None = None,
-        task_lora: Mapping[str, Sequence[Mapping[str, nn.Module]]] | None = None,
+        task_parts: TaskBlockParts | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Z-Image's sequence: per sample ``[task tokens | caption]``, each filled up to a multiple of 32 with a
         learned pad token that takes part in attention (only the batch's padding is masked). Caption row j
@@ -292,7 +289,7 @@ class UnifiedNextDiT(Trunk):
         prop = rope.proportional_factor(mask, scaling)
         x_keys = key_mask(j < x_len[:, None])
         x_ctx = ForwardContext(x_keys, *rope.tables(x_pos, freqs), prop, c)
-        xs = self.run_blocks(self.noise_refiner, xs, x_ctx, task_modulation, task_lora)
+        xs = self.run_blocks(self.noise_refiner, xs, x_ctx, task_parts)
         lc = int(c_len.max()) if y is not None else 0
         if lc == 0:
             h, pos, joint_mask = xs, x_pos, j < x_len[:, None]
@@ -306,7 +303,7 @@ class UnifiedNextDiT(Trunk):
             cap_rows = jc < c_len[:, None]
             cap_keys = key_mask(cap_rows | ~cap_rows.any(-1, keepdim=True))
             cap_ctx = ForwardContext(cap_keys, *rope.tables(cap_pos, freqs))
-            cap = self.run_blocks(self.context_refiner, cap, cap_ctx, None, task_lora)
+            cap = self.run_blocks(self.context_refiner, cap, cap_ctx, task_parts)
             span = int((x_len + c_len).max())
             jj = torch.arange(span, device=dev)[None]
             rel = jj - x_len[:, None]
@@ -316,6 +313,6 @@ class UnifiedNextDiT(Trunk):
             pos = torch.cat([x_pos, cap_pos], 1).gather(1, src[..., None].expand(-1, -1, x_pos.shape[-1]))
             joint_mask = in_x | in_c
         joint = ForwardContext(key_mask(joint_mask), *rope.tables(pos, freqs), prop, c)
-        h = self.run_blocks(self.layers, h, joint, task_modulation, task_lora)
+        h = self.run_blocks(self.layers, h, joint, task_parts)
         at = torch.arange(n_tok, device=dev).clamp(max=h.shape[1] - 1)[None].expand(b, -1)  # task rows come first
         return h.gather(1, at[..., None].expand(-1, -1, dim)), c

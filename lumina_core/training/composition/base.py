@@ -105,14 +105,15 @@ def fsdp_problems(name: str, train: dict[str, Any], why: str) -> list[str]:
     return []
 
 
-def require_trunk_keyword(model: nn.Module, keyword: str) -> None:
-    """ValueError unless the model's trunk family's ``encode_tokens`` takes ``keyword`` (the per-task parts of
-    the method of that name: ``task_modulation``, ``task_lora``), which it hands to ``run_blocks``."""
+def require_task_parts(model: nn.Module, method: str) -> None:
+    """ValueError unless the model's trunk family's ``encode_tokens`` takes ``task_parts`` (the tasks' own block
+    parts, :class:`~lumina_core.model.task_parts.TaskBlockParts`), which it hands to ``run_blocks``; ``method``:
+    the composition method that needs it."""
     import inspect
 
     trunk = model.trunk
-    if keyword not in inspect.signature(trunk.encode_tokens).parameters:
+    if "task_parts" not in inspect.signature(trunk.encode_tokens).parameters:
         raise ValueError(
-            f"train.composition {keyword} needs a trunk family whose encode_tokens takes {keyword} (and hands it "
+            f"train.composition {method} needs a trunk family whose encode_tokens takes task_parts (and hands it "
             f"to run_blocks); model.family={trunk.config.family!r} ({type(trunk).__name__}) does not"
         )

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from lumina_core.model.block import Block
 from lumina_core.model.family import block_streams
 from lumina_core.registry import COMPOSITIONS
-from lumina_core.training.composition.base import Composition, fsdp_problems, require_trunk_keyword
+from lumina_core.training.composition.base import Composition, fsdp_problems, require_task_parts
 
 #: the projections of a block that get a task's update: (name, module path under the block)
 PROJECTIONS: tuple[tuple[str, str], ...] = (
@@ -95,7 +95,7 @@ class TaskLoRA(Composition):
 
     def prepare_model(self, model: nn.Module, tasks: Sequence[str]) -> None:
         trunk = model.trunk
-        require_trunk_keyword(model, "task_lora")
+        require_task_parts(model, "task_lora")
         streams = block_streams(trunk)
         odd = sorted(
             {type(b).__name__ for blocks in streams.values() for b in blocks if not isinstance(b, Block)}

@@ -43,7 +43,7 @@ from torch import nn
 
 from lumina_core.model.family import modulation_linear
 from lumina_core.registry import COMPOSITIONS
-from lumina_core.training.composition.base import Composition, fsdp_problems, require_trunk_keyword
+from lumina_core.training.composition.base import Composition, fsdp_problems, require_task_parts
 
 
 def zero_modulations(cond_dim: int, widths: Sequence[int], like: torch.Tensor) -> nn.ModuleList:
@@ -67,7 +67,7 @@ class TaskModulation(Composition):
 
     def prepare_model(self, model: nn.Module, tasks: Sequence[str]) -> None:
         trunk = model.trunk
-        require_trunk_keyword(model, "task_modulation")
+        require_task_parts(model, "task_modulation")
         streams = trunk.modulated_streams()
         if not streams:
             raise ValueError(

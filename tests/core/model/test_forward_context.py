@@ -126,5 +126,28 @@ def test_task_modulation_names_a_family_whose_encode_tokens_does_not_take_it():
     with temporary_registrations():
         TRUNK_FAMILIES.register("plain_test")(_PlainTrunk)
         model = LuminaModel(NextDiTConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, family="plain_test"), {"img": SPEC})
-        with pytest.raises(ValueError, match="encode_tokens takes task_modulation.*plain_test"):
+        with pytest.raises(ValueError, match="task_modulation needs a trunk family whose encode_tokens takes task_parts.*plain_test"):
             TaskModulation().prepare_model(model, ["img"])
+
+
+def test_task_block_parts_hand_each_block_its_own_and_nothing_elsewhere():
+    """TaskBlockParts: what an adapter holds, found by stream name and block index; a stream or kind the task
+    does not own is None, and an adapter with no parts gives None (the model then passes no keyword)."""
+    from torch import nn
+
+    from lumina_core.model.task_parts import TaskBlockParts
+
+    mods = [nn.Linear(2, 8), nn.Linear(2, 8)]
+    loras = [{"wqkv": nn.Identity()}, {"wo": nn.Identity()}, {"w2": nn.Identity()}]
+    adapter = nn.Module()
+    assert TaskBlockParts.of_adapter(adapter) is None
+    adapter.task_modulation = {"noise_refiner": mods}
+    adapter.task_lora = {"layers": loras}
+    parts = TaskBlockParts.of_adapter(adapter)
+    assert parts.stream("noise_refiner").layer(1) == (mods[1], None)
+    assert parts.stream("layers").layer(2) == (None, loras[2])
+    assert parts.stream("context_refiner").layer(0) == (None, None)
+    assert parts.stream(None).layer(0) == (None, None)
+    only_lora = nn.Module()
+    only_lora.task_lora = {"layers": loras}
+    assert TaskBlockParts.of_adapter(only_lora).modulation is None
