@@ -346,6 +346,52 @@ DISTRIBUTION: dict[str, str] = {
 }  # fmt: skip
 
 
+def add_judging_args(p: argparse.ArgumentParser) -> None:
+    """``--headline`` and ``--distribution``: how the tasks of a recipe this script does not know are judged."""
+    p.add_argument(
+        "--headline", nargs="*", default=[], metavar="TASK=METRIC[:CHANCE]",
+        help="the score a task is judged by (higher is better), for tasks not in HEADLINE; CHANCE: a number or "
+        "the name of a metric the checker reports (e.g. points=nn_class_acc:0.125, draw=digit_acc:chance_digit)",
+    )  # fmt: skip
+    p.add_argument(
+        "--distribution", nargs="*", default=[], metavar="TASK=METRIC",
+        help="the task's distribution metric (lower is better: fid, fad, cd_1nna), for tasks not in DISTRIBUTION",
+    )  # fmt: skip
+
+
+def apply_judging(headline: Sequence[str], distribution: Sequence[str]) -> None:
+    """Add ``--headline`` / ``--distribution`` entries to :data:`HEADLINE` and :data:`DISTRIBUTION`."""
+    for entry in headline:
+        task, sep, spec = entry.partition("=")
+        metric, _, chance = spec.partition(":")
+        if not (sep and task and metric):
+            raise ValueError(f"--headline takes TASK=METRIC[:CHANCE]; got {entry!r}")
+        level: float | str = chance or "chance"  # a metric the checker reports, by default its "chance"
+        try:
+            level = float(chance)
+        except ValueError:
+            pass
+        HEADLINE[task] = (metric, level, chance or "the checker's 'chance'")
+    for entry in distribution:
+        task, sep, metric = entry.partition("=")
+        if not (sep and task and metric):
+            raise ValueError(f"--distribution takes TASK=METRIC; got {entry!r}")
+        DISTRIBUTION[task] = metric
+
+
+def unjudged(tasks: Sequence[str]) -> str | None:
+    """The message for tasks that have no headline score (checked before anything trains), or None."""
+    missing = [t for t in tasks if t not in HEADLINE]
+    if not missing:
+        return None
+    return (
+        f"no headline score for task(s) {', '.join(missing)}: this script judges each task by one score of its "
+        f"checker, known for {', '.join(sorted(HEADLINE))}; say which with --headline "
+        + " ".join(f"{t}=METRIC[:CHANCE]" for t in missing)
+        + " (and --distribution TASK=METRIC for a distribution column)"
+    )
+
+
 def parse_mechanism(entry: str) -> tuple[str, list[dict[str, Any]]]:
     """``"loss_norm+task_embedding@all"`` -> ``("all", [{name: loss_norm}, {name: task_embedding}])``."""
     methods, _, mixing = entry.partition("@")
@@ -447,8 +493,9 @@ def mechanism_rows(results: Mapping[str, Any], groups: Mapping[str, Any]) -> lis
         for task, alone_run in g["alone"].items():
             head = HEADLINE[task][0]
             c, a = _metric(results, g["composed"], task, head), _metric(results, alone_run, task, head)
-            d_c = _metric(results, g["composed"], task, DISTRIBUTION[task])
-            d_a = _metric(results, alone_run, task, DISTRIBUTION[task])
+            dist = DISTRIBUTION.get(task)
+            d_c = None if dist is None else _metric(results, g["composed"], task, dist)
+            d_a = None if dist is None else _metric(results, alone_run, task, dist)
             row[task] = {"head": c, "head_alone": a, "dist": d_c, "dist_alone": d_a}
             if c is not None and a:
                 ratios.append(c / a)
@@ -463,7 +510,7 @@ def mechanism_table(rows: Sequence[Mapping[str, Any]], tasks: Sequence[str]) -> 
     of the distribution metric."""
     head = (
         "| mechanism | mixing, steps (per task) | "
-        + " | ".join(f"{t} {HEADLINE[t][0]} | {t} {DISTRIBUTION[t]}" for t in tasks)
+        + " | ".join(f"{t} {HEADLINE[t][0]} | {t} {DISTRIBUTION.get(t, '-')}" for t in tasks)
         + " | mean / worst headline ratio |"
     )
     lines = [head, "|" + "---|" * (3 + 2 * len(tasks))]
@@ -511,6 +558,10 @@ def diagnostics_summary(runs: Mapping[str, Any], names: Sequence[str]) -> str:
 
 def main_mechanisms(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
     """``--mechanisms``: train (or, with ``--reuse``, read) every run, then print and save the ranking table."""
+    problem = unjudged([t.name for t in load(args.recipe, args.override).tasks])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     if args.all_steps is None:
         n_tasks = len(load(args.recipe).tasks)
         args.all_steps = max(1, int(args.steps) // n_tasks)
@@ -812,8 +863,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--only", nargs="+", default=None, metavar="RUN",
         help="--mechanisms: train only these runs of the plan (to split it across processes); --reuse then tabulates",
     )  # fmt: skip
+    add_judging_args(p)
     p.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    apply_judging(args.headline, args.distribution)
     if args.worker:
         return run_worker(json.loads(Path(args.worker).read_text()))
     if args.mechanisms is not None:

@@ -311,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--json", default="", help="write the runs' scores and the comparison rows here")
+    mt.add_judging_args(ap)
     args = ap.parse_args(argv)
+    mt.apply_judging(args.headline, args.distribution)
     try:
         samples_of(args.samples)
     except ValueError as exc:

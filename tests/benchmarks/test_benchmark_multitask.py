@@ -5,6 +5,7 @@ results dict (so the script cannot rot between full runs)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -152,3 +153,34 @@ def test_reuse_without_finished_runs_says_what_is_missing(tmp_path):
     cfg = bench.load(RECIPE, [f"run.output_dir={tmp_path / 'multitask'}"])
     with pytest.raises(FileNotFoundError, match="timing.json"):
         bench.collect({bench.MULTI: cfg})
+
+
+def test_a_recipe_whose_tasks_it_does_not_know_is_refused_before_training_with_the_option_to_use(
+    tmp_path, monkeypatch, capsys
+):
+    """--mechanisms on a user's recipe with other task names: refused before any run starts, naming
+    --headline; with --headline (and --distribution) the tasks are judged as told."""
+    import copy
+
+    monkeypatch.setattr(bench, "HEADLINE", copy.deepcopy(bench.HEADLINE))
+    monkeypatch.setattr(bench, "DISTRIBUTION", copy.deepcopy(bench.DISTRIBUTION))
+    started = []
+    monkeypatch.setattr(bench, "launch", lambda runs, args: started.append(runs))
+    renamed = ["tasks.0.name=img", "tasks.2.name=clouds"]
+    argv = ["--mechanisms", "plain", "--steps", "8", "--out", str(tmp_path), "--override", *renamed]
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2 and not started
+    assert re.search(r"task\(s\) img, clouds: .*--headline img=METRIC\[:CHANCE\] clouds=", capsys.readouterr().err)
+    bench.apply_judging(["img=adherence:chance_adherence", "clouds=nn_class_acc:0.125"], ["img=fid"])
+    assert bench.HEADLINE["clouds"][:2] == ("nn_class_acc", 0.125)
+    assert bench.HEADLINE["img"][:2] == ("adherence", "chance_adherence") and bench.DISTRIBUTION["img"] == "fid"
+    assert bench.unjudged(["img", "tones", "clouds"]) is None
+    bench.apply_judging(["x=score"], [])
+    assert bench.HEADLINE["x"][:2] == ("score", "chance")  # the checker's own chance key by default
+    with pytest.raises(ValueError, match="TASK=METRIC"):
+        bench.apply_judging(["adherence"], [])
+    # a task with no distribution metric gets '-' in the table instead of a KeyError
+    row = {"mechanism": "plain", "mixing": "weighted", "steps": 8, "counts": {"x": 8}, "mean_ratio": 1.0,
+           "min_ratio": 1.0, "x": {"head": 0.5, "head_alone": 0.5, "dist": None, "dist_alone": None}}  # fmt: skip
+    assert "| x score | x - |" in bench.mechanism_table([row], ["x"])
