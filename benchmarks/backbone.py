@@ -202,20 +202,28 @@ def compare(name, fns, models, train, ctx, args, tokens, medians=None):
     return ratios
 
 
-def profiled_split(fn, train: bool, ctx, steps: int = 2) -> tuple[float, float]:
-    """(seconds per step in matmuls and attention kernels, seconds per step in every op), by self CPU (or CUDA)
-    time under torch.profiler, over ``steps`` steps after one unprofiled warm-up step."""
+def profiled_split(fn, train: bool, ctx, models, cuda: bool, steps: int = 2) -> tuple[float, float]:
+    """(seconds per step in matmuls and attention kernels, seconds per step in every op), by self time under
+    torch.profiler (CPU ops; on ``cuda`` the CUDA kernels), over ``steps`` steps after one unprofiled warm-up
+    step, gradients cleared before each step as in :func:`compare`."""
     from torch.profiler import ProfilerActivity, profile
 
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    step(fn, train, ctx)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+
+    def one_step():
+        for m in models.values():
+            m.zero_grad(set_to_none=True)
+        step(fn, train, ctx)
+
+    one_step()
     with profile(activities=acts) as prof:
         for _ in range(steps):
-            step(fn, train, ctx)
-    use_cuda = torch.cuda.is_available()
+            one_step()
     total = core = 0.0
     for ev in prof.key_averages():
-        dt = ev.self_device_time_total if use_cuda else ev.self_cpu_time_total
+        if cuda and ev.device_type != torch.autograd.DeviceType.CUDA:
+            continue  # a CPU op's device time is its kernels', which are rows of their own
+        dt = ev.self_device_time_total if cuda else ev.self_cpu_time_total
         total += dt
         if ev.key in MATMUL_OPS or any(a in ev.key for a in ATTENTION_OPS):
             core += dt
@@ -227,7 +235,7 @@ def speed_bound(diffusers_s: float, ours_core_s: float) -> float:
     work outside products and attention (norms, RoPE, SiLU, residual adds, copies...) took no time:
     ``diffusers_s / ours_core_s``. The products and attention are the same arithmetic in both models, at the
     kernels' speed, so a target above this bound cannot be reached by leaner elementwise work, fused or not."""
-    return diffusers_s / ours_core_s
+    return diffusers_s / ours_core_s if ours_core_s > 0 else float("nan")
 
 
 def kernel_table(ours, args, tokens: int) -> None:
@@ -371,10 +379,14 @@ def main() -> None:
     if not args.no_profile:
         print("profiled, fp32, self time per step: matmuls + attention / every op (its share outside them)")
         for mode, train in (("fp32 forward", False), ("fp32 fwd+bwd", True)):
-            split = {k: profiled_split(fn, train, fp32) for k, fn in fns.items()}
+            cuda = args.device.startswith("cuda")
+            split = {k: profiled_split(fn, train, fp32, models, cuda) for k, fn in fns.items()}
             print(
                 f"    {mode:<13} "
-                + ", ".join(f"{k} {c * 1e3:.0f} / {t * 1e3:.0f} ms ({1 - c / t:.1%})" for k, (c, t) in split.items())
+                + ", ".join(
+                    f"{k} {c * 1e3:.0f} / {t * 1e3:.0f} ms ({1 - c / t if t else float('nan'):.1%})"
+                    for k, (c, t) in split.items()
+                )
             )
             bound = speed_bound(med[mode]["diffusers"], split["ours"][0])
             print(

@@ -46,6 +46,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -349,13 +350,14 @@ DISTRIBUTION: dict[str, str] = {
 def add_judging_args(p: argparse.ArgumentParser) -> None:
     """``--headline`` and ``--distribution``: how the tasks of a recipe this script does not know are judged."""
     p.add_argument(
-        "--headline", nargs="*", default=[], metavar="TASK=METRIC[:CHANCE]",
-        help="the score a task is judged by (higher is better), for tasks not in HEADLINE; CHANCE: a number or "
-        "the name of a metric the checker reports (e.g. points=nn_class_acc:0.125, draw=digit_acc:chance_digit)",
+        "--headline", nargs="*", action="extend", default=[], metavar="TASK=METRIC[:CHANCE]",
+        help="the score a task is judged by (higher is better): needed for a task this script does not know by "
+        "name, and replaces the known choice for one it does; CHANCE: a number (0.125 or 1/8) or the name of a "
+        "metric the checker reports (e.g. points=nn_class_acc:1/8, draw=digit_acc:chance_digit)",
     )  # fmt: skip
     p.add_argument(
-        "--distribution", nargs="*", default=[], metavar="TASK=METRIC",
-        help="the task's distribution metric (lower is better: fid, fad, cd_1nna), for tasks not in DISTRIBUTION",
+        "--distribution", nargs="*", action="extend", default=[], metavar="TASK=METRIC",
+        help="the task's distribution metric (lower is better: fid, fad, cd_1nna); a task without one gets '-'",
     )  # fmt: skip
 
 
@@ -368,8 +370,8 @@ def apply_judging(headline: Sequence[str], distribution: Sequence[str]) -> None:
             raise ValueError(f"--headline takes TASK=METRIC[:CHANCE]; got {entry!r}")
         level: float | str = chance or "chance"  # a metric the checker reports, by default its "chance"
         try:
-            level = float(chance)
-        except ValueError:
+            level = float(Fraction(chance))  # 0.125 or 1/8
+        except (ValueError, ZeroDivisionError):
             pass
         HEADLINE[task] = (metric, level, chance or "the checker's 'chance'")
     for entry in distribution:
@@ -558,13 +560,13 @@ def diagnostics_summary(runs: Mapping[str, Any], names: Sequence[str]) -> str:
 
 def main_mechanisms(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
     """``--mechanisms``: train (or, with ``--reuse``, read) every run, then print and save the ranking table."""
-    problem = unjudged([t.name for t in load(args.recipe, args.override).tasks])
+    tasks = [t.name for t in load(args.recipe, args.override).tasks]
+    problem = unjudged(tasks)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
     if args.all_steps is None:
-        n_tasks = len(load(args.recipe).tasks)
-        args.all_steps = max(1, int(args.steps) // n_tasks)
+        args.all_steps = max(1, int(args.steps) // len(tasks))
     runs, groups = plan_mechanisms(args)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     before = machine()
@@ -866,7 +868,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     add_judging_args(p)
     p.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    apply_judging(args.headline, args.distribution)
+    try:
+        apply_judging(args.headline, args.distribution)
+    except ValueError as exc:
+        p.error(str(exc))
     if args.worker:
         return run_worker(json.loads(Path(args.worker).read_text()))
     if args.mechanisms is not None:

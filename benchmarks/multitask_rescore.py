@@ -313,7 +313,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--json", default="", help="write the runs' scores and the comparison rows here")
     mt.add_judging_args(ap)
     args = ap.parse_args(argv)
-    mt.apply_judging(args.headline, args.distribution)
+    try:
+        mt.apply_judging(args.headline, args.distribution)
+    except ValueError as exc:
+        ap.error(str(exc))
     try:
         samples_of(args.samples)
     except ValueError as exc:

@@ -9,7 +9,7 @@ kept on the task's adapter and keyed by the block list ("stream") they belong to
 ``noise_refiner``, ``context_refiner``):
 
 * ``task_modulation``: ``modulation[stream][i]`` maps the conditioning vector ``c`` to ``4 dim``, added to
-  block ``i``'s own adaLN modulation;
+  block ``i``'s own adaLN modulation (modulated streams only: never the unified family's context refiner);
 * ``task_lora``: ``lora[stream][i]`` maps a projection's name (``wqkv``, ``wo``, ``w13``, ``w2``) to the
   task's low-rank update of it, added to the projection's output.
 
@@ -46,7 +46,7 @@ class TaskBlockParts:
 
     def stream(self, name: str | None) -> StreamParts:
         """The parts of the block list called ``name`` (None: a list the trunk does not name)."""
-        return StreamParts(*(_of_stream(getattr(self, f.name), name) for f in fields(self)))
+        return StreamParts(**{f.name: _of_stream(getattr(self, f.name), name) for f in fields(self)})
 
 
 @dataclass(frozen=True)
@@ -65,4 +65,5 @@ class StreamParts:
 
 
 def _of_stream(parts: Mapping[str, Sequence] | None, name: str | None) -> Sequence | None:
+    """The per-block sequence ``parts`` holds for stream ``name``; None where it holds none."""
     return parts[name] if parts is not None and name is not None and name in parts else None

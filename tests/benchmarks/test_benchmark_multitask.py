@@ -172,7 +172,7 @@ def test_a_recipe_whose_tasks_it_does_not_know_is_refused_before_training_with_t
         bench.main(argv)
     assert exit_info.value.code == 2 and not started
     assert re.search(r"task\(s\) img, clouds: .*--headline img=METRIC\[:CHANCE\] clouds=", capsys.readouterr().err)
-    bench.apply_judging(["img=adherence:chance_adherence", "clouds=nn_class_acc:0.125"], ["img=fid"])
+    bench.apply_judging(["img=adherence:chance_adherence", "clouds=nn_class_acc:1/8"], ["img=fid"])
     assert bench.HEADLINE["clouds"][:2] == ("nn_class_acc", 0.125)
     assert bench.HEADLINE["img"][:2] == ("adherence", "chance_adherence") and bench.DISTRIBUTION["img"] == "fid"
     assert bench.unjudged(["img", "tones", "clouds"]) is None
@@ -180,6 +180,12 @@ def test_a_recipe_whose_tasks_it_does_not_know_is_refused_before_training_with_t
     assert bench.HEADLINE["x"][:2] == ("score", "chance")  # the checker's own chance key by default
     with pytest.raises(ValueError, match="TASK=METRIC"):
         bench.apply_judging(["adherence"], [])
+    with pytest.raises(SystemExit) as exit_info:  # on the command line: one usage line, exit 2
+        bench.main([*argv, "--headline", "adherence"])
+    assert exit_info.value.code == 2 and "TASK=METRIC[:CHANCE]; got 'adherence'" in capsys.readouterr().err
+    # repeated options add up; with both tasks judged the plan goes on to train
+    bench.main([*argv, "--headline", "img=adherence", "--headline", "clouds=nn_class_acc:1/8", "--only", "composed_plain"])
+    assert [list(runs) for runs in started] == [["composed_plain"]]
     # a task with no distribution metric gets '-' in the table instead of a KeyError
     row = {"mechanism": "plain", "mixing": "weighted", "steps": 8, "counts": {"x": 8}, "mean_ratio": 1.0,
            "min_ratio": 1.0, "x": {"head": 0.5, "head_alone": 0.5, "dist": None, "dist_alone": None}}  # fmt: skip
