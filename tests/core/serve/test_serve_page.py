@@ -163,19 +163,29 @@ def test_limits_are_shown_a_huge_shape_is_refused_and_cancel_stops_a_running_req
         release.wait(10)  # bounded: at most 10 s per evaluation
         return real_velocity(*args, **kwargs)
 
-    model.velocity = slow_velocity
+    real_cancel, cancelled = session.cancel, threading.Event()
+
+    def cancel_seen(*args, **kwargs):  # calls through: the page's own cancel, noted when it has run
+        out = real_cancel(*args, **kwargs)
+        cancelled.set()
+        return out
+
+    model.velocity, session.cancel = slow_velocity, cancel_seen
     try:
         page.fill("#lumina-shape textarea", "")
         page.click("#lumina-generate")
         assert inside.wait(60)
         _status_contains(page, "generating: ")
         page.click("#lumina-cancel")
+        # let the evaluation go on only once the server has the cancel: released earlier, a loaded machine
+        # could finish the whole (tiny) sample before the click arrives, and the page would rightly show it
+        assert cancelled.wait(60)
         release.set()
         _status_contains(page, "cancelled on the page")
         assert page.inner_text("#lumina-status").startswith("Error:")
     finally:
         release.set()
-        del model.velocity  # the class's own method again
+        del model.velocity, session.cancel  # the classes' own methods again
     page.click("#lumina-generate")
     _status_contains(page, "1 sample(s) of shape (3, 16, 16)")
     assert outside == []
