@@ -271,6 +271,16 @@ def kernel_table(ours, args, tokens: int) -> None:
         a = median_ms(lambda: F.linear(h, w2))
         b = median_ms(lambda: torch.ops.mkldnn._linear_pointwise(h, w2, None, "none", [], ""))
         print(f"    {hidden} -> {dim:<5} {'SwiGLU w2':<16} {a:7.2f} vs {b:7.2f} ms  ({a / b:.2f}x)")
+        # the backward's weight gradients g^T x: oneDNN's product takes (out, in) weights, so the operands are
+        # transposed views of the saved input and the output gradient, or contiguous copies of them
+        print("    weight gradient g^T x: torch.mm vs oneDNN on the transposed views vs oneDNN on contiguous copies")
+        lp = torch.ops.mkldnn._linear_pointwise
+        for name, (n_in, n_out) in {**{k: (dim, v) for k, v in widths.items()}, "SwiGLU w2": (hidden, dim)}.items():
+            xi, go = torch.randn(tokens, n_in, generator=g), torch.randn(tokens, n_out, generator=g)
+            a = median_ms(lambda xi=xi, go=go: torch.mm(go.t(), xi))
+            b = median_ms(lambda xi=xi, go=go: lp(go.t(), xi.t(), None, "none", [], ""))
+            c = median_ms(lambda xi=xi, go=go: lp(go.t().contiguous(), xi.t().contiguous(), None, "none", [], ""))
+            print(f"    {n_in} -> {n_out:<5} {name:<16} {a:7.2f} vs {b:7.2f} ({a / b:.2f}x) vs {c:7.2f} ms ({a / c:.2f}x)")
         w13 = block.feed_forward.w13.weight.detach()
         w1, w3 = w13.chunk(2)
         plain = median_ms(lambda: F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2))

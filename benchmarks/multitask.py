@@ -560,13 +560,13 @@ def diagnostics_summary(runs: Mapping[str, Any], names: Sequence[str]) -> str:
 
 def main_mechanisms(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
     """``--mechanisms``: train (or, with ``--reuse``, read) every run, then print and save the ranking table."""
-    tasks = [t.name for t in load(args.recipe, args.override).tasks]
-    problem = unjudged(tasks)
+    names = [t.name for t in load(args.recipe, args.override).tasks]
+    problem = unjudged(names)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
     if args.all_steps is None:
-        args.all_steps = max(1, int(args.steps) // len(tasks))
+        args.all_steps = max(1, int(args.steps) // len(names))
     runs, groups = plan_mechanisms(args)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     before = machine()
